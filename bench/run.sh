@@ -1,0 +1,735 @@
+#!/usr/bin/env bash
+# gatehouse benchmark harness.
+#
+# Measures throughput, p99 latency and, above all, proxy CPU time per request for:
+#   nginx            wrk -> nginx directly (the upstream alone; CPU column = nginx worker)
+#   haproxy_plain    wrk -> HAProxy (no checks) -> nginx
+#   haproxy_jwt      wrk -> HAProxy (jwt_verify RS256 + iss/aud/exp on every request) -> nginx
+#   gatehouse        wrk -> gatehouse -> nginx, the same token on every request
+#   gatehouse_fresh  wrk -> gatehouse -> nginx, a token never seen before on every request
+# Optional (TARGETS=...): haproxy_jwt_fresh, the fresh-token driver against HAProxy,
+# which shows what the Lua-driven load generator itself costs.
+#
+# Everything listens on 127.0.0.1 only. Generated files go to bench/out/ (gitignored).
+# See bench/README.md for how to read the figures.
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings
+DURATION=${DURATION:-10}            # seconds per measured wrk run
+CONNECTIONS=${CONNECTIONS:-32}      # wrk connections (fixed, so runs are comparable)
+ROUNDS=${ROUNDS:-3}                 # every target once per round; the table shows medians
+WARMUP=${WARMUP:-1}                 # unmeasured seconds of load before each run (0: none)
+WRK_THREADS=${WRK_THREADS:-1}       # wrk has one core; more threads would only contend
+FRESH_TOKENS=${FRESH_TOKENS:-50000} # distinct tokens per first-seen run (see README)
+TOKEN_TTL=${TOKEN_TTL:-3600}        # exp = iat + TOKEN_TTL for the repeated token
+# The bulk tokens cost ~2.5 ms each to mint and are cached in bench/out, so they get a
+# longer life: one minting serves a day of bench runs.
+FRESH_TOKEN_TTL=${FRESH_TOKEN_TTL:-86400}
+PROXY_CPU=${PROXY_CPU:-0}           # core for the proxy under test
+LOAD_CPU=${LOAD_CPU:-1}             # core for wrk
+UPSTREAM_CPU=${UPSTREAM_CPU:-$LOAD_CPU} # core for nginx; kept off the proxy's core
+SEND_TOKEN_TO_ALL=${SEND_TOKEN_TO_ALL:-1} # 1: plain targets get the same Authorization header
+ACCESS_LOG=${ACCESS_LOG:-/dev/null} # where gatehouse's stdout (access log) goes
+READY_TIMEOUT=${READY_TIMEOUT:-30}  # seconds to wait for a server to come up
+GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
+TARGETS=${TARGETS:-nginx haproxy_plain haproxy_jwt gatehouse gatehouse_fresh}
+
+ISSUER="https://bench.example/"
+AUDIENCE="bench"
+
+# haproxy and nginx live in /usr/sbin, which a non-login shell may not have in PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+OUT="$BENCH/out"
+TPL="$BENCH/templates"
+cd "$ROOT"   # GATEHOUSE_BIN is relative to the repository root
+[[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT; do
+  [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+((DURATION > 0 && CONNECTIONS > 0 && ROUNDS > 0 && WRK_THREADS > 0)) \
+  || die "DURATION, CONNECTIONS, ROUNDS and WRK_THREADS must be > 0"
+
+# ---------------------------------------------------------------- processes and teardown
+# Every process we start is recorded here; the EXIT trap stops them whatever happens
+# (error, Ctrl-C, normal end). PIDs are removed once we have stopped and reaped them,
+# so the trap can never signal an unrelated process that reused a PID.
+PIDS=()
+
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# stop_pid PID: SIGTERM, up to 5 s to exit, then SIGKILL; reap it.
+stop_pid() {
+  local pid=$1 i
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  # Newest first: proxies before the upstream they use.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
+    stop_pid "$pid"
+  done
+  # nginx workers normally exit with their master; make sure of it.
+  if [[ -n ${NGINX_WORKER:-} ]] && kill -0 "$NGINX_WORKER" 2>/dev/null; then
+    kill -KILL "$NGINX_WORKER" 2>/dev/null || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT   # exit runs the EXIT trap
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- tools
+ensure_tools() {
+  local missing=() t
+  for t in haproxy nginx wrk; do command -v "$t" >/dev/null || missing+=("$t"); done
+  if ((${#missing[@]})); then
+    log "missing: ${missing[*]}; installing haproxy nginx-light wrk with apt-get"
+    [[ $(id -u) == 0 ]] || die "need root to apt-get install (or install: haproxy nginx-light wrk)"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy nginx-light wrk
+  fi
+  # Base tools a Debian system normally has; we do not install these silently.
+  for t in openssl curl taskset ss base64 getconf; do
+    command -v "$t" >/dev/null || die "'$t' is required but not installed"
+  done
+  # Package installs may start system services; they do not matter as long as we
+  # pick free ports, which we do.
+}
+
+# free_port VAR: a TCP port on 127.0.0.1 that no socket uses (in any state) and that
+# this run has not handed out yet.
+USED_PORTS=" "
+free_port() {
+  local -n _out=$1
+  local p tries
+  for ((tries = 0; tries < 200; tries++)); do
+    p=$((20000 + SRANDOM % 12000)) # below the ephemeral range (32768+) of outgoing connections
+    [[ $USED_PORTS == *" $p "* ]] && continue
+    if [[ -z $(ss -Htan "( sport = :$p )") ]]; then
+      USED_PORTS+="$p "
+      _out=$p
+      return 0
+    fi
+  done
+  die "no free port found"
+}
+
+# render TEMPLATE OUTPUT NAME=VALUE...: replaces @NAME@ placeholders.
+render() {
+  local tpl=$1 dst=$2 kv args=()
+  shift 2
+  for kv in "$@"; do
+    # '|' never appears in our values (paths, ports, URLs); escape '&' for sed.
+    local val=${kv#*=}
+    val=${val//&/\\&}
+    args+=(-e "s|@${kv%%=*}@|${val}|g")
+  done
+  sed "${args[@]}" "$tpl" >"$dst"
+  if grep -q '@[A-Z_]*@' "$dst"; then die "unrendered placeholder in $dst"; fi
+}
+
+# http_code URL [curl args...]: prints the status code, 000 when nothing answered.
+http_code() {
+  local url=$1
+  shift
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true
+}
+
+# wait_http URL PID NAME [WANT]: until URL answers (with WANT if given), the process
+# dies, or READY_TIMEOUT passes.
+wait_http() {
+  local url=$1 pid=$2 name=$3 want=${4:-} code deadline=$((SECONDS + READY_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || { log "$name exited during startup"; return 1; }
+    code=$(http_code "$url")
+    if [[ -n $want && $code == "$want" ]] || [[ -z $want && $code != 000 ]]; then return 0; fi
+    sleep 0.2
+  done
+  log "$name not ready after ${READY_TIMEOUT}s ($url answered ${code:-nothing})"
+  return 1
+}
+
+# cpu_ticks PID: utime + stime (fields 14 and 15 of /proc/PID/stat), all threads.
+# The command name (field 2) may contain spaces, so split after its closing ')'.
+cpu_ticks() {
+  local stat rest f
+  stat=$(<"/proc/$1/stat") || return 1
+  rest=${stat##*) }          # now field 3 (state) is f[0], so field N is f[N-3]
+  read -r -a f <<<"$rest"
+  echo $((f[11] + f[12]))
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# measured_pid_ok PID NAME: the PID whose CPU we read must be the server itself, not a
+# wrapper left in between (env, taskset, a forked bash), whose CPU time would be ~0.
+measured_pid_ok() {
+  local comm
+  comm=$(<"/proc/$1/comm") || return 1
+  case $comm in
+    bash | sh | env | taskset | timeout)
+      log "$2: PID $1 is '$comm', a wrapper, not the server"
+      return 1
+      ;;
+  esac
+}
+
+# ---------------------------------------------------------------- keys and tokens
+KEY="$OUT/key.pem"
+PUB="$OUT/pub.pem"
+
+b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
+
+JWT_HEADER='{"alg":"RS256","typ":"JWT","kid":"bench"}'
+# iat, exp, jti. jti is always 32 hex digits, so every token of a batch has the same
+# length (the bulk minting below relies on it).
+CLAIMS_FMT='{"iss":"'"$ISSUER"'","aud":"'"$AUDIENCE"'","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
+
+new_jti() { printf -v "$1" '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"; }
+
+make_keys() {
+  # The key is kept between runs so that the cached fresh tokens stay valid.
+  if [[ ! -s $KEY ]]; then
+    log "generating RSA 2048 key pair in $OUT"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY" 2>/dev/null
+    rm -f "$OUT/fresh-tokens.txt" "$OUT/fresh-tokens.meta"
+  fi
+  openssl pkey -in "$KEY" -pubout -out "$PUB"
+}
+
+# mint_token: one RS256 JWT, the plain readable way (four processes per token).
+mint_token() {
+  local now exp jti h p s claims
+  now=$(date +%s)
+  exp=$((now + TOKEN_TTL))
+  new_jti jti
+  printf -v claims "$CLAIMS_FMT" "$now" "$exp" "$jti"
+  h=$(printf '%s' "$JWT_HEADER" | b64url)
+  p=$(printf '%s' "$claims" | b64url)
+  s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary | b64url)
+  printf '%s.%s.%s' "$h" "$p" "$s"
+}
+
+# verify_token TOKEN: checks the RS256 signature with openssl (catches minting bugs).
+verify_token() {
+  local tok=$1 sig rc=0
+  sig=${tok##*.}
+  sig=${sig//-/+}
+  sig=${sig//_//}
+  while ((${#sig} % 4)); do sig+="="; done
+  printf '%s' "$sig" | base64 -d >"$OUT/verify.sig"
+  printf '%s' "${tok%.*}" | openssl dgst -sha256 -verify "$PUB" -signature "$OUT/verify.sig" >/dev/null || rc=$?
+  rm -f "$OUT/verify.sig"
+  return "$rc"
+}
+
+# b64url_records LEN: stdin is a run of records, each LEN bytes followed by zero bytes
+# up to a multiple of 3. Base64 of a 3-byte-aligned record never depends on its
+# neighbours, so ONE base64 process encodes them all; cutting each record's output to
+# ceil(4*LEN/3) characters drops exactly what the zero padding added, which gives the
+# unpadded base64url of the record alone.
+b64url_records() {
+  local len=$1
+  local chunk=$(((len + 2) / 3 * 4)) keep=$(((len * 4 + 2) / 3))
+  base64 -w0 | tr '+/' '-_' | fold -w "$chunk" | cut -c "1-$keep"
+}
+
+# mint_shard COUNT DIR NOW: COUNT distinct tokens into DIR/tokens.txt.
+# The one unavoidable process per token is `openssl dgst -sign`; payloads and
+# signatures are base64url-encoded in bulk (b64url_records). The loop forks nothing else.
+mint_shard() {
+  local n=$1 dir=$2 now=$3 exp=$(($3 + FRESH_TOKEN_TTL)) h i jti claims len=0 pad p
+  mkdir -p "$dir"
+  h=$(printf '%s' "$JWT_HEADER" | b64url)
+  for ((i = 0; i < n; i++)); do
+    new_jti jti
+    printf -v claims "$CLAIMS_FMT" "$now" "$exp" "$jti"
+    ((len)) || len=${#claims}
+    ((${#claims} == len)) || { echo "claims length changed" >&2; return 1; }
+    printf '%s' "$claims"
+    case $(((3 - len % 3) % 3)) in  # zero bytes up to a multiple of 3
+      1) printf '\0' ;;
+      2) printf '\0\0' ;;
+    esac
+  done >"$dir/payloads.bin"
+  b64url_records "$len" <"$dir/payloads.bin" >"$dir/payloads.b64"
+  # An RSA-2048 signature is 256 bytes: 2 zero bytes make it 258, a multiple of 3.
+  while IFS= read -r p; do
+    printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary
+    printf '\0\0'
+  done <"$dir/payloads.b64" >"$dir/sigs.bin"
+  (($(stat -c %s "$dir/sigs.bin") == n * 258)) || { echo "unexpected signature size" >&2; return 1; }
+  b64url_records 256 <"$dir/sigs.bin" >"$dir/sigs.b64"
+  paste -d. "$dir/payloads.b64" "$dir/sigs.b64" | sed "s/^/$h./" >"$dir/tokens.txt"
+}
+
+# make_fresh_tokens: FRESH_TOKENS distinct tokens in out/fresh-tokens.txt, minted in
+# parallel (one shard per core) and reused by later runs while they stay valid for
+# long enough, because minting takes ~5 ms of process start-up per token.
+make_fresh_tokens() {
+  local file="$OUT/fresh-tokens.txt" meta="$OUT/fresh-tokens.meta"
+  local keyid now needed jobs per s pids=() rc=0 count unique
+  keyid=$(sha256sum "$PUB" | cut -c1-16)
+  now=$(date +%s)
+  # Valid for the whole bench: ~ (warm-up + run + 10 s start-up) per target and round.
+  needed=$BENCH_END
+  if [[ -s $file && -s $meta ]]; then
+    local m_count m_exp m_key
+    read -r m_count m_exp m_key <"$meta"
+    if [[ $m_count == "$FRESH_TOKENS" && $m_key == "$keyid" ]] && ((m_exp > needed)); then
+      log "reusing $FRESH_TOKENS fresh tokens from $file (valid until $(date -d "@$m_exp" +%H:%M))"
+      return 0
+    fi
+  fi
+  ((now + FRESH_TOKEN_TTL > needed)) || die "FRESH_TOKEN_TTL=$FRESH_TOKEN_TTL is shorter than this bench run"
+  jobs=$(nproc)
+  per=$(((FRESH_TOKENS + jobs - 1) / jobs))
+  log "minting $FRESH_TOKENS distinct tokens on $jobs cores (takes about $((FRESH_TOKENS * 5 / 1000 / jobs + 1)) s; cached afterwards)"
+  rm -rf "$OUT/mint"
+  for ((s = 0; s < jobs; s++)); do
+    local n=$((FRESH_TOKENS - s * per))
+    ((n > per)) && n=$per
+    ((n > 0)) || break
+    mint_shard "$n" "$OUT/mint/$s" "$now" &
+    pids+=($!)
+    PIDS+=($!)
+  done
+  for s in "${pids[@]}"; do
+    wait "$s" || rc=$?
+    forget_pid "$s"
+  done
+  ((rc == 0)) || die "minting fresh tokens failed"
+  cat "$OUT"/mint/*/tokens.txt >"$file"
+  rm -rf "$OUT/mint"
+  count=$(wc -l <"$file")
+  unique=$(sort -u "$file" | wc -l)
+  ((count == FRESH_TOKENS && unique == FRESH_TOKENS)) \
+    || die "fresh tokens: expected $FRESH_TOKENS distinct, got $count lines / $unique distinct"
+  verify_token "$(head -n1 "$file")" && verify_token "$(tail -n1 "$file")" \
+    || die "bulk-minted tokens do not verify with $PUB"
+  echo "$FRESH_TOKENS $((now + FRESH_TOKEN_TTL)) $keyid" >"$meta"
+}
+
+# ---------------------------------------------------------------- servers
+NGINX_PID="" NGINX_WORKER=""
+
+start_nginx() {
+  free_port NGINX_PORT
+  mkdir -p "$OUT/nginx-tmp"
+  render "$TPL/nginx.conf.tmpl" "$OUT/nginx.conf" OUT="$OUT" NGINX_PORT="$NGINX_PORT"
+  : >"$OUT/nginx-error.log"
+  # -e: even the errors before the config is read go to our log, not /var/log/nginx.
+  taskset -c "$UPSTREAM_CPU" nginx -p "$OUT" -e "$OUT/nginx-error.log" -c "$OUT/nginx.conf" \
+    >"$OUT/nginx.stdout.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" nginx 200 \
+    || { tail -n 20 "$OUT/nginx-error.log" >&2; die "nginx did not start"; }
+  # The worker (child of the master) does the work; its CPU time is the nginx figure.
+  NGINX_WORKER=$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null | awk '{print $1}')
+  [[ -n $NGINX_WORKER ]] || NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -n1)
+  [[ -n $NGINX_WORKER ]] || die "cannot find the nginx worker process"
+  measured_pid_ok "$NGINX_WORKER" nginx || die "wrong nginx worker PID"
+  log "nginx on 127.0.0.1:$NGINX_PORT (master $NGINX_PID, worker $NGINX_WORKER, cpu $UPSTREAM_CPU)"
+}
+
+# start_haproxy NAME TEMPLATE: sets HAPROXY_PORT and HAPROXY_PID, or returns 1.
+start_haproxy() {
+  local name=$1 tpl=$2 cfg="$OUT/$1.cfg"
+  free_port HAPROXY_PORT
+  render "$tpl" "$cfg" PORT="$HAPROXY_PORT" NGINX_PORT="$NGINX_PORT" PUB_PEM="$PUB" \
+    ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
+  if ! haproxy -c -q -f "$cfg" >"$OUT/$name.check.log" 2>&1; then
+    cat "$OUT/$name.check.log" >&2
+    log "$name: HAProxy rejected $cfg"
+    return 1
+  fi
+  # -db: stay in the foreground as one process (no daemon, no master), so $! is the
+  # PID whose CPU time we read. taskset execs haproxy, so the PID is unchanged.
+  taskset -c "$PROXY_CPU" haproxy -db -f "$cfg" >"$OUT/$name.log" 2>&1 &
+  HAPROXY_PID=$!
+  PIDS+=("$HAPROXY_PID")
+  wait_http "http://127.0.0.1:$HAPROXY_PORT/" "$HAPROXY_PID" "$name" \
+    || { tail -n 20 "$OUT/$name.log" >&2; return 1; }
+  measured_pid_ok "$HAPROXY_PID" "$name" || return 1
+  log "$name on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID, cpu $PROXY_CPU)"
+}
+
+GH_PID="" GH_PORT="" GH_ADMIN_PORT=""
+
+gatehouse_config() {
+  free_port GH_PORT
+  free_port GH_ADMIN_PORT
+  render "$TPL/gatehouse.toml.tmpl" "$OUT/gatehouse.toml" PORT="$GH_PORT" \
+    ADMIN_PORT="$GH_ADMIN_PORT" NGINX_PORT="$NGINX_PORT" PUB_PEM="$PUB" \
+    ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
+}
+
+# GH_ENV: the command prefix that sets gatehouse's environment in the bench.
+# GATEHOUSE_WORKER_THREADS=1 is the documented knob for the bench; the
+# GATEHOUSE_RUNTIME__WORKER_THREADS form is the config-key override ([runtime]
+# worker_threads in src/config.rs). taskset alone would already give tokio one
+# worker (it sizes its pool from the CPU affinity), so this is belt and braces.
+# GATEHOUSE_BIN is dropped so that no bench knob can look like a config override.
+# It is an array, not a function: "function &" would run in a forked bash, and $!
+# would be that shell's PID instead of gatehouse's (whose CPU time we read).
+GH_ENV=(env -u GATEHOUSE_BIN GATEHOUSE_WORKER_THREADS=1 GATEHOUSE_RUNTIME__WORKER_THREADS=1)
+
+# A fresh gatehouse process for every run: the first-seen runs need an empty token
+# cache, and the repeated-token runs then start from the same state.
+start_gatehouse() {
+  if [[ -z ${GH_CMD_LOGGED:-} ]]; then
+    log "gatehouse: GATEHOUSE_WORKER_THREADS=1 GATEHOUSE_RUNTIME__WORKER_THREADS=1 taskset -c $PROXY_CPU $GATEHOUSE_BIN run --config $OUT/gatehouse.toml >$ACCESS_LOG"
+    GH_CMD_LOGGED=1
+  fi
+  "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml" \
+    >"$ACCESS_LOG" 2>>"$OUT/gatehouse.stderr.log" &
+  GH_PID=$!
+  PIDS+=("$GH_PID")
+  if ! wait_http "http://127.0.0.1:$GH_ADMIN_PORT/readyz" "$GH_PID" gatehouse 200; then
+    tail -n 20 "$OUT/gatehouse.stderr.log" >&2
+    stop_pid "$GH_PID"
+    GH_PID=""
+    return 1
+  fi
+  if ! measured_pid_ok "$GH_PID" gatehouse; then
+    stop_gatehouse
+    return 1
+  fi
+}
+
+stop_gatehouse() {
+  [[ -n $GH_PID ]] && stop_pid "$GH_PID"
+  GH_PID=""
+}
+
+# ---------------------------------------------------------------- load
+# Per-target state filled in by setup_targets.
+declare -A URL PID_OF SKIP
+
+# preflight NAME URL AUTH: the target answers 200 to a valid token and, when it
+# checks tokens, 401/403 to a tampered one and 401 to none. A proxy that answers
+# 401 to everything would otherwise look very fast.
+preflight() {
+  local name=$1 url=$2 auth=$3 ok bad none
+  ok=$(http_code "$url" -H "Authorization: Bearer $TOKEN")
+  if [[ $auth == yes ]]; then
+    bad=$(http_code "$url" -H "Authorization: Bearer $TAMPERED")
+    none=$(http_code "$url")
+    log "$name preflight: valid=$ok tampered=$bad none=$none"
+    [[ $ok == 200 && ($bad == 401 || $bad == 403) && $none == 401 ]]
+  else
+    log "$name preflight: $ok"
+    [[ $ok == 200 ]]
+  fi
+}
+
+# seconds_to_ms VALUE-WITH-UNIT (wrk prints us, ms, s or m)
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "nan" }'
+}
+
+RESULTS="$OUT/runs.csv"
+FLAGGED=0
+
+# run_one ROUND TARGET
+run_one() {
+  local round=$1 t=$2 url pid mode=repeat auth=yes hdr=() raw ok=1
+  local c0 c1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
+  case $t in
+    nginx | haproxy_plain) auth=no ;;
+    *_fresh) mode=fresh ;;
+  esac
+  if [[ $auth == yes || $SEND_TOKEN_TO_ALL == 1 ]]; then hdr=(-H "Authorization: Bearer $TOKEN"); fi
+
+  if [[ $t == gatehouse* ]]; then
+    start_gatehouse || { log "$t: gatehouse did not become ready; round $round skipped"; FLAGGED=1; return 0; }
+    URL[$t]="http://127.0.0.1:$GH_PORT/"
+    PID_OF[$t]=$GH_PID
+    preflight "$t" "${URL[$t]}" yes || { log "FLAG $t: preflight failed; round $round skipped"; FLAGGED=1; stop_gatehouse; return 0; }
+  fi
+  url=${URL[$t]}
+  pid=${PID_OF[$t]}
+
+  # Warm-up with the repeated token (also for fresh runs: it must not use up
+  # fresh tokens): opens connections, fills pools and caches of the code paths.
+  if ((WARMUP > 0)); then
+    timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" \
+      wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null 2>&1 || true
+  fi
+
+  local script=()
+  if [[ $mode == fresh ]]; then
+    script=(-s "$BENCH/fresh-tokens.lua")
+    hdr=()   # the Lua script sets Authorization itself
+  fi
+  raw="$OUT/wrk/r${round}-$t.txt"
+  if ! c0=$(cpu_ticks "$pid"); then
+    log "FLAG $t round $round: process $pid is gone"
+    FLAGGED=1
+    [[ $t == gatehouse* ]] && stop_gatehouse
+    return 0
+  fi
+  u0=$(cpu_ticks "$NGINX_WORKER")
+  # timeout: wrk stops itself after -d, the margin only catches a hung wrk.
+  out=$(TOKENS_FILE="$OUT/fresh-tokens.txt" WRK_THREADS="$WRK_THREADS" \
+    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
+    wrk --latency -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" "${hdr[@]}" "$url" 2>&1) || ok=0
+  c1=$(cpu_ticks "$pid") || c1=""
+  u1=$(cpu_ticks "$NGINX_WORKER")
+  printf '%s\n' "$out" >"$raw"
+  [[ $t == gatehouse* ]] && stop_gatehouse
+
+  requests=$(awk '/ requests in / {print $1; exit}' <<<"$out")
+  rps=$(awk '/^Requests\/sec:/ {print $2; exit}' <<<"$out")
+  p99=$(awk '/^ +99%/ {print $2; exit}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF; exit}' <<<"$out")
+  sockerr=$(awk -F'[ ,]+' '/Socket errors:/ {print $5 + $7 + $9 + $11; exit}' <<<"$out")
+  non2xx=${non2xx:-0}
+  sockerr=${sockerr:-0}
+  if ((ok == 0)) || [[ -z $requests || -z $rps || -z $p99 || -z $c1 ]] || ((requests == 0)); then
+    log "FLAG $t round $round: wrk or the proxy failed, see $raw"
+    FLAGGED=1
+    return 0
+  fi
+
+  active=$DURATION
+  if [[ $mode == fresh ]]; then
+    local line exhausted act
+    line=$(grep '^bench_fresh ' <<<"$out" || true)
+    exhausted=$(sed -n 's/.*exhausted=\([0-9]*\).*/\1/p' <<<"$line")
+    act=$(sed -n 's/.*active_s=\([0-9.]*\).*/\1/p' <<<"$line")
+    if [[ $exhausted == 1 ]]; then
+      # wrk divided by the full -d although the tokens ran out earlier.
+      active=$act
+      rps=$(awk -v n="$requests" -v s="$active" 'BEGIN { printf "%.2f", n / s }')
+      note=$(printf 'tokens ran out after %.1fs' "$active")
+    fi
+  fi
+
+  ticks=$((c1 - c0))
+  uticks=$((u1 - u0))
+  cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+  cpu_pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v s="$active" 'BEGIN { printf "%.0f", t / hz / s * 100 }')
+  up_us=$(awk -v t="$uticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+  p99=$(to_ms "$p99")
+
+  if ((non2xx > 0 || sockerr > 0)); then
+    log "FLAG $t round $round: $non2xx non-2xx responses, $sockerr socket errors (see $raw)"
+    FLAGGED=1
+  fi
+  echo "$round,$t,$rps,$p99,$requests,$cpu_us,$cpu_pct,$non2xx,$sockerr,$up_us,$note" >>"$RESULTS"
+  log "$(printf '%-17s r%s  %10s req/s  p99 %8s ms  %7s CPU-us/req  CPU %3s%%  non-2xx %s  sockerr %s %s' \
+    "$t" "$round" "$rps" "$p99" "$cpu_us" "$cpu_pct" "$non2xx" "$sockerr" "$note")"
+}
+
+# ---------------------------------------------------------------- report
+median() {
+  sort -g | awk '{ a[NR] = $1 } END {
+    if (NR == 0) print "";
+    else if (NR % 2) print a[(NR + 1) / 2];
+    else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+col_median() {  # TARGET COLUMN
+  awk -F, -v t="$1" -v c="$2" '$2 == t { print $c }' "$RESULTS" | median
+}
+
+ratio() {  # A B
+  if [[ -n $1 && -n $2 ]]; then
+    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'
+  else
+    echo "n/a"
+  fi
+}
+
+report() {
+  local md="$OUT/results.md" t runs rps p99 cpu pct non2xx sockerr base_plain base_jwt flag
+  base_plain=$(col_median haproxy_plain 6)
+  base_jwt=$(col_median haproxy_jwt 6)
+  {
+    echo "# gatehouse benchmark"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)"
+    echo "wrk: ${CONNECTIONS} connections, ${WRK_THREADS} thread(s), ${DURATION}s per run, ${WARMUP}s warm-up, ${ROUNDS} rounds (medians shown)."
+    echo "Proxy on core ${PROXY_CPU}, wrk on core ${LOAD_CPU}, nginx on core ${UPSTREAM_CPU}. $(haproxy -v | head -n1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)."
+    echo "Fresh-token runs: ${FRESH_TOKENS} distinct tokens per run, each used once; gatehouse restarted before every run; its access log went to ${ACCESS_LOG}."
+    echo
+    echo "| target | req/s | p99 ms | CPU-µs/req | proxy CPU % | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for t in $TARGETS; do
+      runs=$(awk -F, -v t="$t" '$2 == t' "$RESULTS" | wc -l)
+      if ((runs == 0)); then
+        echo "| $t | – | – | – | – | – | – | – | 0 (${SKIP[$t]:-no run}) |"
+        continue
+      fi
+      rps=$(col_median "$t" 3)
+      p99=$(col_median "$t" 4)
+      cpu=$(col_median "$t" 6)
+      pct=$(col_median "$t" 7)
+      non2xx=$(awk -F, -v t="$t" '$2 == t { s += $8 } END { print s + 0 }' "$RESULTS")
+      sockerr=$(awk -F, -v t="$t" '$2 == t { s += $9 } END { print s + 0 }' "$RESULTS")
+      flag=""
+      ((non2xx + sockerr == 0)) || flag=" ⚠"
+      local label=$t
+      [[ $t == nginx ]] && label="nginx (direct; CPU = nginx worker)"
+      printf '| %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" "$pct" \
+        "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
+    done
+    echo
+    if ((FLAGGED)); then
+      echo "**⚠ Some runs were flagged (non-2xx answers, socket errors or failed runs): their figures are not trustworthy. See the log and bench/out/wrk/.**"
+    else
+      echo "All measured requests got 2xx answers; no socket errors."
+    fi
+    echo
+    echo "Per-run figures: bench/out/runs.csv (upstream nginx CPU-µs/req in column up_cpu_us); raw wrk output: bench/out/wrk/."
+  } >"$md"
+  echo
+  cat "$md"
+}
+
+# ---------------------------------------------------------------- main
+main() {
+  ensure_tools
+  mkdir -p "$OUT/wrk"
+  rm -f "$OUT"/wrk/*.txt "$OUT/gatehouse.stderr.log"
+  echo "round,target,rps,p99_ms,requests,cpu_us_per_req,cpu_pct,non2xx,socket_errors,up_cpu_us,note" >"$RESULTS"
+
+  local t want=() gh_wanted=0 fresh_wanted=0
+  for t in $TARGETS; do
+    case $t in
+      nginx | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
+      gatehouse | gatehouse_fresh) gh_wanted=1 ;;
+      *) die "unknown target '$t' (known: nginx haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_fresh)" ;;
+    esac
+    [[ $t == *_fresh ]] && fresh_wanted=1
+    want+=("$t")
+  done
+  NUM_TARGETS=${#want[@]}
+  # Tokens must outlive the run: about (warm-up + run + 10 s start-up) per target and round.
+  BENCH_END=$(($(date +%s) + ROUNDS * NUM_TARGETS * (WARMUP + DURATION + 10) + 300))
+  (($(date +%s) + TOKEN_TTL > BENCH_END)) || die "TOKEN_TTL=$TOKEN_TTL is shorter than this bench run"
+
+  make_keys
+  TOKEN=$(mint_token)
+  verify_token "$TOKEN" || die "minted token does not verify"
+  # Tampered: one signature character changed (not the last one, whose low bits are
+  # padding that a lenient base64 decoder may ignore).
+  local sig=${TOKEN##*.} c
+  c=${sig:100:1}
+  [[ $c == A ]] && c=B || c=A
+  TAMPERED="${TOKEN%.*}.${sig:0:100}${c}${sig:101}"
+  printf '%s\n' "$TOKEN" >"$OUT/token.txt"
+  ((fresh_wanted)) && make_fresh_tokens
+
+  start_nginx
+  URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
+  PID_OF[nginx]=$NGINX_WORKER
+
+  local need_plain=0 need_jwt=0
+  [[ " ${want[*]} " == *" haproxy_plain "* ]] && need_plain=1
+  [[ " ${want[*]} " == *" haproxy_jwt"* ]] && need_jwt=1
+  if ((need_plain)); then
+    if start_haproxy haproxy-plain "$TPL/haproxy-plain.cfg.tmpl"; then
+      URL[haproxy_plain]="http://127.0.0.1:$HAPROXY_PORT/"
+      PID_OF[haproxy_plain]=$HAPROXY_PID
+    else
+      SKIP[haproxy_plain]="did not start"
+    fi
+  fi
+  if ((need_jwt)); then
+    if start_haproxy haproxy-jwt "$TPL/haproxy-jwt.cfg.tmpl"; then
+      URL[haproxy_jwt]="http://127.0.0.1:$HAPROXY_PORT/"
+      PID_OF[haproxy_jwt]=$HAPROXY_PID
+      URL[haproxy_jwt_fresh]=${URL[haproxy_jwt]}
+      PID_OF[haproxy_jwt_fresh]=$HAPROXY_PID
+    else
+      SKIP[haproxy_jwt]="did not start"
+      SKIP[haproxy_jwt_fresh]="did not start"
+    fi
+  fi
+
+  if ((gh_wanted)); then
+    if [[ ! -x $GATEHOUSE_BIN ]]; then
+      log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
+      log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
+      SKIP[gatehouse]="no binary"
+      SKIP[gatehouse_fresh]="no binary"
+    else
+      gatehouse_config
+      # `gatehouse check` prints every config error with its key path: fail early
+      # with that instead of a timeout on /readyz.
+      if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
+        cat "$OUT/gatehouse.check.log" >&2
+        log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
+        SKIP[gatehouse]="config rejected"
+        SKIP[gatehouse_fresh]="config rejected"
+      fi
+    fi
+  fi
+
+  # Targets that will run: started, and passing the preflight (gatehouse is started
+  # and checked per run, see run_one).
+  local active=()
+  for t in "${want[@]}"; do
+    [[ -n ${SKIP[$t]:-} ]] && { log "skipping $t: ${SKIP[$t]}"; continue; }
+    if [[ $t != gatehouse* ]]; then
+      local auth=yes
+      [[ $t == nginx || $t == haproxy_plain ]] && auth=no
+      if ! preflight "$t" "${URL[$t]}" "$auth"; then
+        log "FLAG $t: preflight failed, not measured"
+        SKIP[$t]="preflight failed"
+        FLAGGED=1
+        continue
+      fi
+    fi
+    active+=("$t")
+  done
+  ((${#active[@]})) || die "nothing to measure"
+
+  # Rounds interleave the targets, and each round starts one target later, so slow
+  # drifts of a noisy machine (other tenants, thermal) spread over all targets.
+  local r i n=${#active[@]}
+  for ((r = 1; r <= ROUNDS; r++)); do
+    log "round $r/$ROUNDS"
+    for ((i = 0; i < n; i++)); do
+      run_one "$r" "${active[(i + r - 1) % n]}"
+    done
+  done
+
+  report
+  if ((FLAGGED)); then
+    log "some runs were flagged; see above"
+    exit 2
+  fi
+}
+
+main "$@"

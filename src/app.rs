@@ -1,0 +1,170 @@
+//! Starting and stopping a gatehouse: build shared state once, bind both listeners, run
+//! until told to stop, then drain.
+//!
+//! `Gatehouse::start` takes a validated `Config` and returns a [`Running`] with the bound
+//! addresses, so tests start the proxy in-process on `127.0.0.1:0`. Shutdown is a drain with
+//! a deadline: stop accepting and turn `/readyz` to 503, let in-flight requests finish for
+//! up to `shutdown.grace`, then cut what is left and stop the background tasks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Admin};
+use crate::config::Config;
+use crate::jwks::KeyStore;
+use crate::listener::{self, ConnLimits};
+use crate::metrics::Metrics;
+use crate::service::Proxy;
+use crate::validate::Validator;
+
+/// Why gatehouse could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub struct Gatehouse;
+
+/// A started gatehouse.
+pub struct Running {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    stop_accepting: CancellationToken,
+    draining: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Gatehouse {
+    /// Binds the public and admin listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Running, StartError> {
+        let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
+        let background = CancellationToken::new();
+        let fetch_client =
+            crate::http_client::build(Duration::from_secs(5), None).map_err(StartError::Setup)?;
+        let issuers: Vec<Arc<KeyStore>> = config
+            .issuers
+            .iter()
+            .map(|i| KeyStore::new(i.clone(), fetch_client.clone(), metrics.clone()))
+            .collect();
+        for store in &issuers {
+            tokio::spawn(store.clone().run_refresh(background.clone()));
+        }
+        let validator =
+            Validator::new(issuers.clone(), config.token_cache_entries, metrics.clone());
+        let proxy =
+            Arc::new(Proxy::new(&config, validator, metrics.clone()).map_err(StartError::Setup)?);
+
+        let listener = bind("listener", config.listen_addr).await?;
+        let admin_listener = bind("admin listener", config.admin_addr).await?;
+        let addr = local_addr(&listener, config.listen_addr)?;
+        let admin_addr = local_addr(&admin_listener, config.admin_addr)?;
+
+        let tls = match &config.tls {
+            Some(files) => {
+                let (acceptor, watch) =
+                    crate::tls::acceptor(files, background.clone()).map_err(StartError::Setup)?;
+                tokio::spawn(watch);
+                Some(acceptor)
+            }
+            None => None,
+        };
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin = Arc::new(Admin {
+            metrics: metrics.clone(),
+            issuers,
+            draining: draining.clone(),
+        });
+        tokio::spawn(admin::serve(admin_listener, admin, background.clone()));
+
+        let limits = ConnLimits {
+            max_connections: config.max_connections,
+            max_header_bytes: config.max_header_bytes,
+            header_read_timeout: config.header_read_timeout,
+        };
+        let stop_accepting = CancellationToken::new();
+        let accept = listener::accept_loop(
+            listener,
+            tls,
+            proxy,
+            limits,
+            metrics,
+            stop_accepting.clone(),
+        );
+        let grace = config.shutdown_grace;
+        let task = tokio::spawn(async move {
+            let graceful = accept.await;
+            let open = graceful.count();
+            tokio::select! {
+                _ = graceful.shutdown() => tracing::info!(connections = open, "drained"),
+                _ = tokio::time::sleep(grace) => {
+                    tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing the connections still open");
+                }
+            }
+            background.cancel();
+        });
+        tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), "gatehouse listening");
+        Ok(Running {
+            addr,
+            admin_addr,
+            stop_accepting,
+            draining,
+            task,
+        })
+    }
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Drains and stops: returns once in-flight requests finished or the grace period ran out.
+    pub async fn shutdown(self) {
+        self.draining.store(true, Ordering::Release);
+        self.stop_accepting.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "shutdown task failed");
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        what: "listener",
+        addr,
+        source,
+    })
+}
+
+/// The Tokio runtime `run` and `demo` serve on; `worker_threads = 0` means one per core.
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build()
+}

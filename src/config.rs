@@ -1,0 +1,329 @@
+//! Configuration: `gatehouse.toml` plus `GATEHOUSE_` environment overrides.
+//!
+//! The pipeline is `TOML + env -> FileConfig (raw, defaults filled) -> Config (typed)`.
+//! This module owns the first arrow: figment merges the sources and `serde_ignored`
+//! collects every key nobody reads, so an operator sees *all* unknown keys at once rather
+//! than the first one `deny_unknown_fields` would stop at. [`validate`] owns the second
+//! arrow and the typed structs. Raw values that need checking (durations, addresses,
+//! algorithm names) stay strings here so one bad value cannot hide the next.
+
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use validate::{
+    AuthMode, Config, ConfigErrors, IssuerConfig, KeySource, LogFormat, RouteConfig, TokenSource,
+    UpstreamAuth,
+};
+
+/// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
+pub const DEFAULT_PATH: &str = "config/gatehouse.toml";
+
+/// The environment prefix of overrides; `__` separates key levels.
+const ENV_PREFIX: &str = "GATEHOUSE_";
+
+/// The raw configuration, as written, with defaults filled in.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileConfig {
+    pub listen: FileListen,
+    pub admin: FileAdmin,
+    pub runtime: FileRuntime,
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<FileIssuer>,
+    pub identity: FileIdentity,
+    pub log: FileLog,
+    #[serde(rename = "route")]
+    pub routes: Vec<FileRoute>,
+    pub shutdown: FileShutdown,
+    pub limits: FileLimits,
+}
+
+/// The top-level tables; only environment variables under one of these are overrides.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen", "admin", "runtime", "issuer", "identity", "log", "route", "shutdown", "limits",
+];
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileListen {
+    pub addr: String,
+    pub tls: Option<FileTls>,
+}
+
+impl Default for FileListen {
+    fn default() -> Self {
+        Self {
+            addr: "0.0.0.0:8443".into(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// How often the certificate files are checked for a change.
+    pub reload_interval: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileAdmin {
+    pub addr: String,
+    pub token_env: Option<String>,
+}
+
+impl Default for FileAdmin {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:9090".into(),
+            token_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileRuntime {
+    /// Tokio worker threads; 0 means one per core.
+    pub worker_threads: usize,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub discovery: bool,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    pub hmac_secret_env: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    pub algorithms: Vec<String>,
+    pub leeway: Option<String>,
+    pub refresh: Option<String>,
+    pub typ: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileIdentity {
+    pub subject_claim: String,
+    pub role_claim: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for FileIdentity {
+    fn default() -> Self {
+        Self {
+            subject_claim: "sub".into(),
+            role_claim: "role".into(),
+            headers: [("X-Auth-Subject", "sub")]
+                .into_iter()
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileLog {
+    pub format: String,
+    pub redact_params: Vec<String>,
+}
+
+impl Default for FileLog {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            redact_params: ["access_token", "token", "ticket", "id_token", "code"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileRoute {
+    pub path: String,
+    pub upstream: String,
+    pub auth: String,
+    pub tokens: Vec<String>,
+    pub websocket: bool,
+    pub upstream_auth: String,
+    pub require: FileRequire,
+    pub allowed_origins: Vec<String>,
+    pub close_on_expiry: bool,
+    pub strip_prefix: bool,
+    pub connect_timeout: String,
+    pub timeout: String,
+    /// Extra CA bundle (PEM) trusted for an `https://` upstream.
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl Default for FileRoute {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            upstream: String::new(),
+            auth: "required".into(),
+            tokens: vec!["header".into()],
+            websocket: false,
+            upstream_auth: "none".into(),
+            require: FileRequire::default(),
+            allowed_origins: Vec::new(),
+            close_on_expiry: true,
+            strip_prefix: false,
+            connect_timeout: "5s".into(),
+            timeout: "30s".into(),
+            upstream_ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileRequire {
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileShutdown {
+    pub grace: String,
+}
+
+impl Default for FileShutdown {
+    fn default() -> Self {
+        Self {
+            grace: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileLimits {
+    pub max_header_bytes: usize,
+    pub max_token_bytes: usize,
+    pub header_read_timeout: String,
+    pub max_connections: usize,
+    pub token_cache_entries: usize,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 65536,
+            max_token_bytes: 16384,
+            header_read_timeout: "10s".into(),
+            max_connections: 10_000,
+            token_cache_entries: 100_000,
+        }
+    }
+}
+
+/// A config file could not be turned into a `FileConfig`.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("unknown keys: {}", .0.join(", "))]
+    UnknownKeys(Vec<String>),
+}
+
+/// Reads `path` and the process environment into a raw config.
+pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(env_overrides());
+    from_figment(&figment)
+}
+
+/// Reads TOML text (no file, no environment) into a raw config; demo and tests use it.
+pub fn load_str(toml: &str) -> Result<FileConfig, LoadError> {
+    from_figment(&Figment::new().merge(Toml::string(toml)))
+}
+
+fn env_overrides() -> Env {
+    // Only variables under a config table are overrides: `GATEHOUSE_CONFIG` and the
+    // secrets that `*_env` keys name live under the same prefix and must not be read as keys.
+    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        let top = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+    })
+}
+
+fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
+    let dict: Dict = figment
+        .extract()
+        .map_err(|e| LoadError::Parse(describe(e)))?;
+    let value = Value::from(dict);
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
+        .map_err(|e| LoadError::Parse(describe(e)))?;
+    if unknown.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(LoadError::UnknownKeys(unknown))
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            if path.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("{path}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl FileConfig {
+    /// The effective config as TOML, for `gatehouse check`. It holds no secret values
+    /// (secrets are named by `*_env` keys), and credentials inside URLs are masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# could not render config: {e}\n"),
+        };
+        mask_urls(&mut value);
+        toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+    }
+}
+
+fn mask_urls(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(masked) = crate::redact::mask_userinfo(s) {
+                *s = masked;
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_urls),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| mask_urls(v)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

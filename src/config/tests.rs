@@ -1,0 +1,157 @@
+use super::validate::{validate, TokenSource};
+use super::*;
+
+const MINIMAL: &str = r#"
+[[issuer]]
+name = "sts"
+issuer = "https://sts.example.com/"
+audiences = ["api"]
+hmac_secret_env = "HS"
+
+[[route]]
+path = "/hubs/chat/"
+upstream = "http://chat:5000"
+tokens = ["header", "query:access_token", "cookie:at"]
+"#;
+
+fn secrets(name: &str) -> Option<String> {
+    (name == "HS").then(|| "x".repeat(32))
+}
+
+fn errors_of(toml: &str) -> Vec<String> {
+    let raw = load_str(toml).unwrap();
+    validate(&raw, &secrets).unwrap_err().messages().to_vec()
+}
+
+#[test]
+fn a_minimal_config_validates_with_defaults() {
+    let config = validate(&load_str(MINIMAL).unwrap(), &secrets).unwrap();
+    assert_eq!(config.routes[0].path, "/hubs/chat");
+    assert_eq!(
+        config.routes[0].tokens,
+        vec![
+            TokenSource::Header,
+            TokenSource::Query("access_token".into()),
+            TokenSource::Cookie("at".into())
+        ]
+    );
+    assert_eq!(
+        config.issuers[0].algorithms,
+        vec![jsonwebtoken::Algorithm::HS256]
+    );
+    assert_eq!(config.issuers[0].leeway.as_secs(), 30);
+    assert_eq!(config.max_token_bytes, 16384);
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once() {
+    let err =
+        load_str("[listen]\nadress = \"x\"\n[[route]]\npath = \"/\"\nupstreem = \"y\"\n[bogus]\n")
+            .unwrap_err();
+    let text = err.to_string();
+    for key in ["listen.adress", "route.0.upstreem", "bogus"] {
+        assert!(text.contains(key), "{text}");
+    }
+}
+
+#[test]
+fn every_bad_value_is_reported_with_its_key_path() {
+    let toml = r#"
+[listen]
+addr = "nowhere"
+[shutdown]
+grace = "soon"
+[[issuer]]
+name = "a"
+issuer = "https://a/"
+audiences = ["x"]
+algorithms = ["none", "RS256"]
+[[issuer]]
+name = "b"
+issuer = "https://b/"
+audiences = ["x"]
+public_key_file = "/nonexistent.pem"
+algorithms = ["NoNe"]
+[[route]]
+path = "/a"
+[[route]]
+path = "/a/"
+upstream = "http://u"
+timeout = "forever"
+[[route]]
+path = "/b"
+upstream = "http://u"
+tokens = ["carrier-pigeon"]
+"#;
+    let errors = errors_of(toml).join("\n");
+    for expected in [
+        "listen.addr",
+        "shutdown.grace",
+        "issuer[0]: no key source",
+        "issuer[0].algorithms[0]: \"none\" can never be allowed",
+        "issuer[1].algorithms[0]: \"none\" can never be allowed",
+        "route[0].upstream: required",
+        "route[1].timeout",
+        "route[2].tokens[0]: unknown token source",
+        "route[1].path: \"/a\" appears twice",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in\n{errors}"
+        );
+    }
+}
+
+#[test]
+fn hmac_algorithms_need_an_hmac_key_and_vice_versa() {
+    let toml = r#"
+[[issuer]]
+name = "a"
+issuer = "https://a/"
+audiences = ["x"]
+hmac_secret_env = "HS"
+algorithms = ["RS256"]
+[[route]]
+path = "/"
+upstream = "http://u"
+"#;
+    let errors = errors_of(toml).join("\n");
+    assert!(
+        errors.contains("issuer[0].algorithms[0]: RS256 needs a public key"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_missing_secret_is_an_error_that_names_the_variable_not_a_value() {
+    let raw = load_str(MINIMAL).unwrap();
+    let errors = validate(&raw, &|_| None).unwrap_err().to_string();
+    assert!(
+        errors.contains("issuer[0].hmac_secret_env: environment variable HS is not set"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn environment_overrides_use_double_underscores_and_ignore_non_keys() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("gatehouse.toml", MINIMAL)?;
+        jail.set_env("GATEHOUSE_LISTEN__ADDR", "127.0.0.1:9443");
+        jail.set_env("GATEHOUSE_LIMITS__MAX_TOKEN_BYTES", "4096");
+        jail.set_env("GATEHOUSE_CONFIG", "elsewhere.toml");
+        jail.set_env("GATEHOUSE_HS_SECRET", "not-a-key");
+        let raw = load_file(std::path::Path::new("gatehouse.toml")).map_err(|e| e.to_string())?;
+        assert_eq!(raw.listen.addr, "127.0.0.1:9443");
+        assert_eq!(raw.limits.max_token_bytes, 4096);
+        Ok(())
+    });
+}
+
+#[test]
+fn check_output_masks_credentials_in_urls() {
+    let mut raw = load_str(MINIMAL).unwrap();
+    raw.routes[0].upstream = "http://user:hunter2@chat:5000".into();
+    let shown = raw.to_masked_toml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("REDACTED@chat:5000"));
+}

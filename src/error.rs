@@ -1,0 +1,250 @@
+//! The request path's errors and the one place they become responses.
+//!
+//! Each layer has its own enum (`AuthError` for extraction, validation and policy;
+//! `UpstreamError` for forwarding); `ProxyError` wraps them and [`ProxyError::into_response`]
+//! picks status, `WWW-Authenticate` (RFC 6750 §3) and a short JSON body with an exhaustive
+//! match. Bodies carry a fixed reason code and never anything from the request.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::{full, Body};
+
+/// Why a caller was not let through. No variant holds token material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token")]
+    Missing,
+    #[error("token larger than the configured limit")]
+    TooLarge,
+    #[error("token is not a well-formed JWT")]
+    Malformed,
+    #[error("token algorithm is not allowed")]
+    DisallowedAlgorithm,
+    #[error("token has a critical header extension we do not understand")]
+    CriticalHeader,
+    #[error("token type is not the one the issuer requires")]
+    WrongType,
+    #[error("token issuer is not configured")]
+    UnknownIssuer,
+    #[error("token key id is not in the issuer's key set")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token lacks a required claim")]
+    MissingClaim,
+    #[error("issuer keys are not available")]
+    KeysUnavailable,
+    #[error("token lacks required scope, role or claim")]
+    Forbidden { required_scopes: String },
+}
+
+impl AuthError {
+    /// The fixed reason code used in bodies, logs and the `auth_failures_total` label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::TooLarge => "token_too_large",
+            AuthError::Malformed => "malformed_token",
+            AuthError::DisallowedAlgorithm => "disallowed_algorithm",
+            AuthError::CriticalHeader => "critical_header",
+            AuthError::WrongType => "wrong_token_type",
+            AuthError::UnknownIssuer => "unknown_issuer",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Expired => "token_expired",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::MissingClaim => "missing_claim",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Forbidden { .. } => "insufficient_scope",
+        }
+    }
+}
+
+/// Why forwarding failed. Whose fault: the upstream's (502/504) or ours (500).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream failed")]
+    Failed(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream did not answer in time")]
+    Timeout,
+    #[error("could not build the upstream request")]
+    BadRequest(#[source] http::Error),
+}
+
+impl UpstreamError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Failed(_) => "failed",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::BadRequest(_) => "bad_request",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches")]
+    NoRoute,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ProxyError {
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            ProxyError::NoRoute => json(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                "no route matches this path",
+            ),
+            ProxyError::Auth(e) => auth_response(&e),
+            ProxyError::Upstream(e) => match e {
+                UpstreamError::Connect(_) | UpstreamError::Failed(_) => json(
+                    StatusCode::BAD_GATEWAY,
+                    e.kind(),
+                    "the upstream could not be reached",
+                ),
+                UpstreamError::Timeout => json(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    e.kind(),
+                    "the upstream did not answer in time",
+                ),
+                UpstreamError::BadRequest(_) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.kind(),
+                    "the request could not be forwarded",
+                ),
+            },
+        }
+    }
+}
+
+const REALM: &str = "Bearer realm=\"gatehouse\"";
+
+fn auth_response(e: &AuthError) -> Response<Body> {
+    let (status, challenge) = match e {
+        // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
+        AuthError::Missing => (StatusCode::UNAUTHORIZED, REALM.to_string()),
+        AuthError::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, String::new()),
+        AuthError::Forbidden { required_scopes } if required_scopes.is_empty() => (
+            StatusCode::FORBIDDEN,
+            format!("{REALM}, error=\"insufficient_scope\""),
+        ),
+        AuthError::Forbidden { required_scopes } => (
+            StatusCode::FORBIDDEN,
+            format!("{REALM}, error=\"insufficient_scope\", scope=\"{required_scopes}\""),
+        ),
+        AuthError::TooLarge
+        | AuthError::Malformed
+        | AuthError::DisallowedAlgorithm
+        | AuthError::CriticalHeader
+        | AuthError::WrongType
+        | AuthError::UnknownIssuer
+        | AuthError::UnknownKey
+        | AuthError::BadSignature
+        | AuthError::Expired
+        | AuthError::NotYetValid
+        | AuthError::WrongAudience
+        | AuthError::MissingClaim => (
+            StatusCode::UNAUTHORIZED,
+            format!("{REALM}, error=\"invalid_token\""),
+        ),
+    };
+    let mut response = json(status, e.reason(), &e.to_string());
+    if !challenge.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+/// A short JSON error body: `{"error": code, "message": text}`, both fixed strings.
+pub fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    let mut response = Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(e: AuthError) -> (StatusCode, Option<String>) {
+        let r = ProxyError::Auth(e).into_response();
+        let h = r
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        (r.status(), h)
+    }
+
+    #[test]
+    fn missing_token_gets_a_challenge_without_error_code() {
+        let (status, header) = challenge(AuthError::Missing);
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(header.as_deref(), Some("Bearer realm=\"gatehouse\""));
+    }
+
+    #[test]
+    fn invalid_token_says_invalid_token() {
+        for e in [
+            AuthError::Expired,
+            AuthError::BadSignature,
+            AuthError::TooLarge,
+            AuthError::UnknownKey,
+        ] {
+            let (status, header) = challenge(e);
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                header.as_deref(),
+                Some("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+            );
+        }
+    }
+
+    #[test]
+    fn forbidden_names_the_required_scope() {
+        let (status, header) = challenge(AuthError::Forbidden {
+            required_scopes: "chat admin".into(),
+        });
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            header.as_deref(),
+            Some("Bearer realm=\"gatehouse\", error=\"insufficient_scope\", scope=\"chat admin\"")
+        );
+    }
+
+    #[test]
+    fn upstream_timeout_is_504_and_no_route_404() {
+        assert_eq!(
+            ProxyError::Upstream(UpstreamError::Timeout)
+                .into_response()
+                .status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ProxyError::NoRoute.into_response().status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

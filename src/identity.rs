@@ -1,0 +1,62 @@
+//! Identity headers: the configured header names are removed from every client request
+//! (any case: `HeaderName` is case-insensitive), then set from the verified identity, so a
+//! client can never hand the upstream an `X-Auth-Subject` of its choosing.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::policy::Access;
+
+/// Strips every configured identity header, then sets those the identity has claims for.
+pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, String)], access: &Access) {
+    for (name, _) in mapping {
+        if headers.remove(name).is_some() {
+            tracing::debug!(header = %name, "removed a client-supplied identity header");
+        }
+    }
+    let Some(identity) = access.identity() else {
+        return;
+    };
+    for (name, claim) in mapping {
+        let Some(value) = identity.claims().get(claim).and_then(header_value) else {
+            continue;
+        };
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// Strings as they are, arrays joined with `,`, numbers and booleans as written.
+/// A value with bytes not allowed in a header (CR, LF, NUL...) is left out, not forwarded.
+fn header_value(value: &Value) -> Option<HeaderValue> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null | Value::Object(_) => return None,
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_render_and_unsafe_ones_are_dropped() {
+        assert_eq!(header_value(&json!("alice")).unwrap(), "alice");
+        assert_eq!(header_value(&json!(["a", "b", 3])).unwrap(), "a,b,3");
+        assert_eq!(header_value(&json!(42)).unwrap(), "42");
+        assert!(header_value(&json!("evil\r\nX-Admin: 1")).is_none());
+        assert!(header_value(&json!({"a": 1})).is_none());
+    }
+}

@@ -1,0 +1,359 @@
+//! An issuer's verification keys: loading, periodic refresh, and the unknown-`kid` refresh.
+//!
+//! Static sources (PEM file, JWKS file, HMAC secret) load once. Remote sources (a JWKS URL
+//! or OIDC discovery) are fetched in the background every `refresh`; a token with a `kid`
+//! we do not know may trigger one early refresh, but only one at a time (single flight)
+//! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the
+//! IdP. A failed fetch never replaces the last good key set: an IdP outage keeps serving
+//! the keys we had, and the age of those keys is exported as a metric.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{IssuerConfig, KeySource};
+use crate::http_client::HttpClient;
+use crate::metrics::Metrics;
+
+/// The least time between two refreshes triggered by unknown kids, per issuer.
+pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(30);
+/// A JWKS or discovery document larger than this is refused.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retry delay while an issuer has no keys at all yet.
+const INITIAL_RETRY: Duration = Duration::from_secs(2);
+
+/// One verification key and the algorithm family it may be used with.
+#[derive(Clone)]
+pub struct VerifyKey {
+    pub key: DecodingKey,
+    /// The JWK's `alg`, when it names one: then only that algorithm may use the key.
+    pub alg: Option<Algorithm>,
+}
+
+impl VerifyKey {
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.key.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
+    }
+}
+
+/// An immutable key set; refresh builds a new one and swaps it in.
+#[derive(Default)]
+pub struct Keys {
+    by_kid: HashMap<String, Vec<VerifyKey>>,
+    /// Keys without a `kid`, tried for tokens that carry none.
+    unnamed: Vec<VerifyKey>,
+}
+
+impl Keys {
+    /// The keys a token with this `kid` and `alg` may be verified with.
+    pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&VerifyKey> {
+        let pool: Box<dyn Iterator<Item = &VerifyKey>> = match kid {
+            Some(kid) => Box::new(self.by_kid.get(kid).into_iter().flatten()),
+            None => Box::new(self.unnamed.iter().chain(self.by_kid.values().flatten())),
+        };
+        pool.filter(|k| k.accepts(alg)).collect()
+    }
+
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.unnamed.len() + self.by_kid.values().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn from_jwks(set: &JwkSet) -> Self {
+        let mut keys = Keys::default();
+        for jwk in &set.keys {
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
+            // IdPs publish keys for other consumers too.
+            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+                continue;
+            };
+            if key.family() == AlgorithmFamily::Ed {
+                continue;
+            }
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            let entry = VerifyKey { key, alg };
+            match &jwk.common.key_id {
+                Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
+                None => keys.unnamed.push(entry),
+            }
+        }
+        keys
+    }
+}
+
+/// Loads keys from a static source (PEM, JWKS file, HMAC secret).
+pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
+    match source {
+        KeySource::Hmac(secret) => Ok(Keys {
+            unnamed: vec![VerifyKey {
+                key: DecodingKey::from_secret(secret.expose().as_bytes()),
+                alg: None,
+            }],
+            ..Keys::default()
+        }),
+        KeySource::PublicKeyFile(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let key = match alg.family() {
+                AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
+                _ => DecodingKey::from_rsa_pem(&pem),
+            }
+            .or_else(|_| DecodingKey::from_rsa_pem(&pem))
+            .or_else(|_| DecodingKey::from_ec_pem(&pem))
+            .map_err(|_| format!("{} holds no RSA or EC public key in PEM", path.display()))?;
+            Ok(Keys {
+                unnamed: vec![VerifyKey { key, alg: None }],
+                ..Keys::default()
+            })
+        }
+        KeySource::JwksFile(path) => {
+            let text =
+                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let set: JwkSet = serde_json::from_slice(&text)
+                .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
+            let keys = Keys::from_jwks(&set);
+            if keys.is_empty() {
+                return Err(format!("{} holds no usable signing key", path.display()));
+            }
+            Ok(keys)
+        }
+        KeySource::Discovery | KeySource::JwksUrl(_) => Err("remote key source".into()),
+    }
+}
+
+/// The live key set of one issuer.
+pub struct KeyStore {
+    issuer: IssuerConfig,
+    keys: ArcSwapOption<Keys>,
+    /// Bumped whenever the key set changes, so cached validations made with old keys expire.
+    generation: std::sync::atomic::AtomicU64,
+    /// Held while a fetch runs: concurrent unknown-kid misses wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+    last_unknown_kid_fetch: Mutex<Option<Instant>>,
+    last_success: Mutex<Option<Instant>>,
+    client: HttpClient,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyStore {
+    pub fn new(issuer: IssuerConfig, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Self> {
+        let store = Arc::new(Self {
+            keys: ArcSwapOption::empty(),
+            generation: Default::default(),
+            fetching: tokio::sync::Mutex::new(()),
+            last_unknown_kid_fetch: Mutex::new(None),
+            last_success: Mutex::new(None),
+            client,
+            metrics,
+            issuer,
+        });
+        if !store.issuer.keys.is_remote() {
+            let alg = store
+                .issuer
+                .algorithms
+                .first()
+                .copied()
+                .unwrap_or(Algorithm::RS256);
+            match load_static(&store.issuer.keys, alg) {
+                Ok(keys) => store.install(keys),
+                Err(e) => tracing::error!(issuer = %store.issuer.name, error = %e, "loading keys"),
+            }
+        }
+        store
+    }
+
+    pub fn issuer(&self) -> &IssuerConfig {
+        &self.issuer
+    }
+
+    pub fn keys(&self) -> Option<Arc<Keys>> {
+        self.keys.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.keys.load().is_some()
+    }
+
+    /// Seconds since the last good key set was installed, for the staleness gauge.
+    pub fn key_age(&self) -> Option<Duration> {
+        lock(&self.last_success).map(|t| t.elapsed())
+    }
+
+    fn install(&self, keys: Keys) {
+        let changed = self
+            .keys
+            .load()
+            .as_deref()
+            .is_none_or(|old| !same_kids(old, &keys));
+        self.keys.store(Some(Arc::new(keys)));
+        if changed {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        *lock(&self.last_success) = Some(Instant::now());
+    }
+
+    /// Called on a token whose `kid` is unknown. Returns true when a refresh ran (here or
+    /// in a concurrent caller) so the lookup is worth repeating.
+    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        if !self.issuer.keys.is_remote() {
+            return false;
+        }
+        let Ok(_guard) = self.fetching.try_lock() else {
+            // Someone is fetching: wait for their result instead of fetching again.
+            let _wait = self.fetching.lock().await;
+            return self.keys().is_some_and(|k| k.knows_kid(kid));
+        };
+        {
+            let mut last = lock(&self.last_unknown_kid_fetch);
+            if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_INTERVAL) {
+                self.metrics.jwks_refresh(&self.issuer.name, "rate_limited");
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        self.fetch_and_install().await
+    }
+
+    /// Background refresh for remote sources: quickly until the first key set, then every `refresh`.
+    pub async fn run_refresh(self: Arc<Self>, stop: CancellationToken) {
+        if !self.issuer.keys.is_remote() {
+            return;
+        }
+        loop {
+            let ok = {
+                let _guard = self.fetching.lock().await;
+                self.fetch_and_install().await
+            };
+            let wait = if ok || self.is_ready() {
+                self.issuer.refresh
+            } else {
+                INITIAL_RETRY
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn fetch_and_install(&self) -> bool {
+        let result = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await;
+        let result = result.unwrap_or_else(|_| Err("timed out".into()));
+        match result {
+            Ok(keys) => {
+                let count = keys.len();
+                self.install(keys);
+                self.metrics.jwks_refresh(&self.issuer.name, "ok");
+                tracing::debug!(issuer = %self.issuer.name, keys = count, "key set refreshed");
+                true
+            }
+            Err(error) => {
+                self.metrics.jwks_refresh(&self.issuer.name, "error");
+                tracing::warn!(
+                    issuer = %self.issuer.name,
+                    %error,
+                    serving_last_good = self.is_ready(),
+                    "key set refresh failed"
+                );
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Keys, String> {
+        let jwks_url = match &self.issuer.keys {
+            KeySource::JwksUrl(url) => url.clone(),
+            KeySource::Discovery => self.discover().await?,
+            _ => return Err("not a remote key source".into()),
+        };
+        let set: JwkSet = serde_json::from_slice(&self.get(&jwks_url).await?)
+            .map_err(|e| format!("JWKS document: {e}"))?;
+        let keys = Keys::from_jwks(&set);
+        if keys.is_empty() {
+            return Err("JWKS holds no usable signing key".into());
+        }
+        Ok(keys)
+    }
+
+    async fn discover(&self) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            issuer: Option<String>,
+            jwks_uri: String,
+        }
+        let base = self.issuer.issuer.trim_end_matches('/');
+        let url = format!("{base}/.well-known/openid-configuration");
+        let doc: Discovery = serde_json::from_slice(&self.get(&url).await?)
+            .map_err(|e| format!("discovery document: {e}"))?;
+        // OIDC Discovery §4.3: the document's issuer must be the one we asked about.
+        if doc
+            .issuer
+            .as_deref()
+            .is_some_and(|i| i.trim_end_matches('/') != base)
+        {
+            return Err("discovery document names another issuer".into());
+        }
+        Ok(doc.jwks_uri)
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, String> {
+        let uri: http::Uri = url.parse().map_err(|_| "invalid URL".to_string())?;
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("fetch: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES);
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes())
+    }
+}
+
+fn same_kids(a: &Keys, b: &Keys) -> bool {
+    a.len() == b.len()
+        && a.by_kid.keys().all(|k| b.by_kid.contains_key(k))
+        && a.unnamed.is_empty()
+        && b.unnamed.is_empty()
+}
+
+/// These mutexes guard plain values and are never held across an await, so a poisoned
+/// lock only means another thread panicked mid-assignment; the value is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

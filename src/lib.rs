@@ -1,0 +1,55 @@
+//! gatehouse: an authenticating edge proxy. It terminates TLS, finds the caller's token,
+//! validates it, redacts it from logs and from the URL it forwards, checks per-route
+//! policy, and forwards authenticated requests with the caller's identity as headers.
+//!
+//! # Layout, in request order
+//!
+//! - [`config`]: TOML + `GATEHOUSE_` env -> raw `FileConfig` -> validated [`config::Config`]
+//! - [`app`]: `Gatehouse::start(Config) -> Running`; builds shared state once; drain on stop
+//! - [`listener`]: accept loop, connection cap, TLS handshake in the connection task
+//! - [`tls`]: rustls server config, certificate reloaded when its files change
+//! - [`service`]: `handle()` (errors -> responses, metrics, access log) around `pipeline()`
+//! - [`route`]: longest whole-segment prefix match
+//! - [`token`]: extraction from header, query parameter or cookie
+//! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
+//! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
+//! - [`policy`]: scopes, roles, claims -> the `Access` permit
+//! - [`identity`]: strip client identity headers, set verified ones
+//! - [`upstream`]: hop-by-hop rules, `X-Forwarded-*`, redacted URI, pooled forwarding
+//! - [`redact`]: the one redaction of query strings and URLs
+//! - [`error`]: `AuthError`, `UpstreamError`, `ProxyError` and the only error -> response map
+//! - [`access_log`]: one line per request, from redacted parts, written when the body ends
+//! - [`metrics`], [`admin`]: Prometheus registry; `/metrics`, `/healthz`, `/readyz`
+//! - [`shutdown`]: SIGTERM / SIGINT as one future
+//! - [`secret`]: `Secret` and `BearerToken`, which cannot print their values
+//! - [`mint`], [`demo`]: `gatehouse token` and `gatehouse demo`
+//! - [`body`], [`http_client`], [`logging`]: the response body type, the outbound client, log setup
+
+pub mod access_log;
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http_client;
+pub mod identity;
+pub mod jwks;
+pub mod listener;
+pub mod logging;
+pub mod metrics;
+pub mod mint;
+pub mod policy;
+pub mod redact;
+pub mod route;
+pub mod secret;
+pub mod service;
+pub mod shutdown;
+pub mod tls;
+pub mod token;
+pub mod upstream;
+pub mod validate;
+
+pub use app::{Gatehouse, Running, StartError};
+pub use config::Config;

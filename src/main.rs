@@ -1,0 +1,113 @@
+//! The `gatehouse` binary: parse the command line, then call one library function per
+//! command. Exit codes: 0 ok, 1 runtime failure, 64 bad config or usage (EX_USAGE).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gatehouse::cli::{Cli, Command, ConfigArg, TokenArgs};
+use gatehouse::config::{self, validate::process_env, Config, FileConfig};
+use gatehouse::{logging, mint, Gatehouse};
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(arg) => load(&arg).map_or_else(|code| code, |(_, config)| run(config)),
+        Command::Check(arg) => match load(&arg) {
+            Ok((raw, _)) => {
+                print!("{}", raw.to_masked_toml());
+                eprintln!("config OK");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Token(args) => token(&args),
+        Command::Demo => gatehouse::demo::run(),
+    }
+}
+
+fn config_path(arg: &ConfigArg) -> PathBuf {
+    arg.config
+        .clone()
+        .or_else(|| std::env::var_os("GATEHOUSE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
+/// Loads and validates; on failure prints every error and returns exit code 64.
+fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
+    let path = config_path(arg);
+    let raw = config::load_file(&path).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        ExitCode::from(EX_USAGE)
+    })?;
+    let config = config::validate::validate(&raw, &process_env).map_err(|errors| {
+        eprintln!("{}: invalid config", path.display());
+        for e in errors.messages() {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(EX_USAGE)
+    })?;
+    Ok((raw, config))
+}
+
+fn run(config: Config) -> ExitCode {
+    logging::init(config.log_format);
+    let runtime = match gatehouse::app::runtime(config.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Gatehouse::start(config).await {
+            Ok(running) => {
+                gatehouse::shutdown::signal().await;
+                running.shutdown().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gatehouse could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn token(args: &TokenArgs) -> ExitCode {
+    let Ok((_, config)) = load(&args.config) else {
+        return ExitCode::from(EX_USAGE);
+    };
+    let Ok(ttl) = humantime::parse_duration(&args.ttl) else {
+        eprintln!("--ttl {:?} is not a duration like 30s or 1h", args.ttl);
+        return ExitCode::from(EX_USAGE);
+    };
+    let request = mint::Request {
+        subject: &args.sub,
+        claims: &args.claims,
+        ttl,
+        issuer: args.issuer.as_deref(),
+    };
+    match mint::mint(&config, &request) {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gatehouse token: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics. Labels are route paths, issuer names, status classes and fixed
+//! reason codes; nothing that comes from a token or a request line ever becomes a label,
+//! so neither secrets nor unbounded cardinality can reach the registry.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    auth_failures: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    jwks_refreshes: IntCounterVec,
+    jwks_age: prometheus::GaugeVec,
+    connections: IntGauge,
+    token_cache: IntCounterVec,
+}
+
+/// Per-route handles, resolved once so the request path does no label lookups.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    by_class: [IntCounter; 5],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("gatehouse".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Requests answered, by route and status class",
+            ),
+            &["route", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time to response headers, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["route"],
+        )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "auth_failures_total",
+                "Requests refused by authentication or policy, by reason",
+            ),
+            &["reason"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "upstream_errors_total",
+                "Upstream failures, by route and kind",
+            ),
+            &["route", "kind"],
+        )?;
+        let jwks_refreshes = IntCounterVec::new(
+            Opts::new(
+                "jwks_refresh_total",
+                "Key set fetches, by issuer and result",
+            ),
+            &["issuer", "result"],
+        )?;
+        let jwks_age = prometheus::GaugeVec::new(
+            Opts::new(
+                "jwks_last_success_age_seconds",
+                "Seconds since the issuer's last good key set",
+            ),
+            &["issuer"],
+        )?;
+        let connections = IntGauge::new(
+            "connections_open",
+            "Client connections open on the public listener",
+        )?;
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "token_cache_total",
+                "Validated-token cache lookups, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(jwks_refreshes.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(token_cache.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            auth_failures,
+            upstream_errors,
+            jwks_refreshes,
+            jwks_age,
+            connections,
+            token_cache,
+        })
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let class = |c: &str| self.requests.with_label_values(&[route, c]);
+        RouteMetrics {
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
+            duration: self.duration.with_label_values(&[route]),
+        }
+    }
+
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    pub fn upstream_error(&self, route: &str, kind: &'static str) {
+        self.upstream_errors.with_label_values(&[route, kind]).inc();
+    }
+
+    pub fn jwks_refresh(&self, issuer: &str, result: &'static str) {
+        self.jwks_refreshes
+            .with_label_values(&[issuer, result])
+            .inc();
+    }
+
+    pub fn set_key_age(&self, issuer: &str, age: Option<Duration>) {
+        // No key set yet: report -1 so "never loaded" differs from "just loaded".
+        let secs = age.map_or(-1.0, |a| a.as_secs_f64());
+        self.jwks_age.with_label_values(&[issuer]).set(secs);
+    }
+
+    pub fn connections(&self) -> &IntGauge {
+        &self.connections
+    }
+
+    pub fn token_cache(&self, hit: bool) {
+        self.token_cache
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,68 @@
+//! Token extraction: look in the places a route lists, in its order, and take the first
+//! token found. Sizes are checked on the raw value before anything parses it.
+//!
+//! One file per source: [`bearer`] (`Authorization: Bearer`), [`query`] (a query
+//! parameter) and [`cookie`] (a named cookie).
+
+mod bearer;
+mod cookie;
+mod query;
+
+use http::request::Parts;
+
+use crate::config::TokenSource;
+use crate::error::AuthError;
+use crate::secret::BearerToken;
+
+/// Where a token was found; `upstream_auth = "bearer"` moves non-header tokens into the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Header,
+    Query,
+    Cookie,
+}
+
+#[derive(Debug)]
+pub struct Found {
+    pub token: BearerToken,
+    pub origin: Origin,
+}
+
+/// The first token in `sources` order, `None` when there is none at all.
+pub fn extract(
+    parts: &Parts,
+    sources: &[TokenSource],
+    max_bytes: usize,
+) -> Result<Option<Found>, AuthError> {
+    for source in sources {
+        let (raw, origin) = match source {
+            TokenSource::Header => (bearer::find(&parts.headers)?, Origin::Header),
+            TokenSource::Query(name) => (
+                query::find(parts.uri.query(), name, max_bytes)?,
+                Origin::Query,
+            ),
+            TokenSource::Cookie(name) => (cookie::find(&parts.headers, name), Origin::Cookie),
+        };
+        if let Some(raw) = raw {
+            if raw.len() > max_bytes {
+                return Err(AuthError::TooLarge);
+            }
+            if raw.is_empty() || !raw.bytes().all(is_token_byte) {
+                return Err(AuthError::Malformed);
+            }
+            return Ok(Some(Found {
+                token: BearerToken::new(raw),
+                origin,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// RFC 6750 b64token characters, which cover JWTs and common opaque token formats.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+#[cfg(test)]
+mod tests;

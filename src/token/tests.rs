@@ -1,0 +1,83 @@
+use super::*;
+
+fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut b = http::Request::get(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).unwrap().into_parts().0
+}
+
+fn sources() -> Vec<TokenSource> {
+    vec![
+        TokenSource::Header,
+        TokenSource::Query("access_token".into()),
+        TokenSource::Cookie("at".into()),
+    ]
+}
+
+fn found(p: &Parts) -> Option<(String, Origin)> {
+    extract(p, &sources(), 100)
+        .unwrap()
+        .map(|f| (f.token.expose().to_string(), f.origin))
+}
+
+#[test]
+fn sources_are_tried_in_order() {
+    let p = parts(
+        "/x?access_token=q.q.q",
+        &[("authorization", "Bearer h.h.h"), ("cookie", "at=c.c.c")],
+    );
+    assert_eq!(found(&p), Some(("h.h.h".into(), Origin::Header)));
+    let p = parts("/x?a=1&access_token=q.q.q", &[("cookie", "x=1; at=c.c.c")]);
+    assert_eq!(found(&p), Some(("q.q.q".into(), Origin::Query)));
+    let p = parts("/x", &[("cookie", "x=1"), ("cookie", "at=c.c.c")]);
+    assert_eq!(found(&p), Some(("c.c.c".into(), Origin::Cookie)));
+    assert_eq!(found(&parts("/x?token=1", &[])), None);
+}
+
+#[test]
+fn bearer_scheme_is_case_insensitive_and_other_schemes_are_ignored() {
+    assert_eq!(
+        found(&parts("/", &[("authorization", "bEaReR  a.b.c")])),
+        Some(("a.b.c".into(), Origin::Header))
+    );
+    assert_eq!(
+        found(&parts("/", &[("authorization", "Basic dXNlcjpwYXNz")])),
+        None
+    );
+    let empty = parts("/", &[("authorization", "Bearer ")]);
+    assert_eq!(
+        extract(&empty, &sources(), 100).unwrap_err(),
+        AuthError::Malformed
+    );
+}
+
+#[test]
+fn query_values_are_percent_decoded() {
+    let p = parts("/x?access_token=a%2Eb.c", &[]);
+    assert_eq!(found(&p), Some(("a.b.c".into(), Origin::Query)));
+}
+
+#[test]
+fn oversized_and_malformed_tokens_are_refused() {
+    let big = "a".repeat(101);
+    let p = parts("/", &[("authorization", &format!("Bearer {big}"))]);
+    assert_eq!(
+        extract(&p, &sources(), 100).unwrap_err(),
+        AuthError::TooLarge
+    );
+    let p = parts("/x?access_token=a%00b", &[]);
+    assert_eq!(
+        extract(&p, &sources(), 100).unwrap_err(),
+        AuthError::Malformed
+    );
+    let p = parts(
+        "/",
+        &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+    );
+    assert_eq!(
+        extract(&p, &sources(), 100).unwrap_err(),
+        AuthError::Malformed
+    );
+}

@@ -1,0 +1,177 @@
+//! HTTP forwarding: rewrite the request for the upstream, send it through a pooled client
+//! under the route's timeouts, and hand back the streamed response.
+//!
+//! Bodies are never buffered: the client's `Incoming` goes up as it arrives and the
+//! upstream's `Incoming` comes back frame by frame, so an SSE stream reaches the client
+//! event by event.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, COOKIE, HOST};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::headers;
+use crate::config::{RouteConfig, UpstreamAuth};
+use crate::error::UpstreamError;
+use crate::http_client::{self, Pooled};
+use crate::redact::Redactor;
+use crate::secret::BearerToken;
+use crate::token::Origin;
+
+/// One route's upstream: where it is and how long we wait for it.
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    client: Pooled<Incoming>,
+    timeout: Duration,
+}
+
+/// What the rewrite needs to know about the client side of the request.
+pub struct Rewrite<'a> {
+    pub client_ip: IpAddr,
+    pub https: bool,
+    pub request_id: &'a HeaderValue,
+    /// The caller's token and where it came from, when the route authenticates.
+    pub token: Option<(&'a BearerToken, Origin)>,
+    pub token_cookie: Option<&'a str>,
+}
+
+impl Upstream {
+    pub fn new(route: &RouteConfig) -> Result<Self, String> {
+        let client = http_client::build(route.connect_timeout, route.upstream_ca_file.as_deref())?;
+        let parts = route.upstream.clone().into_parts();
+        Ok(Self {
+            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
+            authority: parts.authority.ok_or("upstream has no authority")?,
+            client,
+            timeout: route.timeout,
+        })
+    }
+
+    /// Rewrites `parts` in place into the request the upstream receives.
+    pub fn rewrite(
+        &self,
+        parts: &mut Parts,
+        route: &RouteConfig,
+        redactor: &Redactor,
+        ctx: Rewrite<'_>,
+    ) -> Result<(), UpstreamError> {
+        let path = if route.strip_prefix {
+            crate::route::strip(&route.path, parts.uri.path())
+        } else {
+            parts.uri.path().to_string()
+        };
+        let path_and_query = match parts.uri.query().and_then(|q| redactor.for_upstream(q)) {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let original_host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        parts.uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(
+                PathAndQuery::try_from(path_and_query)
+                    .map_err(|e| UpstreamError::BadRequest(e.into()))?,
+            )
+            .build()
+            .map_err(UpstreamError::BadRequest)?;
+        parts.version = Version::HTTP_11;
+
+        let h = &mut parts.headers;
+        headers::remove_hop_by_hop(h);
+        // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
+        h.remove(HOST);
+        headers::set_forwarded(h, ctx.client_ip, ctx.https, original_host);
+        h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+        join_cookies(h);
+        if let Some(name) = ctx.token_cookie {
+            remove_cookie(h, name);
+        }
+        h.remove(AUTHORIZATION);
+        if route.upstream_auth == UpstreamAuth::Bearer {
+            if let Some((token, _)) = ctx.token {
+                if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+                    h.insert(AUTHORIZATION, value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the request and waits for response headers, at most the route's `timeout`.
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut response =
+            match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
+                Ok(Err(e)) => return Err(UpstreamError::Failed(e)),
+                Ok(Ok(response)) => response,
+            };
+        headers::remove_hop_by_hop(response.headers_mut());
+        Ok(response)
+    }
+}
+
+/// HTTP/2 clients may split `Cookie` over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+fn join_cookies(h: &mut http::HeaderMap) {
+    if h.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined = h
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Ok(value) = HeaderValue::from_str(&joined) {
+        h.insert(COOKIE, value);
+    }
+}
+
+/// Removes the cookie that carried the token, keeping the others.
+fn remove_cookie(h: &mut http::HeaderMap, name: &str) {
+    let Some(kept) = h.get(COOKIE).and_then(|v| v.to_str().ok()).map(|v| {
+        v.split(';')
+            .map(str::trim)
+            .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }) else {
+        return;
+    };
+    match HeaderValue::from_str(&kept) {
+        Ok(value) if !kept.is_empty() => h.insert(COOKIE, value),
+        _ => h.remove(COOKIE),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_cookie_is_removed_and_others_kept() {
+        let mut h = http::HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1"));
+        h.append(COOKIE, HeaderValue::from_static("at=secret; b=2"));
+        join_cookies(&mut h);
+        remove_cookie(&mut h, "at");
+        assert_eq!(h[COOKIE], "a=1; b=2");
+        let mut only = http::HeaderMap::new();
+        only.insert(COOKIE, HeaderValue::from_static("at=secret"));
+        remove_cookie(&mut only, "at");
+        assert!(only.get(COOKIE).is_none());
+    }
+}

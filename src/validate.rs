@@ -1,0 +1,264 @@
+//! Token validation: from a `BearerToken` to verified claims, or an `AuthError`.
+//!
+//! Order of checks: size (done at extraction), cache, header (`alg` on the issuer's
+//! allow-list, no `crit`, required `typ`), issuer chosen by the unverified `iss`, key
+//! chosen by `kid` from *that issuer's* key set only, then jsonwebtoken verifies the
+//! signature and `iss`, `aud`, `exp`, `nbf` with leeway. `jku`, `x5u` and an embedded
+//! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
+//!
+//! Verified claims are cached under the SHA-256 of the token until `exp` + leeway, so a
+//! client's repeat requests skip the signature check. Entries also remember the issuer's
+//! key-set generation: when keys rotate out, earlier validations stop counting.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use dashmap::DashMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use sha2::{Digest, Sha256};
+
+use crate::error::AuthError;
+use crate::jwks::KeyStore;
+use crate::metrics::Metrics;
+use crate::secret::BearerToken;
+
+/// A token's verified claims.
+pub type Claims = serde_json::Map<String, serde_json::Value>;
+
+pub struct Validator {
+    issuers: Vec<Arc<KeyStore>>,
+    cache: DashMap<[u8; 32], CacheEntry>,
+    cache_capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+struct CacheEntry {
+    claims: Arc<Claims>,
+    issuer: usize,
+    generation: u64,
+    /// Unix seconds after which the cached validation no longer holds (`exp` + leeway).
+    not_after: u64,
+}
+
+impl Validator {
+    pub fn new(issuers: Vec<Arc<KeyStore>>, cache_capacity: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            issuers,
+            cache: DashMap::new(),
+            cache_capacity,
+            metrics,
+        }
+    }
+
+    pub fn issuers(&self) -> &[Arc<KeyStore>] {
+        &self.issuers
+    }
+
+    /// Validates a token and returns its claims.
+    pub async fn validate(&self, token: &BearerToken) -> Result<Arc<Claims>, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+        let now = unix_now();
+        if let Some(claims) = self.cached(&digest, now) {
+            self.metrics.token_cache(true);
+            return Ok(claims);
+        }
+        self.metrics.token_cache(false);
+        let (issuer, claims) = self.verify(token).await?;
+        let claims = Arc::new(claims);
+        self.remember(digest, issuer, &claims, now);
+        Ok(claims)
+    }
+
+    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
+        let entry = self.cache.get(digest)?;
+        let current = self.issuers.get(entry.issuer)?.generation();
+        if entry.generation == current && now <= entry.not_after {
+            return Some(entry.claims.clone());
+        }
+        drop(entry);
+        self.cache.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], issuer: usize, claims: &Arc<Claims>, now: u64) {
+        let Some(store) = self.issuers.get(issuer) else {
+            return;
+        };
+        let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) else {
+            return;
+        };
+        // A token that is not valid yet (within leeway) is not cached: its nbf matters later.
+        if claims
+            .get("nbf")
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|nbf| nbf > now)
+        {
+            return;
+        }
+        if self.cache_capacity == 0 {
+            return;
+        }
+        if self.cache.len() >= self.cache_capacity {
+            self.cache.retain(|_, e| e.not_after >= now);
+            if self.cache.len() >= self.cache_capacity {
+                // Still full of live entries: start over rather than grow without bound.
+                self.cache.clear();
+            }
+        }
+        let entry = CacheEntry {
+            claims: claims.clone(),
+            issuer,
+            generation: store.generation(),
+            not_after: exp.saturating_add(store.issuer().leeway.as_secs()),
+        };
+        self.cache.insert(digest, entry);
+    }
+
+    async fn verify(&self, token: &BearerToken) -> Result<(usize, Claims), AuthError> {
+        let raw = token.expose();
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(AuthError::CriticalHeader);
+        }
+        let (index, store) = self.issuer_of(raw)?;
+        let issuer = store.issuer();
+        if !issuer.algorithms.contains(&header.alg) {
+            return Err(AuthError::DisallowedAlgorithm);
+        }
+        if let Some(required) = &issuer.typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| typ_matches(t, required))
+            {
+                return Err(AuthError::WrongType);
+            }
+        }
+        let mut keys = store.keys().ok_or(AuthError::KeysUnavailable)?;
+        let kid = header.kid.as_deref();
+        if let Some(kid) = kid {
+            if !keys.knows_kid(kid) && store.refresh_for_unknown_kid(kid).await {
+                keys = store.keys().ok_or(AuthError::KeysUnavailable)?;
+            }
+        }
+        let candidates = keys.candidates(kid, header.alg);
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        let validation = validation(issuer, header.alg);
+        let mut last = AuthError::BadSignature;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
+                Ok(data) => return Ok((index, data.claims)),
+                Err(e) => {
+                    last = map_error(e.kind());
+                    if last != AuthError::BadSignature {
+                        // The signature verified (claims are checked after it): no other key will do better.
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The configured issuer named by the token's (not yet verified) `iss`.
+    fn issuer_of(&self, raw: &str) -> Result<(usize, &Arc<KeyStore>), AuthError> {
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        let payload = raw.split('.').nth(1).ok_or(AuthError::Malformed)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AuthError::Malformed)?;
+        let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+        let iss = iss.iss.ok_or(AuthError::MissingClaim)?;
+        self.issuers
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.issuer().issuer == iss)
+            .ok_or(AuthError::UnknownIssuer)
+    }
+}
+
+fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.leeway = issuer.leeway.as_secs();
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer.issuer.as_str()]);
+    v.set_audience(&issuer.audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v
+}
+
+/// RFC 9068 §4: `at+jwt`, also written with the `application/` prefix, case-insensitive.
+fn typ_matches(actual: &str, required: &str) -> bool {
+    let strip = |s: &str| {
+        let lower = s.to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map(String::from)
+            .unwrap_or(lower)
+    };
+    strip(actual) == strip(required)
+}
+
+fn map_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::UnknownIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => AuthError::DisallowedAlgorithm,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {
+            AuthError::BadSignature
+        }
+        _ => AuthError::Malformed,
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_accepts_the_media_type_spelling() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(!typ_matches("JWT", "at+jwt"));
+    }
+
+    #[test]
+    fn claim_failures_map_to_their_reasons() {
+        assert_eq!(map_error(&ErrorKind::ExpiredSignature), AuthError::Expired);
+        assert_eq!(
+            map_error(&ErrorKind::ImmatureSignature),
+            AuthError::NotYetValid
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidAudience),
+            AuthError::WrongAudience
+        );
+        assert_eq!(
+            map_error(&ErrorKind::MissingRequiredClaim("exp".into())),
+            AuthError::MissingClaim
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidSignature),
+            AuthError::BadSignature
+        );
+    }
+}
