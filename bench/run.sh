@@ -84,7 +84,7 @@ stop_pid() {
 }
 
 cleanup() {
-  local rc=$? pid
+  local rc=$? pid i
   trap - EXIT INT TERM
   # Newest first: proxies before the upstream they use.
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
@@ -115,8 +115,6 @@ ensure_tools() {
   for t in openssl curl taskset ss base64 getconf; do
     command -v "$t" >/dev/null || die "'$t' is required but not installed"
   done
-  # Package installs may start system services; they do not matter as long as we
-  # pick free ports, which we do.
 }
 
 # free_port VAR: a TCP port on 127.0.0.1 that no socket uses (in any state) and that
@@ -203,9 +201,9 @@ PUB="$OUT/pub.pem"
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
 JWT_HEADER='{"alg":"RS256","typ":"JWT","kid":"bench"}'
-# iat, exp, jti. jti is always 32 hex digits, so every token of a batch has the same
+# iss, aud, iat, exp, jti. jti is always 32 hex digits, so every token of a batch has the same
 # length (the bulk minting below relies on it).
-CLAIMS_FMT='{"iss":"'"$ISSUER"'","aud":"'"$AUDIENCE"'","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
+CLAIMS_FMT='{"iss":"%s","aud":"%s","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
 
 new_jti() { printf -v "$1" '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"; }
 
@@ -219,13 +217,14 @@ make_keys() {
   openssl pkey -in "$KEY" -pubout -out "$PUB"
 }
 
-# mint_token: one RS256 JWT, the plain readable way (four processes per token).
+# mint_token [AUD] [AGE]: one RS256 JWT, the plain readable way (four processes per
+# token). AGE seconds shifts iat and exp into the past (to make an expired token).
 mint_token() {
-  local now exp jti h p s claims
-  now=$(date +%s)
+  local aud=${1:-$AUDIENCE} age=${2:-0} now exp jti h p s claims
+  now=$(($(date +%s) - age))
   exp=$((now + TOKEN_TTL))
   new_jti jti
-  printf -v claims "$CLAIMS_FMT" "$now" "$exp" "$jti"
+  printf -v claims "$CLAIMS_FMT" "$ISSUER" "$aud" "$now" "$exp" "$jti"
   h=$(printf '%s' "$JWT_HEADER" | b64url)
   p=$(printf '%s' "$claims" | b64url)
   s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary | b64url)
@@ -257,15 +256,16 @@ b64url_records() {
 }
 
 # mint_shard COUNT DIR NOW: COUNT distinct tokens into DIR/tokens.txt.
-# The one unavoidable process per token is `openssl dgst -sign`; payloads and
-# signatures are base64url-encoded in bulk (b64url_records). The loop forks nothing else.
+# The one program started per token is `openssl dgst -sign` (its start-up, not the
+# RSA maths, is what costs); claims are built with bash builtins, and payloads and
+# signatures are base64url-encoded in bulk (b64url_records).
 mint_shard() {
-  local n=$1 dir=$2 now=$3 exp=$(($3 + FRESH_TOKEN_TTL)) h i jti claims len=0 pad p
+  local n=$1 dir=$2 now=$3 exp=$(($3 + FRESH_TOKEN_TTL)) h i jti claims len=0 p
   mkdir -p "$dir"
   h=$(printf '%s' "$JWT_HEADER" | b64url)
   for ((i = 0; i < n; i++)); do
     new_jti jti
-    printf -v claims "$CLAIMS_FMT" "$now" "$exp" "$jti"
+    printf -v claims "$CLAIMS_FMT" "$ISSUER" "$AUDIENCE" "$now" "$exp" "$jti"
     ((len)) || len=${#claims}
     ((${#claims} == len)) || { echo "claims length changed" >&2; return 1; }
     printf '%s' "$claims"
@@ -287,7 +287,7 @@ mint_shard() {
 
 # make_fresh_tokens: FRESH_TOKENS distinct tokens in out/fresh-tokens.txt, minted in
 # parallel (one shard per core) and reused by later runs while they stay valid for
-# long enough, because minting takes ~5 ms of process start-up per token.
+# long enough, because minting costs ~5 ms of CPU per token (mostly openssl start-up).
 make_fresh_tokens() {
   local file="$OUT/fresh-tokens.txt" meta="$OUT/fresh-tokens.meta"
   local keyid now needed jobs per s pids=() rc=0 count unique
@@ -401,7 +401,7 @@ GH_ENV=(env -u GATEHOUSE_BIN GATEHOUSE_WORKER_THREADS=1 GATEHOUSE_RUNTIME__WORKE
 # cache, and the repeated-token runs then start from the same state.
 start_gatehouse() {
   if [[ -z ${GH_CMD_LOGGED:-} ]]; then
-    log "gatehouse: GATEHOUSE_WORKER_THREADS=1 GATEHOUSE_RUNTIME__WORKER_THREADS=1 taskset -c $PROXY_CPU $GATEHOUSE_BIN run --config $OUT/gatehouse.toml >$ACCESS_LOG"
+    log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml")>$ACCESS_LOG"
     GH_CMD_LOGGED=1
   fi
   "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml" \
@@ -426,27 +426,32 @@ stop_gatehouse() {
 }
 
 # ---------------------------------------------------------------- load
-# Per-target state filled in by setup_targets.
+# Per-target URL and measured PID (filled in by main, and by run_one for gatehouse),
+# and why a target is skipped.
 declare -A URL PID_OF SKIP
 
+denied() { [[ $1 == 401 || $1 == 403 ]]; }
+
 # preflight NAME URL AUTH: the target answers 200 to a valid token and, when it
-# checks tokens, 401/403 to a tampered one and 401 to none. A proxy that answers
-# 401 to everything would otherwise look very fast.
+# checks tokens, 401 to none and 401/403 to a tampered, an expired and a wrong-audience
+# one. A proxy that answers 401 to everything, or skips checks, would look fast.
 preflight() {
-  local name=$1 url=$2 auth=$3 ok bad none
+  local name=$1 url=$2 auth=$3 ok bad none expired aud
   ok=$(http_code "$url" -H "Authorization: Bearer $TOKEN")
   if [[ $auth == yes ]]; then
     bad=$(http_code "$url" -H "Authorization: Bearer $TAMPERED")
     none=$(http_code "$url")
-    log "$name preflight: valid=$ok tampered=$bad none=$none"
-    [[ $ok == 200 && ($bad == 401 || $bad == 403) && $none == 401 ]]
+    expired=$(http_code "$url" -H "Authorization: Bearer $EXPIRED")
+    aud=$(http_code "$url" -H "Authorization: Bearer $WRONG_AUD")
+    log "$name preflight: valid=$ok none=$none tampered=$bad expired=$expired wrong-aud=$aud"
+    [[ $ok == 200 && $none == 401 ]] && denied "$bad" && denied "$expired" && denied "$aud"
   else
     log "$name preflight: $ok"
     [[ $ok == 200 ]]
   fi
 }
 
-# seconds_to_ms VALUE-WITH-UNIT (wrk prints us, ms, s or m)
+# to_ms VALUE-WITH-UNIT: wrk prints latencies as 845.00us, 1.23ms, 1.02s or 1.50m.
 to_ms() {
   awk -v v="$1" 'BEGIN {
     if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
@@ -459,7 +464,7 @@ to_ms() {
 RESULTS="$OUT/runs.csv"
 FLAGGED=0
 
-# run_one ROUND TARGET
+# run_one ROUND TARGET: warm-up, one measured wrk run, one line in runs.csv.
 run_one() {
   local round=$1 t=$2 url pid mode=repeat auth=yes hdr=() raw ok=1
   local c0 c1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
@@ -580,7 +585,8 @@ report() {
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)"
     echo "wrk: ${CONNECTIONS} connections, ${WRK_THREADS} thread(s), ${DURATION}s per run, ${WARMUP}s warm-up, ${ROUNDS} rounds (medians shown)."
     echo "Proxy on core ${PROXY_CPU}, wrk on core ${LOAD_CPU}, nginx on core ${UPSTREAM_CPU}. $(haproxy -v | head -n1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)."
-    echo "Fresh-token runs: ${FRESH_TOKENS} distinct tokens per run, each used once; gatehouse restarted before every run; its access log went to ${ACCESS_LOG}."
+    [[ " $TARGETS " == *_fresh* ]] && echo "First-seen runs: ${FRESH_TOKENS} distinct tokens per run, each used once."
+    [[ " $TARGETS " == *" gatehouse"* ]] && echo "gatehouse: restarted before every run, 1 worker thread, access log (stdout) to ${ACCESS_LOG}."
     echo
     echo "| target | req/s | p99 ms | CPU-µs/req | proxy CPU % | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -647,6 +653,8 @@ main() {
   c=${sig:100:1}
   [[ $c == A ]] && c=B || c=A
   TAMPERED="${TOKEN%.*}.${sig:0:100}${c}${sig:101}"
+  EXPIRED=$(mint_token "$AUDIENCE" $((TOKEN_TTL + 3600)))  # exp an hour ago, beyond any leeway
+  WRONG_AUD=$(mint_token "not-$AUDIENCE")
   printf '%s\n' "$TOKEN" >"$OUT/token.txt"
   ((fresh_wanted)) && make_fresh_tokens
 
