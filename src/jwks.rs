@@ -56,7 +56,14 @@ impl Keys {
     /// The keys a token with this `kid` and `alg` may be verified with.
     pub fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<&VerifyKey> {
         let pool: Box<dyn Iterator<Item = &VerifyKey>> = match kid {
-            Some(kid) => Box::new(self.by_kid.get(kid).into_iter().flatten()),
+            // A key published without a kid (a PEM file) verifies tokens whatever kid they carry.
+            Some(kid) => Box::new(
+                self.by_kid
+                    .get(kid)
+                    .into_iter()
+                    .flatten()
+                    .chain(&self.unnamed),
+            ),
             None => Box::new(self.unnamed.iter().chain(self.by_kid.values().flatten())),
         };
         pool.filter(|k| k.accepts(alg)).collect()

@@ -1,0 +1,230 @@
+//! Key sets against a real IdP: discovery, rotation without restart, the unknown-kid
+//! refresh limit, IdP outages, readiness, and the static key sources.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+fn config(issuer: &str, source: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[[issuer]]
+name = "idp"
+issuer = "{issuer}"
+audiences = ["api"]
+algorithms = ["RS256", "ES256"]
+refresh = "1s"
+{source}
+
+[[route]]
+path = "/"
+upstream = "{upstream}"
+"#
+    )
+}
+
+async fn status_with(proxy: &TestProxy, key: &Key, issuer: &str) -> u16 {
+    bearer(
+        &proxy.url("/x"),
+        &mint(key, &claims(issuer, "api", json!({}))),
+    )
+    .await
+    .status
+    .as_u16()
+}
+
+#[tokio::test]
+async fn discovery_finds_keys_and_rotation_needs_no_restart() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1")]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    proxy.wait_ready().await;
+    assert!(idp.hits("/.well-known/openid-configuration") >= 1);
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &idp.issuer()).await,
+        200
+    );
+
+    // The IdP rotates: it publishes k2 and starts signing with it. No restart.
+    idp.set_keys(&[Key::rsa("rsa1", "k1"), Key::rsa("rsa2", "k2")]);
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa2", "k2"), &idp.issuer()).await,
+        200
+    );
+    assert_eq!(
+        status_with(&proxy, &Key::ec("ec1", "k2"), &idp.issuer()).await,
+        401,
+        "k2 is RSA, not EC"
+    );
+    assert!(
+        proxy
+            .metric("gatehouse_jwks_refresh_total{issuer=\"idp\",result=\"ok\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test]
+async fn random_kids_cannot_make_gatehouse_hammer_the_idp() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1")]).await;
+    let upstream = Upstream::echo().await;
+    // A long periodic refresh, so every fetch counted below comes from unknown kids.
+    let source = "jwks_url = \"ISSUER/jwks\"\nrefresh = \"1h\"".replace("ISSUER", &idp.issuer());
+    let toml = config(&idp.issuer(), &source, &upstream.url()).replace("refresh = \"1s\"\n", "");
+    let proxy = TestProxy::start(&toml).await;
+    proxy.wait_ready().await;
+    let before = idp.hits("/jwks");
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let url = proxy.url("/x");
+            let token = mint(
+                &Key::rsa("rsa2", &format!("random-{i}")),
+                &claims(&idp.issuer(), "api", json!({})),
+            );
+            tokio::spawn(async move { bearer(&url, &token).await.status.as_u16() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 401);
+    }
+    // A second wave inside the 30 s window fetches nothing at all.
+    for i in 0..20 {
+        let token = mint(
+            &Key::rsa("rsa2", &format!("again-{i}")),
+            &claims(&idp.issuer(), "api", json!({})),
+        );
+        assert_eq!(bearer(&proxy.url("/x"), &token).await.status, 401);
+    }
+    let fetched = idp.hits("/jwks") - before;
+    assert_eq!(fetched, 1, "70 unknown kids caused {fetched} JWKS fetches");
+    assert!(
+        proxy
+            .metric("gatehouse_jwks_refresh_total{issuer=\"idp\",result=\"rate_limited\"}")
+            .await
+            >= 1.0
+    );
+    // The positive control: a known kid still passes.
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &idp.issuer()).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn when_the_idp_goes_down_the_last_good_keys_keep_serving() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1"), Key::ec("ec1", "e1")]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    proxy.wait_ready().await;
+    idp.stop();
+
+    let errors = "gatehouse_jwks_refresh_total{issuer=\"idp\",result=\"error\"}";
+    let failed = eventually(Duration::from_secs(10), || async {
+        proxy.metric(errors).await >= 1.0
+    })
+    .await;
+    assert!(
+        failed,
+        "no failed refresh was counted after the IdP went down"
+    );
+    // Fresh tokens (new jti, so no cache) with known keys still pass, and readiness holds.
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &idp.issuer()).await,
+        200
+    );
+    assert_eq!(
+        status_with(&proxy, &Key::ec("ec1", "e1"), &idp.issuer()).await,
+        200
+    );
+    assert_eq!(get(&proxy.admin_url("/readyz"), &[]).await.status, 200);
+    let age = proxy
+        .metric("gatehouse_jwks_last_success_age_seconds{issuer=\"idp\"}")
+        .await;
+    assert!(age >= 0.0, "age {age}");
+}
+
+#[tokio::test]
+async fn readyz_waits_for_keys_and_requests_get_503_until_then() {
+    let idp = Idp::start(&[]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    let not_ready = get(&proxy.admin_url("/readyz"), &[]).await;
+    assert_eq!(not_ready.status, 503);
+    assert!(not_ready.body.contains("idp"), "{}", not_ready.body);
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &idp.issuer()).await,
+        503
+    );
+    assert_eq!(get(&proxy.admin_url("/healthz"), &[]).await.status, 200);
+
+    idp.set_keys(&[Key::rsa("rsa1", "k1")]);
+    proxy.wait_ready().await;
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &idp.issuer()).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn static_key_sources_verify_without_any_idp() {
+    let upstream = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [Key::ec("ec1", "e1").jwk()]}).to_string(),
+    )
+    .unwrap();
+    let iss = "https://static.example/";
+    let cases = [
+        (
+            format!(
+                "public_key_file = {:?}",
+                Key::rsa("rsa1", "k1").public_pem_path()
+            ),
+            Key::rsa("rsa1", "any"),
+        ),
+        (
+            format!(
+                "public_key_file = {:?}",
+                Key::ec("ec1", "e1").public_pem_path()
+            ),
+            Key::ec("ec1", "e1"),
+        ),
+        (format!("jwks_file = {jwks:?}"), Key::ec("ec1", "e1")),
+    ];
+    for (source, key) in cases {
+        let proxy = TestProxy::start(&config(iss, &source, &upstream.url())).await;
+        assert_eq!(
+            get(&proxy.admin_url("/readyz"), &[]).await.status,
+            200,
+            "{source}"
+        );
+        assert_eq!(status_with(&proxy, &key, iss).await, 200, "{source}");
+        assert_eq!(
+            status_with(&proxy, &Key::rsa("attacker", "k1"), iss).await,
+            401,
+            "{source}"
+        );
+        proxy.shutdown().await;
+    }
+    let hs = "hmac_secret_env = \"HS\"\nalgorithms = [\"HS256\"]";
+    let secret = "0123456789abcdef0123456789abcdef";
+    let toml =
+        config(iss, hs, &upstream.url()).replace("algorithms = [\"RS256\", \"ES256\"]\n", "");
+    let proxy = TestProxy::start_with_secrets(&toml, &[("HS", secret)]).await;
+    let good = mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        &claims(iss, "api", json!({})),
+    );
+    assert_eq!(bearer(&proxy.url("/x"), &good).await.status, 200);
+    let requests = proxy
+        .metric("gatehouse_requests_total{route=\"/\",status=\"2xx\"}")
+        .await;
+    assert_eq!(requests, 1.0);
+}
