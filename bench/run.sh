@@ -475,10 +475,21 @@ run_one() {
   if [[ $auth == yes || $SEND_TOKEN_TO_ALL == 1 ]]; then hdr=(-H "Authorization: Bearer $TOKEN"); fi
 
   if [[ $t == gatehouse* ]]; then
-    start_gatehouse || { log "$t: gatehouse did not become ready; round $round skipped"; FLAGGED=1; return 0; }
+    if ! start_gatehouse; then
+      log "FLAG $t: gatehouse did not become ready; round $round skipped"
+      SKIP[$t]="did not start"
+      FLAGGED=1
+      return 0
+    fi
     URL[$t]="http://127.0.0.1:$GH_PORT/"
     PID_OF[$t]=$GH_PID
-    preflight "$t" "${URL[$t]}" yes || { log "FLAG $t: preflight failed; round $round skipped"; FLAGGED=1; stop_gatehouse; return 0; }
+    if ! preflight "$t" "${URL[$t]}" yes; then
+      log "FLAG $t: preflight failed; round $round skipped"
+      SKIP[$t]="preflight failed"
+      FLAGGED=1
+      stop_gatehouse
+      return 0
+    fi
   fi
   url=${URL[$t]}
   pid=${PID_OF[$t]}
@@ -636,8 +647,18 @@ main() {
       gatehouse | gatehouse_fresh) gh_wanted=1 ;;
       *) die "unknown target '$t' (known: nginx haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_fresh)" ;;
     esac
-    [[ $t == *_fresh ]] && fresh_wanted=1
     want+=("$t")
+  done
+  if ((gh_wanted)) && [[ ! -x $GATEHOUSE_BIN ]]; then
+    log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
+    log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
+    SKIP[gatehouse]="no binary"
+    SKIP[gatehouse_fresh]="no binary"
+    gh_wanted=0
+  fi
+  # Fresh tokens take minutes to mint the first time: only when a row will use them.
+  for t in "${want[@]}"; do
+    [[ $t == *_fresh && -z ${SKIP[$t]:-} ]] && fresh_wanted=1
   done
   NUM_TARGETS=${#want[@]}
   # Tokens must outlive the run: about (warm-up + run + 10 s start-up) per target and round.
@@ -686,21 +707,14 @@ main() {
   fi
 
   if ((gh_wanted)); then
-    if [[ ! -x $GATEHOUSE_BIN ]]; then
-      log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
-      log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
-      SKIP[gatehouse]="no binary"
-      SKIP[gatehouse_fresh]="no binary"
-    else
-      gatehouse_config
-      # `gatehouse check` prints every config error with its key path: fail early
-      # with that instead of a timeout on /readyz.
-      if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
-        cat "$OUT/gatehouse.check.log" >&2
-        log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
-        SKIP[gatehouse]="config rejected"
-        SKIP[gatehouse_fresh]="config rejected"
-      fi
+    gatehouse_config
+    # `gatehouse check` prints every config error with its key path: fail early
+    # with that instead of a timeout on /readyz.
+    if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
+      cat "$OUT/gatehouse.check.log" >&2
+      log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
+      SKIP[gatehouse]="config rejected"
+      SKIP[gatehouse_fresh]="config rejected"
     fi
   fi
 
