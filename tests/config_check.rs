@@ -1,0 +1,193 @@
+//! The command line: `check` accepts every shipped config and reports every error of a
+//! bad one with its key path (exit 64); `token` mints only with a local key.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::*;
+
+fn gatehouse(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.args(args).env_remove("GATEHOUSE_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+const DEMO_SECRET: (&str, &str) = (
+    "GATEHOUSE_DEMO_SECRET",
+    "0123456789abcdef0123456789abcdef-demo",
+);
+
+#[test]
+fn check_accepts_every_config_we_ship() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = gatehouse(
+                &["check", "--config", path.to_str().unwrap()],
+                &[DEMO_SECRET],
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{} fails check:\n{stderr}",
+                path.display()
+            );
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains(DEMO_SECRET.1),
+                "check printed a secret"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "expected config/gatehouse.toml and config/demo.toml"
+    );
+}
+
+#[test]
+fn a_bad_config_exits_64_with_every_error_and_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[issuer]]
+name = "a"
+issuer = "https://a/"
+audiences = ["x"]
+algorithms = ["none"]
+[[route]]
+path = "/a"
+[[route]]
+path = "/a"
+upstream = "http://u"
+connect_timeout = "soon"
+"#,
+    )
+    .unwrap();
+    let out = gatehouse(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "issuer[0]: no key source",
+        "issuer[0].algorithms[0]: \"none\" can never be allowed",
+        "route[0].upstream: required",
+        "route[1].path: \"/a\" appears twice",
+        "route[1].connect_timeout",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+
+    std::fs::write(
+        &path,
+        "[listen]\naddr = \"127.0.0.1:1\"\nbogus = 1\n[nonsense]\n",
+    )
+    .unwrap();
+    let out = gatehouse(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("listen.bogus") && stderr.contains("nonsense"),
+        "{stderr}"
+    );
+
+    let missing = gatehouse(&["check", "--config", "/nonexistent/gatehouse.toml"], &[]);
+    assert_eq!(missing.status.code(), Some(64));
+    assert_eq!(gatehouse(&["frobnicate"], &[]).status.code(), Some(64));
+    assert_eq!(gatehouse(&["--help"], &[]).status.code(), Some(0));
+}
+
+#[test]
+fn environment_overrides_show_in_the_effective_config() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let out = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LISTEN__ADDR", "0.0.0.0:9443"),
+            ("GATEHOUSE_SHUTDOWN__GRACE", "3s"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("addr = \"0.0.0.0:9443\""), "{stdout}");
+    assert!(stdout.contains("grace = \"3s\""), "{stdout}");
+
+    let bad = gatehouse(
+        &["check", "--config", demo],
+        &[DEMO_SECRET, ("GATEHOUSE_LIMITS__MAX_TOKEN_BYTES", "lots")],
+    );
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("max_token_bytes"));
+}
+
+#[test]
+fn token_mints_a_valid_token_only_with_a_local_key() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
+    let out = gatehouse(
+        &[
+            "token",
+            "--config",
+            demo,
+            "--sub",
+            "bob",
+            "--claim",
+            "scope=api chat",
+            "--claim",
+            "level=3",
+            "--ttl",
+            "5m",
+        ],
+        &[DEMO_SECRET],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["demo-api"]);
+    validation.set_issuer(&["https://gatehouse.demo/"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(DEMO_SECRET.1.as_bytes()),
+        &validation,
+    )
+    .unwrap();
+    assert_eq!(data.claims["sub"], "bob");
+    assert_eq!(data.claims["scope"], "api chat");
+    assert_eq!(data.claims["level"], 3);
+    let ttl = data.claims["exp"].as_u64().unwrap() - now();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+
+    // A config whose keys live at an IdP cannot mint.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idp.toml");
+    std::fs::write(
+        &path,
+        "[[issuer]]\nname = \"idp\"\nissuer = \"https://idp.example/\"\naudiences = [\"a\"]\ndiscovery = true\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://u\"\n",
+    )
+    .unwrap();
+    let out = gatehouse(
+        &["token", "--config", path.to_str().unwrap(), "--sub", "x"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[issuer]] has a local signing key"));
+}

@@ -1,0 +1,175 @@
+//! No token in any log line: run the real binary at debug level, send tokens by header,
+//! query and cookie down good and bad paths, stop it with SIGTERM, and search everything
+//! it printed.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const ISS: &str = "https://sts.example/";
+
+struct Proc {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn start(config: &std::path::Path) -> (Proc, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let addr_tx = addr_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("gatehouse listening") {
+                        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                        let _ = addr_tx.send(v["addr"].as_str().unwrap().to_string());
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("gatehouse did not start");
+        (Proc { child, output }, addr)
+    }
+
+    fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        (
+            status.code().unwrap_or(-1),
+            self.output.lock().unwrap().join("\n"),
+        )
+    }
+}
+
+#[tokio::test]
+async fn no_token_reaches_any_log_line_at_debug_level() {
+    let upstream = Upstream::echo().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    let key = Key::rsa("rsa1", "k1");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[log]
+format = "json"
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+public_key_file = {pem:?}
+algorithms = ["RS256"]
+[[route]]
+path = "/api"
+upstream = "{up}"
+tokens = ["header", "query:access_token", "cookie:session"]
+[[route]]
+path = "/dead"
+upstream = "http://{dead}"
+tokens = ["query:custom_param"]
+"#,
+            pem = key.public_pem_path(),
+            up = upstream.url()
+        ),
+    )
+    .unwrap();
+    let (proc, addr) = Proc::start(&config);
+    let url = |p: &str| format!("http://{addr}{p}");
+
+    let good = mint(&key, &claims(ISS, "api", json!({})));
+    let expired = mint(&key, &claims(ISS, "api", json!({"exp": now() - 3600})));
+    let forged = mint(&Key::rsa("attacker", "k1"), &claims(ISS, "api", json!({})));
+    let opaque = "opaque-secret-value-1234567890";
+    let mut tokens = vec![
+        good.clone(),
+        expired.clone(),
+        forged.clone(),
+        opaque.to_string(),
+    ];
+
+    let mut sent = 0;
+    for t in &tokens {
+        sent += 4;
+        bearer(&url("/api/h"), t).await;
+        get(&url(&format!("/api/q?a=1&access_token={t}&b=2")), &[]).await;
+        get(&url("/api/c"), &[("cookie", &format!("x=1; session={t}"))]).await;
+        get(&url(&format!("/nowhere?access_token={t}&ticket={t}")), &[]).await;
+    }
+    assert_eq!(bearer(&url("/api/h"), &good).await.status, 200);
+    sent += 1;
+    let dead_answer = get(
+        &url(&format!("/dead/x?custom_param={good}&id_token={good}")),
+        &[],
+    )
+    .await;
+    assert_eq!(dead_answer.status, 502);
+    assert!(!dead_answer.body.contains(&good));
+    sent += 1;
+    tokens.push("hunter2-not-logged".into());
+    get(
+        &url("/api/x?code=hunter2-not-logged"),
+        &[("authorization", "Basic aHVudGVyMg==")],
+    )
+    .await;
+    sent += 1;
+
+    let (code, logs) = proc.terminate();
+    assert_eq!(code, 0, "gatehouse did not exit cleanly on SIGTERM");
+    for t in &tokens {
+        let signature = t.rsplit('.').next().unwrap();
+        assert!(!logs.contains(t.as_str()), "a token appears in the logs");
+        assert!(
+            !logs.contains(signature),
+            "a token signature appears in the logs"
+        );
+    }
+    assert!(logs.contains("access_token=REDACTED"), "{logs}");
+    assert!(logs.contains("custom_param=REDACTED"));
+    assert!(logs.contains("\"status\":502"));
+    assert!(
+        logs.lines().any(|l| l.contains("DEBUG")),
+        "the test did not run at debug level"
+    );
+    // Every request produced exactly one access line.
+    let access = logs
+        .lines()
+        .filter(|l| l.contains("gatehouse::access"))
+        .count();
+    assert_eq!(access, sent);
+}

@@ -1,0 +1,94 @@
+//! Shutdown is a drain with a deadline: in-flight requests finish, `/readyz` is 503 while
+//! draining, new connections are refused, and what outlives the grace period is cut.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn config(upstream: &str, grace: &str) -> String {
+    format!(
+        r#"
+[shutdown]
+grace = "{grace}"
+[[route]]
+path = "/"
+upstream = "{upstream}"
+auth = "none"
+timeout = "30s"
+"#
+    )
+}
+
+#[tokio::test]
+async fn in_flight_requests_finish_while_readyz_says_draining() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        http::Response::new(full("finished"))
+    })
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.url(), "10s")).await;
+    let (url, admin) = (proxy.url("/slow"), proxy.admin_url("/readyz"));
+    assert_eq!(get(&admin, &[]).await.status, 200);
+
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !upstream.requests().is_empty()
+        })
+        .await
+    );
+    let addr = proxy.addr;
+    let drain = tokio::spawn(proxy.shutdown());
+
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            get(&admin, &[]).await.status == 503
+        })
+        .await,
+        "/readyz did not turn 503 while draining"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting during the drain"
+    );
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "finished");
+    tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_grace_period_bounds_the_drain() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        http::Response::new(full("too late"))
+    })
+    .await;
+    let proxy = TestProxy::start(&config(&upstream.url(), "500ms")).await;
+    let url = proxy.url("/stuck");
+    let stuck = tokio::spawn(async move {
+        let request = http::Request::get(url)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        client().request(request).await
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !upstream.requests().is_empty()
+        })
+        .await
+    );
+    let started = Instant::now();
+    proxy.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "drain took {took:?}"
+    );
+    stuck.abort();
+}
