@@ -299,7 +299,7 @@ make_fresh_tokens() {
     local m_count m_exp m_key
     read -r m_count m_exp m_key <"$meta"
     if [[ $m_count == "$FRESH_TOKENS" && $m_key == "$keyid" ]] && ((m_exp > needed)); then
-      log "reusing $FRESH_TOKENS fresh tokens from $file (valid until $(date -d "@$m_exp" +%H:%M))"
+      log "reusing $FRESH_TOKENS fresh tokens from $file (valid until $(date -d "@$m_exp" "+%F %H:%M"))"
       return 0
     fi
   fi

@@ -18,7 +18,8 @@ pub struct Metrics {
     jwks_refreshes: IntCounterVec,
     jwks_age: prometheus::GaugeVec,
     connections: IntGauge,
-    token_cache: IntCounterVec,
+    token_cache_hit: IntCounter,
+    token_cache_miss: IntCounter,
 }
 
 /// Per-route handles, resolved once so the request path does no label lookups.
@@ -113,7 +114,8 @@ impl Metrics {
             jwks_refreshes,
             jwks_age,
             connections,
-            token_cache,
+            token_cache_hit: token_cache.with_label_values(&["hit"]),
+            token_cache_miss: token_cache.with_label_values(&["miss"]),
         })
     }
 
@@ -156,9 +158,11 @@ impl Metrics {
     }
 
     pub fn token_cache(&self, hit: bool) {
-        self.token_cache
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
-            .inc();
+        if hit {
+            self.token_cache_hit.inc();
+        } else {
+            self.token_cache_miss.inc();
+        }
     }
 
     /// The registry in Prometheus text format.

@@ -152,11 +152,13 @@ impl Proxy {
             Some(f) => Some(self.validator.validate(&f.token).await?),
             None => None,
         };
-        let access = policy::authorize(&route.config, &self.role_claim, claims)?;
-        line.subject = access
-            .identity()
-            .and_then(|i| i.claim_str(&self.subject_claim))
+        // Logged before policy runs, so a 403 line says who was refused.
+        line.subject = claims
+            .as_ref()
+            .and_then(|c| c.get(&self.subject_claim))
+            .and_then(serde_json::Value::as_str)
             .map(String::from);
+        let access = policy::authorize(&route.config, &self.role_claim, claims)?;
         crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
         let token_cookie = found
             .as_ref()
