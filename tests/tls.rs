@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -188,4 +189,71 @@ async fn a_certificate_swap_is_picked_up_without_dropping_connections() {
     open.read_to_end(&mut reply).await.unwrap();
     assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
     assert_eq!(upstream.last().uri, "/still-open");
+}
+
+/// An HTTPS upstream with a certificate from `ca`, answering "secure upstream".
+async fn tls_upstream(ca: &Ca, dir: &Path) -> u16 {
+    let leaf = dir.join("upstream");
+    std::fs::create_dir_all(&leaf).unwrap();
+    ca.issue(&leaf, "upstream");
+    let certified =
+        gatehouse::tls::load_certified_key(&leaf.join("tls.crt"), &leaf.join("tls.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        certified.cert.clone(),
+        PrivateKeyDer::from_pem_file(leaf.join("tls.key")).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(full("secure upstream")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let port = tls_upstream(&ca, dir.path()).await;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.issuer.pem()).unwrap();
+    let route = |extra: &str| {
+        format!(
+            "[[route]]\npath = \"/\"\nupstream = \"https://localhost:{port}\"\nauth = \"none\"\n{extra}\n"
+        )
+    };
+    let trusted = TestProxy::start(&route(&format!("upstream_ca_file = {ca_file:?}"))).await;
+    let answer = get(&trusted.url("/x"), &[]).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.body.as_str()),
+        (200, "secure upstream")
+    );
+
+    // The same upstream without its CA is not trusted: 502, never a silent plaintext fallback.
+    let untrusted = TestProxy::start(&route("")).await;
+    assert_eq!(get(&untrusted.url("/x"), &[]).await.status, 502);
 }

@@ -580,7 +580,10 @@ fn validate_route(
         }
     }
     if raw.websocket {
-        e.push(format!("{path}.websocket"), "WebSocket relaying is not in this version yet");
+        e.push(
+            format!("{path}.websocket"),
+            "WebSocket relaying is not in this version yet",
+        );
     }
     let connect_timeout = duration(e, &format!("{path}.connect_timeout"), &raw.connect_timeout);
     let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
