@@ -1,6 +1,9 @@
 //! Authentication over HTTP: the rejection set (each with a positive control), policy,
 //! identity headers, and what the upstream may and may not see.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::Response;

@@ -1,6 +1,9 @@
 //! Key sets against a real IdP: discovery, rotation without restart, the unknown-kid
 //! refresh limit, IdP outages, readiness, and the static key sources.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::Duration;

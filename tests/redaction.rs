@@ -2,6 +2,9 @@
 //! query and cookie down good and bad paths, stop it with SIGTERM, and search everything
 //! it printed.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,9 @@
 //! Shutdown is a drain with a deadline: in-flight requests finish, `/readyz` is 503 while
 //! draining, new connections are refused, and what outlives the grace period is cut.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::{Duration, Instant};

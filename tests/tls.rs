@@ -1,6 +1,9 @@
 //! Real TLS with rcgen certificates: HTTP/1.1 and HTTP/2 (ALPN) through the proxy, and a
 //! certificate swap on disk that new handshakes pick up while open connections carry on.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::path::Path;

@@ -1,6 +1,9 @@
 //! The upstream leg: streaming (SSE event by event), 502 for a dead upstream, 504 for a
 //! slow one, and the limits that keep a slow or huge client from holding the proxy.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::convert::Infallible;
