@@ -388,10 +388,9 @@ gatehouse_config() {
 }
 
 # GH_ENV: the command prefix that sets gatehouse's environment in the bench.
-# is the documented knob for the bench; the
-# GATEHOUSE_RUNTIME__WORKER_THREADS form is the config-key override ([runtime]
-# worker_threads in src/config.rs). taskset alone would already give tokio one
-# worker (it sizes its pool from the CPU affinity), so this is belt and braces.
+# GATEHOUSE_RUNTIME__WORKER_THREADS is the env override of [runtime] worker_threads.
+# taskset alone would already give tokio one worker (it sizes its pool from the CPU
+# affinity), so this is belt and braces.
 # GATEHOUSE_BIN is dropped so that no bench knob can look like a config override.
 # It is an array, not a function: "function &" would run in a forked bash, and $!
 # would be that shell's PID instead of gatehouse's (whose CPU time we read).

@@ -12,6 +12,7 @@
 //! - [`route`]: longest whole-segment prefix match
 //! - [`token`]: extraction from header, query parameter or cookie
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
+//! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
 //! - [`identity`]: strip client identity headers, set verified ones
@@ -36,6 +37,7 @@ pub mod error;
 pub mod http_client;
 pub mod identity;
 pub mod jwks;
+pub mod jwt_crypto;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -12,6 +12,8 @@ use gatehouse::{logging, mint, Gatehouse};
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
+    // Before anything touches jsonwebtoken: it keeps the first provider it sees.
+    gatehouse::jwt_crypto::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

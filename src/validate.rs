@@ -44,6 +44,9 @@ struct CacheEntry {
 
 impl Validator {
     pub fn new(issuers: Vec<Arc<KeyStore>>, cache_capacity: usize, metrics: Arc<Metrics>) -> Self {
+        if !crate::jwt_crypto::install() {
+            tracing::warn!("jsonwebtoken was used before gatehouse chose its verifier; using RustCrypto (slower)");
+        }
         Self {
             issuers,
             cache: DashMap::new(),
