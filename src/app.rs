@@ -65,8 +65,18 @@ impl Gatehouse {
         }
         let validator =
             Validator::new(issuers.clone(), config.token_cache_entries, metrics.clone());
-        let proxy =
-            Arc::new(Proxy::new(&config, validator, metrics.clone()).map_err(StartError::Setup)?);
+        let drain = CancellationToken::new();
+        let proxy = Arc::new(
+            Proxy::new(&config, validator, metrics.clone(), drain.clone())
+                .map_err(StartError::Setup)?,
+        );
+        if let Some(desk) = &proxy.tickets {
+            tokio::spawn(crate::ticket_endpoint::sweep(
+                desk.store.clone(),
+                background.clone(),
+            ));
+        }
+        let sessions = proxy.sessions.clone();
 
         let listener = bind("listener", config.listen_addr).await?;
         let admin_listener = bind("admin listener", config.admin_addr).await?;
@@ -108,12 +118,24 @@ impl Gatehouse {
         let task = tokio::spawn(async move {
             let graceful = accept.await;
             let open = graceful.count();
+            sessions.close();
+            let finished = async {
+                graceful.shutdown().await;
+                sessions.wait().await;
+            };
             tokio::select! {
-                _ = graceful.shutdown() => tracing::info!(connections = open, "drained"),
+                _ = finished => tracing::info!(connections = open, "drained"),
                 _ = tokio::time::sleep(grace) => {
-                    tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; closing the connections still open");
+                    tracing::warn!(
+                        grace_secs = grace.as_secs_f64(),
+                        websockets = sessions.len(),
+                        "grace period over; closing what is still open (WebSockets with 1001)"
+                    );
                 }
             }
+            drain.cancel();
+            // Each session sends its close frame under its own short timeout.
+            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
             background.cancel();
         });
         tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), "gatehouse listening");

@@ -1,4 +1,4 @@
-//! The response body type every path returns, and its two constructors.
+//! The response body type every path returns, and its constructors.
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -15,4 +15,15 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A JSON response with `status`.
+pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
+    let mut response = http::Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }

@@ -18,8 +18,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use validate::{
-    AuthMode, Config, ConfigErrors, IssuerConfig, KeySource, LogFormat, RouteConfig, TokenSource,
-    UpstreamAuth,
+    AuthMode, Config, ConfigErrors, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig,
+    TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
@@ -38,6 +38,7 @@ pub struct FileConfig {
     #[serde(rename = "issuer")]
     pub issuers: Vec<FileIssuer>,
     pub identity: FileIdentity,
+    pub tickets: Option<FileTickets>,
     pub log: FileLog,
     #[serde(rename = "route")]
     pub routes: Vec<FileRoute>,
@@ -47,7 +48,8 @@ pub struct FileConfig {
 
 /// The top-level tables; only environment variables under one of these are overrides.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "admin", "runtime", "issuer", "identity", "log", "route", "shutdown", "limits",
+    "listen", "admin", "runtime", "issuer", "identity", "tickets", "log", "route", "shutdown",
+    "limits",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -139,6 +141,32 @@ impl Default for FileIdentity {
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
+pub struct FileTickets {
+    pub endpoint: String,
+    pub ttl: String,
+    pub param: String,
+    pub store: String,
+    /// Where the ticket endpoint looks for the caller's token.
+    pub tokens: Vec<String>,
+    /// Ticket requests per client address per minute; more get 429.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for FileTickets {
+    fn default() -> Self {
+        Self {
+            endpoint: "/.gatehouse/ticket".into(),
+            ttl: "30s".into(),
+            param: "ticket".into(),
+            store: "memory".into(),
+            tokens: vec!["header".into()],
+            rate_limit_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
 pub struct FileLog {
     pub format: String,
     pub redact_params: Vec<String>,
@@ -167,6 +195,12 @@ pub struct FileRoute {
     pub require: FileRequire,
     pub allowed_origins: Vec<String>,
     pub close_on_expiry: bool,
+    /// How long a `first-message` route waits for the auth message.
+    pub first_message_timeout: String,
+    /// Largest WebSocket message relayed; a larger one closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// A WebSocket with no message either way for this long is closed.
+    pub idle_timeout: String,
     pub strip_prefix: bool,
     pub connect_timeout: String,
     pub timeout: String,
@@ -186,6 +220,9 @@ impl Default for FileRoute {
             require: FileRequire::default(),
             allowed_origins: Vec::new(),
             close_on_expiry: true,
+            first_message_timeout: "5s".into(),
+            max_message_bytes: 1 << 20,
+            idle_timeout: "10m".into(),
             strip_prefix: false,
             connect_timeout: "5s".into(),
             timeout: "30s".into(),

@@ -5,11 +5,10 @@
 //! picks status, `WWW-Authenticate` (RFC 6750 §3) and a short JSON body with an exhaustive
 //! match. Bodies carry a fixed reason code and never anything from the request.
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::body::{full, Body};
+use crate::body::Body;
 
 /// Why a caller was not let through. No variant holds token material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +97,16 @@ pub enum ProxyError {
     #[error("no route matches")]
     NoRoute,
     #[error(transparent)]
+    Ticket(#[from] crate::tickets::TicketError),
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -111,6 +120,38 @@ impl ProxyError {
                 "no_route",
                 "no route matches this path",
             ),
+            ProxyError::Ticket(e) => {
+                let mut r = json(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN));
+                r
+            }
+            ProxyError::OriginNotAllowed => json(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this origin may not open connections here",
+            ),
+            ProxyError::RateLimited { retry_after_secs } => {
+                let mut r = json(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs),
+                );
+                r
+            }
+            ProxyError::BadRequest(why) => json(StatusCode::BAD_REQUEST, "bad_request", why),
+            ProxyError::MethodNotAllowed => {
+                let mut r = json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "use POST",
+                );
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("POST, OPTIONS"),
+                );
+                r
+            }
             ProxyError::Auth(e) => auth_response(&e),
             ProxyError::Upstream(e) => match e {
                 UpstreamError::Connect(_) | UpstreamError::Failed(_) => json(
@@ -134,6 +175,7 @@ impl ProxyError {
 }
 
 const REALM: &str = "Bearer realm=\"gatehouse\"";
+const INVALID_TOKEN: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
 
 fn auth_response(e: &AuthError) -> Response<Body> {
     let (status, challenge) = match e {
@@ -159,10 +201,7 @@ fn auth_response(e: &AuthError) -> Response<Body> {
         | AuthError::Expired
         | AuthError::NotYetValid
         | AuthError::WrongAudience
-        | AuthError::MissingClaim => (
-            StatusCode::UNAUTHORIZED,
-            format!("{REALM}, error=\"invalid_token\""),
-        ),
+        | AuthError::MissingClaim => (StatusCode::UNAUTHORIZED, INVALID_TOKEN.to_string()),
     };
     let mut response = json(status, e.reason(), &e.to_string());
     if !challenge.is_empty() {
@@ -175,13 +214,10 @@ fn auth_response(e: &AuthError) -> Response<Body> {
 
 /// A short JSON error body: `{"error": code, "message": text}`, both fixed strings.
 pub fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": code, "message": message }).to_string();
-    let mut response = Response::new(full(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    crate::body::json(
+        status,
+        &serde_json::json!({ "error": code, "message": message }),
+    )
 }
 
 #[cfg(test)]

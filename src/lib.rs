@@ -10,12 +10,14 @@
 //! - [`tls`]: rustls server config, certificate reloaded when its files change
 //! - [`service`]: `handle()` (errors -> responses, metrics, access log) around `pipeline()`
 //! - [`route`]: longest whole-segment prefix match
-//! - [`token`]: extraction from header, query parameter or cookie
+//! - [`ticket_endpoint`], [`tickets`], [`rate_limit`]: issuing and redeeming single-use tickets
+//! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
 //! - [`identity`]: strip client identity headers, set verified ones
+//! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
 //! - [`upstream`]: hop-by-hop rules, `X-Forwarded-*`, redacted URI, pooled forwarding
 //! - [`redact`]: the one redaction of query strings and URLs
 //! - [`error`]: `AuthError`, `UpstreamError`, `ProxyError` and the only error -> response map
@@ -43,15 +45,20 @@ pub mod logging;
 pub mod metrics;
 pub mod mint;
 pub mod policy;
+pub mod rate_limit;
 pub mod redact;
 pub mod route;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
+pub mod ticket_endpoint;
+pub mod tickets;
 pub mod tls;
 pub mod token;
+pub mod upgrade;
 pub mod upstream;
 pub mod validate;
+pub mod websocket;
 
 pub use app::{Gatehouse, Running, StartError};
 pub use config::Config;

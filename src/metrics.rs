@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -20,6 +20,10 @@ pub struct Metrics {
     connections: IntGauge,
     token_cache_hit: IntCounter,
     token_cache_miss: IntCounter,
+    websockets_open: IntGaugeVec,
+    upgrades: IntCounterVec,
+    websocket_closes: IntCounterVec,
+    tickets: IntCounterVec,
 }
 
 /// Per-route handles, resolved once so the request path does no label lookups.
@@ -97,6 +101,38 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let websockets_open = IntGaugeVec::new(
+            Opts::new(
+                "websockets_open",
+                "WebSocket sessions being relayed, by route",
+            ),
+            &["route"],
+        )?;
+        let upgrades = IntCounterVec::new(
+            Opts::new(
+                "websocket_upgrades_total",
+                "WebSocket upgrade attempts, by route and result",
+            ),
+            &["route", "result"],
+        )?;
+        let websocket_closes = IntCounterVec::new(
+            Opts::new(
+                "websocket_closes_total",
+                "Ended WebSocket sessions, by route and reason",
+            ),
+            &["route", "reason"],
+        )?;
+        let tickets = IntCounterVec::new(
+            Opts::new(
+                "tickets_total",
+                "Tickets issued, redeemed and rejected (by reason)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(websockets_open.clone()))?;
+        registry.register(Box::new(upgrades.clone()))?;
+        registry.register(Box::new(websocket_closes.clone()))?;
+        registry.register(Box::new(tickets.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
@@ -116,6 +152,10 @@ impl Metrics {
             connections,
             token_cache_hit: token_cache.with_label_values(&["hit"]),
             token_cache_miss: token_cache.with_label_values(&["miss"]),
+            websockets_open,
+            upgrades,
+            websocket_closes,
+            tickets,
         })
     }
 
@@ -155,6 +195,26 @@ impl Metrics {
 
     pub fn connections(&self) -> &IntGauge {
         &self.connections
+    }
+
+    /// Open-session gauge for a route; the caller increments and decrements it.
+    pub fn websockets_open(&self, route: &str) -> IntGauge {
+        self.websockets_open.with_label_values(&[route])
+    }
+
+    pub fn upgrade(&self, route: &str, result: &'static str) {
+        self.upgrades.with_label_values(&[route, result]).inc();
+    }
+
+    pub fn websocket_closed(&self, route: &str, reason: &'static str) {
+        self.websocket_closes
+            .with_label_values(&[route, reason])
+            .inc();
+    }
+
+    /// `issued`, `redeemed`, or a rejection reason code.
+    pub fn ticket(&self, result: &'static str) {
+        self.tickets.with_label_values(&[result]).inc();
     }
 
     pub fn token_cache(&self, hit: bool) {

@@ -6,15 +6,21 @@
 //! 3. `validate`: signature and claims (cached), see `validate.rs`;
 //! 4. `authorize`: route policy, which yields the `Access` permit;
 //! 5. `attach_identity`: strip client identity headers, set ours;
-//! 6. `rewrite` and `forward`: redacted URI, forwarding headers, pooled upstream client.
+//! 6. `rewrite` and `forward`: redacted URI, forwarding headers, pooled upstream client;
+//! 7. for a WebSocket upgrade answered `101`: `relay` frames (see `upgrade.rs`).
+//!
+//! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderName, Request, Response};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLine;
 use crate::body::Body;
@@ -24,19 +30,22 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
 use crate::redact::Redactor;
 use crate::route::RouteTable;
-use crate::token::{self, Found};
+use crate::secret::BearerToken;
+use crate::ticket_endpoint::TicketDesk;
+use crate::token::{self, Origin};
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::http::Rewrite;
 use crate::upstream::Upstream;
-use crate::validate::Validator;
+use crate::validate::{Claims, Validator};
+use crate::websocket;
 
 /// A route with everything the request path needs, built once at start.
 pub struct Route {
     pub config: RouteConfig,
-    name: Arc<str>,
-    upstream: Upstream,
+    pub(crate) name: Arc<str>,
+    pub(crate) upstream: Upstream,
     /// `log.redact_params` plus the route's own `query:NAME` token parameters.
-    redactor: Redactor,
+    pub(crate) redactor: Redactor,
     metrics: RouteMetrics,
 }
 
@@ -47,14 +56,27 @@ pub struct Conn {
     pub https: bool,
 }
 
+/// A caller who proved who they are, by token or by ticket.
+pub(crate) struct Credential {
+    pub(crate) claims: Arc<Claims>,
+    /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
+    pub(crate) token: Option<BearerToken>,
+    pub(crate) origin: Origin,
+}
+
 pub struct Proxy {
-    routes: RouteTable<Route>,
-    validator: Validator,
-    identity_headers: Vec<(HeaderName, String)>,
-    subject_claim: String,
-    role_claim: String,
-    max_token_bytes: usize,
-    metrics: Arc<Metrics>,
+    pub(crate) routes: RouteTable<Arc<Route>>,
+    pub(crate) validator: Validator,
+    pub(crate) identity_headers: Vec<(HeaderName, String)>,
+    pub(crate) subject_claim: String,
+    pub(crate) role_claim: String,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tickets: Option<TicketDesk>,
+    /// Cancelled when the grace period ends: open WebSockets close with 1001.
+    pub(crate) drain: CancellationToken,
+    /// Every WebSocket session task, so the drain can wait for them.
+    pub(crate) sessions: TaskTracker,
     /// Used for requests that match no route.
     fallback: (Arc<str>, Redactor, RouteMetrics),
 }
@@ -64,11 +86,12 @@ impl Proxy {
         config: &Config,
         validator: Validator,
         metrics: Arc<Metrics>,
+        drain: CancellationToken,
     ) -> Result<Self, String> {
         let mut routes = Vec::new();
         for rc in &config.routes {
-            let query_names = rc.tokens.iter().filter_map(|t| match t {
-                TokenSource::Query(name) => Some(name.as_str()),
+            let token_params = rc.tokens.iter().filter_map(|t| match t {
+                TokenSource::Query(name) | TokenSource::Ticket(name) => Some(name.as_str()),
                 _ => None,
             });
             let redactor = Redactor::new(
@@ -76,7 +99,7 @@ impl Proxy {
                     .redact_params
                     .iter()
                     .map(String::as_str)
-                    .chain(query_names),
+                    .chain(token_params),
             );
             let upstream = Upstream::new(rc).map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
@@ -86,7 +109,7 @@ impl Proxy {
                 upstream,
                 redactor,
             };
-            routes.push((rc.path.clone(), route));
+            routes.push((rc.path.clone(), Arc::new(route)));
         }
         let fallback_redactor = Redactor::new(config.redact_params.iter().map(String::as_str));
         Ok(Self {
@@ -96,6 +119,12 @@ impl Proxy {
             subject_claim: config.subject_claim.clone(),
             role_claim: config.role_claim.clone(),
             max_token_bytes: config.max_token_bytes,
+            tickets: config
+                .tickets
+                .as_ref()
+                .map(|t| TicketDesk::new(t, config, &metrics)),
+            drain,
+            sessions: TaskTracker::new(),
             fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
             metrics,
         })
@@ -106,11 +135,22 @@ impl Proxy {
     }
 
     /// Answers one request; never fails: every error becomes a response here.
-    pub async fn handle(&self, request: Request<Incoming>, conn: Conn) -> Response<Body> {
-        let route = self.routes.find(request.uri().path());
-        let (name, redactor, metrics) = match route {
-            Some(r) => (&r.name, &r.redactor, &r.metrics),
-            None => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
+    pub async fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        conn: Conn,
+    ) -> Response<Body> {
+        let path = request.uri().path();
+        let desk = self.tickets.as_ref().filter(|d| d.config.endpoint == path);
+        let route = if desk.is_some() {
+            None
+        } else {
+            self.routes.find(path)
+        };
+        let (name, redactor, metrics) = match (desk, route) {
+            (Some(d), _) => (&d.name, &d.redactor, &d.metrics),
+            (None, Some(r)) => (&r.name, &r.redactor, &r.metrics),
+            (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
         };
         let request_id = headers::request_id(request.headers());
         let mut line = AccessLine::begin(
@@ -120,12 +160,13 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
-        let result = match route {
-            Some(route) => {
+        let result = match (desk, route) {
+            (Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
+            (None, Some(route)) => {
                 self.pipeline(request, route, conn, &request_id, &mut line)
                     .await
             }
-            None => Err(ProxyError::NoRoute),
+            (None, None) => Err(ProxyError::NoRoute),
         };
         let mut response = result.unwrap_or_else(|error| {
             line.reason = Some(self.record(&error, name));
@@ -139,30 +180,106 @@ impl Proxy {
     }
 
     async fn pipeline(
-        &self,
-        request: Request<Incoming>,
-        route: &Route,
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+        route: &Arc<Route>,
         conn: Conn,
-        request_id: &http::HeaderValue,
+        request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
+        let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
+        if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {
+            self.metrics.upgrade(&route.name, "origin_not_allowed");
+            return Err(ProxyError::OriginNotAllowed);
+        }
+        // Taken before the request is moved upstream: it resolves once we answer 101.
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let found = self.extract(&parts, &route.config)?;
-        let claims = match &found {
-            Some(f) => Some(self.validator.validate(&f.token).await?),
-            None => None,
+        let credential = self.authenticate(&parts, route).await?;
+        line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
+        let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
+        let client_upgrade = match client_upgrade {
+            Some(pending) if credential.is_none() && wants_first_message => {
+                return self.first_message(route, parts, body, conn, pending, request_id);
+            }
+            other => other,
         };
-        // Logged before policy runs, so a 403 line says who was refused.
-        line.subject = claims
-            .as_ref()
-            .and_then(|c| c.get(&self.subject_claim))
-            .and_then(serde_json::Value::as_str)
-            .map(String::from);
+        let claims = credential.as_ref().map(|c| c.claims.clone());
         let access = policy::authorize(&route.config, &self.role_claim, claims)?;
         crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
-        let token_cookie = found
-            .as_ref()
-            .filter(|f| f.origin == token::Origin::Cookie)
+        self.rewrite(route, &mut parts, conn, request_id, credential.as_ref())?;
+        if upgrade {
+            let protocols = websocket::offered_protocols(&parts.headers);
+            websocket::prepare_upstream_request(&mut parts.headers, &protocols);
+        }
+        let sent = Instant::now();
+        let mut response = route
+            .upstream
+            .forward(Request::from_parts(parts, body))
+            .await?;
+        line.upstream_time = Some(sent.elapsed());
+        if let (Some(client_upgrade), true) = (
+            client_upgrade,
+            response.status() == StatusCode::SWITCHING_PROTOCOLS,
+        ) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            websocket::prepare_client_response(response.headers_mut());
+            let deadline = credential
+                .as_ref()
+                .and_then(|c| self.deadline(route, &c.claims));
+            self.spawn_relay(
+                route,
+                client_upgrade,
+                upstream_upgrade,
+                deadline,
+                line.subject.clone(),
+                request_id,
+            );
+        } else if upgrade {
+            self.metrics.upgrade(&route.name, "upstream_refused");
+        }
+        Ok(response.map(BodyExt::boxed))
+    }
+
+    /// Finds the caller's token or ticket and turns it into a credential.
+    pub(crate) async fn authenticate(
+        &self,
+        parts: &Parts,
+        route: &Route,
+    ) -> Result<Option<Credential>, ProxyError> {
+        if route.config.auth == AuthMode::None {
+            return Ok(None);
+        }
+        let Some(found) = token::extract(parts, &route.config.tokens, self.max_token_bytes)? else {
+            return Ok(None);
+        };
+        if found.origin == Origin::Ticket {
+            let desk = self.tickets.as_ref().ok_or(ProxyError::NoRoute)?;
+            let grant = desk.redeem(&found.token, &route.config.path, &self.metrics)?;
+            return Ok(Some(Credential {
+                claims: grant.claims,
+                token: grant.token,
+                origin: Origin::Ticket,
+            }));
+        }
+        let claims = self.validator.validate(&found.token).await?;
+        Ok(Some(Credential {
+            claims,
+            token: Some(found.token),
+            origin: found.origin,
+        }))
+    }
+
+    pub(crate) fn rewrite(
+        &self,
+        route: &Route,
+        parts: &mut Parts,
+        conn: Conn,
+        request_id: &HeaderValue,
+        credential: Option<&Credential>,
+    ) -> Result<(), ProxyError> {
+        let token_cookie = credential
+            .filter(|c| c.origin == Origin::Cookie)
             .and_then(|_| {
                 route.config.tokens.iter().find_map(|t| match t {
                     TokenSource::Cookie(name) => Some(name.as_str()),
@@ -173,30 +290,19 @@ impl Proxy {
             client_ip: conn.peer.ip(),
             https: conn.https,
             request_id,
-            token: found.as_ref().map(|f| (&f.token, f.origin)),
+            token: credential.and_then(|c| c.token.as_ref()),
             token_cookie,
         };
-        route
+        Ok(route
             .upstream
-            .rewrite(&mut parts, &route.config, &route.redactor, rewrite)?;
-        let sent = Instant::now();
-        let response = route
-            .upstream
-            .forward(Request::from_parts(parts, body))
-            .await?;
-        line.upstream_time = Some(sent.elapsed());
-        Ok(response.map(BodyExt::boxed))
+            .rewrite(parts, &route.config, &route.redactor, rewrite)?)
     }
 
-    fn extract(
-        &self,
-        parts: &http::request::Parts,
-        route: &RouteConfig,
-    ) -> Result<Option<Found>, ProxyError> {
-        if route.auth == AuthMode::None {
-            return Ok(None);
-        }
-        Ok(token::extract(parts, &route.tokens, self.max_token_bytes)?)
+    pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {
+        claims
+            .get(&self.subject_claim)
+            .and_then(serde_json::Value::as_str)
+            .map(String::from)
     }
 
     /// Counts and, for failures that are ours or the upstream's, logs an error once.
@@ -207,6 +313,14 @@ impl Proxy {
                 self.metrics.auth_failure(e.reason());
                 e.reason()
             }
+            ProxyError::Ticket(e) => {
+                self.metrics.auth_failure(e.reason());
+                e.reason()
+            }
+            ProxyError::OriginNotAllowed => "origin_not_allowed",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::Upstream(e) => {
                 self.metrics.upstream_error(route, e.kind());
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");

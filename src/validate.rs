@@ -59,6 +59,15 @@ impl Validator {
         &self.issuers
     }
 
+    /// The leeway of the issuer that signed `claims` (zero if it is not one of ours).
+    pub fn leeway(&self, claims: &Claims) -> std::time::Duration {
+        let iss = claims.get("iss").and_then(serde_json::Value::as_str);
+        self.issuers
+            .iter()
+            .find(|s| Some(s.issuer().issuer.as_str()) == iss)
+            .map_or(std::time::Duration::ZERO, |s| s.issuer().leeway)
+    }
+
     /// Validates a token and returns its claims.
     pub async fn validate(&self, token: &BearerToken) -> Result<Arc<Claims>, AuthError> {
         let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();

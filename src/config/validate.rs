@@ -29,6 +29,7 @@ pub struct Config {
     pub role_claim: String,
     /// `(header, claim)` pairs; the headers are stripped from every client request.
     pub identity_headers: Vec<(HeaderName, String)>,
+    pub tickets: Option<TicketsConfig>,
     pub log_format: LogFormat,
     pub redact_params: Vec<String>,
     pub routes: Vec<RouteConfig>,
@@ -97,6 +98,9 @@ pub struct RouteConfig {
     pub require_claims: Vec<(String, serde_json::Value)>,
     pub allowed_origins: Vec<String>,
     pub close_on_expiry: bool,
+    pub first_message_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub idle_timeout: Duration,
     pub strip_prefix: bool,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -122,6 +126,22 @@ pub enum TokenSource {
     Header,
     Query(String),
     Cookie(String),
+    /// `bearer.<token>` offered in `Sec-WebSocket-Protocol` next to the real subprotocol.
+    Subprotocol,
+    /// A single-use ticket in the query parameter named by `[tickets].param`.
+    Ticket(String),
+    /// `{"type":"auth","token":"..."}` as the first WebSocket message.
+    FirstMessage,
+}
+
+/// `[tickets]`: the single-use ticket endpoint.
+#[derive(Debug, Clone)]
+pub struct TicketsConfig {
+    pub endpoint: String,
+    pub ttl: Duration,
+    pub param: String,
+    pub tokens: Vec<TokenSource>,
+    pub rate_limit_per_minute: u32,
 }
 
 /// Every problem found in a config, each with its key path.
@@ -261,12 +281,25 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
     if raw.routes.is_empty() {
         e.push("route", "at least one [[route]] is needed");
     }
+    let tickets = raw.tickets.as_ref().and_then(|t| validate_tickets(e, t));
+    let ticket_param = tickets.as_ref().map(|t| t.param.as_str());
     let routes: Vec<RouteConfig> = raw
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| validate_route(e, &format!("route[{i}]"), r, !issuers.is_empty()))
+        .filter_map(|(i, r)| {
+            validate_route(
+                e,
+                &format!("route[{i}]"),
+                r,
+                !issuers.is_empty(),
+                ticket_param,
+            )
+        })
         .collect();
+    if tickets.is_some() && issuers.is_empty() {
+        e.push("tickets", "issuing tickets needs at least one [[issuer]]");
+    }
     let normalized = raw
         .routes
         .iter()
@@ -299,6 +332,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         subject_claim: raw.identity.subject_claim.clone(),
         role_claim: raw.identity.role_claim.clone(),
         identity_headers,
+        tickets,
         log_format,
         redact_params: raw.log.redact_params.clone(),
         routes,
@@ -489,11 +523,72 @@ pub(crate) fn is_hmac(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
+fn validate_tickets(e: &mut ConfigErrors, raw: &super::FileTickets) -> Option<TicketsConfig> {
+    let errors_before = e.0.len();
+    if !raw.endpoint.starts_with('/') || raw.endpoint.contains(['?', '#']) {
+        e.push("tickets.endpoint", "a path like /.gatehouse/ticket");
+    }
+    let ttl = duration(e, "tickets.ttl", &raw.ttl);
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&ttl) {
+        e.push(
+            "tickets.ttl",
+            "between 1s and 10m: a ticket is meant to be redeemed at once",
+        );
+    }
+    if raw.param.is_empty()
+        || !raw
+            .param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        e.push(
+            "tickets.param",
+            "a query parameter name of letters, digits, _ and -",
+        );
+    }
+    if raw.store != "memory" {
+        e.push(
+            "tickets.store",
+            "only \"memory\" in this version; redis:// arrives with the scale-out work",
+        );
+    }
+    let tokens: Vec<TokenSource> = raw
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| token_source(e, &format!("tickets.tokens[{i}]"), t, None))
+        .collect();
+    if tokens.is_empty()
+        || tokens.iter().any(|t| {
+            !matches!(
+                t,
+                TokenSource::Header | TokenSource::Query(_) | TokenSource::Cookie(_)
+            )
+        })
+    {
+        e.push(
+            "tickets.tokens",
+            "list header, query:NAME or cookie:NAME sources",
+        );
+    }
+    if raw.rate_limit_per_minute == 0 {
+        e.push("tickets.rate_limit_per_minute", "must be at least 1");
+    }
+    (e.0.len() == errors_before).then(|| TicketsConfig {
+        endpoint: raw.endpoint.trim_end_matches('/').to_string(),
+        ttl,
+        param: raw.param.clone(),
+        tokens,
+        rate_limit_per_minute: raw.rate_limit_per_minute,
+    })
+}
+
 fn validate_route(
     e: &mut ConfigErrors,
     path: &str,
     raw: &FileRoute,
     have_issuers: bool,
+    ticket_param: Option<&str>,
 ) -> Option<RouteConfig> {
     let errors_before = e.0.len();
     let route_path = normalize_route_path(e, &format!("{path}.path"), &raw.path);
@@ -537,8 +632,23 @@ fn validate_route(
         .tokens
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| token_source(e, &format!("{path}.tokens[{i}]"), t))
+        .filter_map(|(i, t)| token_source(e, &format!("{path}.tokens[{i}]"), t, ticket_param))
         .collect();
+    for (i, source) in tokens.iter().enumerate() {
+        let key = format!("{path}.tokens[{i}]");
+        match source {
+            TokenSource::Subprotocol | TokenSource::FirstMessage if !raw.websocket => {
+                e.push(
+                    key,
+                    "this source exists only on WebSocket upgrades: set websocket = true",
+                );
+            }
+            TokenSource::FirstMessage if i + 1 != tokens.len() => {
+                e.push(key, "first-message must come last: it is the fallback when nothing else carried a token");
+            }
+            _ => {}
+        }
+    }
     if auth != AuthMode::None {
         if tokens.is_empty() {
             e.push(format!("{path}.tokens"), "list at least one token source");
@@ -579,12 +689,18 @@ fn validate_route(
             );
         }
     }
-    if raw.websocket {
+    if raw.max_message_bytes < 125 {
         e.push(
-            format!("{path}.websocket"),
-            "WebSocket relaying is not in this version yet",
+            format!("{path}.max_message_bytes"),
+            "must be at least 125 (a control frame)",
         );
     }
+    let first_message_timeout = duration(
+        e,
+        &format!("{path}.first_message_timeout"),
+        &raw.first_message_timeout,
+    );
+    let idle_timeout = duration(e, &format!("{path}.idle_timeout"), &raw.idle_timeout);
     let connect_timeout = duration(e, &format!("{path}.connect_timeout"), &raw.connect_timeout);
     let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
     if e.0.len() > errors_before {
@@ -607,6 +723,9 @@ fn validate_route(
             .collect(),
         allowed_origins: raw.allowed_origins.clone(),
         close_on_expiry: raw.close_on_expiry,
+        first_message_timeout,
+        max_message_bytes: raw.max_message_bytes,
+        idle_timeout,
         strip_prefix: raw.strip_prefix,
         connect_timeout,
         timeout,
@@ -634,7 +753,12 @@ fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<St
     })
 }
 
-fn token_source(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<TokenSource> {
+fn token_source(
+    e: &mut ConfigErrors,
+    key: &str,
+    raw: &str,
+    ticket_param: Option<&str>,
+) -> Option<TokenSource> {
     let (kind, name) = match raw.split_once(':') {
         Some((kind, name)) => (kind, Some(name)),
         None => (raw, None),
@@ -652,17 +776,21 @@ fn token_source(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<TokenSourc
             e.push(key, format!("write {kind}:NAME, like {kind}:access_token"));
             None
         }
-        ("subprotocol" | "ticket" | "first-message", None) => {
-            e.push(
-                key,
-                format!("{raw:?} needs the WebSocket support that this version does not have yet"),
-            );
-            None
-        }
+        ("subprotocol", None) => Some(TokenSource::Subprotocol),
+        ("first-message", None) => Some(TokenSource::FirstMessage),
+        ("ticket", None) => match ticket_param {
+            Some(param) => Some(TokenSource::Ticket(param.to_string())),
+            None => {
+                e.push(key, "the ticket source needs a [tickets] table");
+                None
+            }
+        },
         _ => {
             e.push(
                 key,
-                format!("unknown token source {raw:?}; use header, query:NAME or cookie:NAME"),
+                format!(
+                    "unknown token source {raw:?}; use header, query:NAME, cookie:NAME, subprotocol, ticket or first-message"
+                ),
             );
             None
         }
@@ -721,7 +849,7 @@ fn unique<'a>(e: &mut ConfigErrors, table: &str, key: &str, values: impl Iterato
 #[cfg(test)]
 pub(crate) fn validate_route_for_tests(raw: &FileRoute) -> RouteConfig {
     let mut errors = ConfigErrors::default();
-    let route = validate_route(&mut errors, "route", raw, true);
+    let route = validate_route(&mut errors, "route", raw, true, Some("ticket"));
     assert!(errors.0.is_empty(), "{errors}");
     route.unwrap()
 }

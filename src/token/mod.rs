@@ -2,11 +2,17 @@
 //! token found. Sizes are checked on the raw value before anything parses it.
 //!
 //! One file per source: [`bearer`] (`Authorization: Bearer`), [`query`] (a query
-//! parameter) and [`cookie`] (a named cookie).
+//! parameter, also how tickets arrive), [`cookie`] (a named cookie), [`subprotocol`]
+//! (`bearer.<token>` in `Sec-WebSocket-Protocol`) and [`first_message`] (the parser of the
+//! auth message a WebSocket sends first; that source is read after the handshake, not here).
 
 mod bearer;
 mod cookie;
+pub mod first_message;
 mod query;
+mod subprotocol;
+
+pub use subprotocol::PREFIX as SUBPROTOCOL_PREFIX;
 
 use http::request::Parts;
 
@@ -20,6 +26,10 @@ pub enum Origin {
     Header,
     Query,
     Cookie,
+    Subprotocol,
+    /// A single-use ticket: redeemed, not validated as a token.
+    Ticket,
+    FirstMessage,
 }
 
 #[derive(Debug)]
@@ -42,6 +52,13 @@ pub fn extract(
                 Origin::Query,
             ),
             TokenSource::Cookie(name) => (cookie::find(&parts.headers, name), Origin::Cookie),
+            TokenSource::Subprotocol => (subprotocol::find(&parts.headers), Origin::Subprotocol),
+            TokenSource::Ticket(param) => (
+                query::find(parts.uri.query(), param, max_bytes)?,
+                Origin::Ticket,
+            ),
+            // Read after the WebSocket handshake; see `websocket::first_message`.
+            TokenSource::FirstMessage => (None, Origin::FirstMessage),
         };
         if let Some(raw) = raw {
             if raw.len() > max_bytes {
@@ -57,6 +74,17 @@ pub fn extract(
         }
     }
     Ok(None)
+}
+
+/// Checks a token that arrived some other way (the first WebSocket message) like the rest.
+pub fn accept(raw: String, max_bytes: usize) -> Result<BearerToken, AuthError> {
+    if raw.len() > max_bytes {
+        return Err(AuthError::TooLarge);
+    }
+    if raw.is_empty() || !raw.bytes().all(is_token_byte) {
+        return Err(AuthError::Malformed);
+    }
+    Ok(BearerToken::new(raw))
 }
 
 /// RFC 6750 b64token characters, which cover JWTs and common opaque token formats.

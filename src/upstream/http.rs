@@ -20,7 +20,6 @@ use crate::error::UpstreamError;
 use crate::http_client::{self, Pooled};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
-use crate::token::Origin;
 
 /// One route's upstream: where it is and how long we wait for it.
 pub struct Upstream {
@@ -35,8 +34,8 @@ pub struct Rewrite<'a> {
     pub client_ip: IpAddr,
     pub https: bool,
     pub request_id: &'a HeaderValue,
-    /// The caller's token and where it came from, when the route authenticates.
-    pub token: Option<(&'a BearerToken, Origin)>,
+    /// The caller's token, when the route authenticates and one is known.
+    pub token: Option<&'a BearerToken>,
     pub token_cookie: Option<&'a str>,
 }
 
@@ -98,7 +97,7 @@ impl Upstream {
         }
         h.remove(AUTHORIZATION);
         if route.upstream_auth == UpstreamAuth::Bearer {
-            if let Some((token, _)) = ctx.token {
+            if let Some(token) = ctx.token {
                 if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
                     h.insert(AUTHORIZATION, value);
                 }
@@ -119,6 +118,7 @@ impl Upstream {
                 Ok(Err(e)) => return Err(UpstreamError::Failed(e)),
                 Ok(Ok(response)) => response,
             };
+        // A 101's Connection/Upgrade are the switch itself; `websocket` sets them again.
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response)
     }

@@ -1,0 +1,216 @@
+//! Single-use tickets: a short-lived stand-in for a token, made for URLs.
+//!
+//! A browser cannot put a token in a WebSocket's headers, so it asks the ticket endpoint
+//! (with its token in a header, where it is safe) for a ticket and puts that in the URL.
+//! A ticket is 256 bits from the OS RNG, stored only as its SHA-256 next to the identity
+//! it stands for, redeemed exactly once (an atomic remove, so of any number of concurrent
+//! redemptions one wins), and dead after `ttl` or the token's own `exp`, whichever is first.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use dashmap::DashMap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::secret::BearerToken;
+use crate::validate::Claims;
+
+/// What a ticket stands for.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub claims: Arc<Claims>,
+    /// The original token, kept only for `upstream_auth = "bearer"` routes.
+    pub token: Option<BearerToken>,
+    /// The route path the ticket is bound to, when the caller named one.
+    pub route: Option<String>,
+}
+
+/// Why a ticket did not redeem. Deliberately coarse: a caller learns nothing about
+/// whether a guessed ticket ever existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    #[error("ticket unknown, used or expired")]
+    Invalid,
+    #[error("ticket issued for another route")]
+    WrongRoute,
+}
+
+impl TicketError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            TicketError::Invalid => "invalid_ticket",
+            TicketError::WrongRoute => "ticket_wrong_route",
+        }
+    }
+}
+
+/// A freshly issued ticket, the only time its value exists outside the caller.
+pub struct Issued {
+    pub ticket: String,
+    pub expires_at: SystemTime,
+    pub expires_in: Duration,
+}
+
+struct Entry {
+    grant: Grant,
+    expires: Instant,
+}
+
+/// The in-memory ticket store (one replica). The shared Redis store arrives with scale-out.
+pub struct TicketStore {
+    entries: DashMap<[u8; 32], Entry>,
+    ttl: Duration,
+}
+
+impl TicketStore {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: DashMap::new(),
+            ttl,
+        }
+    }
+
+    /// Issues a ticket for `grant`, living `ttl` but never past `token_exp` (unix seconds).
+    pub fn issue(&self, grant: Grant, token_exp: u64) -> Issued {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let until_exp = Duration::from_secs(token_exp.saturating_sub(crate::validate::unix_now()));
+        let expires_in = self.ttl.min(until_exp);
+        self.entries.insert(
+            digest(&ticket),
+            Entry {
+                grant,
+                expires: Instant::now() + expires_in,
+            },
+        );
+        Issued {
+            ticket,
+            expires_at: SystemTime::now() + expires_in,
+            expires_in,
+        }
+    }
+
+    /// Redeems a ticket once. The entry is removed before anything is checked, so a ticket
+    /// presented on the wrong route is spent too: it was exposed, it must not work later.
+    pub fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
+        let (_, entry) = self
+            .entries
+            .remove(&digest(ticket.expose()))
+            .ok_or(TicketError::Invalid)?;
+        if entry.expires <= Instant::now() {
+            return Err(TicketError::Invalid);
+        }
+        if entry
+            .grant
+            .route
+            .as_deref()
+            .is_some_and(|bound| bound != route)
+        {
+            return Err(TicketError::WrongRoute);
+        }
+        Ok(entry.grant)
+    }
+
+    /// Drops expired tickets; runs every `ttl`.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.entries.retain(|_, e| e.expires > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+fn digest(ticket: &str) -> [u8; 32] {
+    Sha256::digest(ticket.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(route: Option<&str>) -> Grant {
+        Grant {
+            claims: Arc::new(Claims::new()),
+            token: None,
+            route: route.map(String::from),
+        }
+    }
+
+    fn far() -> u64 {
+        crate::validate::unix_now() + 3600
+    }
+
+    #[test]
+    fn a_ticket_redeems_once_and_is_not_stored_in_clear() {
+        let store = TicketStore::new(Duration::from_secs(30));
+        let issued = store.issue(grant(None), far());
+        assert!(issued.ticket.len() >= 43, "at least 256 bits, base64url");
+        assert!(!store
+            .entries
+            .iter()
+            .any(|e| e.key().as_slice() == issued.ticket.as_bytes()));
+        let ticket = BearerToken::new(issued.ticket);
+        assert!(store.redeem(&ticket, "/any").is_ok());
+        assert_eq!(
+            store.redeem(&ticket, "/any").unwrap_err(),
+            TicketError::Invalid
+        );
+    }
+
+    #[test]
+    fn a_bound_ticket_works_only_on_its_route_and_is_spent_either_way() {
+        let store = TicketStore::new(Duration::from_secs(30));
+        let ticket = BearerToken::new(store.issue(grant(Some("/hubs/chat")), far()).ticket);
+        assert_eq!(
+            store.redeem(&ticket, "/other").unwrap_err(),
+            TicketError::WrongRoute
+        );
+        assert_eq!(
+            store.redeem(&ticket, "/hubs/chat").unwrap_err(),
+            TicketError::Invalid
+        );
+        let ticket = BearerToken::new(store.issue(grant(Some("/hubs/chat")), far()).ticket);
+        assert!(store.redeem(&ticket, "/hubs/chat").is_ok());
+    }
+
+    #[test]
+    fn tickets_never_outlive_their_token() {
+        let store = TicketStore::new(Duration::from_secs(30));
+        let issued = store.issue(grant(None), crate::validate::unix_now());
+        assert_eq!(issued.expires_in, Duration::ZERO);
+        assert_eq!(
+            store
+                .redeem(&BearerToken::new(issued.ticket), "/")
+                .unwrap_err(),
+            TicketError::Invalid
+        );
+        store.sweep();
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn concurrent_redemptions_have_one_winner() {
+        let store = Arc::new(TicketStore::new(Duration::from_secs(30)));
+        let ticket = BearerToken::new(store.issue(grant(None), far()).ticket);
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| usize::from(store.redeem(&ticket, "/").is_ok())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+}

@@ -1,0 +1,267 @@
+//! The WebSocket end of the request path: the relay task started after a `101`, and the
+//! first-message flow, where gatehouse answers the handshake itself and opens the upstream
+//! leg only after the client's first message carried a token that passed validation and
+//! policy. Nothing reaches the upstream before that; a wrong or late message gets 4401.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use futures_util::StreamExt;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::body::{empty, Body};
+use crate::error::{AuthError, ProxyError};
+use crate::policy;
+use crate::service::{Conn, Credential, Proxy, Route};
+use crate::token::{self, Origin};
+use crate::validate::{unix_now, Claims};
+use crate::websocket::relay::{self, Session, Socket, CLOSE_UNAUTHORIZED};
+use crate::websocket::{self as ws};
+
+/// Close code when a valid caller is not allowed on the route.
+const CLOSE_FORBIDDEN: u16 = 4403;
+
+impl Proxy {
+    /// When the session must end: the token's `exp` plus its issuer's leeway.
+    pub(crate) fn deadline(&self, route: &Route, claims: &Claims) -> Option<Instant> {
+        if !route.config.close_on_expiry {
+            return None;
+        }
+        let exp = claims.get("exp").and_then(serde_json::Value::as_u64)?;
+        let end = exp.saturating_add(self.validator.leeway(claims).as_secs());
+        Some(Instant::now() + Duration::from_secs(end.saturating_sub(unix_now())))
+    }
+
+    /// Relays once both sides have switched protocols; logs and counts the session's end.
+    pub(crate) fn spawn_relay(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        deadline: Option<Instant>,
+        subject: Option<String>,
+        request_id: &HeaderValue,
+    ) {
+        let (proxy, route) = (self.clone(), route.clone());
+        let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
+        self.sessions.spawn(async move {
+            let (client, upstream) = match (client.await, upstream.await) {
+                (Ok(c), Ok(u)) => (c, u),
+                _ => {
+                    proxy.metrics.upgrade(&route.name, "upgrade_failed");
+                    return;
+                }
+            };
+            let max = route.config.max_message_bytes;
+            let client = relay::socket(client, Role::Server, max).await;
+            let upstream = relay::socket(upstream, Role::Client, max).await;
+            proxy
+                .run_session(
+                    &route,
+                    client,
+                    upstream,
+                    deadline,
+                    subject.as_deref(),
+                    &request_id,
+                )
+                .await;
+        });
+    }
+
+    async fn run_session(
+        &self,
+        route: &Route,
+        client: Socket,
+        upstream: Socket,
+        deadline: Option<Instant>,
+        subject: Option<&str>,
+        request_id: &str,
+    ) {
+        self.metrics.upgrade(&route.name, "ok");
+        let open = self.metrics.websockets_open(&route.name);
+        open.inc();
+        let started = StdInstant::now();
+        let session = Session {
+            deadline,
+            idle_timeout: route.config.idle_timeout,
+            drain: self.drain.clone(),
+        };
+        let end = relay::relay(client, upstream, session).await;
+        open.dec();
+        self.metrics.websocket_closed(&route.name, end.reason);
+        tracing::info!(
+            target: "gatehouse::access",
+            event = "websocket_close",
+            request_id,
+            route = %route.name,
+            subject = subject.unwrap_or("-"),
+            reason = end.reason,
+            close_code = end.code.map_or(-1, i32::from),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            messages = end.messages,
+            bytes_from_client = end.client_bytes,
+            bytes_from_upstream = end.upstream_bytes,
+        );
+    }
+
+    /// Answers the handshake ourselves, then authenticates from the first message.
+    pub(crate) fn first_message(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        parts: Parts,
+        body: Incoming,
+        conn: Conn,
+        client_upgrade: OnUpgrade,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, ProxyError> {
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or(ProxyError::BadRequest(
+                "a WebSocket upgrade needs Sec-WebSocket-Key",
+            ))?;
+        // We must pick a subprotocol before the upstream is asked: the first one offered.
+        let protocol = ws::offered_protocols(&parts.headers).into_iter().next();
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        ws::prepare_client_response(h);
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .map_err(|_| ProxyError::BadRequest("bad Sec-WebSocket-Key"))?;
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if let Some(p) = protocol
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        let (proxy, route) = (self.clone(), route.clone());
+        let request_id = request_id.clone();
+        self.sessions.spawn(async move {
+            let Ok(io) = client_upgrade.await else { return };
+            let client = relay::socket(io, Role::Server, route.config.max_message_bytes).await;
+            let pending = Pending {
+                parts,
+                body,
+                conn,
+                protocol,
+                request_id,
+            };
+            proxy.after_first_message(&route, client, pending).await;
+        });
+        Ok(response)
+    }
+
+    async fn after_first_message(&self, route: &Route, mut client: Socket, pending: Pending) {
+        let credential = match self.read_auth_message(route, &mut client).await {
+            Ok(credential) => credential,
+            Err(e) => return self.refuse(route, client, &e, CLOSE_UNAUTHORIZED).await,
+        };
+        let Pending {
+            mut parts,
+            body,
+            conn,
+            protocol,
+            request_id,
+        } = pending;
+        let subject = self.subject(&credential.claims);
+        let access = match policy::authorize(
+            &route.config,
+            &self.role_claim,
+            Some(credential.claims.clone()),
+        ) {
+            Ok(access) => access,
+            Err(e) => {
+                return self
+                    .refuse(route, client, &ProxyError::Auth(e), CLOSE_FORBIDDEN)
+                    .await
+            }
+        };
+        crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
+        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, Some(&credential)) {
+            return self.refuse(route, client, &e, 1011).await;
+        }
+        ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
+        let upstream = match route
+            .upstream
+            .forward(Request::from_parts(parts, body))
+            .await
+        {
+            Ok(mut r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                hyper::upgrade::on(&mut r).await.ok()
+            }
+            _ => None,
+        };
+        let Some(upstream) = upstream else {
+            self.metrics.upgrade(&route.name, "upstream_refused");
+            relay::close(&mut client, 1011, "upstream unavailable").await;
+            return;
+        };
+        let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
+        let deadline = self.deadline(route, &credential.claims);
+        let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
+        self.run_session(
+            route,
+            client,
+            upstream,
+            deadline,
+            subject.as_deref(),
+            &request_id,
+        )
+        .await;
+    }
+
+    async fn read_auth_message(
+        &self,
+        route: &Route,
+        client: &mut Socket,
+    ) -> Result<Credential, ProxyError> {
+        let first = tokio::time::timeout(route.config.first_message_timeout, client.next()).await;
+        let Ok(Some(Ok(Message::Text(text)))) = first else {
+            return Err(AuthError::Missing.into());
+        };
+        let raw = token::first_message::parse(&text).ok_or(AuthError::Missing)?;
+        let token = token::accept(raw, self.max_token_bytes)?;
+        let claims = self.validator.validate(&token).await?;
+        Ok(Credential {
+            claims,
+            token: Some(token),
+            origin: Origin::FirstMessage,
+        })
+    }
+
+    async fn refuse(&self, route: &Route, mut client: Socket, error: &ProxyError, code: u16) {
+        let reason = match error {
+            ProxyError::Auth(e) => {
+                self.metrics.auth_failure(e.reason());
+                e.reason()
+            }
+            _ => "upstream_error",
+        };
+        self.metrics.upgrade(&route.name, "auth_failed");
+        tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);
+        let text = if code == CLOSE_FORBIDDEN {
+            "forbidden"
+        } else {
+            "authentication failed"
+        };
+        relay::close(&mut client, code, text).await;
+    }
+}
+
+/// The parts of the upgrade request kept until the first message authenticates.
+struct Pending {
+    parts: Parts,
+    body: Incoming,
+    conn: Conn,
+    protocol: Option<String>,
+    request_id: HeaderValue,
+}

@@ -1,0 +1,134 @@
+//! WebSocket upgrades: recognising one, the `Origin` check, the handshake headers that go
+//! upstream, and the session that relays frames once both sides have switched protocols.
+//!
+//! An upgrade is authenticated like any request before anything reaches the upstream;
+//! then the upstream's own handshake answer (its `101` with `Sec-WebSocket-Accept` and the
+//! chosen subprotocol) goes back to the client, and [`relay`] takes over both sockets.
+//! With the `first-message` source, `upgrade.rs` answers the handshake itself and opens
+//! the upstream leg only once the first message carried a valid token.
+
+pub mod relay;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Version};
+
+pub use relay::{Session, SessionEnd};
+
+static SEC_WEBSOCKET_PROTOCOL: header::HeaderName = header::SEC_WEBSOCKET_PROTOCOL;
+
+/// An HTTP/1.1 `GET` asking to switch to `websocket` (RFC 6455 §4.1).
+pub fn is_upgrade_request<B>(request: &http::Request<B>) -> bool {
+    request.method() == Method::GET
+        && request.version() == Version::HTTP_11
+        && has_token(request.headers(), &header::CONNECTION, "upgrade")
+        && has_token(request.headers(), &header::UPGRADE, "websocket")
+}
+
+fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Cross-site WebSocket hijacking guard: a browser always sends `Origin`, and when the route
+/// lists origins it must be one of them. No `Origin` means a non-browser client.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    if allowed.is_empty() || allowed.iter().any(|a| a == "*") {
+        return true;
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
+    }
+}
+
+/// The subprotocols a client offered, without any `bearer.<token>` entry.
+pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(&SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with(crate::token::SUBPROTOCOL_PREFIX))
+        .map(String::from)
+        .collect()
+}
+
+/// Shapes the upgrade request for the upstream after the hop-by-hop headers were removed:
+/// restores `Connection`/`Upgrade`, keeps only the real subprotocols (never a token), and
+/// drops extensions, since frames are relayed one by one and compression is not relayed.
+pub fn prepare_upstream_request(headers: &mut HeaderMap, protocols: &[String]) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    headers.remove(&SEC_WEBSOCKET_PROTOCOL);
+    if !protocols.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&protocols.join(", ")) {
+            headers.insert(&SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+}
+
+/// The upstream's `101` as the client should see it: the switch itself, its accept key
+/// and subprotocol, and nothing that negotiates an extension we do not relay.
+pub fn prepare_client_response(headers: &mut HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::get("/hub");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn upgrades_are_recognised_by_connection_and_upgrade_tokens() {
+        assert!(is_upgrade_request(&parts(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket")
+        ])));
+        assert!(!is_upgrade_request(&parts(&[("upgrade", "websocket")])));
+        assert!(!is_upgrade_request(&parts(&[
+            ("connection", "upgrade"),
+            ("upgrade", "h2c")
+        ])));
+    }
+
+    #[test]
+    fn origins_are_checked_only_when_listed() {
+        let allowed = vec!["https://app.example.com".to_string()];
+        let with = |o: &str| parts(&[("origin", o)]).headers().clone();
+        assert!(origin_allowed(&with("https://app.example.com"), &allowed));
+        assert!(!origin_allowed(&with("https://evil.example"), &allowed));
+        assert!(origin_allowed(parts(&[]).headers(), &allowed));
+        assert!(origin_allowed(&with("https://evil.example"), &[]));
+    }
+
+    #[test]
+    fn bearer_subprotocols_never_go_upstream() {
+        let p = parts(&[
+            ("sec-websocket-protocol", "bearer.abc.def.ghi, chat.v1"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ]);
+        let offered = offered_protocols(p.headers());
+        assert_eq!(offered, ["chat.v1"]);
+        let mut h = p.headers().clone();
+        prepare_upstream_request(&mut h, &offered);
+        assert_eq!(h["sec-websocket-protocol"], "chat.v1");
+        assert!(h.get("sec-websocket-extensions").is_none());
+    }
+}
