@@ -1,0 +1,473 @@
+//! WebSockets through the proxy with real tokio-tungstenite clients and a real echo hub:
+//! every token source, single-use tickets (also under 50 concurrent redemptions), Origin
+//! checks, first-message auth, close on expiry, close codes, fragments, and size limits.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+const ISS: &str = "https://sts.example/";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+struct World {
+    hub: WsHub,
+    proxy: TestProxy,
+}
+
+async fn world() -> World {
+    let hub = WsHub::start().await;
+    let toml = format!(
+        r#"
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_env = "HS"
+leeway = "0s"
+
+[identity]
+headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Roles" = "role" }}
+
+[tickets]
+ttl = "2s"
+rate_limit_per_minute = 1000
+
+[[route]]
+path = "/hub"
+upstream = "{up}"
+websocket = true
+tokens = ["header", "query:access_token", "subprotocol", "ticket"]
+allowed_origins = ["https://app.example"]
+
+[[route]]
+path = "/fm"
+upstream = "{up}"
+websocket = true
+tokens = ["first-message"]
+first_message_timeout = "500ms"
+
+[[route]]
+path = "/small"
+upstream = "{up}"
+websocket = true
+max_message_bytes = 1024
+
+[[route]]
+path = "/admins"
+upstream = "{up}"
+websocket = true
+tokens = ["ticket", "header"]
+require.roles = ["admin"]
+"#,
+        up = hub.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
+    World { hub, proxy }
+}
+
+fn token_for(sub: &str, ttl_secs: u64, extra: serde_json::Value) -> String {
+    let mut claims = claims(ISS, "api", extra);
+    claims["sub"] = json!(sub);
+    claims["exp"] = json!(now() + ttl_secs);
+    mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &claims,
+    )
+}
+
+impl World {
+    fn ws(&self, path: &str) -> String {
+        format!("ws://{}{}", self.proxy.addr, path)
+    }
+
+    async fn ticket(&self, token: &str, route: Option<&str>) -> Answer {
+        let body = route.map_or(String::new(), |r| json!({ "route": r }).to_string());
+        let request = http::Request::post(self.proxy.url("/.gatehouse/ticket"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        send(request).await
+    }
+
+    async fn new_ticket(&self, token: &str, route: Option<&str>) -> String {
+        let answer = self.ticket(token, route).await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        answer.json()["ticket"].as_str().unwrap().to_string()
+    }
+}
+
+async fn echo_once(client: &mut WsClient, text: &str) {
+    client.send(Message::text(text)).await.unwrap();
+    assert_eq!(next_message(client).await, Some(Message::text(text)));
+}
+
+#[tokio::test]
+async fn every_token_source_upgrades_and_the_hub_sees_identity_not_tokens() {
+    let w = world().await;
+    let token = token_for("alice", 600, json!({}));
+
+    let (mut c, _) = ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    echo_once(&mut c, "via header").await;
+
+    let (mut c, _) = ws_connect(&w.ws(&format!("/hub?id=1&access_token={token}")), &[])
+        .await
+        .unwrap();
+    echo_once(&mut c, "via query").await;
+
+    let (mut c, response) = ws_connect(
+        &w.ws("/hub"),
+        &[(
+            "sec-websocket-protocol",
+            &format!("bearer.{token}, chat.v1"),
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "chat.v1",
+        "only the real subprotocol is echoed"
+    );
+    echo_once(&mut c, "via subprotocol").await;
+
+    let ticket = w.new_ticket(&token, Some("/hub")).await;
+    let (mut c, _) = ws_connect(&w.ws(&format!("/hub?ticket={ticket}")), &[])
+        .await
+        .unwrap();
+    echo_once(&mut c, "via ticket").await;
+
+    let (mut c, _) = ws_connect(&w.ws("/fm"), &[]).await.unwrap();
+    c.send(Message::text(
+        json!({"type": "auth", "token": token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    echo_once(&mut c, "via first message").await;
+
+    let conns = w.hub.conns();
+    assert_eq!(conns.len(), 5);
+    for conn in &conns {
+        assert_eq!(conn.headers["x-auth-subject"], "alice", "{conn:?}");
+        assert!(
+            !conn.uri.contains(&token) && !conn.uri.contains(&ticket),
+            "token in the hub's URI: {}",
+            conn.uri
+        );
+        assert!(conn.headers.get("authorization").is_none());
+        let all_headers = format!("{:?}", conn.headers);
+        assert!(!all_headers.contains(&token), "token in the hub's headers");
+    }
+    assert_eq!(conns[1].uri, "/hub?id=1");
+    assert_eq!(conns[2].headers["sec-websocket-protocol"], "chat.v1");
+    assert!(
+        w.proxy
+            .metric("gatehouse_websocket_upgrades_total{result=\"ok\",route=\"/hub\"}")
+            .await
+            >= 4.0
+    );
+}
+
+#[tokio::test]
+async fn a_ticket_redeems_once_even_under_fifty_concurrent_upgrades() {
+    let w = world().await;
+    let token = token_for("alice", 600, json!({}));
+    let ticket = w.new_ticket(&token, None).await;
+    let url = w.ws(&format!("/hub?ticket={ticket}"));
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { ws_connect(&url, &[]).await.map(|(c, _)| c) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(client) => winners.push(client),
+            Err(status) => assert_eq!(status, 401),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{} upgrades succeeded with one ticket",
+        winners.len()
+    );
+    assert_eq!(w.hub.conns().len(), 1);
+    assert!(
+        w.proxy
+            .metric("gatehouse_tickets_total{result=\"invalid_ticket\"}")
+            .await
+            >= 49.0
+    );
+}
+
+#[tokio::test]
+async fn tickets_expire_stay_on_their_route_and_respect_policy() {
+    let w = world().await;
+    let token = token_for("alice", 600, json!({}));
+
+    let stale = w.new_ticket(&token, None).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        ws_connect(&w.ws(&format!("/hub?ticket={stale}")), &[])
+            .await
+            .unwrap_err(),
+        401
+    );
+
+    let bound = w.new_ticket(&token, Some("/hub")).await;
+    assert_eq!(
+        ws_connect(&w.ws(&format!("/admins?ticket={bound}")), &[])
+            .await
+            .unwrap_err(),
+        401
+    );
+    assert_eq!(
+        ws_connect(&w.ws(&format!("/hub?ticket={bound}")), &[])
+            .await
+            .unwrap_err(),
+        401,
+        "spent on the wrong route"
+    );
+
+    // Policy at issue time: a non-admin cannot get a ticket for the admin route.
+    let refused = w.ticket(&token, Some("/admins")).await;
+    assert_eq!(refused.status, 403);
+    let admin = token_for("root", 600, json!({"role": "admin"}));
+    let ticket = w.new_ticket(&admin, Some("/admins")).await;
+    assert!(ws_connect(&w.ws(&format!("/admins?ticket={ticket}")), &[])
+        .await
+        .is_ok());
+
+    let answer = w.ticket(&token, None).await;
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    let body = answer.json();
+    assert_eq!(body["expires_in"], 2);
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        get(&w.proxy.url("/.gatehouse/ticket"), &[]).await.status,
+        405
+    );
+    let anonymous = send(
+        http::Request::post(w.proxy.url("/.gatehouse/ticket"))
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+}
+
+#[tokio::test]
+async fn the_ticket_endpoint_speaks_cors_for_allowed_origins_only() {
+    let w = world().await;
+    let preflight = |origin: &'static str| {
+        http::Request::builder()
+            .method("OPTIONS")
+            .uri(w.proxy.url("/.gatehouse/ticket"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    let ok = send(preflight("https://app.example")).await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(ok
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("authorization"));
+    assert_eq!(send(preflight("https://evil.example")).await.status, 403);
+}
+
+#[tokio::test]
+async fn upgrades_from_other_origins_are_refused() {
+    let w = world().await;
+    let auth = format!("Bearer {}", token_for("alice", 600, json!({})));
+    let evil = ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &auth), ("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(evil.unwrap_err(), 403);
+    assert!(w.hub.conns().is_empty());
+    assert!(ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &auth), ("origin", "https://app.example")]
+    )
+    .await
+    .is_ok());
+    assert!(
+        ws_connect(&w.ws("/hub"), &[("authorization", &auth)])
+            .await
+            .is_ok(),
+        "no Origin: not a browser"
+    );
+    assert_eq!(ws_connect(&w.ws("/hub"), &[]).await.unwrap_err(), 401);
+}
+
+#[tokio::test]
+async fn first_message_auth_opens_no_upstream_until_a_valid_token_arrives() {
+    let w = world().await;
+    let (mut wrong, _) = ws_connect(&w.ws("/fm"), &[]).await.unwrap();
+    wrong
+        .send(Message::text(
+            json!({"type": "auth", "token": "not.a.token"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        close_of(&mut wrong, Duration::from_secs(3))
+            .await
+            .map(|c| c.0),
+        Some(4401)
+    );
+
+    let (mut other, _) = ws_connect(&w.ws("/fm"), &[]).await.unwrap();
+    other.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        close_of(&mut other, Duration::from_secs(3))
+            .await
+            .map(|c| c.0),
+        Some(4401)
+    );
+
+    let (mut late, _) = ws_connect(&w.ws("/fm"), &[]).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        close_of(&mut late, Duration::from_secs(3))
+            .await
+            .map(|c| c.0),
+        Some(4401)
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(
+        w.hub.conns().is_empty(),
+        "the hub saw a connection before authentication"
+    );
+
+    let (mut good, _) = ws_connect(&w.ws("/fm"), &[]).await.unwrap();
+    let token = token_for("carol", 600, json!({}));
+    good.send(Message::text(
+        json!({"type": "auth", "token": token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    echo_once(&mut good, "authenticated").await;
+    assert_eq!(w.hub.conns().len(), 1);
+    assert_eq!(w.hub.conns()[0].headers["x-auth-subject"], "carol");
+}
+
+#[tokio::test]
+async fn a_session_ends_with_4401_when_its_token_expires() {
+    let w = world().await;
+    let token = token_for("alice", 3, json!({}));
+    let exp = now() + 3;
+    let (mut c, _) = ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    echo_once(&mut c, "before expiry").await;
+    let close = close_of(&mut c, Duration::from_secs(6)).await;
+    assert_eq!(close, Some((4401, "token expired".to_string())));
+    assert!(now() <= exp + 1, "closed more than 1 s after exp");
+    let hub_closed = eventually(Duration::from_secs(2), || async { w.hub.conns()[0].ended }).await;
+    assert!(hub_closed, "the upstream side stayed open");
+    assert!(
+        w.proxy
+            .metric("gatehouse_websocket_closes_total{reason=\"token_expired\",route=\"/hub\"}")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn close_codes_fragments_and_binary_frames_cross_intact() {
+    let w = world().await;
+    let auth = format!("Bearer {}", token_for("alice", 600, json!({})));
+
+    let (mut c, _) = ws_connect(&w.ws("/hub"), &[("authorization", &auth)])
+        .await
+        .unwrap();
+    c.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    assert_eq!(
+        next_message(&mut c).await,
+        Some(Message::binary(vec![0u8, 1, 2, 255]))
+    );
+    // A text message in three fragments arrives whole.
+    for (i, part) in ["frag", "ment", "ed"].iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let frame = Frame::message(part.as_bytes().to_vec(), opcode, i == 2);
+        c.send(Message::Frame(frame)).await.unwrap();
+    }
+    assert_eq!(
+        next_message(&mut c).await,
+        Some(Message::text("fragmented"))
+    );
+    c.close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "client bye".into(),
+    }))
+    .await
+    .unwrap();
+    let hub_got = eventually(Duration::from_secs(2), || async {
+        w.hub.conns()[0].close_code == Some(4000)
+    })
+    .await;
+    assert!(
+        hub_got,
+        "the hub did not receive the client's close code: {:?}",
+        w.hub.conns()
+    );
+
+    let (mut c, _) = ws_connect(&w.ws("/hub"), &[("authorization", &auth)])
+        .await
+        .unwrap();
+    c.send(Message::text("close:4001")).await.unwrap();
+    assert_eq!(
+        close_of(&mut c, Duration::from_secs(3)).await.map(|c| c.0),
+        Some(4001)
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009() {
+    let w = world().await;
+    let auth = format!("Bearer {}", token_for("alice", 600, json!({})));
+    let (mut c, _) = ws_connect(&w.ws("/small"), &[("authorization", &auth)])
+        .await
+        .unwrap();
+    echo_once(&mut c, &"a".repeat(1000)).await;
+    c.send(Message::text("b".repeat(4096))).await.unwrap();
+    assert_eq!(
+        close_of(&mut c, Duration::from_secs(3)).await.map(|c| c.0),
+        Some(1009)
+    );
+    assert!(eventually(Duration::from_secs(2), || async { w.hub.conns()[0].ended }).await);
+}
