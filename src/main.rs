@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Token(args) => token(&args),
-        Command::Demo => gatehouse::demo::run(),
+        Command::Demo(args) => gatehouse::demo::run(&args),
     }
 }
 

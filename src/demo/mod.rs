@@ -1,34 +1,32 @@
-//! `gatehouse demo`: the proxy on 127.0.0.1:8080 in front of a built-in echo upstream, with
-//! a dev HS256 key generated at start, a minted token, and ready `curl` lines to try.
+//! `gatehouse demo`: the proxy on 127.0.0.1:8080 in front of a built-in backend (an echo
+//! upstream and a WebSocket chat hub, see [`upstream`]), with a dev HS256 key generated at
+//! start, minted tokens, ready `curl` lines, and a page that connects a browser WebSocket
+//! through the proxy with a single-use ticket.
 //!
-//! The echo upstream answers every request with the method, URI and headers it received,
-//! so a newcomer sees what a backend behind gatehouse sees: identity headers present,
+//! The backend shows what a service behind gatehouse sees: identity headers present,
 //! tokens absent.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+mod upstream;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::Uri;
 use rand::RngCore;
 use tokio::net::TcpListener;
 
-use crate::body::{full, Body};
+use crate::cli::DemoArgs;
 use crate::config::{self, Config};
 use crate::{logging, mint, Gatehouse};
 
-const DEMO_TOML: &str = include_str!("../config/demo.toml");
+const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 const SECRET_VAR: &str = "GATEHOUSE_DEMO_SECRET";
-/// Routes with this upstream host are sent to the built-in echo upstream.
+/// Routes with this upstream host are sent to the built-in backend.
 const DEMO_HOST: &str = "demo-hub";
 const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
-pub fn run() -> ExitCode {
+pub fn run(args: &DemoArgs) -> ExitCode {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
@@ -39,7 +37,7 @@ pub fn run() -> ExitCode {
             None
         }
     };
-    let config = match config::load_str(DEMO_TOML)
+    let mut config = match config::load_str(DEMO_TOML)
         .map_err(|e| e.to_string())
         .and_then(|raw| config::validate::validate(&raw, &lookup).map_err(|e| e.to_string()))
     {
@@ -49,6 +47,10 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = listen_on(&mut config, args) {
+        eprintln!("gatehouse demo: {e}");
+        return ExitCode::FAILURE;
+    }
     logging::init(config.log_format);
     let runtime = match crate::app::runtime(0) {
         Ok(rt) => rt,
@@ -71,7 +73,7 @@ async fn serve(mut config: Config) -> ExitCode {
     let Ok(echo_addr) = echo.local_addr() else {
         return ExitCode::FAILURE;
     };
-    tokio::spawn(echo_upstream(echo));
+    tokio::spawn(upstream::DemoUpstream::new(config.clone()).serve(echo));
     point_demo_routes(&mut config, echo_addr);
 
     let user = mint::Request {
@@ -99,7 +101,9 @@ async fn serve(mut config: Config) -> ExitCode {
         Ok(running) => running,
         Err(e) => {
             eprintln!("gatehouse demo could not start: {e}");
-            eprintln!("(is something else listening on 127.0.0.1:8080 or :9090?)");
+            eprintln!(
+                "(is something else listening there? try --listen 127.0.0.1:0 --admin 127.0.0.1:0)"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -112,6 +116,32 @@ async fn serve(mut config: Config) -> ExitCode {
     crate::shutdown::signal().await;
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Applies `--listen`/`--admin`. A port of 0 is resolved to a free port now, because the
+/// WebSocket route's `allowed_origins` must name the page's real origin.
+fn listen_on(config: &mut Config, args: &DemoArgs) -> std::io::Result<()> {
+    let resolve = |addr: SocketAddr| -> std::io::Result<SocketAddr> {
+        if addr.port() != 0 {
+            return Ok(addr);
+        }
+        std::net::TcpListener::bind(addr)?.local_addr()
+    };
+    config.listen_addr = resolve(args.listen)?;
+    config.admin_addr = resolve(args.admin)?;
+    let port = config.listen_addr.port();
+    let origins = vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    for route in config
+        .routes
+        .iter_mut()
+        .filter(|r| !r.allowed_origins.is_empty())
+    {
+        route.allowed_origins = origins.clone();
+    }
+    Ok(())
 }
 
 fn point_demo_routes(config: &mut Config, echo: SocketAddr) {
@@ -128,8 +158,13 @@ fn print_walkthrough(addr: SocketAddr, admin: SocketAddr, user: &str, admin_toke
     let base = format!("http://{addr}");
     println!(
         r#"
-gatehouse demo is running: proxy {base}, admin http://{admin}, echo upstream behind /api and /public.
+gatehouse demo is running: proxy {base}, admin http://{admin}.
+Behind it: an echo upstream (/api, /public) and a WebSocket chat hub (/chat), both unaware of tokens.
 Demo tokens are signed with a key generated just now and last 15 minutes.
+
+Open the demo page in a browser: {base}/demo
+(it gets a 2-minute token, trades it for a single-use ticket, and chats over a WebSocket
+through the proxy until the token expires; add ?ttl=20 for a quicker expiry)
 
   TOKEN={user}
   ADMIN_TOKEN={admin_token}
@@ -148,50 +183,12 @@ Demo tokens are signed with a key generated just now and last 15 minutes.
    curl -i -H "Authorization: Bearer $TOKEN" {base}/api/admin
    curl -s -H "Authorization: Bearer $ADMIN_TOKEN" {base}/api/admin
 
+5. The ticket flow by hand: trade the token for a single-use ticket bound to /chat
+   curl -s -X POST -H "Authorization: Bearer $TOKEN" -d '{{"route":"/chat"}}' {base}/.gatehouse/ticket
+   then open ws://{addr}/chat?ticket=<ticket> with any WebSocket client (once: a ticket is single-use)
+
 Metrics: curl -s http://{admin}/metrics | grep gatehouse_
 Stop with Ctrl-C.
 "#
     );
-}
-
-/// Answers every request with what it received, as JSON.
-async fn echo_upstream(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = service_fn(|request: Request<Incoming>| async move {
-                Ok::<_, Infallible>(echo(&request))
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-fn echo(request: &Request<Incoming>) -> Response<Body> {
-    let headers: BTreeMap<&str, String> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = serde_json::json!({
-        "upstream": "gatehouse demo echo",
-        "method": request.method().as_str(),
-        "uri": request.uri().to_string(),
-        "headers": headers,
-    });
-    let mut response = Response::new(full(format!("{body:#}\n")));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
 }
