@@ -49,11 +49,17 @@ pub struct SessionEnd {
     pub messages: u64,
 }
 
+/// Small buffers: an idle session should cost kilobytes, not tungstenite's default 2×128 KiB.
+/// Writes go out per message (`send` flushes), so a write buffer would only hold memory.
 pub fn config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
 }
+
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Wraps an upgraded connection; `Role::Server` faces the client, `Role::Client` the upstream.
 pub async fn socket(io: Upgraded, role: Role, max_message_bytes: usize) -> Socket {
