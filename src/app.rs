@@ -21,6 +21,7 @@ use crate::jwks::KeyStore;
 use crate::listener::{self, ConnLimits};
 use crate::metrics::Metrics;
 use crate::service::Proxy;
+use crate::store::Stores;
 use crate::validate::Validator;
 
 /// Why gatehouse could not start.
@@ -65,17 +66,13 @@ impl Gatehouse {
         }
         let validator =
             Validator::new(issuers.clone(), config.token_cache_entries, metrics.clone());
+        let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
+        stores.spawn(&background);
         let drain = CancellationToken::new();
         let proxy = Arc::new(
-            Proxy::new(&config, validator, metrics.clone(), drain.clone())
+            Proxy::new(&config, validator, &stores, metrics.clone(), drain.clone())
                 .map_err(StartError::Setup)?,
         );
-        if let Some(desk) = &proxy.tickets {
-            tokio::spawn(crate::ticket_endpoint::sweep(
-                desk.store.clone(),
-                background.clone(),
-            ));
-        }
         let sessions = proxy.sessions.clone();
 
         let listener = bind("listener", config.listen_addr).await?;
@@ -96,6 +93,8 @@ impl Gatehouse {
         let admin = Arc::new(Admin {
             metrics: metrics.clone(),
             issuers,
+            stores,
+            token: config.admin_token.clone(),
             draining: draining.clone(),
         });
         tokio::spawn(admin::serve(admin_listener, admin, background.clone()));

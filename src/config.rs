@@ -39,6 +39,9 @@ pub struct FileConfig {
     pub issuers: Vec<FileIssuer>,
     pub identity: FileIdentity,
     pub tickets: Option<FileTickets>,
+    pub revocation: FileRevocation,
+    #[serde(rename = "introspection")]
+    pub introspections: Vec<FileIntrospection>,
     pub log: FileLog,
     #[serde(rename = "route")]
     pub routes: Vec<FileRoute>,
@@ -48,7 +51,17 @@ pub struct FileConfig {
 
 /// The top-level tables; only environment variables under one of these are overrides.
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen", "admin", "runtime", "issuer", "identity", "tickets", "log", "route", "shutdown",
+    "listen",
+    "admin",
+    "runtime",
+    "issuer",
+    "introspection",
+    "identity",
+    "tickets",
+    "revocation",
+    "log",
+    "route",
+    "shutdown",
     "limits",
 ];
 
@@ -161,6 +174,55 @@ impl Default for FileTickets {
             store: "memory".into(),
             tokens: vec!["header".into()],
             rate_limit_per_minute: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileRevocation {
+    pub store: String,
+    pub on_store_error: String,
+    /// How long a revocation is kept: at least the longest lifetime of the tokens you issue.
+    pub retain: String,
+    /// How often a replica re-reads every revocation from Redis, in case it missed a message.
+    pub resync: String,
+}
+
+impl Default for FileRevocation {
+    fn default() -> Self {
+        Self {
+            store: "memory".into(),
+            on_store_error: "deny".into(),
+            retain: "24h".into(),
+            resync: "1s".into(),
+        }
+    }
+}
+
+/// An RFC 7662 introspection endpoint for opaque tokens.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileIntrospection {
+    pub name: String,
+    pub url: String,
+    pub client_id: String,
+    pub client_secret_env: String,
+    pub cache: String,
+    pub cache_entries: usize,
+    pub timeout: String,
+}
+
+impl Default for FileIntrospection {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            client_id: String::new(),
+            client_secret_env: String::new(),
+            cache: "60s".into(),
+            cache_entries: 10_000,
+            timeout: "5s".into(),
         }
     }
 }

@@ -9,6 +9,8 @@ use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::Body;
+use crate::revocation::RevocationError;
+use crate::tickets::TicketError;
 
 /// Why a caller was not let through. No variant holds token material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,10 +108,29 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("token revoked")]
+    Revoked,
+    #[error("the shared store is unavailable")]
+    StoreUnavailable,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+}
+
+impl From<RevocationError> for ProxyError {
+    fn from(e: RevocationError) -> Self {
+        match e {
+            RevocationError::Revoked => ProxyError::Revoked,
+            RevocationError::Unavailable => ProxyError::StoreUnavailable,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ProxyError {
+    fn from(_: crate::store::StoreError) -> Self {
+        ProxyError::StoreUnavailable
+    }
 }
 
 impl ProxyError {
@@ -120,6 +141,21 @@ impl ProxyError {
                 "no_route",
                 "no route matches this path",
             ),
+            ProxyError::Ticket(TicketError::Unavailable) | ProxyError::StoreUnavailable => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the shared store is unavailable; try again",
+            ),
+            ProxyError::Revoked => {
+                let mut r = json(
+                    StatusCode::UNAUTHORIZED,
+                    "token_revoked",
+                    "the token has been revoked",
+                );
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN));
+                r
+            }
             ProxyError::Ticket(e) => {
                 let mut r = json(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
                 r.headers_mut()

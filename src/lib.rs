@@ -15,6 +15,7 @@
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
+//! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
 //! - [`identity`]: strip client identity headers, set verified ones
 //! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
@@ -47,10 +48,12 @@ pub mod mint;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;
+pub mod revocation;
 pub mod route;
 pub mod secret;
 pub mod service;
 pub mod shutdown;
+pub mod store;
 pub mod ticket_endpoint;
 pub mod tickets;
 pub mod tls;

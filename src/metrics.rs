@@ -24,6 +24,7 @@ pub struct Metrics {
     upgrades: IntCounterVec,
     websocket_closes: IntCounterVec,
     tickets: IntCounterVec,
+    store_errors: IntCounterVec,
 }
 
 /// Per-route handles, resolved once so the request path does no label lookups.
@@ -132,7 +133,15 @@ impl Metrics {
         registry.register(Box::new(websockets_open.clone()))?;
         registry.register(Box::new(upgrades.clone()))?;
         registry.register(Box::new(websocket_closes.clone()))?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "store_errors_total",
+                "Checks or writes that found the shared store unavailable, by store",
+            ),
+            &["store"],
+        )?;
         registry.register(Box::new(tickets.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
@@ -156,6 +165,7 @@ impl Metrics {
             upgrades,
             websocket_closes,
             tickets,
+            store_errors,
         })
     }
 
@@ -215,6 +225,10 @@ impl Metrics {
     /// `issued`, `redeemed`, or a rejection reason code.
     pub fn ticket(&self, result: &'static str) {
         self.tickets.with_label_values(&[result]).inc();
+    }
+
+    pub fn store_error(&self, store: &'static str) {
+        self.store_errors.with_label_values(&[store]).inc();
     }
 
     pub fn token_cache(&self, hit: bool) {

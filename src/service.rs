@@ -29,8 +29,10 @@ use crate::error::ProxyError;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
 use crate::redact::Redactor;
+use crate::revocation::Revocations;
 use crate::route::RouteTable;
 use crate::secret::BearerToken;
+use crate::store::Stores;
 use crate::ticket_endpoint::TicketDesk;
 use crate::token::{self, Origin};
 use crate::upstream::headers::{self, X_REQUEST_ID};
@@ -73,6 +75,7 @@ pub struct Proxy {
     pub(crate) max_token_bytes: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
+    pub(crate) revocations: Arc<Revocations>,
     /// Cancelled when the grace period ends: open WebSockets close with 1001.
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
@@ -85,6 +88,7 @@ impl Proxy {
     pub fn new(
         config: &Config,
         validator: Validator,
+        stores: &Stores,
         metrics: Arc<Metrics>,
         drain: CancellationToken,
     ) -> Result<Self, String> {
@@ -122,7 +126,8 @@ impl Proxy {
             tickets: config
                 .tickets
                 .as_ref()
-                .map(|t| TicketDesk::new(t, config, &metrics)),
+                .map(|t| TicketDesk::new(t, config, stores, &metrics)),
+            revocations: stores.revocations.clone(),
             drain,
             sessions: TaskTracker::new(),
             fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
@@ -224,17 +229,8 @@ impl Proxy {
         ) {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::prepare_client_response(response.headers_mut());
-            let deadline = credential
-                .as_ref()
-                .and_then(|c| self.deadline(route, &c.claims));
-            self.spawn_relay(
-                route,
-                client_upgrade,
-                upstream_upgrade,
-                deadline,
-                line.subject.clone(),
-                request_id,
-            );
+            let claims = credential.as_ref().map(|c| c.claims.clone());
+            self.spawn_relay(route, client_upgrade, upstream_upgrade, claims, request_id);
         } else if upgrade {
             self.metrics.upgrade(&route.name, "upstream_refused");
         }
@@ -255,19 +251,29 @@ impl Proxy {
         };
         if found.origin == Origin::Ticket {
             let desk = self.tickets.as_ref().ok_or(ProxyError::NoRoute)?;
-            let grant = desk.redeem(&found.token, &route.config.path, &self.metrics)?;
+            let grant = desk
+                .redeem(&found.token, &route.config.path, &self.metrics)
+                .await?;
+            self.revocations.check(&grant.claims)?;
             return Ok(Some(Credential {
                 claims: grant.claims,
                 token: grant.token,
                 origin: Origin::Ticket,
             }));
         }
-        let claims = self.validator.validate(&found.token).await?;
+        let claims = self.validated(&found.token).await?;
         Ok(Some(Credential {
             claims,
             token: Some(found.token),
             origin: found.origin,
         }))
+    }
+
+    /// A token's claims, once its signature, claims and revocation status are checked.
+    pub(crate) async fn validated(&self, token: &BearerToken) -> Result<Arc<Claims>, ProxyError> {
+        let claims = self.validator.validate(token).await?;
+        self.revocations.check(&claims)?;
+        Ok(claims)
     }
 
     pub(crate) fn rewrite(
@@ -321,6 +327,11 @@ impl Proxy {
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::MethodNotAllowed => "method_not_allowed",
+            ProxyError::Revoked => {
+                self.metrics.auth_failure("token_revoked");
+                "token_revoked"
+            }
+            ProxyError::StoreUnavailable => "store_unavailable",
             ProxyError::Upstream(e) => {
                 self.metrics.upstream_error(route, e.kind());
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");

@@ -25,6 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::service::{Conn, Proxy};
+use crate::store::Stores;
 use crate::tickets::{Grant, TicketError, TicketStore};
 use crate::token;
 
@@ -51,7 +52,7 @@ struct TicketRequest {
 }
 
 impl TicketDesk {
-    pub fn new(config: &TicketsConfig, all: &Config, metrics: &Metrics) -> Self {
+    pub fn new(config: &TicketsConfig, all: &Config, stores: &Stores, metrics: &Metrics) -> Self {
         let mut origins: Vec<String> = all
             .routes
             .iter()
@@ -60,7 +61,11 @@ impl TicketDesk {
         origins.sort();
         origins.dedup();
         Self {
-            store: Arc::new(TicketStore::new(config.ttl)),
+            // `Stores::build` makes a ticket store whenever `[tickets]` is set.
+            store: stores
+                .tickets
+                .clone()
+                .unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
             limiter: RateLimiter::new(config.rate_limit_per_minute, Duration::from_secs(60)),
             origins,
             bearer_routes: all
@@ -82,13 +87,13 @@ impl TicketDesk {
     }
 
     /// Redeems a ticket presented on `route`, counting the outcome.
-    pub fn redeem(
+    pub async fn redeem(
         &self,
         ticket: &BearerToken,
         route: &str,
         metrics: &Metrics,
     ) -> Result<Grant, TicketError> {
-        let result = self.store.redeem(ticket, route);
+        let result = self.store.redeem(ticket, route).await;
         metrics.ticket(match &result {
             Ok(_) => "redeemed",
             Err(e) => e.reason(),
@@ -152,7 +157,7 @@ impl Proxy {
         let (parts, body) = request.into_parts();
         let found = token::extract(&parts, &desk.config.tokens, self.max_token_bytes)?
             .ok_or(AuthError::Missing)?;
-        let claims = self.validator.validate(&found.token).await?;
+        let claims = self.validated(&found.token).await?;
         line.subject = self.subject(&claims);
         let body = Limited::new(body, MAX_BODY_BYTES)
             .collect()
@@ -185,7 +190,7 @@ impl Proxy {
             token: keep_token.then_some(found.token),
             route,
         };
-        let issued = desk.store.issue(grant, exp);
+        let issued = desk.store.issue(grant, exp).await?;
         self.metrics.ticket("issued");
         let expires_at = time::OffsetDateTime::from(issued.expires_at)
             .format(&time::format_description::well_known::Rfc3339)

@@ -23,7 +23,7 @@ use crate::policy;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token::{self, Origin};
 use crate::validate::{unix_now, Claims};
-use crate::websocket::relay::{self, Session, Socket, CLOSE_UNAUTHORIZED};
+use crate::websocket::relay::{self, RevocationWatch, Session, Socket, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
 
 /// Close code when a valid caller is not allowed on the route.
@@ -46,8 +46,7 @@ impl Proxy {
         route: &Arc<Route>,
         client: OnUpgrade,
         upstream: OnUpgrade,
-        deadline: Option<Instant>,
-        subject: Option<String>,
+        claims: Option<Arc<Claims>>,
         request_id: &HeaderValue,
     ) {
         let (proxy, route) = (self.clone(), route.clone());
@@ -64,14 +63,7 @@ impl Proxy {
             let client = relay::socket(client, Role::Server, max).await;
             let upstream = relay::socket(upstream, Role::Client, max).await;
             proxy
-                .run_session(
-                    &route,
-                    client,
-                    upstream,
-                    deadline,
-                    subject.as_deref(),
-                    &request_id,
-                )
+                .run_session(&route, client, upstream, claims, &request_id)
                 .await;
         });
     }
@@ -81,16 +73,25 @@ impl Proxy {
         route: &Route,
         client: Socket,
         upstream: Socket,
-        deadline: Option<Instant>,
-        subject: Option<&str>,
+        claims: Option<Arc<Claims>>,
         request_id: &str,
     ) {
         self.metrics.upgrade(&route.name, "ok");
+        let subject = claims.as_deref().and_then(|c| self.subject(c));
+        let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
+        let revocation = claims
+            .filter(|_| route.config.close_on_expiry)
+            .map(|claims| RevocationWatch {
+                claims,
+                events: self.revocations.subscribe(),
+                revocations: self.revocations.clone(),
+            });
         let open = self.metrics.websockets_open(&route.name);
         open.inc();
         let started = StdInstant::now();
         let session = Session {
             deadline,
+            revocation,
             idle_timeout: route.config.idle_timeout,
             drain: self.drain.clone(),
         };
@@ -102,7 +103,7 @@ impl Proxy {
             event = "websocket_close",
             request_id,
             route = %route.name,
-            subject = subject.unwrap_or("-"),
+            subject = subject.as_deref().unwrap_or("-"),
             reason = end.reason,
             close_code = end.code.map_or(-1, i32::from),
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -172,7 +173,6 @@ impl Proxy {
             protocol,
             request_id,
         } = pending;
-        let subject = self.subject(&credential.claims);
         let access = match policy::authorize(
             &route.config,
             &self.role_claim,
@@ -206,14 +206,12 @@ impl Proxy {
             return;
         };
         let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
-        let deadline = self.deadline(route, &credential.claims);
         let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
         self.run_session(
             route,
             client,
             upstream,
-            deadline,
-            subject.as_deref(),
+            Some(credential.claims),
             &request_id,
         )
         .await;
@@ -230,7 +228,7 @@ impl Proxy {
         };
         let raw = token::first_message::parse(&text).ok_or(AuthError::Missing)?;
         let token = token::accept(raw, self.max_token_bytes)?;
-        let claims = self.validator.validate(&token).await?;
+        let claims = self.validated(&token).await?;
         Ok(Credential {
             claims,
             token: Some(token),

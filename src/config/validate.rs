@@ -30,6 +30,8 @@ pub struct Config {
     /// `(header, claim)` pairs; the headers are stripped from every client request.
     pub identity_headers: Vec<(HeaderName, String)>,
     pub tickets: Option<TicketsConfig>,
+    pub revocation: RevocationConfig,
+    pub introspections: Vec<IntrospectionConfig>,
     pub log_format: LogFormat,
     pub redact_params: Vec<String>,
     pub routes: Vec<RouteConfig>,
@@ -134,10 +136,41 @@ pub enum TokenSource {
     FirstMessage,
 }
 
+/// Where tickets and revocations live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+    /// A `redis://` or `rediss://` URL (it may hold a password: never log it).
+    Redis(Secret),
+}
+
+/// `[revocation]`.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    pub store: StoreConfig,
+    /// `true`: while the store is unreachable, requests get 503 (`on_store_error = "deny"`).
+    pub deny_on_store_error: bool,
+    pub retain: Duration,
+    pub resync: Duration,
+}
+
+/// `[[introspection]]`: an RFC 7662 endpoint.
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    pub name: String,
+    pub url: Uri,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub cache: Duration,
+    pub cache_entries: usize,
+    pub timeout: Duration,
+}
+
 /// `[tickets]`: the single-use ticket endpoint.
 #[derive(Debug, Clone)]
 pub struct TicketsConfig {
     pub endpoint: String,
+    pub store: StoreConfig,
     pub ttl: Duration,
     pub param: String,
     pub tokens: Vec<TokenSource>,
@@ -282,6 +315,13 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         e.push("route", "at least one [[route]] is needed");
     }
     let tickets = raw.tickets.as_ref().and_then(|t| validate_tickets(e, t));
+    let revocation = validate_revocation(e, &raw.revocation);
+    let introspections: Vec<IntrospectionConfig> = raw
+        .introspections
+        .iter()
+        .enumerate()
+        .filter_map(|(i, x)| validate_introspection(e, &format!("introspection[{i}]"), x, secrets))
+        .collect();
     let ticket_param = tickets.as_ref().map(|t| t.param.as_str());
     let routes: Vec<RouteConfig> = raw
         .routes
@@ -297,8 +337,11 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
             )
         })
         .collect();
-    if tickets.is_some() && issuers.is_empty() {
-        e.push("tickets", "issuing tickets needs at least one [[issuer]]");
+    if tickets.is_some() && issuers.is_empty() && introspections.is_empty() {
+        e.push(
+            "tickets",
+            "issuing tickets needs at least one [[issuer]] or [[introspection]]",
+        );
     }
     let normalized = raw
         .routes
@@ -333,6 +376,8 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         role_claim: raw.identity.role_claim.clone(),
         identity_headers,
         tickets,
+        revocation,
+        introspections,
         log_format,
         redact_params: raw.log.redact_params.clone(),
         routes,
@@ -546,12 +591,7 @@ fn validate_tickets(e: &mut ConfigErrors, raw: &super::FileTickets) -> Option<Ti
             "a query parameter name of letters, digits, _ and -",
         );
     }
-    if raw.store != "memory" {
-        e.push(
-            "tickets.store",
-            "only \"memory\" in this version; redis:// arrives with the scale-out work",
-        );
-    }
+    let store = store(e, "tickets.store", &raw.store);
     let tokens: Vec<TokenSource> = raw
         .tokens
         .iter()
@@ -576,10 +616,102 @@ fn validate_tickets(e: &mut ConfigErrors, raw: &super::FileTickets) -> Option<Ti
     }
     (e.0.len() == errors_before).then(|| TicketsConfig {
         endpoint: raw.endpoint.trim_end_matches('/').to_string(),
+        store,
         ttl,
         param: raw.param.clone(),
         tokens,
         rate_limit_per_minute: raw.rate_limit_per_minute,
+    })
+}
+
+fn validate_revocation(e: &mut ConfigErrors, raw: &super::FileRevocation) -> RevocationConfig {
+    let deny_on_store_error = match raw.on_store_error.as_str() {
+        "deny" => true,
+        "allow" => false,
+        other => {
+            e.push(
+                "revocation.on_store_error",
+                format!("{other:?} is not \"deny\" or \"allow\""),
+            );
+            true
+        }
+    };
+    let retain = duration(e, "revocation.retain", &raw.retain);
+    let resync = duration(e, "revocation.resync", &raw.resync);
+    if resync < Duration::from_millis(100) || resync > Duration::from_secs(60) {
+        e.push("revocation.resync", "between 100ms and 60s");
+    }
+    RevocationConfig {
+        store: store(e, "revocation.store", &raw.store),
+        deny_on_store_error,
+        retain,
+        resync,
+    }
+}
+
+fn store(e: &mut ConfigErrors, key: &str, raw: &str) -> StoreConfig {
+    if raw == "memory" {
+        return StoreConfig::Memory;
+    }
+    if (raw.starts_with("redis://") || raw.starts_with("rediss://"))
+        && redis::Client::open(raw).is_ok()
+    {
+        return StoreConfig::Redis(Secret::new(raw.to_string()));
+    }
+    e.push(
+        key,
+        "\"memory\" or a redis://host:6379/0 (rediss:// for TLS) URL",
+    );
+    StoreConfig::Memory
+}
+
+fn validate_introspection(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &super::FileIntrospection,
+    secrets: SecretLookup<'_>,
+) -> Option<IntrospectionConfig> {
+    let errors_before = e.0.len();
+    if raw.name.is_empty() {
+        e.push(format!("{path}.name"), "required");
+    }
+    let url = http_url(&raw.url);
+    if url.is_none() {
+        e.push(
+            format!("{path}.url"),
+            "the endpoint, an http:// or https:// URL",
+        );
+    }
+    if raw.client_id.is_empty() {
+        e.push(format!("{path}.client_id"), "required");
+    }
+    let client_secret = if raw.client_secret_env.is_empty() {
+        e.push(
+            format!("{path}.client_secret_env"),
+            "name the environment variable holding the client secret",
+        );
+        None
+    } else {
+        secret(
+            e,
+            &format!("{path}.client_secret_env"),
+            &raw.client_secret_env,
+            secrets,
+        )
+    };
+    let cache = duration(e, &format!("{path}.cache"), &raw.cache);
+    let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
+    if e.0.len() > errors_before {
+        return None;
+    }
+    Some(IntrospectionConfig {
+        name: raw.name.clone(),
+        url: url?,
+        client_id: raw.client_id.clone(),
+        client_secret: client_secret?,
+        cache,
+        cache_entries: raw.cache_entries,
+        timeout,
     })
 }
 
@@ -656,7 +788,7 @@ fn validate_route(
         if !have_issuers {
             e.push(
                 format!("{path}.auth"),
-                "authenticating routes need at least one [[issuer]]",
+                "authenticating routes need at least one [[issuer]] or [[introspection]]",
             );
         }
     }

@@ -5,6 +5,7 @@
 //!            client frame ──▶ upstream        upstream frame ──▶ client
 //!   Open ──┬─ Close(code) from either side: forwarded, then Closed(by that side)
 //!          ├─ exp + leeway reached:  4401 "token expired" to the client, 1000 upstream
+//!          ├─ the token is revoked:  4401 "token revoked" to the client, 1000 upstream
 //!          ├─ message over the limit: 1009 to both
 //!          ├─ no message for idle_timeout: 1001 "idle timeout" to both
 //!          ├─ drain (shutdown):       1001 "going away" to both
@@ -14,17 +15,22 @@
 //! tokio's timer wheel is shared by every connection, so one deadline per session costs a
 //! wheel slot, not a busy timer: thousands of open sessions sit idle for free.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::revocation::{Revocations, Revoked};
+use crate::validate::Claims;
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -35,6 +41,8 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub struct Session {
     /// When the token stops being valid (`exp` + leeway), if the route closes on expiry.
     pub deadline: Option<Instant>,
+    /// Revocations to watch for, if the route closes on expiry and the caller has a token.
+    pub revocation: Option<RevocationWatch>,
     pub idle_timeout: Duration,
     pub drain: CancellationToken,
 }
@@ -51,6 +59,35 @@ pub struct SessionEnd {
 
 /// Small buffers: an idle session should cost kilobytes, not tungstenite's default 2×128 KiB.
 /// Writes go out per message (`send` flushes), so a write buffer would only hold memory.
+/// The caller's claims and the feed of revocations as they are applied.
+pub struct RevocationWatch {
+    pub claims: Arc<Claims>,
+    pub events: broadcast::Receiver<Revoked>,
+    pub revocations: Arc<Revocations>,
+}
+
+impl RevocationWatch {
+    /// Resolves when a revocation covering this caller arrives; never, without a watch.
+    async fn revoked(watch: &mut Option<RevocationWatch>) {
+        let Some(w) = watch else {
+            return std::future::pending().await;
+        };
+        loop {
+            match w.events.recv().await {
+                Ok(entry) if entry.matches(&w.claims) => return,
+                Ok(_) => {}
+                // Missed some: ask the view directly.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if w.revocations.is_revoked(&w.claims) {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+}
+
 pub fn config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -72,7 +109,7 @@ enum Step {
 }
 
 /// Relays until either side closes or the session must end; never returns an error.
-pub async fn relay(mut client: Socket, mut upstream: Socket, session: Session) -> SessionEnd {
+pub async fn relay(mut client: Socket, mut upstream: Socket, mut session: Session) -> SessionEnd {
     let mut end = SessionEnd::default();
     let far = Instant::now() + Duration::from_secs(86400 * 365);
     let deadline = session.deadline.unwrap_or(far);
@@ -91,6 +128,11 @@ pub async fn relay(mut client: Socket, mut upstream: Socket, session: Session) -
                 close(&mut client, CLOSE_UNAUTHORIZED, "token expired").await;
                 close(&mut upstream, 1000, "token expired").await;
                 Step::End("token_expired", Some(CLOSE_UNAUTHORIZED))
+            }
+            _ = RevocationWatch::revoked(&mut session.revocation) => {
+                close(&mut client, CLOSE_UNAUTHORIZED, "token revoked").await;
+                close(&mut upstream, 1000, "token revoked").await;
+                Step::End("token_revoked", Some(CLOSE_UNAUTHORIZED))
             }
             _ = tokio::time::sleep_until(idle) => {
                 close(&mut client, 1001, "idle timeout").await;

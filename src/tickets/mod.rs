@@ -2,9 +2,15 @@
 //!
 //! A browser cannot put a token in a WebSocket's headers, so it asks the ticket endpoint
 //! (with its token in a header, where it is safe) for a ticket and puts that in the URL.
-//! A ticket is 256 bits from the OS RNG, stored only as its SHA-256 next to the identity
-//! it stands for, redeemed exactly once (an atomic remove, so of any number of concurrent
+//! A ticket is 256 bits from the OS RNG, stored only under a hash next to the identity it
+//! stands for, redeemed exactly once (an atomic remove, so of any number of concurrent
 //! redemptions one wins), and dead after `ttl` or the token's own `exp`, whichever is first.
+//!
+//! Two stores: in memory for one replica, and Redis for several ([`redis_store`]), where the
+//! redemption is one `GETDEL` and the stored identity is encrypted with a key derived from
+//! the ticket itself, so reading Redis without a ticket reveals nothing.
+
+mod redis_store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +41,8 @@ pub enum TicketError {
     Invalid,
     #[error("ticket issued for another route")]
     WrongRoute,
+    #[error("the ticket store is unavailable")]
+    Unavailable,
 }
 
 impl TicketError {
@@ -42,8 +50,73 @@ impl TicketError {
         match self {
             TicketError::Invalid => "invalid_ticket",
             TicketError::WrongRoute => "ticket_wrong_route",
+            TicketError::Unavailable => "store_unavailable",
         }
     }
+}
+
+/// Where tickets live.
+pub enum TicketStore {
+    Memory(MemoryTickets),
+    Redis(redis_store::RedisTickets),
+}
+
+impl TicketStore {
+    pub fn memory(ttl: Duration) -> Self {
+        TicketStore::Memory(MemoryTickets::new(ttl))
+    }
+
+    pub fn redis(handle: Arc<crate::store::RedisHandle>, ttl: Duration) -> Self {
+        TicketStore::Redis(redis_store::RedisTickets::new(handle, ttl))
+    }
+
+    pub async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
+        match self {
+            TicketStore::Memory(m) => Ok(m.issue(grant, token_exp)),
+            TicketStore::Redis(r) => r.issue(grant, token_exp).await,
+        }
+    }
+
+    pub async fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
+        match self {
+            TicketStore::Memory(m) => m.redeem(ticket, route),
+            TicketStore::Redis(r) => r.redeem(ticket, route).await,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        match self {
+            TicketStore::Memory(m) => m.ttl,
+            TicketStore::Redis(r) => r.ttl(),
+        }
+    }
+
+    /// Memory only: Redis expires tickets itself.
+    pub fn sweep(&self) {
+        if let TicketStore::Memory(m) = self {
+            m.sweep();
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            TicketStore::Memory(_) => true,
+            TicketStore::Redis(r) => r.is_healthy(),
+        }
+    }
+}
+
+/// How long a ticket for a token expiring at `token_exp` may live.
+fn lifetime(ttl: Duration, token_exp: u64) -> Duration {
+    ttl.min(Duration::from_secs(
+        token_exp.saturating_sub(crate::validate::unix_now()),
+    ))
+}
+
+fn new_ticket() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// A freshly issued ticket, the only time its value exists outside the caller.
@@ -58,13 +131,13 @@ struct Entry {
     expires: Instant,
 }
 
-/// The in-memory ticket store (one replica). The shared Redis store arrives with scale-out.
-pub struct TicketStore {
+/// The in-memory ticket store, for one replica.
+pub struct MemoryTickets {
     entries: DashMap<[u8; 32], Entry>,
     ttl: Duration,
 }
 
-impl TicketStore {
+impl MemoryTickets {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: DashMap::new(),
@@ -74,11 +147,8 @@ impl TicketStore {
 
     /// Issues a ticket for `grant`, living `ttl` but never past `token_exp` (unix seconds).
     pub fn issue(&self, grant: Grant, token_exp: u64) -> Issued {
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let until_exp = Duration::from_secs(token_exp.saturating_sub(crate::validate::unix_now()));
-        let expires_in = self.ttl.min(until_exp);
+        let ticket = new_ticket();
+        let expires_in = lifetime(self.ttl, token_exp);
         self.entries.insert(
             digest(&ticket),
             Entry {
@@ -127,10 +197,6 @@ impl TicketStore {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
 }
 
 fn digest(ticket: &str) -> [u8; 32] {
@@ -155,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_ticket_redeems_once_and_is_not_stored_in_clear() {
-        let store = TicketStore::new(Duration::from_secs(30));
+        let store = MemoryTickets::new(Duration::from_secs(30));
         let issued = store.issue(grant(None), far());
         assert!(issued.ticket.len() >= 43, "at least 256 bits, base64url");
         assert!(!store
@@ -172,7 +238,7 @@ mod tests {
 
     #[test]
     fn a_bound_ticket_works_only_on_its_route_and_is_spent_either_way() {
-        let store = TicketStore::new(Duration::from_secs(30));
+        let store = MemoryTickets::new(Duration::from_secs(30));
         let ticket = BearerToken::new(store.issue(grant(Some("/hubs/chat")), far()).ticket);
         assert_eq!(
             store.redeem(&ticket, "/other").unwrap_err(),
@@ -188,7 +254,7 @@ mod tests {
 
     #[test]
     fn tickets_never_outlive_their_token() {
-        let store = TicketStore::new(Duration::from_secs(30));
+        let store = MemoryTickets::new(Duration::from_secs(30));
         let issued = store.issue(grant(None), crate::validate::unix_now());
         assert_eq!(issued.expires_in, Duration::ZERO);
         assert_eq!(
@@ -203,7 +269,7 @@ mod tests {
 
     #[test]
     fn concurrent_redemptions_have_one_winner() {
-        let store = Arc::new(TicketStore::new(Duration::from_secs(30)));
+        let store = Arc::new(MemoryTickets::new(Duration::from_secs(30)));
         let ticket = BearerToken::new(store.issue(grant(None), far()).ticket);
         let wins: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..16)
