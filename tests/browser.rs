@@ -1,0 +1,392 @@
+//! A real browser against `gatehouse demo`: headless Chromium (Debian's, driven by
+//! playwright-core from `tests/browser/demo.js`) loads the demo page, which gets a 6-second
+//! token, trades it for a single-use ticket and chats over a WebSocket through the proxy;
+//! the ticket must not open a second socket, and the proxy must close the page's socket with
+//! 4401 when the token expires. The proxy's metrics must agree with what the page saw.
+//!
+//! Needs `/usr/bin/chromium` and `node`. Under CI (`CI=true`) a missing Chromium is installed
+//! with apt-get; elsewhere the test says why it skips and passes.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const PAGE_LINE: &str = "Open the demo page in a browser: ";
+const RUNNING_LINE: &str = "gatehouse demo is running: proxy ";
+/// demo.js gives itself 30 s; Chromium's start and the process exit get the rest.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn node_works() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `cmd` to completion, killing it after `timeout`; panics if it cannot start.
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Output, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (output, timed_out)
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn apt_get(args: &[&str]) {
+    let (output, timed_out) = run_bounded(
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=120"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Duration::from_secs(900),
+    );
+    assert!(
+        output.status.success() && !timed_out,
+        "apt-get {} failed (timed out: {timed_out}): {}",
+        args.join(" "),
+        describe(&output)
+    );
+}
+
+/// True when the browser test can run; installs Chromium under CI. Outside CI, a missing
+/// prerequisite is a skip (with the reason on stderr), not a failure.
+fn prerequisites() -> bool {
+    if !Path::new(CHROMIUM).exists() {
+        if !in_ci() {
+            eprintln!(
+                "SKIPPED browser test: {CHROMIUM} is missing (install it with \
+                 `apt-get install -y chromium`; under CI=true the test installs it itself)"
+            );
+            return false;
+        }
+        eprintln!("browser test: {CHROMIUM} is missing; installing Debian's chromium (CI=true)");
+        apt_get(&["update"]);
+        apt_get(&["install", "-y", "chromium"]);
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "apt-get installed chromium but {CHROMIUM} is still missing"
+        );
+    }
+    if !node_works() {
+        if in_ci() {
+            panic!("node is missing: the browser test needs Node.js (20 or later) and npm");
+        }
+        eprintln!("SKIPPED browser test: `node` is not on PATH (it needs Node.js 20+ and npm)");
+        return false;
+    }
+    true
+}
+
+/// `npm ci` in tests/browser when playwright-core is not installed there yet.
+fn install_playwright() {
+    let dir = browser_dir();
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        return;
+    }
+    eprintln!("browser test: npm ci in {}", dir.display());
+    let (output, timed_out) = run_bounded(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+        Duration::from_secs(300),
+    );
+    assert!(
+        output.status.success() && !timed_out,
+        "npm ci in {} failed (timed out: {timed_out}): {}",
+        dir.display(),
+        describe(&output)
+    );
+}
+
+/// `gatehouse demo` on free ports; killed on drop, so a failed assertion does not leave it.
+struct Demo {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    page: String,
+    admin: String,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        // Both streams are read until the process ends: a full pipe would stall its logging.
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line.clone());
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        drop(tx);
+        let mut demo = Demo {
+            child,
+            output,
+            page: String::new(),
+            admin: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while demo.page.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(e) => panic!(
+                    "gatehouse demo printed no demo page URL ({e:?}); it printed:\n{}",
+                    demo.log()
+                ),
+            };
+            if let Some(rest) = line.split_once(RUNNING_LINE).map(|(_, r)| r) {
+                // "proxy http://A, admin http://B."
+                if let Some((_, admin)) = rest.split_once(", admin ") {
+                    demo.admin = admin.trim().trim_end_matches('.').to_string();
+                }
+            }
+            if let Some((_, url)) = line.split_once(PAGE_LINE) {
+                demo.page = url.trim().to_string();
+            }
+        }
+        assert!(
+            demo.page.starts_with("http://127.0.0.1:") && demo.page.ends_with("/demo"),
+            "unexpected demo page URL {:?}",
+            demo.page
+        );
+        assert!(
+            demo.admin.starts_with("http://127.0.0.1:"),
+            "no admin address in the walkthrough:\n{}",
+            demo.log()
+        );
+        demo
+    }
+
+    fn log(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// One sample of the admin listener's `/metrics`, by its full name and labels.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let addr = self.admin.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_demo_page_chats_refuses_a_spent_ticket_and_closes_with_4401_on_expiry() {
+    if !prerequisites() {
+        return;
+    }
+    install_playwright();
+    let demo = Demo::start();
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&shots).unwrap();
+    let screenshot = shots.join("demo-expired.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let started = Instant::now();
+    let (output, timed_out) = run_bounded(
+        Command::new("node")
+            .arg(browser_dir().join("demo.js"))
+            .arg(&demo.page)
+            .arg(&screenshot)
+            .env("CHROMIUM", CHROMIUM),
+        BROWSER_TIMEOUT,
+    );
+    let took = started.elapsed();
+    assert!(
+        !timed_out && output.status.success(),
+        "demo.js failed (timed out: {timed_out}) after {took:?}: {}\n--- gatehouse demo ---\n{}",
+        describe(&output),
+        demo.log()
+    );
+    eprintln!(
+        "browser test: demo.js took {took:.1?}; screenshot {}",
+        screenshot.display()
+    );
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON result line from demo.js: {}", describe(&output)));
+    let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(result["ok"], true, "{result:#}");
+
+    // The hub signs what it relays with the X-Auth-Subject the proxy attached.
+    let subject = result["subject"].as_str().unwrap();
+    let digits = subject
+        .strip_prefix("guest-")
+        .unwrap_or_else(|| panic!("{result:#}"));
+    assert!(
+        (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+        "subject {subject:?}"
+    );
+    let messages = result["messages"].as_array().unwrap();
+    let said = serde_json::json!({ "from": subject, "text": result["sent"] });
+    assert!(messages.contains(&said), "{said} not among {messages:?}");
+    let joined = serde_json::json!({ "from": "hub", "text": format!("{subject} joined") });
+    assert!(
+        messages.contains(&joined),
+        "{joined} not among {messages:?}"
+    );
+
+    // The spent ticket: the browser's second socket never opened.
+    assert_eq!(result["replay"]["opened"], false, "{result:#}");
+    assert_eq!(result["replay"]["code"], 1006, "{result:#}");
+
+    // Expiry: 4401 "token expired", shown in #status.
+    assert_eq!(result["closed"]["code"], 4401, "{result:#}");
+    assert_eq!(result["closed"]["reason"], "token expired", "{result:#}");
+    // Not before the token's own `exp` (6 s after minting; the proxy adds the 5 s leeway).
+    let lived = result["expired_after_open_ms"].as_u64().unwrap();
+    assert!(
+        lived >= 5_000,
+        "the socket closed {lived} ms after opening, before the token expired"
+    );
+    let status = result["status"].as_str().unwrap();
+    assert!(
+        status.contains("connection closed: token expired (4401)"),
+        "#status says {status:?}"
+    );
+
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} is not a plausible screenshot ({} bytes)",
+        screenshot.display(),
+        png.len()
+    );
+
+    // The proxy saw the same story: one ticket issued and redeemed, the replay refused as an
+    // invalid ticket (not as a bad Origin), and one session ended by the token's expiry.
+    let metric = |series: &str| {
+        demo.metric(series)
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    };
+    assert_eq!(metric(r#"gatehouse_tickets_total{result="issued"}"#), 1.0);
+    assert_eq!(metric(r#"gatehouse_tickets_total{result="redeemed"}"#), 1.0);
+    assert_eq!(
+        metric(r#"gatehouse_tickets_total{result="invalid_ticket"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(r#"gatehouse_websocket_upgrades_total{result="ok",route="/chat"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric(r#"gatehouse_websocket_closes_total{reason="token_expired",route="/chat"}"#),
+        1.0
+    );
+    assert_eq!(
+        demo.metric(
+            r#"gatehouse_websocket_upgrades_total{result="origin_not_allowed",route="/chat"}"#
+        ),
+        None
+    );
+}
