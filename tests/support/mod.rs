@@ -688,3 +688,103 @@ pub async fn close_of(client: &mut WsClient, within: Duration) -> Option<(u16, S
         }
     }
 }
+
+// === Redis ===
+
+/// A real `redis-server` on a free loopback port, stopped on drop. Installed with apt when
+/// missing under `CI=true`; elsewhere a missing server makes [`RedisServer::start`] return
+/// `None` after printing why, and the caller skips.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<RedisServer> {
+        if !ensure_installed("redis-server", "redis-server") {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.resume();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server (the port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn resume(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server did not start");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// True when `binary` is on PATH, installing Debian `package` first under `CI=true`.
+pub fn ensure_installed(binary: &str, package: &str) -> bool {
+    let found = || {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {binary}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if found() {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if !ci {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {binary} is not installed (apt-get install -y {package}); CI=true installs it");
+        return false;
+    }
+    let _ = std::process::Command::new("apt-get").arg("update").status();
+    let status = std::process::Command::new("apt-get")
+        .args(["install", "-y", package])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()) && found(),
+        "could not install {package}"
+    );
+    true
+}

@@ -1,0 +1,321 @@
+//! Several replicas sharing one real Redis: tickets redeem once across replicas,
+//! revocations reach every replica (and close open WebSockets within 2 s), and a Redis
+//! outage means 503 — never a silent fallback — until Redis returns.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+
+const ISS: &str = "https://sts.example/";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const ADMIN: &str = "admin-secret-for-tests";
+
+struct Backends {
+    hub: WsHub,
+    api: Upstream,
+}
+
+async fn backends() -> Backends {
+    Backends {
+        hub: WsHub::start().await,
+        api: Upstream::echo().await,
+    }
+}
+
+fn config(
+    b: &Backends,
+    tickets_store: &str,
+    revocation_store: &str,
+    on_store_error: &str,
+) -> String {
+    format!(
+        r#"
+[admin]
+addr = "127.0.0.1:0"
+token_env = "ADMIN"
+
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_env = "HS"
+
+[tickets]
+store = "{tickets_store}"
+rate_limit_per_minute = 100000
+
+[revocation]
+store = "{revocation_store}"
+on_store_error = "{on_store_error}"
+resync = "500ms"
+
+[[route]]
+path = "/hub"
+upstream = "{up}"
+websocket = true
+tokens = ["ticket", "header"]
+
+[[route]]
+path = "/api"
+upstream = "{api}"
+"#,
+        up = b.hub.url(),
+        api = b.api.url()
+    )
+}
+
+async fn replica(toml: &str) -> TestProxy {
+    let proxy = TestProxy::start_with_secrets(toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await;
+    proxy.wait_ready().await;
+    proxy
+}
+
+fn token(sub: &str) -> (String, String) {
+    let jti = format!("jti-{}", rand::random::<u64>());
+    let mut c = claims(ISS, "api", json!({ "sub": sub, "jti": jti }));
+    c["iat"] = json!(now() - 10);
+    let t = mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &c,
+    );
+    (t, jti)
+}
+
+async fn ticket(proxy: &TestProxy, token: &str) -> Answer {
+    let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::default())
+        .unwrap();
+    send(request).await
+}
+
+async fn revoke(proxy: &TestProxy, body: serde_json::Value, bearer: Option<&str>) -> u16 {
+    let mut request = http::Request::post(proxy.admin_url("/revocations"));
+    if let Some(b) = bearer {
+        request = request.header("authorization", format!("Bearer {b}"));
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    send(request).await.status.as_u16()
+}
+
+async fn api_status(proxy: &TestProxy, token: &str) -> u16 {
+    bearer(&proxy.url("/api/x"), token).await.status.as_u16()
+}
+
+#[tokio::test]
+async fn a_ticket_issued_on_one_replica_redeems_once_across_both() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    let toml = config(&backends, &redis.url(), &redis.url(), "deny");
+    let (a, b) = (replica(&toml).await, replica(&toml).await);
+    let (t, _) = token("alice");
+    let answer = ticket(&a, &t).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let value = answer.json()["ticket"].as_str().unwrap().to_string();
+
+    let attempts: Vec<_> = (0..50)
+        .map(|i| {
+            let proxy = if i % 2 == 0 { a.addr } else { b.addr };
+            let url = format!("ws://{proxy}/hub?ticket={value}");
+            tokio::spawn(async move { ws_connect(&url, &[]).await.map(|(c, _)| c) })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(c) => opened.push(c),
+            Err(status) => assert_eq!(status, 401),
+        }
+    }
+    assert_eq!(
+        opened.len(),
+        1,
+        "one ticket opened {} WebSockets across replicas",
+        opened.len()
+    );
+    assert_eq!(backends.hub.conns().len(), 1);
+    assert_eq!(backends.hub.conns()[0].headers["x-auth-subject"], "alice");
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_holds_on_all_and_closes_open_websockets() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    let toml = config(&backends, &redis.url(), &redis.url(), "deny");
+    let (a, b) = (replica(&toml).await, replica(&toml).await);
+    let (t, jti) = token("bob");
+    assert_eq!(api_status(&b, &t).await, 200);
+    let (mut socket, _) = ws_connect(
+        &format!("ws://{}/hub", b.addr),
+        &[("authorization", &format!("Bearer {t}"))],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        revoke(&a, json!({ "jti": jti }), None).await,
+        401,
+        "no admin bearer"
+    );
+    assert_eq!(revoke(&a, json!({ "jti": jti }), Some("wrong")).await, 401);
+    let revoked_at = Instant::now();
+    assert_eq!(revoke(&a, json!({ "jti": jti }), Some(ADMIN)).await, 204);
+    let close = close_of(&mut socket, Duration::from_secs(3)).await;
+    assert_eq!(close, Some((4401, "token revoked".to_string())));
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        revoked_at.elapsed()
+    );
+    assert_eq!(api_status(&a, &t).await, 401);
+    assert_eq!(api_status(&b, &t).await, 401);
+
+    // A subject revocation covers the subject's earlier tokens, not later ones.
+    let (older, _) = token("carol");
+    assert_eq!(
+        revoke(&b, json!({ "sub": "carol", "before": now() }), Some(ADMIN)).await,
+        204
+    );
+    let refused = eventually(Duration::from_secs(2), || async {
+        api_status(&a, &older).await == 401
+    })
+    .await;
+    assert!(refused, "replica A still accepts a revoked subject");
+    let mut newer = claims(ISS, "api", json!({ "sub": "carol" }));
+    newer["iat"] = json!(now() + 5);
+    let newer = mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &newer,
+    );
+    assert_eq!(api_status(&a, &newer).await, 200);
+
+    let listed = get(
+        &a.admin_url("/revocations"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    let entries = listed.json()["revocations"].as_array().unwrap().clone();
+    assert!(
+        entries.iter().any(|e| e["jti"] == jti.as_str()),
+        "{entries:?}"
+    );
+    assert!(entries.iter().any(|e| e["sub"] == "carol"));
+    assert!(
+        backends.hub.conns()[0].ended,
+        "the upstream side of the revoked session stayed open"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_is_503_and_service_resumes_when_redis_returns() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    let deny = replica(&config(&backends, &redis.url(), &redis.url(), "deny")).await;
+    let allow = replica(&config(&backends, &redis.url(), &redis.url(), "allow")).await;
+    let (t, _) = token("dave");
+    assert_eq!(ticket(&deny, &t).await.status, 201);
+    let unredeemed = ticket(&deny, &t).await.json()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    redis.stop();
+    assert_eq!(
+        ticket(&deny, &t).await.status,
+        503,
+        "a ticket was issued without its store"
+    );
+    let redeem = ws_connect(&format!("ws://{}/hub?ticket={unredeemed}", deny.addr), &[]).await;
+    assert_eq!(redeem.unwrap_err(), 503);
+    let not_ready = eventually(Duration::from_secs(5), || async {
+        get(&deny.admin_url("/readyz"), &[]).await.status == 503
+    })
+    .await;
+    assert!(not_ready, "/readyz stayed 200 with Redis down");
+    let denied = eventually(Duration::from_secs(5), || async {
+        api_status(&deny, &t).await == 503
+    })
+    .await;
+    assert!(denied, "on_store_error = deny still let requests through");
+    assert_eq!(
+        api_status(&allow, &t).await,
+        200,
+        "on_store_error = allow refused a request"
+    );
+    assert!(
+        deny.metric("gatehouse_store_errors_total{store=\"revocation\"}")
+            .await
+            >= 1.0
+    );
+
+    redis.resume();
+    let back = eventually(Duration::from_secs(10), || async {
+        get(&deny.admin_url("/readyz"), &[]).await.status == 200
+            && ticket(&deny, &t).await.status == 201
+    })
+    .await;
+    assert!(
+        back,
+        "gatehouse did not recover within 10 s of Redis returning"
+    );
+    assert_eq!(api_status(&deny, &t).await, 200);
+}
+
+#[tokio::test]
+async fn memory_and_redis_stores_behave_the_same() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    for store in ["memory", redis.url().as_str()] {
+        let proxy = replica(&config(&backends, store, store, "deny")).await;
+        let (t, jti) = token("erin");
+        let value = ticket(&proxy, &t).await.json()["ticket"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let url = format!("ws://{}/hub?ticket={value}", proxy.addr);
+        assert!(
+            ws_connect(&url, &[]).await.is_ok(),
+            "{store}: first redemption"
+        );
+        assert_eq!(
+            ws_connect(&url, &[]).await.unwrap_err(),
+            401,
+            "{store}: second redemption"
+        );
+        assert_eq!(api_status(&proxy, &t).await, 200, "{store}");
+        assert_eq!(
+            revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
+            204,
+            "{store}"
+        );
+        assert_eq!(
+            api_status(&proxy, &t).await,
+            401,
+            "{store}: revoked token passed"
+        );
+        let value = ticket(&proxy, &t).await;
+        assert_eq!(value.status, 401, "{store}: a revoked token got a ticket");
+        proxy.shutdown().await;
+    }
+}
