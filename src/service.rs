@@ -200,7 +200,7 @@ impl Proxy {
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let credential = self.authenticate(&parts, route).await?;
+        let credential = self.counted(upgrade, route, self.authenticate(&parts, route).await)?;
         line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
@@ -210,7 +210,9 @@ impl Proxy {
             other => other,
         };
         let claims = credential.as_ref().map(|c| c.claims.clone());
-        let access = policy::authorize(&route.config, &self.role_claim, claims)?;
+        let access =
+            policy::authorize(&route.config, &self.role_claim, claims).map_err(ProxyError::from);
+        let access = self.counted(upgrade, route, access)?;
         crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
         self.rewrite(route, &mut parts, conn, request_id, credential.as_ref())?;
         if upgrade {
@@ -235,6 +237,19 @@ impl Proxy {
             self.metrics.upgrade(&route.name, "upstream_refused");
         }
         Ok(response.map(BodyExt::boxed))
+    }
+
+    /// Counts a refused upgrade in the upgrade metric; passes the result through.
+    fn counted<T>(
+        &self,
+        upgrade: bool,
+        route: &Route,
+        result: Result<T, ProxyError>,
+    ) -> Result<T, ProxyError> {
+        if upgrade && result.is_err() {
+            self.metrics.upgrade(&route.name, "refused");
+        }
+        result
     }
 
     /// Finds the caller's token or ticket and turns it into a credential.

@@ -22,7 +22,7 @@ use crate::error::{AuthError, ProxyError};
 use crate::policy;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token::{self, Origin};
-use crate::validate::{unix_now, Claims};
+use crate::validate::Claims;
 use crate::websocket::relay::{self, RevocationWatch, Session, Socket, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
 
@@ -36,8 +36,12 @@ impl Proxy {
             return None;
         }
         let exp = claims.get("exp").and_then(serde_json::Value::as_u64)?;
-        let end = exp.saturating_add(self.validator.leeway(claims).as_secs());
-        Some(Instant::now() + Duration::from_secs(end.saturating_sub(unix_now())))
+        let end = Duration::from_secs(exp) + self.validator.leeway(claims);
+        // Sub-second precision: the close should come at the end, not up to a second later.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Some(Instant::now() + end.saturating_sub(now))
     }
 
     /// Relays once both sides have switched protocols; logs and counts the session's end.

@@ -343,7 +343,7 @@ fn the_demo_page_chats_refuses_a_spent_ticket_and_closes_with_4401_on_expiry() {
     // Expiry: 4401 "token expired", shown in #status.
     assert_eq!(result["closed"]["code"], 4401, "{result:#}");
     assert_eq!(result["closed"]["reason"], "token expired", "{result:#}");
-    // Not before the token's own `exp` (6 s after minting; the proxy adds the 5 s leeway).
+    // Not before the token's own `exp` (6 s after minting; the proxy adds the 1 s leeway).
     let lived = result["expired_after_open_ms"].as_u64().unwrap();
     assert!(
         lived >= 5_000,

@@ -24,9 +24,8 @@ const OVERALL_TIMEOUT_MS = 30_000;
 const OPEN_TIMEOUT_MS = 10_000;
 const ECHO_TIMEOUT_MS = 5_000;
 const REPLAY_TIMEOUT_MS = 5_000;
-// The proxy closes at exp + the issuer's leeway (5 s in the demo config), and its deadline
-// is counted in whole seconds, so up to 6 + 5 + 1 = 12 s after the token was minted: 15 s
-// leaves room for a loaded machine.
+// The proxy closes at exp + the issuer's leeway (1 s in the demo config), so about 7 s after
+// the token was minted (exp has whole-second precision): 15 s leaves room for a loaded machine.
 const EXPIRY_TIMEOUT_MS = 15_000;
 const TTL_SECONDS = 6;
 
