@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::introspect::Introspector;
 use crate::jwks::KeyStore;
 use crate::listener::{self, ConnLimits};
 use crate::metrics::Metrics;
@@ -64,8 +65,13 @@ impl Gatehouse {
         for store in &issuers {
             tokio::spawn(store.clone().run_refresh(background.clone()));
         }
-        let validator =
-            Validator::new(issuers.clone(), config.token_cache_entries, metrics.clone());
+        let introspector = Introspector::new(&config.introspections).map_err(StartError::Setup)?;
+        let validator = Validator::new(
+            issuers.clone(),
+            introspector,
+            config.token_cache_entries,
+            metrics.clone(),
+        );
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
         stores.spawn(&background);
         let drain = CancellationToken::new();

@@ -43,6 +43,10 @@ pub enum AuthError {
     MissingClaim,
     #[error("issuer keys are not available")]
     KeysUnavailable,
+    #[error("token is not active")]
+    Inactive,
+    #[error("the introspection endpoint is unavailable")]
+    IntrospectionUnavailable,
     #[error("token lacks required scope, role or claim")]
     Forbidden { required_scopes: String },
 }
@@ -65,6 +69,8 @@ impl AuthError {
             AuthError::WrongAudience => "wrong_audience",
             AuthError::MissingClaim => "missing_claim",
             AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Inactive => "token_inactive",
+            AuthError::IntrospectionUnavailable => "introspection_unavailable",
             AuthError::Forbidden { .. } => "insufficient_scope",
         }
     }
@@ -217,7 +223,9 @@ fn auth_response(e: &AuthError) -> Response<Body> {
     let (status, challenge) = match e {
         // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
         AuthError::Missing => (StatusCode::UNAUTHORIZED, REALM.to_string()),
-        AuthError::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, String::new()),
+        AuthError::KeysUnavailable | AuthError::IntrospectionUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, String::new())
+        }
         AuthError::Forbidden { required_scopes } if required_scopes.is_empty() => (
             StatusCode::FORBIDDEN,
             format!("{REALM}, error=\"insufficient_scope\""),
@@ -237,6 +245,7 @@ fn auth_response(e: &AuthError) -> Response<Body> {
         | AuthError::Expired
         | AuthError::NotYetValid
         | AuthError::WrongAudience
+        | AuthError::Inactive
         | AuthError::MissingClaim => (StatusCode::UNAUTHORIZED, INVALID_TOKEN.to_string()),
     };
     let mut response = json(status, e.reason(), &e.to_string());

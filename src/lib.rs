@@ -14,6 +14,7 @@
 //! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
+//! - [`introspect`]: RFC 7662 introspection for opaque tokens, with a bounded cache
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
 //! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
@@ -39,6 +40,7 @@ pub mod demo;
 pub mod error;
 pub mod http_client;
 pub mod identity;
+pub mod introspect;
 pub mod jwks;
 pub mod jwt_crypto;
 pub mod listener;

@@ -20,6 +20,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use sha2::{Digest, Sha256};
 
 use crate::error::AuthError;
+use crate::introspect::Introspector;
 use crate::jwks::KeyStore;
 use crate::metrics::Metrics;
 use crate::secret::BearerToken;
@@ -29,6 +30,7 @@ pub type Claims = serde_json::Map<String, serde_json::Value>;
 
 pub struct Validator {
     issuers: Vec<Arc<KeyStore>>,
+    introspector: Option<Introspector>,
     cache: DashMap<[u8; 32], CacheEntry>,
     cache_capacity: usize,
     metrics: Arc<Metrics>,
@@ -43,12 +45,18 @@ struct CacheEntry {
 }
 
 impl Validator {
-    pub fn new(issuers: Vec<Arc<KeyStore>>, cache_capacity: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        issuers: Vec<Arc<KeyStore>>,
+        introspector: Option<Introspector>,
+        cache_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         if !crate::jwt_crypto::install() {
             tracing::warn!("jsonwebtoken was used before gatehouse chose its verifier; using RustCrypto (slower)");
         }
         Self {
             issuers,
+            introspector,
             cache: DashMap::new(),
             cache_capacity,
             metrics,
@@ -77,7 +85,14 @@ impl Validator {
             return Ok(claims);
         }
         self.metrics.token_cache(false);
-        let (issuer, claims) = self.verify(token).await?;
+        let (issuer, claims) = match (self.verify(token).await, &self.introspector) {
+            // Not a JWT, or one from an issuer we hold no keys for: ask the IdP. Its answers
+            // have their own cache, bounded by what introspection says.
+            (Err(AuthError::Malformed | AuthError::UnknownIssuer), Some(introspector)) => {
+                return introspector.introspect(token).await;
+            }
+            (result, _) => result?,
+        };
         let claims = Arc::new(claims);
         self.remember(digest, issuer, &claims, now);
         Ok(claims)

@@ -332,7 +332,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
                 e,
                 &format!("route[{i}]"),
                 r,
-                !issuers.is_empty(),
+                !issuers.is_empty() || !introspections.is_empty(),
                 ticket_param,
             )
         })
