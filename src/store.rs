@@ -6,7 +6,8 @@
 //! connection manager reconnects by itself; nothing here ever falls back to memory, which
 //! would silently break single use and revocation across replicas.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -34,7 +35,9 @@ pub struct StoreError;
 pub struct RedisHandle {
     client: redis::Client,
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
-    last_ok: Mutex<Option<Instant>>,
+    /// Milliseconds after `born` of the last success (0: never); read on every request.
+    last_ok: AtomicU64,
+    born: Instant,
 }
 
 impl RedisHandle {
@@ -44,7 +47,8 @@ impl RedisHandle {
         Ok(Self {
             client,
             connection: tokio::sync::Mutex::new(None),
-            last_ok: Mutex::new(None),
+            last_ok: AtomicU64::new(0),
+            born: Instant::now(),
         })
     }
 
@@ -98,13 +102,18 @@ impl RedisHandle {
         }
     }
 
+    fn millis(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     pub fn mark_ok(&self) {
-        *lock(&self.last_ok) = Some(Instant::now());
+        self.last_ok.store(self.millis().max(1), Ordering::Release);
     }
 
     /// Reachable recently enough to be trusted.
     pub fn is_healthy(&self) -> bool {
-        lock(&self.last_ok).is_some_and(|t| t.elapsed() < STALE_AFTER)
+        let last = self.last_ok.load(Ordering::Acquire);
+        last != 0 && u128::from(self.millis().saturating_sub(last)) < STALE_AFTER.as_millis()
     }
 
     /// Pings once a second until `stop`, so health follows Redis going and coming back.
@@ -123,11 +132,6 @@ impl RedisHandle {
             }
         }
     }
-}
-
-/// These mutexes guard plain values and are never held across an await.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The stores of one gatehouse: revocations always, tickets when `[tickets]` is set, and
