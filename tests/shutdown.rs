@@ -95,3 +95,30 @@ async fn the_grace_period_bounds_the_drain() {
     );
     stuck.abort();
 }
+
+#[tokio::test]
+async fn open_websockets_get_1001_when_the_grace_period_ends() {
+    let hub = WsHub::start().await;
+    let toml = format!(
+        "[shutdown]\ngrace = \"700ms\"\n[[route]]\npath = \"/hub\"\nupstream = \"{}\"\nauth = \"none\"\nwebsocket = true\n",
+        hub.url()
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let (mut socket, _) = ws_connect(&format!("ws://{}/hub", proxy.addr), &[])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let drain = tokio::spawn(proxy.shutdown());
+    let close = close_of(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(close, Some((1001, "going away".to_string())));
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "closed before the grace period: {:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || async { hub.conns()[0].ended }).await);
+}
