@@ -471,3 +471,50 @@ async fn an_oversized_message_closes_with_1009() {
     );
     assert!(eventually(Duration::from_secs(2), || async { w.hub.conns()[0].ended }).await);
 }
+
+#[tokio::test]
+async fn the_ticket_endpoint_rate_limits_each_client_and_idle_sessions_end() {
+    let hub = WsHub::start().await;
+    let toml = format!(
+        r#"
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_env = "HS"
+
+[tickets]
+rate_limit_per_minute = 2
+
+[[route]]
+path = "/hub"
+upstream = "{up}"
+websocket = true
+idle_timeout = "500ms"
+"#,
+        up = hub.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
+    let w = World { hub, proxy };
+    let token = token_for("alice", 600, json!({}));
+    assert_eq!(w.ticket(&token, None).await.status, 201);
+    assert_eq!(w.ticket(&token, None).await.status, 201);
+    let limited = w.ticket(&token, None).await;
+    assert_eq!(limited.status, 429);
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+
+    let (mut c, _) = ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    echo_once(&mut c, "then silence").await;
+    let started = Instant::now();
+    assert_eq!(
+        close_of(&mut c, Duration::from_secs(3)).await,
+        Some((1001, "idle timeout".to_string()))
+    );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
