@@ -13,9 +13,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -79,24 +80,43 @@ pub async fn accept_loop(
             peer,
             https: tls.is_some(),
         };
+        let slot = Arc::new(ConnSlot::new(permit, metrics.connections().clone()));
         let task = serve(
             stream,
             tls.clone(),
             proxy.clone(),
             builder.clone(),
-            conn,
+            (conn, slot),
             graceful.watcher(),
             limits,
         );
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            metrics.connections().inc();
-            task.await;
-            metrics.connections().dec();
-            drop(permit);
-        });
+        tokio::spawn(task);
     }
     graceful
+}
+
+/// One client connection's place under `max_connections`. The connection holds it, and so
+/// does the WebSocket session it may turn into: an upgraded connection keeps counting (and
+/// keeps its slot) until the session ends, not until hyper lets go of it.
+pub struct ConnSlot {
+    _permit: OwnedSemaphorePermit,
+    open: IntGauge,
+}
+
+impl ConnSlot {
+    fn new(permit: OwnedSemaphorePermit, open: IntGauge) -> Self {
+        open.inc();
+        Self {
+            _permit: permit,
+            open,
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
 }
 
 async fn serve(
@@ -104,15 +124,15 @@ async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    conn: Conn,
+    (conn, slot): (Conn, Arc<ConnSlot>),
     watcher: Watcher,
     limits: ConnLimits,
 ) {
     let Some(acceptor) = tls else {
-        return serve_io(stream, proxy, &builder, conn, watcher).await;
+        return serve_io(stream, proxy, &builder, (conn, slot), watcher).await;
     };
     match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => serve_io(tls_stream, proxy, &builder, conn, watcher).await,
+        Ok(Ok(tls_stream)) => serve_io(tls_stream, proxy, &builder, (conn, slot), watcher).await,
         Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
     }
@@ -122,12 +142,16 @@ async fn serve_io<I>(
     io: I,
     proxy: Arc<Proxy>,
     builder: &auto::Builder<TokioExecutor>,
-    conn: Conn,
+    (conn, slot): (Conn, Arc<ConnSlot>),
     watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // Only a request that may upgrade carries the slot on to its session.
+        if request.headers().contains_key(http::header::UPGRADE) {
+            request.extensions_mut().insert(slot.clone());
+        }
         let proxy = proxy.clone();
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, conn).await) }
     });

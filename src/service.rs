@@ -26,6 +26,7 @@ use crate::access_log::AccessLine;
 use crate::body::Body;
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
 use crate::error::ProxyError;
+use crate::listener::ConnSlot;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
 use crate::redact::Redactor;
@@ -199,13 +200,14 @@ impl Proxy {
         }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let slot = request.extensions_mut().remove::<Arc<ConnSlot>>();
         let (mut parts, body) = request.into_parts();
         let credential = self.counted(upgrade, route, self.authenticate(&parts, route).await)?;
         line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
             Some(pending) if credential.is_none() && wants_first_message => {
-                return self.first_message(route, parts, body, conn, pending, request_id);
+                return self.first_message(route, parts, body, (conn, slot), pending, request_id);
             }
             other => other,
         };
@@ -232,7 +234,8 @@ impl Proxy {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::prepare_client_response(response.headers_mut());
             let claims = credential.as_ref().map(|c| c.claims.clone());
-            self.spawn_relay(route, client_upgrade, upstream_upgrade, claims, request_id);
+            let sides = (client_upgrade, upstream_upgrade, slot);
+            self.spawn_relay(route, sides, claims, request_id);
         } else if upgrade {
             self.metrics.upgrade(&route.name, "upstream_refused");
         }

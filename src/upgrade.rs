@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::body::{empty, Body};
 use crate::error::{AuthError, ProxyError};
+use crate::listener::ConnSlot;
 use crate::policy;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token::{self, Origin};
@@ -48,8 +49,7 @@ impl Proxy {
     pub(crate) fn spawn_relay(
         self: &Arc<Self>,
         route: &Arc<Route>,
-        client: OnUpgrade,
-        upstream: OnUpgrade,
+        (client, upstream, slot): (OnUpgrade, OnUpgrade, Option<Arc<ConnSlot>>),
         claims: Option<Arc<Claims>>,
         request_id: &HeaderValue,
     ) {
@@ -69,6 +69,8 @@ impl Proxy {
             proxy
                 .run_session(&route, client, upstream, claims, &request_id)
                 .await;
+            // The connection's place under max_connections is freed only now.
+            drop(slot);
         });
     }
 
@@ -123,7 +125,7 @@ impl Proxy {
         route: &Arc<Route>,
         parts: Parts,
         body: Incoming,
-        conn: Conn,
+        (conn, slot): (Conn, Option<Arc<ConnSlot>>),
         client_upgrade: OnUpgrade,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
@@ -161,6 +163,7 @@ impl Proxy {
                 request_id,
             };
             proxy.after_first_message(&route, client, pending).await;
+            drop(slot);
         });
         Ok(response)
     }

@@ -518,3 +518,44 @@ idle_timeout = "500ms"
     );
     assert!(started.elapsed() >= Duration::from_millis(400));
 }
+
+#[tokio::test]
+async fn websocket_sessions_keep_their_connection_slot() {
+    let hub = WsHub::start().await;
+    let upstream = Upstream::echo().await;
+    let toml = format!(
+        "[limits]\nmax_connections = 2\n[[route]]\npath = \"/hub\"\nupstream = \"{}\"\nauth = \"none\"\nwebsocket = true\n\
+         [[route]]\npath = \"/plain\"\nupstream = \"{}\"\nauth = \"none\"\n",
+        hub.url(),
+        upstream.url()
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let (first, _) = ws_connect(&format!("ws://{}/hub", proxy.addr), &[])
+        .await
+        .unwrap();
+    let (mut second, _) = ws_connect(&format!("ws://{}/hub", proxy.addr), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.metric("gatehouse_connections_open").await,
+        2.0,
+        "upgraded connections still count"
+    );
+    // Both slots are held by the sessions: a third connection is not served...
+    let url = proxy.url("/plain");
+    let waiting = tokio::spawn(async move { get(&url, &[]).await.status });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served while two sessions held the slots"
+    );
+    // ...until a session ends and gives its slot back.
+    second.close(None).await.unwrap();
+    drop(second);
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("never served")
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(first);
+}

@@ -112,34 +112,46 @@ enum Step {
 pub async fn relay(mut client: Socket, mut upstream: Socket, mut session: Session) -> SessionEnd {
     let mut end = SessionEnd::default();
     let far = Instant::now() + Duration::from_secs(86400 * 365);
-    let deadline = session.deadline.unwrap_or(far);
-    let mut idle = Instant::now() + session.idle_timeout;
+    // Timers and watches are made once and polled in place: a message costs no timer work.
+    // The idle timer is only moved when it fires early, from the time of the last message.
+    let expiry = tokio::time::sleep_until(session.deadline.unwrap_or(far));
+    let idle = tokio::time::sleep(session.idle_timeout);
+    let revoked = RevocationWatch::revoked(&mut session.revocation);
+    let drained = session.drain.cancelled();
+    tokio::pin!(expiry, idle, revoked, drained);
+    let mut last_message = Instant::now();
     loop {
         let step = tokio::select! {
             message = client.next() => {
-                idle = Instant::now() + session.idle_timeout;
+                last_message = Instant::now();
                 forward(message, &mut upstream, &mut client, &mut end.client_bytes, &mut end.messages, "client").await
             }
             message = upstream.next() => {
-                idle = Instant::now() + session.idle_timeout;
+                last_message = Instant::now();
                 forward(message, &mut client, &mut upstream, &mut end.upstream_bytes, &mut end.messages, "upstream").await
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut expiry => {
                 close(&mut client, CLOSE_UNAUTHORIZED, "token expired").await;
                 close(&mut upstream, 1000, "token expired").await;
                 Step::End("token_expired", Some(CLOSE_UNAUTHORIZED))
             }
-            _ = RevocationWatch::revoked(&mut session.revocation) => {
+            _ = &mut revoked => {
                 close(&mut client, CLOSE_UNAUTHORIZED, "token revoked").await;
                 close(&mut upstream, 1000, "token revoked").await;
                 Step::End("token_revoked", Some(CLOSE_UNAUTHORIZED))
             }
-            _ = tokio::time::sleep_until(idle) => {
-                close(&mut client, 1001, "idle timeout").await;
-                close(&mut upstream, 1001, "idle timeout").await;
-                Step::End("idle_timeout", Some(1001))
+            _ = &mut idle => {
+                let quiet_until = last_message + session.idle_timeout;
+                if quiet_until > Instant::now() {
+                    idle.as_mut().reset(quiet_until);
+                    Step::Continue
+                } else {
+                    close(&mut client, 1001, "idle timeout").await;
+                    close(&mut upstream, 1001, "idle timeout").await;
+                    Step::End("idle_timeout", Some(1001))
+                }
             }
-            _ = session.drain.cancelled() => {
+            _ = &mut drained => {
                 close(&mut client, 1001, "going away").await;
                 close(&mut upstream, 1001, "going away").await;
                 Step::End("shutdown", Some(1001))
