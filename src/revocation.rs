@@ -10,6 +10,7 @@
 //! (`on_store_error = "deny"`) or pass with a logged, counted warning (`"allow"`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -88,6 +89,7 @@ pub struct Revocations {
     events: broadcast::Sender<Revoked>,
     config: RevocationConfig,
     metrics: Arc<Metrics>,
+    last_warning: AtomicU64,
 }
 
 impl Revocations {
@@ -103,6 +105,7 @@ impl Revocations {
             events: broadcast::channel(1024).0,
             config,
             metrics,
+            last_warning: AtomicU64::new(0),
         }
     }
 
@@ -113,12 +116,26 @@ impl Revocations {
             if self.config.deny_on_store_error {
                 return Err(RevocationError::Unavailable);
             }
-            tracing::warn!("revocation store unreachable; checking the last known revocations (on_store_error = allow)");
+            self.warn_allowing();
         }
         if self.is_revoked(claims) {
             return Err(RevocationError::Revoked);
         }
         Ok(())
+    }
+
+    /// At most one warning per 10 s: an outage must not turn every request into a log line.
+    fn warn_allowing(&self) {
+        let now = unix_now();
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!("revocation store unreachable; checking the last known revocations (on_store_error = allow)");
+        }
     }
 
     pub fn is_revoked(&self, claims: &Claims) -> bool {
