@@ -7,6 +7,10 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod issuer;
+mod route;
+mod stores;
+mod types;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,183 @@
+//! `[[issuer]]` validation: key source, algorithm allow-list, timings. Static key files
+//! are loaded here, so a broken PEM fails `check`, not the first request.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::types::{IssuerConfig, KeySource};
+use super::validate::{duration_or, http_url, secret, ConfigErrors, SecretLookup};
+use crate::config::FileIssuer;
+
+pub(super) fn validate_issuer(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileIssuer,
+    secrets: SecretLookup<'_>,
+) -> Option<IssuerConfig> {
+    let errors_before = e.count();
+    if raw.name.is_empty() {
+        e.push(format!("{path}.name"), "required");
+    }
+    if raw.issuer.is_empty() {
+        e.push(
+            format!("{path}.issuer"),
+            "required: the exact `iss` of its tokens",
+        );
+    }
+    if raw.audiences.is_empty() {
+        e.push(
+            format!("{path}.audiences"),
+            "list at least one accepted `aud`",
+        );
+    }
+    let keys = key_source(e, path, raw, secrets);
+    let algorithms = algorithms(e, path, raw, keys.as_ref());
+    let leeway = duration_or(
+        e,
+        &format!("{path}.leeway"),
+        raw.leeway.as_deref().unwrap_or(""),
+        "30s",
+    );
+    let refresh = duration_or(
+        e,
+        &format!("{path}.refresh"),
+        raw.refresh.as_deref().unwrap_or(""),
+        "10m",
+    );
+    if refresh < Duration::from_secs(1) {
+        e.push(format!("{path}.refresh"), "must be at least 1s");
+    }
+    if let (Some(KeySource::JwksFile(_) | KeySource::PublicKeyFile(_)), Some(alg)) =
+        (&keys, algorithms.first())
+    {
+        if let Err(err) = crate::jwks::load_static(keys.as_ref()?, *alg) {
+            e.push(path, err);
+        }
+    }
+    if let Some(file) = &raw.private_key_file {
+        if !file.is_file() {
+            e.push(
+                format!("{path}.private_key_file"),
+                format!("{} is not a readable file", file.display()),
+            );
+        }
+    }
+    if e.count() > errors_before {
+        return None;
+    }
+    Some(IssuerConfig {
+        name: raw.name.clone(),
+        issuer: raw.issuer.clone(),
+        audiences: raw.audiences.clone(),
+        keys: keys?,
+        algorithms,
+        leeway,
+        refresh,
+        typ: raw.typ.clone(),
+        private_key_file: raw.private_key_file.clone(),
+    })
+}
+
+fn key_source(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileIssuer,
+    secrets: SecretLookup<'_>,
+) -> Option<KeySource> {
+    let mut sources = Vec::new();
+    if raw.discovery {
+        sources.push(KeySource::Discovery);
+    }
+    if let Some(url) = &raw.jwks_url {
+        if http_url(url).is_none() {
+            e.push(
+                format!("{path}.jwks_url"),
+                "must be an http:// or https:// URL",
+            );
+        }
+        sources.push(KeySource::JwksUrl(url.clone()));
+    }
+    if let Some(file) = &raw.jwks_file {
+        sources.push(KeySource::JwksFile(file.clone()));
+    }
+    if let Some(file) = &raw.public_key_file {
+        sources.push(KeySource::PublicKeyFile(file.clone()));
+    }
+    if let Some(var) = &raw.hmac_secret_env {
+        if let Some(s) = secret(e, &format!("{path}.hmac_secret_env"), var, secrets) {
+            if s.expose().len() < 32 {
+                e.push(
+                    format!("{path}.hmac_secret_env"),
+                    "the secret must be at least 32 bytes",
+                );
+            }
+            sources.push(KeySource::Hmac(s));
+        }
+    }
+    if raw.discovery && http_url(&raw.issuer).is_none() {
+        e.push(
+            format!("{path}.discovery"),
+            "needs an http(s) issuer URL to discover from",
+        );
+    }
+    match sources.len() {
+        1 => sources.pop(),
+        0 if raw.hmac_secret_env.is_some() => None,
+        0 => {
+            e.push(
+                path,
+                "no key source: set one of discovery, jwks_url, jwks_file, public_key_file, hmac_secret_env",
+            );
+            None
+        }
+        _ => {
+            e.push(path, "more than one key source; keep exactly one");
+            None
+        }
+    }
+}
+
+fn algorithms(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileIssuer,
+    keys: Option<&KeySource>,
+) -> Vec<Algorithm> {
+    let hmac = matches!(keys, Some(KeySource::Hmac(_)));
+    if raw.algorithms.is_empty() {
+        return if hmac {
+            vec![Algorithm::HS256]
+        } else {
+            vec![Algorithm::RS256, Algorithm::ES256]
+        };
+    }
+    let mut out = Vec::new();
+    for (i, name) in raw.algorithms.iter().enumerate() {
+        let key = format!("{path}.algorithms[{i}]");
+        if name.eq_ignore_ascii_case("none") {
+            e.push(key, "\"none\" can never be allowed");
+            continue;
+        }
+        match name.parse::<Algorithm>() {
+            Ok(alg) if is_hmac(alg) != hmac => e.push(
+                key,
+                if hmac {
+                    format!(
+                        "{name} needs a public key; an HMAC issuer allows only HS256/HS384/HS512"
+                    )
+                } else {
+                    format!("{name} is an HMAC algorithm; it needs hmac_secret_env")
+                },
+            ),
+            Ok(Algorithm::EdDSA) => e.push(key, "EdDSA is not supported"),
+            Ok(alg) => out.push(alg),
+            Err(_) => e.push(key, format!("unknown algorithm {name:?}")),
+        }
+    }
+    out
+}
+
+fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}

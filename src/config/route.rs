@@ -1,0 +1,227 @@
+//! `[[route]]` validation: path, upstream, token sources, policy and WebSocket settings.
+
+use super::types::{AuthMode, RouteConfig, TokenSource, UpstreamAuth};
+use super::validate::{duration, http_url, ConfigErrors};
+use crate::config::FileRoute;
+
+pub(super) fn validate_route(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileRoute,
+    have_issuers: bool,
+    ticket_param: Option<&str>,
+) -> Option<RouteConfig> {
+    let errors_before = e.count();
+    let route_path = normalize_route_path(e, &format!("{path}.path"), &raw.path);
+    let upstream = match http_url(&raw.upstream) {
+        Some(uri) if uri.path() == "/" && uri.query().is_none() => Some(uri),
+        Some(_) => {
+            e.push(
+                format!("{path}.upstream"),
+                "give scheme and authority only, like http://host:port",
+            );
+            None
+        }
+        None if raw.upstream.is_empty() => {
+            e.push(
+                format!("{path}.upstream"),
+                "required: the backend, like http://chat-hub:5000",
+            );
+            None
+        }
+        None => {
+            e.push(
+                format!("{path}.upstream"),
+                "must be an http:// or https:// URL",
+            );
+            None
+        }
+    };
+    let auth = match raw.auth.as_str() {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "none" => AuthMode::None,
+        other => {
+            e.push(
+                format!("{path}.auth"),
+                format!("{other:?} is not required, optional or none"),
+            );
+            AuthMode::Required
+        }
+    };
+    let tokens: Vec<TokenSource> = raw
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| token_source(e, &format!("{path}.tokens[{i}]"), t, ticket_param))
+        .collect();
+    for (i, source) in tokens.iter().enumerate() {
+        let key = format!("{path}.tokens[{i}]");
+        match source {
+            TokenSource::Subprotocol | TokenSource::FirstMessage if !raw.websocket => {
+                e.push(
+                    key,
+                    "this source exists only on WebSocket upgrades: set websocket = true",
+                );
+            }
+            TokenSource::FirstMessage if i + 1 != tokens.len() => {
+                e.push(key, "first-message must come last: it is the fallback when nothing else carried a token");
+            }
+            _ => {}
+        }
+    }
+    if auth != AuthMode::None {
+        if tokens.is_empty() {
+            e.push(format!("{path}.tokens"), "list at least one token source");
+        }
+        if !have_issuers {
+            e.push(
+                format!("{path}.auth"),
+                "authenticating routes need at least one [[issuer]] or [[introspection]]",
+            );
+        }
+    }
+    let upstream_auth = match raw.upstream_auth.as_str() {
+        "none" => UpstreamAuth::None,
+        "bearer" => UpstreamAuth::Bearer,
+        other => {
+            e.push(
+                format!("{path}.upstream_auth"),
+                format!("{other:?} is not none or bearer"),
+            );
+            UpstreamAuth::None
+        }
+    };
+    for (i, origin) in raw.allowed_origins.iter().enumerate() {
+        if origin != "*"
+            && http_url(origin).is_none_or(|u| u.path() != "/" || origin.ends_with('/'))
+        {
+            e.push(
+                format!("{path}.allowed_origins[{i}]"),
+                "an origin is scheme://host[:port]",
+            );
+        }
+    }
+    if let Some(ca) = &raw.upstream_ca_file {
+        if !ca.is_file() {
+            e.push(
+                format!("{path}.upstream_ca_file"),
+                format!("{} is not a readable file", ca.display()),
+            );
+        }
+    }
+    if raw.max_message_bytes < 125 {
+        e.push(
+            format!("{path}.max_message_bytes"),
+            "must be at least 125 (a control frame)",
+        );
+    }
+    let first_message_timeout = duration(
+        e,
+        &format!("{path}.first_message_timeout"),
+        &raw.first_message_timeout,
+    );
+    let idle_timeout = duration(e, &format!("{path}.idle_timeout"), &raw.idle_timeout);
+    let connect_timeout = duration(e, &format!("{path}.connect_timeout"), &raw.connect_timeout);
+    let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
+    if e.count() > errors_before {
+        return None;
+    }
+    Some(RouteConfig {
+        path: route_path?,
+        upstream: upstream?,
+        auth,
+        tokens,
+        websocket: raw.websocket,
+        upstream_auth,
+        require_scopes: raw.require.scopes.clone(),
+        require_roles: raw.require.roles.clone(),
+        require_claims: raw
+            .require
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        allowed_origins: raw.allowed_origins.clone(),
+        close_on_expiry: raw.close_on_expiry,
+        first_message_timeout,
+        max_message_bytes: raw.max_message_bytes,
+        idle_timeout,
+        strip_prefix: raw.strip_prefix,
+        connect_timeout,
+        timeout,
+        upstream_ca_file: raw.upstream_ca_file.clone(),
+    })
+}
+
+fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<String> {
+    if !raw.starts_with('/') {
+        e.push(key, "must start with /");
+        return None;
+    }
+    if raw.contains(['?', '#', '*']) || raw.contains("//") {
+        e.push(
+            key,
+            "a plain path prefix, without query, fragment, wildcards or empty segments",
+        );
+        return None;
+    }
+    let trimmed = raw.trim_end_matches('/');
+    Some(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
+}
+
+pub(super) fn token_source(
+    e: &mut ConfigErrors,
+    key: &str,
+    raw: &str,
+    ticket_param: Option<&str>,
+) -> Option<TokenSource> {
+    let (kind, name) = match raw.split_once(':') {
+        Some((kind, name)) => (kind, Some(name)),
+        None => (raw, None),
+    };
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'=' && b != b';')
+    };
+    match (kind, name) {
+        ("header", None) => Some(TokenSource::Header),
+        ("query", Some(n)) if valid_name(n) => Some(TokenSource::Query(n.into())),
+        ("cookie", Some(n)) if valid_name(n) => Some(TokenSource::Cookie(n.into())),
+        ("query" | "cookie", _) => {
+            e.push(key, format!("write {kind}:NAME, like {kind}:access_token"));
+            None
+        }
+        ("subprotocol", None) => Some(TokenSource::Subprotocol),
+        ("first-message", None) => Some(TokenSource::FirstMessage),
+        ("ticket", None) => match ticket_param {
+            Some(param) => Some(TokenSource::Ticket(param.to_string())),
+            None => {
+                e.push(key, "the ticket source needs a [tickets] table");
+                None
+            }
+        },
+        _ => {
+            e.push(
+                key,
+                format!(
+                    "unknown token source {raw:?}; use header, query:NAME, cookie:NAME, subprotocol, ticket or first-message"
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn validate_route_for_tests(raw: &FileRoute) -> RouteConfig {
+    let mut errors = ConfigErrors::default();
+    let route = validate_route(&mut errors, "route", raw, true, Some("ticket"));
+    assert!(errors.messages().is_empty(), "{errors}");
+    route.unwrap()
+}

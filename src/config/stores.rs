@@ -1,0 +1,164 @@
+//! `[tickets]`, `[revocation]` and `[[introspection]]` validation: the shared stores and
+//! the RFC 7662 endpoints.
+
+use std::time::Duration;
+
+use super::route::token_source;
+use super::types::{
+    IntrospectionConfig, RevocationConfig, StoreConfig, TicketsConfig, TokenSource,
+};
+use super::validate::{duration, http_url, secret, ConfigErrors, SecretLookup};
+use crate::secret::Secret;
+
+pub(super) fn validate_tickets(
+    e: &mut ConfigErrors,
+    raw: &super::FileTickets,
+) -> Option<TicketsConfig> {
+    let errors_before = e.count();
+    if !raw.endpoint.starts_with('/') || raw.endpoint.contains(['?', '#']) {
+        e.push("tickets.endpoint", "a path like /.gatehouse/ticket");
+    }
+    let ttl = duration(e, "tickets.ttl", &raw.ttl);
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&ttl) {
+        e.push(
+            "tickets.ttl",
+            "between 1s and 10m: a ticket is meant to be redeemed at once",
+        );
+    }
+    if raw.param.is_empty()
+        || !raw
+            .param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        e.push(
+            "tickets.param",
+            "a query parameter name of letters, digits, _ and -",
+        );
+    }
+    let store = store(e, "tickets.store", &raw.store);
+    let tokens: Vec<TokenSource> = raw
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| token_source(e, &format!("tickets.tokens[{i}]"), t, None))
+        .collect();
+    if tokens.is_empty()
+        || tokens.iter().any(|t| {
+            !matches!(
+                t,
+                TokenSource::Header | TokenSource::Query(_) | TokenSource::Cookie(_)
+            )
+        })
+    {
+        e.push(
+            "tickets.tokens",
+            "list header, query:NAME or cookie:NAME sources",
+        );
+    }
+    if raw.rate_limit_per_minute == 0 {
+        e.push("tickets.rate_limit_per_minute", "must be at least 1");
+    }
+    (e.count() == errors_before).then(|| TicketsConfig {
+        endpoint: raw.endpoint.trim_end_matches('/').to_string(),
+        store,
+        ttl,
+        param: raw.param.clone(),
+        tokens,
+        rate_limit_per_minute: raw.rate_limit_per_minute,
+    })
+}
+
+pub(super) fn validate_revocation(
+    e: &mut ConfigErrors,
+    raw: &super::FileRevocation,
+) -> RevocationConfig {
+    let deny_on_store_error = match raw.on_store_error.as_str() {
+        "deny" => true,
+        "allow" => false,
+        other => {
+            e.push(
+                "revocation.on_store_error",
+                format!("{other:?} is not \"deny\" or \"allow\""),
+            );
+            true
+        }
+    };
+    let retain = duration(e, "revocation.retain", &raw.retain);
+    let resync = duration(e, "revocation.resync", &raw.resync);
+    if resync < Duration::from_millis(100) || resync > Duration::from_secs(60) {
+        e.push("revocation.resync", "between 100ms and 60s");
+    }
+    RevocationConfig {
+        store: store(e, "revocation.store", &raw.store),
+        deny_on_store_error,
+        retain,
+        resync,
+    }
+}
+
+fn store(e: &mut ConfigErrors, key: &str, raw: &str) -> StoreConfig {
+    if raw == "memory" {
+        return StoreConfig::Memory;
+    }
+    if (raw.starts_with("redis://") || raw.starts_with("rediss://"))
+        && redis::Client::open(raw).is_ok()
+    {
+        return StoreConfig::Redis(Secret::new(raw.to_string()));
+    }
+    e.push(
+        key,
+        "\"memory\" or a redis://host:6379/0 (rediss:// for TLS) URL",
+    );
+    StoreConfig::Memory
+}
+
+pub(super) fn validate_introspection(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &super::FileIntrospection,
+    secrets: SecretLookup<'_>,
+) -> Option<IntrospectionConfig> {
+    let errors_before = e.count();
+    if raw.name.is_empty() {
+        e.push(format!("{path}.name"), "required");
+    }
+    let url = http_url(&raw.url);
+    if url.is_none() {
+        e.push(
+            format!("{path}.url"),
+            "the endpoint, an http:// or https:// URL",
+        );
+    }
+    if raw.client_id.is_empty() {
+        e.push(format!("{path}.client_id"), "required");
+    }
+    let client_secret = if raw.client_secret_env.is_empty() {
+        e.push(
+            format!("{path}.client_secret_env"),
+            "name the environment variable holding the client secret",
+        );
+        None
+    } else {
+        secret(
+            e,
+            &format!("{path}.client_secret_env"),
+            &raw.client_secret_env,
+            secrets,
+        )
+    };
+    let cache = duration(e, &format!("{path}.cache"), &raw.cache);
+    let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
+    if e.count() > errors_before {
+        return None;
+    }
+    Some(IntrospectionConfig {
+        name: raw.name.clone(),
+        url: url?,
+        client_id: raw.client_id.clone(),
+        client_secret: client_secret?,
+        cache,
+        cache_entries: raw.cache_entries,
+        timeout,
+    })
+}

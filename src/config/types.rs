@@ -1,0 +1,171 @@
+//! The validated configuration: what `validate` produces and the proxy runs with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use jsonwebtoken::Algorithm;
+
+use crate::secret::Secret;
+
+/// The validated configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub admin_addr: SocketAddr,
+    pub admin_token: Option<Secret>,
+    pub worker_threads: usize,
+    pub issuers: Vec<IssuerConfig>,
+    pub subject_claim: String,
+    pub role_claim: String,
+    /// `(header, claim)` pairs; the headers are stripped from every client request.
+    pub identity_headers: Vec<(HeaderName, String)>,
+    pub tickets: Option<TicketsConfig>,
+    pub revocation: RevocationConfig,
+    pub introspections: Vec<IntrospectionConfig>,
+    pub log_format: LogFormat,
+    pub redact_params: Vec<String>,
+    pub routes: Vec<RouteConfig>,
+    pub shutdown_grace: Duration,
+    pub max_header_bytes: usize,
+    pub max_token_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub token_cache_entries: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub refresh: Duration,
+    pub typ: Option<String>,
+    /// Private key for `gatehouse token` and the demo; never used to verify.
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Discovery,
+    JwksUrl(String),
+    JwksFile(PathBuf),
+    PublicKeyFile(PathBuf),
+    Hmac(Secret),
+}
+
+impl KeySource {
+    /// Remote sources are fetched in the background and refreshed; the others load once.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, KeySource::Discovery | KeySource::JwksUrl(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub path: String,
+    pub upstream: Uri,
+    pub auth: AuthMode,
+    pub tokens: Vec<TokenSource>,
+    pub websocket: bool,
+    pub upstream_auth: UpstreamAuth,
+    pub require_scopes: Vec<String>,
+    pub require_roles: Vec<String>,
+    pub require_claims: Vec<(String, serde_json::Value)>,
+    pub allowed_origins: Vec<String>,
+    pub close_on_expiry: bool,
+    pub first_message_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub idle_timeout: Duration,
+    pub strip_prefix: bool,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    None,
+    Bearer,
+}
+
+/// A place a route looks for the caller's token, in the order the route lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query(String),
+    Cookie(String),
+    /// `bearer.<token>` offered in `Sec-WebSocket-Protocol` next to the real subprotocol.
+    Subprotocol,
+    /// A single-use ticket in the query parameter named by `[tickets].param`.
+    Ticket(String),
+    /// `{"type":"auth","token":"..."}` as the first WebSocket message.
+    FirstMessage,
+}
+
+/// Where tickets and revocations live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    Memory,
+    /// A `redis://` or `rediss://` URL (it may hold a password: never log it).
+    Redis(Secret),
+}
+
+/// `[revocation]`.
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    pub store: StoreConfig,
+    /// `true`: while the store is unreachable, requests get 503 (`on_store_error = "deny"`).
+    pub deny_on_store_error: bool,
+    pub retain: Duration,
+    pub resync: Duration,
+}
+
+/// `[[introspection]]`: an RFC 7662 endpoint.
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    pub name: String,
+    pub url: Uri,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub cache: Duration,
+    pub cache_entries: usize,
+    pub timeout: Duration,
+}
+
+/// `[tickets]`: the single-use ticket endpoint.
+#[derive(Debug, Clone)]
+pub struct TicketsConfig {
+    pub endpoint: String,
+    pub store: StoreConfig,
+    pub ttl: Duration,
+    pub param: String,
+    pub tokens: Vec<TokenSource>,
+    pub rate_limit_per_minute: u32,
+}
