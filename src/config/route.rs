@@ -13,30 +13,7 @@ pub(super) fn validate_route(
 ) -> Option<RouteConfig> {
     let errors_before = e.count();
     let route_path = normalize_route_path(e, &format!("{path}.path"), &raw.path);
-    let upstream = match http_url(&raw.upstream) {
-        Some(uri) if uri.path() == "/" && uri.query().is_none() => Some(uri),
-        Some(_) => {
-            e.push(
-                format!("{path}.upstream"),
-                "give scheme and authority only, like http://host:port",
-            );
-            None
-        }
-        None if raw.upstream.is_empty() => {
-            e.push(
-                format!("{path}.upstream"),
-                "required: the backend, like http://chat-hub:5000",
-            );
-            None
-        }
-        None => {
-            e.push(
-                format!("{path}.upstream"),
-                "must be an http:// or https:// URL",
-            );
-            None
-        }
-    };
+    let upstream = upstream(e, path, raw);
     let auth = match raw.auth.as_str() {
         "required" => AuthMode::Required,
         "optional" => AuthMode::Optional,
@@ -49,27 +26,7 @@ pub(super) fn validate_route(
             AuthMode::Required
         }
     };
-    let tokens: Vec<TokenSource> = raw
-        .tokens
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| token_source(e, &format!("{path}.tokens[{i}]"), t, ticket_param))
-        .collect();
-    for (i, source) in tokens.iter().enumerate() {
-        let key = format!("{path}.tokens[{i}]");
-        match source {
-            TokenSource::Subprotocol | TokenSource::FirstMessage if !raw.websocket => {
-                e.push(
-                    key,
-                    "this source exists only on WebSocket upgrades: set websocket = true",
-                );
-            }
-            TokenSource::FirstMessage if i + 1 != tokens.len() => {
-                e.push(key, "first-message must come last: it is the fallback when nothing else carried a token");
-            }
-            _ => {}
-        }
-    }
+    let tokens = tokens(e, path, raw, ticket_param);
     if auth != AuthMode::None {
         if tokens.is_empty() {
             e.push(format!("{path}.tokens"), "list at least one token source");
@@ -92,44 +49,12 @@ pub(super) fn validate_route(
             UpstreamAuth::None
         }
     };
-    for (i, origin) in raw.allowed_origins.iter().enumerate() {
-        if origin != "*"
-            && http_url(origin).is_none_or(|u| u.path() != "/" || origin.ends_with('/'))
-        {
-            e.push(
-                format!("{path}.allowed_origins[{i}]"),
-                "an origin is scheme://host[:port]",
-            );
-        }
-    }
-    if let Some(ca) = &raw.upstream_ca_file {
-        if !ca.is_file() {
-            e.push(
-                format!("{path}.upstream_ca_file"),
-                format!("{} is not a readable file", ca.display()),
-            );
-        }
-    }
-    if raw.max_message_bytes < 125 {
-        e.push(
-            format!("{path}.max_message_bytes"),
-            "must be at least 125 (a control frame)",
-        );
-    }
-    let first_message_timeout = duration(
-        e,
-        &format!("{path}.first_message_timeout"),
-        &raw.first_message_timeout,
-    );
-    let idle_timeout = duration(e, &format!("{path}.idle_timeout"), &raw.idle_timeout);
-    let connect_timeout = duration(e, &format!("{path}.connect_timeout"), &raw.connect_timeout);
-    let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
-    if e.count() > errors_before {
-        return None;
-    }
-    Some(RouteConfig {
-        path: route_path?,
-        upstream: upstream?,
+    check_websocket(e, path, raw);
+    let timeout =
+        |e: &mut ConfigErrors, key: &str, value: &str| duration(e, &format!("{path}.{key}"), value);
+    let route = RouteConfig {
+        path: route_path.unwrap_or_default(),
+        upstream: upstream.unwrap_or_default(),
         auth,
         tokens,
         websocket: raw.websocket,
@@ -144,14 +69,90 @@ pub(super) fn validate_route(
             .collect(),
         allowed_origins: raw.allowed_origins.clone(),
         close_on_expiry: raw.close_on_expiry,
-        first_message_timeout,
+        first_message_timeout: timeout(e, "first_message_timeout", &raw.first_message_timeout),
         max_message_bytes: raw.max_message_bytes,
-        idle_timeout,
+        idle_timeout: timeout(e, "idle_timeout", &raw.idle_timeout),
         strip_prefix: raw.strip_prefix,
-        connect_timeout,
-        timeout,
+        connect_timeout: timeout(e, "connect_timeout", &raw.connect_timeout),
+        timeout: timeout(e, "timeout", &raw.timeout),
         upstream_ca_file: raw.upstream_ca_file.clone(),
-    })
+    };
+    (e.count() == errors_before).then_some(route)
+}
+
+fn upstream(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> Option<http::Uri> {
+    if let Some(ca) = &raw.upstream_ca_file {
+        if !ca.is_file() {
+            let why = format!("{} is not a readable file", ca.display());
+            e.push(format!("{path}.upstream_ca_file"), why);
+        }
+    }
+    let key = format!("{path}.upstream");
+    match http_url(&raw.upstream) {
+        Some(uri) if uri.path() == "/" && uri.query().is_none() => Some(uri),
+        Some(_) => {
+            e.push(key, "give scheme and authority only, like http://host:port");
+            None
+        }
+        None if raw.upstream.is_empty() => {
+            e.push(key, "required: the backend, like http://chat-hub:5000");
+            None
+        }
+        None => {
+            e.push(key, "must be an http:// or https:// URL");
+            None
+        }
+    }
+}
+
+fn tokens(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileRoute,
+    ticket_param: Option<&str>,
+) -> Vec<TokenSource> {
+    let tokens: Vec<TokenSource> = raw
+        .tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| token_source(e, &format!("{path}.tokens[{i}]"), t, ticket_param))
+        .collect();
+    for (i, source) in tokens.iter().enumerate() {
+        let key = format!("{path}.tokens[{i}]");
+        match source {
+            TokenSource::Subprotocol | TokenSource::FirstMessage if !raw.websocket => {
+                e.push(
+                    key,
+                    "this source exists only on WebSocket upgrades: set websocket = true",
+                );
+            }
+            TokenSource::FirstMessage if i + 1 != tokens.len() => {
+                e.push(key, "first-message must come last: it is the fallback when nothing else carried a token");
+            }
+            _ => {}
+        }
+    }
+    tokens
+}
+
+/// The Origin allow-list and the WebSocket message limit.
+fn check_websocket(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
+    for (i, origin) in raw.allowed_origins.iter().enumerate() {
+        if origin != "*"
+            && http_url(origin).is_none_or(|u| u.path() != "/" || origin.ends_with('/'))
+        {
+            e.push(
+                format!("{path}.allowed_origins[{i}]"),
+                "an origin is scheme://host[:port]",
+            );
+        }
+    }
+    if raw.max_message_bytes < 125 {
+        e.push(
+            format!("{path}.max_message_bytes"),
+            "must be at least 125 (a control frame)",
+        );
+    }
 }
 
 fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<String> {
