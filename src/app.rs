@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
@@ -55,37 +57,22 @@ impl Gatehouse {
     pub async fn start(config: Config) -> Result<Running, StartError> {
         let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
         let background = CancellationToken::new();
-        let fetch_client =
-            crate::http_client::build(Duration::from_secs(5), None).map_err(StartError::Setup)?;
-        let issuers: Vec<Arc<KeyStore>> = config
-            .issuers
-            .iter()
-            .map(|i| KeyStore::new(i.clone(), fetch_client.clone(), metrics.clone()))
-            .collect();
-        for store in &issuers {
-            tokio::spawn(store.clone().run_refresh(background.clone()));
-        }
+        let issuers = key_stores(&config, &metrics, &background)?;
         let introspector = Introspector::new(&config.introspections).map_err(StartError::Setup)?;
-        let validator = Validator::new(
-            issuers.clone(),
-            introspector,
-            config.token_cache_entries,
-            metrics.clone(),
-        );
+        let cache = config.token_cache_entries;
+        let validator = Validator::new(issuers.clone(), introspector, cache, metrics.clone());
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
         stores.spawn(&background);
         let drain = CancellationToken::new();
-        let proxy = Arc::new(
-            Proxy::new(&config, validator, &stores, metrics.clone(), drain.clone())
-                .map_err(StartError::Setup)?,
-        );
+        let proxy = Proxy::new(&config, validator, &stores, metrics.clone(), drain.clone())
+            .map_err(StartError::Setup)?;
+        let proxy = Arc::new(proxy);
         let sessions = proxy.sessions.clone();
 
         let listener = bind("listener", config.listen_addr).await?;
         let admin_listener = bind("admin listener", config.admin_addr).await?;
         let addr = local_addr(&listener, config.listen_addr)?;
         let admin_addr = local_addr(&admin_listener, config.admin_addr)?;
-
         let tls = match &config.tls {
             Some(files) => {
                 let (acceptor, watch) =
@@ -96,14 +83,19 @@ impl Gatehouse {
             None => None,
         };
         let draining = Arc::new(AtomicBool::new(false));
-        let admin = Arc::new(Admin {
+        let token = config.admin_token.clone();
+        let admin = Admin {
             metrics: metrics.clone(),
             issuers,
             stores,
-            token: config.admin_token.clone(),
+            token,
             draining: draining.clone(),
-        });
-        tokio::spawn(admin::serve(admin_listener, admin, background.clone()));
+        };
+        tokio::spawn(admin::serve(
+            admin_listener,
+            Arc::new(admin),
+            background.clone(),
+        ));
 
         let limits = ConnLimits {
             max_connections: config.max_connections,
@@ -119,30 +111,13 @@ impl Gatehouse {
             metrics,
             stop_accepting.clone(),
         );
-        let grace = config.shutdown_grace;
-        let task = tokio::spawn(async move {
-            let graceful = accept.await;
-            let open = graceful.count();
-            sessions.close();
-            let finished = async {
-                graceful.shutdown().await;
-                sessions.wait().await;
-            };
-            tokio::select! {
-                _ = finished => tracing::info!(connections = open, "drained"),
-                _ = tokio::time::sleep(grace) => {
-                    tracing::warn!(
-                        grace_secs = grace.as_secs_f64(),
-                        websockets = sessions.len(),
-                        "grace period over; closing what is still open (WebSockets with 1001)"
-                    );
-                }
-            }
-            drain.cancel();
-            // Each session sends its close frame under its own short timeout.
-            let _ = tokio::time::timeout(Duration::from_secs(5), sessions.wait()).await;
-            background.cancel();
-        });
+        let drain = Drain {
+            sessions,
+            websockets: drain,
+            background,
+            grace: config.shutdown_grace,
+        };
+        let task = tokio::spawn(async move { drain.run(accept.await).await });
         tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), "gatehouse listening");
         Ok(Running {
             addr,
@@ -170,6 +145,60 @@ impl Running {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "shutdown task failed");
         }
+    }
+}
+
+/// One key store per issuer, each refreshing in the background until `stop`.
+fn key_stores(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> Result<Vec<Arc<KeyStore>>, StartError> {
+    let client =
+        crate::http_client::build(Duration::from_secs(5), None).map_err(StartError::Setup)?;
+    let stores: Vec<Arc<KeyStore>> = config
+        .issuers
+        .iter()
+        .map(|i| KeyStore::new(i.clone(), client.clone(), metrics.clone()))
+        .collect();
+    for store in &stores {
+        tokio::spawn(store.clone().run_refresh(stop.clone()));
+    }
+    Ok(stores)
+}
+
+/// What happens after the listener stops accepting.
+struct Drain {
+    sessions: TaskTracker,
+    /// Cancelled when the grace period is over: WebSockets close with 1001.
+    websockets: CancellationToken,
+    /// Cancelled last: key refresh, stores, admin listener.
+    background: CancellationToken,
+    grace: Duration,
+}
+
+impl Drain {
+    async fn run(self, graceful: GracefulShutdown) {
+        let open = graceful.count();
+        self.sessions.close();
+        let finished = async {
+            graceful.shutdown().await;
+            self.sessions.wait().await;
+        };
+        tokio::select! {
+            _ = finished => tracing::info!(connections = open, "drained"),
+            _ = tokio::time::sleep(self.grace) => {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs_f64(),
+                    websockets = self.sessions.len(),
+                    "grace period over; closing what is still open (WebSockets with 1001)"
+                );
+            }
+        }
+        self.websockets.cancel();
+        // Each session sends its close frame under its own short timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;
+        self.background.cancel();
     }
 }
 
