@@ -64,7 +64,8 @@ pub(crate) struct Credential {
     pub(crate) claims: Arc<Claims>,
     /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
     pub(crate) token: Option<BearerToken>,
-    pub(crate) origin: Origin,
+    /// The cookie the token came in, which is removed from the upstream request.
+    pub(crate) cookie: Option<String>,
 }
 
 pub struct Proxy {
@@ -276,14 +277,14 @@ impl Proxy {
             return Ok(Some(Credential {
                 claims: grant.claims,
                 token: grant.token,
-                origin: Origin::Ticket,
+                cookie: None,
             }));
         }
         let claims = self.validated(&found.token).await?;
         Ok(Some(Credential {
             claims,
             token: Some(found.token),
-            origin: found.origin,
+            cookie: found.cookie,
         }))
     }
 
@@ -302,14 +303,7 @@ impl Proxy {
         request_id: &HeaderValue,
         credential: Option<&Credential>,
     ) -> Result<(), ProxyError> {
-        let token_cookie = credential
-            .filter(|c| c.origin == Origin::Cookie)
-            .and_then(|_| {
-                route.config.tokens.iter().find_map(|t| match t {
-                    TokenSource::Cookie(name) => Some(name.as_str()),
-                    _ => None,
-                })
-            });
+        let token_cookie = credential.and_then(|c| c.cookie.as_deref());
         let rewrite = Rewrite {
             client_ip: conn.peer.ip(),
             https: conn.https,

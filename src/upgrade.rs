@@ -22,7 +22,7 @@ use crate::error::{AuthError, ProxyError};
 use crate::listener::ConnSlot;
 use crate::policy;
 use crate::service::{Conn, Credential, Proxy, Route};
-use crate::token::{self, Origin};
+use crate::token;
 use crate::validate::Claims;
 use crate::websocket::relay::{self, RevocationWatch, Session, Socket, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
@@ -239,7 +239,7 @@ impl Proxy {
         Ok(Credential {
             claims,
             token: Some(token),
-            origin: Origin::FirstMessage,
+            cookie: None,
         })
     }
 

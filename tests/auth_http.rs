@@ -372,3 +372,55 @@ async fn routes_match_whole_segments_and_unknown_paths_are_404() {
     let request_id = get(&w.proxy.url("/apix"), &[("x-request-id", "trace-42")]).await;
     assert_eq!(request_id.header("x-request-id"), Some("trace-42"));
 }
+
+/// Found by fuzzing (fuzz/README.md): each of these once let a validated token through.
+#[tokio::test]
+async fn a_token_never_reaches_the_upstream_from_a_second_cookie_or_a_plain_request_subprotocol() {
+    let idp = Idp::start(&[rsa()]).await;
+    let upstream = Upstream::echo().await;
+    let toml = format!(
+        r#"
+[[issuer]]
+name = "idp"
+issuer = "{iss}"
+audiences = ["api"]
+discovery = true
+algorithms = ["RS256"]
+
+[[route]]
+path = "/cookies"
+upstream = "{up}"
+tokens = ["cookie:session_token", "cookie:legacy_token"]
+
+[[route]]
+path = "/ws"
+upstream = "{up}"
+websocket = true
+tokens = ["subprotocol"]
+"#,
+        iss = idp.issuer(),
+        up = upstream.url()
+    );
+    let proxy = TestProxy::start(&toml).await;
+    proxy.wait_ready().await;
+    let token = mint(&rsa(), &claims(&idp.issuer(), "api", json!({})));
+
+    let answer = get(
+        &proxy.url("/cookies/x"),
+        &[("cookie", &format!("theme=dark; legacy_token={token}"))],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(upstream.last().headers["cookie"], "theme=dark");
+
+    let protocols = format!("chat, bearer.{token}");
+    let answer = get(
+        &proxy.url("/ws/plain"),
+        &[("sec-websocket-protocol", &protocols)],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.headers["sec-websocket-protocol"], "chat");
+    assert!(!format!("{:?}", seen.headers).contains(&token));
+}

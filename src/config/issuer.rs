@@ -45,6 +45,12 @@ pub(super) fn validate_issuer(
         raw.refresh.as_deref().unwrap_or(""),
         "10m",
     );
+    if leeway > Duration::from_secs(3600) {
+        e.push(
+            format!("{path}.leeway"),
+            "at most 1h: leeway is for clock skew",
+        );
+    }
     if refresh < Duration::from_secs(1) {
         e.push(format!("{path}.refresh"), "must be at least 1s");
     }

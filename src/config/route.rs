@@ -185,10 +185,12 @@ pub(super) fn token_source(
         Some((kind, name)) => (kind, Some(name)),
         None => (raw, None),
     };
+    // Names are matched as written, so they must not need percent-encoding: a `+` or `%`
+    // would let the name match differently here and in the redactor.
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'=' && b != b';')
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
     };
     match (kind, name) {
         ("header", None) => Some(TokenSource::Header),

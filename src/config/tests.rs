@@ -155,3 +155,32 @@ fn check_output_masks_credentials_in_urls() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("REDACTED@chat:5000"));
 }
+
+#[test]
+fn token_parameter_names_must_not_need_encoding_and_durations_stay_sane() {
+    let toml = r#"
+[[issuer]]
+name = "a"
+issuer = "https://a/"
+audiences = ["x"]
+hmac_secret_env = "HS"
+leeway = "60years"
+[[route]]
+path = "/"
+upstream = "http://u"
+tokens = ["query:a+b", "cookie:x%5Fy"]
+idle_timeout = "100000years"
+"#;
+    let errors = errors_of(toml).join("\n");
+    for expected in [
+        "route[0].tokens[0]",
+        "route[0].tokens[1]",
+        "issuer[0].leeway",
+        "route[0].idle_timeout",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in\n{errors}"
+        );
+    }
+}

@@ -247,14 +247,24 @@ fn socket_addr(e: &mut ConfigErrors, key: &str, raw: &str) -> SocketAddr {
     })
 }
 
+/// No setting needs more than a year, and clock arithmetic with absurd values overflows.
+const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+
 pub(super) fn duration(e: &mut ConfigErrors, key: &str, raw: &str) -> Duration {
-    humantime::parse_duration(raw).unwrap_or_else(|_| {
-        e.push(
-            key,
-            format!("{raw:?} is not a duration like \"30s\" or \"5m\""),
-        );
-        Duration::ZERO
-    })
+    match humantime::parse_duration(raw) {
+        Ok(d) if d <= LONGEST => d,
+        Ok(_) => {
+            e.push(key, format!("{raw:?} is longer than a year"));
+            Duration::ZERO
+        }
+        Err(_) => {
+            e.push(
+                key,
+                format!("{raw:?} is not a duration like \"30s\" or \"5m\""),
+            );
+            Duration::ZERO
+        }
+    }
 }
 
 pub(super) fn duration_or(e: &mut ConfigErrors, key: &str, raw: &str, default: &str) -> Duration {

@@ -36,6 +36,8 @@ pub enum Origin {
 pub struct Found {
     pub token: BearerToken,
     pub origin: Origin,
+    /// The cookie that carried the token, so exactly that one is kept from the upstream.
+    pub cookie: Option<String>,
 }
 
 /// The first token in `sources` order, `None` when there is none at all.
@@ -61,15 +63,14 @@ pub fn extract(
             TokenSource::FirstMessage => (None, Origin::FirstMessage),
         };
         if let Some(raw) = raw {
-            if raw.len() > max_bytes {
-                return Err(AuthError::TooLarge);
-            }
-            if raw.is_empty() || !raw.bytes().all(is_token_byte) {
-                return Err(AuthError::Malformed);
-            }
+            let cookie = match source {
+                TokenSource::Cookie(name) => Some(name.clone()),
+                _ => None,
+            };
             return Ok(Some(Found {
-                token: BearerToken::new(raw),
+                token: accept(raw, max_bytes)?,
                 origin,
+                cookie,
             }));
         }
     }

@@ -95,6 +95,7 @@ impl Upstream {
         if let Some(name) = ctx.token_cookie {
             remove_cookie(h, name);
         }
+        crate::websocket::remove_token_protocols(h);
         h.remove(AUTHORIZATION);
         if route.upstream_auth == UpstreamAuth::Bearer {
             if let Some(token) = ctx.token {

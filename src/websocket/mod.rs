@@ -60,6 +60,26 @@ pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Removes every `bearer.<token>` subprotocol from a request going upstream, upgrade or
+/// not: a token offered that way must never reach the upstream.
+pub fn remove_token_protocols(headers: &mut HeaderMap) {
+    let offered = offered_protocols(headers);
+    let had_token = headers.get_all(&SEC_WEBSOCKET_PROTOCOL).iter().any(|v| {
+        v.as_bytes()
+            .windows(7)
+            .any(|w| w.eq_ignore_ascii_case(b"bearer."))
+    });
+    if !had_token {
+        return;
+    }
+    headers.remove(&SEC_WEBSOCKET_PROTOCOL);
+    if let Ok(value) = HeaderValue::from_str(&offered.join(", ")) {
+        if !offered.is_empty() {
+            headers.insert(&SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+}
+
 /// Shapes the upgrade request for the upstream after the hop-by-hop headers were removed:
 /// restores `Connection`/`Upgrade`, keeps only the real subprotocols (never a token), and
 /// drops extensions, since frames are relayed one by one and compression is not relayed.
