@@ -199,7 +199,7 @@ impl Default for FileRevocation {
             store: "memory".into(),
             on_store_error: "deny".into(),
             retain: "24h".into(),
-            resync: "1s".into(),
+            resync: "5s".into(),
         }
     }
 }

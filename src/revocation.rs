@@ -10,7 +10,7 @@
 //! (`on_store_error = "deny"`) or pass with a logged, counted warning (`"allow"`).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -26,6 +26,8 @@ use crate::validate::{unix_now, Claims};
 
 const KEY_PREFIX: &str = "gatehouse:revoked:";
 const CHANNEL: &str = "gatehouse:revocations";
+/// How often the sync loop looks at Redis health (a resync itself runs every `resync`).
+const SYNC_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One revocation, as stored, published and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +92,8 @@ pub struct Revocations {
     config: RevocationConfig,
     metrics: Arc<Metrics>,
     last_warning: AtomicU64,
+    /// A resync succeeded since Redis was last unreachable.
+    synced: AtomicBool,
 }
 
 impl Revocations {
@@ -106,6 +110,7 @@ impl Revocations {
             config,
             metrics,
             last_warning: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
         }
     }
 
@@ -150,8 +155,12 @@ impl Revocations {
                 .is_some_and(|r| live(&r))
     }
 
+    /// Redis answers *and* the view was re-read since Redis was last unreachable: revocations
+    /// made during an outage are not in the view until then.
     pub fn is_healthy(&self) -> bool {
-        self.redis.as_ref().is_none_or(|r| r.is_healthy())
+        self.redis
+            .as_ref()
+            .is_none_or(|r| r.is_healthy() && self.synced.load(Ordering::Acquire))
     }
 
     /// Open sessions listen here for revocations as they are applied.
@@ -236,19 +245,40 @@ impl Revocations {
 
     /// Background work: with Redis, follow the channel and resync; always drop expired entries.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        if self.redis.is_some() {
+        if let Some(redis) = self.redis.clone() {
             tokio::spawn(self.clone().follow_channel(stop.clone()));
+            tokio::spawn(self.clone().keep_synced(redis, stop.clone()));
         }
         loop {
-            if self.redis.is_some() {
-                if let Err(StoreError) = self.resync().await {
-                    tracing::debug!("revocation resync failed");
-                }
-            }
             self.sweep();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.config.resync) => {}
+            }
+        }
+    }
+
+    /// Re-reads every entry each `resync`, and at once whenever Redis comes back: until
+    /// then the view may lack revocations made during the outage, and counts as unhealthy.
+    async fn keep_synced(self: Arc<Self>, redis: Arc<RedisHandle>, stop: CancellationToken) {
+        let mut last_sync: Option<std::time::Instant> = None;
+        loop {
+            if !redis.is_healthy() {
+                self.synced.store(false, Ordering::Release);
+            }
+            let due = last_sync.is_none_or(|t| t.elapsed() >= self.config.resync);
+            if due || !self.synced.load(Ordering::Acquire) {
+                match self.resync().await {
+                    Ok(()) => {
+                        self.synced.store(true, Ordering::Release);
+                        last_sync = Some(std::time::Instant::now());
+                    }
+                    Err(StoreError) => tracing::debug!("revocation resync failed"),
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SYNC_TICK) => {}
             }
         }
     }

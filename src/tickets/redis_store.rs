@@ -20,6 +20,7 @@ use crate::store::RedisHandle;
 use crate::validate::Claims;
 
 const KEY_PREFIX: &str = "gatehouse:ticket:";
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The sealed part of a Redis ticket entry.
 #[derive(Serialize, Deserialize)]
@@ -109,8 +110,13 @@ fn derive(label: &str, ticket: &str) -> [u8; 32] {
 
 fn key(ticket: &str) -> String {
     let id = derive("gatehouse ticket id", ticket);
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{KEY_PREFIX}{hex}")
+    let mut key = String::with_capacity(KEY_PREFIX.len() + 64);
+    key.push_str(KEY_PREFIX);
+    for b in id {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    key
 }
 
 fn cipher(ticket: &str) -> Result<LessSafeKey, TicketError> {
