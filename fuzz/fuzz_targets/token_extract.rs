@@ -249,9 +249,7 @@ fn check(input: &Input) {
         https: false,
         request_id: &request_id,
         token: Some(&found.token),
-        token_cookie: (found.origin == Origin::Cookie)
-            .then_some(first_cookie)
-            .flatten(),
+        token_cookie: found.cookie.as_deref(),
     };
     if upstream()
         .rewrite(&mut sent, route, &redactor, rewrite)
