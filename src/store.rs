@@ -135,7 +135,7 @@ impl RedisHandle {
 }
 
 /// The stores of one gatehouse: revocations always, tickets when `[tickets]` is set, and
-/// one Redis handle per distinct URL they use.
+/// one Redis handle for each of them that uses Redis.
 pub struct Stores {
     pub revocations: Arc<Revocations>,
     pub tickets: Option<Arc<TicketStore>>,
