@@ -23,18 +23,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{empty, full, Body};
 use crate::error::json;
-use crate::jwks::KeyStore;
+use crate::generation::Current;
 use crate::metrics::Metrics;
-use crate::secret::Secret;
 use crate::store::Stores;
 
 const MAX_BODY_BYTES: usize = 4096;
 
 pub struct Admin {
     pub metrics: Arc<Metrics>,
-    pub issuers: Vec<Arc<KeyStore>>,
+    /// Issuers and the admin token come from the current generation, so they reload.
+    pub current: Current,
     pub stores: Arc<Stores>,
-    pub token: Option<Secret>,
     pub draining: Arc<AtomicBool>,
 }
 
@@ -52,8 +51,9 @@ impl Admin {
         if self.draining.load(Ordering::Acquire) {
             return Err("draining".into());
         }
-        let waiting: Vec<&str> = self
-            .issuers
+        let generation = self.current.load();
+        let waiting: Vec<&str> = generation
+            .key_stores
             .iter()
             .filter(|s| !s.is_ready())
             .map(|s| s.issuer().name.as_str())
@@ -107,7 +107,7 @@ impl Admin {
     }
 
     fn metrics(&self) -> Response<Body> {
-        for store in &self.issuers {
+        for store in &self.current.load().key_stores {
             self.metrics
                 .set_key_age(&store.issuer().name, store.key_age());
         }
@@ -121,7 +121,8 @@ impl Admin {
 
     /// Compares digests, so the comparison's timing says nothing about the secret.
     fn authorized(&self, request: &Request<Incoming>) -> bool {
-        let Some(secret) = &self.token else {
+        let generation = self.current.load();
+        let Some(secret) = &generation.config.admin_token else {
             return false;
         };
         let Some(presented) = request

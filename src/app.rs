@@ -5,13 +5,16 @@
 //! addresses, so tests start the proxy in-process on `127.0.0.1:0`. Shutdown is a drain with
 //! a deadline: stop accepting and turn `/readyz` to 503, let in-flight requests finish for
 //! up to `shutdown.grace`, then cut what is left and stop the background tasks.
+//!
+//! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,13 +22,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::introspect::Introspector;
-use crate::jwks::KeyStore;
-use crate::listener::{self, ConnLimits};
+use crate::generation::{Current, Generation, Shared};
+use crate::listener::{self, Connections};
 use crate::metrics::Metrics;
-use crate::service::Proxy;
+use crate::reload::Reloader;
 use crate::store::Stores;
-use crate::validate::Validator;
 
 /// Why gatehouse could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub struct Gatehouse;
 pub struct Running {
     addr: SocketAddr,
     admin_addr: SocketAddr,
+    current: Current,
+    shared: Shared,
     stop_accepting: CancellationToken,
     draining: Arc<AtomicBool>,
     task: JoinHandle<()>,
@@ -57,17 +60,17 @@ impl Gatehouse {
     pub async fn start(config: Config) -> Result<Running, StartError> {
         let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
         let background = CancellationToken::new();
-        let issuers = key_stores(&config, &metrics, &background)?;
-        let introspector = Introspector::new(&config.introspections).map_err(StartError::Setup)?;
-        let cache = config.token_cache_entries;
-        let validator = Validator::new(issuers.clone(), introspector, cache, metrics.clone());
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
         stores.spawn(&background);
-        let drain = CancellationToken::new();
-        let proxy = Proxy::new(&config, validator, &stores, metrics.clone(), drain.clone())
-            .map_err(StartError::Setup)?;
-        let proxy = Arc::new(proxy);
-        let sessions = proxy.sessions.clone();
+        let shared = Shared {
+            key_client: crate::http_client::build(Duration::from_secs(5), None)
+                .map_err(StartError::Setup)?,
+            metrics: metrics.clone(),
+            stores: stores.clone(),
+            sessions: TaskTracker::new(),
+            websockets_drain: CancellationToken::new(),
+            background: background.clone(),
+        };
 
         let listener = bind("listener", config.listen_addr).await?;
         let admin_listener = bind("admin listener", config.admin_addr).await?;
@@ -82,13 +85,15 @@ impl Gatehouse {
             }
             None => None,
         };
+        let grace = config.shutdown_grace;
+        let https = config.tls.is_some();
+        let generation = Generation::build(config, &shared, None).map_err(StartError::Setup)?;
+        let current: Current = Arc::new(ArcSwap::from_pointee(generation));
         let draining = Arc::new(AtomicBool::new(false));
-        let token = config.admin_token.clone();
         let admin = Admin {
             metrics: metrics.clone(),
-            issuers,
+            current: current.clone(),
             stores,
-            token,
             draining: draining.clone(),
         };
         tokio::spawn(admin::serve(
@@ -97,31 +102,33 @@ impl Gatehouse {
             background.clone(),
         ));
 
-        let limits = ConnLimits {
-            max_connections: config.max_connections,
-            max_header_bytes: config.max_header_bytes,
-            header_read_timeout: config.header_read_timeout,
-        };
         let stop_accepting = CancellationToken::new();
+        let connections = Connections::default();
         let accept = listener::accept_loop(
             listener,
             tls,
-            proxy,
-            limits,
+            current.clone(),
             metrics,
+            connections.clone(),
             stop_accepting.clone(),
         );
         let drain = Drain {
-            sessions,
-            websockets: drain,
+            connections,
+            sessions: shared.sessions.clone(),
+            websockets: shared.websockets_drain.clone(),
             background,
-            grace: config.shutdown_grace,
+            grace,
         };
-        let task = tokio::spawn(async move { drain.run(accept.await).await });
-        tracing::info!(%addr, %admin_addr, tls = config.tls.is_some(), "gatehouse listening");
+        let task = tokio::spawn(async move {
+            accept.await;
+            drain.run().await;
+        });
+        tracing::info!(%addr, %admin_addr, tls = https, "gatehouse listening");
         Ok(Running {
             addr,
             admin_addr,
+            current,
+            shared,
             stop_accepting,
             draining,
             task,
@@ -138,6 +145,13 @@ impl Running {
         self.admin_addr
     }
 
+    /// Reloads from `path` on SIGHUP and, when `[reload] watch` is on, whenever the file
+    /// or a file it names changes. Runs until the drain stops background work.
+    pub fn reload_from(&self, path: PathBuf) {
+        let reloader = Reloader::new(path, self.current.clone(), self.shared.clone());
+        tokio::spawn(reloader.run(self.shared.background.clone()));
+    }
+
     /// Drains and stops: returns once in-flight requests finished or the grace period ran out.
     pub async fn shutdown(self) {
         self.draining.store(true, Ordering::Release);
@@ -148,41 +162,25 @@ impl Running {
     }
 }
 
-/// One key store per issuer, each refreshing in the background until `stop`.
-fn key_stores(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    stop: &CancellationToken,
-) -> Result<Vec<Arc<KeyStore>>, StartError> {
-    let client =
-        crate::http_client::build(Duration::from_secs(5), None).map_err(StartError::Setup)?;
-    let stores: Vec<Arc<KeyStore>> = config
-        .issuers
-        .iter()
-        .map(|i| KeyStore::new(i.clone(), client.clone(), metrics.clone()))
-        .collect();
-    for store in &stores {
-        tokio::spawn(store.clone().run_refresh(stop.clone()));
-    }
-    Ok(stores)
-}
-
 /// What happens after the listener stops accepting.
 struct Drain {
+    connections: Connections,
     sessions: TaskTracker,
     /// Cancelled when the grace period is over: WebSockets close with 1001.
     websockets: CancellationToken,
-    /// Cancelled last: key refresh, stores, admin listener.
+    /// Cancelled last: key refresh, stores, reloads, admin listener.
     background: CancellationToken,
     grace: Duration,
 }
 
 impl Drain {
-    async fn run(self, graceful: GracefulShutdown) {
-        let open = graceful.count();
+    async fn run(self) {
+        let open = self.connections.tracker.len();
+        self.connections.closing.cancel();
+        self.connections.tracker.close();
         self.sessions.close();
         let finished = async {
-            graceful.shutdown().await;
+            self.connections.tracker.wait().await;
             self.sessions.wait().await;
         };
         tokio::select! {
@@ -190,11 +188,13 @@ impl Drain {
             _ = tokio::time::sleep(self.grace) => {
                 tracing::warn!(
                     grace_secs = self.grace.as_secs_f64(),
+                    connections = self.connections.tracker.len(),
                     websockets = self.sessions.len(),
                     "grace period over; closing what is still open (WebSockets with 1001)"
                 );
             }
         }
+        self.connections.cut.cancel();
         self.websockets.cancel();
         // Each session sends its close frame under its own short timeout.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;

@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub routes: Vec<FileRoute>,
     pub shutdown: FileShutdown,
     pub limits: FileLimits,
+    pub reload: FileReload,
 }
 
 /// The top-level tables; only environment variables under one of these are overrides.
@@ -67,6 +68,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "route",
     "shutdown",
     "limits",
+    "reload",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -272,6 +274,10 @@ pub struct FileRoute {
     pub timeout: String,
     /// Extra CA bundle (PEM) trusted for an `https://` upstream.
     pub upstream_ca_file: Option<PathBuf>,
+    /// Largest request body forwarded; larger → 413. 0 = no limit.
+    pub max_body_bytes: u64,
+    /// A WebSocket session ends (1001) after this long whatever its token says; "0s" = never.
+    pub max_lifetime: String,
 }
 
 impl Default for FileRoute {
@@ -293,6 +299,8 @@ impl Default for FileRoute {
             connect_timeout: "5s".into(),
             timeout: "30s".into(),
             upstream_ca_file: None,
+            max_body_bytes: 10 << 20,
+            max_lifetime: "24h".into(),
         }
     }
 }
@@ -326,6 +334,12 @@ pub struct FileLimits {
     pub max_token_bytes: usize,
     pub header_read_timeout: String,
     pub max_connections: usize,
+    /// Open connections from one client address; 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// Requests a second from one client address; 0 = no limit.
+    pub requests_per_ip_per_second: u32,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: String,
     pub token_cache_entries: usize,
 }
 
@@ -336,7 +350,28 @@ impl Default for FileLimits {
             max_token_bytes: 16384,
             header_read_timeout: "10s".into(),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
+            requests_per_ip_per_second: 0,
+            idle_timeout: "60s".into(),
             token_cache_entries: 100_000,
+        }
+    }
+}
+
+/// `[reload]`: SIGHUP always reloads; `watch` also polls the config file and the files it
+/// names (issuer keys, upstream CAs) for changed content.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileReload {
+    pub watch: bool,
+    pub interval: String,
+}
+
+impl Default for FileReload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            interval: "2s".into(),
         }
     }
 }

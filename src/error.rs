@@ -87,6 +87,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("could not build the upstream request")]
     BadRequest(#[source] http::Error),
+    /// The client's body crossed the route's `max_body_bytes`: the client's fault (413).
+    #[error("request body too large")]
+    BodyTooLarge,
 }
 
 impl UpstreamError {
@@ -96,6 +99,7 @@ impl UpstreamError {
             UpstreamError::Failed(_) => "failed",
             UpstreamError::Timeout => "timeout",
             UpstreamError::BadRequest(_) => "bad_request",
+            UpstreamError::BodyTooLarge => "body_too_large",
         }
     }
 }
@@ -108,8 +112,12 @@ pub enum ProxyError {
     Ticket(#[from] crate::tickets::TicketError),
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// `limit` names the limit in `gatehouse_limit_hits_total`.
     #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+        limit: &'static str,
+    },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error("method not allowed")]
@@ -173,7 +181,9 @@ impl ProxyError {
                 "origin_not_allowed",
                 "this origin may not open connections here",
             ),
-            ProxyError::RateLimited { retry_after_secs } => {
+            ProxyError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 let mut r = json(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
                 r.headers_mut().insert(
                     http::header::RETRY_AFTER,
@@ -205,6 +215,11 @@ impl ProxyError {
                     StatusCode::GATEWAY_TIMEOUT,
                     e.kind(),
                     "the upstream did not answer in time",
+                ),
+                UpstreamError::BodyTooLarge => json(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than this route accepts",
                 ),
                 UpstreamError::BadRequest(_) => json(
                     StatusCode::INTERNAL_SERVER_ERROR,

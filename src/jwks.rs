@@ -211,6 +211,17 @@ impl KeyStore {
         lock(&self.last_success).map(|t| t.elapsed())
     }
 
+    /// Starts with the keys another store for the same remote source already holds, as
+    /// old as they are there; the first refresh replaces them.
+    pub fn seed(&self, from: &KeyStore) {
+        if let Some(keys) = from.keys() {
+            self.keys.store(Some(keys));
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            *lock(&self.last_success) = *lock(&from.last_success);
+        }
+    }
+
     fn install(&self, keys: Keys) {
         let changed = self
             .keys

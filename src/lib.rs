@@ -31,13 +31,16 @@
 //! - [`body`], [`http_client`], [`logging`]: the response body type, the outbound client, log setup
 
 pub mod access_log;
+pub mod activity;
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod generation;
 pub mod http_client;
 pub mod identity;
 pub mod introspect;
@@ -50,6 +53,7 @@ pub mod mint;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;
+pub mod reload;
 pub mod revocation;
 pub mod route;
 pub mod secret;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run(arg) => load(&arg).map_or_else(|code| code, |(_, config)| run(config)),
+        Command::Run(arg) => load(&arg).map_or_else(|code| code, |(_, config)| run(config, &arg)),
         Command::Check(arg) => match load(&arg) {
             Ok((raw, _)) => {
                 print!("{}", raw.to_masked_toml());
@@ -64,7 +64,7 @@ fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
     Ok((raw, config))
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, arg: &ConfigArg) -> ExitCode {
     logging::init(config.log_format);
     let runtime = match gatehouse::app::runtime(config.worker_threads) {
         Ok(rt) => rt,
@@ -76,6 +76,7 @@ fn run(config: Config) -> ExitCode {
     runtime.block_on(async {
         match Gatehouse::start(config).await {
             Ok(running) => {
+                running.reload_from(config_path(arg));
                 gatehouse::shutdown::signal().await;
                 running.shutdown().await;
                 ExitCode::SUCCESS

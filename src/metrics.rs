@@ -25,6 +25,9 @@ pub struct Metrics {
     websocket_closes: IntCounterVec,
     tickets: IntCounterVec,
     store_errors: IntCounterVec,
+    limit_hits: IntCounterVec,
+    reloads: IntCounterVec,
+    reload_ok: IntGauge,
 }
 
 /// Per-route handles, resolved once so the request path does no label lookups.
@@ -140,6 +143,28 @@ impl Metrics {
             ),
             &["store"],
         )?;
+        let limit_hits = IntCounterVec::new(
+            Opts::new(
+                "limit_hits_total",
+                "Connections or requests turned away or cut by a limit, by limit",
+            ),
+            &["limit"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "config_reloads_total",
+                "Config reloads, by result (ok, error)",
+            ),
+            &["result"],
+        )?;
+        let reload_ok = IntGauge::new(
+            "config_last_reload_successful",
+            "1 when the last config reload (or the start) succeeded, else 0",
+        )?;
+        reload_ok.set(1);
+        registry.register(Box::new(limit_hits.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(reload_ok.clone()))?;
         registry.register(Box::new(tickets.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -166,6 +191,9 @@ impl Metrics {
             websocket_closes,
             tickets,
             store_errors,
+            limit_hits,
+            reloads,
+            reload_ok,
         })
     }
 
@@ -229,6 +257,17 @@ impl Metrics {
 
     pub fn store_error(&self, store: &'static str) {
         self.store_errors.with_label_values(&[store]).inc();
+    }
+
+    /// A limit turned something away: `max_connections`, `requests_per_ip`, `body_size`...
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.with_label_values(&[limit]).inc();
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.with_label_values(&[result]).inc();
+        self.reload_ok.set(i64::from(ok));
     }
 
     pub fn token_cache(&self, hit: bool) {

@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -23,17 +23,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLine;
+use crate::admission::ConnSlot;
 use crate::body::Body;
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
-use crate::error::ProxyError;
-use crate::listener::ConnSlot;
+use crate::error::{ProxyError, UpstreamError};
+use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
+use crate::rate_limit::RateLimiter;
 use crate::redact::Redactor;
 use crate::revocation::Revocations;
 use crate::route::RouteTable;
 use crate::secret::BearerToken;
-use crate::store::Stores;
 use crate::ticket_endpoint::TicketDesk;
 use crate::token::{self, Origin};
 use crate::upstream::headers::{self, X_REQUEST_ID};
@@ -78,6 +79,8 @@ pub struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
     pub(crate) revocations: Arc<Revocations>,
+    /// `limits.requests_per_ip_per_second`, when set.
+    requests_per_ip: Option<RateLimiter>,
     /// Cancelled when the grace period ends: open WebSockets close with 1001.
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
@@ -87,13 +90,8 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(
-        config: &Config,
-        validator: Validator,
-        stores: &Stores,
-        metrics: Arc<Metrics>,
-        drain: CancellationToken,
-    ) -> Result<Self, String> {
+    pub fn new(config: &Config, validator: Validator, shared: &Shared) -> Result<Self, String> {
+        let metrics = &shared.metrics;
         let mut routes = Vec::new();
         for rc in &config.routes {
             let token_params = rc.tokens.iter().filter_map(|t| match t {
@@ -128,12 +126,15 @@ impl Proxy {
             tickets: config
                 .tickets
                 .as_ref()
-                .map(|t| TicketDesk::new(t, config, stores, &metrics)),
-            revocations: stores.revocations.clone(),
-            drain,
-            sessions: TaskTracker::new(),
+                .map(|t| TicketDesk::new(t, config, &shared.stores, metrics)),
+            revocations: shared.stores.revocations.clone(),
+            requests_per_ip: (config.requests_per_ip_per_second > 0).then(|| {
+                RateLimiter::new(config.requests_per_ip_per_second, Duration::from_secs(1))
+            }),
+            drain: shared.websockets_drain.clone(),
+            sessions: shared.sessions.clone(),
             fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
-            metrics,
+            metrics: metrics.clone(),
         })
     }
 
@@ -167,13 +168,14 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
-        let result = match (desk, route) {
-            (Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
-            (None, Some(route)) => {
+        let result = match (self.over_request_rate(conn), desk, route) {
+            (Err(e), _, _) => Err(e),
+            (_, Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
+            (_, None, Some(route)) => {
                 self.pipeline(request, route, conn, &request_id, &mut line)
                     .await
             }
-            (None, None) => Err(ProxyError::NoRoute),
+            (_, None, None) => Err(ProxyError::NoRoute),
         };
         let mut response = result.unwrap_or_else(|error| {
             line.reason = Some(self.record(&error, name));
@@ -184,6 +186,19 @@ impl Proxy {
             .insert(X_REQUEST_ID.clone(), request_id);
         metrics.observe(response.status(), line.elapsed());
         line.finish(response)
+    }
+
+    /// `limits.requests_per_ip_per_second`: counts this request against its client address.
+    fn over_request_rate(&self, conn: Conn) -> Result<(), ProxyError> {
+        let Some(limiter) = &self.requests_per_ip else {
+            return Ok(());
+        };
+        limiter
+            .check(conn.peer.ip())
+            .map_err(|retry_after_secs| ProxyError::RateLimited {
+                retry_after_secs,
+                limit: "requests_per_ip",
+            })
     }
 
     async fn pipeline(
@@ -336,7 +351,10 @@ impl Proxy {
                 e.reason()
             }
             ProxyError::OriginNotAllowed => "origin_not_allowed",
-            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::RateLimited { limit, .. } => {
+                self.metrics.limit_hit(limit);
+                "rate_limited"
+            }
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::Revoked => {
@@ -344,6 +362,10 @@ impl Proxy {
                 "token_revoked"
             }
             ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::Upstream(UpstreamError::BodyTooLarge) => {
+                self.metrics.limit_hit("max_body_bytes");
+                "payload_too_large"
+            }
             ProxyError::Upstream(e) => {
                 self.metrics.upstream_error(route, e.kind());
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");

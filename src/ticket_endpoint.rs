@@ -135,7 +135,10 @@ impl Proxy {
             Method::POST => {
                 desk.limiter
                     .check(conn.peer.ip())
-                    .map_err(|retry_after_secs| ProxyError::RateLimited { retry_after_secs })?;
+                    .map_err(|retry_after_secs| ProxyError::RateLimited {
+                        retry_after_secs,
+                        limit: "ticket_rate",
+                    })?;
                 self.issue(desk, request, line).await?
             }
             _ => return Err(ProxyError::MethodNotAllowed),

@@ -17,9 +17,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::admission::ConnSlot;
 use crate::body::{empty, Body};
 use crate::error::{AuthError, ProxyError};
-use crate::listener::ConnSlot;
 use crate::policy;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token;
@@ -99,6 +99,7 @@ impl Proxy {
             deadline,
             revocation,
             idle_timeout: route.config.idle_timeout,
+            lifetime_end: route.config.max_lifetime.map(|d| Instant::now() + d),
             drain: self.drain.clone(),
         };
         let end = relay::relay(client, upstream, session).await;

@@ -7,70 +7,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use serde_json::json;
 use support::*;
 
 const ISS: &str = "https://sts.example/";
-
-struct Proc {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(config: &std::path::Path) -> (Proc, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            let addr_tx = addr_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("gatehouse listening") {
-                        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                        let _ = addr_tx.send(v["addr"].as_str().unwrap().to_string());
-                    }
-                    output.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("gatehouse did not start");
-        (Proc { child, output }, addr)
-    }
-
-    fn terminate(mut self) -> (i32, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        (
-            status.code().unwrap_or(-1),
-            self.output.lock().unwrap().join("\n"),
-        )
-    }
-}
 
 #[tokio::test]
 async fn no_token_reaches_any_log_line_at_debug_level() {

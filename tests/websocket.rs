@@ -541,21 +541,26 @@ async fn websocket_sessions_keep_their_connection_slot() {
         2.0,
         "upgraded connections still count"
     );
-    // Both slots are held by the sessions: a third connection is not served...
+    // Both slots are held by the sessions: a third connection is turned away at once...
     let url = proxy.url("/plain");
-    let waiting = tokio::spawn(async move { get(&url, &[]).await.status });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a third connection was served while two sessions held the slots"
+    let refused = get(&url, &[]).await;
+    assert_eq!(refused.status, 503, "a third connection was served");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"max_connections\"}")
+            .await,
+        1.0
     );
     // ...until a session ends and gives its slot back.
     second.close(None).await.unwrap();
     drop(second);
-    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .expect("never served")
-        .unwrap();
-    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(&url, &[]).await.status == 200
+        })
+        .await,
+        "the freed slot was never given back"
+    );
     drop(first);
 }

@@ -76,6 +76,8 @@ pub(super) fn validate_route(
         connect_timeout: timeout(e, "connect_timeout", &raw.connect_timeout),
         timeout: timeout(e, "timeout", &raw.timeout),
         upstream_ca_file: raw.upstream_ca_file.clone(),
+        max_body_bytes: raw.max_body_bytes,
+        max_lifetime: Some(timeout(e, "max_lifetime", &raw.max_lifetime)).filter(|d| !d.is_zero()),
     };
     (e.count() == errors_before).then_some(route)
 }

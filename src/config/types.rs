@@ -33,7 +33,18 @@ pub struct Config {
     pub max_token_bytes: usize,
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub requests_per_ip_per_second: u32,
+    pub idle_timeout: Duration,
     pub token_cache_entries: usize,
+    pub reload: ReloadConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// Poll the config file and the files it names; SIGHUP works either way.
+    pub watch: bool,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +111,10 @@ pub struct RouteConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub upstream_ca_file: Option<PathBuf>,
+    /// 0 = no limit.
+    pub max_body_bytes: u64,
+    /// `None`: a session may last as long as its token.
+    pub max_lifetime: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +153,7 @@ pub enum StoreConfig {
 }
 
 /// `[revocation]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RevocationConfig {
     pub store: StoreConfig,
     /// `true`: while the store is unreachable, requests get 503 (`on_store_error = "deny"`).

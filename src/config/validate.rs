@@ -138,7 +138,14 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
             &raw.limits.header_read_timeout,
         ),
         max_connections: raw.limits.max_connections,
+        max_connections_per_ip: raw.limits.max_connections_per_ip,
+        requests_per_ip_per_second: raw.limits.requests_per_ip_per_second,
+        idle_timeout: duration(e, "limits.idle_timeout", &raw.limits.idle_timeout),
         token_cache_entries: raw.limits.token_cache_entries,
+        reload: ReloadConfig {
+            watch: raw.reload.watch,
+            interval: duration(e, "reload.interval", &raw.reload.interval),
+        },
     };
     if errors.0.is_empty() {
         Ok(config)
@@ -237,6 +244,15 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
     }
     if limits.max_connections == 0 {
         e.push("limits.max_connections", "must be at least 1");
+    }
+    for (key, value) in [
+        ("limits.header_read_timeout", &limits.header_read_timeout),
+        ("limits.idle_timeout", &limits.idle_timeout),
+        ("reload.interval", &raw.reload.interval),
+    ] {
+        if humantime::parse_duration(value).is_ok_and(|d| d.is_zero()) {
+            e.push(key, "must be longer than zero");
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use super::headers;
@@ -25,8 +26,10 @@ use crate::secret::BearerToken;
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
-    client: Pooled<Incoming>,
+    client: Pooled<Limited<Incoming>>,
     timeout: Duration,
+    /// `max_body_bytes`; 0 means none.
+    max_body_bytes: u64,
 }
 
 /// What the rewrite needs to know about the client side of the request.
@@ -48,6 +51,7 @@ impl Upstream {
             authority: parts.authority.ok_or("upstream has no authority")?,
             client,
             timeout: route.timeout,
+            max_body_bytes: route.max_body_bytes,
         })
     }
 
@@ -108,13 +112,30 @@ impl Upstream {
     }
 
     /// Sends the request and waits for response headers, at most the route's `timeout`.
+    ///
+    /// A body announced larger than `max_body_bytes` is refused before anything is sent;
+    /// a chunked one is cut where it crosses the limit, which aborts the upstream request.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let limit = match self.max_body_bytes {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let announced = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > limit as u64) {
+            return Err(UpstreamError::BodyTooLarge);
+        }
+        let request = request.map(|body| Limited::new(body, limit));
         let mut response =
             match tokio::time::timeout(self.timeout, self.client.request(request)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) if body_over_limit(&e) => return Err(UpstreamError::BodyTooLarge),
                 Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
                 Ok(Err(e)) => return Err(UpstreamError::Failed(e)),
                 Ok(Ok(response)) => response,
@@ -123,6 +144,18 @@ impl Upstream {
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response)
     }
+}
+
+/// Whether sending failed because the client's body crossed `max_body_bytes`.
+fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// HTTP/2 clients may split `Cookie` over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).

@@ -8,6 +8,7 @@
 //!          ├─ the token is revoked:  4401 "token revoked" to the client, 1000 upstream
 //!          ├─ message over the limit: 1009 to both
 //!          ├─ no message for idle_timeout: 1001 "idle timeout" to both
+//!          ├─ max_lifetime reached:   1001 "session lifetime reached" to both
 //!          ├─ drain (shutdown):       1001 "going away" to both
 //!          └─ a socket error:         the other side gets 1011 (upstream) / closed
 //! ```
@@ -44,6 +45,8 @@ pub struct Session {
     /// Revocations to watch for, if the route closes on expiry and the caller has a token.
     pub revocation: Option<RevocationWatch>,
     pub idle_timeout: Duration,
+    /// The route's `max_lifetime` from the start of the session, if it has one.
+    pub lifetime_end: Option<Instant>,
     pub drain: CancellationToken,
 }
 
@@ -114,7 +117,9 @@ pub async fn relay(mut client: Socket, mut upstream: Socket, mut session: Sessio
     let far = Instant::now() + Duration::from_secs(86400 * 365);
     // Timers and watches are made once and polled in place: a message costs no timer work.
     // The idle timer is only moved when it fires early, from the time of the last message.
-    let expiry = tokio::time::sleep_until(session.deadline.unwrap_or(far));
+    // One timer for both ends a session has in advance; which one it was is decided when it fires.
+    let token_end = session.deadline.unwrap_or(far);
+    let expiry = tokio::time::sleep_until(token_end.min(session.lifetime_end.unwrap_or(far)));
     let idle = tokio::time::sleep(session.idle_timeout);
     let revoked = RevocationWatch::revoked(&mut session.revocation);
     let drained = session.drain.cancelled();
@@ -131,9 +136,15 @@ pub async fn relay(mut client: Socket, mut upstream: Socket, mut session: Sessio
                 forward(message, &mut client, &mut upstream, &mut end.upstream_bytes, &mut end.messages, "upstream").await
             }
             _ = &mut expiry => {
-                close(&mut client, CLOSE_UNAUTHORIZED, "token expired").await;
-                close(&mut upstream, 1000, "token expired").await;
-                Step::End("token_expired", Some(CLOSE_UNAUTHORIZED))
+                if Instant::now() >= token_end {
+                    close(&mut client, CLOSE_UNAUTHORIZED, "token expired").await;
+                    close(&mut upstream, 1000, "token expired").await;
+                    Step::End("token_expired", Some(CLOSE_UNAUTHORIZED))
+                } else {
+                    close(&mut client, 1001, "session lifetime reached").await;
+                    close(&mut upstream, 1001, "session lifetime reached").await;
+                    Step::End("max_lifetime", Some(1001))
+                }
             }
             _ = &mut revoked => {
                 close(&mut client, CLOSE_UNAUTHORIZED, "token revoked").await;

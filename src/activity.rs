@@ -1,0 +1,263 @@
+//! When a client connection has gone quiet for too long.
+//!
+//! Two clocks run while no request is in flight on a connection:
+//!
+//! - `idle_timeout` from the end of the last response (or the accept): a keep-alive
+//!   connection nobody uses is closed gracefully;
+//! - `header_read_timeout` from the first byte of the next request: a head that trickles
+//!   in (slowloris) gets the connection dropped.
+//!
+//! hyper has only the second, and starts it when it begins waiting for a head, so an idle
+//! HTTP/1.1 connection would be cut after the header timeout and an idle HTTP/2 one never.
+//! While a request is in flight neither clock runs: a long SSE response or a slow upstream
+//! is bounded by the route's timeouts, not by these.
+//!
+//! [`Tracked`] wraps the connection's IO to see the first byte; [`InFlight`] guards ride on
+//! response bodies, so a request counts until its body is done, not until its headers are.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Which clock ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No request for `idle_timeout`: close gracefully.
+    Idle,
+    /// A request head started but did not arrive within `header_read_timeout`: drop.
+    Head,
+}
+
+/// The activity of one connection. Times are milliseconds since `base`.
+pub struct Activity {
+    base: Instant,
+    in_flight: AtomicUsize,
+    idle_since: AtomicU64,
+    /// When the first byte arrived after the connection went idle, plus one (0 = not yet).
+    head_started: AtomicU64,
+    changed: Notify,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_started: AtomicU64::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.base + Duration::from_millis(ms)
+    }
+
+    /// A request reached the service; it counts until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_started.store(0, Ordering::Release);
+        InFlight(self.clone())
+    }
+
+    fn read_some(&self) {
+        // Two loads per read on the hot path; the store and wake-up happen once per request.
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started.load(Ordering::Acquire) == 0
+        {
+            self.head_started
+                .store(self.now_ms().saturating_add(1), Ordering::Release);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Resolves when one of the clocks runs out; pending for as long as requests are in flight.
+    pub async fn expired(&self, idle_timeout: Duration, header_timeout: Duration) -> Expiry {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the state is read, so a change in between is not missed.
+            changed.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                changed.await;
+                continue;
+            }
+            let (deadline, expiry) = match self.head_started.load(Ordering::Acquire) {
+                0 => {
+                    let since = self.idle_since.load(Ordering::Acquire);
+                    (self.at(since) + idle_timeout, Expiry::Idle)
+                }
+                started => (self.at(started - 1) + header_timeout, Expiry::Head),
+            };
+            if Instant::now() >= deadline {
+                return expiry;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// A request in flight; dropping it (with the response body) may start the idle clock.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let activity = &self.0;
+        activity
+            .idle_since
+            .store(activity.now_ms(), Ordering::Release);
+        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            activity.changed.notify_one();
+        }
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is done or dropped.
+pub struct Guarded<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Guarded<B> {
+    pub fn new(body: B, in_flight: InFlight) -> Self {
+        Self {
+            body,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's IO, noticing the first byte of each request head.
+pub struct Tracked<I> {
+    io: I,
+    activity: Arc<Activity>,
+}
+
+impl<I> Tracked<I> {
+    pub fn new(io: I, activity: Arc<Activity>) -> Self {
+        Self { io, activity }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.read_some();
+        }
+        poll
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_clock_runs_only_between_requests() {
+        let activity = Activity::new();
+        let guard = activity.begin();
+        let waiting = tokio::time::timeout(
+            Duration::from_secs(100),
+            activity.expired(Duration::from_secs(5), Duration::from_secs(1)),
+        );
+        assert!(waiting.await.is_err(), "expired with a request in flight");
+        drop(guard);
+        let started = Instant::now();
+        let expiry = activity
+            .expired(Duration::from_secs(5), Duration::from_secs(1))
+            .await;
+        assert_eq!(expiry, Expiry::Idle);
+        assert_eq!(started.elapsed().as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_head_switches_to_the_header_clock() {
+        let activity = Activity::new();
+        let started = Instant::now();
+        let expired = activity.expired(Duration::from_secs(60), Duration::from_secs(2));
+        tokio::pin!(expired);
+        tokio::select! {
+            _ = &mut expired => panic!("expired early"),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        activity.read_some();
+        assert_eq!(expired.await, Expiry::Head);
+        assert_eq!(started.elapsed().as_secs(), 12);
+    }
+}

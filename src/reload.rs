@@ -1,0 +1,189 @@
+//! Reloading the config without a restart: on SIGHUP, and when the config file or a file
+//! it names (issuer keys, upstream CA bundles) changes.
+//!
+//! Files are watched by content, polled every `reload.interval`, rather than by inotify:
+//! Kubernetes updates a mounted ConfigMap or Secret by swapping a symlink, which file
+//! watchers miss or see twice, and hashing a few small files every two seconds is cheap.
+//!
+//! A reload validates the whole file first. If anything is wrong the running generation
+//! stays, every error is logged and `gatehouse_config_reloads_total{result="error"}` counts
+//! it. Otherwise a new generation is built and swapped in. Settings bound to sockets,
+//! threads or shared stores (listen addresses, TLS file paths, worker threads, the
+//! ticket and revocation stores, the log format, the drain grace) need a restart: a change
+//! to them is reported and the rest of the new config is applied.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, KeySource};
+use crate::generation::{Current, Generation, Shared};
+
+/// How long a reload waits for a newly added remote issuer's first key set.
+const FIRST_KEYS_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Reloader {
+    path: PathBuf,
+    current: Current,
+    shared: Shared,
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, current: Current, shared: Shared) -> Self {
+        Self {
+            path,
+            current,
+            shared,
+        }
+    }
+
+    /// Waits for SIGHUP or a changed file, reloads, and repeats until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut hangups = hangup_signals();
+        let mut seen = fingerprint(&self.path, &self.current.load().config);
+        loop {
+            let reload = self.current.load().config.reload.clone();
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(signals) => signals.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let why = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = hangup => "SIGHUP",
+                _ = tokio::time::sleep(reload.interval) => {
+                    let now = fingerprint(&self.path, &self.current.load().config);
+                    if !reload.watch || now == seen {
+                        continue;
+                    }
+                    "file changed"
+                }
+            };
+            let _ = self.reload(why).await;
+            // Taken with the files the (possibly new) config names, so a reload that changed
+            // the set of files does not look like another change.
+            seen = fingerprint(&self.path, &self.current.load().config);
+        }
+    }
+
+    /// Loads, validates and (when valid) swaps in the config at `path`.
+    pub async fn reload(&self, why: &str) -> Result<(), Vec<String>> {
+        let path = self.path.display().to_string();
+        let config = match load(&self.path) {
+            Ok(config) => config,
+            Err(errors) => {
+                self.shared.metrics.reload(false);
+                tracing::error!(
+                    config = %path,
+                    trigger = why,
+                    errors = %errors.join("; "),
+                    "config reload failed; still running the previous config"
+                );
+                return Err(errors);
+            }
+        };
+        let previous = self.current.load_full();
+        let restart = needs_restart(&previous.config, &config);
+        let generation = match Generation::build(config, &self.shared, Some(&previous)) {
+            Ok(generation) => generation,
+            Err(error) => {
+                self.shared.metrics.reload(false);
+                tracing::error!(config = %path, trigger = why, %error, "config reload failed; still running the previous config");
+                return Err(vec![error]);
+            }
+        };
+        if !generation.keys_ready(FIRST_KEYS_WAIT).await {
+            tracing::warn!(config = %path, "reloaded config names an issuer whose keys could not be fetched yet");
+        }
+        let old = self.current.swap(Arc::new(generation));
+        old.retire();
+        self.shared.metrics.reload(true);
+        if restart.is_empty() {
+            tracing::info!(config = %path, trigger = why, "config reloaded");
+        } else {
+            tracing::warn!(
+                config = %path,
+                trigger = why,
+                unchanged_until_restart = %restart.join(", "),
+                "config reloaded; these settings take effect only after a restart"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let raw = config::load_file(path).map_err(|e| vec![e.to_string()])?;
+    config::validate::validate(&raw, &config::validate::process_env)
+        .map_err(|errors| errors.messages().to_vec())
+}
+
+/// The settings a running process cannot change, by key, when they differ.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let tls_paths = |c: &Config| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+    let tickets_store = |c: &Config| c.tickets.as_ref().map(|t| t.store.clone());
+    [
+        ("listen.addr", old.listen_addr != new.listen_addr),
+        ("listen.tls", tls_paths(old) != tls_paths(new)),
+        ("admin.addr", old.admin_addr != new.admin_addr),
+        (
+            "runtime.worker_threads",
+            old.worker_threads != new.worker_threads,
+        ),
+        ("tickets.store", tickets_store(old) != tickets_store(new)),
+        ("revocation", old.revocation != new.revocation),
+        ("log.format", old.log_format != new.log_format),
+        ("shutdown.grace", old.shutdown_grace != new.shutdown_grace),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
+/// What the watch compares: the config file and every file it names, by content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Fingerprint([u8; 32]);
+
+fn fingerprint(path: &Path, config: &Config) -> Fingerprint {
+    let mut hash = Sha256::new();
+    for file in std::iter::once(path.to_path_buf()).chain(named_files(config)) {
+        hash.update(file.as_os_str().as_encoded_bytes());
+        match std::fs::read(&file) {
+            Ok(contents) => hash.update(Sha256::digest(&contents)),
+            // A missing or unreadable file is a state too: its return is a change.
+            Err(e) => hash.update(format!("unreadable: {:?}", e.kind())),
+        }
+    }
+    Fingerprint(hash.finalize().into())
+}
+
+/// Files the config points at whose contents a reload re-reads. TLS files are not here:
+/// `tls.rs` watches and swaps the certificate on its own.
+fn named_files(config: &Config) -> impl Iterator<Item = PathBuf> + '_ {
+    let keys = config.issuers.iter().filter_map(|i| match &i.keys {
+        KeySource::JwksFile(p) | KeySource::PublicKeyFile(p) => Some(p.clone()),
+        _ => None,
+    });
+    let cas = config
+        .routes
+        .iter()
+        .filter_map(|r| r.upstream_ca_file.clone());
+    keys.chain(cas)
+}
+
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "SIGHUP reloads unavailable"))
+        .ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<std::future::Pending<Option<()>>> {
+    None
+}
