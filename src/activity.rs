@@ -12,13 +12,14 @@
 //! While a request is in flight neither clock runs: a long SSE response or a slow upstream
 //! is bounded by the route's timeouts, not by these.
 //!
-//! [`Tracked`] wraps the connection's IO to see the first byte; [`InFlight`] guards ride on
-//! response bodies, so a request counts until its body is done, not until its headers are.
+//! [`Tracked`] wraps the connection's IO to see the first byte (and to show every byte to
+//! the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies, so a
+//! request counts until its body is done, not until its headers are.
 
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::framing::Framing;
 
 /// Which clock ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,9 @@ pub struct Activity {
     /// When the first byte arrived after the connection went idle, plus one (0 = not yet).
     head_started: AtomicU64,
     changed: Notify,
+    framing: Mutex<Framing>,
+    /// Cleared once the framing check has turned itself off: reads skip the lock.
+    scanning: AtomicBool,
 }
 
 impl Activity {
@@ -55,6 +61,8 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             changed: Notify::new(),
+            framing: Mutex::new(Framing::default()),
+            scanning: AtomicBool::new(true),
         })
     }
 
@@ -71,6 +79,26 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(0, Ordering::Release);
         InFlight(self.clone())
+    }
+
+    fn read(&self, bytes: &[u8]) {
+        self.read_some();
+        if self.scanning.load(Ordering::Relaxed) {
+            let mut framing = self.framing.lock().unwrap_or_else(PoisonError::into_inner);
+            framing.feed(bytes);
+            if framing.is_off() {
+                self.scanning.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the HTTP/1 request hyper just parsed gave both `Content-Length` and
+    /// `Transfer-Encoding`. Called once per HTTP/1 request, in order.
+    pub fn next_is_ambiguous(&self) -> bool {
+        self.framing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_is_ambiguous()
     }
 
     fn read_some(&self) {
@@ -188,7 +216,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.read_some();
+            this.activity.read(&buf.filled()[before..]);
         }
         poll
     }

@@ -40,6 +40,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod framing;
 pub mod generation;
 pub mod http_client;
 pub mod identity;

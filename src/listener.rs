@@ -28,7 +28,7 @@ use crate::admission::{Admission, ConnSlot};
 use crate::config::Config;
 use crate::generation::Current;
 use crate::metrics::Metrics;
-use crate::service::Conn;
+use crate::service::{AmbiguousFraming, Conn};
 
 /// Builds the HTTP/1.1 + HTTP/2 server settings; every connection of a generation shares them.
 pub fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -158,6 +158,9 @@ impl Served {
         let tracked = activity.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let in_flight = tracked.begin();
+            if request.version() <= http::Version::HTTP_11 && tracked.next_is_ambiguous() {
+                request.extensions_mut().insert(AmbiguousFraming);
+            }
             // Only a request that may upgrade carries the slot on to its session.
             if request.headers().contains_key(http::header::UPGRADE) {
                 request.extensions_mut().insert(slot.clone());

@@ -53,6 +53,11 @@ pub struct Route {
     metrics: RouteMetrics,
 }
 
+/// Marks an HTTP/1.1 request that gave both `Content-Length` and `Transfer-Encoding`
+/// (hyper keeps only the latter); it is refused with 400, never forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct AmbiguousFraming;
+
 /// The client side of a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
@@ -168,7 +173,7 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
-        let result = match (self.over_request_rate(conn), desk, route) {
+        let result = match (self.admissible(&request, conn), desk, route) {
             (Err(e), _, _) => Err(e),
             (_, Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
             (_, None, Some(route)) => {
@@ -188,8 +193,14 @@ impl Proxy {
         line.finish(response)
     }
 
-    /// `limits.requests_per_ip_per_second`: counts this request against its client address.
-    fn over_request_rate(&self, conn: Conn) -> Result<(), ProxyError> {
+    /// Refuses ambiguous framing, then counts the request against its client address
+    /// (`limits.requests_per_ip_per_second`).
+    fn admissible(&self, request: &Request<Incoming>, conn: Conn) -> Result<(), ProxyError> {
+        if request.extensions().get::<AmbiguousFraming>().is_some() {
+            return Err(ProxyError::BadRequest(
+                "Content-Length and Transfer-Encoding together",
+            ));
+        }
         let Some(limiter) = &self.requests_per_ip else {
             return Ok(());
         };

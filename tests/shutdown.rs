@@ -122,3 +122,67 @@ async fn open_websockets_get_1001_when_the_grace_period_ends() {
         .unwrap();
     assert!(eventually(Duration::from_secs(2), || async { hub.conns()[0].ended }).await);
 }
+
+/// The whole drain on the real binary: SIGTERM while a request is in flight and a
+/// WebSocket is open; the request completes, `/readyz` turns 503, the WebSocket gets 1001
+/// when the grace period ends, and the process exits 0.
+#[tokio::test]
+async fn the_binary_drains_on_sigterm_and_exits_zero() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        http::Response::new(full("finished"))
+    })
+    .await;
+    let hub = WsHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+             [shutdown]\ngrace = \"1500ms\"\n\
+             [[route]]\npath = \"/slow\"\nupstream = \"{}\"\nauth = \"none\"\n\
+             [[route]]\npath = \"/hub\"\nupstream = \"{}\"\nauth = \"none\"\nwebsocket = true\n",
+            upstream.url(),
+            hub.url()
+        ),
+    )
+    .unwrap();
+    let (process, addr) = Proc::start(&config);
+    let readyz = format!("http://{}/readyz", process.admin);
+    assert_eq!(get(&readyz, &[]).await.status, 200);
+    let (mut socket, _) = ws_connect(&format!("ws://{addr}/hub"), &[]).await.unwrap();
+    let slow = format!("http://{addr}/slow");
+    let in_flight = tokio::spawn(async move { get(&slow, &[]).await });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !upstream.requests().is_empty()
+        })
+        .await
+    );
+
+    process.signal("TERM");
+    let signalled = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            get(&readyz, &[]).await.status == 503
+        })
+        .await,
+        "/readyz did not turn 503 while draining"
+    );
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        (answer.status.as_u16(), answer.body.as_str()),
+        (200, "finished")
+    );
+    let close = close_of(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(close, Some((1001, "going away".to_string())));
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1300),
+        "closed before the grace period"
+    );
+    let (code, logs) = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{logs}");
+}

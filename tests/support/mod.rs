@@ -195,6 +195,20 @@ impl TestProxy {
         }
     }
 
+    /// Starts gatehouse from a config file, reloading it as `gatehouse run` does.
+    pub async fn start_file(path: &std::path::Path) -> TestProxy {
+        let raw = config::load_file(path).unwrap();
+        let config = config::validate::validate(&raw, &|_| None).unwrap();
+        let running = Gatehouse::start(config).await.unwrap();
+        running.reload_from(path.to_path_buf());
+        let (addr, admin) = (running.addr(), running.admin_addr());
+        TestProxy {
+            running: Some(running),
+            addr,
+            admin,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -764,8 +778,13 @@ impl Proc {
     }
 
     /// SIGTERM, then waits: the exit code and everything printed.
-    pub fn terminate(mut self) -> (i32, String) {
+    pub fn terminate(self) -> (i32, String) {
         self.signal("TERM");
+        self.wait()
+    }
+
+    /// Waits for the process to exit: the exit code and everything printed.
+    pub fn wait(mut self) -> (i32, String) {
         let status = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(200));
         (

@@ -1,0 +1,287 @@
+//! A second reading of HTTP/1.1 request framing, for the one ambiguity hyper forgives.
+//!
+//! hyper rejects obs-fold, invalid header bytes, differing `Content-Length`s and a
+//! `Transfer-Encoding` that does not end in `chunked`. A request with both
+//! `Content-Length` and `Transfer-Encoding` it accepts the RFC 9112 §6.3 way (the
+//! transfer coding wins, the connection closes afterwards) and drops `Content-Length`
+//! before our service sees the request. That is the classic smuggling shape, and a proxy
+//! in front of other parsers should refuse it outright, so this module watches the bytes
+//! a connection reads, finds each request head, and says for each whether it carried both.
+//!
+//! It follows message framing (fixed-length and chunked bodies) only to find the next
+//! head. Anything it does not understand — a head hyper will reject anyway, HTTP/2, a
+//! protocol switch — turns it off for the rest of the connection: it never rejects on its
+//! own what it cannot parse, it only flags heads it parsed completely.
+
+use std::collections::VecDeque;
+
+/// Larger heads are hyper's to refuse (431); we stop looking.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+/// Per-connection scanner; [`Framing::feed`] takes every byte read, in order.
+#[derive(Debug, Default)]
+pub struct Framing {
+    state: State,
+    head: Vec<u8>,
+    /// One entry per complete request head, oldest first: `true` = both lengths given.
+    verdicts: VecDeque<bool>,
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Head,
+    /// Bytes of a fixed-length body still to come.
+    Body(u64),
+    Chunked(Chunk),
+    Off,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// Reading the hex size; `in_ext` after a `;`.
+    Size {
+        size: u64,
+        in_ext: bool,
+    },
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer fields after the last chunk; `line` counts the current line's bytes.
+    Trailer {
+        line: usize,
+    },
+}
+
+impl Framing {
+    /// Takes the next bytes the connection read.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            bytes = match self.state {
+                State::Off => return,
+                State::Head => self.head_bytes(bytes),
+                State::Body(left) => {
+                    let take = usize::try_from(left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
+                    &bytes[take..]
+                }
+                State::Chunked(chunk) => self.chunk_bytes(chunk, bytes),
+            };
+        }
+    }
+
+    /// Whether the next request hyper hands us carried both `Content-Length` and
+    /// `Transfer-Encoding`; `false` when unknown (scanner off).
+    pub fn next_is_ambiguous(&mut self) -> bool {
+        self.verdicts.pop_front().unwrap_or(false)
+    }
+
+    fn head_bytes<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        // Search only where the end of the head can newly be: the last 3 old bytes on.
+        let search_from = self.head.len().saturating_sub(3);
+        self.head.extend_from_slice(bytes);
+        let Some(end) = head_end(&self.head[search_from..]).map(|e| e + search_from) else {
+            if self.head.len() > MAX_HEAD {
+                self.off();
+            }
+            return &[];
+        };
+        if end > MAX_HEAD {
+            self.off();
+            return &[];
+        }
+        let consumed_here = end.saturating_sub(self.head.len() - bytes.len());
+        match self.parse_head(end) {
+            Some(next) => {
+                self.head.clear();
+                self.state = next;
+                &bytes[consumed_here..]
+            }
+            None => {
+                self.off();
+                &[]
+            }
+        }
+    }
+
+    /// Parses `self.head[..end]`; records its verdict and returns how its body is framed.
+    fn parse_head(&mut self, end: usize) -> Option<State> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&self.head[..end]) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return None,
+        }
+        let mut length: Option<u64> = None;
+        let mut has_length = false;
+        let mut coding: Option<&[u8]> = None;
+        let mut switches = request.method == Some("CONNECT");
+        for h in request.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                has_length = true;
+                length = std::str::from_utf8(h.value).ok()?.trim().parse().ok();
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                coding = Some(h.value);
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                switches = true;
+            }
+        }
+        self.verdicts.push_back(has_length && coding.is_some());
+        if switches {
+            // After a protocol switch the bytes are not HTTP; if the switch is refused we
+            // simply look no further on this connection.
+            return Some(State::Off);
+        }
+        Some(match coding {
+            Some(value) if ends_chunked(value) => State::Chunked(Chunk::Size {
+                size: 0,
+                in_ext: false,
+            }),
+            // hyper refuses any other transfer coding.
+            Some(_) => State::Off,
+            None if !has_length => State::Head,
+            None => match length {
+                Some(0) => State::Head,
+                Some(n) => State::Body(n),
+                None => State::Off,
+            },
+        })
+    }
+
+    fn chunk_bytes<'a>(&mut self, chunk: Chunk, bytes: &'a [u8]) -> &'a [u8] {
+        match chunk {
+            Chunk::Data(left) => {
+                let take = usize::try_from(left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                let left = left - take as u64;
+                self.state = State::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                return &bytes[take..];
+            }
+            Chunk::DataEnd => {
+                self.state = match bytes[0] {
+                    b'\r' => State::Chunked(Chunk::DataEnd),
+                    b'\n' => State::Chunked(Chunk::Size {
+                        size: 0,
+                        in_ext: false,
+                    }),
+                    _ => State::Off,
+                };
+            }
+            Chunk::Size { size, in_ext } => {
+                self.state = match (bytes[0], in_ext) {
+                    (b'\n', _) if size == 0 => State::Chunked(Chunk::Trailer { line: 0 }),
+                    (b'\n', _) => State::Chunked(Chunk::Data(size)),
+                    (_, true) | (b'\r', _) => State::Chunked(chunk),
+                    (b';', false) => State::Chunked(Chunk::Size { size, in_ext: true }),
+                    (b' ' | b'\t', false) => State::Chunked(chunk),
+                    (digit, false) => {
+                        match (char::from(digit).to_digit(16), size.checked_mul(16)) {
+                            (Some(d), Some(s)) => State::Chunked(Chunk::Size {
+                                size: s + u64::from(d),
+                                in_ext: false,
+                            }),
+                            _ => State::Off,
+                        }
+                    }
+                };
+            }
+            Chunk::Trailer { line } => {
+                self.state = match bytes[0] {
+                    b'\n' if line == 0 => State::Head,
+                    b'\n' => State::Chunked(Chunk::Trailer { line: 0 }),
+                    b'\r' => State::Chunked(chunk),
+                    _ => State::Chunked(Chunk::Trailer { line: line + 1 }),
+                };
+            }
+        }
+        &bytes[1..]
+    }
+
+    pub fn is_off(&self) -> bool {
+        matches!(self.state, State::Off)
+    }
+
+    fn off(&mut self) {
+        self.state = State::Off;
+        self.head = Vec::new();
+    }
+}
+
+/// The index just past the blank line that ends a head (`\r\n\r\n` or `\n\n`).
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            match bytes.get(i + 1..) {
+                Some([b'\n', ..]) => return Some(i + 2),
+                Some([b'\r', b'\n', ..]) => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+fn ends_chunked(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok_and(|v| {
+        v.rsplit(',')
+            .next()
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdicts(stream: &[u8], read_size: usize) -> Vec<bool> {
+        let mut framing = Framing::default();
+        for piece in stream.chunks(read_size) {
+            framing.feed(piece);
+        }
+        framing.verdicts.into_iter().collect()
+    }
+
+    const PIPELINE: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+        POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5;ext=1\r\nHTTP/\r\n10\r\n1.1 200 OK\r\n\r\nxx\r\n0\r\nTrailer: t\r\n\r\n\
+        GET /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
+        0\r\n\r\n\
+        GET /d HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn heads_are_found_through_fixed_and_chunked_bodies_at_any_read_size() {
+        for read_size in [1, 2, 3, 7, 64, PIPELINE.len()] {
+            assert_eq!(
+                verdicts(PIPELINE, read_size),
+                [false, false, true, false],
+                "read size {read_size}"
+            );
+        }
+    }
+
+    #[test]
+    fn unparseable_or_switched_streams_turn_it_off() {
+        assert_eq!(
+            verdicts(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\n\r\n", 5),
+            Vec::<bool>::new()
+        );
+        let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n\
+            GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(verdicts(upgrade, 9), [false]);
+        let mut framing = Framing::default();
+        framing.feed(&vec![b'a'; MAX_HEAD + 10]);
+        assert!(matches!(framing.state, State::Off));
+        assert!(!framing.next_is_ambiguous());
+    }
+}

@@ -1,0 +1,278 @@
+//! Reload without restart: a changed config file or issuer key file is picked up while a
+//! WebSocket and a long SSE response stay open on the old generation; an invalid edit
+//! changes nothing and is counted; SIGHUP reloads the real binary.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const ISS: &str = "https://issuer.reload.test";
+
+fn toml_for(api_upstream: &str, sse: &str, hub: &str, key_file: &Path, watch: bool) -> String {
+    format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[shutdown]
+grace = "1s"
+[reload]
+watch = {watch}
+interval = "100ms"
+[log]
+format = "json"
+[[issuer]]
+name = "test"
+issuer = "{ISS}"
+audiences = ["api"]
+public_key_file = "{key}"
+algorithms = ["RS256"]
+[[route]]
+path = "/api"
+upstream = "{api_upstream}"
+[[route]]
+path = "/sse"
+upstream = "{sse}"
+auth = "none"
+timeout = "5s"
+[[route]]
+path = "/ws"
+upstream = "{hub}"
+auth = "none"
+websocket = true
+"#,
+        key = key_file.display()
+    )
+}
+
+/// An upstream that answers with its own name.
+async fn named(name: &'static str) -> Upstream {
+    Upstream::start(move |_| async move { http::Response::new(full(name)) }).await
+}
+
+/// An SSE upstream sending `data: tick N` every 100 ms until the client goes away.
+async fn ticking() -> Upstream {
+    Upstream::start(|_| async {
+        let ticks = futures_util::stream::unfold(0u64, |i| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let event = Frame::data(Bytes::from(format!("data: tick {i}\n\n")));
+            Some((Ok::<_, Infallible>(event), i + 1))
+        });
+        let mut response = http::Response::new(StreamBody::new(ticks).boxed());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        response
+    })
+    .await
+}
+
+fn token(key: &Key) -> String {
+    mint(key, &claims(ISS, "api", json!({})))
+}
+
+/// The body of `GET /api` with `token`, or the status when it is not 200.
+async fn api(proxy: &str, token: &str) -> Result<String, u16> {
+    let answer = bearer(&format!("{proxy}/api"), token).await;
+    if answer.status == 200 {
+        Ok(answer.body)
+    } else {
+        Err(answer.status.as_u16())
+    }
+}
+
+fn write(path: &Path, contents: impl AsRef<[u8]>) {
+    // Written aside and renamed, as editors and Kubernetes do: no half-written file is seen.
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, contents).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+#[tokio::test]
+async fn changed_files_reload_while_open_connections_finish_on_the_old_config() {
+    let (a, b, sse, hub) = (
+        named("A").await,
+        named("B").await,
+        ticking().await,
+        WsHub::start().await,
+    );
+    let (rsa1, rsa2) = (Key::rsa("rsa1", "k1"), Key::rsa("rsa2", "k2"));
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("issuer.pem");
+    let config_file = dir.path().join("gatehouse.toml");
+    std::fs::copy(rsa1.public_pem_path(), &key_file).unwrap();
+    write(
+        &config_file,
+        toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, true),
+    );
+
+    let proxy = TestProxy::start_file(&config_file).await;
+    let base = format!("http://{}", proxy.addr);
+    let (old_token, new_token) = (token(&rsa1), token(&rsa2));
+    assert_eq!(api(&base, &old_token).await, Ok("A".into()));
+    assert_eq!(api(&base, &new_token).await, Err(401));
+
+    // Open a WebSocket and a long SSE response on the first generation.
+    let (mut ws, _) = ws_connect(&format!("ws://{}/ws", proxy.addr), &[])
+        .await
+        .unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::text("before")));
+    let sse_response = client()
+        .get(proxy.url("/sse").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(sse_response.status(), 200);
+    let mut events = sse_response.into_body();
+    assert!(next_event(&mut events).await.starts_with("data: tick"));
+
+    // 1. The issuer's key file is replaced: the new key validates, the old one no longer.
+    std::fs::copy(rsa2.public_pem_path(), &key_file).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            api(&base, &new_token).await == Ok("A".into())
+        })
+        .await,
+        "the new key file was never picked up"
+    );
+    assert_eq!(api(&base, &old_token).await, Err(401));
+
+    // 2. The route's upstream moves: new requests reach B.
+    write(
+        &config_file,
+        toml_for(&b.url(), &sse.url(), &hub.url(), &key_file, true),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            api(&base, &new_token).await == Ok("B".into())
+        })
+        .await,
+        "the new upstream was never used"
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_config_reloads_total{result=\"ok\"}")
+            .await,
+        2.0
+    );
+
+    // The WebSocket and the SSE response opened before both reloads carry on.
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::text("after")));
+    let tick = next_event(&mut events).await;
+    assert!(tick.starts_with("data: tick"), "{tick}");
+    assert_eq!(sse.requests().len(), 1, "the SSE request was repeated");
+
+    // 3. An invalid edit: nothing changes, the failure is counted.
+    let broken = toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, true).replace(
+        "auth = \"none\"\nwebsocket",
+        "auth = \"sometimes\"\nwebsocket",
+    );
+    write(&config_file, broken);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            proxy
+                .metric("gatehouse_config_reloads_total{result=\"error\"}")
+                .await
+                == 1.0
+        })
+        .await,
+        "the invalid edit was not counted"
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_config_last_reload_successful")
+            .await,
+        0.0
+    );
+    assert_eq!(api(&base, &new_token).await, Ok("B".into()));
+    assert_eq!(api(&base, &old_token).await, Err(401));
+    assert!(b.requests().len() >= 2);
+    ws.send(Message::text("still")).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::text("still")));
+    assert!(next_event(&mut events).await.starts_with("data: tick"));
+    proxy.shutdown().await;
+}
+
+async fn next_event(events: &mut hyper::body::Incoming) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(5), events.frame())
+        .await
+        .expect("no SSE event within 5s")
+        .expect("the SSE stream ended")
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_running_binary_and_an_invalid_file_keeps_it_serving() {
+    let (a, b, sse, hub) = (
+        named("A").await,
+        named("B").await,
+        ticking().await,
+        WsHub::start().await,
+    );
+    let rsa1 = Key::rsa("rsa1", "k1");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("issuer.pem");
+    let config_file = dir.path().join("gatehouse.toml");
+    std::fs::copy(rsa1.public_pem_path(), &key_file).unwrap();
+    // watch = false: only the signal can make it reload.
+    write(
+        &config_file,
+        toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, false),
+    );
+    let (process, addr) = Proc::start(&config_file);
+    let base = format!("http://{addr}");
+    let token = token(&rsa1);
+    assert_eq!(api(&base, &token).await, Ok("A".into()));
+
+    write(
+        &config_file,
+        toml_for(&b.url(), &sse.url(), &hub.url(), &key_file, false),
+    );
+    process.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            api(&base, &token).await == Ok("B".into())
+        })
+        .await,
+        "SIGHUP did not reload"
+    );
+
+    write(&config_file, "this is = not [valid toml");
+    process.signal("HUP");
+    let metrics = format!("http://{}/metrics", process.admin);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&metrics, &[])
+                .await
+                .body
+                .contains("gatehouse_config_reloads_total{result=\"error\"} 1")
+        })
+        .await,
+        "the failed reload was not counted"
+    );
+    assert_eq!(api(&base, &token).await, Ok("B".into()));
+    let (code, logs) = process.terminate();
+    assert_eq!(code, 0);
+    assert!(
+        logs.contains("config reload failed; still running the previous config"),
+        "{logs}"
+    );
+    assert!(logs.contains("\"trigger\":\"SIGHUP\""), "{logs}");
+}
