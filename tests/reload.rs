@@ -103,25 +103,56 @@ fn write(path: &Path, contents: impl AsRef<[u8]>) {
     std::fs::rename(&aside, path).unwrap();
 }
 
+/// Upstreams A and B, the SSE and WebSocket backends, and a config directory whose issuer
+/// key file starts as rsa1's public key and whose `/api` route points at A.
+struct World {
+    a: Upstream,
+    b: Upstream,
+    sse: Upstream,
+    hub: WsHub,
+    watch: bool,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(watch: bool) -> World {
+        let world = World {
+            a: named("A").await,
+            b: named("B").await,
+            sse: ticking().await,
+            hub: WsHub::start().await,
+            watch,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::copy(Key::rsa("rsa1", "k1").public_pem_path(), world.key_file()).unwrap();
+        world.route_api_to(&world.a);
+        world
+    }
+
+    fn key_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("issuer.pem")
+    }
+
+    fn config_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("gatehouse.toml")
+    }
+
+    fn toml(&self, api: &Upstream) -> String {
+        let (sse, hub) = (self.sse.url(), self.hub.url());
+        toml_for(&api.url(), &sse, &hub, &self.key_file(), self.watch)
+    }
+
+    fn route_api_to(&self, api: &Upstream) {
+        write(&self.config_file(), self.toml(api));
+    }
+}
+
 #[tokio::test]
 async fn changed_files_reload_while_open_connections_finish_on_the_old_config() {
-    let (a, b, sse, hub) = (
-        named("A").await,
-        named("B").await,
-        ticking().await,
-        WsHub::start().await,
-    );
+    let world = World::new(true).await;
+    let (a, b, sse, key_file) = (&world.a, &world.b, &world.sse, world.key_file());
     let (rsa1, rsa2) = (Key::rsa("rsa1", "k1"), Key::rsa("rsa2", "k2"));
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("issuer.pem");
-    let config_file = dir.path().join("gatehouse.toml");
-    std::fs::copy(rsa1.public_pem_path(), &key_file).unwrap();
-    write(
-        &config_file,
-        toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, true),
-    );
-
-    let proxy = TestProxy::start_file(&config_file).await;
+    let proxy = TestProxy::start_file(&world.config_file()).await;
     let base = format!("http://{}", proxy.addr);
     let (old_token, new_token) = (token(&rsa1), token(&rsa2));
     assert_eq!(api(&base, &old_token).await, Ok("A".into()));
@@ -153,10 +184,7 @@ async fn changed_files_reload_while_open_connections_finish_on_the_old_config() 
     assert_eq!(api(&base, &old_token).await, Err(401));
 
     // 2. The route's upstream moves: new requests reach B.
-    write(
-        &config_file,
-        toml_for(&b.url(), &sse.url(), &hub.url(), &key_file, true),
-    );
+    world.route_api_to(b);
     assert!(
         eventually(Duration::from_secs(10), || async {
             api(&base, &new_token).await == Ok("B".into())
@@ -179,11 +207,11 @@ async fn changed_files_reload_while_open_connections_finish_on_the_old_config() 
     assert_eq!(sse.requests().len(), 1, "the SSE request was repeated");
 
     // 3. An invalid edit: nothing changes, the failure is counted.
-    let broken = toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, true).replace(
+    let broken = world.toml(a).replace(
         "auth = \"none\"\nwebsocket",
         "auth = \"sometimes\"\nwebsocket",
     );
-    write(&config_file, broken);
+    write(&world.config_file(), broken);
     assert!(
         eventually(Duration::from_secs(10), || async {
             proxy
@@ -220,31 +248,15 @@ async fn next_event(events: &mut hyper::body::Incoming) -> String {
 
 #[tokio::test]
 async fn sighup_reloads_the_running_binary_and_an_invalid_file_keeps_it_serving() {
-    let (a, b, sse, hub) = (
-        named("A").await,
-        named("B").await,
-        ticking().await,
-        WsHub::start().await,
-    );
-    let rsa1 = Key::rsa("rsa1", "k1");
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("issuer.pem");
-    let config_file = dir.path().join("gatehouse.toml");
-    std::fs::copy(rsa1.public_pem_path(), &key_file).unwrap();
     // watch = false: only the signal can make it reload.
-    write(
-        &config_file,
-        toml_for(&a.url(), &sse.url(), &hub.url(), &key_file, false),
-    );
-    let (process, addr) = Proc::start(&config_file);
+    let world = World::new(false).await;
+    let rsa1 = Key::rsa("rsa1", "k1");
+    let (process, addr) = Proc::start(&world.config_file());
     let base = format!("http://{addr}");
     let token = token(&rsa1);
     assert_eq!(api(&base, &token).await, Ok("A".into()));
 
-    write(
-        &config_file,
-        toml_for(&b.url(), &sse.url(), &hub.url(), &key_file, false),
-    );
+    world.route_api_to(&world.b);
     process.signal("HUP");
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -254,7 +266,7 @@ async fn sighup_reloads_the_running_binary_and_an_invalid_file_keeps_it_serving(
         "SIGHUP did not reload"
     );
 
-    write(&config_file, "this is = not [valid toml");
+    write(&world.config_file(), "this is = not [valid toml");
     process.signal("HUP");
     let metrics = format!("http://{}/metrics", process.admin);
     assert!(
