@@ -124,11 +124,15 @@ fn load(path: &Path) -> Result<Config, Vec<String>> {
 
 /// The settings a running process cannot change, by key, when they differ.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
-    let tls_paths = |c: &Config| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+    let tls = |c: &Config| {
+        c.tls
+            .as_ref()
+            .map(|t| (t.cert.clone(), t.key.clone(), t.reload_interval))
+    };
     let tickets_store = |c: &Config| c.tickets.as_ref().map(|t| t.store.clone());
     [
         ("listen.addr", old.listen_addr != new.listen_addr),
-        ("listen.tls", tls_paths(old) != tls_paths(new)),
+        ("listen.tls", tls(old) != tls(new)),
         ("admin.addr", old.admin_addr != new.admin_addr),
         (
             "runtime.worker_threads",
@@ -186,4 +190,60 @@ fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
 #[cfg(not(unix))]
 fn hangup_signals() -> Option<std::future::Pending<Option<()>>> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let raw = config::load_str(text).unwrap();
+        config::validate::validate(&raw, &|_| None).unwrap()
+    }
+
+    const BASE: &str = r#"
+[listen]
+addr = "127.0.0.1:8443"
+[[route]]
+path = "/"
+upstream = "http://a:80"
+auth = "none"
+"#;
+
+    #[test]
+    fn only_socket_and_store_settings_need_a_restart() {
+        let old = config(BASE);
+        let routes = config(&BASE.replace("http://a:80", "http://b:80"));
+        assert!(needs_restart(&old, &routes).is_empty());
+        let moved = config(&format!(
+            "{}\n[shutdown]\ngrace = \"3s\"\n[log]\nformat = \"text\"\n",
+            BASE.replace("8443", "9443")
+        ));
+        assert_eq!(
+            needs_restart(&old, &moved),
+            ["listen.addr", "log.format", "shutdown.grace"]
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_named_files_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, ca) = (dir.path().join("g.toml"), dir.path().join("ca.pem"));
+        std::fs::write(&main, BASE).unwrap();
+        std::fs::write(&ca, "one").unwrap();
+        let mut with_ca = config(BASE);
+        with_ca.routes[0].upstream_ca_file = Some(ca.clone());
+        let before = fingerprint(&main, &with_ca);
+        assert!(before == fingerprint(&main, &with_ca), "not stable");
+        std::fs::write(&ca, "two").unwrap();
+        assert!(
+            before != fingerprint(&main, &with_ca),
+            "a named file's change was missed"
+        );
+        std::fs::remove_file(&ca).unwrap();
+        assert!(
+            before != fingerprint(&main, &with_ca),
+            "a named file's removal was missed"
+        );
+    }
 }
