@@ -96,9 +96,7 @@ impl Admission {
             ip: counted_ip,
         })
     }
-}
 
-impl Admission {
     /// Answers a refused plain-HTTP connection in the background, or closes it at once
     /// when too many answers are already under way.
     pub fn refuse(

@@ -105,7 +105,8 @@ pub async fn accept_loop(
             http: generation.http.clone(),
             conn,
             slot,
-            timeouts: (config.idle_timeout, config.header_read_timeout),
+            idle_timeout: config.idle_timeout,
+            header_timeout: config.header_read_timeout,
             metrics: metrics.clone(),
             connections: connections.clone(),
         };
@@ -119,8 +120,9 @@ struct Served {
     http: Arc<auto::Builder<TokioExecutor>>,
     conn: Conn,
     slot: Arc<ConnSlot>,
-    /// `(idle_timeout, header_read_timeout)`.
-    timeouts: (Duration, Duration),
+    idle_timeout: Duration,
+    /// `header_read_timeout`, which also bounds the TLS handshake.
+    header_timeout: Duration,
     metrics: Arc<Metrics>,
     connections: Connections,
 }
@@ -131,7 +133,7 @@ impl Served {
             return self.serve(stream).await;
         };
         let peer = self.conn.peer;
-        match tokio::time::timeout(self.timeouts.1, acceptor.accept(stream)).await {
+        match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => {
@@ -150,7 +152,8 @@ impl Served {
             http,
             conn,
             slot,
-            timeouts: (idle_timeout, header_timeout),
+            idle_timeout,
+            header_timeout,
             metrics,
             connections,
         } = self;

@@ -54,10 +54,13 @@ impl Reloader {
             };
             let why = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = hangup => "SIGHUP",
+                // None: the signal driver is gone with the runtime; nothing more will come.
+                received = hangup => match received {
+                    Some(()) => "SIGHUP",
+                    None => return,
+                },
                 _ = tokio::time::sleep(reload.interval) => {
-                    let now = fingerprint(&self.path, &self.current.load().config);
-                    if !reload.watch || now == seen {
+                    if !reload.watch || fingerprint(&self.path, &self.current.load().config) == seen {
                         continue;
                     }
                     "file changed"
@@ -187,8 +190,19 @@ fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
         .ok()
 }
 
+/// No SIGHUP off Unix: only the file watch reloads.
 #[cfg(not(unix))]
-fn hangup_signals() -> Option<std::future::Pending<Option<()>>> {
+struct NoSignals;
+
+#[cfg(not(unix))]
+impl NoSignals {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<NoSignals> {
     None
 }
 
