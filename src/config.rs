@@ -101,6 +101,7 @@ pub struct FileTls {
 pub struct FileAdmin {
     pub addr: String,
     pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for FileAdmin {
@@ -108,6 +109,7 @@ impl Default for FileAdmin {
         Self {
             addr: "127.0.0.1:9090".into(),
             token_env: None,
+            token_file: None,
         }
     }
 }
@@ -130,6 +132,7 @@ pub struct FileIssuer {
     pub jwks_file: Option<PathBuf>,
     pub public_key_file: Option<PathBuf>,
     pub hmac_secret_env: Option<String>,
+    pub hmac_secret_file: Option<PathBuf>,
     pub private_key_file: Option<PathBuf>,
     pub algorithms: Vec<String>,
     pub leeway: Option<String>,
@@ -214,6 +217,7 @@ pub struct FileIntrospection {
     pub url: String,
     pub client_id: String,
     pub client_secret_env: String,
+    pub client_secret_file: Option<PathBuf>,
     pub cache: String,
     pub cache_entries: usize,
     pub timeout: String,
@@ -226,6 +230,7 @@ impl Default for FileIntrospection {
             url: String::new(),
             client_id: String::new(),
             client_secret_env: String::new(),
+            client_secret_file: None,
             cache: "60s".into(),
             cache_entries: 10_000,
             timeout: "5s".into(),

@@ -1,5 +1,5 @@
 //! Reloading the config without a restart: on SIGHUP, and when the config file or a file
-//! it names (issuer keys, upstream CA bundles) changes.
+//! it names (issuer keys, `*_file` secrets, upstream CA bundles) changes.
 //!
 //! Files are watched by content, polled every `reload.interval`, rather than by inotify:
 //! Kubernetes updates a mounted ConfigMap or Secret by swapping a symlink, which file
@@ -179,7 +179,7 @@ fn named_files(config: &Config) -> impl Iterator<Item = PathBuf> + '_ {
         .routes
         .iter()
         .filter_map(|r| r.upstream_ca_file.clone());
-    keys.chain(cas)
+    keys.chain(cas).chain(config.secret_files.iter().cloned())
 }
 
 #[cfg(unix)]

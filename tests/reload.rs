@@ -288,3 +288,65 @@ async fn sighup_reloads_the_running_binary_and_an_invalid_file_keeps_it_serving(
     );
     assert!(logs.contains("\"trigger\":\"SIGHUP\""), "{logs}");
 }
+
+#[tokio::test]
+async fn rotated_secret_files_take_over_without_a_restart() {
+    let api_upstream = named("A").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (hmac_file, admin_file) = (dir.path().join("hmac"), dir.path().join("admin"));
+    let (old_secret, new_secret) = ("o".repeat(32), "n".repeat(32));
+    write(&hmac_file, format!("{old_secret}\n"));
+    write(&admin_file, "old-admin-secret\n");
+    let config_file = dir.path().join("gatehouse.toml");
+    write(
+        &config_file,
+        format!(
+            r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+token_file = "{admin}"
+[reload]
+interval = "100ms"
+[[issuer]]
+name = "hs"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_file = "{hmac}"
+[[route]]
+path = "/api"
+upstream = "{up}"
+"#,
+            admin = admin_file.display(),
+            hmac = hmac_file.display(),
+            up = api_upstream.url()
+        ),
+    );
+    let proxy = TestProxy::start_file(&config_file).await;
+    let base = format!("http://{}", proxy.addr);
+    let hs256 = |secret: &str| {
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        mint_with(&header, &key, &claims(ISS, "api", json!({})))
+    };
+    let (old_token, new_token) = (hs256(&old_secret), hs256(&new_secret));
+    let revocations = proxy.admin_url("/revocations");
+    assert_eq!(api(&base, &old_token).await, Ok("A".into()));
+    assert_eq!(api(&base, &new_token).await, Err(401));
+    assert_eq!(bearer(&revocations, "old-admin-secret").await.status, 200);
+
+    write(&hmac_file, format!("{new_secret}\n"));
+    write(&admin_file, "new-admin-secret\n");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            api(&base, &new_token).await == Ok("A".into())
+                && bearer(&revocations, "new-admin-secret").await.status == 200
+        })
+        .await,
+        "the rotated secrets were never picked up"
+    );
+    assert_eq!(api(&base, &old_token).await, Err(401));
+    assert_eq!(bearer(&revocations, "old-admin-secret").await.status, 401);
+    proxy.shutdown().await;
+}

@@ -6,7 +6,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::types::{IssuerConfig, KeySource};
-use super::validate::{duration_or, http_url, secret, ConfigErrors, SecretLookup};
+use super::validate::{
+    duration_or, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
+};
 use crate::config::FileIssuer;
 
 pub(super) fn validate_issuer(
@@ -110,16 +112,22 @@ fn key_source(
     if let Some(file) = &raw.public_key_file {
         sources.push(KeySource::PublicKeyFile(file.clone()));
     }
-    if let Some(var) = &raw.hmac_secret_env {
-        if let Some(s) = secret(e, &format!("{path}.hmac_secret_env"), var, secrets) {
-            if s.expose().len() < 32 {
-                e.push(
-                    format!("{path}.hmac_secret_env"),
-                    "the secret must be at least 32 bytes",
-                );
-            }
-            sources.push(KeySource::Hmac(s));
+    let hmac = secret_source(
+        e,
+        &format!("{path}.hmac_secret"),
+        raw.hmac_secret_env.as_deref(),
+        raw.hmac_secret_file.as_deref(),
+        secrets,
+    );
+    let hmac_named = !matches!(hmac, SecretSource::Unset);
+    if let SecretSource::Found(s) = hmac {
+        if s.expose().len() < 32 {
+            e.push(
+                format!("{path}.hmac_secret"),
+                "the secret must be at least 32 bytes",
+            );
         }
+        sources.push(KeySource::Hmac(s));
     }
     if raw.discovery && http_url(&raw.issuer).is_none() {
         e.push(
@@ -129,11 +137,11 @@ fn key_source(
     }
     match sources.len() {
         1 => sources.pop(),
-        0 if raw.hmac_secret_env.is_some() => None,
+        0 if hmac_named => None,
         0 => {
             e.push(
                 path,
-                "no key source: set one of discovery, jwks_url, jwks_file, public_key_file, hmac_secret_env",
+                "no key source: set one of discovery, jwks_url, jwks_file, public_key_file, hmac_secret_env, hmac_secret_file",
             );
             None
         }
@@ -173,7 +181,9 @@ fn algorithms(
                         "{name} needs a public key; an HMAC issuer allows only HS256/HS384/HS512"
                     )
                 } else {
-                    format!("{name} is an HMAC algorithm; it needs hmac_secret_env")
+                    format!(
+                        "{name} is an HMAC algorithm; it needs hmac_secret_env or hmac_secret_file"
+                    )
                 },
             ),
             Ok(Algorithm::EdDSA) => e.push(key, "EdDSA is not supported"),

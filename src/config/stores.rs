@@ -7,7 +7,9 @@ use super::route::token_source;
 use super::types::{
     IntrospectionConfig, RevocationConfig, StoreConfig, TicketsConfig, TokenSource,
 };
-use super::validate::{duration, http_url, secret, ConfigErrors, SecretLookup};
+use super::validate::{
+    duration, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
+};
 use crate::secret::Secret;
 
 pub(super) fn validate_tickets(
@@ -133,20 +135,20 @@ pub(super) fn validate_introspection(
     if raw.client_id.is_empty() {
         e.push(format!("{path}.client_id"), "required");
     }
-    let client_secret = if raw.client_secret_env.is_empty() {
-        e.push(
-            format!("{path}.client_secret_env"),
-            "name the environment variable holding the client secret",
-        );
-        None
-    } else {
-        secret(
-            e,
-            &format!("{path}.client_secret_env"),
-            &raw.client_secret_env,
-            secrets,
-        )
-    };
+    let env = Some(raw.client_secret_env.as_str()).filter(|v| !v.is_empty());
+    let base = format!("{path}.client_secret");
+    let client_secret =
+        match secret_source(e, &base, env, raw.client_secret_file.as_deref(), secrets) {
+            SecretSource::Found(secret) => Some(secret),
+            SecretSource::Invalid => None,
+            SecretSource::Unset => {
+                e.push(
+                    base,
+                    "name the client secret: client_secret_env (a variable) or client_secret_file",
+                );
+                None
+            }
+        };
     let cache = duration(e, &format!("{path}.cache"), &raw.cache);
     let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
     if e.count() > errors_before {

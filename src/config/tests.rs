@@ -184,3 +184,49 @@ idle_timeout = "100000years"
         );
     }
 }
+
+#[test]
+fn secrets_may_come_from_files_which_the_reload_watch_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hmac, admin) = (dir.path().join("hmac"), dir.path().join("admin"));
+    std::fs::write(&hmac, format!("{}\n", "k".repeat(32))).unwrap();
+    std::fs::write(&admin, "admin-secret\r\n").unwrap();
+    let toml = MINIMAL.replace(
+        "hmac_secret_env = \"HS\"",
+        &format!("hmac_secret_file = {:?}", hmac.display().to_string()),
+    ) + &format!("[admin]\ntoken_file = {:?}\n", admin.display().to_string());
+    let config = validate(&load_str(&toml).unwrap(), &secrets).unwrap();
+    let KeySource::Hmac(key) = &config.issuers[0].keys else {
+        panic!("not an HMAC key: {:?}", config.issuers[0].keys);
+    };
+    assert_eq!(
+        key.expose(),
+        "k".repeat(32),
+        "the trailing newline is not part of it"
+    );
+    assert_eq!(
+        config.admin_token.as_ref().unwrap().expose(),
+        "admin-secret"
+    );
+    assert_eq!(config.secret_files, [admin.clone(), hmac.clone()]);
+
+    // Both sources, or an unreadable file: an error naming the key and path only.
+    let both = toml.replace("[admin]\n", "[admin]\ntoken_env = \"HS\"\n");
+    assert!(errors_of(&both)
+        .iter()
+        .any(|m| m.contains("admin.token_env or admin.token_file, not both")));
+    std::fs::remove_file(&hmac).unwrap();
+    let missing = errors_of(&toml);
+    assert!(
+        missing
+            .iter()
+            .any(|m| m.starts_with("issuer[0].hmac_secret_file") && m.contains("not found")),
+        "{missing:?}"
+    );
+    std::fs::write(&hmac, "short").unwrap();
+    let short = errors_of(&toml).join("\n");
+    assert!(
+        short.contains("at least 32 bytes") && !short.contains("short"),
+        "{short}"
+    );
+}

@@ -16,6 +16,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub admin_addr: SocketAddr,
     pub admin_token: Option<Secret>,
+    /// Files secrets were read from (`*_file` keys); the reload watch follows them.
+    pub secret_files: Vec<PathBuf>,
     pub worker_threads: usize,
     pub issuers: Vec<IssuerConfig>,
     pub subject_claim: String,

@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, Uri};
@@ -113,11 +114,17 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
         tls,
         admin_addr: socket_addr(e, "admin.addr", &raw.admin.addr),
-        admin_token: raw
-            .admin
-            .token_env
-            .as_deref()
-            .and_then(|var| secret(e, "admin.token_env", var, secrets)),
+        admin_token: match secret_source(
+            e,
+            "admin.token",
+            raw.admin.token_env.as_deref(),
+            raw.admin.token_file.as_deref(),
+            secrets,
+        ) {
+            SecretSource::Found(secret) => Some(secret),
+            SecretSource::Unset | SecretSource::Invalid => None,
+        },
+        secret_files: secret_files(raw),
         worker_threads: raw.runtime.worker_threads,
         issuers,
         subject_claim: raw.identity.subject_claim.clone(),
@@ -152,6 +159,24 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
     } else {
         Err(errors)
     }
+}
+
+/// Every `*_file` secret the config names, for the reload watch.
+fn secret_files(raw: &FileConfig) -> Vec<PathBuf> {
+    let admin = raw.admin.token_file.iter();
+    let issuers = raw
+        .issuers
+        .iter()
+        .filter_map(|i| i.hmac_secret_file.as_ref());
+    let introspections = raw
+        .introspections
+        .iter()
+        .filter_map(|i| i.client_secret_file.as_ref());
+    admin
+        .chain(issuers)
+        .chain(introspections)
+        .cloned()
+        .collect()
 }
 
 fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
@@ -298,6 +323,57 @@ pub(super) fn secret(
         _ => {
             e.push(key, format!("environment variable {var} is not set"));
             None
+        }
+    }
+}
+
+/// Where a secret came from, as far as validation is concerned.
+pub(super) enum SecretSource {
+    /// Neither `{base}_env` nor `{base}_file` is set.
+    Unset,
+    Found(Secret),
+    /// Set but unusable; the error is already recorded.
+    Invalid,
+}
+
+/// A secret named by `{base}_env` (an environment variable, read at start and at each
+/// reload of the process's own environment) or `{base}_file` (a file, re-read and watched
+/// on reload, so a rotated Kubernetes Secret needs no restart). One trailing newline is
+/// dropped from a file. Error messages name the key and path, never the value.
+pub(super) fn secret_source(
+    e: &mut ConfigErrors,
+    base: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+    secrets: SecretLookup<'_>,
+) -> SecretSource {
+    match (env, file) {
+        (None, None) => SecretSource::Unset,
+        (Some(_), Some(_)) => {
+            e.push(base, format!("set {base}_env or {base}_file, not both"));
+            SecretSource::Invalid
+        }
+        (Some(var), None) => secret(e, &format!("{base}_env"), var, secrets)
+            .map_or(SecretSource::Invalid, SecretSource::Found),
+        (None, Some(path)) => {
+            let key = format!("{base}_file");
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    let value = text
+                        .strip_suffix('\n')
+                        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+                    if value.is_empty() {
+                        e.push(key, format!("{} is empty", path.display()));
+                        SecretSource::Invalid
+                    } else {
+                        SecretSource::Found(Secret::new(value.to_string()))
+                    }
+                }
+                Err(err) => {
+                    e.push(key, format!("reading {}: {}", path.display(), err.kind()));
+                    SecretSource::Invalid
+                }
+            }
         }
     }
 }
