@@ -259,7 +259,7 @@ impl Metrics {
         self.store_errors.with_label_values(&[store]).inc();
     }
 
-    /// A limit turned something away: `max_connections`, `requests_per_ip`, `body_size`...
+    /// A limit turned something away; `limit` is its label (`max_connections`, `max_body_bytes`...).
     pub fn limit_hit(&self, limit: &'static str) {
         self.limit_hits.with_label_values(&[limit]).inc();
     }
