@@ -432,14 +432,26 @@ fn describe(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let path = e.path.join(".");
+            let kind = without_source_lines(&e.kind.to_string());
             if path.is_empty() {
-                e.kind.to_string()
+                kind
             } else {
-                format!("{path}: {}", e.kind)
+                format!("{path}: {kind}")
             }
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A TOML syntax error quotes the offending line, which may hold a Redis password; keep
+/// the position and the reason only (these messages reach logs on reload).
+fn without_source_lines(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.last() {
+        Some(reason) if message.contains('|') => format!("{first}: {reason}"),
+        _ => message.to_string(),
+    }
 }
 
 impl FileConfig {

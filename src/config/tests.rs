@@ -230,3 +230,15 @@ fn secrets_may_come_from_files_which_the_reload_watch_follows() {
         "{short}"
     );
 }
+
+#[test]
+fn syntax_errors_give_the_position_but_never_quote_the_line() {
+    let err = load_str("[revocation]\nstore = \"redis://:hunter2@redis:6379\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("invalid basic string"),
+        "{err}"
+    );
+}
