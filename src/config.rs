@@ -448,7 +448,7 @@ fn describe(error: figment::Error) -> String {
 fn without_source_lines(message: &str) -> String {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
-    match lines.last() {
+    match lines.next_back() {
         Some(reason) if message.contains('|') => format!("{first}: {reason}"),
         _ => message.to_string(),
     }
