@@ -10,7 +10,10 @@
 //! hyper has only the second, and starts it when it begins waiting for a head, so an idle
 //! HTTP/1.1 connection would be cut after the header timeout and an idle HTTP/2 one never.
 //! While a request is in flight neither clock runs: a long SSE response or a slow upstream
-//! is bounded by the route's timeouts, not by these.
+//! is bounded by the route's timeouts, not by these. Once a connection has carried an
+//! HTTP/2 request only the idle clock runs: between requests an HTTP/2 client sends frames
+//! that are not requests (WINDOW_UPDATE, PING, SETTINGS acks), which must not start the
+//! header clock and get an idle connection dropped.
 //!
 //! [`Tracked`] wraps the connection's IO to see the first byte (and to show every byte to
 //! the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies, so a
@@ -51,6 +54,8 @@ pub struct Activity {
     framing: Mutex<Framing>,
     /// Cleared once the framing check has turned itself off: reads skip the lock.
     scanning: AtomicBool,
+    /// Set by the first HTTP/2 request: from then on only the idle clock runs.
+    http2: AtomicBool,
 }
 
 impl Activity {
@@ -63,6 +68,7 @@ impl Activity {
             changed: Notify::new(),
             framing: Mutex::new(Framing::default()),
             scanning: AtomicBool::new(true),
+            http2: AtomicBool::new(false),
         })
     }
 
@@ -75,7 +81,10 @@ impl Activity {
     }
 
     /// A request reached the service; it counts until the returned guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
+    pub fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Release);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(0, Ordering::Release);
         InFlight(self.clone())
@@ -105,6 +114,7 @@ impl Activity {
         // Two loads per read on the hot path; the store and wake-up happen once per request.
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_started.load(Ordering::Acquire) == 0
+            && !self.http2.load(Ordering::Relaxed)
         {
             self.head_started
                 .store(self.now_ms().saturating_add(1), Ordering::Release);
@@ -259,7 +269,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_clock_runs_only_between_requests() {
         let activity = Activity::new();
-        let guard = activity.begin();
+        let guard = activity.begin(http::Version::HTTP_11);
         let waiting = tokio::time::timeout(
             Duration::from_secs(100),
             activity.expired(Duration::from_secs(5), Duration::from_secs(1)),
@@ -272,6 +282,19 @@ mod tests {
             .await;
         assert_eq!(expiry, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_http2_request_frames_between_requests_leave_the_idle_clock() {
+        let activity = Activity::new();
+        drop(activity.begin(http::Version::HTTP_2));
+        let started = Instant::now();
+        activity.read_some();
+        let expiry = activity
+            .expired(Duration::from_secs(60), Duration::from_secs(2))
+            .await;
+        assert_eq!(expiry, Expiry::Idle);
+        assert_eq!(started.elapsed().as_secs(), 60);
     }
 
     #[tokio::test(start_paused = true)]

@@ -160,7 +160,7 @@ impl Served {
         let activity = Activity::new();
         let tracked = activity.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            let in_flight = tracked.begin();
+            let in_flight = tracked.begin(request.version());
             if request.version() <= http::Version::HTTP_11 && tracked.next_is_ambiguous() {
                 request.extensions_mut().insert(AmbiguousFraming);
             }

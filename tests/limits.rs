@@ -150,6 +150,56 @@ async fn idle_keep_alive_and_slow_heads_have_their_own_timeouts() {
     assert_eq!(upstream.requests().len(), 2);
 }
 
+/// Between requests an HTTP/2 client sends frames that are not requests (here a PING):
+/// they must not start the header clock; the connection closes by the idle clock, with GOAWAY.
+#[tokio::test]
+async fn http2_connections_between_requests_run_only_the_idle_clock() {
+    let upstream = Upstream::echo().await;
+    let toml = format!(
+        "[limits]\nidle_timeout = \"1500ms\"\nheader_read_timeout = \"300ms\"\n{}",
+        route(&upstream.url(), "")
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
+    let closed = tokio::spawn(async move { connection.await.is_ok() });
+    let uri = proxy.url("/x");
+    let mut get = async || {
+        client = client.clone().ready().await.unwrap();
+        let request = Request::get(uri.as_str()).body(()).unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let mut response = response.await.unwrap();
+        while let Some(chunk) = response.body_mut().data().await {
+            let chunk = chunk.unwrap();
+            let _ = response
+                .body_mut()
+                .flow_control()
+                .release_capacity(chunk.len());
+        }
+        response.status()
+    };
+
+    assert_eq!(get().await, 200);
+    ping_pong.ping(h2::Ping::opaque()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !closed.is_finished(),
+        "a PING between requests got the connection dropped"
+    );
+    assert_eq!(get().await, 200);
+
+    let idle_from = Instant::now();
+    let clean = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("an idle HTTP/2 connection was never closed")
+        .unwrap();
+    assert!(clean, "closed without GOAWAY");
+    assert!(idle_from.elapsed() >= Duration::from_millis(1200));
+    assert_eq!(hits(&proxy, "idle_timeout").await, 1.0);
+    assert_eq!(hits(&proxy, "header_read_timeout").await, 0.0);
+}
+
 #[tokio::test]
 async fn bodies_over_the_route_limit_get_413() {
     let upstream = Upstream::start(|request| async move {
