@@ -3,10 +3,10 @@
 //!
 //! Roots are the system's CA bundle plus Mozilla's (webpki-roots) so a slim container
 //! without `ca-certificates` still reaches public IdPs; a route may add its own CA file for
-//! an internal upstream.
+//! an internal upstream (re-read whenever the route's client is built, so on every reload).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,12 +52,22 @@ where
         .build(https))
 }
 
+/// Mozilla's roots plus the system's, read once per process: parsing the system bundle
+/// costs tens of milliseconds, and every route's client (rebuilt on each reload) needs it.
+fn base_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // Unreadable system certificates are not fatal: webpki-roots covers public CAs.
+        let native = rustls_native_certs::load_native_certs();
+        let _ = roots.add_parsable_certificates(native.certs);
+        roots
+    })
+}
+
 fn roots(extra_ca: Option<&Path>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    // Unreadable system certificates are not fatal: webpki-roots already covers public CAs.
-    let native = rustls_native_certs::load_native_certs();
-    let _ = roots.add_parsable_certificates(native.certs);
+    let mut roots = base_roots().clone();
     if let Some(path) = extra_ca {
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?

@@ -91,7 +91,13 @@ impl Reloader {
         };
         let previous = self.current.load_full();
         let restart = needs_restart(&previous.config, &config);
-        let generation = match Generation::build(config, &self.shared, Some(&previous)) {
+        // Building reads key and CA files and sets up TLS clients: off the request workers.
+        let (shared, old) = (self.shared.clone(), previous.clone());
+        let built =
+            tokio::task::spawn_blocking(move || Generation::build(config, &shared, Some(&old)))
+                .await
+                .unwrap_or_else(|e| Err(format!("building the new config failed: {e}")));
+        let generation = match built {
             Ok(generation) => generation,
             Err(error) => {
                 self.shared.metrics.reload(false);
