@@ -55,7 +55,8 @@ cd "$ROOT"
 [[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
 
 log() { printf '[stores %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
+source "$BENCH/lib.sh"
 
 for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS REVOKED TOKEN_TTL READY_TIMEOUT IDLE MAX_OTHER RETRY_NOISY; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
@@ -65,27 +66,6 @@ done
 [[ $RESYNC =~ ^[0-9]+(ms|s)$ ]] || die "RESYNC must look like 1s or 500ms, got '$RESYNC'"
 
 # ---------------------------------------------------------------- processes and teardown
-# Every process started is recorded; the EXIT trap stops them, newest first. A PID is
-# forgotten once stopped and reaped, so the trap never signals a reused PID.
-PIDS=()
-forget_pid() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-stop_pid() {  # SIGTERM, up to 5 s, then SIGKILL; reap
-  local pid=$1 i
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
 cleanup() {
   local rc=$? i
   trap - EXIT INT TERM
@@ -142,61 +122,8 @@ build_gatehouse() {
   fi
 }
 
-# ---------------------------------------------------------------- helpers (as in run.sh)
-USED_PORTS=" "
-free_port() {
-  local -n _out=$1
-  local p tries
-  for ((tries = 0; tries < 200; tries++)); do
-    p=$((20000 + SRANDOM % 12000)) # below the ephemeral range (32768+)
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    if [[ -z $(ss -Htan "( sport = :$p )") ]]; then
-      USED_PORTS+="$p "
-      _out=$p
-      return 0
-    fi
-  done
-  die "no free port found"
-}
+# ---------------------------------------------------------------- CPU accounting
 
-render() {  # TEMPLATE OUTPUT NAME=VALUE...
-  local tpl=$1 dst=$2 kv args=()
-  shift 2
-  for kv in "$@"; do
-    local val=${kv#*=}
-    val=${val//&/\\&}
-    args+=(-e "s|@${kv%%=*}@|${val}|g")
-  done
-  sed "${args[@]}" "$tpl" >"$dst"
-  if grep -q '@[A-Z_]*@' "$dst"; then die "unrendered placeholder in $dst"; fi
-}
-
-http_code() {  # URL [curl args...]
-  local url=$1
-  shift
-  curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true
-}
-
-wait_http() {  # URL PID NAME [WANT]
-  local url=$1 pid=$2 name=$3 want=${4:-} code deadline=$((SECONDS + READY_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || { log "$name exited during startup"; return 1; }
-    code=$(http_code "$url")
-    if [[ -n $want && $code == "$want" ]] || [[ -z $want && $code != 000 ]]; then return 0; fi
-    sleep 0.2
-  done
-  log "$name not ready after ${READY_TIMEOUT}s ($url answered ${code:-nothing})"
-  return 1
-}
-
-# cpu_ticks PID: utime + stime (fields 14, 15 of /proc/PID/stat), all threads.
-cpu_ticks() {
-  local stat rest f
-  stat=$(<"/proc/$1/stat") || return 1
-  rest=${stat##*) }
-  read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))
-}
 # child_ticks: cutime + cstime (fields 16, 17) of this shell: the CPU of every child
 # it has waited for, and theirs. Read around wrk, the difference is wrk's CPU.
 child_ticks() {
@@ -213,37 +140,14 @@ machine_ticks() {
   read -r cpu user nice system idle iowait irq softirq rest </proc/stat
   echo $((user + nice + system + irq + softirq))
 }
-CLK_TCK=$(getconf CLK_TCK)
-
-measured_pid_ok() {  # PID NAME: the PID whose CPU we read is the server, not a wrapper
-  local comm
-  comm=$(<"/proc/$1/comm") || return 1
-  case $comm in
-    bash | sh | env | taskset | timeout)
-      log "$2: PID $1 is '$comm', a wrapper, not the server"
-      return 1
-      ;;
-  esac
-}
-
-to_ms() {  # wrk latency with unit -> ms
-  awk -v v="$1" 'BEGIN {
-    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-    else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
-    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-    else printf "nan" }'
-}
 
 # ---------------------------------------------------------------- keys and tokens
 # The RSA key is shared with run.sh and ws.sh (bench/out/key.pem) and created only if
 # missing; the public half and every token live in bench/out/stores.
 KEY="$BENCH/out/key.pem"
 PUB="$OUT/pub.pem"
-b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 JWT_HEADER='{"alg":"RS256","typ":"JWT","kid":"bench"}'
 CLAIMS_FMT='{"iss":"%s","aud":"%s","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
-new_jti() { printf -v "$1" '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"; }
 
 make_keys() {
   if [[ ! -s $KEY ]]; then
@@ -357,11 +261,6 @@ start_gatehouse() {  # STORE
   measured_pid_ok "$GH_PID" gatehouse || { stop_gatehouse; return 1; }
 }
 
-stop_gatehouse() {
-  [[ -n $GH_PID ]] && stop_pid "$GH_PID"
-  GH_PID=""
-}
-
 # The revocation list: REVOKED random jtis plus the jti of $REVOKED_TOKEN. One curl
 # process posts them all over one keep-alive connection (a config file with one
 # block per request, separated by "next").
@@ -407,8 +306,6 @@ load_revocations() {
     sleep 0.2
   done
 }
-
-denied() { [[ $1 == 401 || $1 == 403 ]]; }
 
 # run_bg OUTPUT CMD...: runs CMD in the background with stdout and stderr to OUTPUT and
 # waits for it. A signal to this script interrupts `wait` (a foreground command would

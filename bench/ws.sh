@@ -61,7 +61,8 @@ DEFAULT_BIN=0
 [[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
 
 log() { printf '[ws-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
+source "$BENCH/lib.sh"
 
 for v in DURATION WARMUP ROUNDS CONNECT_CONCURRENCY ECHO_CONNECTIONS MSG_BYTES HOLD_CONNECTIONS \
   HOLD_CONCURRENCY HOLD_TIMEOUT HOLD_SETTLE TOKEN_TTL READY_TIMEOUT; do
@@ -71,31 +72,7 @@ done
   || die "DURATION, ROUNDS, CONNECT_CONCURRENCY, ECHO_CONNECTIONS and HOLD_CONNECTIONS must be > 0"
 
 # ---------------------------------------------------------------- processes and teardown
-# Every process we start is recorded here; the EXIT trap stops them whatever happens.
-# PIDs are removed once stopped and reaped, so the trap never signals a reused PID.
-PIDS=()
-
-forget_pid() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-# stop_pid PID [GRACE]: SIGTERM, up to GRACE seconds (default 5) to exit, then SIGKILL.
-stop_pid() {
-  local pid=$1 grace=${2:-5} i
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
-
+# Stops every process in PIDS (lib.sh), newest first, whatever ends the script.
 cleanup() {
   local rc=$? i
   trap - EXIT INT TERM
@@ -155,52 +132,6 @@ build_gatehouse() {
 }
 
 # ---------------------------------------------------------------- helpers
-USED_PORTS=" "
-free_port() {
-  local -n _out=$1
-  local p tries
-  for ((tries = 0; tries < 200; tries++)); do
-    p=$((20000 + SRANDOM % 12000)) # below the ephemeral range (32768+)
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    if [[ -z $(ss -Htan "( sport = :$p )") ]]; then
-      USED_PORTS+="$p "
-      _out=$p
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-render() {
-  local tpl=$1 dst=$2 kv args=()
-  shift 2
-  for kv in "$@"; do
-    local val=${kv#*=}
-    val=${val//&/\\&}
-    args+=(-e "s|@${kv%%=*}@|${val}|g")
-  done
-  sed "${args[@]}" "$tpl" >"$dst"
-  if grep -q '@[A-Z_]*@' "$dst"; then die "unrendered placeholder in $dst"; fi
-}
-
-http_code() {
-  local url=$1
-  shift
-  curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true
-}
-
-# wait_http URL PID NAME [WANT]
-wait_http() {
-  local url=$1 pid=$2 name=$3 want=${4:-} code deadline=$((SECONDS + READY_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || { log "$name exited during startup"; return 1; }
-    code=$(http_code "$url")
-    if [[ -n $want && $code == "$want" ]] || [[ -z $want && $code != 000 ]]; then return 0; fi
-    sleep 0.2
-  done
-  log "$name not ready after ${READY_TIMEOUT}s ($url answered ${code:-nothing})"
-  return 1
-}
 
 # wait_line FILE REGEX PID TIMEOUT: until FILE has a line matching REGEX (0), the process
 # exits (1) or TIMEOUT seconds pass (1).
@@ -214,28 +145,8 @@ wait_line() {
   return 1
 }
 
-cpu_ticks() {
-  local stat rest f
-  stat=$(<"/proc/$1/stat") || return 1
-  rest=${stat##*) }
-  read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))
-}
-CLK_TCK=$(getconf CLK_TCK)
-
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-
-measured_pid_ok() {
-  local comm
-  comm=$(<"/proc/$1/comm") || return 1
-  case $comm in
-    bash | sh | env | taskset | timeout)
-      log "$2: PID $1 is '$comm', a wrapper, not the server"
-      return 1
-      ;;
-  esac
-}
 
 # kv KEY LINE: the value of KEY=value in a ws-load output line.
 kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$2"; }
@@ -245,10 +156,8 @@ kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { p
 # the fresh tokens run.sh mints are valid here too).
 KEY="$OUT/key.pem"
 PUB="$OUT/pub.pem"
-b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 JWT_HEADER='{"alg":"RS256","typ":"JWT","kid":"bench"}'
 CLAIMS_FMT='{"iss":"%s","aud":"%s","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
-new_jti() { printf -v "$1" '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"; }
 
 make_keys() {
   if [[ ! -s $KEY ]]; then
@@ -343,16 +252,10 @@ start_gatehouse() {
   measured_pid_ok "$GH_PID" gatehouse || { stop_gatehouse; return 1; }
 }
 
-stop_gatehouse() {
-  [[ -n $GH_PID ]] && stop_pid "$GH_PID"
-  GH_PID=""
-}
-
 # ---------------------------------------------------------------- preflight
 probe() {
   timeout 30 taskset -c "$LOAD_CPU" "$WSLOAD" probe --msg-bytes "$MSG_BYTES" "$@" 2>>"$OUT/ws-probe.err" || true
 }
-denied() { [[ $1 == 401 || $1 == 403 ]]; }
 
 # ws_preflight NAME URL AUTH [TICKET_URL]: a valid token upgrades and echoes; when the
 # target checks tokens, none / tampered / expired / wrong-audience are refused; with a
