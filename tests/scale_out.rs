@@ -126,20 +126,11 @@ async fn a_ticket_issued_on_one_replica_redeems_once_across_both() {
     assert_eq!(answer.status, 201, "{}", answer.body);
     let value = answer.json()["ticket"].as_str().unwrap().to_string();
 
-    let attempts: Vec<_> = (0..50)
-        .map(|i| {
-            let proxy = if i % 2 == 0 { a.addr } else { b.addr };
-            let url = format!("ws://{proxy}/hub?ticket={value}");
-            tokio::spawn(async move { ws_connect(&url, &[]).await.map(|(c, _)| c) })
-        })
-        .collect();
-    let mut opened = Vec::new();
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            Ok(c) => opened.push(c),
-            Err(status) => assert_eq!(status, 401),
-        }
-    }
+    let urls = (0..50).map(|i| {
+        let proxy = if i % 2 == 0 { a.addr } else { b.addr };
+        format!("ws://{proxy}/hub?ticket={value}")
+    });
+    let opened = race_upgrades(urls).await;
     assert_eq!(
         opened.len(),
         1,

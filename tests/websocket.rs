@@ -190,19 +190,7 @@ async fn a_ticket_redeems_once_even_under_fifty_concurrent_upgrades() {
     let token = token_for("alice", 600, json!({}));
     let ticket = w.new_ticket(&token, None).await;
     let url = w.ws(&format!("/hub?ticket={ticket}"));
-    let attempts: Vec<_> = (0..50)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { ws_connect(&url, &[]).await.map(|(c, _)| c) })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for attempt in attempts {
-        match attempt.await.unwrap() {
-            Ok(client) => winners.push(client),
-            Err(status) => assert_eq!(status, 401),
-        }
-    }
+    let winners = race_upgrades(std::iter::repeat_n(url, 50)).await;
     assert_eq!(
         winners.len(),
         1,

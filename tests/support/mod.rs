@@ -675,6 +675,23 @@ pub async fn ws_connect(
     }
 }
 
+/// Opens all `urls` at once (the same ticket raced); returns the upgrades that succeeded.
+/// Every other attempt must have been refused with 401.
+pub async fn race_upgrades(urls: impl IntoIterator<Item = String>) -> Vec<WsClient> {
+    let attempts: Vec<_> = urls
+        .into_iter()
+        .map(|url| tokio::spawn(async move { ws_connect(&url, &[]).await.map(|(c, _)| c) }))
+        .collect();
+    let mut opened = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(client) => opened.push(client),
+            Err(status) => assert_eq!(status, 401),
+        }
+    }
+    opened
+}
+
 /// The next data message or close frame, skipping pings, within 5 s.
 pub async fn next_message(client: &mut WsClient) -> Option<Message> {
     loop {
