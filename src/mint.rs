@@ -12,7 +12,7 @@ use crate::validate::unix_now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
-    #[error("no [[issuer]] has a local signing key (private_key_file or hmac_secret_env)")]
+    #[error("no [[issuer]] has a local signing key (private_key_file, hmac_secret_env or hmac_secret_file)")]
     NoLocalKey,
     #[error("no issuer named {0:?} has a local signing key")]
     UnknownIssuer(String),
