@@ -4,8 +4,8 @@
 //! the ticket must not open a second socket, and the proxy must close the page's socket with
 //! 4401 when the token expires. The proxy's metrics must agree with what the page saw.
 //!
-//! Needs `/usr/bin/chromium` and `node`. Under CI (`CI=true`) a missing Chromium is installed
-//! with apt-get; elsewhere the test says why it skips and passes.
+//! Needs `/usr/bin/chromium`, `node` and playwright-core in `tests/browser`, all installed by
+//! `.ci/setup`. Under `CI=true` a missing one fails the test; elsewhere it says why it skips.
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -98,73 +98,30 @@ fn describe(output: &Output) -> String {
     )
 }
 
-fn apt_get(args: &[&str]) {
-    let (output, timed_out) = run_bounded(
-        Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=120"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-        Duration::from_secs(900),
-    );
-    assert!(
-        output.status.success() && !timed_out,
-        "apt-get {} failed (timed out: {timed_out}): {}",
-        args.join(" "),
-        describe(&output)
-    );
-}
-
-/// True when the browser test can run; installs Chromium under CI. Outside CI, a missing
-/// prerequisite is a skip (with the reason on stderr), not a failure.
+/// True when the browser test can run. Tests never install anything (`.ci/setup` does, once,
+/// before the suite): outside CI a missing component is a skip with the reason on stderr;
+/// under `CI=true` it is a failure.
 fn prerequisites() -> bool {
-    if !Path::new(CHROMIUM).exists() {
-        if !in_ci() {
-            eprintln!(
-                "SKIPPED browser test: {CHROMIUM} is missing (install it with \
-                 `apt-get install -y chromium`; under CI=true the test installs it itself)"
-            );
-            return false;
-        }
-        eprintln!("browser test: {CHROMIUM} is missing; installing Debian's chromium (CI=true)");
-        apt_get(&["update"]);
-        apt_get(&["install", "-y", "chromium"]);
-        assert!(
-            Path::new(CHROMIUM).exists(),
-            "apt-get installed chromium but {CHROMIUM} is still missing"
-        );
+    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
+    let missing = [
+        (!Path::new(CHROMIUM).exists()).then_some("Debian's chromium (/usr/bin/chromium)"),
+        (!node_works()).then_some("Node.js (`node`)"),
+        (!playwright.exists()).then_some("playwright-core (npm ci in tests/browser)"),
+    ];
+    let missing: Vec<&str> = missing.into_iter().flatten().collect();
+    if missing.is_empty() {
+        return true;
     }
-    if !node_works() {
-        if in_ci() {
-            panic!("node is missing: the browser test needs Node.js (20 or later) and npm");
-        }
-        eprintln!("SKIPPED browser test: `node` is not on PATH (it needs Node.js 20+ and npm)");
-        return false;
-    }
-    true
-}
-
-/// `npm ci` in tests/browser when playwright-core is not installed there yet.
-fn install_playwright() {
-    let dir = browser_dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
-        return;
-    }
-    eprintln!("browser test: npm ci in {}", dir.display());
-    let (output, timed_out) = run_bounded(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir),
-        Duration::from_secs(300),
-    );
+    let what = missing.join(", ");
     assert!(
-        output.status.success() && !timed_out,
-        "npm ci in {} failed (timed out: {timed_out}): {}",
-        dir.display(),
-        describe(&output)
+        !in_ci(),
+        "CI=true and the browser test is missing {what}: `bash .ci/setup` installs it"
     );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED browser test: missing {what}; `bash .ci/setup` installs it"
+    );
+    false
 }
 
 /// `gatehouse demo` on free ports; killed on drop, so a failed assertion does not leave it.
@@ -280,7 +237,6 @@ fn the_demo_page_chats_refuses_a_spent_ticket_and_closes_with_4401_on_expiry() {
     if !prerequisites() {
         return;
     }
-    install_playwright();
     let demo = Demo::start();
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");

@@ -4,16 +4,16 @@
 //! it does in a browser (and, in its Node mode, with the header instead); the hub records what
 //! reached it, and the tests check it saw the caller's identity and never the token in a URL.
 //!
-//! Needs `node` and `npm`: the Node dependencies are installed with `npm ci` when missing.
-//! Without Node the tests are skipped with a note on stderr, except under `CI=true`, where
-//! they fail.
+//! Needs `node` and the packages `npm ci` installs in `tests/signalr` (both from
+//! `.ci/setup`). Without them the tests are skipped with a note on stderr, except under
+//! `CI=true`, where they fail.
 
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, OnceLock};
@@ -51,58 +51,29 @@ fn deps_installed() -> bool {
     })
 }
 
-/// `Ok` when `node` runs and the dependencies are installed (running `npm ci` if they are
-/// not); `Err` with the reason to skip when `node` or `npm` is missing. Done once per run.
+/// `Ok` when `node` runs and `npm ci` (run by `.ci/setup`) installed the pinned packages;
+/// `Err` with what is missing otherwise. Tests only look; they never install.
 fn node_ready() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     READY.get_or_init(|| {
         match Command::new("node").arg("--version").output() {
             Ok(out) if out.status.success() => {}
-            Ok(out) => return Err(format!("`node --version` failed: {}", out.status)),
-            Err(e) => return Err(format!("node is not installed ({e})")),
+            Ok(out) => return Err(format!("`node --version` failed ({})", out.status)),
+            Err(e) => return Err(format!("node ({e})")),
         }
-        if deps_installed() {
-            return Ok(());
+        if !deps_installed() {
+            return Err("the npm packages of tests/signalr (npm ci)".to_string());
         }
-        let out = match Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(project_dir())
-            .output()
-        {
-            Ok(out) => out,
-            Err(e) => return Err(format!("npm is not installed ({e})")),
-        };
-        assert!(
-            out.status.success(),
-            "`npm ci` in tests/signalr failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            deps_installed(),
-            "`npm ci` succeeded but tests/signalr/node_modules does not match package.json"
-        );
         Ok(())
     })
 }
 
 /// True when the test can run; false (with a note) when it must be skipped. Under `CI=true`
-/// a missing Node is a failure, not a skip.
+/// a missing component is a failure, not a skip.
 fn require_node(test: &str) -> bool {
     match node_ready() {
         Ok(()) => true,
-        Err(reason) => {
-            let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-            assert!(!ci, "{test}: CI=true and {reason}");
-            // Straight to stderr, past the test harness's capture of `eprintln!`, so the skip
-            // shows in a normal `cargo test` run.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: {reason}; install Node.js 18+ and npm to run it"
-            );
-            false
-        }
+        Err(what) => require_component(false, &format!("{test}: {what}")),
     }
 }
 
