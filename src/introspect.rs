@@ -82,9 +82,8 @@ impl Introspector {
             .map(Endpoint::new)
             .collect::<Result<Vec<_>, String>>()?;
         let client = http_client::build(Duration::from_secs(5), None)?;
-        let largest = |f: fn(&IntrospectionConfig) -> usize| {
-            configs.iter().map(f).max().unwrap_or(0)
-        };
+        let largest =
+            |f: fn(&IntrospectionConfig) -> usize| configs.iter().map(f).max().unwrap_or(0);
         Ok(Some(Self {
             caches: Caches::new(
                 largest(|c| c.cache_entries),

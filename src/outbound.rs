@@ -39,7 +39,8 @@ pub fn transport(uri: &Uri, allow_http: bool) -> Result<Transport, &'static str>
 /// Literal loopback addresses and `localhost`; no other name is trusted to stay on the host.
 pub fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether a discovered `jwks_uri` host may serve the issuer's keys: the issuer's own host
@@ -102,16 +103,35 @@ mod tests {
 
     #[test]
     fn https_is_required_except_for_loopback_or_an_explicit_allow() {
-        assert_eq!(transport(&uri("https://idp.example/x"), false), Ok(Transport::Https));
-        assert_eq!(transport(&uri("http://idp.example/x"), false), Err(HTTP_REFUSED));
+        assert_eq!(
+            transport(&uri("https://idp.example/x"), false),
+            Ok(Transport::Https)
+        );
+        assert_eq!(
+            transport(&uri("http://idp.example/x"), false),
+            Err(HTTP_REFUSED)
+        );
         assert_eq!(
             transport(&uri("http://idp.example/x"), true),
             Ok(Transport::AllowedHttp)
         );
-        for local in ["http://127.0.0.1:9/x", "http://127.8.0.1/", "http://[::1]:9/", "http://LOCALHOST/"] {
-            assert_eq!(transport(&uri(local), false), Ok(Transport::LoopbackHttp), "{local}");
+        for local in [
+            "http://127.0.0.1:9/x",
+            "http://127.8.0.1/",
+            "http://[::1]:9/",
+            "http://LOCALHOST/",
+        ] {
+            assert_eq!(
+                transport(&uri(local), false),
+                Ok(Transport::LoopbackHttp),
+                "{local}"
+            );
         }
-        for remote in ["http://127.0.0.1.nip.io/", "http://localhost.example/", "http://10.0.0.1/"] {
+        for remote in [
+            "http://127.0.0.1.nip.io/",
+            "http://localhost.example/",
+            "http://10.0.0.1/",
+        ] {
             assert!(transport(&uri(remote), false).is_err(), "{remote}");
         }
         assert!(transport(&uri("ftp://idp.example/"), true).is_err());
@@ -120,10 +140,26 @@ mod tests {
     #[test]
     fn a_jwks_uri_must_be_on_the_issuers_host_or_listed() {
         let issuer = uri("https://login.example.com/tenant");
-        assert!(jwks_host_allowed(&issuer, &uri("https://LOGIN.example.com:8443/keys"), &[]));
-        assert!(!jwks_host_allowed(&issuer, &uri("https://evil.example/keys"), &[]));
-        assert!(!jwks_host_allowed(&issuer, &uri("https://example.com/keys"), &[]));
+        assert!(jwks_host_allowed(
+            &issuer,
+            &uri("https://LOGIN.example.com:8443/keys"),
+            &[]
+        ));
+        assert!(!jwks_host_allowed(
+            &issuer,
+            &uri("https://evil.example/keys"),
+            &[]
+        ));
+        assert!(!jwks_host_allowed(
+            &issuer,
+            &uri("https://example.com/keys"),
+            &[]
+        ));
         let listed = ["keys.example.net".to_string()];
-        assert!(jwks_host_allowed(&issuer, &uri("https://keys.example.net/k"), &listed));
+        assert!(jwks_host_allowed(
+            &issuer,
+            &uri("https://keys.example.net/k"),
+            &listed
+        ));
     }
 }

@@ -236,21 +236,44 @@ upstream = "http://u"
         .unwrap();
     };
     write("");
-    let out = gatehouse(&["check", "--config", path.to_str().unwrap()], &[("S", "x")]);
+    let out = gatehouse(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("S", "x")],
+    );
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for key in ["issuer[0].issuer", "issuer[1].jwks_url", "introspection[0].url"] {
+    for key in [
+        "issuer[0].issuer",
+        "issuer[1].jwks_url",
+        "introspection[0].url",
+    ] {
         assert!(stderr.contains(key), "{key} not refused:\n{stderr}");
     }
-    assert!(!stderr.contains("issuer[2]"), "loopback http refused:\n{stderr}");
+    assert!(
+        !stderr.contains("issuer[2]"),
+        "loopback http refused:\n{stderr}"
+    );
 
     write("allow_http = true");
-    let out = gatehouse(&["check", "--config", path.to_str().unwrap()], &[("S", "x")]);
+    let out = gatehouse(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("S", "x")],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("WARNING:")).collect();
-    assert_eq!(warnings.len(), 4, "one warning per plain-http URL:\n{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("WARNING:"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        4,
+        "one warning per plain-http URL:\n{stderr}"
+    );
     for name in ["\"oidc\"", "\"jwks\"", "\"local\"", "introspection \"idp\""] {
-        assert!(warnings.iter().any(|w| w.contains(name)), "{name}:\n{stderr}");
+        assert!(
+            warnings.iter().any(|w| w.contains(name)),
+            "{name}:\n{stderr}"
+        );
     }
 }

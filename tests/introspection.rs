@@ -304,16 +304,20 @@ async fn concurrent_requests_with_one_new_token_make_one_idp_call() {
 async fn made_up_tokens_cannot_flush_a_real_callers_cached_answer() {
     let idp = HostileIdp::start(vec![]).await;
     let upstream = Upstream::echo().await;
-    let proxy = idp
-        .proxy(&upstream, "cache_entries = 10")
-        .await;
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-alice").await.status, 200);
+    let proxy = idp.proxy(&upstream, "cache_entries = 10").await;
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
     // 45 misses stay inside the default call budget (50 at once).
     for i in 0..45 {
         let junk = format!("junk-{i}");
         assert_eq!(bearer(&proxy.url("/orders"), &junk).await.status, 401);
     }
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-alice").await.status, 200);
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
     assert_eq!(
         idp.calls("opaque-alice"),
         1,
@@ -329,7 +333,10 @@ async fn idp_calls_for_uncached_tokens_are_rate_limited_and_the_excess_is_503() 
     let idp = HostileIdp::start(vec![]).await;
     let upstream = Upstream::echo().await;
     let proxy = idp.proxy(&upstream, "max_calls_per_second = 5").await;
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-alice").await.status, 200);
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
     let started = std::time::Instant::now();
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -344,7 +351,10 @@ async fn idp_calls_for_uncached_tokens_are_rate_limited_and_the_excess_is_503() 
             401 => {}
             503 => {
                 assert_eq!(answer.json()["error"], "introspection_unavailable");
-                assert!(answer.header("www-authenticate").is_none(), "a 503 blames no token");
+                assert!(
+                    answer.header("www-authenticate").is_none(),
+                    "a 503 blames no token"
+                );
                 unavailable += 1;
             }
             other => panic!("a made-up token got {other}"),
@@ -353,10 +363,16 @@ async fn idp_calls_for_uncached_tokens_are_rate_limited_and_the_excess_is_503() 
     // The bucket holds 5 and refills at 5 a second: a bound on calls, not a timing claim.
     let allowed = 5 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
     let made = idp.total() - 1;
-    assert!(made <= allowed, "40 made-up tokens made {made} IdP calls (budget {allowed})");
+    assert!(
+        made <= allowed,
+        "40 made-up tokens made {made} IdP calls (budget {allowed})"
+    );
     assert!(unavailable > 0, "no miss was refused");
     // A real caller's cached answer does not need the budget.
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-alice").await.status, 200);
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
     assert_eq!(idp.calls("opaque-alice"), 1);
 }
 
@@ -373,12 +389,21 @@ async fn an_exp_that_is_not_a_sane_numeric_date_is_refused_not_taken_as_no_expir
     let idp = HostileIdp::start(exps).await;
     let upstream = Upstream::echo().await;
     let proxy = idp.proxy(&upstream, "").await;
-    for (i, what) in ["\"never\"", "1.5e12 (milliseconds)", "null"].iter().enumerate() {
+    for (i, what) in ["\"never\"", "1.5e12 (milliseconds)", "null"]
+        .iter()
+        .enumerate()
+    {
         let answer = bearer(&proxy.url("/orders"), &format!("opaque-exp-{i}")).await;
         assert_eq!(answer.status, 503, "exp {what} was accepted");
         assert_eq!(answer.json()["error"], "introspection_unavailable");
     }
     // NumericDate allows fractions (RFC 7519 §2); integers pass as before.
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-exp-3").await.status, 200);
-    assert_eq!(bearer(&proxy.url("/orders"), "opaque-exp-4").await.status, 200);
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-exp-3").await.status,
+        200
+    );
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-exp-4").await.status,
+        200
+    );
 }

@@ -282,7 +282,10 @@ async fn a_discovery_document_without_the_exact_issuer_is_refused() {
             503,
             "document {i}"
         );
-        assert!(idp.requests().iter().all(|r| r.uri != "/jwks"), "document {i}");
+        assert!(
+            idp.requests().iter().all(|r| r.uri != "/jwks"),
+            "document {i}"
+        );
         proxy.shutdown().await;
     }
 }
@@ -299,7 +302,10 @@ async fn a_discovered_jwks_uri_must_be_on_the_issuers_host_unless_listed() {
     };
     let (idp, issuer) = discovery_server(doc).await;
     let proxy = TestProxy::start(&config(&issuer, "discovery = true", &upstream.url())).await;
-    assert!(keys_refused(&proxy).await, "a jwks_uri on another host was followed");
+    assert!(
+        keys_refused(&proxy).await,
+        "a jwks_uri on another host was followed"
+    );
     assert!(idp.requests().iter().all(|r| r.uri != "/jwks"));
     proxy.shutdown().await;
 

@@ -324,7 +324,12 @@ async fn listed_subject(proxy: &TestProxy, sub: &str) -> Vec<(u64, u64)> {
         .unwrap()
         .iter()
         .filter(|e| e["sub"] == sub)
-        .map(|e| (e["before"].as_u64().unwrap(), e["expires"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["before"].as_u64().unwrap(),
+                e["expires"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -333,7 +338,10 @@ async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
     let backends = backends().await;
     let proxy = replica(&config(&backends, "memory", "memory", "deny")).await;
     let (t, jti) = token("bob");
-    assert_eq!(revoke(&proxy, json!({ "sub": "bob" }), Some(ADMIN)).await, 204);
+    assert_eq!(
+        revoke(&proxy, json!({ "sub": "bob" }), Some(ADMIN)).await,
+        204
+    );
     assert_eq!(api_status(&proxy, &t).await, 401);
     let first = listed_subject(&proxy, "bob").await;
     assert_eq!(first.len(), 1);
@@ -350,8 +358,14 @@ async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
     assert_eq!(listed_subject(&proxy, "bob").await, first);
 
     // A jti revocation posted twice keeps the later expiry.
-    assert_eq!(revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await, 204);
-    assert_eq!(revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await, 204);
+    assert_eq!(
+        revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(
+        revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
+        204
+    );
     assert_eq!(api_status(&proxy, &t).await, 401);
     assert_eq!(
         revoke(
@@ -397,7 +411,11 @@ async fn a_later_revocation_never_undoes_an_earlier_one_across_redis_replicas() 
     })
     .await;
     assert!(synced, "replica C never read the store");
-    assert_eq!(api_status(&c, &t).await, 401, "a new replica read the narrow entry");
+    assert_eq!(
+        api_status(&c, &t).await,
+        401,
+        "a new replica read the narrow entry"
+    );
     for proxy in [&a, &b, &c] {
         assert_eq!(listed_subject(proxy, "bob").await, first);
     }

@@ -135,6 +135,9 @@ mod tests {
         assert!(caches.active.map.len() <= 3);
         assert!(matches!(caches.get(&digest(9)), Some(Some(_))));
         caches.remember_inactive(digest(50), Duration::from_secs(60));
-        assert!(caches.get(&digest(50)).is_none(), "capacity 0 caches nothing");
+        assert!(
+            caches.get(&digest(50)).is_none(),
+            "capacity 0 caches nothing"
+        );
     }
 }

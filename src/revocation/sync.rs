@@ -61,7 +61,11 @@ pub(super) async fn store(redis: &RedisHandle, entry: &Revoked) -> Result<Revoke
 impl Revocations {
     /// Re-reads every entry each `resync`, and at once whenever Redis comes back: until
     /// then the view may lack revocations made during the outage, and counts as unhealthy.
-    pub(super) async fn keep_synced(self: Arc<Self>, redis: Arc<RedisHandle>, stop: CancellationToken) {
+    pub(super) async fn keep_synced(
+        self: Arc<Self>,
+        redis: Arc<RedisHandle>,
+        stop: CancellationToken,
+    ) {
         let mut last_sync: Option<std::time::Instant> = None;
         loop {
             if !redis.is_healthy() {
