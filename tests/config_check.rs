@@ -277,3 +277,19 @@ upstream = "http://u"
         );
     }
 }
+
+#[test]
+fn jwks_hosts_takes_bare_host_names_and_only_with_discovery() {
+    let base = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\n[[issuer]]\nname = \"i\"\n\
+                issuer = \"https://idp.example/\"\naudiences = [\"a\"]\n";
+    let good = format!("{base}discovery = true\njwks_hosts = [\"keys.example.net\"]\n");
+    assert!(load(&good, &[]).is_ok());
+    let bad_host = format!("{base}discovery = true\njwks_hosts = [\"https://keys.example.net\"]\n");
+    let error = load(&bad_host, &[]).unwrap_err();
+    assert!(error.contains("issuer[0].jwks_hosts[0]"), "{error}");
+    let without = format!(
+        "{base}jwks_url = \"https://idp.example/jwks\"\njwks_hosts = [\"keys.example.net\"]\n"
+    );
+    let error = load(&without, &[]).unwrap_err();
+    assert!(error.contains("issuer[0].jwks_hosts"), "{error}");
+}
