@@ -114,14 +114,20 @@ impl Introspector {
     /// away mid-lookup hands it to the next waiter (the cell runs another's init), and the
     /// flight is forgotten once answered: the caches hold the answer from then on.
     async fn in_flight(&self, digest: Digest, token: &BearerToken) -> Outcome {
-        let flight = self.flights.entry(digest).or_default().clone();
-        let outcome = flight
+        // The guard holds the only handle this caller has on the flight, so when it goes
+        // (answered or cancelled) the count it sees is everyone else's.
+        let leave = Leave {
+            flights: &self.flights,
+            digest,
+            flight: Some(self.flights.entry(digest).or_default().clone()),
+        };
+        let Some(flight) = leave.flight.as_deref() else {
+            return Outcome::Unavailable; // just set above; fail closed all the same
+        };
+        flight
             .get_or_init(|| self.lookup(digest, token))
             .await
-            .clone();
-        self.flights
-            .remove_if(&digest, |_, f| Arc::ptr_eq(f, &flight));
-        outcome
+            .clone()
     }
 
     async fn lookup(&self, digest: Digest, token: &BearerToken) -> Outcome {
@@ -213,6 +219,29 @@ impl Introspector {
     }
 }
 
+/// Forgets a flight once it is answered, or once its last waiter has gone (a request
+/// abandoned mid-lookup): otherwise every abandoned lookup would leave an entry behind.
+struct Leave<'a> {
+    flights: &'a DashMap<Digest, Arc<OnceCell<Outcome>>>,
+    digest: Digest,
+    flight: Option<Arc<OnceCell<Outcome>>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        let answered = flight.initialized();
+        // A weak handle keeps the allocation, so the address below names this flight only.
+        let ours = Arc::downgrade(&flight);
+        drop(flight);
+        self.flights.remove_if(&self.digest, |_, f| {
+            std::ptr::eq(Arc::as_ptr(f), ours.as_ptr()) && (answered || Arc::strong_count(f) == 1)
+        });
+    }
+}
+
 impl Endpoint {
     fn new(c: &IntrospectionConfig) -> Result<Self, String> {
         let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -233,5 +262,44 @@ impl Endpoint {
             authorization,
             budget: CallBudget::new(c.max_calls_per_second),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[tokio::test]
+    async fn an_abandoned_lookup_leaves_no_flight_behind() {
+        // An endpoint that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let config = IntrospectionConfig {
+            name: "idp".into(),
+            url: format!("http://{addr}/introspect").parse().unwrap(),
+            client_id: "gatehouse".into(),
+            client_secret: Secret::new("secret".into()),
+            cache: Duration::from_secs(60),
+            cache_entries: 10,
+            negative_cache_entries: 10,
+            max_calls_per_second: 100,
+            allow_http: false,
+            timeout: Duration::from_secs(5),
+        };
+        let introspector = Introspector::new(&[config]).unwrap().unwrap();
+        for i in 0..3 {
+            let token = BearerToken::new(format!("abandoned-{i}"));
+            let lookup = introspector.introspect(&token);
+            let gave_up = tokio::time::timeout(Duration::from_millis(100), lookup).await;
+            assert!(gave_up.is_err(), "the endpoint answered");
+        }
+        assert!(introspector.flights.is_empty(), "abandoned flights stayed");
     }
 }
