@@ -138,6 +138,10 @@ pub struct FileIssuer {
     pub leeway: Option<String>,
     pub refresh: Option<String>,
     pub typ: Option<String>,
+    /// Hosts besides the issuer's own a discovered `jwks_uri` may point to.
+    pub jwks_hosts: Vec<String>,
+    /// Accept a plain `http://` (non-loopback) issuer for discovery, or `jwks_url`.
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -220,6 +224,12 @@ pub struct FileIntrospection {
     pub client_secret_file: Option<PathBuf>,
     pub cache: String,
     pub cache_entries: usize,
+    /// Inactive answers cached, apart from the active ones.
+    pub negative_cache_entries: usize,
+    /// Calls this endpoint may get a second (cache misses); past it a miss is 503.
+    pub max_calls_per_second: u32,
+    /// Accept a plain `http://` (non-loopback) `url`.
+    pub allow_http: bool,
     pub timeout: String,
 }
 
@@ -233,6 +243,9 @@ impl Default for FileIntrospection {
             client_secret_file: None,
             cache: "60s".into(),
             cache_entries: 10_000,
+            negative_cache_entries: 10_000,
+            max_calls_per_second: 50,
+            allow_http: false,
             timeout: "5s".into(),
         }
     }

@@ -319,6 +319,9 @@ impl KeyStore {
         Ok(keys)
     }
 
+    /// OIDC Discovery §4.3: the document must name exactly the issuer we asked about, and
+    /// its `jwks_uri` must be reachable under [`crate::outbound`]'s rules, on the issuer's own
+    /// host or one listed in `jwks_hosts` — else whoever serves the document picks the keys.
     async fn discover(&self) -> Result<String, String> {
         #[derive(serde::Deserialize)]
         struct Discovery {
@@ -329,13 +332,29 @@ impl KeyStore {
         let url = format!("{base}/.well-known/openid-configuration");
         let doc: Discovery = serde_json::from_slice(&self.get(&url).await?)
             .map_err(|e| format!("discovery document: {e}"))?;
-        // OIDC Discovery §4.3: the document's issuer must be the one we asked about.
-        if doc
+        match doc.issuer {
+            None => return Err("discovery document names no issuer".into()),
+            Some(i) if i != self.issuer.issuer => {
+                return Err("discovery document names another issuer".into())
+            }
+            Some(_) => {}
+        }
+        let jwks: http::Uri = doc
+            .jwks_uri
+            .parse()
+            .map_err(|_| "discovery document: jwks_uri is not a URL".to_string())?;
+        crate::outbound::transport(&jwks, self.issuer.allow_http)
+            .map_err(|why| format!("discovered jwks_uri {why}"))?;
+        let issuer: http::Uri = self
             .issuer
-            .as_deref()
-            .is_some_and(|i| i.trim_end_matches('/') != base)
-        {
-            return Err("discovery document names another issuer".into());
+            .issuer
+            .parse()
+            .map_err(|_| "the issuer is not a URL".to_string())?;
+        if !crate::outbound::jwks_host_allowed(&issuer, &jwks, &self.issuer.jwks_hosts) {
+            return Err(format!(
+                "discovered jwks_uri is on host {:?}, neither the issuer's nor listed in jwks_hosts",
+                jwks.host().unwrap_or_default()
+            ));
         }
         Ok(doc.jwks_uri)
     }

@@ -14,8 +14,9 @@
 //! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
-//! - [`introspect`]: RFC 7662 introspection for opaque tokens, with a bounded cache
+//! - [`introspect`]: RFC 7662 introspection for opaque tokens: bounded caches, single flight, call budget
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
+//! - [`outbound`]: https for discovery, JWKS and introspection; where a `jwks_uri` may point
 //! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
 //! - [`identity`]: strip client identity headers, set verified ones
@@ -51,6 +52,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mint;
+pub mod outbound;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;

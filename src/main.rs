@@ -28,8 +28,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(arg) => load(&arg).map_or_else(|code| code, |(_, config)| run(config, &arg)),
         Command::Check(arg) => match load(&arg) {
-            Ok((raw, _)) => {
+            Ok((raw, config)) => {
                 print!("{}", raw.to_masked_toml());
+                for warning in gatehouse::outbound::warnings(&config) {
+                    eprintln!("WARNING: {warning}");
+                }
                 eprintln!("config OK");
                 ExitCode::SUCCESS
             }
@@ -66,6 +69,9 @@ fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
 
 fn run(config: Config, arg: &ConfigArg) -> ExitCode {
     logging::init(config.log_format);
+    for warning in gatehouse::outbound::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match gatehouse::app::runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {

@@ -8,13 +8,19 @@
 //! anyway. Each applied entry is also sent on a broadcast channel that open WebSocket
 //! sessions watch. When Redis is unreachable, the view is stale: requests then get 503
 //! (`on_store_error = "deny"`) or pass with a logged, counted warning (`"allow"`).
+//!
+//! Revocations only tighten: a new entry for a `jti` or subject already revoked is merged
+//! with the old one ([`Revoked::widened`]), keeping the later expiry and the later `before`,
+//! here and in Redis (atomically, in one script), so no later request, published message or
+//! resync can give a revoked token back its access. The Redis side lives in [`sync`].
 
-use std::collections::HashSet;
+mod sync;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +31,9 @@ use crate::store::{RedisHandle, StoreError};
 use crate::validate::{unix_now, Claims};
 
 const KEY_PREFIX: &str = "gatehouse:revoked:";
-const CHANNEL: &str = "gatehouse:revocations";
-/// How often the sync loop looks at Redis health (a resync itself runs every `resync`).
-const SYNC_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// The latest `before` accepted (9999-12-31T23:59:59Z): later values are no time at all, and
+/// every stored number must stay exact in the Lua (double) arithmetic of the Redis merge.
+pub const MAX_BEFORE: u64 = 253_402_300_799;
 
 /// One revocation, as stored, published and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +64,39 @@ impl Revoked {
                         .and_then(serde_json::Value::as_u64)
                         .is_none_or(|iat| iat < *before)
             }
+        }
+    }
+
+    /// The entry that revokes everything `self` and `newer` revoke (same `jti` or subject):
+    /// the later expiry and, for a subject, the later `before`. An expired `self` is gone.
+    pub fn widened(&self, newer: Revoked, now: u64) -> Revoked {
+        if self.expires() <= now {
+            return newer;
+        }
+        match (self, newer) {
+            (Revoked::Token { expires: old, .. }, Revoked::Token { jti, expires }) => {
+                Revoked::Token {
+                    jti,
+                    expires: expires.max(*old),
+                }
+            }
+            (
+                Revoked::Subject {
+                    before: old_before,
+                    expires: old_expires,
+                    ..
+                },
+                Revoked::Subject {
+                    sub,
+                    before,
+                    expires,
+                },
+            ) => Revoked::Subject {
+                sub,
+                before: before.max(*old_before),
+                expires: expires.max(*old_expires),
+            },
+            (_, newer) => newer,
         }
     }
 
@@ -178,7 +217,7 @@ impl Revocations {
         let expires = unix_now() + self.config.retain.as_secs();
         match (jti, sub) {
             (Some(jti), None) if !jti.is_empty() => Some(Revoked::Token { jti, expires }),
-            (None, Some(sub)) if !sub.is_empty() => {
+            (None, Some(sub)) if !sub.is_empty() && before.is_none_or(|b| b <= MAX_BEFORE) => {
                 let before = before.unwrap_or_else(unix_now);
                 // A token issued before `before` lives at most `retain` past it.
                 let expires = before
@@ -194,20 +233,13 @@ impl Revocations {
         }
     }
 
-    /// Records a revocation in the store (all replicas) and applies it here.
+    /// Records a revocation in the store (all replicas) and applies it here. With Redis the
+    /// store merges it with what it already holds and the merged entry is applied.
     pub async fn revoke(&self, entry: Revoked) -> Result<(), StoreError> {
-        if let Some(redis) = &self.redis {
-            let value = serde_json::to_string(&entry).map_err(|_| StoreError)?;
-            let mut set = redis::cmd("SET");
-            set.arg(entry.key())
-                .arg(&value)
-                .arg("EXAT")
-                .arg(entry.expires());
-            redis.run::<String>(&set).await?;
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(CHANNEL).arg(&value);
-            redis.run::<i64>(&publish).await?;
-        }
+        let entry = match &self.redis {
+            Some(redis) => sync::store(redis, &entry).await?,
+            None => entry,
+        };
         self.apply(entry);
         Ok(())
     }
@@ -226,21 +258,28 @@ impl Revocations {
         all
     }
 
+    /// Merges `entry` into the view; open sessions hear of it only when it revokes more.
     fn apply(&self, entry: Revoked) {
-        let map = match &entry {
-            Revoked::Token { .. } => &self.tokens,
-            Revoked::Subject { .. } => &self.subjects,
+        let (map, id) = match &entry {
+            Revoked::Token { jti, .. } => (&self.tokens, jti.clone()),
+            Revoked::Subject { sub, .. } => (&self.subjects, sub.clone()),
         };
-        let id = match &entry {
-            Revoked::Token { jti, .. } => jti.clone(),
-            Revoked::Subject { sub, .. } => sub.clone(),
+        let changed = match map.entry(id) {
+            Entry::Occupied(mut slot) => {
+                let merged = slot.get().widened(entry, unix_now());
+                if *slot.get() == merged {
+                    None
+                } else {
+                    slot.insert(merged.clone());
+                    Some(merged)
+                }
+            }
+            Entry::Vacant(slot) => Some(slot.insert(entry).clone()),
         };
-        if map.get(&id).is_some_and(|old| *old == entry) {
-            return;
+        if let Some(entry) = changed {
+            // No receiver (no open session) is fine.
+            let _ = self.events.send(entry);
         }
-        map.insert(id, entry.clone());
-        // No receiver (no open session) is fine.
-        let _ = self.events.send(entry);
     }
 
     /// Background work: with Redis, follow the channel and resync; always drop expired entries.
@@ -258,161 +297,12 @@ impl Revocations {
         }
     }
 
-    /// Re-reads every entry each `resync`, and at once whenever Redis comes back: until
-    /// then the view may lack revocations made during the outage, and counts as unhealthy.
-    async fn keep_synced(self: Arc<Self>, redis: Arc<RedisHandle>, stop: CancellationToken) {
-        let mut last_sync: Option<std::time::Instant> = None;
-        loop {
-            if !redis.is_healthy() {
-                self.synced.store(false, Ordering::Release);
-            }
-            let due = last_sync.is_none_or(|t| t.elapsed() >= self.config.resync);
-            if due || !self.synced.load(Ordering::Acquire) {
-                match self.resync().await {
-                    Ok(()) => {
-                        self.synced.store(true, Ordering::Release);
-                        last_sync = Some(std::time::Instant::now());
-                    }
-                    Err(StoreError) => tracing::debug!("revocation resync failed"),
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(SYNC_TICK) => {}
-            }
-        }
-    }
-
     fn sweep(&self) {
         let now = unix_now();
         self.tokens.retain(|_, r| r.expires() > now);
         self.subjects.retain(|_, r| r.expires() > now);
     }
-
-    /// Re-reads every revocation key, so a replica that missed a message still converges.
-    async fn resync(&self) -> Result<(), StoreError> {
-        let Some(redis) = &self.redis else {
-            return Ok(());
-        };
-        let mut keys: HashSet<String> = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{KEY_PREFIX}*"))
-                .arg("COUNT")
-                .arg(1000);
-            let (next, batch): (u64, Vec<String>) = redis.run(&scan).await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut mget = redis::cmd("MGET");
-        for key in &keys {
-            mget.arg(key);
-        }
-        let values: Vec<Option<String>> = redis.run(&mget).await?;
-        for value in values.into_iter().flatten() {
-            if let Ok(entry) = serde_json::from_str::<Revoked>(&value) {
-                self.apply(entry);
-            }
-        }
-        Ok(())
-    }
-
-    async fn follow_channel(self: Arc<Self>, stop: CancellationToken) {
-        let Some(redis) = self.redis.clone() else {
-            return;
-        };
-        loop {
-            let subscribed = async {
-                let mut pubsub = redis.client().get_async_pubsub().await.ok()?;
-                pubsub.subscribe(CHANNEL).await.ok()?;
-                Some(pubsub)
-            };
-            let pubsub = tokio::select! {
-                _ = stop.cancelled() => return,
-                p = tokio::time::timeout(crate::store::COMMAND_TIMEOUT * 2, subscribed) => p.ok().flatten(),
-            };
-            if let Some(pubsub) = pubsub {
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let Ok(payload) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    if let Ok(entry) = serde_json::from_str::<Revoked>(&payload) {
-                        self.apply(entry);
-                    }
-                }
-            }
-            // Disconnected: the resync keeps the view right meanwhile; try again shortly.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            }
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn claims(v: serde_json::Value) -> Claims {
-        v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn entries_match_by_jti_or_by_subject_before_a_time() {
-        let token = Revoked::Token {
-            jti: "j1".into(),
-            expires: u64::MAX,
-        };
-        assert!(token.matches(&claims(json!({"jti": "j1", "sub": "a"}))));
-        assert!(!token.matches(&claims(json!({"jti": "j2", "sub": "a"}))));
-        let subject = Revoked::Subject {
-            sub: "a".into(),
-            before: 100,
-            expires: u64::MAX,
-        };
-        assert!(subject.matches(&claims(json!({"sub": "a", "iat": 99}))));
-        assert!(!subject.matches(&claims(json!({"sub": "a", "iat": 100}))));
-        assert!(
-            subject.matches(&claims(json!({"sub": "a"}))),
-            "no iat: cannot prove it is newer"
-        );
-        assert!(!subject.matches(&claims(json!({"sub": "b", "iat": 1}))));
-    }
-
-    #[test]
-    fn entries_round_trip_as_the_admin_api_shows_them() {
-        let s = Revoked::Subject {
-            sub: "a".into(),
-            before: 5,
-            expires: 9,
-        };
-        let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(text, r#"{"sub":"a","before":5,"expires":9}"#);
-        assert_eq!(serde_json::from_str::<Revoked>(&text).unwrap(), s);
-        let t: Revoked = serde_json::from_str(r#"{"jti":"x","expires":3}"#).unwrap();
-        assert_eq!(
-            t,
-            Revoked::Token {
-                jti: "x".into(),
-                expires: 3
-            }
-        );
-    }
-}
+mod tests;

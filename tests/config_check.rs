@@ -194,3 +194,102 @@ fn token_mints_a_valid_token_only_with_a_local_key() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [[issuer]] has a local signing key"));
 }
+
+#[test]
+fn plain_http_key_and_introspection_urls_need_allow_http_and_check_warns_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("http.toml");
+    let write = |allow: &str| {
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[[issuer]]
+name = "oidc"
+issuer = "http://idp.example"
+audiences = ["a"]
+discovery = true
+{allow}
+[[issuer]]
+name = "jwks"
+issuer = "https://b.example/"
+audiences = ["a"]
+jwks_url = "http://keys.example/jwks"
+{allow}
+[[issuer]]
+name = "local"
+issuer = "http://127.0.0.1:8081"
+audiences = ["a"]
+discovery = true
+[[introspection]]
+name = "idp"
+url = "http://idp.example/introspect"
+client_id = "gatehouse"
+client_secret_env = "S"
+{allow}
+[[route]]
+path = "/"
+upstream = "http://u"
+"#
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let out = gatehouse(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("S", "x")],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "issuer[0].issuer",
+        "issuer[1].jwks_url",
+        "introspection[0].url",
+    ] {
+        assert!(stderr.contains(key), "{key} not refused:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("issuer[2]"),
+        "loopback http refused:\n{stderr}"
+    );
+
+    write("allow_http = true");
+    let out = gatehouse(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("S", "x")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("WARNING:"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        4,
+        "one warning per plain-http URL:\n{stderr}"
+    );
+    for name in ["\"oidc\"", "\"jwks\"", "\"local\"", "introspection \"idp\""] {
+        assert!(
+            warnings.iter().any(|w| w.contains(name)),
+            "{name}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn jwks_hosts_takes_bare_host_names_and_only_with_discovery() {
+    let base = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\n[[issuer]]\nname = \"i\"\n\
+                issuer = \"https://idp.example/\"\naudiences = [\"a\"]\n";
+    let good = format!("{base}discovery = true\njwks_hosts = [\"keys.example.net\"]\n");
+    assert!(load(&good, &[]).is_ok());
+    let bad_host = format!("{base}discovery = true\njwks_hosts = [\"https://keys.example.net\"]\n");
+    let error = load(&bad_host, &[]).unwrap_err();
+    assert!(error.contains("issuer[0].jwks_hosts[0]"), "{error}");
+    let without = format!(
+        "{base}jwks_url = \"https://idp.example/jwks\"\njwks_hosts = [\"keys.example.net\"]\n"
+    );
+    let error = load(&without, &[]).unwrap_err();
+    assert!(error.contains("issuer[0].jwks_hosts"), "{error}");
+}

@@ -196,3 +196,214 @@ async fn an_endpoint_that_is_down_or_refuses_us_means_503_not_a_pass() {
     assert_eq!(bearer(&wrong.url("/x"), "opaque-alice").await.status, 503);
     assert!(upstream.requests().is_empty());
 }
+
+/// An IdP that answers `active: true` with `exp` exactly as given for `opaque-exp-<i>`,
+/// holds answers for `opaque-crowd` until the gate opens, and counts calls per token.
+struct HostileIdp {
+    server: Upstream,
+    calls: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl HostileIdp {
+    async fn start(exps: Vec<serde_json::Value>) -> HostileIdp {
+        let calls: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+        let (gate, opened) = tokio::sync::watch::channel(false);
+        let (counter, exps) = (calls.clone(), Arc::new(exps));
+        let server = Upstream::start(move |request| {
+            let (counter, exps, mut opened) = (counter.clone(), exps.clone(), opened.clone());
+            async move {
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(&body).into_owned().collect();
+                let token = form.get("token").cloned().unwrap_or_default();
+                *counter.lock().unwrap().entry(token.clone()).or_default() += 1;
+                let answer = if token == "opaque-crowd" {
+                    opened.wait_for(|open| *open).await.unwrap();
+                    json!({"active": true, "sub": "crowd", "scope": "orders", "exp": now() + 3600})
+                } else if token == "opaque-alice" {
+                    json!({"active": true, "sub": "alice", "scope": "orders", "exp": now() + 3600})
+                } else if let Some(i) = token.strip_prefix("opaque-exp-") {
+                    let exp = exps[i.parse::<usize>().unwrap()].clone();
+                    json!({"active": true, "sub": "x", "scope": "orders", "exp": exp})
+                } else {
+                    json!({"active": false})
+                };
+                http::Response::new(full(answer.to_string()))
+            }
+        })
+        .await;
+        HostileIdp {
+            server,
+            calls,
+            gate,
+        }
+    }
+
+    fn calls(&self, token: &str) -> usize {
+        self.calls.lock().unwrap().get(token).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> usize {
+        self.calls.lock().unwrap().values().sum()
+    }
+
+    async fn proxy(&self, upstream: &Upstream, extra: &str) -> TestProxy {
+        let toml = format!(
+            r#"
+[[introspection]]
+name = "idp"
+url = "{}/introspect"
+client_id = "gatehouse"
+client_secret_env = "CLIENT_SECRET"
+{extra}
+
+[[route]]
+path = "/orders"
+upstream = "{}"
+require.scopes = ["orders"]
+"#,
+            self.server.url(),
+            upstream.url()
+        );
+        TestProxy::start_with_secrets(&toml, &[("CLIENT_SECRET", CLIENT_SECRET)]).await
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_new_token_make_one_idp_call() {
+    let idp = HostileIdp::start(vec![]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = idp.proxy(&upstream, "").await;
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let url = proxy.url("/orders");
+            tokio::spawn(async move { bearer(&url, "opaque-crowd").await.status.as_u16() })
+        })
+        .collect();
+    let asked = eventually(Duration::from_secs(5), || async {
+        idp.calls("opaque-crowd") >= 1
+    })
+    .await;
+    assert!(asked, "the IdP was never asked");
+    // Let the other requests pile up behind the first call; however many arrive in time,
+    // the count below must stay 1 (late ones are cache hits).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    idp.gate.send(true).unwrap();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(
+        idp.calls("opaque-crowd"),
+        1,
+        "30 concurrent requests with one token were not a single flight"
+    );
+}
+
+#[tokio::test]
+async fn made_up_tokens_cannot_flush_a_real_callers_cached_answer() {
+    let idp = HostileIdp::start(vec![]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = idp.proxy(&upstream, "cache_entries = 10").await;
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
+    // 45 misses stay inside the default call budget (50 at once).
+    for i in 0..45 {
+        let junk = format!("junk-{i}");
+        assert_eq!(bearer(&proxy.url("/orders"), &junk).await.status, 401);
+    }
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
+    assert_eq!(
+        idp.calls("opaque-alice"),
+        1,
+        "junk tokens evicted alice's cached answer"
+    );
+    // Junk is remembered too, within its own bound: the last one is still a cache hit.
+    assert_eq!(bearer(&proxy.url("/orders"), "junk-44").await.status, 401);
+    assert_eq!(idp.calls("junk-44"), 1);
+}
+
+#[tokio::test]
+async fn idp_calls_for_uncached_tokens_are_rate_limited_and_the_excess_is_503() {
+    let idp = HostileIdp::start(vec![]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = idp.proxy(&upstream, "max_calls_per_second = 5").await;
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let url = proxy.url("/orders");
+            tokio::spawn(async move { bearer(&url, &format!("random-{i}")).await })
+        })
+        .collect();
+    let mut unavailable = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.status.as_u16() {
+            401 => {}
+            503 => {
+                assert_eq!(answer.json()["error"], "introspection_unavailable");
+                assert!(
+                    answer.header("www-authenticate").is_none(),
+                    "a 503 blames no token"
+                );
+                unavailable += 1;
+            }
+            other => panic!("a made-up token got {other}"),
+        }
+    }
+    // The bucket holds 5 and refills at 5 a second: a bound on calls, not a timing claim.
+    let allowed = 5 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    let made = idp.total() - 1;
+    assert!(
+        made <= allowed,
+        "40 made-up tokens made {made} IdP calls (budget {allowed})"
+    );
+    assert!(unavailable > 0, "no miss was refused");
+    // A real caller's cached answer does not need the budget.
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-alice").await.status,
+        200
+    );
+    assert_eq!(idp.calls("opaque-alice"), 1);
+}
+
+#[tokio::test]
+async fn an_exp_that_is_not_a_sane_numeric_date_is_refused_not_taken_as_no_expiry() {
+    let later = now() + 3600;
+    let exps = vec![
+        json!("never"),
+        json!(1.5e12),
+        json!(null),
+        json!(later as f64 + 0.5),
+        json!(later),
+    ];
+    let idp = HostileIdp::start(exps).await;
+    let upstream = Upstream::echo().await;
+    let proxy = idp.proxy(&upstream, "").await;
+    for (i, what) in ["\"never\"", "1.5e12 (milliseconds)", "null"]
+        .iter()
+        .enumerate()
+    {
+        let answer = bearer(&proxy.url("/orders"), &format!("opaque-exp-{i}")).await;
+        assert_eq!(answer.status, 503, "exp {what} was accepted");
+        assert_eq!(answer.json()["error"], "introspection_unavailable");
+    }
+    // NumericDate allows fractions (RFC 7519 §2); integers pass as before.
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-exp-3").await.status,
+        200
+    );
+    assert_eq!(
+        bearer(&proxy.url("/orders"), "opaque-exp-4").await.status,
+        200
+    );
+}

@@ -231,3 +231,89 @@ async fn static_key_sources_verify_without_any_idp() {
         .await;
     assert_eq!(requests, 1.0);
 }
+
+/// A discovery server on loopback whose document is whatever `doc` makes of its own base
+/// URL (`http://127.0.0.1:PORT`); it also serves `/jwks` with one RSA key.
+async fn discovery_server(doc: fn(&str) -> serde_json::Value) -> (Upstream, String) {
+    let key = Key::rsa("rsa1", "k1").jwk();
+    let server = Upstream::start(move |request| {
+        let key = key.clone();
+        async move {
+            let host = request.headers()["host"].to_str().unwrap().to_string();
+            let body = match request.uri().path() {
+                "/.well-known/openid-configuration" => doc(&format!("http://{host}")),
+                "/jwks" => json!({ "keys": [key] }),
+                _ => return status(http::StatusCode::NOT_FOUND),
+            };
+            http::Response::new(full(body.to_string()))
+        }
+    })
+    .await;
+    let issuer = server.url();
+    (server, issuer)
+}
+
+/// Waits for the first failed refresh, then says whether the issuer got keys anyway.
+async fn keys_refused(proxy: &TestProxy) -> bool {
+    let errors = "gatehouse_jwks_refresh_total{issuer=\"idp\",result=\"error\"}";
+    let failed = eventually(Duration::from_secs(10), || async {
+        proxy.metric(errors).await >= 1.0
+            || get(&proxy.admin_url("/readyz"), &[]).await.status == 200
+    })
+    .await;
+    assert!(failed, "no refresh finished");
+    get(&proxy.admin_url("/readyz"), &[]).await.status == 503
+}
+
+#[tokio::test]
+async fn a_discovery_document_without_the_exact_issuer_is_refused() {
+    let upstream = Upstream::echo().await;
+    let docs: [fn(&str) -> serde_json::Value; 3] = [
+        |base| json!({ "jwks_uri": format!("{base}/jwks") }),
+        |base| json!({ "issuer": "https://other.example", "jwks_uri": format!("{base}/jwks") }),
+        |base| json!({ "issuer": format!("{base}/"), "jwks_uri": format!("{base}/jwks") }),
+    ];
+    for (i, doc) in docs.into_iter().enumerate() {
+        let (idp, issuer) = discovery_server(doc).await;
+        let proxy = TestProxy::start(&config(&issuer, "discovery = true", &upstream.url())).await;
+        assert!(keys_refused(&proxy).await, "document {i} was accepted");
+        assert_eq!(
+            status_with(&proxy, &Key::rsa("rsa1", "k1"), &issuer).await,
+            503,
+            "document {i}"
+        );
+        assert!(
+            idp.requests().iter().all(|r| r.uri != "/jwks"),
+            "document {i}"
+        );
+        proxy.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_discovered_jwks_uri_must_be_on_the_issuers_host_unless_listed() {
+    let upstream = Upstream::echo().await;
+    // Same server, another host name: `localhost` is not the issuer's `127.0.0.1`.
+    let doc = |base: &str| {
+        json!({
+            "issuer": base,
+            "jwks_uri": format!("{}/jwks", base.replace("127.0.0.1", "localhost")),
+        })
+    };
+    let (idp, issuer) = discovery_server(doc).await;
+    let proxy = TestProxy::start(&config(&issuer, "discovery = true", &upstream.url())).await;
+    assert!(
+        keys_refused(&proxy).await,
+        "a jwks_uri on another host was followed"
+    );
+    assert!(idp.requests().iter().all(|r| r.uri != "/jwks"));
+    proxy.shutdown().await;
+
+    let listed = "discovery = true\njwks_hosts = [\"localhost\"]";
+    let proxy = TestProxy::start(&config(&issuer, listed, &upstream.url())).await;
+    proxy.wait_ready().await;
+    assert_eq!(
+        status_with(&proxy, &Key::rsa("rsa1", "k1"), &issuer).await,
+        200
+    );
+}

@@ -310,3 +310,113 @@ async fn memory_and_redis_stores_behave_the_same() {
         proxy.shutdown().await;
     }
 }
+
+/// The subject revocations of `sub` listed by `proxy`, as `(before, expires)`.
+async fn listed_subject(proxy: &TestProxy, sub: &str) -> Vec<(u64, u64)> {
+    let listed = get(
+        &proxy.admin_url("/revocations"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    listed.json()["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sub"] == sub)
+        .map(|e| {
+            (
+                e["before"].as_u64().unwrap(),
+                e["expires"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
+    let backends = backends().await;
+    let proxy = replica(&config(&backends, "memory", "memory", "deny")).await;
+    let (t, jti) = token("bob");
+    assert_eq!(
+        revoke(&proxy, json!({ "sub": "bob" }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(api_status(&proxy, &t).await, 401);
+    let first = listed_subject(&proxy, "bob").await;
+    assert_eq!(first.len(), 1);
+
+    assert_eq!(
+        revoke(&proxy, json!({ "sub": "bob", "before": 1 }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(
+        api_status(&proxy, &t).await,
+        401,
+        "a narrower revocation gave bob's token back"
+    );
+    assert_eq!(listed_subject(&proxy, "bob").await, first);
+
+    // A jti revocation posted twice keeps the later expiry.
+    assert_eq!(
+        revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(
+        revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(api_status(&proxy, &t).await, 401);
+    assert_eq!(
+        revoke(
+            &proxy,
+            json!({ "sub": "bob", "before": 253_402_300_800u64 }),
+            Some(ADMIN)
+        )
+        .await,
+        400,
+        "a before past year 9999 is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_later_revocation_never_undoes_an_earlier_one_across_redis_replicas() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    let toml = config(&backends, &redis.url(), &redis.url(), "deny");
+    let (a, b) = (replica(&toml).await, replica(&toml).await);
+    let (t, _) = token("bob");
+    assert_eq!(revoke(&a, json!({ "sub": "bob" }), Some(ADMIN)).await, 204);
+    let first = listed_subject(&a, "bob").await;
+    assert_eq!(first.len(), 1);
+    let on_b = eventually(Duration::from_secs(2), || async {
+        api_status(&b, &t).await == 401
+    })
+    .await;
+    assert!(on_b, "replica B never saw the revocation");
+
+    // The narrower entry goes through the other replica: the store keeps the wider one.
+    assert_eq!(
+        revoke(&b, json!({ "sub": "bob", "before": 1 }), Some(ADMIN)).await,
+        204
+    );
+    assert_eq!(api_status(&b, &t).await, 401, "replica B gave bob back");
+    assert_eq!(api_status(&a, &t).await, 401, "replica A gave bob back");
+    // After a resync (500 ms) both still hold the first, wider entry, and so does Redis.
+    let c = replica(&toml).await;
+    let synced = eventually(Duration::from_secs(5), || async {
+        api_status(&c, &t).await != 503
+    })
+    .await;
+    assert!(synced, "replica C never read the store");
+    assert_eq!(
+        api_status(&c, &t).await,
+        401,
+        "a new replica read the narrow entry"
+    );
+    for proxy in [&a, &b, &c] {
+        assert_eq!(listed_subject(proxy, "bob").await, first);
+    }
+}

@@ -84,6 +84,8 @@ pub(super) fn validate_issuer(
         refresh,
         typ: raw.typ.clone(),
         private_key_file: raw.private_key_file.clone(),
+        jwks_hosts: raw.jwks_hosts.clone(),
+        allow_http: raw.allow_http,
     })
 }
 
@@ -98,12 +100,7 @@ fn key_source(
         sources.push(KeySource::Discovery);
     }
     if let Some(url) = &raw.jwks_url {
-        if http_url(url).is_none() {
-            e.push(
-                format!("{path}.jwks_url"),
-                "must be an http:// or https:// URL",
-            );
-        }
+        remote_url(e, &format!("{path}.jwks_url"), url, raw.allow_http);
         sources.push(KeySource::JwksUrl(url.clone()));
     }
     if let Some(file) = &raw.jwks_file {
@@ -129,12 +126,10 @@ fn key_source(
         }
         sources.push(KeySource::Hmac(s));
     }
-    if raw.discovery && http_url(&raw.issuer).is_none() {
-        e.push(
-            format!("{path}.discovery"),
-            "needs an http(s) issuer URL to discover from",
-        );
+    if raw.discovery {
+        remote_url(e, &format!("{path}.issuer"), &raw.issuer, raw.allow_http);
     }
+    jwks_hosts(e, path, raw);
     match sources.len() {
         1 => sources.pop(),
         0 if hmac_named => None,
@@ -148,6 +143,41 @@ fn key_source(
         _ => {
             e.push(path, "more than one key source; keep exactly one");
             None
+        }
+    }
+}
+
+/// A URL keys are fetched from: https, or http where [`crate::outbound`] allows it.
+fn remote_url(e: &mut ConfigErrors, key: &str, url: &str, allow_http: bool) {
+    match http_url(url) {
+        None => e.push(key, "must be an https:// URL to fetch keys from"),
+        Some(uri) => {
+            if let Err(why) = crate::outbound::transport(&uri, allow_http) {
+                e.push(key, why);
+            }
+        }
+    }
+}
+
+/// `jwks_hosts` holds bare host names (no scheme, port or path), and only means something
+/// with discovery: a configured `jwks_url` is trusted as written.
+fn jwks_hosts(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) {
+    if !raw.jwks_hosts.is_empty() && !raw.discovery {
+        e.push(
+            format!("{path}.jwks_hosts"),
+            "only used with discovery = true (a jwks_url is trusted as written)",
+        );
+    }
+    for (i, host) in raw.jwks_hosts.iter().enumerate() {
+        let bare = format!("https://{host}/")
+            .parse::<http::Uri>()
+            .ok()
+            .is_some_and(|u| u.host() == Some(host.as_str()) && u.port().is_none());
+        if !bare || host.is_empty() {
+            e.push(
+                format!("{path}.jwks_hosts[{i}]"),
+                "a bare host name like \"keys.example.com\" (no scheme, port or path)",
+            );
         }
     }
 }

@@ -126,10 +126,18 @@ pub(super) fn validate_introspection(
         e.push(format!("{path}.name"), "required");
     }
     let url = http_url(&raw.url);
-    if url.is_none() {
+    match &url {
+        None => e.push(format!("{path}.url"), "the endpoint, an https:// URL"),
+        Some(u) => {
+            if let Err(why) = crate::outbound::transport(u, raw.allow_http) {
+                e.push(format!("{path}.url"), why);
+            }
+        }
+    }
+    if raw.max_calls_per_second == 0 {
         e.push(
-            format!("{path}.url"),
-            "the endpoint, an http:// or https:// URL",
+            format!("{path}.max_calls_per_second"),
+            "at least 1: it bounds what made-up tokens can cost the endpoint",
         );
     }
     if raw.client_id.is_empty() {
@@ -161,6 +169,9 @@ pub(super) fn validate_introspection(
         client_secret: client_secret?,
         cache,
         cache_entries: raw.cache_entries,
+        negative_cache_entries: raw.negative_cache_entries,
+        max_calls_per_second: raw.max_calls_per_second,
+        allow_http: raw.allow_http,
         timeout,
     })
 }

@@ -68,6 +68,10 @@ pub struct IssuerConfig {
     pub typ: Option<String>,
     /// Private key for `gatehouse token` and the demo; never used to verify.
     pub private_key_file: Option<PathBuf>,
+    /// Hosts besides the issuer's a discovered `jwks_uri` may be on.
+    pub jwks_hosts: Vec<String>,
+    /// Plain http (non-loopback) accepted for discovery and `jwks_url`.
+    pub allow_http: bool,
 }
 
 /// Where an issuer's verification keys come from.
@@ -173,6 +177,10 @@ pub struct IntrospectionConfig {
     pub client_secret: Secret,
     pub cache: Duration,
     pub cache_entries: usize,
+    pub negative_cache_entries: usize,
+    /// At least 1.
+    pub max_calls_per_second: u32,
+    pub allow_http: bool,
     pub timeout: Duration,
 }
 
