@@ -310,7 +310,7 @@ async fn an_unfinished_megabyte_first_fragment_is_refused_at_its_header() {
     assert!(hub.conns().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_unauthenticated_megabyte_fragments_leave_memory_bounded() {
     let hub = WsHub::start().await;
     let proxy = proxy(&hub.url(), "").await;
@@ -323,7 +323,7 @@ async fn a_hundred_unauthenticated_megabyte_fragments_leave_memory_bounded() {
             let (mut s, head) = raw_upgrade(addr, "/fm", "").await;
             assert!(head.starts_with("HTTP/1.1 101"), "{head}");
             // The proxy may cut us mid-write: that is the point.
-            let _ = tokio::time::timeout(Duration::from_secs(4), s.write_all(&attack)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(15), s.write_all(&attack)).await;
             s
         }));
     }
@@ -333,6 +333,7 @@ async fn a_hundred_unauthenticated_megabyte_fragments_leave_memory_bounded() {
     }
     // Every connection is still inside its first_message_timeout here.
     let grown = rss_bytes().saturating_sub(before);
+    eprintln!("RSS grew by {} KiB", grown >> 10);
     assert!(
         grown < 40 << 20,
         "100 unauthenticated connections grew RSS by {} MiB",
