@@ -14,6 +14,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::config::validate::PreAuthLimits;
+
 /// The shared budget; one per configuration generation.
 #[derive(Clone, Debug)]
 pub struct PreAuthBudget {
@@ -68,7 +70,11 @@ impl Held {
         }
         let Ok(n @ 1..) = u32::try_from(bytes) else {
             // Zero needs no permit; more than u32::MAX is over any per-holder limit anyway.
-            return if bytes == 0 { Ok(()) } else { Err(OverBudget::Holder) };
+            return if bytes == 0 {
+                Ok(())
+            } else {
+                Err(OverBudget::Holder)
+            };
         };
         let permit = self
             .all
@@ -85,11 +91,13 @@ impl Held {
 }
 
 impl PreAuthBudget {
-    pub fn new(per_holder: usize, all: usize, body_timeout: Duration) -> Self {
+    pub fn new(limits: &PreAuthLimits) -> Self {
         Self {
-            all: Arc::new(Semaphore::new(all.min(Semaphore::MAX_PERMITS))),
-            per_holder,
-            body_timeout,
+            all: Arc::new(Semaphore::new(
+                limits.total_bytes.min(Semaphore::MAX_PERMITS),
+            )),
+            per_holder: limits.bytes,
+            body_timeout: limits.body_read_timeout,
         }
     }
 
@@ -138,9 +146,17 @@ impl PreAuthBudget {
 mod tests {
     use super::*;
 
+    fn budget(bytes: usize, total_bytes: usize) -> PreAuthBudget {
+        PreAuthBudget::new(&PreAuthLimits {
+            bytes,
+            total_bytes,
+            body_read_timeout: Duration::from_secs(1),
+        })
+    }
+
     #[test]
     fn a_holder_is_bounded_alone_and_together_and_gives_back_on_drop() {
-        let budget = PreAuthBudget::new(100, 150, Duration::from_secs(1));
+        let budget = budget(100, 150);
         let mut a = budget.holder();
         assert_eq!(a.take(0), Ok(()));
         assert_eq!(a.take(60), Ok(()));
@@ -156,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_read_whole_within_size_and_budget() {
-        let budget = PreAuthBudget::new(100, 100, Duration::from_secs(1));
+        let budget = budget(100, 100);
         let body = http_body_util::Full::new(Bytes::from_static(b"{\"route\":\"/x\"}"));
         assert_eq!(
             budget.read_body(body, 64).await.as_deref(),

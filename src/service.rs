@@ -30,7 +30,6 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
-use crate::pre_auth::PreAuthBudget;
 use crate::rate_limit::RateLimiter;
 use crate::redact::Redactor;
 use crate::revocation::Revocations;
@@ -91,8 +90,7 @@ pub struct Proxy {
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
     pub(crate) sessions: TaskTracker,
-    /// Bytes held for callers not yet authenticated (first message, ticket body).
-    pub(crate) pre_auth: PreAuthBudget,
+    pub(crate) pre_auth: crate::pre_auth::PreAuthBudget,
     /// Used for requests that match no route.
     fallback: (Arc<str>, Redactor, RouteMetrics),
 }
@@ -141,11 +139,7 @@ impl Proxy {
             }),
             drain: shared.websockets_drain.clone(),
             sessions: shared.sessions.clone(),
-            pre_auth: PreAuthBudget::new(
-                config.pre_auth.bytes,
-                config.pre_auth.total_bytes,
-                config.pre_auth.body_read_timeout,
-            ),
+            pre_auth: crate::pre_auth::PreAuthBudget::new(&config.pre_auth),
             fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
             metrics: metrics.clone(),
         })

@@ -23,8 +23,8 @@ use tokio_tungstenite::WebSocketStream;
 use crate::admission::ConnSlot;
 use crate::body::{empty, Body};
 use crate::error::{AuthError, ProxyError, UpstreamError};
-use crate::pre_auth::OverBudget;
 use crate::policy;
+use crate::pre_auth::OverBudget;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token;
 use crate::validate::Claims;
@@ -191,7 +191,12 @@ impl Proxy {
         Ok(response)
     }
 
-    async fn after_first_message(&self, route: &Route, mut client: MeteredSocket, pending: Pending) {
+    async fn after_first_message(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        pending: Pending,
+    ) {
         let credential = match self.read_auth_message(route, &mut client).await {
             Ok(credential) => credential,
             Err(e) => return self.refuse(route, client, &e, CLOSE_UNAUTHORIZED).await,
@@ -289,7 +294,13 @@ impl Proxy {
         })
     }
 
-    async fn refuse(&self, route: &Route, mut client: MeteredSocket, error: &ProxyError, code: u16) {
+    async fn refuse(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        error: &ProxyError,
+        code: u16,
+    ) {
         let (reason, code, text, result) = match error {
             ProxyError::Auth(e) => {
                 self.metrics.auth_failure(e.reason());

@@ -20,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::server::{Request as WsRequest, Response as WsResponse};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Request as WsRequest, Response as WsResponse,
+};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -219,11 +221,7 @@ impl HostileHub {
                 }
             }
         });
-        HostileHub {
-            addr,
-            closes,
-            task,
-        }
+        HostileHub { addr, closes, task }
     }
 
     fn url(&self) -> String {
@@ -357,7 +355,9 @@ async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
     for _ in 0..8 {
         let (mut s, head) = raw_upgrade(proxy.addr, "/fm", "").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        s.write_all(&unfinished_fragment(12_000, 100)).await.unwrap();
+        s.write_all(&unfinished_fragment(12_000, 100))
+            .await
+            .unwrap();
         conns.push(s);
     }
     let codes = futures_util::future::join_all(
@@ -368,7 +368,10 @@ async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
     .await;
     let refused = codes.iter().filter(|c| **c == Some(1013)).count();
     assert_eq!(refused, 3, "{codes:?}");
-    assert!(codes.iter().all(|c| matches!(c, None | Some(1013))), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| matches!(c, None | Some(1013))),
+        "{codes:?}"
+    );
     assert_eq!(
         proxy
             .metric("gatehouse_limit_hits_total{limit=\"pre_auth_total_bytes\"}")

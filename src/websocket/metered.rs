@@ -106,7 +106,9 @@ impl FrameMeter {
         let mut announced = 0u64;
         while let Some((&byte, rest)) = bytes.split_first() {
             if self.payload_left > 0 {
-                let skip = bytes.len().min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                let skip = bytes
+                    .len()
+                    .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
                 self.payload_left -= skip as u64;
                 bytes = bytes.get(skip..).unwrap_or_default();
                 continue;
@@ -116,7 +118,9 @@ impl FrameMeter {
                 *slot = byte;
                 self.have += 1;
             }
-            if let Some((size, payload)) = frame_size(self.header.get(..self.have).unwrap_or_default()) {
+            if let Some((size, payload)) =
+                frame_size(self.header.get(..self.have).unwrap_or_default())
+            {
                 announced = announced.saturating_add(size).saturating_add(payload);
                 self.payload_left = payload;
                 self.have = 0;

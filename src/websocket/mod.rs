@@ -179,8 +179,14 @@ mod tests {
         assert!(chosen_protocol_offered(&answer(&["chat.v2"]), &offered));
         assert!(!chosen_protocol_offered(&answer(&["evil"]), &offered));
         assert!(!chosen_protocol_offered(&answer(&["CHAT.V1"]), &offered));
-        assert!(!chosen_protocol_offered(&answer(&["chat.v1, chat.v2"]), &offered));
-        assert!(!chosen_protocol_offered(&answer(&["chat.v1", "chat.v1"]), &offered));
+        assert!(!chosen_protocol_offered(
+            &answer(&["chat.v1, chat.v2"]),
+            &offered
+        ));
+        assert!(!chosen_protocol_offered(
+            &answer(&["chat.v1", "chat.v1"]),
+            &offered
+        ));
         assert!(!chosen_protocol_offered(&answer(&["bearer.abc"]), &[]));
     }
 }

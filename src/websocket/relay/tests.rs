@@ -4,13 +4,19 @@ use tokio::io::{duplex, DuplexStream};
 #[test]
 fn a_client_close_in_gatehouse_range_is_rewritten_for_the_upstream() {
     for code in [4401, 4403, 4400, 4499] {
-        let p = plan(Ending::Closed(Side::Client, Some(close_frame(code, "token expired"))));
+        let p = plan(Ending::Closed(
+            Side::Client,
+            Some(close_frame(code, "token expired")),
+        ));
         assert_eq!(p.upstream, Farewell::Forward(Some(close_frame(4000, ""))));
         assert_eq!((p.client, p.code), (Farewell::Echo, Some(code)));
     }
     for code in [1000, 1001, 4000, 4399, 4500] {
         let p = plan(Ending::Closed(Side::Client, Some(close_frame(code, "bye"))));
-        assert_eq!(p.upstream, Farewell::Forward(Some(close_frame(code, "bye"))));
+        assert_eq!(
+            p.upstream,
+            Farewell::Forward(Some(close_frame(code, "bye")))
+        );
     }
     // The upstream's own closes reach the client as they are.
     let p = plan(Ending::Closed(Side::Upstream, Some(close_frame(4401, "x"))));
@@ -19,7 +25,10 @@ fn a_client_close_in_gatehouse_range_is_rewritten_for_the_upstream() {
 
 #[test]
 fn authentication_endings_tell_both_sides_4401() {
-    for (ending, text) in [(Ending::Expired, "token expired"), (Ending::Revoked, "token revoked")] {
+    for (ending, text) in [
+        (Ending::Expired, "token expired"),
+        (Ending::Revoked, "token revoked"),
+    ] {
         let p = plan(ending);
         assert_eq!(p.client, Farewell::Close(4401, text));
         assert_eq!(p.upstream, Farewell::Close(4401, text));
@@ -38,7 +47,10 @@ fn the_idle_timer_also_finds_stalled_sends() {
     assert_eq!(tally.next_check(idle, t0 + idle), Err(Ending::Idle));
     tally.sending(Side::Upstream, Some(t0));
     tally.read_at(t0 + Duration::from_secs(5));
-    assert_eq!(tally.next_check(idle, t0 + Duration::from_secs(6)), Ok(t0 + idle));
+    assert_eq!(
+        tally.next_check(idle, t0 + Duration::from_secs(6)),
+        Ok(t0 + idle)
+    );
     assert_eq!(
         tally.next_check(idle, t0 + idle),
         Err(Ending::Stalled(Side::Upstream))
