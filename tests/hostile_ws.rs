@@ -329,9 +329,14 @@ async fn a_hundred_unauthenticated_megabyte_fragments_leave_memory_bounded() {
     for task in tasks {
         held.push(task.await.unwrap());
     }
-    // Every connection is still inside its first_message_timeout here.
-    let grown = rss_bytes().saturating_sub(before);
-    eprintln!("RSS grew by {} KiB", grown >> 10);
+    // Every connection is still inside its first_message_timeout (5 s) for this window, in
+    // which the proxy has had time to take in whatever it was going to buffer.
+    let mut grown = 0;
+    for _ in 0..20 {
+        grown = grown.max(rss_bytes().saturating_sub(before));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("RSS grew by {} KiB at most", grown >> 10);
     assert!(
         grown < 40 << 20,
         "100 unauthenticated connections grew RSS by {} MiB",
