@@ -5,7 +5,9 @@
 //! then the upstream's own handshake answer (its `101` with `Sec-WebSocket-Accept` and the
 //! chosen subprotocol) goes back to the client, and [`relay`] takes over both sockets.
 //! With the `first-message` source, `upgrade.rs` answers the handshake itself and opens
-//! the upstream leg only once the first message carried a valid token.
+//! the upstream leg only once the first message carried a valid token; until then the
+//! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
+//! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
 
 pub mod metered;
 pub mod relay;
