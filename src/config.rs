@@ -8,6 +8,7 @@
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
 mod issuer;
+mod limits;
 mod route;
 mod stores;
 mod types;
@@ -359,6 +360,12 @@ pub struct FileLimits {
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: String,
     pub token_cache_entries: usize,
+    /// Bytes one connection may hold before its token validates; unset: max_token_bytes + 1 KiB.
+    pub pre_auth_bytes: Option<usize>,
+    /// Bytes all connections together may hold before their tokens validate.
+    pub pre_auth_total_bytes: usize,
+    /// How long gatehouse waits for a request body it reads itself (the ticket endpoint's).
+    pub body_read_timeout: String,
 }
 
 impl Default for FileLimits {
@@ -372,6 +379,9 @@ impl Default for FileLimits {
             requests_per_ip_per_second: 0,
             idle_timeout: "60s".into(),
             token_cache_entries: 100_000,
+            pre_auth_bytes: None,
+            pre_auth_total_bytes: 16 << 20,
+            body_read_timeout: "10s".into(),
         }
     }
 }

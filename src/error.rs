@@ -90,6 +90,9 @@ pub enum UpstreamError {
     /// The client's body crossed the route's `max_body_bytes`: the client's fault (413).
     #[error("request body too large")]
     BodyTooLarge,
+    /// The upstream's `101` chose a subprotocol the client did not offer (502).
+    #[error("upstream chose a subprotocol the client did not offer")]
+    BadSubprotocol,
 }
 
 impl UpstreamError {
@@ -100,6 +103,7 @@ impl UpstreamError {
             UpstreamError::Timeout => "timeout",
             UpstreamError::BadRequest(_) => "bad_request",
             UpstreamError::BodyTooLarge => "body_too_large",
+            UpstreamError::BadSubprotocol => "bad_subprotocol",
         }
     }
 }
@@ -130,6 +134,12 @@ pub enum ProxyError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The bytes held for unauthenticated callers are spent (`crate::pre_auth`).
+    #[error(transparent)]
+    OverBudget(#[from] crate::pre_auth::OverBudget),
+    /// A body gatehouse reads itself did not arrive within `limits.body_read_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
 }
 
 impl From<RevocationError> for ProxyError {
@@ -204,6 +214,21 @@ impl ProxyError {
                 );
                 r
             }
+            ProxyError::OverBudget(_) => {
+                let mut r = json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "over_capacity",
+                    "too many unauthenticated requests in flight, try again",
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            ProxyError::BodyTimeout => json(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ),
             ProxyError::Auth(e) => auth_response(&e),
             ProxyError::Upstream(e) => match e {
                 UpstreamError::Connect(_) | UpstreamError::Failed(_) => json(
@@ -220,6 +245,11 @@ impl ProxyError {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
                     "the request body is larger than this route accepts",
+                ),
+                UpstreamError::BadSubprotocol => json(
+                    StatusCode::BAD_GATEWAY,
+                    e.kind(),
+                    "the upstream chose a subprotocol the client did not offer",
                 ),
                 UpstreamError::BadRequest(_) => json(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -21,6 +21,7 @@
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
 //! - [`identity`]: strip client identity headers, set verified ones
 //! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
+//! - [`pre_auth`]: the byte budget of callers not yet authenticated (first message, ticket body)
 //! - [`upstream`]: hop-by-hop rules, `X-Forwarded-*`, redacted URI, pooled forwarding
 //! - [`redact`]: the one redaction of query strings and URLs
 //! - [`error`]: `AuthError`, `UpstreamError`, `ProxyError` and the only error -> response map
@@ -54,6 +55,7 @@ pub mod metrics;
 pub mod mint;
 pub mod outbound;
 pub mod policy;
+pub mod pre_auth;
 pub mod rate_limit;
 pub mod redact;
 pub mod reload;

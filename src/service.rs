@@ -90,6 +90,7 @@ pub struct Proxy {
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
     pub(crate) sessions: TaskTracker,
+    pub(crate) pre_auth: crate::pre_auth::PreAuthBudget,
     /// Used for requests that match no route.
     fallback: (Arc<str>, Redactor, RouteMetrics),
 }
@@ -138,6 +139,7 @@ impl Proxy {
             }),
             drain: shared.websockets_drain.clone(),
             sessions: shared.sessions.clone(),
+            pre_auth: crate::pre_auth::PreAuthBudget::new(&config.pre_auth),
             fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
             metrics: metrics.clone(),
         })
@@ -244,8 +246,9 @@ impl Proxy {
         let access = self.counted(upgrade, route, access)?;
         crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
         self.rewrite(route, &mut parts, conn, request_id, credential.as_ref())?;
+        let mut protocols = Vec::new();
         if upgrade {
-            let protocols = websocket::offered_protocols(&parts.headers);
+            protocols = websocket::offered_protocols(&parts.headers);
             websocket::prepare_upstream_request(&mut parts.headers, &protocols);
         }
         let sent = Instant::now();
@@ -258,6 +261,7 @@ impl Proxy {
             client_upgrade,
             response.status() == StatusCode::SWITCHING_PROTOCOLS,
         ) {
+            self.check_chosen_protocol(route, response.headers(), &protocols)?;
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::prepare_client_response(response.headers_mut());
             let claims = credential.as_ref().map(|c| c.claims.clone());
@@ -373,6 +377,14 @@ impl Proxy {
                 "token_revoked"
             }
             ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::OverBudget(e) => {
+                self.metrics.limit_hit(e.limit());
+                "over_capacity"
+            }
+            ProxyError::BodyTimeout => {
+                self.metrics.limit_hit("body_read_timeout");
+                "body_read_timeout"
+            }
             ProxyError::Upstream(UpstreamError::BodyTooLarge) => {
                 self.metrics.limit_hit("max_body_bytes");
                 "payload_too_large"

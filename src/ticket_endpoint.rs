@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
@@ -21,6 +20,7 @@ use crate::config::{Config, TicketsConfig, UpstreamAuth};
 use crate::error::{AuthError, ProxyError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
+use crate::pre_auth::BodyError;
 use crate::rate_limit::RateLimiter;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
@@ -162,11 +162,18 @@ impl Proxy {
             .ok_or(AuthError::Missing)?;
         let claims = self.validated(&found.token).await?;
         line.subject = self.subject(&claims);
-        let body = Limited::new(body, MAX_BODY_BYTES)
-            .collect()
+        // Held against the pre-authentication budget and cut after limits.body_read_timeout.
+        let body = self
+            .pre_auth
+            .read_body(body, MAX_BODY_BYTES)
             .await
-            .map_err(|_| ProxyError::BadRequest("the body is not a ticket request"))?
-            .to_bytes();
+            .map_err(|e| match e {
+                BodyError::Timeout => ProxyError::BodyTimeout,
+                BodyError::Over(over) => ProxyError::OverBudget(over),
+                BodyError::TooLarge | BodyError::Broken => {
+                    ProxyError::BadRequest("the body is not a ticket request")
+                }
+            })?;
         let wanted = parse_request(&body)?;
         let route = match &wanted.route {
             Some(path) => {

@@ -2,12 +2,14 @@
 //! first-message flow, where gatehouse answers the handshake itself and opens the upstream
 //! leg only after the client's first message carried a token that passed validation and
 //! policy. Nothing reaches the upstream before that; a wrong or late message gets 4401.
+//! Until the token validates, the client's bytes count against the pre-authentication
+//! budget (`pre_auth`): past this connection's share 1009, past the shared budget 1013.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use futures_util::StreamExt;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -16,15 +18,18 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::admission::ConnSlot;
 use crate::body::{empty, Body};
-use crate::error::{AuthError, ProxyError};
+use crate::error::{AuthError, ProxyError, UpstreamError};
 use crate::policy;
+use crate::pre_auth::OverBudget;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token;
 use crate::validate::Claims;
-use crate::websocket::relay::{self, RevocationWatch, Session, Socket, CLOSE_UNAUTHORIZED};
+use crate::websocket::metered::{self, MeteredSocket};
+use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
 
 /// Close code when a valid caller is not allowed on the route.
@@ -74,14 +79,30 @@ impl Proxy {
         });
     }
 
-    async fn run_session(
+    /// Refuses an upstream `101` whose subprotocol the client never offered (502).
+    pub(crate) fn check_chosen_protocol(
         &self,
         route: &Route,
-        client: Socket,
-        upstream: Socket,
+        response: &HeaderMap,
+        offered: &[String],
+    ) -> Result<(), ProxyError> {
+        if ws::chosen_protocol_offered(response, offered) {
+            return Ok(());
+        }
+        self.metrics.upgrade(&route.name, "bad_subprotocol");
+        Err(UpstreamError::BadSubprotocol.into())
+    }
+
+    async fn run_session<C>(
+        &self,
+        route: &Route,
+        client: WebSocketStream<C>,
+        upstream: relay::Socket,
         claims: Option<Arc<Claims>>,
         request_id: &str,
-    ) {
+    ) where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         self.metrics.upgrade(&route.name, "ok");
         let subject = claims.as_deref().and_then(|c| self.subject(c));
         let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
@@ -155,7 +176,8 @@ impl Proxy {
         let request_id = request_id.clone();
         self.sessions.spawn(async move {
             let Ok(io) = client_upgrade.await else { return };
-            let client = relay::socket(io, Role::Server, route.config.max_message_bytes).await;
+            let held = proxy.pre_auth.holder();
+            let client = metered::socket(io, held, route.config.max_message_bytes).await;
             let pending = Pending {
                 parts,
                 body,
@@ -169,7 +191,12 @@ impl Proxy {
         Ok(response)
     }
 
-    async fn after_first_message(&self, route: &Route, mut client: Socket, pending: Pending) {
+    async fn after_first_message(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        pending: Pending,
+    ) {
         let credential = match self.read_auth_message(route, &mut client).await {
             Ok(credential) => credential,
             Err(e) => return self.refuse(route, client, &e, CLOSE_UNAUTHORIZED).await,
@@ -193,25 +220,23 @@ impl Proxy {
                     .await
             }
         };
+        // Authenticated: from here only the route's own limits apply.
+        client.get_mut().release();
         crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
         if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, Some(&credential)) {
             return self.refuse(route, client, &e, 1011).await;
         }
         ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
-        let upstream = match route
-            .upstream
-            .forward(Request::from_parts(parts, body))
-            .await
-        {
-            Ok(mut r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                hyper::upgrade::on(&mut r).await.ok()
+        let upstream = self
+            .open_upstream(route, Request::from_parts(parts, body), protocol.as_slice())
+            .await;
+        let upstream = match upstream {
+            Ok(upstream) => upstream,
+            Err(result) => {
+                self.metrics.upgrade(&route.name, result);
+                relay::close(&mut client, 1011, "upstream unavailable").await;
+                return;
             }
-            _ => None,
-        };
-        let Some(upstream) = upstream else {
-            self.metrics.upgrade(&route.name, "upstream_refused");
-            relay::close(&mut client, 1011, "upstream unavailable").await;
-            return;
         };
         let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
         let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
@@ -225,12 +250,37 @@ impl Proxy {
         .await;
     }
 
+    /// Sends the held upgrade upstream; `Err` is the upgrade metric's result.
+    async fn open_upstream(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+        protocol: &[String],
+    ) -> Result<hyper::upgrade::Upgraded, &'static str> {
+        let mut response = match route.upstream.forward(request).await {
+            Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => r,
+            _ => return Err("upstream_refused"),
+        };
+        // The client was already told which subprotocol it gets: the upstream must agree.
+        if !ws::chosen_protocol_offered(response.headers(), protocol) {
+            return Err("bad_subprotocol");
+        }
+        hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|_| "upstream_refused")
+    }
+
     async fn read_auth_message(
         &self,
         route: &Route,
-        client: &mut Socket,
+        client: &mut MeteredSocket,
     ) -> Result<Credential, ProxyError> {
         let first = tokio::time::timeout(route.config.first_message_timeout, client.next()).await;
+        if let Ok(Some(Err(e))) = &first {
+            if let Some(over) = metered::over_budget(e) {
+                return Err(over.into());
+            }
+        }
         let Ok(Some(Ok(Message::Text(text)))) = first else {
             return Err(AuthError::Missing.into());
         };
@@ -244,22 +294,39 @@ impl Proxy {
         })
     }
 
-    async fn refuse(&self, route: &Route, mut client: Socket, error: &ProxyError, code: u16) {
-        let reason = match error {
+    async fn refuse(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        error: &ProxyError,
+        code: u16,
+    ) {
+        let (reason, code, text, result) = match error {
             ProxyError::Auth(e) => {
                 self.metrics.auth_failure(e.reason());
-                e.reason()
+                (e.reason(), code, refusal_text(code), "auth_failed")
             }
-            _ => "upstream_error",
+            ProxyError::OverBudget(over) => {
+                self.metrics.limit_hit(over.limit());
+                let (code, text) = match over {
+                    OverBudget::Holder => (1009, "too big before authentication"),
+                    OverBudget::All => (1013, "busy, try again later"),
+                };
+                (over.limit(), code, text, "pre_auth_budget")
+            }
+            _ => ("upstream_error", code, refusal_text(code), "auth_failed"),
         };
-        self.metrics.upgrade(&route.name, "auth_failed");
+        self.metrics.upgrade(&route.name, result);
         tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);
-        let text = if code == CLOSE_FORBIDDEN {
-            "forbidden"
-        } else {
-            "authentication failed"
-        };
         relay::close(&mut client, code, text).await;
+    }
+}
+
+fn refusal_text(code: u16) -> &'static str {
+    if code == CLOSE_FORBIDDEN {
+        "forbidden"
+    } else {
+        "authentication failed"
     }
 }
 

@@ -242,3 +242,23 @@ fn syntax_errors_give_the_position_but_never_quote_the_line() {
         "{err}"
     );
 }
+
+#[test]
+fn pre_auth_limits_default_from_the_token_size_and_must_fit_one_token() {
+    let config = validate(&load_str(MINIMAL).unwrap(), &secrets).unwrap();
+    assert_eq!(config.pre_auth.bytes, 16384 + 1024);
+    assert_eq!(config.pre_auth.total_bytes, 16 << 20);
+    assert_eq!(config.pre_auth.body_read_timeout.as_secs(), 10);
+    let toml = format!(
+        "{MINIMAL}\n[limits]\nmax_token_bytes = 4096\npre_auth_bytes = 4100\n\
+         pre_auth_total_bytes = 2000\nbody_read_timeout = \"0s\"\n"
+    );
+    let errors = errors_of(&toml).join("\n");
+    for key in [
+        "limits.pre_auth_bytes",
+        "limits.pre_auth_total_bytes",
+        "limits.body_read_timeout",
+    ] {
+        assert!(errors.contains(key), "{key} missing from:\n{errors}");
+    }
+}

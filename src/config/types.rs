@@ -39,7 +39,18 @@ pub struct Config {
     pub requests_per_ip_per_second: u32,
     pub idle_timeout: Duration,
     pub token_cache_entries: usize,
+    pub pre_auth: PreAuthLimits,
     pub reload: ReloadConfig,
+}
+
+/// What gatehouse holds for callers whose token has not validated yet (`crate::pre_auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreAuthLimits {
+    /// Per connection or request body.
+    pub bytes: usize,
+    /// All of them together.
+    pub total_bytes: usize,
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -149,6 +149,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         requests_per_ip_per_second: raw.limits.requests_per_ip_per_second,
         idle_timeout: duration(e, "limits.idle_timeout", &raw.limits.idle_timeout),
         token_cache_entries: raw.limits.token_cache_entries,
+        pre_auth: super::limits::pre_auth(e, &raw.limits),
         reload: ReloadConfig {
             watch: raw.reload.watch,
             interval: duration(e, "reload.interval", &raw.reload.interval),

@@ -5,8 +5,11 @@
 //! then the upstream's own handshake answer (its `101` with `Sec-WebSocket-Accept` and the
 //! chosen subprotocol) goes back to the client, and [`relay`] takes over both sockets.
 //! With the `first-message` source, `upgrade.rs` answers the handshake itself and opens
-//! the upstream leg only once the first message carried a valid token.
+//! the upstream leg only once the first message carried a valid token; until then the
+//! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
+//! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
 
+pub mod metered;
 pub mod relay;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -95,6 +98,18 @@ pub fn prepare_upstream_request(headers: &mut HeaderMap, protocols: &[String]) {
     }
 }
 
+/// Whether the upstream's `101` chose a subprotocol the client offered (or none). Exactly
+/// one value, byte for byte (RFC 6455 §4.1): anything else would tell the client it speaks
+/// a protocol it never asked for, or echo back a value gatehouse removed.
+pub fn chosen_protocol_offered(response: &HeaderMap, offered: &[String]) -> bool {
+    let mut chosen = response.get_all(&SEC_WEBSOCKET_PROTOCOL).iter();
+    match (chosen.next(), chosen.next()) {
+        (None, _) => true,
+        (Some(one), None) => offered.iter().any(|o| o.as_bytes() == one.as_bytes()),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// The upstream's `101` as the client should see it: the switch itself, its accept key
 /// and subprotocol, and nothing that negotiates an extension we do not relay.
 pub fn prepare_client_response(headers: &mut HeaderMap) {
@@ -150,5 +165,30 @@ mod tests {
         prepare_upstream_request(&mut h, &offered);
         assert_eq!(h["sec-websocket-protocol"], "chat.v1");
         assert!(h.get("sec-websocket-extensions").is_none());
+    }
+
+    #[test]
+    fn the_upstream_may_only_choose_an_offered_subprotocol() {
+        let offered = vec!["chat.v1".to_string(), "chat.v2".to_string()];
+        let answer = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(&SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        assert!(chosen_protocol_offered(&answer(&[]), &offered));
+        assert!(chosen_protocol_offered(&answer(&["chat.v2"]), &offered));
+        assert!(!chosen_protocol_offered(&answer(&["evil"]), &offered));
+        assert!(!chosen_protocol_offered(&answer(&["CHAT.V1"]), &offered));
+        assert!(!chosen_protocol_offered(
+            &answer(&["chat.v1, chat.v2"]),
+            &offered
+        ));
+        assert!(!chosen_protocol_offered(
+            &answer(&["chat.v1", "chat.v1"]),
+            &offered
+        ));
+        assert!(!chosen_protocol_offered(&answer(&["bearer.abc"]), &[]));
     }
 }

@@ -1,0 +1,135 @@
+use super::*;
+use tokio::io::{duplex, DuplexStream};
+
+#[test]
+fn a_client_close_in_gatehouse_range_is_rewritten_for_the_upstream() {
+    for code in [4401, 4403, 4400, 4499] {
+        let p = plan(Ending::Closed(
+            Side::Client,
+            Some(close_frame(code, "token expired")),
+        ));
+        assert_eq!(p.upstream, Farewell::Forward(Some(close_frame(4000, ""))));
+        assert_eq!((p.client, p.code), (Farewell::Echo, Some(code)));
+    }
+    for code in [1000, 1001, 4000, 4399, 4500] {
+        let p = plan(Ending::Closed(Side::Client, Some(close_frame(code, "bye"))));
+        assert_eq!(
+            p.upstream,
+            Farewell::Forward(Some(close_frame(code, "bye")))
+        );
+    }
+    // The upstream's own closes reach the client as they are.
+    let p = plan(Ending::Closed(Side::Upstream, Some(close_frame(4401, "x"))));
+    assert_eq!(p.client, Farewell::Forward(Some(close_frame(4401, "x"))));
+}
+
+#[test]
+fn authentication_endings_tell_both_sides_4401() {
+    for (ending, text) in [
+        (Ending::Expired, "token expired"),
+        (Ending::Revoked, "token revoked"),
+    ] {
+        let p = plan(ending);
+        assert_eq!(p.client, Farewell::Close(4401, text));
+        assert_eq!(p.upstream, Farewell::Close(4401, text));
+    }
+    let p = plan(Ending::Stalled(Side::Client));
+    assert_eq!((p.client, p.reason), (Farewell::Nothing, "client_stalled"));
+}
+
+#[test]
+fn the_idle_timer_also_finds_stalled_sends() {
+    let idle = Duration::from_secs(10);
+    let tally = Tally::new();
+    let t0 = tally.start;
+    tally.read_at(t0);
+    assert_eq!(tally.next_check(idle, t0), Ok(t0 + idle));
+    assert_eq!(tally.next_check(idle, t0 + idle), Err(Ending::Idle));
+    tally.sending(Side::Upstream, Some(t0));
+    tally.read_at(t0 + Duration::from_secs(5));
+    assert_eq!(
+        tally.next_check(idle, t0 + Duration::from_secs(6)),
+        Ok(t0 + idle)
+    );
+    assert_eq!(
+        tally.next_check(idle, t0 + idle),
+        Err(Ending::Stalled(Side::Upstream))
+    );
+}
+
+async fn pair(role: Role) -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+    // Tiny pipes: a side that does not read blocks the relay's sends to it at once.
+    let (near, far) = duplex(256);
+    let proxy_side = WebSocketStream::from_raw_socket(near, role, Some(config(1 << 16))).await;
+    let peer_role = match role {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    };
+    let peer = WebSocketStream::from_raw_socket(far, peer_role, None).await;
+    (proxy_side, peer)
+}
+
+fn session(deadline: Duration) -> Session {
+    Session {
+        deadline: Some(Instant::now() + deadline),
+        revocation: None,
+        idle_timeout: Duration::from_secs(3600),
+        lifetime_end: None,
+        drain: CancellationToken::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_closes_the_upstream_while_the_client_reads_nothing() {
+    let (client, _deaf_client) = pair(Role::Server).await;
+    let (upstream, hub) = pair(Role::Client).await;
+    let (mut hub_tx, mut hub_rx) = hub.split();
+    let flood = tokio::spawn(async move {
+        while hub_tx.send(Message::binary(vec![1u8; 1024])).await.is_ok() {}
+    });
+    let relay = tokio::spawn(relay(client, upstream, session(Duration::from_secs(5))));
+    let close = loop {
+        match hub_rx.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("the upstream got no close: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(close_frame(4401, "token expired")));
+    let end = relay.await.unwrap();
+    assert_eq!((end.reason, end.code), ("token_expired", Some(4401)));
+    flood.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_stalled_for_idle_timeout_cuts_the_peer_that_stopped_reading() {
+    let (client, deaf_client) = pair(Role::Server).await;
+    let (upstream, hub) = pair(Role::Client).await;
+    let mut s = session(Duration::from_secs(86400));
+    s.idle_timeout = Duration::from_secs(10);
+    let relay = tokio::spawn(relay(client, upstream, s));
+    // The client keeps talking, so the session is never idle, but never reads what the
+    // upstream floods it with.
+    let (mut client_tx, _client_rx) = deaf_client.split();
+    let talk = tokio::spawn(async move {
+        while client_tx.send(Message::text("still here")).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let (mut hub_tx, mut hub_rx) = hub.split();
+    let flood = tokio::spawn(async move {
+        while hub_tx.send(Message::binary(vec![1u8; 1024])).await.is_ok() {}
+    });
+    let close = loop {
+        match hub_rx.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("the upstream got no close: {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(close_frame(1011, "peer not reading")));
+    let end = relay.await.unwrap();
+    assert_eq!((end.reason, end.code), ("client_stalled", Some(1011)));
+    talk.abort();
+    flood.abort();
+}

@@ -1,0 +1,537 @@
+//! Hostile WebSocket clients and upstreams (issue 17), each on loopback against the real
+//! proxy: memory held before authentication (per connection and across connections), relay
+//! clocks that keep running while one peer stops reading (tiny receive buffers, so the
+//! proxy's send really blocks), an upstream choosing a subprotocol nobody offered, a client
+//! forging gatehouse's close codes, and a ticket body that never finishes arriving.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Request as WsRequest, Response as WsResponse,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
+
+const ISS: &str = "https://sts.example/";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const ADMIN: &str = "admin-secret-for-hostile-tests";
+
+fn token(sub: &str, ttl_secs: u64, jti: &str) -> String {
+    let mut claims = claims(ISS, "api", json!({ "jti": jti }));
+    claims["sub"] = json!(sub);
+    claims["exp"] = json!(now() + ttl_secs);
+    mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &claims,
+    )
+}
+
+/// `/fm` authenticates from the first message; `/ws` from the header.
+async fn proxy(upstream: &str, limits: &str) -> TestProxy {
+    let toml = format!(
+        r#"
+[admin]
+addr = "127.0.0.1:0"
+token_env = "ADMIN"
+
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_env = "HS"
+leeway = "0s"
+
+[tickets]
+rate_limit_per_minute = 1000
+
+[limits]
+{limits}
+
+[[route]]
+path = "/fm"
+upstream = "{upstream}"
+websocket = true
+tokens = ["first-message"]
+first_message_timeout = "5s"
+
+[[route]]
+path = "/ws"
+upstream = "{upstream}"
+websocket = true
+"#
+    );
+    TestProxy::start_with_secrets(&toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await
+}
+
+// === Raw WebSocket bytes ===
+
+const UPGRADE: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// Reads an HTTP head byte by byte, so no frame after it is consumed.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let read = async {
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+async fn raw_upgrade(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{UPGRADE}{headers}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    (stream, head)
+}
+
+/// A masked client frame header (mask 0, so the payload goes as is).
+fn frame_header(first_byte: u8, len: u64) -> Vec<u8> {
+    let mut h = vec![first_byte];
+    match len {
+        0..=125 => h.push(0x80 | len as u8),
+        126..=65535 => {
+            h.push(0x80 | 126);
+            h.extend((len as u16).to_be_bytes());
+        }
+        _ => {
+            h.push(0x80 | 127);
+            h.extend(len.to_be_bytes());
+        }
+    }
+    h.extend([0, 0, 0, 0]);
+    h
+}
+
+/// An unfinished text fragment announcing `declared` bytes, of which `sent` are sent.
+fn unfinished_fragment(declared: u64, sent: usize) -> Vec<u8> {
+    let mut bytes = frame_header(0x01, declared);
+    bytes.extend(std::iter::repeat_n(b'a', sent));
+    bytes
+}
+
+/// The code of the next close frame from the server, skipping other frames.
+async fn raw_close_code(stream: &mut TcpStream, within: Duration) -> Option<u16> {
+    let read = async {
+        loop {
+            let mut h = [0u8; 2];
+            stream.read_exact(&mut h).await.ok()?;
+            let len = match h[1] & 0x7f {
+                126 => u64::from(stream.read_u16().await.ok()?),
+                127 => stream.read_u64().await.ok()?,
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; len as usize];
+            stream.read_exact(&mut payload).await.ok()?;
+            if h[0] & 0x0f == 8 {
+                return Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?]));
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim();
+    kb.parse::<u64>().unwrap() * 1024
+}
+
+// === Upstreams that misbehave ===
+
+/// How a test upstream behaves once the handshake is done.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// Sends binary messages as fast as it can and reports the close it receives.
+    Floods,
+    /// Never reads again (and its socket has a tiny receive buffer).
+    Deaf,
+}
+
+struct HostileHub {
+    addr: SocketAddr,
+    /// The close each connection received (`None`: it ended without one).
+    closes: mpsc::UnboundedReceiver<Option<(u16, String)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostileHub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HostileHub {
+    async fn start(peer: Peer, subprotocol: Option<&'static str>) -> HostileHub {
+        let socket = TcpSocket::new_v4().unwrap();
+        // Inherited by accepted sockets: a deaf upstream's window closes after a few KiB.
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (report, closes) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let callback = move |_: &WsRequest, mut resp: WsResponse| {
+                    if let Some(p) = subprotocol {
+                        resp.headers_mut()
+                            .insert("sec-websocket-protocol", p.parse().unwrap());
+                    }
+                    Ok(resp)
+                };
+                let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    continue;
+                };
+                match peer {
+                    Peer::Deaf => held.push(ws),
+                    Peer::Floods => {
+                        tokio::spawn(flood(ws, report.clone()));
+                    }
+                }
+            }
+        });
+        HostileHub { addr, closes, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn next_close(&mut self, within: Duration) -> Option<(u16, String)> {
+        tokio::time::timeout(within, self.closes.recv())
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+    }
+}
+
+async fn flood(
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    report: mpsc::UnboundedSender<Option<(u16, String)>>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let sender = tokio::spawn(async move {
+        let chunk = vec![7u8; 16 * 1024];
+        while tx.send(Message::binary(chunk.clone())).await.is_ok() {}
+    });
+    let mut close = None;
+    while let Some(Ok(message)) = rx.next().await {
+        if let Message::Close(frame) = message {
+            close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            break;
+        }
+    }
+    sender.abort();
+    let _ = report.send(close);
+}
+
+/// A client whose socket has a tiny receive buffer: once it stops reading, the proxy's
+/// sends to it block after a few KiB.
+async fn slow_reader(addr: SocketAddr, path: &str, bearer: &str) -> WsClient {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    ws
+}
+
+async fn revoke_jti(proxy: &TestProxy, jti: &str) {
+    let request = http::Request::post(proxy.admin_url("/revocations"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({ "jti": jti }).to_string(),
+        )))
+        .unwrap();
+    assert_eq!(send(request).await.status, 204);
+}
+
+// === Before authentication ===
+
+#[tokio::test]
+async fn an_unfinished_megabyte_first_fragment_is_refused_at_its_header() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "").await;
+    let (mut s, head) = raw_upgrade(proxy.addr, "/fm", "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(&unfinished_fragment(1_000_000, 1024))
+        .await
+        .unwrap();
+    // Long before first_message_timeout (5 s): the header alone is over the budget.
+    assert_eq!(
+        raw_close_code(&mut s, Duration::from_secs(3)).await,
+        Some(1009)
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"pre_auth_bytes\"}")
+            .await,
+        1.0
+    );
+    assert!(hub.conns().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_unauthenticated_megabyte_fragments_leave_memory_bounded() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "").await;
+    let attack = Arc::new(unfinished_fragment(1_000_000, 999_000));
+    let before = rss_bytes();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (addr, attack) = (proxy.addr, attack.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut s, head) = raw_upgrade(addr, "/fm", "").await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            // The proxy may cut us mid-write: that is the point.
+            let _ = tokio::time::timeout(Duration::from_secs(15), s.write_all(&attack)).await;
+            s
+        }));
+    }
+    let mut held = Vec::new();
+    for task in tasks {
+        held.push(task.await.unwrap());
+    }
+    // Every connection is still inside its first_message_timeout (5 s) for this window, in
+    // which the proxy has had time to take in whatever it was going to buffer.
+    let mut grown = 0;
+    for _ in 0..20 {
+        grown = grown.max(rss_bytes().saturating_sub(before));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("RSS grew by {} KiB at most", grown >> 10);
+    assert!(
+        grown < 40 << 20,
+        "100 unauthenticated connections grew RSS by {} MiB",
+        grown >> 20
+    );
+    assert!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"pre_auth_bytes\"}")
+            .await
+            >= 100.0
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "pre_auth_total_bytes = 65536").await;
+    // Each announces 12 000 bytes (+ an 8-byte header): five fit in 64 KiB, three do not.
+    let mut conns = Vec::new();
+    for _ in 0..8 {
+        let (mut s, head) = raw_upgrade(proxy.addr, "/fm", "").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(&unfinished_fragment(12_000, 100))
+            .await
+            .unwrap();
+        conns.push(s);
+    }
+    let codes = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|s| raw_close_code(s, Duration::from_millis(1500))),
+    )
+    .await;
+    let refused = codes.iter().filter(|c| **c == Some(1013)).count();
+    assert_eq!(refused, 3, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| matches!(c, None | Some(1013))),
+        "{codes:?}"
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"pre_auth_total_bytes\"}")
+            .await,
+        3.0
+    );
+    // Their budget comes back when they go: a real auth message passes again.
+    drop(conns);
+    let passed = eventually(Duration::from_secs(5), || async {
+        let (mut c, _) = ws_connect(&format!("ws://{}/fm", proxy.addr), &[])
+            .await
+            .unwrap();
+        let auth = json!({"type": "auth", "token": token("alice", 600, "j1")});
+        c.send(Message::text(auth.to_string())).await.unwrap();
+        c.send(Message::text("hi")).await.unwrap();
+        matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi")
+    })
+    .await;
+    assert!(passed, "the pre-auth budget was never given back");
+}
+
+#[tokio::test]
+async fn a_ticket_body_that_never_finishes_is_cut_after_its_timeout() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "body_read_timeout = \"500ms\"").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"route\":",
+        token("alice", 600, "j2")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_head(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"body_read_timeout\"}")
+            .await,
+        1.0
+    );
+}
+
+// === Clocks that keep running while a peer does not read ===
+
+#[tokio::test]
+async fn a_client_that_stops_reading_still_gets_4401_when_its_token_expires() {
+    let mut hub = HostileHub::start(Peer::Floods, None).await;
+    let proxy = proxy(&hub.url(), "").await;
+    let mut client = slow_reader(proxy.addr, "/ws", &token("alice", 2, "j3")).await;
+    // The upstream floods, the client reads nothing: the proxy's send to it blocks.
+    assert_eq!(
+        hub.next_close(Duration::from_secs(8)).await,
+        Some((4401, "token expired".to_string())),
+        "the upstream was not closed at expiry"
+    );
+    assert_eq!(
+        close_of(&mut client, Duration::from_secs(5)).await,
+        Some((4401, "token expired".to_string()))
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_still_gets_4401_when_its_token_is_revoked() {
+    let mut hub = HostileHub::start(Peer::Floods, None).await;
+    let proxy = proxy(&hub.url(), "").await;
+    let mut client = slow_reader(proxy.addr, "/ws", &token("alice", 600, "j4")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    revoke_jti(&proxy, "j4").await;
+    assert_eq!(
+        hub.next_close(Duration::from_secs(5)).await,
+        Some((4401, "token revoked".to_string())),
+        "the upstream was not closed on revocation"
+    );
+    assert_eq!(
+        close_of(&mut client, Duration::from_secs(5)).await,
+        Some((4401, "token revoked".to_string()))
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_that_stops_reading_does_not_hold_the_expiry_close() {
+    let hub = HostileHub::start(Peer::Deaf, None).await;
+    let proxy = proxy(&hub.url(), "").await;
+    let bearer = format!("Bearer {}", token("alice", 2, "j5"));
+    let (client, _) = ws_connect(
+        &format!("ws://{}/ws", proxy.addr),
+        &[("authorization", &bearer)],
+    )
+    .await
+    .unwrap();
+    let (mut tx, mut rx) = client.split();
+    let flood = tokio::spawn(async move {
+        let chunk = vec![7u8; 16 * 1024];
+        while tx.send(Message::binary(chunk.clone())).await.is_ok() {}
+    });
+    let close = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Some(Ok(message)) = rx.next().await {
+            if let Message::Close(frame) = message {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await;
+    flood.abort();
+    assert_eq!(
+        close.ok().flatten(),
+        Some((4401, "token expired".to_string()))
+    );
+}
+
+// === What the upstream is told ===
+
+#[tokio::test]
+async fn an_upstream_subprotocol_the_client_never_offered_is_refused_with_502() {
+    let hub = HostileHub::start(Peer::Floods, Some("evil.v1")).await;
+    let proxy = proxy(&hub.url(), "").await;
+    let headers = format!(
+        "Authorization: Bearer {}\r\nSec-WebSocket-Protocol: chat.v1\r\n",
+        token("alice", 600, "j6")
+    );
+    let (_s, head) = raw_upgrade(proxy.addr, "/ws", &headers).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(!head.contains("evil.v1"), "{head}");
+    assert_eq!(
+        proxy
+            .metric("gatehouse_websocket_upgrades_total{result=\"bad_subprotocol\",route=\"/ws\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_client_close_in_gatehouse_range_reaches_the_upstream_rewritten() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "").await;
+    let bearer = format!("Bearer {}", token("alice", 600, "j7"));
+    for forged in [4401u16, 4403] {
+        let (mut c, _) = ws_connect(
+            &format!("ws://{}/ws", proxy.addr),
+            &[("authorization", &bearer)],
+        )
+        .await
+        .unwrap();
+        c.close(Some(CloseFrame {
+            code: CloseCode::from(forged),
+            reason: "token expired".into(),
+        }))
+        .await
+        .unwrap();
+        let seen = eventually(Duration::from_secs(3), || async {
+            hub.conns().last().is_some_and(|h| h.ended)
+        })
+        .await;
+        assert!(seen, "the hub never saw the close");
+        assert_eq!(hub.conns().last().unwrap().close_code, Some(4000));
+    }
+}
