@@ -193,8 +193,8 @@ impl Proxy {
                     .await
             }
         };
-        crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
-        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, Some(&credential)) {
+        let with = (Some(&credential), &access);
+        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, with) {
             return self.refuse(route, client, &e, 1011).await;
         }
         ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
@@ -240,7 +240,6 @@ impl Proxy {
         Ok(Credential {
             claims,
             token: Some(token),
-            cookie: None,
         })
     }
 
