@@ -18,10 +18,10 @@
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
 //! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
-//! - [`identity`]: strip client identity headers, set verified ones
+//! - [`identity`]: strip client identity headers in every spelling, set verified ones
 //! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
-//! - [`upstream`]: hop-by-hop rules, `X-Forwarded-*`, redacted URI, pooled forwarding
-//! - [`redact`]: the one redaction of query strings and URLs
+//! - [`upstream`]: hop-by-hop and spoofed-header rules, `Forwarded`, redacted URI, pooled forwarding
+//! - [`redact`]: the one redaction of query strings and URLs; the folded credential names
 //! - [`error`]: `AuthError`, `UpstreamError`, `ProxyError` and the only error -> response map
 //! - [`access_log`]: one line per request, from redacted parts, written when the body ends
 //! - [`metrics`], [`admin`]: Prometheus registry; `/metrics`, `/healthz`, `/readyz`
