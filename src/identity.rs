@@ -1,18 +1,28 @@
-//! Identity headers: the configured header names are removed from every client request
-//! (any case: `HeaderName` is case-insensitive), then set from the verified identity, so a
-//! client can never hand the upstream an `X-Auth-Subject` of its choosing.
+//! Identity headers: the configured header names are removed from every client request in
+//! every spelling a backend reads as the same name (any case, `_` for `-`), then set from
+//! the verified identity, so a client can never hand the upstream an `X-Auth-Subject` of
+//! its choosing. The upstream rewrite calls [`attach`] last, after hop-by-hop removal.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::policy::Access;
+use crate::upstream::headers::same_name;
 
 /// Strips every configured identity header, then sets those the identity has claims for.
 pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, String)], access: &Access) {
-    for (name, _) in mapping {
-        if headers.remove(name).is_some() {
-            tracing::debug!(header = %name, "removed a client-supplied identity header");
-        }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|key| {
+            mapping
+                .iter()
+                .any(|(n, _)| same_name(n.as_str(), key.as_str()))
+        })
+        .cloned()
+        .collect();
+    for name in spoofed {
+        tracing::debug!(header = %name, "removed a client-supplied identity header");
+        headers.remove(name);
     }
     let Some(identity) = access.identity() else {
         return;
@@ -50,6 +60,22 @@ fn header_value(value: &Value) -> Option<HeaderValue> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_spelling_is_replaced_by_the_verified_value() {
+        let mapping = vec![(HeaderName::from_static("x-auth-subject"), "sub".into())];
+        let mut h = HeaderMap::new();
+        for name in ["x_auth_subject", "X-AUTH_SUBJECT", "x-auth-subject"] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("root"),
+            );
+        }
+        h.insert("x-other", HeaderValue::from_static("1"));
+        attach(&mut h, &mapping, &Access::Anonymous);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-other"));
+    }
 
     #[test]
     fn values_render_and_unsafe_ones_are_dropped() {

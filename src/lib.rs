@@ -19,11 +19,11 @@
 //! - [`outbound`]: https for discovery, JWKS and introspection; where a `jwks_uri` may point
 //! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
-//! - [`identity`]: strip client identity headers, set verified ones
+//! - [`identity`]: strip client identity headers in every spelling, set verified ones
 //! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
 //! - [`pre_auth`]: the byte budget of callers not yet authenticated (first message, ticket body)
-//! - [`upstream`]: hop-by-hop rules, `X-Forwarded-*`, redacted URI, pooled forwarding
-//! - [`redact`]: the one redaction of query strings and URLs
+//! - [`upstream`]: hop-by-hop and spoofed-header rules, `Forwarded`, redacted URI, pooled forwarding
+//! - [`redact`]: the one redaction of query strings and URLs; the folded credential names
 //! - [`error`]: `AuthError`, `UpstreamError`, `ProxyError` and the only error -> response map
 //! - [`access_log`]: one line per request, from redacted parts, written when the body ends
 //! - [`metrics`], [`admin`]: Prometheus registry; `/metrics`, `/healthz`, `/readyz`

@@ -1,70 +1,136 @@
 //! The one redaction of query strings and URLs, used by the access log, the URI sent
-//! upstream, error logs and `gatehouse check`.
+//! upstream, error logs and `gatehouse check`, and the list of token cookies the upstream
+//! never receives.
 //!
-//! A parameter is matched by its percent-decoded name, ignoring ASCII case, so
-//! `ACCESS%5FTOKEN=...` cannot slip a token past a list that says `access_token`.
+//! Names are compared after [`fold_name`], the spelling a backend reads: percent-decoded,
+//! ASCII case ignored, and PHP's folding applied (`access.token`, `access token`,
+//! `access_token[]` all mean `access_token`), so no spelling slips a token past the list. A
+//! query is split on `;` as well as `&`, since some servers do.
 
 use std::borrow::Cow;
 
+use crate::config::{Config, TokenSource};
+
 pub const REDACTED: &str = "REDACTED";
 
-/// A compiled list of sensitive query parameter names.
+/// The compiled lists of credential names: query parameters and cookies, both folded.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     names: Vec<String>,
+    cookies: Vec<String>,
+}
+
+/// A query parameter or cookie name as the frameworks behind a proxy read it: decoded
+/// (`%5F`, `+`), cut at a NUL, trimmed, an array suffix dropped (`name[]`, `name[x]`),
+/// ` `, `.` and an unclosed `[` turned into `_` (PHP), and ASCII-lowercased (ASP.NET).
+pub fn fold_name(raw: &str) -> String {
+    // `&` would end the name for the form decoder; a cookie name may contain one.
+    let decoded: String = form_urlencoded::parse(raw.replace('&', "%26").as_bytes())
+        .next()
+        .map_or_else(String::new, |(name, _)| name.into_owned());
+    let name = decoded.split('\0').next().unwrap_or_default().trim();
+    let name = match name.find('[') {
+        Some(open) if name[open..].contains(']') => &name[..open],
+        _ => name,
+    };
+    name.chars()
+        .map(|c| match c {
+            ' ' | '.' | '[' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+fn folded<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut names: Vec<String> = names.into_iter().map(fold_name).collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl Redactor {
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut names: Vec<String> = names.into_iter().map(str::to_ascii_lowercase).collect();
-        names.sort();
-        names.dedup();
-        Self { names }
+        Self {
+            names: folded(names),
+            cookies: Vec::new(),
+        }
+    }
+
+    /// Adds every query parameter and cookie these token sources read.
+    pub fn with_sources<'a>(mut self, sources: impl IntoIterator<Item = &'a TokenSource>) -> Self {
+        for source in sources {
+            match source {
+                TokenSource::Query(name) | TokenSource::Ticket(name) => {
+                    self.names.push(fold_name(name))
+                }
+                TokenSource::Cookie(name) => self.cookies.push(fold_name(name)),
+                TokenSource::Header | TokenSource::Subprotocol | TokenSource::FirstMessage => {}
+            }
+        }
+        for list in [&mut self.names, &mut self.cookies] {
+            list.sort();
+            list.dedup();
+        }
+        self
+    }
+
+    /// `log.redact_params` plus every name any route or the ticket endpoint reads a token
+    /// from: one list for every route, since a browser sends the cookie to all of them.
+    pub fn for_config(config: &Config) -> Self {
+        let params = config.redact_params.iter().map(String::as_str);
+        let ticket_param = config.tickets.iter().map(|t| t.param.as_str());
+        let sources = config.routes.iter().flat_map(|r| &r.tokens);
+        let desk_sources = config.tickets.iter().flat_map(|t| &t.tokens);
+        Self::new(params.chain(ticket_param)).with_sources(sources.chain(desk_sources))
     }
 
     fn is_sensitive(&self, raw_name: &str) -> bool {
-        if self.names.is_empty() {
-            return false;
-        }
-        let decoded = decode_name(raw_name);
-        self.names.iter().any(|n| n.eq_ignore_ascii_case(&decoded))
+        !self.names.is_empty() && self.names.contains(&fold_name(raw_name))
+    }
+
+    /// Whether a cookie of this name carries a token for some route.
+    pub fn is_token_cookie(&self, raw_name: &str) -> bool {
+        !self.cookies.is_empty() && self.cookies.contains(&fold_name(raw_name))
+    }
+
+    fn any_sensitive(&self, query: &str) -> bool {
+        pairs(query).any(|(_, pair)| self.is_sensitive(name_of(pair)))
     }
 
     /// The query with every sensitive value written `REDACTED`, for logs.
     pub fn for_log<'q>(&self, query: &'q str) -> Cow<'q, str> {
-        if !query
-            .split('&')
-            .any(|pair| self.is_sensitive(name_of(pair)))
-        {
+        if !self.any_sensitive(query) {
             return Cow::Borrowed(query);
         }
-        let pairs: Vec<Cow<'_, str>> = query
-            .split('&')
-            .map(|pair| {
-                let name = name_of(pair);
-                if self.is_sensitive(name) {
-                    Cow::Owned(format!("{name}={REDACTED}"))
-                } else {
-                    Cow::Borrowed(pair)
-                }
-            })
-            .collect();
-        Cow::Owned(pairs.join("&"))
+        let mut out = String::with_capacity(query.len());
+        for (separator, pair) in pairs(query) {
+            out.push_str(separator);
+            let name = name_of(pair);
+            if self.is_sensitive(name) {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(pair);
+            }
+        }
+        Cow::Owned(out)
     }
 
     /// The query without sensitive parameters, for the upstream; `None` when nothing is left.
     pub fn for_upstream<'q>(&self, query: &'q str) -> Option<Cow<'q, str>> {
-        if !query
-            .split('&')
-            .any(|pair| self.is_sensitive(name_of(pair)))
-        {
+        if !self.any_sensitive(query) {
             return (!query.is_empty()).then_some(Cow::Borrowed(query));
         }
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| !pair.is_empty() && !self.is_sensitive(name_of(pair)))
-            .collect();
-        (!kept.is_empty()).then(|| Cow::Owned(kept.join("&")))
+        let mut out = String::with_capacity(query.len());
+        let kept = pairs(query).filter(|(_, p)| !p.is_empty() && !self.is_sensitive(name_of(p)));
+        for (separator, pair) in kept {
+            if !out.is_empty() {
+                out.push_str(separator);
+            }
+            out.push_str(pair);
+        }
+        (!out.is_empty()).then_some(Cow::Owned(out))
     }
 
     /// A path with its query redacted for logs.
@@ -76,20 +142,16 @@ impl Redactor {
     }
 }
 
-fn name_of(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(name, _)| name)
+/// Each `&`- or `;`-separated pair with the separator before it (`""` for the first).
+fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut separators = std::iter::once("").chain(query.matches(['&', ';']));
+    query
+        .split(['&', ';'])
+        .map(move |pair| (separators.next().unwrap_or_default(), pair))
 }
 
-fn decode_name(raw: &str) -> Cow<'_, str> {
-    if raw.bytes().any(|b| b == b'%' || b == b'+') {
-        form_urlencoded::parse(raw.as_bytes())
-            .next()
-            .map_or(Cow::Borrowed(raw), |(name, _)| {
-                Cow::Owned(name.into_owned())
-            })
-    } else {
-        Cow::Borrowed(raw)
-    }
+fn name_of(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
 }
 
 /// `scheme://user:pass@host/...` with the credentials masked; `None` when there are none.
@@ -138,6 +200,73 @@ mod tests {
             Some("b=2")
         );
         assert_eq!(r.for_upstream("").as_deref(), None);
+        assert_eq!(
+            r.for_upstream("a=1;access_token=x&b=2;c=3").as_deref(),
+            Some("a=1&b=2;c=3")
+        );
+        assert_eq!(r.for_upstream("q=a;b&c").as_deref(), Some("q=a;b&c"));
+    }
+
+    #[test]
+    fn names_fold_the_way_frameworks_read_them() {
+        for spelling in [
+            "access_token",
+            "ACCESS_Token",
+            "access%5Ftoken",
+            "access%5ftoken",
+            "access+token",
+            "access%20token",
+            "access.token",
+            "access[token",
+            "access_token[]",
+            "access_token[x]",
+            "access_token[x][y]",
+            "%20access_token",
+            " access_token ",
+            "access_token%00junk",
+        ] {
+            assert_eq!(fold_name(spelling), "access_token", "{spelling}");
+        }
+        for other in [
+            "access-token",
+            "accesstoken",
+            "access_tokens",
+            "[access_token]",
+            "",
+        ] {
+            assert_ne!(fold_name(other), "access_token", "{other}");
+        }
+        assert_eq!(fold_name("a&b"), "a&b");
+    }
+
+    #[test]
+    fn every_spelling_is_redacted_and_stripped() {
+        let r = redactor();
+        let query = "x=1&access_token[]=s1&access+token=s2;access_token=s3&Ticket[a]=s4&y=2";
+        assert_eq!(
+            r.for_log(query),
+            "x=1&access_token[]=REDACTED&access+token=REDACTED;access_token=REDACTED\
+             &Ticket[a]=REDACTED&y=2"
+        );
+        assert_eq!(r.for_upstream(query).as_deref(), Some("x=1&y=2"));
+    }
+
+    #[test]
+    fn the_config_list_covers_every_route_and_the_ticket_endpoint() {
+        let r = Redactor::new(["code"]).with_sources(&[
+            TokenSource::Header,
+            TokenSource::Query("at".into()),
+            TokenSource::Ticket("ticket".into()),
+            TokenSource::Cookie("session_token".into()),
+        ]);
+        assert_eq!(
+            r.for_upstream("at=1&ticket=2&code=3&k=4").as_deref(),
+            Some("k=4")
+        );
+        assert!(r.is_token_cookie("SESSION.token"));
+        assert!(r.is_token_cookie("session_token[0]"));
+        assert!(!r.is_token_cookie("session"));
+        assert!(!r.is_token_cookie("at"));
     }
 
     #[test]

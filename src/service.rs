@@ -5,8 +5,8 @@
 //! 2. `extract`: the token from the route's sources, in order;
 //! 3. `validate`: signature and claims (cached), see `validate.rs`;
 //! 4. `authorize`: route policy, which yields the `Access` permit;
-//! 5. `attach_identity`: strip client identity headers, set ours;
-//! 6. `rewrite` and `forward`: redacted URI, forwarding headers, pooled upstream client;
+//! 5. `rewrite`: redacted URI; spoofable and credential headers out; forwarding and
+//!    identity headers (last) in; then `forward` through the pooled upstream client;
 //! 7. for a WebSocket upgrade answered `101`: `relay` frames (see `upgrade.rs`).
 //!
 //! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
@@ -48,7 +48,7 @@ pub struct Route {
     pub config: RouteConfig,
     pub(crate) name: Arc<str>,
     pub(crate) upstream: Upstream,
-    /// `log.redact_params` plus the route's own `query:NAME` token parameters.
+    /// Every credential name any route reads, plus `log.redact_params` (one list for all).
     pub(crate) redactor: Redactor,
     metrics: RouteMetrics,
 }
@@ -70,8 +70,6 @@ pub(crate) struct Credential {
     pub(crate) claims: Arc<Claims>,
     /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
     pub(crate) token: Option<BearerToken>,
-    /// The cookie the token came in, which is removed from the upstream request.
-    pub(crate) cookie: Option<String>,
 }
 
 pub struct Proxy {
@@ -99,29 +97,18 @@ impl Proxy {
     pub fn new(config: &Config, validator: Validator, shared: &Shared) -> Result<Self, String> {
         let metrics = &shared.metrics;
         let mut routes = Vec::new();
+        let redactor = Redactor::for_config(config);
         for rc in &config.routes {
-            let token_params = rc.tokens.iter().filter_map(|t| match t {
-                TokenSource::Query(name) | TokenSource::Ticket(name) => Some(name.as_str()),
-                _ => None,
-            });
-            let redactor = Redactor::new(
-                config
-                    .redact_params
-                    .iter()
-                    .map(String::as_str)
-                    .chain(token_params),
-            );
             let upstream = Upstream::new(rc).map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
                 name: Arc::from(rc.path.as_str()),
                 metrics: metrics.route(&rc.path),
                 config: rc.clone(),
                 upstream,
-                redactor,
+                redactor: redactor.clone(),
             };
             routes.push((rc.path.clone(), Arc::new(route)));
         }
-        let fallback_redactor = Redactor::new(config.redact_params.iter().map(String::as_str));
         Ok(Self {
             routes: RouteTable::new(routes),
             validator,
@@ -140,7 +127,7 @@ impl Proxy {
             drain: shared.websockets_drain.clone(),
             sessions: shared.sessions.clone(),
             pre_auth: crate::pre_auth::PreAuthBudget::new(&config.pre_auth),
-            fallback: (Arc::from("-"), fallback_redactor, metrics.route("-")),
+            fallback: (Arc::from("-"), redactor, metrics.route("-")),
             metrics: metrics.clone(),
         })
     }
@@ -244,8 +231,13 @@ impl Proxy {
         let access =
             policy::authorize(&route.config, &self.role_claim, claims).map_err(ProxyError::from);
         let access = self.counted(upgrade, route, access)?;
-        crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
-        self.rewrite(route, &mut parts, conn, request_id, credential.as_ref())?;
+        self.rewrite(
+            route,
+            &mut parts,
+            conn,
+            request_id,
+            (credential.as_ref(), &access),
+        )?;
         let mut protocols = Vec::new();
         if upgrade {
             protocols = websocket::offered_protocols(&parts.headers);
@@ -307,14 +299,12 @@ impl Proxy {
             return Ok(Some(Credential {
                 claims: grant.claims,
                 token: grant.token,
-                cookie: None,
             }));
         }
         let claims = self.validated(&found.token).await?;
         Ok(Some(Credential {
             claims,
             token: Some(found.token),
-            cookie: found.cookie,
         }))
     }
 
@@ -331,15 +321,15 @@ impl Proxy {
         parts: &mut Parts,
         conn: Conn,
         request_id: &HeaderValue,
-        credential: Option<&Credential>,
+        (credential, access): (Option<&Credential>, &policy::Access),
     ) -> Result<(), ProxyError> {
-        let token_cookie = credential.and_then(|c| c.cookie.as_deref());
         let rewrite = Rewrite {
             client_ip: conn.peer.ip(),
             https: conn.https,
             request_id,
             token: credential.and_then(|c| c.token.as_ref()),
-            token_cookie,
+            identity: &self.identity_headers,
+            access,
         };
         Ok(route
             .upstream

@@ -75,12 +75,7 @@ impl TicketDesk {
                 .map(|r| r.path.clone())
                 .collect(),
             name: Arc::from(config.endpoint.as_str()),
-            redactor: Redactor::new(
-                all.redact_params
-                    .iter()
-                    .map(String::as_str)
-                    .chain([config.param.as_str()]),
-            ),
+            redactor: Redactor::for_config(all),
             metrics: metrics.route(&config.endpoint),
             config: config.clone(),
         }

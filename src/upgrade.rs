@@ -222,8 +222,8 @@ impl Proxy {
         };
         // Authenticated: from here only the route's own limits apply.
         client.get_mut().release();
-        crate::identity::attach(&mut parts.headers, &self.identity_headers, &access);
-        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, Some(&credential)) {
+        let with = (Some(&credential), &access);
+        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, with) {
             return self.refuse(route, client, &e, 1011).await;
         }
         ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
@@ -290,7 +290,6 @@ impl Proxy {
         Ok(Credential {
             claims,
             token: Some(token),
-            cookie: None,
         })
     }
 

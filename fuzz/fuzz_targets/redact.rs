@@ -5,7 +5,8 @@
 //! request target (`path_and_query_for_log`) and as a URL (`mask_userinfo`).
 //!
 //! Checked beyond "no panic", by decoding the output the way an upstream application does
-//! (`application/x-www-form-urlencoded`, names compared ignoring ASCII case):
+//! (`application/x-www-form-urlencoded`, pairs split on `&` and `;`, names compared after
+//! `fold_name`, and also plainly decoded ignoring ASCII case):
 //! - `for_log`: every sensitive parameter's value reads `REDACTED`, and the other pairs are
 //!   unchanged and in order;
 //! - `for_upstream`: no sensitive parameter is left; the other non-empty pairs are kept;
@@ -13,30 +14,37 @@
 
 #![no_main]
 
-use gatehouse::redact::{mask_userinfo, Redactor, REDACTED};
+use gatehouse::redact::{fold_name, mask_userinfo, Redactor, REDACTED};
 use libfuzzer_sys::fuzz_target;
 
-fn sensitive(names: &[&str], decoded: &str) -> bool {
-    names.iter().any(|n| n.eq_ignore_ascii_case(decoded))
-}
-
-fn decoded_name(pair: &str) -> String {
-    form_urlencoded::parse(pair.as_bytes())
+/// A pair's name is sensitive when it folds to a listed name, or plainly decodes to one.
+fn sensitive(names: &[&str], pair: &str) -> bool {
+    let raw = pair.split_once('=').map_or(pair, |(n, _)| n);
+    let decoded = form_urlencoded::parse(pair.as_bytes())
         .next()
         .map(|(k, _)| k.into_owned())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let folded = fold_name(raw);
+    // A listed name with `%` or `+` is folded (decoded) itself, so only its fold counts.
+    names.iter().any(|n| {
+        (!n.contains(['%', '+']) && n.eq_ignore_ascii_case(&decoded)) || fold_name(n) == folded
+    })
+}
+
+fn pairs(query: &str) -> Vec<&str> {
+    query.split(['&', ';']).collect()
 }
 
 fn check_log(names: &[&str], query: &str, logged: &str) {
-    let before: Vec<&str> = query.split('&').collect();
-    let after: Vec<&str> = logged.split('&').collect();
+    let before = pairs(query);
+    let after = pairs(logged);
     assert_eq!(
         before.len(),
         after.len(),
         "for_log changed the pair count: {query:?} -> {logged:?}"
     );
     for (b, a) in before.iter().zip(&after) {
-        if sensitive(names, &decoded_name(b)) {
+        if sensitive(names, b) {
             let value = form_urlencoded::parse(a.as_bytes())
                 .next()
                 .map(|(_, v)| v.into_owned());
@@ -45,27 +53,28 @@ fn check_log(names: &[&str], query: &str, logged: &str) {
             assert_eq!(b, a, "a non-sensitive pair was changed");
         }
     }
-    for (k, v) in form_urlencoded::parse(logged.as_bytes()) {
+    for pair in pairs(logged) {
+        let value = pair.split_once('=').map(|(_, v)| v);
         assert!(
-            !sensitive(names, &k) || v == REDACTED,
-            "{k}={v} in the log form {logged:?}"
+            !sensitive(names, pair) || value == Some(REDACTED),
+            "{pair} in the log form {logged:?}"
         );
     }
 }
 
 fn check_upstream(names: &[&str], query: &str, sent: Option<&str>) {
     let sent = sent.unwrap_or("");
-    for (k, _) in form_urlencoded::parse(sent.as_bytes()) {
+    for pair in pairs(sent) {
         assert!(
-            !sensitive(names, &k),
-            "{k} sent upstream in {sent:?} (from {query:?})"
+            !sensitive(names, pair),
+            "{pair} sent upstream in {sent:?} (from {query:?})"
         );
     }
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !sensitive(names, &decoded_name(p)))
+    let kept: Vec<&str> = pairs(query)
+        .into_iter()
+        .filter(|p| !p.is_empty() && !sensitive(names, p))
         .collect();
-    let sent_pairs: Vec<&str> = sent.split('&').filter(|p| !p.is_empty()).collect();
+    let sent_pairs: Vec<&str> = pairs(sent).into_iter().filter(|p| !p.is_empty()).collect();
     assert_eq!(
         kept, sent_pairs,
         "for_upstream dropped or changed a pair of {query:?}"

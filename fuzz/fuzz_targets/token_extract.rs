@@ -226,22 +226,9 @@ fn check(input: &Input) {
     if upgrade && !websocket::origin_allowed(&original.headers, &route.allowed_origins) {
         return;
     }
-    let first_cookie = route.tokens.iter().find_map(|t| match t {
-        TokenSource::Cookie(name) => Some(name.as_str()),
-        _ => None,
-    });
-    let token_params = route.tokens.iter().filter_map(|t| match t {
-        TokenSource::Query(name) | TokenSource::Ticket(name) => Some(name.as_str()),
-        _ => None,
-    });
     let config = common::config();
-    let redactor = Redactor::new(
-        config
-            .redact_params
-            .iter()
-            .map(String::as_str)
-            .chain(token_params),
-    );
+    let redactor = Redactor::new(config.redact_params.iter().map(String::as_str))
+        .with_sources(&route.tokens);
     let request_id = gatehouse::upstream::headers::request_id(&original.headers);
     let mut sent: Parts = parts();
     let rewrite = Rewrite {
@@ -249,7 +236,8 @@ fn check(input: &Input) {
         https: false,
         request_id: &request_id,
         token: Some(&found.token),
-        token_cookie: found.cookie.as_deref(),
+        identity: &config.identity_headers,
+        access: &gatehouse::policy::Access::Anonymous,
     };
     if upstream()
         .rewrite(&mut sent, route, &redactor, rewrite)
@@ -275,7 +263,7 @@ fn check(input: &Input) {
         if found.origin == Origin::Header && route.upstream_auth == UpstreamAuth::Bearer {
             continue; // forwarded on purpose
         }
-        if !common::strict() && known_finding(source, first_cookie, upgrade) {
+        if !common::strict() && known_finding(source, upgrade) {
             continue;
         }
         let again = token::extract(&sent, std::slice::from_ref(source), usize::MAX);
@@ -305,14 +293,12 @@ fn check(input: &Input) {
 }
 
 /// Cases behind the findings in fuzz/README.md, skipped unless GATEHOUSE_FUZZ_STRICT=1.
-fn known_finding(source: &TokenSource, first_cookie: Option<&str>, upgrade: bool) -> bool {
+fn known_finding(source: &TokenSource, upgrade: bool) -> bool {
     match source {
         // F1: a `query:NAME` with `%` or `+` is matched raw by extraction but percent-decoded
         // by the redactor, so the parameter that carried the token is neither dropped
         // upstream nor redacted in the access log.
         TokenSource::Query(name) => name.contains(['%', '+']),
-        // F2: only the route's first `cookie:` source is removed from the upstream request.
-        TokenSource::Cookie(name) => Some(name.as_str()) != first_cookie,
         // F3: `Sec-WebSocket-Protocol: bearer.<token>` is only rewritten on an upgrade.
         TokenSource::Subprotocol => !upgrade,
         _ => false,

@@ -3,7 +3,7 @@
 //!
 //! One file per source: [`bearer`] (`Authorization: Bearer`), [`query`] (a query
 //! parameter, also how tickets arrive), [`cookie`] (a named cookie), [`subprotocol`]
-//! (`bearer.<token>` in `Sec-WebSocket-Protocol`) and [`first_message`] (the parser of the
+//! (`bearer.<token>`, any case, in `Sec-WebSocket-Protocol`) and [`first_message`] (the parser of the
 //! auth message a WebSocket sends first; that source is read after the handshake, not here).
 
 mod bearer;
@@ -12,7 +12,7 @@ pub mod first_message;
 mod query;
 mod subprotocol;
 
-pub use subprotocol::PREFIX as SUBPROTOCOL_PREFIX;
+pub use subprotocol::is_token_protocol;
 
 use http::request::Parts;
 
@@ -36,8 +36,6 @@ pub enum Origin {
 pub struct Found {
     pub token: BearerToken,
     pub origin: Origin,
-    /// The cookie that carried the token, so exactly that one is kept from the upstream.
-    pub cookie: Option<String>,
 }
 
 /// The first token in `sources` order, `None` when there is none at all.
@@ -63,14 +61,9 @@ pub fn extract(
             TokenSource::FirstMessage => (None, Origin::FirstMessage),
         };
         if let Some(raw) = raw {
-            let cookie = match source {
-                TokenSource::Cookie(name) => Some(name.clone()),
-                _ => None,
-            };
             return Ok(Some(Found {
                 token: accept(raw, max_bytes)?,
                 origin,
-                cookie,
             }));
         }
     }

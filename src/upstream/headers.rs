@@ -1,5 +1,9 @@
-//! Header rules for the upstream leg: hop-by-hop removal (RFC 9110 §7.6.1), the
-//! `X-Forwarded-*` set, and request ids.
+//! Header rules for the upstream leg: hop-by-hop removal (RFC 9110 §7.6.1), the client
+//! headers that never pass in any spelling, and request ids. The forwarding headers
+//! gatehouse sets itself are in [`super::forwarded`].
+//!
+//! Backends behind CGI, WSGI and Rack read `X_Auth_Subject` as `X-Auth-Subject` (both
+//! become `HTTP_X_AUTH_SUBJECT`), so every comparison here folds ASCII case and `_`/`-`.
 
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
@@ -25,59 +29,119 @@ fn hop_by_hop() -> [&'static HeaderName; 8] {
     ]
 }
 
-/// Headers the proxy manages itself; an identity header may not be one of them.
-pub fn is_reserved(name: &HeaderName) -> bool {
-    hop_by_hop().contains(&name)
-        || [
-            &header::HOST,
-            &header::AUTHORIZATION,
-            &header::CONTENT_LENGTH,
-            &header::COOKIE,
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_PROTO,
-            &X_FORWARDED_HOST,
-            &X_REQUEST_ID,
-        ]
-        .contains(&name)
+/// Fields the proxy sets or rewrites itself, besides the hop-by-hop set.
+fn managed() -> [&'static HeaderName; 11] {
+    [
+        &header::HOST,
+        &header::AUTHORIZATION,
+        &header::CONTENT_LENGTH,
+        &header::COOKIE,
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_PROTO,
+        &X_FORWARDED_HOST,
+        &X_REQUEST_ID,
+        &header::SEC_WEBSOCKET_KEY,
+        &header::SEC_WEBSOCKET_PROTOCOL,
+        &header::SEC_WEBSOCKET_VERSION,
+    ]
 }
 
-/// Removes the fixed hop-by-hop set and every field that `Connection` names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// Client headers that tell an upstream where a request came from or what it really asked
+/// for (frameworks route, authorize or log on them). Gatehouse sets the ones it knows and
+/// drops the rest; besides these, every `X-Forwarded-*` name goes.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
+/// `_`/`-` are folded.
+pub fn same_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+fn is_forwarding(name: &str) -> bool {
+    let prefix = "x-forwarded-";
+    FORWARDING.iter().any(|f| same_name(f, name))
+        || name
+            .get(..prefix.len())
+            .is_some_and(|head| same_name(head, prefix))
+}
+
+/// Headers the proxy manages itself; an identity header may not be one of them.
+pub fn is_reserved(name: &HeaderName) -> bool {
+    hop_by_hop().contains(&name) || managed().contains(&name) || is_forwarding(name.as_str())
+}
+
+/// A client header that must not reach the upstream in any spelling: an identity header,
+/// a forwarding header, or an `_` spelling of a header the proxy manages.
+fn is_spoofed(name: &str, identity: &[(HeaderName, String)]) -> bool {
+    is_forwarding(name)
+        || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
+        || (name.contains('_')
+            && hop_by_hop()
+                .into_iter()
+                .chain(managed())
+                .any(|n| same_name(n.as_str(), name)))
+}
+
+/// A field `Connection` may not take away, whatever the client says is hop-by-hop.
+fn is_protected(name: &HeaderName, identity: &[(HeaderName, String)]) -> bool {
+    managed().contains(&name) || is_spoofed(name.as_str(), identity)
+}
+
+/// Removes every client header [`is_spoofed`] names; the proxy sets its own afterwards.
+pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, String)]) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_spoofed(name.as_str(), identity))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        tracing::debug!(header = %name, "removed a client-supplied identity or forwarding header");
+        headers.remove(&name);
+    }
+}
+
+fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(hop_by_hop()) {
+        .collect()
+}
+
+/// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in named_by_connection(headers).iter().chain(hop_by_hop()) {
         headers.remove(name);
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and `-Host`.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: std::net::IpAddr,
-    https: bool,
-    host: Option<HeaderValue>,
-) {
-    let client = client.to_string();
-    let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client,
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(X_FORWARDED_FOR.clone(), value);
+/// [`remove_hop_by_hop`] for a client request: a protected field named in `Connection`
+/// stays, so a client cannot have the proxy drop a header it vouches for.
+pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, String)]) {
+    let named = named_by_connection(headers);
+    let named = named.iter().filter(|n| !is_protected(n, identity));
+    for name in named.chain(hop_by_hop()) {
+        headers.remove(name);
     }
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if https { "https" } else { "http" }),
-    );
-    match host {
-        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
-        None => headers.remove(&X_FORWARDED_HOST),
-    };
 }
 
 /// The client's `X-Request-Id` when it is a sane id (up to 128 of `[A-Za-z0-9._-]`), else a new one.
@@ -102,36 +166,110 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 mod tests {
     use super::*;
 
+    fn identity() -> Vec<(HeaderName, String)> {
+        vec![(HeaderName::from_static("x-auth-subject"), "sub".into())]
+    }
+
+    fn map(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in fields {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn names_fold_case_and_underscores() {
+        assert!(same_name("X_Auth_Subject", "x-auth-subject"));
+        assert!(same_name("x-auth_SUBJECT", "X_AUTH-subject"));
+        assert!(!same_name("x-auth-subjects", "x-auth-subject"));
+        assert!(!same_name("x.auth.subject", "x-auth-subject"));
+    }
+
     #[test]
     fn hop_by_hop_and_connection_named_fields_go() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        h.insert("x-keep", HeaderValue::from_static("1"));
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-keep", "1"),
+        ]);
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
     }
 
     #[test]
-    fn forwarded_for_appends_and_proto_host_are_set() {
-        let mut h = HeaderMap::new();
-        h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
-        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
-        set_forwarded(
-            &mut h,
-            [127, 0, 0, 1].into(),
-            true,
-            Some(HeaderValue::from_static("api.example")),
-        );
-        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h[&X_FORWARDED_PROTO], "https");
-        assert_eq!(h[&X_FORWARDED_HOST], "api.example");
+    fn connection_cannot_name_a_protected_field() {
+        let fields = [
+            "x-auth-subject",
+            "x-forwarded-for",
+            "forwarded",
+            "x-request-id",
+            "authorization",
+            "host",
+            "cookie",
+            "x-other",
+        ];
+        let mut h = map(&[("connection", &fields.join(", "))]);
+        for name in fields {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        remove_client_hop_by_hop(&mut h, &identity());
+        for name in [
+            "x-auth-subject",
+            "authorization",
+            "host",
+            "cookie",
+            "x-request-id",
+        ] {
+            assert!(h.contains_key(name), "{name} was dropped");
+        }
+        assert!(!h.contains_key("x-other"));
+        assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn identity_and_forwarding_headers_go_in_every_spelling() {
+        let spoofed = [
+            "x_auth_subject",
+            "X-AUTH_subject",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-server",
+            "x_forwarded_for",
+            "x-forwarded-anything",
+            "x_request_id",
+            "transfer_encoding",
+            "sec_websocket_protocol",
+        ];
+        let mut h = map(&spoofed.map(|n| (n, "evil")));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        h.insert("x-keep_me", HeaderValue::from_static("1"));
+        remove_spoofed(&mut h, &identity());
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-keep", "x-keep_me"]);
+    }
+
+    #[test]
+    fn reserved_names_cannot_be_identity_headers() {
+        for name in ["host", "x-forwarded-port", "forwarded", "x-real-ip", "te"] {
+            assert!(is_reserved(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(!is_reserved(&HeaderName::from_static("x-auth-subject")));
     }
 
     #[test]

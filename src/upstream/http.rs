@@ -11,14 +11,17 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
+use http::HeaderName;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use super::forwarded::Hop;
 use super::headers;
 use crate::config::{RouteConfig, UpstreamAuth};
 use crate::error::UpstreamError;
 use crate::http_client::{self, Pooled};
+use crate::policy::Access;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 
@@ -39,7 +42,9 @@ pub struct Rewrite<'a> {
     pub request_id: &'a HeaderValue,
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
-    pub token_cookie: Option<&'a str>,
+    /// `[identity] headers`, set from `access` once everything else is done.
+    pub identity: &'a [(HeaderName, String)],
+    pub access: &'a Access,
 }
 
 impl Upstream {
@@ -89,25 +94,8 @@ impl Upstream {
             .map_err(UpstreamError::BadRequest)?;
         parts.version = Version::HTTP_11;
 
-        let h = &mut parts.headers;
-        headers::remove_hop_by_hop(h);
-        // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
-        h.remove(HOST);
-        headers::set_forwarded(h, ctx.client_ip, ctx.https, original_host);
-        h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-        join_cookies(h);
-        if let Some(name) = ctx.token_cookie {
-            remove_cookie(h, name);
-        }
-        crate::websocket::remove_token_protocols(h);
-        h.remove(AUTHORIZATION);
-        if route.upstream_auth == UpstreamAuth::Bearer {
-            if let Some(token) = ctx.token {
-                if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
-                    h.insert(AUTHORIZATION, value);
-                }
-            }
-        }
+        let hop = Hop::new(ctx.client_ip, ctx.https, original_host);
+        rewrite_headers(&mut parts.headers, route, redactor, &hop, &ctx);
         Ok(())
     }
 
@@ -146,6 +134,36 @@ impl Upstream {
     }
 }
 
+/// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
+/// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
+/// the headers gatehouse vouches for are set last.
+fn rewrite_headers(
+    h: &mut http::HeaderMap,
+    route: &RouteConfig,
+    redactor: &Redactor,
+    hop: &Hop,
+    ctx: &Rewrite<'_>,
+) {
+    headers::remove_client_hop_by_hop(h, ctx.identity);
+    headers::remove_spoofed(h, ctx.identity);
+    // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
+    h.remove(HOST);
+    join_cookies(h);
+    remove_token_cookies(h, redactor);
+    crate::websocket::remove_token_protocols(h);
+    h.remove(AUTHORIZATION);
+    if route.upstream_auth == UpstreamAuth::Bearer {
+        if let Some(token) = ctx.token {
+            if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
+                h.insert(AUTHORIZATION, value);
+            }
+        }
+    }
+    hop.apply(h);
+    h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
+    crate::identity::attach(h, ctx.identity, ctx.access);
+}
+
 /// Whether sending failed because the client's body crossed `max_body_bytes`.
 fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
@@ -166,26 +184,32 @@ fn join_cookies(h: &mut http::HeaderMap) {
     let joined = h
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(HeaderValue::as_bytes)
         .collect::<Vec<_>>()
-        .join("; ");
-    if let Ok(value) = HeaderValue::from_str(&joined) {
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
         h.insert(COOKIE, value);
     }
 }
 
-/// Removes the cookie that carried the token, keeping the others.
-fn remove_cookie(h: &mut http::HeaderMap, name: &str) {
-    let Some(kept) = h.get(COOKIE).and_then(|v| v.to_str().ok()).map(|v| {
-        v.split(';')
-            .map(str::trim)
-            .filter(|pair| pair.split_once('=').is_none_or(|(n, _)| n != name))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }) else {
+/// Removes every cookie that carries a token for any route, keeping the others. A pair
+/// that some parser would split on `,` (RFC 2965 style) goes whole when any part is one.
+fn remove_token_cookies(h: &mut http::HeaderMap, redactor: &Redactor) {
+    let is_token = |part: &[u8]| {
+        let name = part.split(|b| *b == b'=').next().unwrap_or_default();
+        redactor.is_token_cookie(String::from_utf8_lossy(name).trim())
+    };
+    let Some(cookie) = h.get(COOKIE) else {
         return;
     };
-    match HeaderValue::from_str(&kept) {
+    let kept = cookie
+        .as_bytes()
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty() && !pair.split(|b| *b == b',').any(is_token))
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    match HeaderValue::from_bytes(&kept) {
         Ok(value) if !kept.is_empty() => h.insert(COOKIE, value),
         _ => h.remove(COOKIE),
     };
@@ -195,17 +219,31 @@ fn remove_cookie(h: &mut http::HeaderMap, name: &str) {
 mod tests {
     use super::*;
 
+    fn redactor() -> Redactor {
+        Redactor::new(["access_token"]).with_sources(&[
+            crate::config::TokenSource::Cookie("at".into()),
+            crate::config::TokenSource::Cookie("session_token".into()),
+        ])
+    }
+
     #[test]
-    fn the_token_cookie_is_removed_and_others_kept() {
+    fn token_cookies_are_removed_in_every_spelling_and_others_kept() {
         let mut h = http::HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1"));
-        h.append(COOKIE, HeaderValue::from_static("at=secret; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("at=s; AT=s; Session.Token=s; session_token[]=s; b=2"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("c=3, session_token=s; access_token=x"),
+        );
         join_cookies(&mut h);
-        remove_cookie(&mut h, "at");
-        assert_eq!(h[COOKIE], "a=1; b=2");
+        remove_token_cookies(&mut h, &redactor());
+        assert_eq!(h[COOKIE], "a=1; b=2; access_token=x");
         let mut only = http::HeaderMap::new();
         only.insert(COOKIE, HeaderValue::from_static("at=secret"));
-        remove_cookie(&mut only, "at");
+        remove_token_cookies(&mut only, &redactor());
         assert!(only.get(COOKIE).is_none());
     }
 }

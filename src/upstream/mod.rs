@@ -1,5 +1,7 @@
-//! The upstream leg: header rules ([`headers`]) and HTTP forwarding ([`http`]).
+//! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
+//! for ([`forwarded`]) and HTTP forwarding ([`http`]).
 
+pub mod forwarded;
 pub mod headers;
 pub mod http;
 

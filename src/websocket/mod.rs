@@ -50,7 +50,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     }
 }
 
-/// The subprotocols a client offered, without any `bearer.<token>` entry.
+/// The subprotocols a client offered, without any `bearer.<token>` entry (any case).
 pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(&SEC_WEBSOCKET_PROTOCOL)
@@ -58,7 +58,7 @@ pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|p| !p.is_empty() && !p.starts_with(crate::token::SUBPROTOCOL_PREFIX))
+        .filter(|p| !p.is_empty() && !crate::token::is_token_protocol(p))
         .map(String::from)
         .collect()
 }
@@ -72,7 +72,11 @@ pub fn remove_token_protocols(headers: &mut HeaderMap) {
             .windows(7)
             .any(|w| w.eq_ignore_ascii_case(b"bearer."))
     });
-    if !had_token {
+    let unreadable = headers
+        .get_all(&SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .any(|v| v.to_str().is_err());
+    if !had_token && !unreadable {
         return;
     }
     headers.remove(&SEC_WEBSOCKET_PROTOCOL);
@@ -156,7 +160,11 @@ mod tests {
     #[test]
     fn bearer_subprotocols_never_go_upstream() {
         let p = parts(&[
-            ("sec-websocket-protocol", "bearer.abc.def.ghi, chat.v1"),
+            (
+                "sec-websocket-protocol",
+                "bearer.abc.def.ghi, chat.v1, BEARER.x",
+            ),
+            ("sec-websocket-protocol", "Bearer.y"),
             ("sec-websocket-extensions", "permessage-deflate"),
         ]);
         let offered = offered_protocols(p.headers());
