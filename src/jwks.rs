@@ -15,7 +15,8 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{IssuerConfig, KeySource};
@@ -36,9 +37,33 @@ pub struct VerifyKey {
     pub key: DecodingKey,
     /// The JWK's `alg`, when it names one: then only that algorithm may use the key.
     pub alg: Option<Algorithm>,
+    /// SHA-256 of the key material: a cached validation holds only while the key it was
+    /// made with is still published (a new key under an old `kid` is another key).
+    pub fingerprint: [u8; 32],
 }
 
 impl VerifyKey {
+    pub fn new(key: DecodingKey, alg: Option<Algorithm>) -> Self {
+        let mut hash = Sha256::new();
+        match key.kind() {
+            DecodingKeyKind::SecretOrDer(bytes) => {
+                hash.update(b"der\0");
+                hash.update(bytes);
+            }
+            DecodingKeyKind::RsaModulusExponent { n, e } => {
+                hash.update(b"rsa\0");
+                hash.update((n.len() as u64).to_be_bytes());
+                hash.update(n);
+                hash.update(e);
+            }
+        }
+        Self {
+            key,
+            alg,
+            fingerprint: hash.finalize().into(),
+        }
+    }
+
     pub fn accepts(&self, alg: Algorithm) -> bool {
         self.key.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
     }
@@ -67,6 +92,17 @@ impl Keys {
             None => Box::new(self.unnamed.iter().chain(self.by_kid.values().flatten())),
         };
         pool.filter(|k| k.accepts(alg)).collect()
+    }
+
+    /// Whether the key with this fingerprint would still be tried for this `kid` and `alg`.
+    pub fn holds(&self, kid: Option<&str>, alg: Algorithm, fingerprint: &[u8; 32]) -> bool {
+        // The same pools as `candidates`, without building a list: this runs on cache hits.
+        let matches = |k: &VerifyKey| &k.fingerprint == fingerprint && k.accepts(alg);
+        let named = match kid {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|v| v.iter().any(matches)),
+            None => self.by_kid.values().flatten().any(matches),
+        };
+        named || self.unnamed.iter().any(matches)
     }
 
     pub fn knows_kid(&self, kid: &str) -> bool {
@@ -99,7 +135,7 @@ impl Keys {
                 .common
                 .key_algorithm
                 .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            let entry = VerifyKey { key, alg };
+            let entry = VerifyKey::new(key, alg);
             match &jwk.common.key_id {
                 Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
                 None => keys.unnamed.push(entry),
@@ -113,10 +149,10 @@ impl Keys {
 pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
     match source {
         KeySource::Hmac(secret) => Ok(Keys {
-            unnamed: vec![VerifyKey {
-                key: DecodingKey::from_secret(secret.expose().as_bytes()),
-                alg: None,
-            }],
+            unnamed: vec![VerifyKey::new(
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                None,
+            )],
             ..Keys::default()
         }),
         KeySource::PublicKeyFile(path) => {
@@ -130,7 +166,7 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
             .or_else(|_| DecodingKey::from_ec_pem(&pem))
             .map_err(|_| format!("{} holds no RSA or EC public key in PEM", path.display()))?;
             Ok(Keys {
-                unnamed: vec![VerifyKey { key, alg: None }],
+                unnamed: vec![VerifyKey::new(key, None)],
                 ..Keys::default()
             })
         }
@@ -153,8 +189,6 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
 pub struct KeyStore {
     issuer: IssuerConfig,
     keys: ArcSwapOption<Keys>,
-    /// Bumped whenever the key set changes, so cached validations made with old keys expire.
-    generation: std::sync::atomic::AtomicU64,
     /// Held while a fetch runs: concurrent unknown-kid misses wait for one fetch.
     fetching: tokio::sync::Mutex<()>,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
@@ -167,7 +201,6 @@ impl KeyStore {
     pub fn new(issuer: IssuerConfig, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Self> {
         let store = Arc::new(Self {
             keys: ArcSwapOption::empty(),
-            generation: Default::default(),
             fetching: tokio::sync::Mutex::new(()),
             last_unknown_kid_fetch: Mutex::new(None),
             last_success: Mutex::new(None),
@@ -198,10 +231,6 @@ impl KeyStore {
         self.keys.load_full()
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
     pub fn is_ready(&self) -> bool {
         self.keys.load().is_some()
     }
@@ -216,23 +245,12 @@ impl KeyStore {
     pub fn seed(&self, from: &KeyStore) {
         if let Some(keys) = from.keys() {
             self.keys.store(Some(keys));
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             *lock(&self.last_success) = *lock(&from.last_success);
         }
     }
 
     fn install(&self, keys: Keys) {
-        let changed = self
-            .keys
-            .load()
-            .as_deref()
-            .is_none_or(|old| !same_kids(old, &keys));
         self.keys.store(Some(Arc::new(keys)));
-        if changed {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        }
         *lock(&self.last_success) = Some(Instant::now());
     }
 
@@ -361,13 +379,6 @@ impl KeyStore {
             .map_err(|e| format!("body: {e}"))?
             .to_bytes())
     }
-}
-
-fn same_kids(a: &Keys, b: &Keys) -> bool {
-    a.len() == b.len()
-        && a.by_kid.keys().all(|k| b.by_kid.contains_key(k))
-        && a.unnamed.is_empty()
-        && b.unnamed.is_empty()
 }
 
 /// These mutexes guard plain values and are never held across an await, so a poisoned

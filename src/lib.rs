@@ -13,6 +13,7 @@
 //! - [`ticket_endpoint`], [`tickets`], [`rate_limit`]: issuing and redeeming single-use tickets
 //! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
+//! - [`numeric_date`]: `exp`, `nbf`, `iat` as any JSON number, absurd values refused
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
 //! - [`introspect`]: RFC 7662 introspection for opaque tokens, with a bounded cache
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
@@ -51,6 +52,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod mint;
+pub mod numeric_date;
 pub mod policy;
 pub mod rate_limit;
 pub mod redact;
