@@ -3,7 +3,7 @@
 //! Order of checks: size (done at extraction), cache, header (`alg` on the issuer's
 //! allow-list, no `crit`, required `typ`), issuer chosen by the unverified `iss`, key
 //! chosen by `kid` from *that issuer's* key set only, then jsonwebtoken verifies the
-//! signature and `iss`, `aud`, `exp`, `nbf` with leeway. `jku`, `x5u` and an embedded
+//! signature and `iss`, `aud`, `exp`, `nbf` with leeway; `exp` must be present. `jku`, `x5u` and an embedded
 //! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
 //!
 //! Verified claims are cached under the SHA-256 of the token until `exp` + leeway, so a
@@ -194,6 +194,9 @@ impl Validator {
         let mut last = AuthError::BadSignature;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
+                Ok(data) if !data.claims.contains_key("exp") => {
+                    return Err(AuthError::MissingClaim);
+                }
                 Ok(data) => {
                     let used = KeyUsed {
                         issuer: index,
@@ -242,7 +245,9 @@ fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validatio
     v.validate_nbf = true;
     v.set_issuer(&[issuer.issuer.as_str()]);
     v.set_audience(&issuer.audiences);
-    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    // `exp` is required too, but checked in `verify`: jsonwebtoken would call an `exp` it
+    // cannot read "missing", and an unusable date is `BadDateClaim` here.
+    v.set_required_spec_claims(&["iss", "aud"]);
     v
 }
 
@@ -265,6 +270,8 @@ fn map_error(kind: &ErrorKind) -> AuthError {
         ErrorKind::InvalidIssuer => AuthError::UnknownIssuer,
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+        // jsonwebtoken's word for an `exp` or `nbf` that is no u64 (negative, huge).
+        ErrorKind::InvalidClaimFormat(_) => AuthError::BadDateClaim,
         ErrorKind::InvalidAlgorithm
         | ErrorKind::InvalidAlgorithmName
         | ErrorKind::MissingAlgorithm => AuthError::DisallowedAlgorithm,
@@ -310,6 +317,10 @@ mod tests {
         assert_eq!(
             map_error(&ErrorKind::InvalidSignature),
             AuthError::BadSignature
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidClaimFormat("exp".into())),
+            AuthError::BadDateClaim
         );
     }
 }

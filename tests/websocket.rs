@@ -669,6 +669,7 @@ async fn absurd_date_claims_get_401_and_crash_nothing() {
             Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
             "{dates}"
         );
+        assert_eq!(answer.json()["error"], "bad_date_claim", "{dates}");
     }
     // The positive control: the same shape with a sane exp passes, and sessions still run.
     let token = token_with_dates("alice", &format!(r#""exp":{exp},"iat":{}"#, now()));
