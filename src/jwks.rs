@@ -15,8 +15,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
-use sha2::{Digest, Sha256};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{IssuerConfig, KeySource};
@@ -44,23 +43,10 @@ pub struct VerifyKey {
 
 impl VerifyKey {
     pub fn new(key: DecodingKey, alg: Option<Algorithm>) -> Self {
-        let mut hash = Sha256::new();
-        match key.kind() {
-            DecodingKeyKind::SecretOrDer(bytes) => {
-                hash.update(b"der\0");
-                hash.update(bytes);
-            }
-            DecodingKeyKind::RsaModulusExponent { n, e } => {
-                hash.update(b"rsa\0");
-                hash.update((n.len() as u64).to_be_bytes());
-                hash.update(n);
-                hash.update(e);
-            }
-        }
         Self {
+            fingerprint: crate::jwt_crypto::fingerprint(&key),
             key,
             alg,
-            fingerprint: hash.finalize().into(),
         }
     }
 
@@ -385,4 +371,30 @@ impl KeyStore {
 /// lock only means another thread panicked mid-assignment; the value is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa(name: &str) -> VerifyKey {
+        let pem = std::fs::read(format!("tests/fixtures/{name}.pub.pem")).unwrap();
+        VerifyKey::new(DecodingKey::from_rsa_pem(&pem).unwrap(), None)
+    }
+
+    #[test]
+    fn a_key_is_held_by_its_material_not_its_kid() {
+        let (rsa1, rsa2) = (rsa("rsa1"), rsa("rsa2"));
+        assert_ne!(rsa1.fingerprint, rsa2.fingerprint);
+        let mut keys = Keys::default();
+        keys.by_kid.insert("k1".into(), vec![rsa2.clone()]);
+        // The old key's validation does not survive a new key published under its kid.
+        assert!(!keys.holds(Some("k1"), Algorithm::RS256, &rsa1.fingerprint));
+        assert!(keys.holds(Some("k1"), Algorithm::RS256, &rsa2.fingerprint));
+        assert!(!keys.holds(Some("k2"), Algorithm::RS256, &rsa2.fingerprint));
+        assert!(!keys.holds(Some("k1"), Algorithm::ES256, &rsa2.fingerprint));
+        // A key without a kid is tried for any kid, so it holds for any.
+        keys.unnamed.push(rsa1.clone());
+        assert!(keys.holds(Some("other"), Algorithm::RS256, &rsa1.fingerprint));
+    }
 }
