@@ -110,6 +110,21 @@ impl Activity {
             .next_is_ambiguous()
     }
 
+    /// Reports the answer to the HTTP/1 request hyper handed over last, in order, so the
+    /// framing check knows whether the connection switched protocols.
+    pub fn answered(&self, method: &http::Method, status: http::StatusCode) {
+        if !self.scanning.load(Ordering::Relaxed) {
+            return;
+        }
+        let switched = status == http::StatusCode::SWITCHING_PROTOCOLS
+            || (method == http::Method::CONNECT && status.is_success());
+        let mut framing = self.framing.lock().unwrap_or_else(PoisonError::into_inner);
+        framing.answered(switched);
+        if framing.is_off() {
+            self.scanning.store(false, Ordering::Relaxed);
+        }
+    }
+
     fn read_some(&self) {
         // Two loads per read on the hot path; the store and wake-up happen once per request.
         if self.in_flight.load(Ordering::Acquire) == 0

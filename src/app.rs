@@ -67,6 +67,7 @@ impl Gatehouse {
                 .map_err(StartError::Setup)?,
             metrics: metrics.clone(),
             stores: stores.clone(),
+            rate_limits: Arc::new(crate::rate_limit::RateLimits::new()),
             sessions: TaskTracker::new(),
             websockets_drain: CancellationToken::new(),
             background: background.clone(),

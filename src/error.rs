@@ -41,6 +41,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("token lacks a required claim")]
     MissingClaim,
+    #[error("token exp, nbf or iat is not a date between 1970 and 9999")]
+    BadDateClaim,
     #[error("issuer keys are not available")]
     KeysUnavailable,
     #[error("token is not active")]
@@ -68,6 +70,7 @@ impl AuthError {
             AuthError::NotYetValid => "token_not_yet_valid",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::MissingClaim => "missing_claim",
+            AuthError::BadDateClaim => "bad_date_claim",
             AuthError::KeysUnavailable => "keys_unavailable",
             AuthError::Inactive => "token_inactive",
             AuthError::IntrospectionUnavailable => "introspection_unavailable",
@@ -291,7 +294,8 @@ fn auth_response(e: &AuthError) -> Response<Body> {
         | AuthError::NotYetValid
         | AuthError::WrongAudience
         | AuthError::Inactive
-        | AuthError::MissingClaim => (StatusCode::UNAUTHORIZED, INVALID_TOKEN.to_string()),
+        | AuthError::MissingClaim
+        | AuthError::BadDateClaim => (StatusCode::UNAUTHORIZED, INVALID_TOKEN.to_string()),
     };
     let mut response = json(status, e.reason(), &e.to_string());
     if !challenge.is_empty() {

@@ -9,14 +9,23 @@
 //! a connection reads, finds each request head, and says for each whether it carried both.
 //!
 //! It follows message framing (fixed-length and chunked bodies) only to find the next
-//! head. Anything it does not understand — a head hyper will reject anyway, HTTP/2, a
-//! protocol switch — turns it off for the rest of the connection: it never rejects on its
-//! own what it cannot parse, it only flags heads it parsed completely.
+//! head. It stays on for every request until the connection really switches protocols:
+//!
+//! - a request asking to switch (`Upgrade:` or `CONNECT`) holds the bytes that follow it
+//!   until its answer is known ([`Framing::answered`]); a `101` (or a `2xx` to `CONNECT`)
+//!   turns the scanner off, anything else resumes scanning the held bytes as HTTP/1.1;
+//! - the HTTP/2 preface turns it off (HTTP/2 has no such ambiguity);
+//! - anything else it cannot follow (a head it cannot parse or larger than [`MAX_HEAD`],
+//!   framing it does not understand, more held bytes than [`MAX_HEAD`]) leaves it *lost*:
+//!   every later request on the connection is flagged and refused. hyper refuses such
+//!   bytes itself and closes, so in practice this only fails closed where the two parsers
+//!   would disagree.
 
 use std::collections::VecDeque;
 
-/// Larger heads are hyper's to refuse (431); we stop looking.
-const MAX_HEAD: usize = 64 * 1024;
+/// Larger heads are hyper's to refuse (431) under any sane `limits.max_header_bytes`; past
+/// this the scanner is lost. Also the most bytes held while a switch is decided.
+pub const MAX_HEAD: usize = 1024 * 1024;
 const MAX_HEADERS: usize = 128;
 
 /// Per-connection scanner; [`Framing::feed`] takes every byte read, in order.
@@ -26,6 +35,13 @@ pub struct Framing {
     head: Vec<u8>,
     /// One entry per complete request head, oldest first: `true` = both lengths given.
     verdicts: VecDeque<bool>,
+    /// Request heads parsed and answers reported so far: request `n` is answer `n`.
+    heads: u64,
+    answers: u64,
+    /// The request that asked to switch protocols and has no answer yet; while it is
+    /// set, bytes after its body wait in `held`.
+    hold_for: Option<u64>,
+    held: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -35,7 +51,10 @@ enum State {
     /// Bytes of a fixed-length body still to come.
     Body(u64),
     Chunked(Chunk),
+    /// The connection switched protocols (or speaks HTTP/2): nothing more to check.
     Off,
+    /// The stream could not be followed: every later request is flagged.
+    Lost,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +78,8 @@ impl Framing {
     pub fn feed(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             bytes = match self.state {
-                State::Off => return,
+                State::Off | State::Lost => return,
+                State::Head if self.hold_for.is_some() => return self.hold(bytes),
                 State::Head => self.head_bytes(bytes),
                 State::Body(left) => {
                     let take = usize::try_from(left).map_or(bytes.len(), |l| l.min(bytes.len()));
@@ -77,9 +97,35 @@ impl Framing {
     }
 
     /// Whether the next request hyper hands us carried both `Content-Length` and
-    /// `Transfer-Encoding`; `false` when unknown (scanner off).
+    /// `Transfer-Encoding`, or came after bytes the scanner could not follow.
     pub fn next_is_ambiguous(&mut self) -> bool {
-        self.verdicts.pop_front().unwrap_or(false)
+        self.verdicts
+            .pop_front()
+            .unwrap_or(matches!(self.state, State::Lost))
+    }
+
+    /// Reports the answer to the next request, in order: `switched` when it was a `101`
+    /// (or a `2xx` to `CONNECT`), after which the bytes are no longer HTTP.
+    pub fn answered(&mut self, switched: bool) {
+        let index = self.answers;
+        self.answers += 1;
+        if switched {
+            self.off();
+            return;
+        }
+        if self.hold_for == Some(index) {
+            self.hold_for = None;
+            let held = std::mem::take(&mut self.held);
+            self.feed(&held);
+        }
+    }
+
+    fn hold(&mut self, bytes: &[u8]) {
+        if self.held.len() + bytes.len() > MAX_HEAD {
+            self.lose();
+        } else {
+            self.held.extend_from_slice(bytes);
+        }
     }
 
     fn head_bytes<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
@@ -88,12 +134,12 @@ impl Framing {
         self.head.extend_from_slice(bytes);
         let Some(end) = head_end(&self.head[search_from..]).map(|e| e + search_from) else {
             if self.head.len() > MAX_HEAD {
-                self.off();
+                self.lose();
             }
             return &[];
         };
         if end > MAX_HEAD {
-            self.off();
+            self.lose();
             return &[];
         }
         let consumed_here = end.saturating_sub(self.head.len() - bytes.len());
@@ -103,8 +149,12 @@ impl Framing {
                 self.state = next;
                 &bytes[consumed_here..]
             }
-            None => {
+            None if self.head.starts_with(b"PRI * HTTP/2.0\r\n") => {
                 self.off();
+                &[]
+            }
+            None => {
+                self.lose();
                 &[]
             }
         }
@@ -134,22 +184,22 @@ impl Framing {
         }
         self.verdicts.push_back(has_length && coding.is_some());
         if switches {
-            // After a protocol switch the bytes are not HTTP; if the switch is refused we
-            // simply look no further on this connection.
-            return Some(State::Off);
+            // What follows is HTTP again only if the switch is refused: wait for the answer.
+            self.hold_for = Some(self.heads);
         }
+        self.heads += 1;
         Some(match coding {
             Some(value) if ends_chunked(value) => State::Chunked(Chunk::Size {
                 size: 0,
                 in_ext: false,
             }),
             // hyper refuses any other transfer coding.
-            Some(_) => State::Off,
+            Some(_) => State::Lost,
             None if !has_length => State::Head,
             None => match length {
                 Some(0) => State::Head,
                 Some(n) => State::Body(n),
-                None => State::Off,
+                None => State::Lost,
             },
         })
     }
@@ -173,7 +223,7 @@ impl Framing {
                         size: 0,
                         in_ext: false,
                     }),
-                    _ => State::Off,
+                    _ => State::Lost,
                 };
             }
             Chunk::Size { size, in_ext } => {
@@ -189,7 +239,7 @@ impl Framing {
                                 size: s + u64::from(d),
                                 in_ext: false,
                             }),
-                            _ => State::Off,
+                            _ => State::Lost,
                         }
                     }
                 };
@@ -206,13 +256,21 @@ impl Framing {
         &bytes[1..]
     }
 
+    /// Whether the scanner needs no more bytes (switched, HTTP/2, or lost).
     pub fn is_off(&self) -> bool {
-        matches!(self.state, State::Off)
+        matches!(self.state, State::Off | State::Lost)
     }
 
     fn off(&mut self) {
         self.state = State::Off;
         self.head = Vec::new();
+        self.held = Vec::new();
+    }
+
+    fn lose(&mut self) {
+        self.state = State::Lost;
+        self.head = Vec::new();
+        self.held = Vec::new();
     }
 }
 
@@ -271,17 +329,69 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_or_switched_streams_turn_it_off() {
-        assert_eq!(
-            verdicts(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\n\r\n", 5),
-            Vec::<bool>::new()
+    fn http2_turns_it_off_and_what_it_cannot_follow_flags_every_later_request() {
+        let mut h2 = Framing::default();
+        h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(h2.state, State::Off));
+        assert!(!h2.next_is_ambiguous());
+
+        let mut garbage = Framing::default();
+        garbage.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nG(T / HTTP/1.1\r\n\r\n");
+        assert!(garbage.is_off());
+        assert!(!garbage.next_is_ambiguous(), "the first head parsed");
+        assert!(garbage.next_is_ambiguous());
+        assert!(garbage.next_is_ambiguous());
+
+        let mut huge = Framing::default();
+        huge.feed(&vec![b'a'; MAX_HEAD + 10]);
+        assert!(matches!(huge.state, State::Lost));
+        assert!(huge.next_is_ambiguous());
+    }
+
+    const SWITCH: &[u8] = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+    const CONNECT: &[u8] = b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n";
+    const AMBIGUOUS: &[u8] =
+        b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    #[test]
+    fn a_refused_switch_keeps_the_guard_on_for_what_follows() {
+        for first in [SWITCH, CONNECT] {
+            for read_size in [1, 7, 4096] {
+                let mut framing = Framing::default();
+                let stream = [first, AMBIGUOUS].concat();
+                for piece in stream.chunks(read_size) {
+                    framing.feed(piece);
+                }
+                assert!(!framing.next_is_ambiguous());
+                framing.answered(false);
+                assert!(framing.next_is_ambiguous(), "read size {read_size}");
+                // And bytes arriving after the answer are scanned as before.
+                framing.answered(false);
+                framing.feed(AMBIGUOUS);
+                assert!(framing.next_is_ambiguous());
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_switch_turns_it_off_and_holding_is_bounded() {
+        let mut switched = Framing::default();
+        switched.feed(SWITCH);
+        switched.feed(AMBIGUOUS);
+        assert!(!switched.next_is_ambiguous());
+        switched.answered(true);
+        assert!(switched.is_off());
+        assert!(
+            !switched.next_is_ambiguous(),
+            "WebSocket frames are not requests"
         );
-        let upgrade = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n\
-            GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(verdicts(upgrade, 9), [false]);
-        let mut framing = Framing::default();
-        framing.feed(&vec![b'a'; MAX_HEAD + 10]);
-        assert!(matches!(framing.state, State::Off));
-        assert!(!framing.next_is_ambiguous());
+
+        let mut flood = Framing::default();
+        flood.feed(SWITCH);
+        flood.feed(&vec![b'a'; MAX_HEAD + 1]);
+        assert!(matches!(flood.state, State::Lost));
+        flood.answered(false);
+        assert!(!flood.next_is_ambiguous());
+        assert!(flood.next_is_ambiguous());
     }
 }

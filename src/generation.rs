@@ -6,7 +6,8 @@
 //! `Arc` to the generation it started in and finishes there.
 //!
 //! What outlives generations is [`Shared`]: metrics, the shared stores (tickets stay
-//! redeemable, revocations stay known), the WebSocket session tracker and the drain.
+//! redeemable, revocations stay known), the rate limiters' counts, the WebSocket session
+//! tracker and the drain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::introspect::Introspector;
 use crate::jwks::KeyStore;
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimits;
 use crate::service::Proxy;
 use crate::store::Stores;
 use crate::validate::Validator;
@@ -35,6 +37,8 @@ pub type Current = Arc<ArcSwap<Generation>>;
 pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub stores: Arc<Stores>,
+    /// Counts per client and caller; each generation applies its own configured limits.
+    pub rate_limits: Arc<RateLimits>,
     /// Every WebSocket session task, so the drain can wait for them.
     pub sessions: TaskTracker,
     /// Cancelled when the drain's grace period ends: open WebSockets close with 1001.

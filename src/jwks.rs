@@ -36,9 +36,20 @@ pub struct VerifyKey {
     pub key: DecodingKey,
     /// The JWK's `alg`, when it names one: then only that algorithm may use the key.
     pub alg: Option<Algorithm>,
+    /// SHA-256 of the key material: a cached validation holds only while the key it was
+    /// made with is still published (a new key under an old `kid` is another key).
+    pub fingerprint: [u8; 32],
 }
 
 impl VerifyKey {
+    pub fn new(key: DecodingKey, alg: Option<Algorithm>) -> Self {
+        Self {
+            fingerprint: crate::jwt_crypto::fingerprint(&key),
+            key,
+            alg,
+        }
+    }
+
     pub fn accepts(&self, alg: Algorithm) -> bool {
         self.key.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
     }
@@ -67,6 +78,17 @@ impl Keys {
             None => Box::new(self.unnamed.iter().chain(self.by_kid.values().flatten())),
         };
         pool.filter(|k| k.accepts(alg)).collect()
+    }
+
+    /// Whether the key with this fingerprint would still be tried for this `kid` and `alg`.
+    pub fn holds(&self, kid: Option<&str>, alg: Algorithm, fingerprint: &[u8; 32]) -> bool {
+        // The same pools as `candidates`, without building a list: this runs on cache hits.
+        let matches = |k: &VerifyKey| &k.fingerprint == fingerprint && k.accepts(alg);
+        let named = match kid {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|v| v.iter().any(matches)),
+            None => self.by_kid.values().flatten().any(matches),
+        };
+        named || self.unnamed.iter().any(matches)
     }
 
     pub fn knows_kid(&self, kid: &str) -> bool {
@@ -99,7 +121,7 @@ impl Keys {
                 .common
                 .key_algorithm
                 .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            let entry = VerifyKey { key, alg };
+            let entry = VerifyKey::new(key, alg);
             match &jwk.common.key_id {
                 Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
                 None => keys.unnamed.push(entry),
@@ -113,10 +135,10 @@ impl Keys {
 pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
     match source {
         KeySource::Hmac(secret) => Ok(Keys {
-            unnamed: vec![VerifyKey {
-                key: DecodingKey::from_secret(secret.expose().as_bytes()),
-                alg: None,
-            }],
+            unnamed: vec![VerifyKey::new(
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                None,
+            )],
             ..Keys::default()
         }),
         KeySource::PublicKeyFile(path) => {
@@ -130,7 +152,7 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
             .or_else(|_| DecodingKey::from_ec_pem(&pem))
             .map_err(|_| format!("{} holds no RSA or EC public key in PEM", path.display()))?;
             Ok(Keys {
-                unnamed: vec![VerifyKey { key, alg: None }],
+                unnamed: vec![VerifyKey::new(key, None)],
                 ..Keys::default()
             })
         }
@@ -153,8 +175,6 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
 pub struct KeyStore {
     issuer: IssuerConfig,
     keys: ArcSwapOption<Keys>,
-    /// Bumped whenever the key set changes, so cached validations made with old keys expire.
-    generation: std::sync::atomic::AtomicU64,
     /// Held while a fetch runs: concurrent unknown-kid misses wait for one fetch.
     fetching: tokio::sync::Mutex<()>,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
@@ -167,7 +187,6 @@ impl KeyStore {
     pub fn new(issuer: IssuerConfig, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Self> {
         let store = Arc::new(Self {
             keys: ArcSwapOption::empty(),
-            generation: Default::default(),
             fetching: tokio::sync::Mutex::new(()),
             last_unknown_kid_fetch: Mutex::new(None),
             last_success: Mutex::new(None),
@@ -198,10 +217,6 @@ impl KeyStore {
         self.keys.load_full()
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
     pub fn is_ready(&self) -> bool {
         self.keys.load().is_some()
     }
@@ -216,23 +231,12 @@ impl KeyStore {
     pub fn seed(&self, from: &KeyStore) {
         if let Some(keys) = from.keys() {
             self.keys.store(Some(keys));
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             *lock(&self.last_success) = *lock(&from.last_success);
         }
     }
 
     fn install(&self, keys: Keys) {
-        let changed = self
-            .keys
-            .load()
-            .as_deref()
-            .is_none_or(|old| !same_kids(old, &keys));
         self.keys.store(Some(Arc::new(keys)));
-        if changed {
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        }
         *lock(&self.last_success) = Some(Instant::now());
     }
 
@@ -382,15 +386,34 @@ impl KeyStore {
     }
 }
 
-fn same_kids(a: &Keys, b: &Keys) -> bool {
-    a.len() == b.len()
-        && a.by_kid.keys().all(|k| b.by_kid.contains_key(k))
-        && a.unnamed.is_empty()
-        && b.unnamed.is_empty()
-}
-
 /// These mutexes guard plain values and are never held across an await, so a poisoned
 /// lock only means another thread panicked mid-assignment; the value is still usable.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa(name: &str) -> VerifyKey {
+        let pem = std::fs::read(format!("tests/fixtures/{name}.pub.pem")).unwrap();
+        VerifyKey::new(DecodingKey::from_rsa_pem(&pem).unwrap(), None)
+    }
+
+    #[test]
+    fn a_key_is_held_by_its_material_not_its_kid() {
+        let (rsa1, rsa2) = (rsa("rsa1"), rsa("rsa2"));
+        assert_ne!(rsa1.fingerprint, rsa2.fingerprint);
+        let mut keys = Keys::default();
+        keys.by_kid.insert("k1".into(), vec![rsa2.clone()]);
+        // The old key's validation does not survive a new key published under its kid.
+        assert!(!keys.holds(Some("k1"), Algorithm::RS256, &rsa1.fingerprint));
+        assert!(keys.holds(Some("k1"), Algorithm::RS256, &rsa2.fingerprint));
+        assert!(!keys.holds(Some("k2"), Algorithm::RS256, &rsa2.fingerprint));
+        assert!(!keys.holds(Some("k1"), Algorithm::ES256, &rsa2.fingerprint));
+        // A key without a kid is tried for any kid, so it holds for any.
+        keys.unnamed.push(rsa1.clone());
+        assert!(keys.holds(Some("other"), Algorithm::RS256, &rsa1.fingerprint));
+    }
 }

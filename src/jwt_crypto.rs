@@ -74,6 +74,25 @@ fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtV
     }))
 }
 
+/// SHA-256 of a key's material, to tell keys apart whatever `kid` they are published under.
+pub fn fingerprint(key: &DecodingKey) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(bytes) => {
+            hash.update(b"der\0");
+            hash.update(bytes);
+        }
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            hash.update(b"rsa\0");
+            hash.update((n.len() as u64).to_be_bytes());
+            hash.update(n);
+            hash.update(e);
+        }
+    }
+    hash.finalize().into()
+}
+
 fn hmac_algorithm(alg: Algorithm) -> ring::hmac::Algorithm {
     match alg {
         Algorithm::HS384 => ring::hmac::HMAC_SHA384,

@@ -13,6 +13,7 @@
 //! - [`ticket_endpoint`], [`tickets`], [`rate_limit`]: issuing and redeeming single-use tickets
 //! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
+//! - [`numeric_date`]: `exp`, `nbf`, `iat` as any JSON number, absurd values refused
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
 //! - [`introspect`]: RFC 7662 introspection for opaque tokens: bounded caches, single flight, call budget
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
@@ -54,6 +55,7 @@ pub mod logging;
 pub mod metrics;
 pub mod mint;
 pub mod outbound;
+pub mod numeric_date;
 pub mod policy;
 pub mod pre_auth;
 pub mod rate_limit;

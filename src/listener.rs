@@ -161,9 +161,11 @@ impl Served {
         let tracked = activity.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let in_flight = tracked.begin(request.version());
-            if request.version() <= http::Version::HTTP_11 && tracked.next_is_ambiguous() {
+            let http1 = request.version() <= http::Version::HTTP_11;
+            if http1 && tracked.next_is_ambiguous() {
                 request.extensions_mut().insert(AmbiguousFraming);
             }
+            let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
             // Only a request that may upgrade carries the slot on to its session.
             if request.headers().contains_key(http::header::UPGRADE) {
                 request.extensions_mut().insert(slot.clone());
@@ -171,6 +173,9 @@ impl Served {
             let proxy = current.load().proxy.clone();
             async move {
                 let response = proxy.handle(request, conn).await;
+                if let Some(activity) = activity {
+                    activity.answered(&method, response.status());
+                }
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Guarded::new(body, in_flight)),
                 )

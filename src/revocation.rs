@@ -59,10 +59,7 @@ impl Revoked {
             Revoked::Token { jti, .. } => text("jti") == Some(jti.as_str()),
             Revoked::Subject { sub, before, .. } => {
                 text("sub") == Some(sub.as_str())
-                    && claims
-                        .get("iat")
-                        .and_then(serde_json::Value::as_u64)
-                        .is_none_or(|iat| iat < *before)
+                    && crate::numeric_date::get(claims, "iat").is_none_or(|iat| iat < *before)
             }
         }
     }

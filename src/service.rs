@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -30,7 +30,7 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::RateLimits;
 use crate::redact::Redactor;
 use crate::revocation::Revocations;
 use crate::route::RouteTable;
@@ -82,8 +82,10 @@ pub struct Proxy {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
     pub(crate) revocations: Arc<Revocations>,
-    /// `limits.requests_per_ip_per_second`, when set.
-    requests_per_ip: Option<RateLimiter>,
+    /// `limits.requests_per_ip_per_second`; 0 = off.
+    requests_per_ip: u32,
+    /// The counters, kept across reloads.
+    pub(crate) rate_limits: Arc<RateLimits>,
     /// Cancelled when the grace period ends: open WebSockets close with 1001.
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
@@ -121,9 +123,8 @@ impl Proxy {
                 .as_ref()
                 .map(|t| TicketDesk::new(t, config, &shared.stores, metrics)),
             revocations: shared.stores.revocations.clone(),
-            requests_per_ip: (config.requests_per_ip_per_second > 0).then(|| {
-                RateLimiter::new(config.requests_per_ip_per_second, Duration::from_secs(1))
-            }),
+            requests_per_ip: config.requests_per_ip_per_second,
+            rate_limits: shared.rate_limits.clone(),
             drain: shared.websockets_drain.clone(),
             sessions: shared.sessions.clone(),
             pre_auth: crate::pre_auth::PreAuthBudget::new(&config.pre_auth),
@@ -164,7 +165,7 @@ impl Proxy {
         );
         let result = match (self.admissible(&request, conn), desk, route) {
             (Err(e), _, _) => Err(e),
-            (_, Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
+            (_, Some(desk), _) => self.ticket_endpoint(desk, request, &mut line).await,
             (_, None, Some(route)) => {
                 self.pipeline(request, route, conn, &request_id, &mut line)
                     .await
@@ -190,11 +191,12 @@ impl Proxy {
                 "Content-Length and Transfer-Encoding together",
             ));
         }
-        let Some(limiter) = &self.requests_per_ip else {
+        if self.requests_per_ip == 0 {
             return Ok(());
-        };
-        limiter
-            .check(conn.peer.ip())
+        }
+        self.rate_limits
+            .requests_per_ip
+            .check(conn.peer.ip(), self.requests_per_ip)
             .map_err(|retry_after_secs| ProxyError::RateLimited {
                 retry_after_secs,
                 limit: "requests_per_ip",

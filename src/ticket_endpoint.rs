@@ -3,16 +3,24 @@
 //!
 //! Single-page apps call it cross-origin, so it answers CORS preflights for the origins the
 //! routes allow. When any route lists origins, a request whose `Origin` is not among them is
-//! refused (403); with no list anywhere, CORS headers are simply not sent. Each client
-//! address may ask `rate_limit_per_minute` times a minute (then 429 with `Retry-After`).
+//! refused (403); with no list anywhere, CORS headers are simply not sent.
+//!
+//! `rate_limit_per_minute` is counted per authenticated caller (issuer and subject; the
+//! token itself when it names no subject), after the token validates: then 429 with
+//! `Retry-After`. A request without a token is refused (401) before anything is counted or
+//! verified, and an invalid token is refused (401) without touching any caller's count, so
+//! anonymous floods behind a shared address cannot lock valid callers out. What bounds
+//! the signature checks an invalid-token flood costs is the same as on every
+//! authenticating route: `limits.requests_per_ip_per_second` and the connection limits;
+//! malformed tokens and unknown issuers or kids are refused before any signature work.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::access_log::AccessLine;
 use crate::body::{empty, Body};
@@ -21,13 +29,13 @@ use crate::error::{AuthError, ProxyError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
 use crate::pre_auth::BodyError;
-use crate::rate_limit::RateLimiter;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
-use crate::service::{Conn, Proxy};
+use crate::service::Proxy;
 use crate::store::Stores;
 use crate::tickets::{Grant, TicketError, TicketStore};
 use crate::token;
+use crate::validate::Claims;
 
 /// A request body larger than this is not a ticket request.
 const MAX_BODY_BYTES: usize = 4096;
@@ -35,7 +43,6 @@ const MAX_BODY_BYTES: usize = 4096;
 pub struct TicketDesk {
     pub config: TicketsConfig,
     pub store: Arc<TicketStore>,
-    limiter: RateLimiter,
     /// Union of the routes' `allowed_origins`.
     origins: Vec<String>,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
@@ -66,7 +73,6 @@ impl TicketDesk {
                 .tickets
                 .clone()
                 .unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
-            limiter: RateLimiter::new(config.rate_limit_per_minute, Duration::from_secs(60)),
             origins,
             bearer_routes: all
                 .routes
@@ -121,21 +127,12 @@ impl Proxy {
         &self,
         desk: &TicketDesk,
         request: Request<Incoming>,
-        conn: Conn,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         let cors = desk.cors_origin(&request)?;
         let mut response = match *request.method() {
             Method::OPTIONS => preflight(),
-            Method::POST => {
-                desk.limiter
-                    .check(conn.peer.ip())
-                    .map_err(|retry_after_secs| ProxyError::RateLimited {
-                        retry_after_secs,
-                        limit: "ticket_rate",
-                    })?;
-                self.issue(desk, request, line).await?
-            }
+            Method::POST => self.issue(desk, request, line).await?,
             _ => return Err(ProxyError::MethodNotAllowed),
         };
         if let Some(origin) = cors {
@@ -157,6 +154,16 @@ impl Proxy {
             .ok_or(AuthError::Missing)?;
         let claims = self.validated(&found.token).await?;
         line.subject = self.subject(&claims);
+        self.rate_limits
+            .tickets
+            .check(
+                caller(&claims, &found.token, &self.subject_claim),
+                desk.config.rate_limit_per_minute,
+            )
+            .map_err(|retry_after_secs| ProxyError::RateLimited {
+                retry_after_secs,
+                limit: "ticket_rate",
+            })?;
         // Held against the pre-authentication budget and cut after limits.body_read_timeout.
         let body = self
             .pre_auth
@@ -186,10 +193,8 @@ impl Proxy {
             Some(path) => desk.bearer_routes.contains(path),
             None => !desk.bearer_routes.is_empty(),
         };
-        let exp = claims
-            .get("exp")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
+        // A token without `exp` (introspection may say none) gives a ticket its full ttl.
+        let exp = crate::numeric_date::get(&claims, "exp").unwrap_or(u64::MAX);
         let grant = Grant {
             claims,
             token: keep_token.then_some(found.token),
@@ -211,6 +216,26 @@ impl Proxy {
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(response)
     }
+}
+
+/// Whose ticket count a request adds to: the issuer and subject, or the token itself when
+/// it names no subject. Hashed, so every entry is the same small size.
+fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
+    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let mut hash = Sha256::new();
+    match text(subject_claim) {
+        Some(subject) => {
+            hash.update(b"subject\0");
+            hash.update(text("iss").unwrap_or_default());
+            hash.update(b"\0");
+            hash.update(subject);
+        }
+        None => {
+            hash.update(b"token\0");
+            hash.update(token.expose());
+        }
+    }
+    hash.finalize().into()
 }
 
 fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {

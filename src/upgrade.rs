@@ -41,13 +41,21 @@ impl Proxy {
         if !route.config.close_on_expiry {
             return None;
         }
-        let exp = claims.get("exp").and_then(serde_json::Value::as_u64)?;
-        let end = Duration::from_secs(exp) + self.validator.leeway(claims);
+        let exp = crate::numeric_date::get(claims, "exp")?;
         // Sub-second precision: the close should come at the end, not up to a second later.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        Some(Instant::now() + end.saturating_sub(now))
+        // Validation bounds `exp` (year 9999) and config bounds leeway (1h), so neither sum
+        // can overflow; were one to, the session ends now rather than never.
+        let left = Duration::from_secs(exp)
+            .checked_add(self.validator.leeway(claims))
+            .map(|end| end.saturating_sub(now));
+        let start = Instant::now();
+        Some(
+            left.and_then(|left| start.checked_add(left))
+                .unwrap_or(start),
+        )
     }
 
     /// Relays once both sides have switched protocols; logs and counts the session's end.

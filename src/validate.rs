@@ -3,12 +3,16 @@
 //! Order of checks: size (done at extraction), cache, header (`alg` on the issuer's
 //! allow-list, no `crit`, required `typ`), issuer chosen by the unverified `iss`, key
 //! chosen by `kid` from *that issuer's* key set only, then jsonwebtoken verifies the
-//! signature and `iss`, `aud`, `exp`, `nbf` with leeway. `jku`, `x5u` and an embedded
+//! signature and `iss`, `aud`, `exp`, `nbf` with leeway; `exp` must be present. `jku`, `x5u` and an embedded
 //! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
 //!
 //! Verified claims are cached under the SHA-256 of the token until `exp` + leeway, so a
-//! client's repeat requests skip the signature check. Entries also remember the issuer's
-//! key-set generation: when keys rotate out, earlier validations stop counting.
+//! client's repeat requests skip the signature check. Entries also remember the fingerprint
+//! of the key that verified them: once the issuer stops publishing that key for the token's
+//! `kid` (rotated out, or replaced under the same `kid`), earlier validations stop counting.
+//!
+//! Every token that validates, JWT or introspected, then passes [`numeric_date::check`]:
+//! `exp`, `nbf` and `iat` are any JSON number, and absurd values are refused here.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,6 +27,7 @@ use crate::error::AuthError;
 use crate::introspect::Introspector;
 use crate::jwks::KeyStore;
 use crate::metrics::Metrics;
+use crate::numeric_date;
 use crate::secret::BearerToken;
 
 /// A token's verified claims.
@@ -38,10 +43,18 @@ pub struct Validator {
 
 struct CacheEntry {
     claims: Arc<Claims>,
-    issuer: usize,
-    generation: u64,
+    key: KeyUsed,
     /// Unix seconds after which the cached validation no longer holds (`exp` + leeway).
     not_after: u64,
+}
+
+/// Which key verified a token, and what the token asked for: the validation holds only
+/// while that key would still be tried for it.
+struct KeyUsed {
+    issuer: usize,
+    kid: Option<Box<str>>,
+    alg: Algorithm,
+    fingerprint: [u8; 32],
 }
 
 impl Validator {
@@ -85,23 +98,31 @@ impl Validator {
             return Ok(claims);
         }
         self.metrics.token_cache(false);
-        let (issuer, claims) = match (self.verify(token).await, &self.introspector) {
+        let (key, claims) = match (self.verify(token).await, &self.introspector) {
             // Not a JWT, or one from an issuer we hold no keys for: ask the IdP. Its answers
             // have their own cache, bounded by what introspection says.
             (Err(AuthError::Malformed | AuthError::UnknownIssuer), Some(introspector)) => {
-                return introspector.introspect(token).await;
+                let claims = introspector.introspect(token).await?;
+                numeric_date::check(&claims)?;
+                return Ok(claims);
             }
             (result, _) => result?,
         };
+        numeric_date::check(&claims)?;
         let claims = Arc::new(claims);
-        self.remember(digest, issuer, &claims, now);
+        self.remember(digest, key, &claims, now);
         Ok(claims)
     }
 
     fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
         let entry = self.cache.get(digest)?;
-        let current = self.issuers.get(entry.issuer)?.generation();
-        if entry.generation == current && now <= entry.not_after {
+        let key = &entry.key;
+        let still_published = self
+            .issuers
+            .get(key.issuer)
+            .and_then(|store| store.keys())
+            .is_some_and(|keys| keys.holds(key.kid.as_deref(), key.alg, &key.fingerprint));
+        if still_published && now <= entry.not_after {
             return Some(entry.claims.clone());
         }
         drop(entry);
@@ -109,19 +130,15 @@ impl Validator {
         None
     }
 
-    fn remember(&self, digest: [u8; 32], issuer: usize, claims: &Arc<Claims>, now: u64) {
-        let Some(store) = self.issuers.get(issuer) else {
+    fn remember(&self, digest: [u8; 32], key: KeyUsed, claims: &Arc<Claims>, now: u64) {
+        let Some(store) = self.issuers.get(key.issuer) else {
             return;
         };
-        let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_u64) else {
+        let Some(exp) = numeric_date::get(claims, "exp") else {
             return;
         };
         // A token that is not valid yet (within leeway) is not cached: its nbf matters later.
-        if claims
-            .get("nbf")
-            .and_then(serde_json::Value::as_u64)
-            .is_some_and(|nbf| nbf > now)
-        {
+        if numeric_date::get(claims, "nbf").is_some_and(|nbf| nbf > now) {
             return;
         }
         if self.cache_capacity == 0 {
@@ -136,14 +153,13 @@ impl Validator {
         }
         let entry = CacheEntry {
             claims: claims.clone(),
-            issuer,
-            generation: store.generation(),
             not_after: exp.saturating_add(store.issuer().leeway.as_secs()),
+            key,
         };
         self.cache.insert(digest, entry);
     }
 
-    async fn verify(&self, token: &BearerToken) -> Result<(usize, Claims), AuthError> {
+    async fn verify(&self, token: &BearerToken) -> Result<(KeyUsed, Claims), AuthError> {
         let raw = token.expose();
         let header = jsonwebtoken::decode_header(raw).map_err(|_| AuthError::Malformed)?;
         if header.crit.is_some() {
@@ -178,7 +194,18 @@ impl Validator {
         let mut last = AuthError::BadSignature;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
-                Ok(data) => return Ok((index, data.claims)),
+                Ok(data) if !data.claims.contains_key("exp") => {
+                    return Err(AuthError::MissingClaim);
+                }
+                Ok(data) => {
+                    let used = KeyUsed {
+                        issuer: index,
+                        kid: kid.map(Box::from),
+                        alg: header.alg,
+                        fingerprint: key.fingerprint,
+                    };
+                    return Ok((used, data.claims));
+                }
                 Err(e) => {
                     last = map_error(e.kind());
                     if last != AuthError::BadSignature {
@@ -218,7 +245,9 @@ fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validatio
     v.validate_nbf = true;
     v.set_issuer(&[issuer.issuer.as_str()]);
     v.set_audience(&issuer.audiences);
-    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    // `exp` is required too, but checked in `verify`: jsonwebtoken would call an `exp` it
+    // cannot read "missing", and an unusable date is `BadDateClaim` here.
+    v.set_required_spec_claims(&["iss", "aud"]);
     v
 }
 
@@ -241,6 +270,8 @@ fn map_error(kind: &ErrorKind) -> AuthError {
         ErrorKind::InvalidIssuer => AuthError::UnknownIssuer,
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+        // jsonwebtoken's word for an `exp` or `nbf` that is no u64 (negative, huge).
+        ErrorKind::InvalidClaimFormat(_) => AuthError::BadDateClaim,
         ErrorKind::InvalidAlgorithm
         | ErrorKind::InvalidAlgorithmName
         | ErrorKind::MissingAlgorithm => AuthError::DisallowedAlgorithm,
@@ -286,6 +317,10 @@ mod tests {
         assert_eq!(
             map_error(&ErrorKind::InvalidSignature),
             AuthError::BadSignature
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidClaimFormat("exp".into())),
+            AuthError::BadDateClaim
         );
     }
 }

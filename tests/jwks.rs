@@ -317,3 +317,32 @@ async fn a_discovered_jwks_uri_must_be_on_the_issuers_host_unless_listed() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_key_replaced_under_the_same_kid_ends_cached_validations() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1")]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    proxy.wait_ready().await;
+    // One token, used twice: the second answer comes from the validated-token cache.
+    let old = mint(
+        &Key::rsa("rsa1", "k1"),
+        &claims(&idp.issuer(), "api", json!({})),
+    );
+    assert_eq!(bearer(&proxy.url("/x"), &old).await.status, 200);
+    assert_eq!(bearer(&proxy.url("/x"), &old).await.status, 200);
+
+    // The IdP replaces the key but keeps publishing it as k1 (a compromised key rotated out).
+    idp.set_keys(&[Key::rsa("rsa2", "k1")]);
+    let new = Key::rsa("rsa2", "k1");
+    let rotated = eventually(Duration::from_secs(10), || async {
+        status_with(&proxy, &new, &idp.issuer()).await == 200
+    })
+    .await;
+    assert!(rotated, "the new key was never picked up");
+    assert_eq!(
+        bearer(&proxy.url("/x"), &old).await.status,
+        401,
+        "a token signed with the replaced key still passed (from the cache)"
+    );
+}

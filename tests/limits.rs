@@ -381,3 +381,83 @@ async fn smuggling_attempts_get_400_and_reach_nobody() {
     let uris: Vec<String> = upstream.requests().iter().map(|r| r.uri.clone()).collect();
     assert_eq!(uris, ["/x", "/good"]);
 }
+
+/// Reads one response (head, and a `Content-Length` or chunked body) from a keep-alive
+/// connection.
+async fn read_response(socket: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let chunked = text[..head_end]
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked");
+                if chunked && text[head_end..].contains("\r\n0\r\n\r\n") {
+                    return text;
+                }
+                let length = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if !chunked && got.len() >= head_end + 4 + length {
+                    return text;
+                }
+            }
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return text,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or_default()
+}
+
+const SMUGGLED: &[u8] = b"POST /smuggled HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\
+    Content-Length: 4\r\n\r\n0\r\n\r\n";
+
+#[tokio::test]
+async fn the_framing_guard_stays_on_after_an_upgrade_or_connect_that_did_not_switch() {
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&route(&upstream.url(), "")).await;
+    let not_upgraded =
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let connect = b"CONNECT a:80 HTTP/1.1\r\nHost: a:80\r\n\r\n";
+
+    // One after the other: the first answer is read before the ambiguous request is sent.
+    for first in [&not_upgraded[..], &connect[..]] {
+        let mut socket = TcpStream::connect(proxy.addr).await.unwrap();
+        socket.write_all(first).await.unwrap();
+        let answer = read_response(&mut socket).await;
+        assert_ne!(status_of(&answer), Some(101), "{answer}");
+        if answer.is_empty() {
+            continue; // The connection was closed: nothing more can be smuggled on it.
+        }
+        socket.write_all(SMUGGLED).await.unwrap();
+        let second = read_response(&mut socket).await;
+        assert!(
+            second.is_empty() || status_of(&second) == Some(400),
+            "after {:?}: {second}",
+            String::from_utf8_lossy(first)
+        );
+    }
+    // Pipelined in one write behind a request that asked to upgrade and was not upgraded.
+    let mut pipelined = not_upgraded.to_vec();
+    pipelined.extend_from_slice(SMUGGLED);
+    let answer = raw(&proxy, &pipelined).await;
+    let statuses: Vec<&str> = answer
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answer[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{answer}");
+    let uris: Vec<String> = upstream.requests().iter().map(|r| r.uri.clone()).collect();
+    assert!(!uris.iter().any(|u| u.contains("smuggled")), "{uris:?}");
+    assert_eq!(uris.iter().filter(|u| *u == "/a").count(), 2, "{uris:?}");
+}

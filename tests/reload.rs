@@ -350,3 +350,72 @@ upstream = "{up}"
     assert_eq!(bearer(&revocations, "old-admin-secret").await.status, 401);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_rate_limiters_counts() {
+    let hub = WsHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config_file, hmac_file) = (dir.path().join("gatehouse.toml"), dir.path().join("hmac"));
+    let secret = "s".repeat(32);
+    let toml = |ttl: &str| {
+        format!(
+            r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[reload]
+interval = "100ms"
+[[issuer]]
+name = "hs"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_file = "{hmac}"
+[tickets]
+ttl = "{ttl}"
+rate_limit_per_minute = 2
+[[route]]
+path = "/ws"
+upstream = "{hub}"
+websocket = true
+"#,
+            hub = hub.url(),
+            hmac = hmac_file.display()
+        )
+    };
+    write(&hmac_file, &secret);
+    write(&config_file, toml("30s"));
+    let proxy = TestProxy::start_file(&config_file).await;
+    let token = {
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        mint_with(&header, &key, &claims(ISS, "api", json!({})))
+    };
+    let ticket = || async {
+        let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        send(request).await.status.as_u16()
+    };
+    assert_eq!(ticket().await, 201);
+    assert_eq!(ticket().await, 201);
+    assert_eq!(ticket().await, 429);
+
+    let reloads = "gatehouse_config_reloads_total{result=\"ok\"}";
+    let before = proxy.metric(reloads).await;
+    write(&config_file, toml("20s"));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            proxy.metric(reloads).await > before
+        })
+        .await,
+        "the edit was never reloaded"
+    );
+    assert_eq!(
+        ticket().await,
+        429,
+        "the reload gave back the spent tickets"
+    );
+    proxy.shutdown().await;
+}

@@ -101,6 +101,13 @@ impl World {
         send(request).await
     }
 
+    async fn ticket_without_token(&self) -> Answer {
+        let request = http::Request::post(self.proxy.url("/.gatehouse/ticket"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        send(request).await
+    }
+
     async fn new_ticket(&self, token: &str, route: Option<&str>) -> String {
         let answer = self.ticket(token, route).await;
         assert_eq!(answer.status, 201, "{}", answer.body);
@@ -484,6 +491,12 @@ idle_timeout = "500ms"
     );
     let proxy = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
     let w = World { hub, proxy };
+    // Anonymous and invalid requests from the same address are refused at once and count
+    // against nobody: they cannot lock valid callers behind the same ingress out.
+    for _ in 0..10 {
+        assert_eq!(w.ticket_without_token().await.status, 401);
+        assert_eq!(w.ticket("not-a-token", None).await.status, 401);
+    }
     let token = token_for("alice", 600, json!({}));
     assert_eq!(w.ticket(&token, None).await.status, 201);
     assert_eq!(w.ticket(&token, None).await.status, 201);
@@ -491,6 +504,10 @@ idle_timeout = "500ms"
     assert_eq!(limited.status, 429);
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // The limit is alice's, not the address's: bob, from the same address, still gets his.
+    let bob = token_for("bob", 600, json!({}));
+    assert_eq!(w.ticket(&bob, None).await.status, 201);
+    assert_eq!(w.ticket_without_token().await.status, 401);
 
     let (mut c, _) = ws_connect(
         &w.ws("/hub"),
@@ -551,4 +568,116 @@ async fn websocket_sessions_keep_their_connection_slot() {
         "the freed slot was never given back"
     );
     drop(first);
+}
+
+/// A token whose payload is exactly `payload`, for number spellings serde would rewrite.
+fn token_with_payload(payload: &str) -> String {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(payload.as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, signed.as_bytes());
+    format!("{signed}.{}", b64(tag.as_ref()))
+}
+
+fn token_with_dates(sub: &str, dates: &str) -> String {
+    token_with_payload(&format!(
+        r#"{{"iss":"{ISS}","aud":"api","sub":"{sub}",{dates}}}"#
+    ))
+}
+
+#[tokio::test]
+async fn a_fractional_or_exponent_exp_still_closes_the_session_on_time() {
+    let w = world().await;
+    let exp = now() + 3;
+    // RFC 7519 NumericDate: any JSON number. `{:e}` writes 1.764470403e9.
+    let spellings = [format!("{exp}.5"), format!("{:e}", exp as f64)];
+    let mut clients = Vec::new();
+    for spelling in &spellings {
+        let token = token_with_dates("alice", &format!(r#""exp":{spelling}"#));
+        let (mut c, _) = ws_connect(
+            &w.ws("/hub"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .unwrap();
+        echo_once(&mut c, "before expiry").await;
+        clients.push(c);
+    }
+    for (c, spelling) in clients.iter_mut().zip(&spellings) {
+        let close = close_of(c, Duration::from_secs(6)).await;
+        assert_eq!(
+            close,
+            Some((4401, "token expired".to_string())),
+            "exp {spelling}"
+        );
+    }
+    assert!(now() <= exp + 1, "closed more than 1 s after exp");
+}
+
+#[tokio::test]
+async fn tickets_for_a_fractional_exp_live_their_full_ttl() {
+    let w = world().await;
+    for spelling in [
+        format!("{}.25", now() + 600),
+        format!("{:e}", (now() + 600) as f64),
+    ] {
+        let token = token_with_dates("alice", &format!(r#""exp":{spelling}"#));
+        let answer = w.ticket(&token, Some("/hub")).await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        assert_eq!(answer.json()["expires_in"], 2, "exp {spelling}");
+        let ticket = answer.json()["ticket"].as_str().unwrap().to_string();
+        let (mut c, _) = ws_connect(&w.ws(&format!("/hub?ticket={ticket}")), &[])
+            .await
+            .unwrap();
+        echo_once(&mut c, "with a ticket").await;
+    }
+}
+
+#[tokio::test]
+async fn absurd_date_claims_get_401_and_crash_nothing() {
+    let w = world().await;
+    let exp = now() + 600;
+    let cases = [
+        r#""exp":18446744073709551000"#.to_string(),
+        r#""exp":18446744073709551615"#.to_string(),
+        r#""exp":1.8e19"#.to_string(),
+        r#""exp":253402300800"#.to_string(),
+        r#""exp":1e300"#.to_string(),
+        r#""exp":-1"#.to_string(),
+        r#""exp":"2030-01-01""#.to_string(),
+        format!(r#""exp":{exp},"iat":1e300"#),
+        format!(r#""exp":{exp},"iat":-5"#),
+        format!(r#""exp":{exp},"nbf":-5"#),
+    ];
+    for dates in &cases {
+        let token = token_with_dates("mallory", dates);
+        let refused = ws_connect(
+            &w.ws("/hub"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(refused.err(), Some(401), "{dates}");
+        let answer = w.ticket(&token, None).await;
+        assert_eq!(answer.status, 401, "{dates}: {}", answer.body);
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+            "{dates}"
+        );
+        assert_eq!(answer.json()["error"], "bad_date_claim", "{dates}");
+    }
+    // The positive control: the same shape with a sane exp passes, and sessions still run.
+    let token = token_with_dates("alice", &format!(r#""exp":{exp},"iat":{}"#, now()));
+    let (mut c, _) = ws_connect(
+        &w.ws("/hub"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await
+    .unwrap();
+    echo_once(&mut c, "sane").await;
 }

@@ -139,6 +139,7 @@ fn tokens(
 
 /// The Origin allow-list and the WebSocket message limit.
 fn check_websocket(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
+    check_cookie_origins(e, path, raw);
     for (i, origin) in raw.allowed_origins.iter().enumerate() {
         if origin != "*"
             && http_url(origin).is_none_or(|u| u.path() != "/" || origin.ends_with('/'))
@@ -153,6 +154,27 @@ fn check_websocket(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
         e.push(
             format!("{path}.max_message_bytes"),
             "must be at least 125 (a control frame)",
+        );
+    }
+}
+
+/// Browsers attach cookies to a WebSocket upgrade from any site's page and CORS does not
+/// apply to it, so a WebSocket route that takes its token from a cookie would let any site
+/// act as the signed-in user (cross-site WebSocket hijacking) unless Origin is checked.
+fn check_cookie_origins(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
+    let Some(cookie) = raw.tokens.iter().find(|t| t.starts_with("cookie:")) else {
+        return;
+    };
+    let open_to_all =
+        raw.allowed_origins.is_empty() || raw.allowed_origins.iter().any(|o| o == "*");
+    if raw.websocket && raw.auth != "none" && open_to_all {
+        e.push(
+            format!("{path}.allowed_origins"),
+            format!(
+                "this WebSocket route reads {cookie}, which the browser sends on upgrades from \
+                 any site: list the sites allowed to connect (not \"*\"), like \
+                 allowed_origins = [\"https://app.example.com\"], or drop the cookie source"
+            ),
         );
     }
 }

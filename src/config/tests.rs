@@ -262,3 +262,30 @@ fn pre_auth_limits_default_from_the_token_size_and_must_fit_one_token() {
         assert!(errors.contains(key), "{key} missing from:\n{errors}");
     }
 }
+
+#[test]
+fn a_websocket_route_reading_a_cookie_must_list_its_origins() {
+    let route = |extra: &str| {
+        format!(
+            "{MINIMAL}websocket = true\n{extra}\n[[route]]\npath = \"/b\"\nupstream = \"http://b\"\n"
+        )
+    };
+    // Any site's page can open a WebSocket, and the browser attaches the cookie to it.
+    for extra in ["", "allowed_origins = [\"*\"]"] {
+        let errors = errors_of(&route(extra));
+        assert!(
+            errors
+                .iter()
+                .any(|m| m.starts_with("route[0].allowed_origins:")
+                    && m.contains("cookie:at")
+                    && m.contains("https://app.example.com")),
+            "{extra:?}: {errors:?}"
+        );
+    }
+    let listed = route("allowed_origins = [\"https://app.example.com\"]");
+    assert!(validate(&load_str(&listed).unwrap(), &secrets).is_ok());
+    // Not a WebSocket route, or no cookie: nothing to refuse.
+    assert!(validate(&load_str(MINIMAL).unwrap(), &secrets).is_ok());
+    let no_cookie = route("").replace(", \"cookie:at\"", "");
+    assert!(validate(&load_str(&no_cookie).unwrap(), &secrets).is_ok());
+}
