@@ -392,8 +392,11 @@ pub enum LoadError {
 
 /// Reads `path` and the process environment into a raw config.
 pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
+    // Read by us rather than figment: a FIFO or a huge file here is an error, not a hang.
+    let text = crate::files::read_to_string(path)
+        .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
     let figment = Figment::new()
-        .merge(Toml::file_exact(path))
+        .merge(Toml::string(&text))
         .merge(env_overrides());
     from_figment(&figment)
 }

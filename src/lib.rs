@@ -29,6 +29,7 @@
 //! - [`secret`]: `Secret` and `BearerToken`, which cannot print their values
 //! - [`mint`], [`demo`]: `gatehouse token` and `gatehouse demo`
 //! - [`body`], [`http_client`], [`logging`]: the response body type, the outbound client, log setup
+//! - [`files`]: capped, non-blocking reads of every file the config names
 
 pub mod access_log;
 pub mod activity;
@@ -40,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod framing;
 pub mod generation;
 pub mod http_client;

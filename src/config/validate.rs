@@ -357,7 +357,7 @@ pub(super) fn secret_source(
             .map_or(SecretSource::Invalid, SecretSource::Found),
         (None, Some(path)) => {
             let key = format!("{base}_file");
-            match std::fs::read_to_string(path) {
+            match crate::files::read_to_string(path) {
                 Ok(text) => {
                     let value = text
                         .strip_suffix('\n')
