@@ -345,6 +345,13 @@ pub struct FileLimits {
     pub requests_per_ip_per_second: u32,
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: String,
+    /// A connection asked to close (idle, drain) that has not closed after this is dropped.
+    pub close_grace: String,
+    /// A response the client stops reading for this long is abandoned.
+    pub write_timeout: String,
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset after gatehouse accepted them, per connection.
+    pub http2_max_resets: u32,
     pub token_cache_entries: usize,
 }
 
@@ -358,6 +365,10 @@ impl Default for FileLimits {
             max_connections_per_ip: 0,
             requests_per_ip_per_second: 0,
             idle_timeout: "60s".into(),
+            close_grace: "5s".into(),
+            write_timeout: "60s".into(),
+            http2_max_concurrent_streams: 100,
+            http2_max_resets: 100,
             token_cache_entries: 100_000,
         }
     }

@@ -57,6 +57,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod redact;
 pub mod reload;
+pub mod response_clock;
 pub mod revocation;
 pub mod route;
 pub mod secret;

@@ -38,6 +38,10 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub requests_per_ip_per_second: u32,
     pub idle_timeout: Duration,
+    pub close_grace: Duration,
+    pub write_timeout: Duration,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_resets: u32,
     pub token_cache_entries: usize,
     pub reload: ReloadConfig,
 }
