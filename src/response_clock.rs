@@ -183,3 +183,69 @@ where
             .map_or_else(SizeHint::default, Body::size_hint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::{Activity, Trouble};
+    use http_body_util::{BodyExt, Empty, StreamBody};
+
+    type Chunks =
+        StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BoxError>>>;
+
+    fn endless() -> Chunks {
+        use futures_util::StreamExt;
+        StreamBody::new(
+            futures_util::stream::repeat_with(|| Ok(Frame::data(Bytes::from_static(b"x")))).boxed(),
+        )
+    }
+
+    fn quiet() -> Chunks {
+        use futures_util::StreamExt;
+        StreamBody::new(futures_util::stream::pending().boxed())
+    }
+
+    const WRITE: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waiting_on_its_upstream_is_never_abandoned() {
+        let activity = Activity::new();
+        let mut body = Guarded::new(quiet(), activity.begin(http::Version::HTTP_11), WRITE);
+        let first = tokio::time::timeout(Duration::from_millis(10), body.frame()).await;
+        assert!(first.is_err(), "a quiet upstream yielded a frame");
+        tokio::time::sleep(WRITE * 30).await;
+        assert_eq!(activity.in_flight(), 1, "a quiet response was abandoned");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_nobody_polls_after_a_frame_is_abandoned() {
+        let activity = Activity::new();
+        let mut body = Guarded::new(endless(), activity.begin(http::Version::HTTP_11), WRITE);
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        tokio::time::sleep(WRITE / 2).await;
+        assert_eq!(activity.in_flight(), 1, "abandoned before write_timeout");
+        tokio::time::sleep(WRITE).await;
+        assert_eq!(activity.in_flight(), 0);
+        assert_eq!(activity.trouble(100).await, Trouble::Stalled { cut: true });
+        let next = body.frame().await;
+        assert!(next.is_some_and(|f| f.is_err_and(|e| e.is::<Abandoned>())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_an_http2_response_dropped_before_its_end_counts_as_a_reset() {
+        let activity = Activity::new();
+        let empty = Empty::<Bytes>::new().map_err(|never| -> BoxError { match never {} });
+        let done = Guarded::new(empty, activity.begin(http::Version::HTTP_2), WRITE);
+        assert!(done.is_end_stream());
+        drop(done);
+        let mut read = Guarded::new(endless(), activity.begin(http::Version::HTTP_2), WRITE);
+        assert!(read.frame().await.is_some());
+        let calm = tokio::time::timeout(Duration::from_millis(10), activity.trouble(0)).await;
+        assert!(
+            calm.is_err(),
+            "a finished or running response counted as a reset"
+        );
+        drop(read);
+        assert_eq!(activity.trouble(0).await, Trouble::TooManyResets);
+    }
+}
