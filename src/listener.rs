@@ -211,58 +211,81 @@ impl Served {
         let mut closing: Option<Instant> = None;
         let result = loop {
             let gone_by = closing.unwrap_or_else(Instant::now);
-            tokio::select! {
+            let step = tokio::select! {
                 result = connection.as_mut() => break result,
-                _ = connections.cut.cancelled() => return,
-                _ = connections.closing.cancelled(), if closing.is_none() => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + clocks.close_grace);
-                }
+                _ = connections.cut.cancelled() => Step::Drop,
+                _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
                 _ = tokio::time::sleep_until(gone_by), if closing.is_some() => {
                     // A request still in flight is bounded by its own clocks; wait for it.
                     if activity.in_flight() == 0 {
                         metrics.limit_hit("close_grace");
                         tracing::debug!(peer = %conn.peer, "connection did not close in time");
-                        return;
+                        Step::Drop
+                    } else {
+                        closing = Some(Instant::now() + clocks.close_grace);
+                        Step::Carry
                     }
+                }
+                trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
+                expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
+                    on_expiry(expiry, &metrics, &conn)
+                }
+            };
+            match step {
+                Step::Carry => {}
+                Step::Close if closing.is_some() => {}
+                Step::Close => {
+                    connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + clocks.close_grace);
                 }
-                trouble = activity.trouble(clocks.max_resets) => match trouble {
-                    Trouble::Stalled { cut } => {
-                        metrics.limit_hit("write_timeout");
-                        if cut {
-                            tracing::debug!(peer = %conn.peer, "client stopped reading the response");
-                            return;
-                        }
-                    }
-                    Trouble::TooManyResets => {
-                        metrics.limit_hit("http2_max_resets");
-                        tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
-                        if closing.is_none() {
-                            connection.as_mut().graceful_shutdown();
-                            closing = Some(Instant::now() + clocks.close_grace);
-                        }
-                    }
-                },
-                expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
-                    match expiry {
-                        Expiry::Idle => {
-                            metrics.limit_hit("idle_timeout");
-                            connection.as_mut().graceful_shutdown();
-                            closing = Some(Instant::now() + clocks.close_grace);
-                        }
-                        Expiry::Head => {
-                            metrics.limit_hit("header_read_timeout");
-                            tracing::debug!(peer = %conn.peer, "request head not received in time");
-                            return;
-                        }
-                    }
-                }
+                Step::Drop => return,
             }
         };
         if let Err(e) = result {
             // Resets, early closes and protocol errors are the client's business, not ours.
             tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// What the connection task does after an event.
+enum Step {
+    Carry,
+    /// Finish gracefully (GOAWAY), then `close_grace`.
+    Close,
+    /// Drop the connection now.
+    Drop,
+}
+
+fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
+    match trouble {
+        Trouble::Stalled { cut } => {
+            metrics.limit_hit("write_timeout");
+            if cut {
+                tracing::debug!(peer = %conn.peer, "client stopped reading the response");
+                Step::Drop
+            } else {
+                Step::Carry
+            }
+        }
+        Trouble::TooManyResets => {
+            metrics.limit_hit("http2_max_resets");
+            tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
+            Step::Close
+        }
+    }
+}
+
+fn on_expiry(expiry: Expiry, metrics: &Metrics, conn: &Conn) -> Step {
+    match expiry {
+        Expiry::Idle => {
+            metrics.limit_hit("idle_timeout");
+            Step::Close
+        }
+        Expiry::Head => {
+            metrics.limit_hit("header_read_timeout");
+            tracing::debug!(peer = %conn.peer, "request head not received in time");
+            Step::Drop
         }
     }
 }
