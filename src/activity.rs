@@ -53,7 +53,8 @@ pub enum Trouble {
     /// A response was abandoned after `write_timeout`; `cut` when the connection cannot
     /// carry on (HTTP/1.1, the rest of that response will never be written).
     Stalled { cut: bool },
-    /// More HTTP/2 streams were reset after acceptance than `http2_max_resets`.
+    /// More HTTP/2 streams were reset after acceptance than `http2_max_resets`; returned
+    /// again for every further reset.
     TooManyResets,
 }
 
@@ -72,7 +73,8 @@ pub struct Activity {
     http2: AtomicBool,
     /// HTTP/2 requests dropped before their response ended.
     resets: AtomicU32,
-    resets_reported: AtomicBool,
+    /// `resets` when [`Trouble::TooManyResets`] was last returned.
+    resets_reported: AtomicU32,
     stalled_http1: AtomicBool,
     stalled_http2: AtomicU32,
     trouble: Notify,
@@ -90,7 +92,7 @@ impl Activity {
             scanning: AtomicBool::new(true),
             http2: AtomicBool::new(false),
             resets: AtomicU32::new(0),
-            resets_reported: AtomicBool::new(false),
+            resets_reported: AtomicU32::new(0),
             stalled_http1: AtomicBool::new(false),
             stalled_http2: AtomicU32::new(0),
             trouble: Notify::new(),
@@ -140,9 +142,8 @@ impl Activity {
             if taken.is_ok() {
                 return Trouble::Stalled { cut: false };
             }
-            if self.resets.load(Ordering::Acquire) > max_resets
-                && !self.resets_reported.swap(true, Ordering::AcqRel)
-            {
+            let resets = self.resets.load(Ordering::Acquire);
+            if resets > max_resets && self.resets_reported.swap(resets, Ordering::AcqRel) < resets {
                 return Trouble::TooManyResets;
             }
             notified.await;

@@ -233,8 +233,12 @@ impl Served {
             };
             match step {
                 Step::Carry => {}
-                Step::Close if closing.is_some() => {}
-                Step::Close => {
+                Step::Close | Step::Abuse if closing.is_some() => {
+                    if matches!(step, Step::Abuse) {
+                        return;
+                    }
+                }
+                Step::Close | Step::Abuse => {
                     connection.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + clocks.close_grace);
                 }
@@ -255,6 +259,9 @@ enum Step {
     Close,
     /// Drop the connection now.
     Drop,
+    /// Close gracefully, or drop when already closing: a client that carries on resetting
+    /// streams after GOAWAY (and never acks the PING that completes it) gets no more.
+    Abuse,
 }
 
 fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
@@ -271,7 +278,7 @@ fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
         Trouble::TooManyResets => {
             metrics.limit_hit("http2_max_resets");
             tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
-            Step::Close
+            Step::Abuse
         }
     }
 }
