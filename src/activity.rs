@@ -16,18 +16,22 @@
 //! header clock and get an idle connection dropped.
 //!
 //! [`Tracked`] wraps the connection's IO to see the first byte (and to show every byte to
-//! the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies, so a
-//! request counts until its body is done, not until its headers are.
+//! the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies (see
+//! `response_clock.rs`), so a request counts until its body is done, not until its headers
+//! are.
+//!
+//! The same record collects what the connection task must act on besides the clocks
+//! ([`Trouble`]): an HTTP/2 request dropped before its response ended (the client reset
+//! the stream) counts toward `http2_max_resets`, and a response abandoned for a client that
+//! stopped reading is reported (on HTTP/1.1 the connection cannot carry on after it).
 
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -43,6 +47,17 @@ pub enum Expiry {
     Head,
 }
 
+/// Something the connection task must act on now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// A response was abandoned after `write_timeout`; `cut` when the connection cannot
+    /// carry on (HTTP/1.1, the rest of that response will never be written).
+    Stalled { cut: bool },
+    /// More HTTP/2 streams were reset after acceptance than `http2_max_resets`; returned
+    /// again for every further reset.
+    TooManyResets,
+}
+
 /// The activity of one connection. Times are milliseconds since `base`.
 pub struct Activity {
     base: Instant,
@@ -56,6 +71,13 @@ pub struct Activity {
     scanning: AtomicBool,
     /// Set by the first HTTP/2 request: from then on only the idle clock runs.
     http2: AtomicBool,
+    /// HTTP/2 requests dropped before their response ended.
+    resets: AtomicU32,
+    /// `resets` when [`Trouble::TooManyResets`] was last returned.
+    resets_reported: AtomicU32,
+    stalled_http1: AtomicBool,
+    stalled_http2: AtomicU32,
+    trouble: Notify,
 }
 
 impl Activity {
@@ -69,6 +91,11 @@ impl Activity {
             framing: Mutex::new(Framing::default()),
             scanning: AtomicBool::new(true),
             http2: AtomicBool::new(false),
+            resets: AtomicU32::new(0),
+            resets_reported: AtomicU32::new(0),
+            stalled_http1: AtomicBool::new(false),
+            stalled_http2: AtomicU32::new(0),
+            trouble: Notify::new(),
         })
     }
 
@@ -82,12 +109,54 @@ impl Activity {
 
     /// A request reached the service; it counts until the returned guard is dropped.
     pub fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
-        if version == http::Version::HTTP_2 {
+        let http2 = version == http::Version::HTTP_2;
+        if http2 {
             self.http2.store(true, Ordering::Release);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_started.store(0, Ordering::Release);
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            http2,
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// Requests whose response has not ended yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the connection task must act; see [`Trouble`].
+    pub async fn trouble(&self, max_resets: u32) -> Trouble {
+        loop {
+            let notified = self.trouble.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.stalled_http1.swap(false, Ordering::AcqRel) {
+                return Trouble::Stalled { cut: true };
+            }
+            let taken = self
+                .stalled_http2
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            if taken.is_ok() {
+                return Trouble::Stalled { cut: false };
+            }
+            let resets = self.resets.load(Ordering::Acquire);
+            if resets > max_resets && self.resets_reported.swap(resets, Ordering::AcqRel) < resets {
+                return Trouble::TooManyResets;
+            }
+            notified.await;
+        }
+    }
+
+    fn stalled(&self, http2: bool) {
+        if http2 {
+            self.stalled_http2.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.stalled_http1.store(true, Ordering::Release);
+        }
+        self.trouble.notify_waiters();
     }
 
     fn read(&self, bytes: &[u8]) {
@@ -167,55 +236,41 @@ impl Activity {
 }
 
 /// A request in flight; dropping it (with the response body) may start the idle clock.
-pub struct InFlight(Arc<Activity>);
+///
+/// Dropped before [`InFlight::finish`] on HTTP/2, the stream was reset by the client (or
+/// the connection ended): it counts toward `http2_max_resets`.
+pub struct InFlight {
+    activity: Arc<Activity>,
+    http2: bool,
+    finished: AtomicBool,
+}
+
+impl InFlight {
+    /// The response ended (or was ended by us): dropping this is not a reset.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// The client stopped reading and the response was abandoned.
+    pub fn stalled(&self) {
+        self.finish();
+        self.activity.stalled(self.http2);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let activity = &self.0;
+        let activity = &self.activity;
+        if self.http2 && !self.finished.load(Ordering::Acquire) {
+            activity.resets.fetch_add(1, Ordering::AcqRel);
+            activity.trouble.notify_waiters();
+        }
         activity
             .idle_since
             .store(activity.now_ms(), Ordering::Release);
         if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             activity.changed.notify_one();
         }
-    }
-}
-
-/// A response body that holds its request's [`InFlight`] until it is done or dropped.
-pub struct Guarded<B> {
-    body: B,
-    _in_flight: InFlight,
-}
-
-impl<B> Guarded<B> {
-    pub fn new(body: B, in_flight: InFlight) -> Self {
-        Self {
-            body,
-            _in_flight: in_flight,
-        }
-    }
-}
-
-impl<B> Body for Guarded<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

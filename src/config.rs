@@ -359,6 +359,13 @@ pub struct FileLimits {
     pub requests_per_ip_per_second: u32,
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: String,
+    /// A connection asked to close (idle, drain) that has not closed after this is dropped.
+    pub close_grace: String,
+    /// A response the client stops reading for this long is abandoned.
+    pub write_timeout: String,
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset after gatehouse accepted them, per connection.
+    pub http2_max_resets: u32,
     pub token_cache_entries: usize,
     /// Bytes one connection may hold before its token validates; unset: max_token_bytes + 1 KiB.
     pub pre_auth_bytes: Option<usize>,
@@ -378,6 +385,10 @@ impl Default for FileLimits {
             max_connections_per_ip: 0,
             requests_per_ip_per_second: 0,
             idle_timeout: "60s".into(),
+            close_grace: "5s".into(),
+            write_timeout: "60s".into(),
+            http2_max_concurrent_streams: 100,
+            http2_max_resets: 100,
             token_cache_entries: 100_000,
             pre_auth_bytes: None,
             pre_auth_total_bytes: 16 << 20,
@@ -415,8 +426,11 @@ pub enum LoadError {
 
 /// Reads `path` and the process environment into a raw config.
 pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
+    // Read by us rather than figment: a FIFO or a huge file here is an error, not a hang.
+    let text = crate::files::read_to_string(path)
+        .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
     let figment = Figment::new()
-        .merge(Toml::file_exact(path))
+        .merge(Toml::string(&text))
         .merge(env_overrides());
     from_figment(&figment)
 }

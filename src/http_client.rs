@@ -69,8 +69,9 @@ fn base_roots() -> &'static RootCertStore {
 fn roots(extra_ca: Option<&Path>) -> Result<RootCertStore, String> {
     let mut roots = base_roots().clone();
     if let Some(path) = extra_ca {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?
+        let pem =
+            crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("parsing {}: {e}", path.display()))?;
         if certs.is_empty() {

@@ -143,7 +143,7 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
         }),
         KeySource::PublicKeyFile(path) => {
             let pem =
-                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let key = match alg.family() {
                 AlgorithmFamily::Ec => DecodingKey::from_ec_pem(&pem),
                 _ => DecodingKey::from_rsa_pem(&pem),
@@ -158,7 +158,7 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
         }
         KeySource::JwksFile(path) => {
             let text =
-                std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+                crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
             let set: JwkSet = serde_json::from_slice(&text)
                 .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
             let keys = Keys::from_jwks(&set);

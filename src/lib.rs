@@ -32,6 +32,7 @@
 //! - [`secret`]: `Secret` and `BearerToken`, which cannot print their values
 //! - [`mint`], [`demo`]: `gatehouse token` and `gatehouse demo`
 //! - [`body`], [`http_client`], [`logging`]: the response body type, the outbound client, log setup
+//! - [`files`]: capped, non-blocking reads of every file the config names
 
 pub mod access_log;
 pub mod activity;
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod framing;
 pub mod generation;
 pub mod http_client;
@@ -61,6 +63,7 @@ pub mod pre_auth;
 pub mod rate_limit;
 pub mod redact;
 pub mod reload;
+pub mod response_clock;
 pub mod revocation;
 pub mod route;
 pub mod secret;

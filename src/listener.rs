@@ -11,6 +11,12 @@
 //! The drain: `closing` asks every connection to finish gracefully (HTTP/1.1 after the
 //! response in flight, HTTP/2 with GOAWAY); `cut` drops what is still open at the end of
 //! the grace period.
+//!
+//! No peer behaviour stops a connection's clocks. A connection asked to close (idle, drain,
+//! too many resets) must be gone `close_grace` after it last had a request in flight: an
+//! HTTP/2 client that never acknowledges hyper's closing PING would otherwise keep it
+//! forever. A response the client stops reading is abandoned after `write_timeout`
+//! (`response_clock.rs`), and an HTTP/1.1 connection that abandoned one is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +26,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::activity::{Activity, Expiry, Guarded, Tracked};
+use crate::activity::{Activity, Expiry, Tracked, Trouble};
 use crate::admission::{Admission, ConnSlot};
 use crate::config::Config;
 use crate::generation::Current;
 use crate::metrics::Metrics;
+use crate::response_clock::Guarded;
 use crate::service::{AmbiguousFraming, Conn};
 
 /// Builds the HTTP/1.1 + HTTP/2 server settings; every connection of a generation shares them.
@@ -44,6 +52,7 @@ pub fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -105,8 +114,7 @@ pub async fn accept_loop(
             http: generation.http.clone(),
             conn,
             slot,
-            idle_timeout: config.idle_timeout,
-            header_timeout: config.header_read_timeout,
+            clocks: Clocks::of(config),
             metrics: metrics.clone(),
             connections: connections.clone(),
         };
@@ -120,11 +128,32 @@ struct Served {
     http: Arc<auto::Builder<TokioExecutor>>,
     conn: Conn,
     slot: Arc<ConnSlot>,
-    idle_timeout: Duration,
-    /// `header_read_timeout`, which also bounds the TLS handshake.
-    header_timeout: Duration,
+    clocks: Clocks,
     metrics: Arc<Metrics>,
     connections: Connections,
+}
+
+/// A connection's time limits, from the generation it was accepted under.
+#[derive(Clone, Copy)]
+struct Clocks {
+    idle: Duration,
+    /// `header_read_timeout`, which also bounds the TLS handshake.
+    header: Duration,
+    close_grace: Duration,
+    write: Duration,
+    max_resets: u32,
+}
+
+impl Clocks {
+    fn of(config: &Config) -> Self {
+        Self {
+            idle: config.idle_timeout,
+            header: config.header_read_timeout,
+            close_grace: config.close_grace,
+            write: config.write_timeout,
+            max_resets: config.http2_max_resets,
+        }
+    }
 }
 
 impl Served {
@@ -133,7 +162,7 @@ impl Served {
             return self.serve(stream).await;
         };
         let peer = self.conn.peer;
-        match tokio::time::timeout(self.header_timeout, acceptor.accept(stream)).await {
+        match tokio::time::timeout(self.clocks.header, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => {
@@ -152,8 +181,7 @@ impl Served {
             http,
             conn,
             slot,
-            idle_timeout,
-            header_timeout,
+            clocks,
             metrics,
             connections,
         } = self;
@@ -177,41 +205,99 @@ impl Served {
                     activity.answered(&method, response.status());
                 }
                 Ok::<_, std::convert::Infallible>(
-                    response.map(|body| Guarded::new(body, in_flight)),
+                    response.map(|body| Guarded::new(body, in_flight, clocks.write)),
                 )
             }
         });
         let io = TokioIo::new(Tracked::new(io, activity.clone()));
         let connection = http.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
-        let mut finishing = false;
+        // Set once the connection was asked to close: when it must be gone by.
+        let mut closing: Option<Instant> = None;
         let result = loop {
-            tokio::select! {
+            let gone_by = closing.unwrap_or_else(Instant::now);
+            let step = tokio::select! {
                 result = connection.as_mut() => break result,
-                _ = connections.cut.cancelled() => return,
-                _ = connections.closing.cancelled(), if !finishing => {
-                    connection.as_mut().graceful_shutdown();
-                    finishing = true;
-                }
-                expiry = activity.expired(idle_timeout, header_timeout), if !finishing => {
-                    match expiry {
-                        Expiry::Idle => {
-                            metrics.limit_hit("idle_timeout");
-                            connection.as_mut().graceful_shutdown();
-                            finishing = true;
-                        }
-                        Expiry::Head => {
-                            metrics.limit_hit("header_read_timeout");
-                            tracing::debug!(peer = %conn.peer, "request head not received in time");
-                            return;
-                        }
+                _ = connections.cut.cancelled() => Step::Drop,
+                _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
+                _ = tokio::time::sleep_until(gone_by), if closing.is_some() => {
+                    // A request still in flight is bounded by its own clocks; wait for it.
+                    if activity.in_flight() == 0 {
+                        metrics.limit_hit("close_grace");
+                        tracing::debug!(peer = %conn.peer, "connection did not close in time");
+                        Step::Drop
+                    } else {
+                        closing = Some(Instant::now() + clocks.close_grace);
+                        Step::Carry
                     }
                 }
+                trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
+                expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
+                    on_expiry(expiry, &metrics, &conn)
+                }
+            };
+            match step {
+                Step::Carry => {}
+                Step::Close | Step::Abuse if closing.is_some() => {
+                    if matches!(step, Step::Abuse) {
+                        return;
+                    }
+                }
+                Step::Close | Step::Abuse => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + clocks.close_grace);
+                }
+                Step::Drop => return,
             }
         };
         if let Err(e) = result {
             // Resets, early closes and protocol errors are the client's business, not ours.
             tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// What the connection task does after an event.
+enum Step {
+    Carry,
+    /// Finish gracefully (GOAWAY), then `close_grace`.
+    Close,
+    /// Drop the connection now.
+    Drop,
+    /// Close gracefully, or drop when already closing: a client that carries on resetting
+    /// streams after GOAWAY (and never acks the PING that completes it) gets no more.
+    Abuse,
+}
+
+fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
+    match trouble {
+        Trouble::Stalled { cut } => {
+            metrics.limit_hit("write_timeout");
+            if cut {
+                tracing::debug!(peer = %conn.peer, "client stopped reading the response");
+                Step::Drop
+            } else {
+                Step::Carry
+            }
+        }
+        Trouble::TooManyResets => {
+            metrics.limit_hit("http2_max_resets");
+            tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
+            Step::Abuse
+        }
+    }
+}
+
+fn on_expiry(expiry: Expiry, metrics: &Metrics, conn: &Conn) -> Step {
+    match expiry {
+        Expiry::Idle => {
+            metrics.limit_hit("idle_timeout");
+            Step::Close
+        }
+        Expiry::Head => {
+            metrics.limit_hit("header_read_timeout");
+            tracing::debug!(peer = %conn.peer, "request head not received in time");
+            Step::Drop
         }
     }
 }

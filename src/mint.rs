@@ -88,7 +88,7 @@ fn signing_key(issuer: &IssuerConfig) -> Result<(EncodingKey, Algorithm), MintEr
         .private_key_file
         .as_ref()
         .ok_or(MintError::NoLocalKey)?;
-    let pem = std::fs::read(path)
+    let pem = crate::files::read(path)
         .map_err(|e| MintError::Key(format!("reading {}: {e}", path.display())))?;
     if let Ok(key) = EncodingKey::from_ec_pem(&pem) {
         return Ok((key, pick(AlgorithmFamily::Ec)?));

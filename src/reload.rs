@@ -43,7 +43,7 @@ impl Reloader {
     /// Waits for SIGHUP or a changed file, reloads, and repeats until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut hangups = hangup_signals();
-        let mut seen = fingerprint(&self.path, &self.current.load().config);
+        let mut seen = self.fingerprint().await;
         loop {
             let reload = self.current.load().config.reload.clone();
             let hangup = async {
@@ -60,7 +60,7 @@ impl Reloader {
                     None => return,
                 },
                 _ = tokio::time::sleep(reload.interval) => {
-                    if !reload.watch || fingerprint(&self.path, &self.current.load().config) == seen {
+                    if !reload.watch || self.fingerprint().await == seen {
                         continue;
                     }
                     "file changed"
@@ -69,14 +69,26 @@ impl Reloader {
             let _ = self.reload(why).await;
             // Taken with the files the (possibly new) config names, so a reload that changed
             // the set of files does not look like another change.
-            seen = fingerprint(&self.path, &self.current.load().config);
+            seen = self.fingerprint().await;
         }
+    }
+
+    /// The watched files' fingerprint, read on the blocking pool.
+    async fn fingerprint(&self) -> Option<Fingerprint> {
+        let (path, current) = (self.path.clone(), self.current.load_full());
+        tokio::task::spawn_blocking(move || fingerprint(&path, &current.config))
+            .await
+            .ok()
     }
 
     /// Loads, validates and (when valid) swaps in the config at `path`.
     pub async fn reload(&self, why: &str) -> Result<(), Vec<String>> {
         let path = self.path.display().to_string();
-        let config = match load(&self.path) {
+        let path_buf = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&path_buf))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("reading the config failed: {e}")]));
+        let config = match loaded {
             Ok(config) => config,
             Err(errors) => {
                 self.shared.metrics.reload(false);
@@ -165,7 +177,7 @@ fn fingerprint(path: &Path, config: &Config) -> Fingerprint {
     let mut hash = Sha256::new();
     for file in std::iter::once(path.to_path_buf()).chain(named_files(config)) {
         hash.update(file.as_os_str().as_encoded_bytes());
-        match std::fs::read(&file) {
+        match crate::files::read(&file) {
             Ok(contents) => hash.update(Sha256::digest(&contents)),
             // A missing or unreadable file is a state too: its return is a change.
             Err(e) => hash.update(format!("unreadable: {:?}", e.kind())),

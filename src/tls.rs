@@ -21,15 +21,18 @@ use crate::config::validate::TlsFiles;
 
 /// Reads a PEM chain and key into a rustls `CertifiedKey`.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("reading {}: {e}", cert.display()))?
+    let chain_pem =
+        crate::files::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
+    let key_pem =
+        crate::files::read(key).map_err(|e| format!("reading key {}: {e}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("parsing {}: {e}", cert.display()))?;
     if chain.is_empty() {
         return Err(format!("{} holds no certificate", cert.display()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("reading key {}: {e}", key.display()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("parsing key {}: {e}", key.display()))?;
     let provider = rustls::crypto::ring::default_provider();
     let signing_key = provider
         .key_provider
@@ -93,18 +96,22 @@ async fn watch(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut seen = stamp(&cert, &key);
+    let mut seen = stamp(&cert, &key).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let now = stamp(&cert, &key);
+        let now = stamp(&cert, &key).await;
         if now == seen {
             continue;
         }
         // A half-written pair fails to load or to match; keep the old one and retry next tick.
-        match load_certified_key(&cert, &key) {
+        let (c, k) = (cert.clone(), key.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_certified_key(&c, &k))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match loaded {
             Ok(loaded) => {
                 resolver.current.store(loaded);
                 seen = now;
@@ -119,6 +126,14 @@ async fn watch(
 
 /// The files' contents: a few kilobytes, compared every tick. Modification times can
 /// repeat within a second when a pair is rewritten quickly; contents cannot.
-fn stamp(cert: &Path, key: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    (std::fs::read(cert).ok(), std::fs::read(key).ok())
+async fn stamp(cert: &Path, key: &Path) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        (
+            crate::files::read(&cert).ok(),
+            crate::files::read(&key).ok(),
+        )
+    })
+    .await
+    .ok()
 }

@@ -289,3 +289,25 @@ fn a_websocket_route_reading_a_cookie_must_list_its_origins() {
     let no_cookie = route("").replace(", \"cookie:at\"", "");
     assert!(validate(&load_str(&no_cookie).unwrap(), &secrets).is_ok());
 }
+
+#[test]
+fn edge_clocks_and_http2_limits_have_safe_defaults_and_refuse_zero() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let config = validate(&load_str(route).unwrap(), &secrets).unwrap();
+    assert_eq!(config.close_grace, std::time::Duration::from_secs(5));
+    assert_eq!(config.write_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(config.http2_max_concurrent_streams, 100);
+    assert_eq!(config.http2_max_resets, 100);
+    let zero = format!(
+        "[limits]\nclose_grace = \"0s\"\nwrite_timeout = \"0s\"\nhttp2_max_concurrent_streams = 0\nhttp2_max_resets = 0\n{route}"
+    );
+    let errors = errors_of(&zero).join("\n");
+    for key in [
+        "limits.close_grace",
+        "limits.write_timeout",
+        "limits.http2_max_concurrent_streams",
+        "limits.http2_max_resets",
+    ] {
+        assert!(errors.contains(key), "missing {key:?} in\n{errors}");
+    }
+}

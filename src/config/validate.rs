@@ -148,6 +148,10 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         max_connections_per_ip: raw.limits.max_connections_per_ip,
         requests_per_ip_per_second: raw.limits.requests_per_ip_per_second,
         idle_timeout: duration(e, "limits.idle_timeout", &raw.limits.idle_timeout),
+        close_grace: duration(e, "limits.close_grace", &raw.limits.close_grace),
+        write_timeout: duration(e, "limits.write_timeout", &raw.limits.write_timeout),
+        http2_max_concurrent_streams: raw.limits.http2_max_concurrent_streams,
+        http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
         pre_auth: super::limits::pre_auth(e, &raw.limits),
         reload: ReloadConfig {
@@ -268,12 +272,26 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
             "must be between 1 and limits.max_header_bytes",
         );
     }
-    if limits.max_connections == 0 {
-        e.push("limits.max_connections", "must be at least 1");
+    for (key, value) in [
+        ("limits.max_connections", limits.max_connections as u64),
+        (
+            "limits.http2_max_concurrent_streams",
+            u64::from(limits.http2_max_concurrent_streams),
+        ),
+        (
+            "limits.http2_max_resets",
+            u64::from(limits.http2_max_resets),
+        ),
+    ] {
+        if value == 0 {
+            e.push(key, "must be at least 1");
+        }
     }
     for (key, value) in [
         ("limits.header_read_timeout", &limits.header_read_timeout),
         ("limits.idle_timeout", &limits.idle_timeout),
+        ("limits.close_grace", &limits.close_grace),
+        ("limits.write_timeout", &limits.write_timeout),
         ("reload.interval", &raw.reload.interval),
     ] {
         if humantime::parse_duration(value).is_ok_and(|d| d.is_zero()) {
@@ -358,7 +376,7 @@ pub(super) fn secret_source(
             .map_or(SecretSource::Invalid, SecretSource::Found),
         (None, Some(path)) => {
             let key = format!("{base}_file");
-            match std::fs::read_to_string(path) {
+            match crate::files::read_to_string(path) {
                 Ok(text) => {
                     let value = text
                         .strip_suffix('\n')
