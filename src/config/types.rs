@@ -40,6 +40,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub token_cache_entries: usize,
     pub reload: ReloadConfig,
+    /// `[paths]`: how request targets are canonicalised before anything reads them.
+    pub paths: crate::canonical::PathRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +119,8 @@ pub struct RouteConfig {
     pub max_body_bytes: u64,
     /// `None`: a session may last as long as its token.
     pub max_lifetime: Option<Duration>,
+    /// The path prefix matches in exact case; by default ASCII case is folded.
+    pub case_sensitive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 
 use super::issuer::validate_issuer;
+use super::paths::{check_route_paths, validate_paths};
 use super::route::validate_route;
 #[cfg(test)]
 pub(crate) use super::route::validate_route_for_tests;
@@ -110,6 +111,8 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         tickets.as_ref().map(|t| t.param.as_str()),
     );
     check_limits(e, raw);
+    let paths = validate_paths(e, &raw.paths);
+    check_route_paths(e, raw, &paths);
     let config = Config {
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
         tls,
@@ -149,6 +152,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         requests_per_ip_per_second: raw.limits.requests_per_ip_per_second,
         idle_timeout: duration(e, "limits.idle_timeout", &raw.limits.idle_timeout),
         token_cache_entries: raw.limits.token_cache_entries,
+        paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
             interval: duration(e, "reload.interval", &raw.reload.interval),
