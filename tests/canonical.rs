@@ -306,3 +306,45 @@ async fn config_refuses_route_paths_no_canonical_request_can_match() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_access_log_shows_the_canonical_path_and_the_refusal_reason() {
+    let upstream = Upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    let toml = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
+         [[route]]\npath = \"/public\"\nupstream = \"{}\"\nauth = \"none\"\n",
+        upstream.url()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let (proc, addr) = Proc::start(&config);
+    let addr: SocketAddr = addr.parse().unwrap();
+    assert_eq!(
+        raw(addr, "GET", "/PUBLIC/a/..//%62?x=%2e", "").await.status,
+        200
+    );
+    assert_eq!(
+        raw(addr, "GET", "/public/%2e%2e/admin", "").await.status,
+        400
+    );
+    let (code, logs) = proc.terminate();
+    assert_eq!(code, 0);
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("gatehouse::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert!(
+        access[0].contains(r#""path":"/PUBLIC/b?x=%2e""#),
+        "{}",
+        access[0]
+    );
+    assert!(access[0].contains(r#""route":"/public""#), "{}", access[0]);
+    assert!(
+        access[1].contains(r#""reason":"ambiguous_path""#),
+        "{}",
+        access[1]
+    );
+    assert!(access[1].contains(r#""route":"-""#), "{}", access[1]);
+}

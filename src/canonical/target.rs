@@ -69,8 +69,14 @@ fn authority_check(t: &Target<'_>) -> Result<Option<HeaderValue>, Refusal> {
         // Authority-form (`host:port`) belongs to CONNECT, refused above.
         return Err(Refusal::NotOriginForm);
     };
-    let expected = if t.https { "https" } else { "http" };
-    if !scheme.eq_ignore_ascii_case(expected) || authority.as_str().contains('@') {
+    // HTTP/2 `:scheme` is not checked against the connection: a TLS-terminating balancer
+    // that forwards h2c keeps `https`, and the scheme plays no part in routing.
+    let is = |name: &str| scheme.eq_ignore_ascii_case(name);
+    let scheme_ok = match t.version {
+        Version::HTTP_2 => is("http") || is("https"),
+        _ => is(if t.https { "https" } else { "http" }),
+    };
+    if !scheme_ok || authority.as_str().contains('@') {
         return Err(Refusal::TargetMismatch);
     }
     let host = t.headers.get_all(HOST);

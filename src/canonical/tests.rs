@@ -198,6 +198,15 @@ fn targets_become_origin_form_with_the_query_untouched() {
     let c = run(Method::GET, "https://h/x/", Version::HTTP_2, None, true).unwrap();
     assert_eq!(c.uri, "/x/");
     assert_eq!(c.host.unwrap(), "h");
+    let c = run(
+        Method::GET,
+        "https://h/x",
+        Version::HTTP_2,
+        Some("h"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.uri, "/x");
     let c = run(Method::OPTIONS, "*", Version::HTTP_11, Some("h"), false).unwrap();
     assert_eq!(c.uri, "*");
 }
@@ -273,7 +282,7 @@ fn mismatched_forms_and_connect_are_refused() {
         ),
         (
             Method::GET,
-            "http://h/api",
+            "ftp://h/api",
             HTTP_2,
             None,
             true,
