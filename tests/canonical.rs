@@ -289,6 +289,12 @@ async fn config_refuses_route_paths_no_canonical_request_can_match() {
             "{err}"
         );
     }
+    let ticket = format!("[tickets]\nendpoint = \"/t/./x\"\n{base}path = \"/\"\n");
+    let err = load(&ticket, &[]).unwrap_err();
+    assert!(
+        err.contains("tickets.endpoint: write it canonically, as \"/t/x\""),
+        "{err}"
+    );
     let twins = format!("{base}path = \"/Api\"\n{base}path = \"/api\"\n");
     assert!(load(&twins, &[]).unwrap_err().contains("only in case"));
     let paths = "[paths]\nescaped_slashes = \"maybe\"\npath_params = \"drop\"\nmerge = true\n";

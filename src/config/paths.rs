@@ -40,22 +40,17 @@ pub(super) fn validate_paths(e: &mut ConfigErrors, raw: &FilePaths) -> PathRules
 /// Route paths must be written canonically (requests are, before they are matched), and
 /// two routes that match case-insensitively must not differ only in case.
 pub(super) fn check_route_paths(e: &mut ConfigErrors, raw: &FileConfig, rules: &PathRules) {
+    if let Some(endpoint) = raw.tickets.as_ref().map(|t| t.endpoint.as_str()) {
+        if endpoint.starts_with('/') {
+            canonical_or_error(e, "tickets.endpoint", endpoint, rules);
+        }
+    }
     for (i, route) in raw.routes.iter().enumerate() {
         let written = route.path.trim_end_matches('/');
         if !written.starts_with('/') || written.contains(['?', '#', '*']) {
             continue; // reported by the route's own validation
         }
-        match canonical::path(written, rules) {
-            Ok(c) if c == written => {}
-            Ok(c) => e.push(
-                format!("route[{i}].path"),
-                format!("write it canonically, as {c:?}: requests are matched in that form"),
-            ),
-            Err(why) => e.push(
-                format!("route[{i}].path"),
-                format!("no request can match it: {why}"),
-            ),
-        }
+        canonical_or_error(e, &format!("route[{i}].path"), written, rules);
         for (j, other) in raw.routes.iter().enumerate().skip(i + 1) {
             let other_written = other.path.trim_end_matches('/');
             let either_folds = !route.case_sensitive || !other.case_sensitive;
@@ -69,5 +64,16 @@ pub(super) fn check_route_paths(e: &mut ConfigErrors, raw: &FileConfig, rules: &
                 );
             }
         }
+    }
+}
+
+fn canonical_or_error(e: &mut ConfigErrors, key: &str, written: &str, rules: &PathRules) {
+    match canonical::path(written, rules) {
+        Ok(c) if c == written => {}
+        Ok(c) => e.push(
+            key,
+            format!("write it canonically, as {c:?}: requests are matched in that form"),
+        ),
+        Err(why) => e.push(key, format!("no request can match it: {why}")),
     }
 }
