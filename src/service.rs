@@ -184,10 +184,10 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
-        let admissible = match refused {
-            Some(refusal) => Err(ProxyError::Path(refusal)),
-            None => self.admissible(&request, conn),
-        };
+        // Refused targets still count against the client's request rate.
+        let admissible = self
+            .admissible(&request, conn)
+            .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
         let result = match (admissible, desk, route) {
             (Err(e), _, _) => Err(e),
             (_, Some(desk), _) => self.ticket_endpoint(desk, request, conn, &mut line).await,
