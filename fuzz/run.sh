@@ -18,11 +18,11 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP="${RUSTC_BOOTSTRAP:-1}"
 seconds="${FUZZ_SECONDS:-180}"
 jobs="${FUZZ_JOBS:-1}"
-all=(token_extract jwt_validate config_parse first_message redact framing)
+all=(token_extract jwt_validate config_parse first_message redact framing canonical_path)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
-declare -A dict=([config_parse]=dict/config.dict [jwt_validate]=dict/jwt.dict [token_extract]=dict/http.dict [first_message]=dict/jwt.dict [framing]=dict/http.dict)
+declare -A dict=([config_parse]=dict/config.dict [jwt_validate]=dict/jwt.dict [token_extract]=dict/http.dict [first_message]=dict/jwt.dict [framing]=dict/http.dict [canonical_path]=dict/path.dict)
 
 cargo fuzz build 2>&1 | tail -1
 echo "load before: $(uptime)"

@@ -9,6 +9,7 @@
 
 mod issuer;
 mod limits;
+mod paths;
 mod route;
 mod stores;
 mod types;
@@ -53,6 +54,7 @@ pub struct FileConfig {
     pub shutdown: FileShutdown,
     pub limits: FileLimits,
     pub reload: FileReload,
+    pub paths: FilePaths,
 }
 
 /// The top-level tables; only environment variables under one of these are overrides.
@@ -70,6 +72,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown",
     "limits",
     "reload",
+    "paths",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -297,6 +300,8 @@ pub struct FileRoute {
     pub max_body_bytes: u64,
     /// A WebSocket session ends (1001) after this long whatever its token says; "0s" = never.
     pub max_lifetime: String,
+    /// Match the path prefix in exact case (the default folds ASCII case).
+    pub case_sensitive: bool,
 }
 
 impl Default for FileRoute {
@@ -320,6 +325,7 @@ impl Default for FileRoute {
             upstream_ca_file: None,
             max_body_bytes: 10 << 20,
             max_lifetime: "24h".into(),
+            case_sensitive: false,
         }
     }
 }
@@ -411,6 +417,27 @@ impl Default for FileReload {
         Self {
             watch: true,
             interval: "2s".into(),
+        }
+    }
+}
+
+/// `[paths]`: how request paths are canonicalised (see `canonical`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FilePaths {
+    pub merge_slashes: bool,
+    /// `reject`, `keep` or `decode` for `%2F` and `%5C`.
+    pub escaped_slashes: String,
+    /// `reject`, `strip` or `keep` for `;params` in path segments.
+    pub path_params: String,
+}
+
+impl Default for FilePaths {
+    fn default() -> Self {
+        Self {
+            merge_slashes: true,
+            escaped_slashes: "reject".into(),
+            path_params: "reject".into(),
         }
     }
 }

@@ -127,6 +127,9 @@ pub enum ProxyError {
     },
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request target cannot be made unambiguous (see `canonical`).
+    #[error("bad request target: {0}")]
+    Path(#[from] crate::canonical::Refusal),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("token revoked")]
@@ -205,6 +208,7 @@ impl ProxyError {
                 r
             }
             ProxyError::BadRequest(why) => json(StatusCode::BAD_REQUEST, "bad_request", why),
+            ProxyError::Path(why) => json(StatusCode::BAD_REQUEST, why.reason(), &why.to_string()),
             ProxyError::MethodNotAllowed => {
                 let mut r = json(
                     StatusCode::METHOD_NOT_ALLOWED,

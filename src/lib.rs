@@ -9,7 +9,8 @@
 //! - [`listener`]: accept loop, connection cap, TLS handshake in the connection task
 //! - [`tls`]: rustls server config, certificate reloaded when its files change
 //! - [`service`]: `handle()` (errors -> responses, metrics, access log) around `pipeline()`
-//! - [`route`]: longest whole-segment prefix match
+//! - [`canonical`]: the one canonical request target, decided before anything reads it
+//! - [`route`]: longest whole-segment prefix match, ASCII case folded unless a route opts out
 //! - [`ticket_endpoint`], [`tickets`], [`rate_limit`]: issuing and redeeming single-use tickets
 //! - [`token`]: extraction from header, query parameter, cookie, subprotocol or ticket
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
@@ -40,6 +41,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod body;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -1,49 +1,67 @@
 //! The route table: the longest route path that is a whole-segment prefix of the request
 //! path wins (`/hubs/chat` matches `/hubs/chat` and `/hubs/chat/x`, never `/hubs/chatty`).
+//!
+//! Paths arrive canonical (see `canonical`). Prefixes match ASCII case-insensitively
+//! unless the route asks for exact case: ASP.NET Core and other frameworks route that way,
+//! so `/API/Admin` must be judged by the `/api/admin` route it reaches there.
 
 /// Routes sorted longest path first, so the first match is the longest.
 pub struct RouteTable<R> {
-    routes: Vec<(String, R)>,
+    routes: Vec<(String, bool, R)>,
 }
 
 impl<R> RouteTable<R> {
+    /// Routes that all match case-insensitively.
     pub fn new(routes: impl IntoIterator<Item = (String, R)>) -> Self {
+        Self::with_case(routes.into_iter().map(|(p, r)| (p, false, r)))
+    }
+
+    /// `(path, case_sensitive, route)` triples.
+    pub fn with_case(routes: impl IntoIterator<Item = (String, bool, R)>) -> Self {
         let mut routes: Vec<_> = routes.into_iter().collect();
-        routes.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        routes.sort_by_key(|(path, _, _)| std::cmp::Reverse(path.len()));
         Self { routes }
     }
 
     pub fn find(&self, path: &str) -> Option<&R> {
         self.routes
             .iter()
-            .find(|(prefix, _)| matches_prefix(prefix, path))
-            .map(|(_, route)| route)
+            .find(|(prefix, exact, _)| matches_prefix(prefix, path, *exact))
+            .map(|(_, _, route)| route)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &R> {
-        self.routes.iter().map(|(_, r)| r)
+        self.routes.iter().map(|(_, _, r)| r)
     }
 }
 
 /// `prefix` is a normalized route path: `/`, or `/a/b` without a trailing slash.
-fn matches_prefix(prefix: &str, path: &str) -> bool {
+fn matches_prefix(prefix: &str, path: &str, case_sensitive: bool) -> bool {
     if prefix == "/" {
         return path.starts_with('/');
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+    let (Some(head), Some(rest)) = (path.get(..prefix.len()), path.get(prefix.len()..)) else {
+        return false;
+    };
+    let same = if case_sensitive {
+        head == prefix
+    } else {
+        head.eq_ignore_ascii_case(prefix)
+    };
+    same && (rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The path the upstream sees when the route strips its prefix: always starts with `/`.
+/// It drops as many segments as the prefix has, so the client's spelling of the prefix
+/// (case, `;params`) goes with it.
 pub fn strip(prefix: &str, path: &str) -> String {
     if prefix == "/" {
         return path.to_string();
     }
-    match path.strip_prefix(prefix) {
-        Some(rest) if rest.starts_with('/') => rest.to_string(),
-        _ => format!("/{}", path.strip_prefix(prefix).unwrap_or(path)),
+    let segments = prefix.matches('/').count();
+    match path.match_indices('/').nth(segments) {
+        Some((at, _)) => path[at..].to_string(),
+        None => "/".to_string(),
     }
 }
 
@@ -86,5 +104,21 @@ mod tests {
         assert_eq!(strip("/hubs/chat", "/hubs/chat/x"), "/x");
         assert_eq!(strip("/hubs/chat", "/hubs/chat"), "/");
         assert_eq!(strip("/", "/a/b"), "/a/b");
+        assert_eq!(strip("/hubs/chat", "/HUBS/Chat/x/y"), "/x/y");
+        assert_eq!(strip("/hubs", "/hubs;jsessionid=1/x"), "/x");
+    }
+
+    #[test]
+    fn prefixes_match_in_any_ascii_case_unless_exact() {
+        let t = table();
+        assert_eq!(t.find("/HUBS/Chat/x"), Some(&"chat"));
+        assert_eq!(t.find("/Api/V1"), Some(&"api"));
+        let exact = RouteTable::with_case([
+            ("/".to_string(), false, "root"),
+            ("/Admin".to_string(), true, "admin"),
+        ]);
+        assert_eq!(exact.find("/Admin/x"), Some(&"admin"));
+        assert_eq!(exact.find("/admin/x"), Some(&"root"));
+        assert_eq!(exact.find("/\u{e9}t\u{e9}"), Some(&"root"));
     }
 }

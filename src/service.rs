@@ -9,6 +9,9 @@
 //!    identity headers (last) in; then `forward` through the pooled upstream client;
 //! 7. for a WebSocket upgrade answered `101`: `relay` frames (see `upgrade.rs`).
 //!
+//! Before all of it, the request target is made canonical (`canonical.rs`) and replaces
+//! the URI, so the ticket endpoint, routing, token extraction, the access log and the
+//! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
 //! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
 
 use std::net::SocketAddr;
@@ -25,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use crate::access_log::AccessLine;
 use crate::admission::ConnSlot;
 use crate::body::Body;
+use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
 use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
@@ -93,6 +97,8 @@ pub struct Proxy {
     pub(crate) pre_auth: crate::pre_auth::PreAuthBudget,
     /// Used for requests that match no route.
     fallback: (Arc<str>, Redactor, RouteMetrics),
+    /// `[paths]`.
+    paths: PathRules,
 }
 
 impl Proxy {
@@ -109,10 +115,10 @@ impl Proxy {
                 upstream,
                 redactor: redactor.clone(),
             };
-            routes.push((rc.path.clone(), Arc::new(route)));
+            routes.push((rc.path.clone(), rc.case_sensitive, Arc::new(route)));
         }
         Ok(Self {
-            routes: RouteTable::new(routes),
+            routes: RouteTable::with_case(routes),
             validator,
             identity_headers: config.identity_headers.clone(),
             subject_claim: config.subject_claim.clone(),
@@ -130,6 +136,7 @@ impl Proxy {
             pre_auth: crate::pre_auth::PreAuthBudget::new(&config.pre_auth),
             fallback: (Arc::from("-"), redactor, metrics.route("-")),
             metrics: metrics.clone(),
+            paths: config.paths,
         })
     }
 
@@ -140,15 +147,19 @@ impl Proxy {
     /// Answers one request; never fails: every error becomes a response here.
     pub async fn handle(
         self: &Arc<Self>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         conn: Conn,
     ) -> Response<Body> {
-        let path = request.uri().path();
-        let desk = self.tickets.as_ref().filter(|d| d.config.endpoint == path);
-        let route = if desk.is_some() {
+        let refused = self.canonicalise(&mut request, conn).err();
+        let path = canonical::routing_path(request.uri().path(), &self.paths);
+        let desk = self
+            .tickets
+            .as_ref()
+            .filter(|d| refused.is_none() && d.config.endpoint.eq_ignore_ascii_case(&path));
+        let route = if desk.is_some() || refused.is_some() {
             None
         } else {
-            self.routes.find(path)
+            self.routes.find(&path)
         };
         let (name, redactor, metrics) = match (desk, route) {
             (Some(d), _) => (&d.name, &d.redactor, &d.metrics),
@@ -163,7 +174,11 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
-        let result = match (self.admissible(&request, conn), desk, route) {
+        // Refused targets still count against the client's request rate.
+        let admissible = self
+            .admissible(&request, conn)
+            .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
+        let result = match (admissible, desk, route) {
             (Err(e), _, _) => Err(e),
             (_, Some(desk), _) => self.ticket_endpoint(desk, request, &mut line).await,
             (_, None, Some(route)) => {
@@ -181,6 +196,24 @@ impl Proxy {
             .insert(X_REQUEST_ID.clone(), request_id);
         metrics.observe(response.status(), line.elapsed());
         line.finish(response)
+    }
+
+    /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`
+    /// becomes `Host` when the client sent none.
+    fn canonicalise(&self, request: &mut Request<Incoming>, conn: Conn) -> Result<(), Refusal> {
+        let target = Target {
+            method: request.method(),
+            uri: request.uri(),
+            version: request.version(),
+            headers: request.headers(),
+            https: conn.https,
+        };
+        let canonical = canonical::target(&target, &self.paths)?;
+        *request.uri_mut() = canonical.uri;
+        if let Some(host) = canonical.host {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
+        Ok(())
     }
 
     /// Refuses ambiguous framing, then counts the request against its client address
@@ -363,6 +396,7 @@ impl Proxy {
                 "rate_limited"
             }
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Path(refusal) => refusal.reason(),
             ProxyError::MethodNotAllowed => "method_not_allowed",
             ProxyError::Revoked => {
                 self.metrics.auth_failure("token_revoked");

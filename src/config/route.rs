@@ -78,6 +78,7 @@ pub(super) fn validate_route(
         upstream_ca_file: raw.upstream_ca_file.clone(),
         max_body_bytes: raw.max_body_bytes,
         max_lifetime: Some(timeout(e, "max_lifetime", &raw.max_lifetime)).filter(|d| !d.is_zero()),
+        case_sensitive: raw.case_sensitive,
     };
     (e.count() == errors_before).then_some(route)
 }

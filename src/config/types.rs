@@ -45,6 +45,8 @@ pub struct Config {
     pub token_cache_entries: usize,
     pub pre_auth: PreAuthLimits,
     pub reload: ReloadConfig,
+    /// `[paths]`: how request targets are canonicalised before anything reads them.
+    pub paths: crate::canonical::PathRules,
 }
 
 /// What gatehouse holds for callers whose token has not validated yet (`crate::pre_auth`).
@@ -136,6 +138,8 @@ pub struct RouteConfig {
     pub max_body_bytes: u64,
     /// `None`: a session may last as long as its token.
     pub max_lifetime: Option<Duration>,
+    /// The path prefix matches in exact case; by default ASCII case is folded.
+    pub case_sensitive: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 
 use super::issuer::validate_issuer;
+use super::paths::{check_route_paths, validate_paths};
 use super::route::validate_route;
 #[cfg(test)]
 pub(crate) use super::route::validate_route_for_tests;
@@ -110,6 +111,8 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         tickets.as_ref().map(|t| t.param.as_str()),
     );
     check_limits(e, raw);
+    let paths = validate_paths(e, &raw.paths);
+    check_route_paths(e, raw, &paths);
     let config = Config {
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
         tls,
@@ -154,6 +157,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
         pre_auth: super::limits::pre_auth(e, &raw.limits),
+        paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
             interval: duration(e, "reload.interval", &raw.reload.interval),

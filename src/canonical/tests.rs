@@ -1,0 +1,323 @@
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
+
+use super::*;
+
+fn strict(raw: &str) -> Result<String, Refusal> {
+    path(raw, &PathRules::default())
+}
+
+fn with(
+    raw: &str,
+    escaped_slashes: EscapedSlashes,
+    path_params: PathParams,
+) -> Result<String, Refusal> {
+    let rules = PathRules {
+        merge_slashes: true,
+        escaped_slashes,
+        path_params,
+    };
+    path(raw, &rules)
+}
+
+#[test]
+fn dot_segments_resolve_and_slashes_merge() {
+    for (raw, canonical) in [
+        ("/", "/"),
+        ("/public/../api/admin", "/api/admin"),
+        ("/api/x/../admin", "/api/admin"),
+        ("/api//admin", "/api/admin"),
+        ("//api///admin//", "/api/admin/"),
+        ("/a/./b/.", "/a/b/"),
+        ("/a/b/..", "/a/"),
+        ("/../../etc", "/etc"),
+        ("/..", "/"),
+        ("/a/..//b", "/b"),
+        ("/public/%2e.", ""),
+    ] {
+        if raw.contains('%') {
+            assert_eq!(strict(raw), Err(Refusal::EncodedDotSegment), "{raw}");
+        } else {
+            assert_eq!(strict(raw).as_deref(), Ok(canonical), "{raw}");
+        }
+    }
+    let keep_empty = PathRules {
+        merge_slashes: false,
+        ..PathRules::default()
+    };
+    assert_eq!(path("/a//b/", &keep_empty).as_deref(), Ok("/a//b/"));
+    assert_eq!(path("/a//..", &keep_empty).as_deref(), Ok("/a/"));
+}
+
+#[test]
+fn unreserved_escapes_decode_and_others_are_upper_case() {
+    assert_eq!(strict("/api/%61dmin").as_deref(), Ok("/api/admin"));
+    assert_eq!(strict("/a%2Eb/%7euser").as_deref(), Ok("/a.b/~user"));
+    assert_eq!(strict("/a%3fb%20c").as_deref(), Ok("/a%3Fb%20c"));
+    assert_eq!(strict("/caf\u{e9}").as_deref(), Ok("/caf%C3%A9"));
+    assert_eq!(strict("/caf%c3%a9").as_deref(), Ok("/caf%C3%A9"));
+    assert_eq!(strict("/100%25").as_deref(), Ok("/100%25"));
+    assert_eq!(strict("/API/Admin").as_deref(), Ok("/API/Admin"));
+}
+
+#[test]
+fn ambiguous_spellings_are_refused() {
+    for (raw, why) in [
+        ("/%2e%2e/api", Refusal::EncodedDotSegment),
+        ("/public/%2E/x", Refusal::EncodedDotSegment),
+        ("/public/..%2fapi", Refusal::EncodedSlash),
+        ("/public/..%5capi", Refusal::EncodedSlash),
+        ("/public/..;/api", Refusal::PathParameter),
+        ("/api/admin;x=1", Refusal::PathParameter),
+        ("/api/admin%3bx", Refusal::EncodedSemicolon),
+        ("/public/%252e%252e/api", Refusal::DoubleEncoded),
+        ("/public/%25%32%65", Refusal::DoubleEncoded),
+        ("/a%zz", Refusal::BadEscape),
+        ("/a%2", Refusal::BadEscape),
+        ("/a\\..\\api", Refusal::Backslash),
+        ("/a%00b", Refusal::ControlByte),
+        ("/a%0d%0aX: y", Refusal::ControlByte),
+        ("/a%7f", Refusal::ControlByte),
+        ("/%c0%ae%c0%ae/api", Refusal::NotUtf8),
+        ("/api/adm%C4%B1n", Refusal::CaseFoldsToAscii),
+        ("/api/%C5%BFecret", Refusal::CaseFoldsToAscii),
+        ("/api/\u{212a}ey", Refusal::CaseFoldsToAscii),
+        ("api/admin", Refusal::NotOriginForm),
+    ] {
+        assert_eq!(strict(raw), Err(why), "{raw}");
+        assert_eq!(
+            why.reason() == "ambiguous_path",
+            !matches!(why, Refusal::ControlByte | Refusal::NotOriginForm)
+        );
+    }
+}
+
+#[test]
+fn escaped_slashes_can_be_kept_or_decoded() {
+    use EscapedSlashes::{Decode, Keep};
+    assert_eq!(
+        with("/pkg/@scope%2fname", Keep, PathParams::Reject).as_deref(),
+        Ok("/pkg/@scope%2Fname")
+    );
+    assert_eq!(
+        with("/a/..%2fapi", Keep, PathParams::Reject).as_deref(),
+        Ok("/a/..%2Fapi")
+    );
+    assert_eq!(
+        with("/public/..%2fapi", Decode, PathParams::Reject).as_deref(),
+        Ok("/api")
+    );
+    assert_eq!(
+        with("/a%5cb", Decode, PathParams::Reject).as_deref(),
+        Ok("/a/b")
+    );
+    assert_eq!(
+        with("/a%252fb", Decode, PathParams::Reject),
+        Err(Refusal::DoubleEncoded)
+    );
+}
+
+#[test]
+fn path_params_can_be_stripped_or_kept_but_never_on_dot_segments() {
+    use PathParams::{Keep, Strip};
+    let e = EscapedSlashes::Reject;
+    assert_eq!(
+        with("/api/admin;x=1", e, Strip).as_deref(),
+        Ok("/api/admin")
+    );
+    assert_eq!(with("/api;x/admin", e, Strip).as_deref(), Ok("/api/admin"));
+    assert_eq!(
+        with("/shop;jsessionid=AB%2d1/cart", e, Keep).as_deref(),
+        Ok("/shop;jsessionid=AB-1/cart")
+    );
+    for mode in [Strip, Keep] {
+        assert_eq!(
+            with("/public/..;/api", e, mode),
+            Err(Refusal::PathParameter)
+        );
+        assert_eq!(
+            with("/public/.;x/api", e, mode),
+            Err(Refusal::PathParameter)
+        );
+    }
+    assert_eq!(with("/api/;x/admin", e, Keep), Err(Refusal::PathParameter));
+    let keep = PathRules {
+        path_params: Keep,
+        ..PathRules::default()
+    };
+    assert_eq!(routing_path("/shop;j=1/cart;v=2", &keep), "/shop/cart");
+    assert_eq!(
+        routing_path("/shop;j=1", &PathRules::default()),
+        "/shop;j=1"
+    );
+}
+
+fn run(
+    method: Method,
+    uri: &str,
+    version: Version,
+    host: Option<&str>,
+    https: bool,
+) -> Result<Canonical, Refusal> {
+    let uri: Uri = uri.parse().unwrap();
+    let mut headers = HeaderMap::new();
+    if let Some(h) = host {
+        headers.insert(HOST, HeaderValue::from_str(h).unwrap());
+    }
+    let t = Target {
+        method: &method,
+        uri: &uri,
+        version,
+        headers: &headers,
+        https,
+    };
+    target(&t, &PathRules::default())
+}
+
+#[test]
+fn targets_become_origin_form_with_the_query_untouched() {
+    let c = run(
+        Method::GET,
+        "/a/../b?x=%2e%2e&t=a+b",
+        Version::HTTP_11,
+        Some("h"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.uri, "/b?x=%2e%2e&t=a+b");
+    assert!(c.host.is_none());
+    let c = run(
+        Method::GET,
+        "http://H:8080/public/../api",
+        Version::HTTP_11,
+        Some("h:8080"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.uri, "/api");
+    let c = run(Method::GET, "https://h/x/", Version::HTTP_2, None, true).unwrap();
+    assert_eq!(c.uri, "/x/");
+    assert_eq!(c.host.unwrap(), "h");
+    let c = run(
+        Method::GET,
+        "https://h/x",
+        Version::HTTP_2,
+        Some("h"),
+        false,
+    )
+    .unwrap();
+    assert_eq!(c.uri, "/x");
+    let c = run(Method::OPTIONS, "*", Version::HTTP_11, Some("h"), false).unwrap();
+    assert_eq!(c.uri, "*");
+}
+
+#[test]
+fn mismatched_forms_and_connect_are_refused() {
+    const HTTP_11: Version = Version::HTTP_11;
+    const HTTP_2: Version = Version::HTTP_2;
+    for (method, uri, version, host, https, why) in [
+        (
+            Method::CONNECT,
+            "h:443",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::Connect,
+        ),
+        (
+            Method::CONNECT,
+            "/",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::Connect,
+        ),
+        (
+            Method::GET,
+            "h:443",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::NotOriginForm,
+        ),
+        (
+            Method::GET,
+            "*",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::NotOriginForm,
+        ),
+        (
+            Method::GET,
+            "http://evil/api",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::TargetMismatch,
+        ),
+        (
+            Method::GET,
+            "http://h/api",
+            HTTP_11,
+            None,
+            false,
+            Refusal::TargetMismatch,
+        ),
+        (
+            Method::GET,
+            "https://h/api",
+            HTTP_11,
+            Some("h"),
+            false,
+            Refusal::TargetMismatch,
+        ),
+        (
+            Method::GET,
+            "http://u@h/api",
+            HTTP_11,
+            Some("u@h"),
+            false,
+            Refusal::TargetMismatch,
+        ),
+        (
+            Method::GET,
+            "ftp://h/api",
+            HTTP_2,
+            None,
+            true,
+            Refusal::TargetMismatch,
+        ),
+        (
+            Method::GET,
+            "https://h/api",
+            HTTP_2,
+            Some("other"),
+            true,
+            Refusal::HostMismatch,
+        ),
+    ] {
+        let got = run(method.clone(), uri, version, host, https);
+        assert_eq!(got.err(), Some(why), "{method} {uri} {version:?}");
+    }
+    assert_eq!(Refusal::Connect.reason(), "connect_refused");
+    assert_eq!(Refusal::HostMismatch.reason(), "bad_target");
+}
+
+#[test]
+fn invariants_hold_for_the_attack_spellings() {
+    for raw in [
+        "/public/../api/admin",
+        "/api/ADMIN",
+        "/api/%61dmin",
+        "/api//admin",
+        "/api/x/../admin",
+        "/api/admin;x=1",
+        "/public/..;/api/admin",
+        "/public/..%2fapi/admin",
+        "/%2e%2e/api",
+        "http://gatehouse.test/public/../api",
+    ] {
+        check_invariants(raw.as_bytes()).unwrap();
+    }
+}
