@@ -172,7 +172,10 @@ require.roles = ["admin"]
 /// The route a path falls under: the longest route that is a whole-segment prefix of it,
 /// ignoring ASCII case (as ASP.NET Core and gatehouse's default matching do).
 fn route_of(path: &str) -> Option<&'static str> {
-    let path = path.to_ascii_lowercase();
+    route_of_exact_case(&path.to_ascii_lowercase())
+}
+
+fn route_of_exact_case(path: &str) -> Option<&'static str> {
     ROUTES
         .iter()
         .filter(|r| {
@@ -365,7 +368,8 @@ fn token_places(report: &Value, tokens: &Tokens) -> Vec<String> {
     places
 }
 
-/// Every path reading (and the JDK's chosen context) must fall under the applied route.
+/// Every path reading must fall under the applied route, and so must the backend's own
+/// dispatch where it reports one.
 fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     if !caller.admitted_by(applied) {
@@ -373,7 +377,7 @@ fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
             "gatehouse applied {applied}, which does not admit the caller"
         ));
     }
-    let mut readings: Vec<(String, String)> = report["paths"]
+    let readings: Vec<(String, String)> = report["paths"]
         .as_object()
         .map(|paths| {
             paths
@@ -382,9 +386,6 @@ fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(context) = report["context"].as_str() {
-        readings.push(("dispatched to HttpServer context".into(), context.into()));
-    }
     for (how, path) in readings {
         let acted = route_of(&path);
         if acted != Some(applied) {
@@ -400,7 +401,27 @@ fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
             ));
         }
     }
+    problems.extend(dispatch(applied, report));
     problems
+}
+
+/// A backend that routes by itself (the JDK's HttpServer contexts) reports the route it
+/// dispatched to and the path it matched. It matches case-sensitively, so `/api/ADMIN` lands
+/// in `/api` while gatehouse applied the stricter `/api/admin`: a difference of case alone
+/// is not a walk-around. Any other dispatch outside the applied route is.
+fn dispatch(applied: &str, report: &Value) -> Vec<String> {
+    let Some(chosen) = report["dispatch"]["route"].as_str() else {
+        return Vec::new();
+    };
+    let matched = report["dispatch"]["path"].as_str().unwrap_or("");
+    let acted = route_of(chosen);
+    let by_segments = route_of_exact_case(matched);
+    if acted == Some(applied) || acted == by_segments {
+        return Vec::new();
+    }
+    vec![format!(
+        "the backend dispatched {matched:?} to its {chosen:?} handler, gatehouse applied {applied}"
+    )]
 }
 
 /// The identity headers, in every spelling the backend exposes, must be exactly ours.
@@ -551,4 +572,14 @@ fn the_judge_folds_and_routes_as_frameworks_do() {
     let report =
         json!({"headers": [["x_forwarded_for", "203.0.113.66"], ["X-Real-IP", "1.2.3.4"]]});
     assert_eq!(forwarding(&report).len(), 2);
+    let dispatched = |applied: &str, route: &str, path: &str| {
+        dispatch(
+            applied,
+            &json!({"dispatch": {"route": route, "path": path}}),
+        )
+    };
+    assert_eq!(dispatched("/api", "/api/admin", "/api/admin;x=1").len(), 1);
+    assert_eq!(dispatched("/api", "/api/admin", "/api/adminx").len(), 1);
+    assert!(dispatched("/api/admin", "/api", "/api/ADMIN").is_empty());
+    assert!(dispatched("/api", "/", "/API/x").is_empty());
 }

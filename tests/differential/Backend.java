@@ -47,7 +47,9 @@ public class Backend {
         json.append(",\"port\":").append(exchange.getLocalAddress().getPort());
         json.append(",\"method\":").append(quote(exchange.getRequestMethod()));
         json.append(",\"target\":").append(quote(uri.toString()));
-        json.append(",\"context\":").append(quote(exchange.getHttpContext().getPath()));
+        // HttpServer picks the longest context that is a plain string prefix of getPath().
+        json.append(",\"dispatch\":{\"route\":").append(quote(exchange.getHttpContext().getPath()));
+        json.append(",\"path\":").append(quote(uri.getPath())).append('}');
         json.append(",\"paths\":{");
         json.append("\"getRawPath()\":").append(quote(uri.getRawPath()));
         json.append(",\"getPath()\":").append(quote(uri.getPath()));
