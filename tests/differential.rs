@@ -208,7 +208,7 @@ struct Sent<'a> {
 struct Violation {
     proto: &'static str,
     caller: Caller,
-    case: &'static str,
+    case: String,
     request: String,
     problem: String,
 }
@@ -237,7 +237,7 @@ async fn differential(kind: &Kind) {
                 violations.extend(problems.into_iter().map(|problem| Violation {
                     proto,
                     caller,
-                    case: case.name,
+                    case: case.name.clone(),
                     request: tokens.hide(&describe(&sent)),
                     problem: tokens.hide(&problem),
                 }));

@@ -14,7 +14,7 @@ pub const SPOOFED_HOST: &str = "evil.example";
 
 /// One request of the corpus.
 pub struct Case {
-    pub name: &'static str,
+    pub name: String,
     pub method: &'static str,
     pub target: String,
     pub headers: Vec<(&'static str, &'static str)>,
@@ -25,9 +25,9 @@ pub struct Case {
     pub control: bool,
 }
 
-fn case(name: &'static str, target: &str) -> Case {
+fn case(name: &str, target: &str) -> Case {
     Case {
-        name,
+        name: name.to_string(),
         method: "GET",
         target: target.to_string(),
         headers: Vec::new(),
@@ -198,10 +198,8 @@ fn tokens() -> Vec<Case> {
             cases.push(case(name, base).with(headers));
         }
         for query in queries {
-            cases.push(Case {
-                name: "token in query",
-                ..case("", &format!("{base}?{query}"))
-            });
+            let name = format!("token in query {}", query.replace("={token}", ""));
+            cases.push(case(&name, &format!("{base}?{query}")));
         }
     }
     cases
