@@ -11,6 +11,7 @@
 //! applied. For every request it forwarded, and every caller (anonymous, reader, admin):
 //! - every path reading of the backend falls, by the same longest-whole-segment-prefix rule
 //!   (ignoring case), under the route gatehouse applied, and that route admits the caller;
+//!   where the backend routes by itself (the JDK's HttpServer contexts), its dispatch must too;
 //! - the identity headers the backend saw, in any spelling (`X_Auth_Subject`,
 //!   `HTTP_X_AUTH_SUBJECT`), are exactly the verified ones, or absent without authentication;
 //! - no forwarding header the client invented reaches it, and no token does, in any cookie or
@@ -44,6 +45,7 @@ use support::*;
 const ISS: &str = "https://sts.example/";
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const ROUTES: [&str; 3] = ["/public", "/api", "/api/admin"];
+
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Caller {
     Anonymous,
