@@ -191,6 +191,9 @@ fn tokens() -> Vec<Case> {
         "access%20token={token}",
         "a=1;access_token={token}",
         "ACCESS%5FTOKEN={token}",
+        // PHP reads `.` in a parameter name as `_`.
+        "access.token={token}",
+        "access_token[x]={token}",
     ];
     let mut cases = Vec::new();
     for base in ["/public/x", "/api/x"] {
