@@ -369,6 +369,8 @@ pub struct FileLimits {
     pub close_grace: String,
     /// A response the client stops reading for this long is abandoned.
     pub write_timeout: String,
+    /// A request body that sends nothing for this long, while the upstream waits for it, is cut.
+    pub body_stall_timeout: String,
     pub http2_max_concurrent_streams: u32,
     /// Streams a client may reset after gatehouse accepted them, per connection.
     pub http2_max_resets: u32,
@@ -393,6 +395,7 @@ impl Default for FileLimits {
             idle_timeout: "60s".into(),
             close_grace: "5s".into(),
             write_timeout: "60s".into(),
+            body_stall_timeout: "60s".into(),
             http2_max_concurrent_streams: 100,
             http2_max_resets: 100,
             token_cache_entries: 100_000,

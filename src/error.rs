@@ -96,6 +96,9 @@ pub enum UpstreamError {
     /// The upstream's `101` chose a subprotocol the client did not offer (502).
     #[error("upstream chose a subprotocol the client did not offer")]
     BadSubprotocol,
+    /// The client's body stopped arriving for `limits.body_stall_timeout`: its fault (408).
+    #[error("request body stalled")]
+    BodyStalled,
 }
 
 impl UpstreamError {
@@ -107,6 +110,7 @@ impl UpstreamError {
             UpstreamError::BadRequest(_) => "bad_request",
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::BadSubprotocol => "bad_subprotocol",
+            UpstreamError::BodyStalled => "body_stalled",
         }
     }
 }
@@ -257,6 +261,11 @@ impl ProxyError {
                     StatusCode::BAD_GATEWAY,
                     e.kind(),
                     "the upstream chose a subprotocol the client did not offer",
+                ),
+                UpstreamError::BodyStalled => json(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body stopped arriving",
                 ),
                 UpstreamError::BadRequest(_) => json(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -107,7 +107,8 @@ impl Proxy {
         let mut routes = Vec::new();
         let redactor = Redactor::for_config(config);
         for rc in &config.routes {
-            let upstream = Upstream::new(rc).map_err(|e| format!("route {}: {e}", rc.path))?;
+            let upstream = Upstream::new(rc, config.body_stall_timeout)
+                .map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
                 name: Arc::from(rc.path.as_str()),
                 metrics: metrics.route(&rc.path),
@@ -414,6 +415,10 @@ impl Proxy {
             ProxyError::Upstream(UpstreamError::BodyTooLarge) => {
                 self.metrics.limit_hit("max_body_bytes");
                 "payload_too_large"
+            }
+            ProxyError::Upstream(UpstreamError::BodyStalled) => {
+                self.metrics.limit_hit("body_stall_timeout");
+                "body_stall_timeout"
             }
             ProxyError::Upstream(e) => {
                 self.metrics.upstream_error(route, e.kind());

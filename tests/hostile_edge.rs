@@ -73,7 +73,7 @@ impl Counting {
                     let _guard = guard;
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         r.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, Infallible>(answer(req.uri().path()).await) }
+                        async move { Ok::<_, Infallible>(respond(req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -116,6 +116,23 @@ impl Drop for Counting {
 type Streamed = StreamBody<
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>,
 >;
+
+/// `/consume` answers at once and reads the request body behind the answer (a streaming
+/// endpoint); `/after-body` reads the whole body first; anything else is [`answer`]ed.
+async fn respond(req: http::Request<hyper::body::Incoming>) -> Response<Streamed> {
+    use http_body_util::BodyExt;
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/consume" => {
+            tokio::spawn(req.into_body().collect());
+        }
+        "/after-body" => {
+            let _ = req.into_body().collect().await;
+        }
+        _ => {}
+    }
+    answer(&path).await
+}
 
 async fn answer(path: &str) -> Response<Streamed> {
     use futures_util::StreamExt;
@@ -489,5 +506,55 @@ async fn a_fifo_as_the_config_or_the_tls_key_freezes_neither_reload_nor_sigterm(
     assert!(
         output.contains("not a regular file"),
         "the FIFO was not reported:\n{output}"
+    );
+}
+
+/// A POST that announces a large body, sends a little of it and then nothing more.
+async fn stalled_upload(proxy: &TestProxy, path: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 1000000\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&[b'x'; 10]).await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_before_the_answer_gets_408() {
+    let upstream = Counting::start().await;
+    let proxy = TestProxy::start(&config(&upstream.url(), "body_stall_timeout = \"1s\"")).await;
+    let mut tcp = stalled_upload(&proxy, "/after-body").await;
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut answer))
+        .await
+        .expect("no answer to a stalled upload")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        eventually(Duration::from_secs(5), || async { upstream.open() == 0 }).await,
+        "the upstream connection is still held for a stalled upload"
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"body_stall_timeout\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_after_an_early_answer_releases_the_upstream() {
+    let upstream = Counting::start().await;
+    let proxy = TestProxy::start(&config(&upstream.url(), "body_stall_timeout = \"1s\"")).await;
+    let _tcp = stalled_upload(&proxy, "/consume").await;
+    assert!(
+        eventually(Duration::from_secs(5), || async { upstream.open() == 1 }).await,
+        "the upload never reached the upstream"
+    );
+    // The upstream answered at once and keeps reading: only the upload clock can end this.
+    assert!(
+        eventually(Duration::from_secs(6), || async { upstream.open() == 0 }).await,
+        "the upstream connection is still held by a client that stopped uploading"
     );
 }

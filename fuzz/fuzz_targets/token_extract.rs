@@ -178,7 +178,7 @@ fn origin_of(source: &TokenSource) -> Origin {
 /// One route's upstream, built once (it holds a pooled client).
 fn upstream() -> &'static Upstream {
     static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| {
-        Upstream::new(common::route("/ws")).unwrap_or_else(|e| panic!("upstream: {e}"))
+        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("upstream: {e}"))
     });
     &UPSTREAM
 }

@@ -40,6 +40,7 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub close_grace: Duration,
     pub write_timeout: Duration,
+    pub body_stall_timeout: Duration,
     pub http2_max_concurrent_streams: u32,
     pub http2_max_resets: u32,
     pub token_cache_entries: usize,

@@ -153,6 +153,11 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         idle_timeout: duration(e, "limits.idle_timeout", &raw.limits.idle_timeout),
         close_grace: duration(e, "limits.close_grace", &raw.limits.close_grace),
         write_timeout: duration(e, "limits.write_timeout", &raw.limits.write_timeout),
+        body_stall_timeout: duration(
+            e,
+            "limits.body_stall_timeout",
+            &raw.limits.body_stall_timeout,
+        ),
         http2_max_concurrent_streams: raw.limits.http2_max_concurrent_streams,
         http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
@@ -296,6 +301,7 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
         ("limits.idle_timeout", &limits.idle_timeout),
         ("limits.close_grace", &limits.close_grace),
         ("limits.write_timeout", &limits.write_timeout),
+        ("limits.body_stall_timeout", &limits.body_stall_timeout),
         ("reload.interval", &raw.reload.interval),
     ] {
         if humantime::parse_duration(value).is_ok_and(|d| d.is_zero()) {

@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use super::forwarded::Hop;
 use super::headers;
+use super::stall::{StallClock, Stalled};
 use crate::config::{RouteConfig, UpstreamAuth};
 use crate::error::UpstreamError;
 use crate::http_client::{self, Pooled};
@@ -29,8 +30,10 @@ use crate::secret::BearerToken;
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
-    client: Pooled<Limited<Incoming>>,
+    client: Pooled<StallClock<Limited<Incoming>>>,
     timeout: Duration,
+    /// `limits.body_stall_timeout`.
+    body_stall: Duration,
     /// `max_body_bytes`; 0 means none.
     max_body_bytes: u64,
 }
@@ -48,7 +51,7 @@ pub struct Rewrite<'a> {
 }
 
 impl Upstream {
-    pub fn new(route: &RouteConfig) -> Result<Self, String> {
+    pub fn new(route: &RouteConfig, body_stall: Duration) -> Result<Self, String> {
         let client = http_client::build(route.connect_timeout, route.upstream_ca_file.as_deref())?;
         let parts = route.upstream.clone().into_parts();
         Ok(Self {
@@ -56,6 +59,7 @@ impl Upstream {
             authority: parts.authority.ok_or("upstream has no authority")?,
             client,
             timeout: route.timeout,
+            body_stall,
             max_body_bytes: route.max_body_bytes,
         })
     }
@@ -119,11 +123,15 @@ impl Upstream {
         if announced.is_some_and(|len| len > limit as u64) {
             return Err(UpstreamError::BodyTooLarge);
         }
-        let request = request.map(|body| Limited::new(body, limit));
+        let stall = self.body_stall;
+        let request = request.map(|body| StallClock::new(Limited::new(body, limit), stall));
         let mut response =
             match tokio::time::timeout(self.timeout, self.client.request(request)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Err(e)) if body_over_limit(&e) => return Err(UpstreamError::BodyTooLarge),
+                Ok(Err(e)) if caused_by::<LengthLimitError>(&e) => {
+                    return Err(UpstreamError::BodyTooLarge)
+                }
+                Ok(Err(e)) if caused_by::<Stalled>(&e) => return Err(UpstreamError::BodyStalled),
                 Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
                 Ok(Err(e)) => return Err(UpstreamError::Failed(e)),
                 Ok(Ok(response)) => response,
@@ -165,10 +173,11 @@ fn rewrite_headers(
 }
 
 /// Whether sending failed because the client's body crossed `max_body_bytes`.
-fn body_over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `error` or one of its causes is an `E` (our body's own errors come back wrapped).
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if e.is::<LengthLimitError>() {
+        if e.is::<E>() {
             return true;
         }
         cause = e.source();

@@ -1,8 +1,9 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
-//! for ([`forwarded`]) and HTTP forwarding ([`http`]).
+//! for ([`forwarded`]), HTTP forwarding ([`http`]) and the upload clock ([`stall`]).
 
 pub mod forwarded;
 pub mod headers;
 pub mod http;
+pub mod stall;
 
 pub use self::http::Upstream;
