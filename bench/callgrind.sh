@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind (repeatable on a noisy machine, unlike CPU
+# time): gatehouse serves N1 and then N2 keep-alive requests with one cached RS256 token to
+# the nginx upstream of the last bench/run.sh, and (I(N2) - I(N1)) / (N2 - N1) is printed,
+# so start-up and shutdown cancel out. Compare two builds by running it once for each.
+#
+# Usage: bash bench/run.sh first (it writes bench/out/), then
+#        bash bench/callgrind.sh BIN [N1 N2]      e.g. bash bench/callgrind.sh target/release/gatehouse
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$1 n1=${2:-500} n2=${3:-2500}
+out=bench/out
+token=$(cat "$out/token.txt")
+listen=$(sed -n 's/^addr = "\(.*\)"/\1/p' "$out/gatehouse.toml" | sed -n 1p)
+admin=$(sed -n 's/^addr = "\(.*\)"/\1/p' "$out/gatehouse.toml" | sed -n 2p)
+nginx -c "$PWD/$out/nginx.conf" &
+trap 'kill $! 2>/dev/null || true' EXIT
+count() { # count N: instructions of one run serving N requests
+  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" "$bin" run --config "$out/gatehouse.toml" >/dev/null 2>&1 &
+  local vp=$!
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$admin/readyz" && break; sleep 0.2; done
+  curl -s -o /dev/null -H "Authorization: Bearer $token" "http://$listen/api/hello?x=[1-$1]"
+  kill -TERM "$vp"
+  wait "$vp" || true
+  sed -n 's/^summary: //p' "$out/callgrind.$1"
+}
+i1=$(count "$n1")
+i2=$(count "$n2")
+echo "$bin: $(( (i2 - i1) / (n2 - n1) )) instructions per request"
