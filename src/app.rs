@@ -20,6 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod health;
+
 use crate::admin::{self, Admin};
 use crate::config::Config;
 use crate::generation::{Current, Generation, Shared};

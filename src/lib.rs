@@ -33,6 +33,8 @@
 //! - [`secret`]: `Secret` and `BearerToken`, which cannot print their values
 //! - [`mint`], [`demo`]: `gatehouse token` and `gatehouse demo`
 //! - [`body`], [`http_client`], [`logging`]: the response body type, the outbound client, log setup
+//! - [`build_info`]: version, git commit and build date stamped in by `build.rs`
+//! - [`app::health`]: `gatehouse health`, one `/healthz` probe for container health checks
 //! - [`files`]: capped, non-blocking reads of every file the config names
 
 pub mod access_log;
@@ -41,6 +43,7 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod body;
+pub mod build_info;
 pub mod canonical;
 pub mod cli;
 pub mod config;
