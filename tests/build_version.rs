@@ -2,6 +2,9 @@
 //! without git (plain checkouts, linked worktrees, packed refs, detached HEAD, none at all),
 //! `SOURCE_DATE_EPOCH` fixes the date, and the binary prints what the checkout is at.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../build/version.rs"]
 mod version;
 

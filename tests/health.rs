@@ -1,6 +1,9 @@
 //! `gatehouse health` against a real gatehouse: the binary probes the admin listener's
 //! `/healthz` and exits 0 when it answers 200, 1 with a reason on stderr otherwise.
 
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::io::{Read, Write};
