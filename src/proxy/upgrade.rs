@@ -309,20 +309,15 @@ impl Proxy {
         error: &ProxyError,
         code: u16,
     ) {
-        let (reason, code, text, result) = match error {
-            ProxyError::Auth(e) => {
-                self.metrics.auth_failure(e.reason());
-                (e.reason(), code, refusal_text(code), "auth_failed")
+        let reason = error.count(&self.metrics, &route.name);
+        let (code, text, result) = match error {
+            ProxyError::OverBudget(OverBudget::Holder) => {
+                (1009, "too big before authentication", "pre_auth_budget")
             }
-            ProxyError::OverBudget(over) => {
-                self.metrics.limit_hit(over.limit());
-                let (code, text) = match over {
-                    OverBudget::Holder => (1009, "too big before authentication"),
-                    OverBudget::All => (1013, "busy, try again later"),
-                };
-                (over.limit(), code, text, "pre_auth_budget")
+            ProxyError::OverBudget(OverBudget::All) => {
+                (1013, "busy, try again later", "pre_auth_budget")
             }
-            _ => ("upstream_error", code, refusal_text(code), "auth_failed"),
+            _ => (code, refusal_text(code), "auth_failed"),
         };
         self.metrics.upgrade(&route.name, result);
         tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);
