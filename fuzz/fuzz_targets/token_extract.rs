@@ -232,21 +232,27 @@ fn check(input: &Input) {
         &route.tokens,
     );
     let request_id = gatehouse::upstream::headers::request_id(&original.headers);
-    let mut sent: Parts = parts();
+    // The rewrite demands a policy permit; an open copy of the route gives an anonymous one,
+    // so every extracted token reaches the rewrite whatever the route requires.
+    let mut open = route.clone();
+    open.auth = gatehouse::config::AuthMode::None;
+    let Ok(mut permitted) = gatehouse::auth::policy::authorize(&open, "", None, parts()) else {
+        return;
+    };
     let rewrite = Rewrite {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         https: false,
         request_id: &request_id,
         token: Some(&found.token),
         identity: &config.identity_headers,
-        access: &gatehouse::auth::policy::Access::Anonymous,
     };
     if upstream()
-        .rewrite(&mut sent, route, &redactor, rewrite)
+        .rewrite(&mut permitted, route, &redactor, rewrite)
         .is_err()
     {
         return; // answered 400
     }
+    let (mut sent, _): (Parts, _) = permitted.into_parts();
     if common::debug() {
         eprintln!(
             "upgrade: {upgrade}\nsent upstream: {} {:?}",

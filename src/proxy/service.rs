@@ -37,7 +37,6 @@ use crate::proxy::ticket_desk::TicketDesk;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::tickets::TicketStore;
-use crate::upstream::error::UpstreamError;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
 
@@ -200,7 +199,7 @@ impl Proxy {
             (_, None, None) => Err(ProxyError::NoRoute),
         };
         let mut response = result.unwrap_or_else(|error| {
-            line.reason = Some(self.record(&error, name));
+            line.reason = Some(error.count(&self.metrics, name));
             error.into_response()
         });
         response
@@ -246,54 +245,5 @@ impl Proxy {
                 retry_after_secs,
                 limit: "requests_per_ip",
             })
-    }
-
-    /// Counts and, for failures that are ours or the upstream's, logs an error once.
-    fn record(&self, error: &ProxyError, route: &str) -> &'static str {
-        match error {
-            ProxyError::NoRoute => "no_route",
-            ProxyError::Auth(e) => {
-                self.metrics.auth_failure(e.reason());
-                e.reason()
-            }
-            ProxyError::Ticket(e) => {
-                self.metrics.auth_failure(e.reason());
-                e.reason()
-            }
-            ProxyError::OriginNotAllowed => "origin_not_allowed",
-            ProxyError::RateLimited { limit, .. } => {
-                self.metrics.limit_hit(limit);
-                "rate_limited"
-            }
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::Path(refusal) => refusal.reason(),
-            ProxyError::MethodNotAllowed => "method_not_allowed",
-            ProxyError::Revoked => {
-                self.metrics.auth_failure("token_revoked");
-                "token_revoked"
-            }
-            ProxyError::StoreUnavailable => "store_unavailable",
-            ProxyError::OverBudget(e) => {
-                self.metrics.limit_hit(e.limit());
-                "over_capacity"
-            }
-            ProxyError::BodyTimeout => {
-                self.metrics.limit_hit("body_read_timeout");
-                "body_read_timeout"
-            }
-            ProxyError::Upstream(UpstreamError::BodyTooLarge) => {
-                self.metrics.limit_hit("max_body_bytes");
-                "payload_too_large"
-            }
-            ProxyError::Upstream(UpstreamError::BodyStalled) => {
-                self.metrics.limit_hit("body_stall_timeout");
-                "body_stall_timeout"
-            }
-            ProxyError::Upstream(e) => {
-                self.metrics.upstream_error(route, e.kind());
-                tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");
-                e.kind()
-            }
-        }
     }
 }
