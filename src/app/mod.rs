@@ -8,9 +8,9 @@
 //!
 //! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod logging;
-pub mod reload;
+pub(crate) mod reload;
 pub mod shutdown;
 
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ use crate::tickets::TicketError;
 use crate::upstream::error::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("no route matches")]
     NoRoute,
     #[error(transparent)]
@@ -67,7 +67,7 @@ impl From<crate::redis::StoreError> for ProxyError {
 }
 
 impl ProxyError {
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         match self {
             ProxyError::NoRoute => json(
                 StatusCode::NOT_FOUND,
@@ -219,7 +219,7 @@ fn auth_response(e: &AuthError) -> Response<Body> {
 }
 
 /// A short JSON error body: `{"error": code, "message": text}`, both fixed strings.
-pub fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     crate::body::json(
         status,
         &serde_json::json!({ "error": code, "message": message }),
