@@ -16,8 +16,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ISS: &str = "https://sts.example/";
-
 struct World {
     upstream: Upstream,
     proxy: TestProxy,

@@ -10,8 +10,6 @@ mod support;
 use serde_json::json;
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-
 #[tokio::test]
 async fn no_token_reaches_any_log_line_at_debug_level() {
     let upstream = Upstream::echo().await;

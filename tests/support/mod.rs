@@ -4,6 +4,7 @@
 //! - [`Upstream`] is a backend that records what reached it (echo, SSE, slow);
 //! - [`Idp`] serves OIDC discovery and a JWKS that a test can rotate or stop;
 //! - [`Key`] and [`mint`] make tokens from the throwaway keys in `tests/fixtures/`;
+//! - [`ISS`], [`SECRET`], [`HS_ISSUER`] and [`mint_hs`] are the HMAC issuer most files share;
 //! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy;
 //! - [`WsHub`] is a WebSocket backend that records what reached it;
 //! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`.
@@ -18,6 +19,7 @@ mod hub;
 mod proxy;
 mod redis;
 mod servers;
+mod sts;
 mod tokens;
 
 // Each test binary uses some of these; the rest must not count as its unused imports.
@@ -35,5 +37,7 @@ pub use self::proxy::*;
 pub use self::redis::*;
 #[allow(unused_imports)]
 pub use self::servers::*;
+#[allow(unused_imports)]
+pub use self::sts::*;
 #[allow(unused_imports)]
 pub use self::tokens::*;
