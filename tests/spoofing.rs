@@ -315,22 +315,14 @@ fn logged_proxy(upstream: &Upstream, key: &Key, dir: &std::path::Path) -> (Proc,
         &config,
         format!(
             r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 [log]
 format = "json"
 redact_params = ["code"]
 [tickets]
 endpoint = "/tickets"
 tokens = ["header", "query:desk_token"]
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-public_key_file = {pem:?}
-algorithms = ["RS256"]
+{rs256}
 [[route]]
 path = "/q"
 upstream = "{up}"
@@ -340,7 +332,7 @@ path = "/open"
 upstream = "{up}"
 auth = "none"
 "#,
-            pem = key.public_pem_path(),
+            rs256 = rs256_issuer(key),
             up = upstream.url()
         ),
     )

@@ -91,3 +91,8 @@ impl Proc {
         )
     }
 }
+
+/// The `[listen]` and `[admin]` tables of a binary's config: both on free loopback ports
+/// (the admin table may go on with more keys).
+pub const LOOPBACK_LISTENERS: &str =
+    "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"";

@@ -4,7 +4,7 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 
-use super::tokens::mint_with;
+use super::tokens::{mint_with, Key};
 
 macro_rules! iss {
     () => {
@@ -30,5 +30,14 @@ pub fn mint_hs(claims: &Value) -> String {
         &Header::new(Algorithm::HS256),
         &EncodingKey::from_secret(SECRET.as_bytes()),
         claims,
+    )
+}
+
+/// The same issuer verifying RS256 with `key`'s public PEM instead of the HMAC secret.
+pub fn rs256_issuer(key: &Key) -> String {
+    format!(
+        "[[issuer]]\nname = \"sts\"\nissuer = \"{ISS}\"\naudiences = [\"api\"]\n\
+         public_key_file = {:?}\nalgorithms = [\"RS256\"]",
+        key.public_pem_path()
     )
 }
