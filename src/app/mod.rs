@@ -9,6 +9,7 @@
 //! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
 pub(crate) mod admin;
+pub mod health;
 pub mod logging;
 pub(crate) mod reload;
 pub mod shutdown;
