@@ -17,9 +17,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
 struct World {
     hub: WsHub,
     proxy: TestProxy,
@@ -29,11 +26,7 @@ async fn world() -> World {
     let hub = WsHub::start().await;
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 leeway = "0s"
 
 [identity]
@@ -80,11 +73,7 @@ fn token_for(sub: &str, ttl_secs: u64, extra: serde_json::Value) -> String {
     let mut claims = claims(ISS, "api", extra);
     claims["sub"] = json!(sub);
     claims["exp"] = json!(now() + ttl_secs);
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims,
-    )
+    mint_hs(&claims)
 }
 
 impl World {
@@ -472,11 +461,7 @@ async fn the_ticket_endpoint_rate_limits_each_client_and_idle_sessions_end() {
     let hub = WsHub::start().await;
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [tickets]
 rate_limit_per_minute = 2

@@ -41,7 +41,7 @@ use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
 
 /// A route with everything the request path needs, built once at start.
-pub struct Route {
+pub(crate) struct Route {
     pub config: RouteConfig,
     pub(crate) name: Arc<str>,
     pub(crate) upstream: Upstream,
@@ -53,18 +53,18 @@ pub struct Route {
 /// Marks an HTTP/1.1 request that gave both `Content-Length` and `Transfer-Encoding`
 /// (hyper keeps only the latter); it is refused with 400, never forwarded.
 #[derive(Debug, Clone, Copy)]
-pub struct AmbiguousFraming;
+pub(crate) struct AmbiguousFraming;
 
 /// The client side of a connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Conn {
+pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub https: bool,
 }
 
 /// What keeps an upgradable connection counted against the connection limits; a
 /// WebSocket session holds it until the session ends. Opaque here: the edge made it.
-pub type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
+pub(crate) type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
 
 /// A caller who proved who they are, by token or by ticket.
 pub(crate) struct Credential {
@@ -74,7 +74,7 @@ pub(crate) struct Credential {
 }
 
 /// What the proxy takes from the state that outlives a reload (`shared.rs` hands it over).
-pub struct Lasting {
+pub(crate) struct Lasting {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<Revocations>,
     /// Present whenever `[tickets]` is set.
@@ -86,7 +86,7 @@ pub struct Lasting {
     pub sessions: TaskTracker,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) validator: Validator,
     pub(crate) identity_headers: Vec<(HeaderName, String)>,
@@ -112,7 +112,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(config: &Config, validator: Validator, lasting: Lasting) -> Result<Self, String> {
+    pub(crate) fn new(
+        config: &Config,
+        validator: Validator,
+        lasting: Lasting,
+    ) -> Result<Self, String> {
         let metrics = &lasting.metrics;
         let mut routes = Vec::new();
         let redactor = config.redactor();
@@ -151,12 +155,8 @@ impl Proxy {
         })
     }
 
-    pub fn validator(&self) -> &Validator {
-        &self.validator
-    }
-
     /// Answers one request; never fails: every error becomes a response here.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         conn: Conn,
