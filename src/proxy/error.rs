@@ -18,7 +18,7 @@ use crate::tickets::TicketError;
 use crate::upstream::error::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("no route matches")]
     NoRoute,
     #[error(transparent)]
@@ -71,7 +71,7 @@ impl From<crate::redis::StoreError> for ProxyError {
 
 /// How a refusal is counted, besides the access line's `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counted {
+pub(crate) enum Counted {
     /// `gatehouse_auth_failures_total{reason}`, labelled with the reason code.
     AuthFailure,
     /// `gatehouse_limit_hits_total{limit}`, labelled with the limit's name.
@@ -85,7 +85,7 @@ pub enum Counted {
 /// A refusal's status, its reason code (the body's `error`, the access line's `reason`,
 /// the `auth_failures_total` label) and how it is counted: one row per `ProxyError`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reason {
+pub(crate) struct Reason {
     pub status: StatusCode,
     pub code: &'static str,
     pub counted: Counted,
@@ -101,7 +101,7 @@ const fn row(status: StatusCode, code: &'static str, counted: Counted) -> Reason
 
 impl ProxyError {
     /// The reason table. No catch-all arm: a new variant must be given its row here.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         use Counted::{AuthFailure, Limit, Nothing};
         match self {
             ProxyError::NoRoute => row(StatusCode::NOT_FOUND, "no_route", Nothing),
@@ -147,7 +147,7 @@ impl ProxyError {
     }
 
     /// Counts the refusal where its row says and returns its reason code for the access line.
-    pub fn count(&self, metrics: &Metrics, route: &str) -> &'static str {
+    pub(crate) fn count(&self, metrics: &Metrics, route: &str) -> &'static str {
         let reason = self.reason();
         match reason.counted {
             Counted::AuthFailure => metrics.auth_failure(reason.code),
@@ -162,7 +162,7 @@ impl ProxyError {
         reason.code
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         let reason = self.reason();
         let mut response = json(reason.status, reason.code, &self.message());
         if let Some((name, value)) = self.extra_header() {
@@ -298,7 +298,7 @@ fn challenge(e: &AuthError) -> Option<String> {
 }
 
 /// A short JSON error body: `{"error": code, "message": text}`, both fixed strings.
-pub fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     crate::body::json(
         status,
         &serde_json::json!({ "error": code, "message": message }),
