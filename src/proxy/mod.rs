@@ -5,6 +5,7 @@
 //! the only error -> response map ([`error`]).
 
 pub mod access_log;
+pub mod authenticate;
 pub mod error;
 pub mod invariants;
 pub mod pipeline;
