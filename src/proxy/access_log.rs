@@ -5,6 +5,29 @@
 //! replaced by the route's `Redactor`, and the caller appears as a subject claim, never a
 //! token. Lines go to the `gatehouse::access` target at INFO.
 
+/// What a request's access line and metrics are labelled with, and the redactor its
+/// logged path goes through: a route's, the ticket desk's, or the fallback's (`-`).
+pub struct Labels {
+    pub name: std::sync::Arc<str>,
+    /// Every credential name any route reads, plus `log.redact_params` (one list for all).
+    pub redactor: crate::redact::Redactor,
+    pub metrics: crate::metrics::RouteMetrics,
+}
+
+impl Labels {
+    pub fn new(
+        name: &str,
+        redactor: crate::redact::Redactor,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
+        Self {
+            name: std::sync::Arc::from(name),
+            redactor,
+            metrics: metrics.route(name),
+        }
+    }
+}
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

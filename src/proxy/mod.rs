@@ -5,6 +5,7 @@
 //! the only error -> response map ([`error`]).
 
 pub(crate) mod access_log;
+pub(crate) mod authenticate;
 pub(crate) mod error;
 pub mod invariants;
 pub(crate) mod pipeline;

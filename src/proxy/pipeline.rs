@@ -12,15 +12,18 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::auth::claims::Claims;
 use crate::auth::policy::{self, Permitted};
-use crate::auth::token::{self, Origin};
 use crate::body::Body;
-use crate::config::{AuthMode, TokenSource};
+use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::error::ProxyError;
-use crate::proxy::service::{Conn, ConnHold, Credential, Proxy, Route};
+use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
 use crate::secret::BearerToken;
 use crate::upstream::http::Rewrite;
 use crate::websocket;
+
+/// What starting a relay needs once the upstream answers: the client's pending upgrade,
+/// the connection's hold, the subprotocols offered and the permit for the session.
+type PendingRelay = (OnUpgrade, Option<ConnHold>, Vec<String>, Permitted<()>);
 
 impl Proxy {
     pub(super) async fn pipeline(
@@ -33,14 +36,18 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
         if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {
-            self.metrics.upgrade(&route.name, "origin_not_allowed");
+            self.metrics
+                .upgrade(&route.labels.name, "origin_not_allowed");
             return Err(ProxyError::OriginNotAllowed);
         }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let slot = request.extensions_mut().remove::<ConnHold>();
         let (parts, body) = request.into_parts();
-        let credential = self.counted(upgrade, route, self.authenticate(&parts, route).await)?;
+        let credential =
+            self.auth
+                .request(&parts, &route.config, self.tickets.as_ref(), &self.metrics);
+        let credential = self.counted(upgrade, route, credential.await)?;
         line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
@@ -74,14 +81,14 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         mut response: Response<Incoming>,
-        relay: Option<(OnUpgrade, Option<ConnHold>, Vec<String>, Permitted<()>)>,
+        relay: Option<PendingRelay>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
         let Some((client_upgrade, slot, protocols, session)) = relay else {
             return Ok(response.map(BodyExt::boxed));
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            self.metrics.upgrade(&route.name, "upstream_refused");
+            self.metrics.upgrade(&route.labels.name, "upstream_refused");
             return Ok(response.map(BodyExt::boxed));
         }
         self.check_chosen_protocol(route, response.headers(), &protocols)?;
@@ -100,46 +107,9 @@ impl Proxy {
         result: Result<T, ProxyError>,
     ) -> Result<T, ProxyError> {
         if upgrade && result.is_err() {
-            self.metrics.upgrade(&route.name, "refused");
+            self.metrics.upgrade(&route.labels.name, "refused");
         }
         result
-    }
-
-    /// Finds the caller's token or ticket and turns it into a credential.
-    pub(crate) async fn authenticate(
-        &self,
-        parts: &Parts,
-        route: &Route,
-    ) -> Result<Option<Credential>, ProxyError> {
-        if route.config.auth == AuthMode::None {
-            return Ok(None);
-        }
-        let Some(found) = token::extract(parts, &route.config.tokens, self.max_token_bytes)? else {
-            return Ok(None);
-        };
-        if found.origin == Origin::Ticket {
-            let desk = self.tickets.as_ref().ok_or(ProxyError::NoRoute)?;
-            let grant = desk
-                .redeem(&found.token, &route.config.path, &self.metrics)
-                .await?;
-            self.revocations.check(&grant.claims)?;
-            return Ok(Some(Credential {
-                claims: grant.claims,
-                token: grant.token,
-            }));
-        }
-        let claims = self.validated(&found.token).await?;
-        Ok(Some(Credential {
-            claims,
-            token: Some(found.token),
-        }))
-    }
-
-    /// A token's claims, once its signature, claims and revocation status are checked.
-    pub(crate) async fn validated(&self, token: &BearerToken) -> Result<Arc<Claims>, ProxyError> {
-        let claims = self.validator.validate(token).await?;
-        self.revocations.check(&claims)?;
-        Ok(claims)
     }
 
     pub(crate) fn rewrite(
@@ -159,7 +129,7 @@ impl Proxy {
         };
         Ok(route
             .upstream
-            .rewrite(permitted, &route.config, &route.redactor, rewrite)?)
+            .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?)
     }
 
     pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {

@@ -22,20 +22,18 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::claims::Claims;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::config::{Config, RouteConfig};
-use crate::metrics::{Metrics, RouteMetrics};
-use crate::proxy::access_log::AccessLine;
+use crate::metrics::Metrics;
+use crate::proxy::access_log::{AccessLine, Labels};
+use crate::proxy::authenticate::Authenticator;
 use crate::proxy::error::ProxyError;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
-use crate::redact::Redactor;
-use crate::secret::BearerToken;
 use crate::tickets::TicketStore;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
@@ -43,11 +41,8 @@ use crate::upstream::Upstream;
 /// A route with everything the request path needs, built once at start.
 pub(crate) struct Route {
     pub config: RouteConfig,
-    pub(crate) name: Arc<str>,
     pub(crate) upstream: Upstream,
-    /// Every credential name any route reads, plus `log.redact_params` (one list for all).
-    pub(crate) redactor: Redactor,
-    metrics: RouteMetrics,
+    pub(crate) labels: Labels,
 }
 
 /// Marks an HTTP/1.1 request that gave both `Content-Length` and `Transfer-Encoding`
@@ -66,13 +61,6 @@ pub(crate) struct Conn {
 /// WebSocket session holds it until the session ends. Opaque here: the edge made it.
 pub(crate) type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
 
-/// A caller who proved who they are, by token or by ticket.
-pub(crate) struct Credential {
-    pub(crate) claims: Arc<Claims>,
-    /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
-    pub(crate) token: Option<BearerToken>,
-}
-
 /// What the proxy takes from the state that outlives a reload (`shared.rs` hands it over).
 pub(crate) struct Lasting {
     pub metrics: Arc<Metrics>,
@@ -88,14 +76,12 @@ pub(crate) struct Lasting {
 
 pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
-    pub(crate) validator: Validator,
+    pub(crate) auth: Authenticator,
     pub(crate) identity_headers: Vec<(HeaderName, String)>,
     pub(crate) subject_claim: String,
     pub(crate) role_claim: String,
-    pub(crate) max_token_bytes: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
-    pub(crate) revocations: Arc<Revocations>,
     /// `limits.requests_per_ip_per_second`; 0 = off.
     requests_per_ip: u32,
     /// The counters, kept across reloads.
@@ -106,7 +92,7 @@ pub(crate) struct Proxy {
     pub(crate) sessions: TaskTracker,
     pub(crate) pre_auth: crate::proxy::pre_auth::PreAuthBudget,
     /// Used for requests that match no route.
-    fallback: (Arc<str>, Redactor, RouteMetrics),
+    fallback: Labels,
     /// `[paths]`.
     paths: PathRules,
 }
@@ -124,32 +110,28 @@ impl Proxy {
             let upstream = Upstream::new(rc, config.body_stall_timeout)
                 .map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
-                name: Arc::from(rc.path.as_str()),
-                metrics: metrics.route(&rc.path),
+                labels: Labels::new(&rc.path, redactor.clone(), metrics),
                 config: rc.clone(),
                 upstream,
-                redactor: redactor.clone(),
             };
             routes.push((rc.path.clone(), rc.case_sensitive, Arc::new(route)));
         }
         Ok(Self {
             routes: RouteTable::with_case(routes),
-            validator,
+            auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
             subject_claim: config.subject_claim.clone(),
             role_claim: config.role_claim.clone(),
-            max_token_bytes: config.max_token_bytes,
             tickets: config
                 .tickets
                 .as_ref()
                 .map(|t| TicketDesk::new(t, config, lasting.tickets.clone(), metrics)),
-            revocations: lasting.revocations,
             requests_per_ip: config.requests_per_ip_per_second,
             rate_limits: lasting.rate_limits,
             drain: lasting.drain,
             sessions: lasting.sessions,
             pre_auth: crate::proxy::pre_auth::PreAuthBudget::new(&config.pre_auth),
-            fallback: (Arc::from("-"), redactor, metrics.route("-")),
+            fallback: Labels::new("-", redactor, metrics),
             metrics: metrics.clone(),
             paths: config.paths,
         })
@@ -172,11 +154,12 @@ impl Proxy {
         } else {
             self.routes.find(&path)
         };
-        let (name, redactor, metrics) = match (desk, route) {
-            (Some(d), _) => (&d.name, &d.redactor, &d.metrics),
-            (None, Some(r)) => (&r.name, &r.redactor, &r.metrics),
-            (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
+        let labels = match (desk, route) {
+            (Some(d), _) => &d.labels,
+            (None, Some(r)) => &r.labels,
+            (None, None) => &self.fallback,
         };
+        let (name, redactor, metrics) = (&labels.name, &labels.redactor, &labels.metrics);
         let request_id = headers::request_id(request.headers());
         let mut line = AccessLine::begin(
             &request,

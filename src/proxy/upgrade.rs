@@ -25,10 +25,11 @@ use crate::auth::error::AuthError;
 use crate::auth::policy::{self, Permitted};
 use crate::auth::token;
 use crate::body::{empty, Body};
+use crate::proxy::authenticate::Credential;
 use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::metered::{self, MeteredSocket};
 use crate::proxy::pre_auth::OverBudget;
-use crate::proxy::service::{Conn, ConnHold, Credential, Proxy, Route};
+use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
 use crate::upstream::error::UpstreamError;
 use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
@@ -50,7 +51,7 @@ impl Proxy {
         // Validation bounds `exp` (year 9999) and config bounds leeway (1h), so neither sum
         // can overflow; were one to, the session ends now rather than never.
         let left = Duration::from_secs(exp)
-            .checked_add(self.validator.leeway(claims))
+            .checked_add(self.auth.validator().leeway(claims))
             .map(|end| end.saturating_sub(now));
         let start = Instant::now();
         Some(
@@ -73,7 +74,7 @@ impl Proxy {
             let (client, upstream) = match (client.await, upstream.await) {
                 (Ok(c), Ok(u)) => (c, u),
                 _ => {
-                    proxy.metrics.upgrade(&route.name, "upgrade_failed");
+                    proxy.metrics.upgrade(&route.labels.name, "upgrade_failed");
                     return;
                 }
             };
@@ -98,7 +99,7 @@ impl Proxy {
         if ws::chosen_protocol_offered(response, offered) {
             return Ok(());
         }
-        self.metrics.upgrade(&route.name, "bad_subprotocol");
+        self.metrics.upgrade(&route.labels.name, "bad_subprotocol");
         Err(UpstreamError::BadSubprotocol.into())
     }
 
@@ -114,17 +115,17 @@ impl Proxy {
     {
         // The claims that passed policy: the session ends when they expire or are revoked.
         let claims = permit.access().identity().map(|i| i.shared_claims());
-        self.metrics.upgrade(&route.name, "ok");
+        self.metrics.upgrade(&route.labels.name, "ok");
         let subject = claims.as_deref().and_then(|c| self.subject(c));
         let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
         let revocation = claims
             .filter(|_| route.config.close_on_expiry)
             .map(|claims| RevocationWatch {
                 claims,
-                events: self.revocations.subscribe(),
-                revocations: self.revocations.clone(),
+                events: self.auth.revocations().subscribe(),
+                revocations: self.auth.revocations().clone(),
             });
-        let open = self.metrics.websockets_open(&route.name);
+        let open = self.metrics.websockets_open(&route.labels.name);
         open.inc();
         let started = StdInstant::now();
         let session = Session {
@@ -136,12 +137,13 @@ impl Proxy {
         };
         let end = relay::relay(client, upstream, session).await;
         open.dec();
-        self.metrics.websocket_closed(&route.name, end.reason);
+        self.metrics
+            .websocket_closed(&route.labels.name, end.reason);
         tracing::info!(
             target: "gatehouse::access",
             event = "websocket_close",
             request_id,
-            route = %route.name,
+            route = %route.labels.name,
             subject = subject.as_deref().unwrap_or("-"),
             reason = end.reason,
             close_code = end.code.map_or(-1, i32::from),
@@ -244,7 +246,7 @@ impl Proxy {
         let upstream = match upstream {
             Ok(upstream) => upstream,
             Err(result) => {
-                self.metrics.upgrade(&route.name, result);
+                self.metrics.upgrade(&route.labels.name, result);
                 relay::close(&mut client, 1011, "upstream unavailable").await;
                 return;
             }
@@ -290,12 +292,7 @@ impl Proxy {
             return Err(AuthError::Missing.into());
         };
         let raw = token::first_message::parse(&text).ok_or(AuthError::Missing)?;
-        let token = token::accept(raw, self.max_token_bytes)?;
-        let claims = self.validated(&token).await?;
-        Ok(Credential {
-            claims,
-            token: Some(token),
-        })
+        self.auth.raw(raw).await
     }
 
     async fn refuse(
@@ -305,7 +302,7 @@ impl Proxy {
         error: &ProxyError,
         code: u16,
     ) {
-        let reason = error.count(&self.metrics, &route.name);
+        let reason = error.count(&self.metrics, &route.labels.name);
         let (code, text, result) = match error {
             ProxyError::OverBudget(OverBudget::Holder) => {
                 (1009, "too big before authentication", "pre_auth_budget")
@@ -315,8 +312,8 @@ impl Proxy {
             }
             _ => (code, refusal_text(code), "auth_failed"),
         };
-        self.metrics.upgrade(&route.name, result);
-        tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);
+        self.metrics.upgrade(&route.labels.name, result);
+        tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.labels.name, reason);
         relay::close(&mut client, code, text).await;
     }
 }

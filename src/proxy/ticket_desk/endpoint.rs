@@ -8,9 +8,9 @@ use hyper::body::Incoming;
 use super::{caller, parse_request, preflight, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::error::AuthError;
 use crate::auth::policy;
-use crate::auth::token;
 use crate::body::Body;
 use crate::proxy::access_log::AccessLine;
+use crate::proxy::authenticate::Credential;
 use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::BodyError;
 use crate::proxy::service::Proxy;
@@ -44,14 +44,13 @@ impl Proxy {
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = request.into_parts();
-        let found = token::extract(&parts, &desk.config.tokens, self.max_token_bytes)?
-            .ok_or(AuthError::Missing)?;
-        let claims = self.validated(&found.token).await?;
+        let Credential { claims, token } = self.auth.required(&parts, &desk.config.tokens).await?;
+        let token = token.ok_or(AuthError::Missing)?;
         line.subject = self.subject(&claims);
         self.rate_limits
             .tickets
             .check(
-                caller(&claims, &found.token, &self.subject_claim),
+                caller(&claims, &token, &self.subject_claim),
                 desk.config.rate_limit_per_minute,
             )
             .map_err(|retry_after_secs| ProxyError::RateLimited {
@@ -91,7 +90,7 @@ impl Proxy {
         let exp = crate::auth::numeric_date::get(&claims, "exp").unwrap_or(u64::MAX);
         let grant = Grant {
             claims,
-            token: keep_token.then_some(found.token),
+            token: keep_token.then_some(token),
             route,
         };
         let issued = desk.store.issue(grant, exp).await?;

@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::auth::claims::Claims;
 use crate::body::{empty, Body};
 use crate::config::{Config, TicketsConfig, UpstreamAuth};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::Metrics;
+use crate::proxy::access_log::Labels;
 use crate::proxy::error::ProxyError;
-use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::tickets::{Grant, TicketError, TicketStore};
 
@@ -43,9 +43,7 @@ pub(crate) struct TicketDesk {
     origins: Vec<String>,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
     bearer_routes: Vec<String>,
-    pub(crate) name: Arc<str>,
-    pub(crate) redactor: Redactor,
-    pub(crate) metrics: RouteMetrics,
+    pub(crate) labels: Labels,
 }
 
 #[derive(Deserialize)]
@@ -78,9 +76,7 @@ impl TicketDesk {
                 .filter(|r| r.upstream_auth == UpstreamAuth::Bearer)
                 .map(|r| r.path.clone())
                 .collect(),
-            name: Arc::from(config.endpoint.as_str()),
-            redactor: all.redactor(),
-            metrics: metrics.route(&config.endpoint),
+            labels: Labels::new(&config.endpoint, all.redactor(), metrics),
             config: config.clone(),
         }
     }

@@ -1,0 +1,109 @@
+//! Authentication: a token or a ticket in, a validated, revocation-checked [`Credential`]
+//! out. The service, the ticket desk and the first-message flow all go through one
+//! [`Authenticator`], so none of them can skip validation or the revocation check.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+
+use crate::auth::claims::Claims;
+use crate::auth::error::AuthError;
+use crate::auth::revocation::Revocations;
+use crate::auth::token::{self, Origin};
+use crate::auth::validate::Validator;
+use crate::config::{AuthMode, RouteConfig, TokenSource};
+use crate::metrics::Metrics;
+use crate::proxy::error::ProxyError;
+use crate::proxy::ticket_desk::TicketDesk;
+use crate::secret::BearerToken;
+
+/// A caller who proved who they are, by token or by ticket.
+pub struct Credential {
+    pub claims: Arc<Claims>,
+    /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
+    pub token: Option<BearerToken>,
+}
+
+/// Validation (with its cache), revocation and the token size limit of one generation.
+pub struct Authenticator {
+    validator: Validator,
+    revocations: Arc<Revocations>,
+    /// `limits.max_token_bytes`.
+    max_token_bytes: usize,
+}
+
+impl Authenticator {
+    pub fn new(
+        validator: Validator,
+        revocations: Arc<Revocations>,
+        max_token_bytes: usize,
+    ) -> Self {
+        Self {
+            validator,
+            revocations,
+            max_token_bytes,
+        }
+    }
+
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
+    }
+
+    /// The route's token or ticket as a credential; `None` when the route does not
+    /// authenticate or the request carries none (policy decides what that means).
+    pub async fn request(
+        &self,
+        parts: &Parts,
+        route: &RouteConfig,
+        desk: Option<&TicketDesk>,
+        metrics: &Metrics,
+    ) -> Result<Option<Credential>, ProxyError> {
+        if route.auth == AuthMode::None {
+            return Ok(None);
+        }
+        let Some(found) = token::extract(parts, &route.tokens, self.max_token_bytes)? else {
+            return Ok(None);
+        };
+        if found.origin == Origin::Ticket {
+            let desk = desk.ok_or(ProxyError::NoRoute)?;
+            let grant = desk.redeem(&found.token, &route.path, metrics).await?;
+            self.revocations.check(&grant.claims)?;
+            return Ok(Some(Credential {
+                claims: grant.claims,
+                token: grant.token,
+            }));
+        }
+        self.token(found.token).await.map(Some)
+    }
+
+    /// The token from `sources` (the ticket desk's), which must be there.
+    pub async fn required(
+        &self,
+        parts: &Parts,
+        sources: &[TokenSource],
+    ) -> Result<Credential, ProxyError> {
+        let found =
+            token::extract(parts, sources, self.max_token_bytes)?.ok_or(AuthError::Missing)?;
+        self.token(found.token).await
+    }
+
+    /// A first message's raw token, size-checked, then validated.
+    pub async fn raw(&self, raw: String) -> Result<Credential, ProxyError> {
+        let token = token::accept(raw, self.max_token_bytes)?;
+        self.token(token).await
+    }
+
+    /// A token's credential, once its signature, claims and revocation status are checked.
+    pub async fn token(&self, token: BearerToken) -> Result<Credential, ProxyError> {
+        let claims = self.validator.validate(&token).await?;
+        self.revocations.check(&claims)?;
+        Ok(Credential {
+            claims,
+            token: Some(token),
+        })
+    }
+}
