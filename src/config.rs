@@ -7,6 +7,7 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod cors;
 mod issuer;
 mod limits;
 mod paths;
@@ -23,6 +24,7 @@ use figment::value::{Dict, Value};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use cors::{normalize_origin, origin_listed, CorsAnswer, CorsConfig};
 pub use validate::{
     AuthMode, Config, ConfigErrors, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig,
     TokenSource, UpstreamAuth,
@@ -302,6 +304,8 @@ pub struct FileRoute {
     pub max_lifetime: String,
     /// Match the path prefix in exact case (the default folds ASCII case).
     pub case_sensitive: bool,
+    /// CORS preflights: `"pass"` upstream, `"answer"` here, or a table (see `config/cors.rs`).
+    pub cors: cors::FileCors,
 }
 
 impl Default for FileRoute {
@@ -326,6 +330,7 @@ impl Default for FileRoute {
             max_body_bytes: 10 << 20,
             max_lifetime: "24h".into(),
             case_sensitive: false,
+            cors: cors::FileCors::default(),
         }
     }
 }

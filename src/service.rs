@@ -30,6 +30,7 @@ use crate::admission::ConnSlot;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
+use crate::cors;
 use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
@@ -168,6 +169,7 @@ impl Proxy {
             (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
         };
         let request_id = headers::request_id(request.headers());
+        let cors_seen = cors::Seen::of(&request);
         let mut line = AccessLine::begin(
             &request,
             conn.peer.ip(),
@@ -188,10 +190,15 @@ impl Proxy {
             }
             (_, None, None) => Err(ProxyError::NoRoute),
         };
+        let own_error = result.is_err();
         let mut response = result.unwrap_or_else(|error| {
             line.reason = Some(self.record(&error, name));
             error.into_response()
         });
+        let cors_rules = desk.map(TicketDesk::cors_rules);
+        if let Some(rules) = cors_rules.or_else(|| route.map(|r| cors::Rules::of_route(r))) {
+            cors::finish(&rules, &cors_seen, own_error, &mut response);
+        }
         response
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);
@@ -245,6 +252,9 @@ impl Proxy {
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
+        if cors::is_preflight(&request) {
+            return self.preflight(request, route, conn, request_id, line).await;
+        }
         let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
         if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {
             self.metrics.upgrade(&route.name, "origin_not_allowed");

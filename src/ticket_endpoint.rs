@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::access_log::AccessLine;
 use crate::body::{empty, Body};
-use crate::config::{Config, TicketsConfig, UpstreamAuth};
+use crate::config::{origin_listed, Config, CorsAnswer, CorsConfig, TicketsConfig, UpstreamAuth};
+use crate::cors;
 use crate::error::{AuthError, ProxyError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
@@ -45,6 +46,8 @@ pub struct TicketDesk {
     pub store: Arc<TicketStore>,
     /// Union of the routes' `allowed_origins`.
     origins: Vec<String>,
+    /// Always answered here: the endpoint is gatehouse's own.
+    cors: CorsConfig,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
     bearer_routes: Vec<String>,
     pub(crate) name: Arc<str>,
@@ -74,6 +77,13 @@ impl TicketDesk {
                 .clone()
                 .unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
             origins,
+            cors: CorsConfig::Answer(CorsAnswer {
+                methods: vec![Method::POST],
+                headers: vec![header::AUTHORIZATION, header::CONTENT_TYPE],
+                expose: Vec::new(),
+                credentials: false,
+                max_age: std::time::Duration::from_secs(600),
+            }),
             bearer_routes: all
                 .routes
                 .iter()
@@ -102,6 +112,14 @@ impl TicketDesk {
         result
     }
 
+    /// The endpoint's CORS rules, applied to every answer by `Proxy::handle`.
+    pub(crate) fn cors_rules(&self) -> cors::Rules<'_> {
+        cors::Rules {
+            origins: &self.origins,
+            mode: &self.cors,
+        }
+    }
+
     /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
     fn cors_origin(&self, request: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
         let Some(origin) = request.headers().get(header::ORIGIN) else {
@@ -110,11 +128,7 @@ impl TicketDesk {
         if self.origins.is_empty() {
             return Ok(None);
         }
-        let allowed = self
-            .origins
-            .iter()
-            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()));
-        if allowed {
+        if origin_listed(&self.origins, origin) {
             Ok(Some(origin.clone()))
         } else {
             Err(ProxyError::OriginNotAllowed)
@@ -129,18 +143,20 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        let cors = desk.cors_origin(&request)?;
-        let mut response = match *request.method() {
-            Method::OPTIONS => preflight(),
-            Method::POST => self.issue(desk, request, line).await?,
-            _ => return Err(ProxyError::MethodNotAllowed),
-        };
-        if let Some(origin) = cors {
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // CORS headers on every answer, errors included, come from `cors::finish`.
+        let origin = desk.cors_origin(&request)?;
+        match (request.method(), origin, &desk.cors) {
+            (&Method::OPTIONS, Some(origin), CorsConfig::Answer(answer)) => {
+                Ok(cors::answer_preflight(answer, origin))
+            }
+            (&Method::OPTIONS, _, _) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                Ok(r)
+            }
+            (&Method::POST, _, _) => self.issue(desk, request, line).await,
+            _ => Err(ProxyError::MethodNotAllowed),
         }
-        Ok(response)
     }
 
     async fn issue(
@@ -244,25 +260,6 @@ fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
     }
     serde_json::from_slice(body)
         .map_err(|_| ProxyError::BadRequest("expected {\"route\": \"/path\"} or no body"))
-}
-
-fn preflight() -> Response<Body> {
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    r
 }
 
 /// Drops expired tickets every `ttl` until `stop`.
