@@ -187,10 +187,14 @@ impl Stores {
 
     /// For `/readyz`: every Redis store answered recently.
     pub fn unhealthy(&self) -> Vec<&'static str> {
-        self.handles
-            .iter()
-            .filter(|(_, h)| !h.is_healthy())
-            .map(|(what, _)| *what)
+        self.health()
+            .filter(|(_, up)| !up)
+            .map(|(what, _)| what)
             .collect()
+    }
+
+    /// Each Redis store by name, and whether it answered recently (`gatehouse_store_up`).
+    pub fn health(&self) -> impl Iterator<Item = (&'static str, bool)> + '_ {
+        self.handles.iter().map(|(what, h)| (*what, h.is_healthy()))
     }
 }
