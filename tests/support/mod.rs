@@ -4,8 +4,11 @@
 //! - [`Upstream`] is a backend that records what reached it (echo, SSE, slow);
 //! - [`Idp`] serves OIDC discovery and a JWKS that a test can rotate or stop;
 //! - [`Key`] and [`mint`] make tokens from the throwaway keys in `tests/fixtures/`;
-//! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy.
+//! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy;
+//! - [`browser`] runs Debian's Chromium through playwright-core.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod browser;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
