@@ -9,6 +9,7 @@
 //! - [`listener`]: accept loop, connection cap, TLS handshake in the connection task
 //! - [`tls`]: rustls server config, certificate reloaded when its files change
 //! - [`service`]: `handle()` (errors -> responses, metrics, access log) around `pipeline()`
+//! - [`cors`]: CORS preflights, passed upstream without credentials or answered here
 //! - [`canonical`]: the one canonical request target, decided before anything reads it
 //! - [`route`]: longest whole-segment prefix match, ASCII case folded unless a route opts out
 //! - [`ticket_endpoint`], [`tickets`], [`rate_limit`]: issuing and redeeming single-use tickets
