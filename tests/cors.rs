@@ -444,13 +444,11 @@ async fn answer_mode_answers_preflights_and_replaces_the_upstreams_cors_headers(
         r
     })
     .await;
-    let cors = format!(
-        "[route.cors]\nallowed_methods = [\"GET\", \"PUT\"]\n\
+    let cors = "[route.cors]\nallowed_methods = [\"GET\", \"PUT\"]\n\
          allowed_headers = [\"authorization\", \"x-custom\"]\nexpose_headers = [\"x-total\"]\n\
-         allow_credentials = true\nmax_age = \"1h\""
-    );
+         allow_credentials = true\nmax_age = \"1h\"";
     let proxy =
-        TestProxy::start_with_secrets(&raw_config(&upstream.url(), &cors), &[("HS", SECRET)]).await;
+        TestProxy::start_with_secrets(&raw_config(&upstream.url(), cors), &[("HS", SECRET)]).await;
     let preflight = [("origin", APP), ("access-control-request-method", "PUT")];
     let answer = options(&proxy, "/api/x", &preflight, "").await;
     assert_eq!(answer.status, 204);
