@@ -195,10 +195,7 @@ impl Proxy {
             line.reason = Some(self.record(&error, name));
             error.into_response()
         });
-        let cors_rules = desk.map(TicketDesk::cors_rules);
-        if let Some(rules) = cors_rules.or_else(|| route.map(|r| cors::Rules::of_route(r))) {
-            cors::finish(&rules, &cors_seen, own_error, &mut response);
-        }
+        cors::finish_at(desk, route, &cors_seen, own_error, &mut response);
         response
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);

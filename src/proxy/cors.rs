@@ -17,6 +17,8 @@
 //! answers (401, 403, 429...) carry `Access-Control-Allow-Origin` for a listed origin in
 //! either mode, so a page can read a 401 instead of seeing a network error.
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -28,6 +30,7 @@ use crate::config::{origin_listed, CorsAnswer, CorsConfig};
 use crate::error::ProxyError;
 use crate::policy::Access;
 use crate::service::{Conn, Proxy, Route};
+use crate::ticket_endpoint::TicketDesk;
 
 /// Headers a page may read on gatehouse's own error answers.
 const ERROR_EXPOSED: &str = "www-authenticate, retry-after, x-request-id";
@@ -69,6 +72,22 @@ pub(crate) fn is_preflight<B: hyper::body::Body>(request: &Request<B>) -> bool {
         && h.contains_key(header::ORIGIN)
         && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         && request.body().is_end_stream()
+}
+
+/// [`finish`] with the rules of wherever the request went: the ticket endpoint or a route.
+pub(crate) fn finish_at(
+    desk: Option<&TicketDesk>,
+    route: Option<&Arc<Route>>,
+    seen: &Seen,
+    own_error: bool,
+    response: &mut Response<Body>,
+) {
+    let rules = match (desk, route) {
+        (Some(desk), _) => desk.cors_rules(),
+        (None, Some(route)) => Rules::of_route(route),
+        (None, None) => return,
+    };
+    finish(&rules, seen, own_error, response);
 }
 
 /// Sets the CORS headers of a finished response; `own_error` marks gatehouse's own refusals.
