@@ -549,3 +549,32 @@ fn check_refuses_credentials_for_any_origin_and_answer_without_origins() {
         );
     }
 }
+
+/// The ticket endpoint shares the implementation: its preflight is answered for the routes'
+/// origins, and its 401 is readable by a listed origin (not by another).
+#[tokio::test]
+async fn the_ticket_endpoint_answers_with_the_same_cors_rules() {
+    let upstream = Upstream::echo().await;
+    let proxy =
+        TestProxy::start_with_secrets(&raw_config(&upstream.url(), ""), &[("HS", SECRET)]).await;
+    let preflight = [("origin", APP), ("access-control-request-method", "POST")];
+    let answer = options(&proxy, "/.gatehouse/ticket", &preflight, "").await;
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.header("access-control-allow-origin"), Some(APP));
+    assert_eq!(answer.header("access-control-allow-methods"), Some("POST"));
+    assert_eq!(answer.header("access-control-allow-credentials"), None);
+
+    let post = |origin: &'static str| {
+        let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+            .header("origin", origin)
+            .body(Full::default())
+            .unwrap();
+        send(request)
+    };
+    let refused = post(APP).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("access-control-allow-origin"), Some(APP));
+    let other = post("https://evil.example").await;
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+}
