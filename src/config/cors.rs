@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::validate::{duration, http_url, ConfigErrors};
+use super::fields::{duration, http_url, ConfigErrors};
 
 /// What `Access-Control-Allow-Methods` names when a table does not say.
 const DEFAULT_METHODS: &[&str] = &["GET", "POST", "DELETE"];

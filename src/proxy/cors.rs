@@ -1,4 +1,6 @@
-//! CORS on the request path, for routes and the ticket endpoint alike.
+//! CORS on the request path, for routes and the ticket endpoint alike: what a preflight
+//! is, gatehouse's answer to one, and the CORS headers of every answer. Passing a
+//! preflight upstream is `preflight.rs`.
 //!
 //! A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`, and no body)
 //! is never asked for a token: browsers send none on it (Fetch, "CORS-preflight request").
@@ -17,20 +19,11 @@
 //! answers (401, 403, 429...) carry `Access-Control-Allow-Origin` for a listed origin in
 //! either mode, so a page can read a 401 instead of seeing a network error.
 
-use std::sync::Arc;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use crate::access_log::AccessLine;
 use crate::body::{empty, Body};
-use crate::config::{origin_listed, CorsAnswer, CorsConfig};
-use crate::error::ProxyError;
-use crate::policy::Access;
-use crate::service::{Conn, Proxy, Route};
-use crate::ticket_endpoint::TicketDesk;
+use crate::config::{origin_listed, CorsAnswer, CorsConfig, RouteConfig};
 
 /// Headers a page may read on gatehouse's own error answers.
 const ERROR_EXPOSED: &str = "www-authenticate, retry-after, x-request-id";
@@ -57,10 +50,10 @@ pub(crate) struct Rules<'a> {
 }
 
 impl<'a> Rules<'a> {
-    pub(crate) fn of_route(route: &'a Route) -> Self {
+    pub(crate) fn of_route(route: &'a RouteConfig) -> Self {
         Self {
-            origins: &route.config.allowed_origins,
-            mode: &route.config.cors,
+            origins: &route.allowed_origins,
+            mode: &route.cors,
         }
     }
 }
@@ -72,22 +65,6 @@ pub(crate) fn is_preflight<B: hyper::body::Body>(request: &Request<B>) -> bool {
         && h.contains_key(header::ORIGIN)
         && h.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
         && request.body().is_end_stream()
-}
-
-/// [`finish`] with the rules of wherever the request went: the ticket endpoint or a route.
-pub(crate) fn finish_at(
-    desk: Option<&TicketDesk>,
-    route: Option<&Arc<Route>>,
-    seen: &Seen,
-    own_error: bool,
-    response: &mut Response<Body>,
-) {
-    let rules = match (desk, route) {
-        (Some(desk), _) => desk.cors_rules(),
-        (None, Some(route)) => Rules::of_route(route),
-        (None, None) => return,
-    };
-    finish(&rules, seen, own_error, response);
 }
 
 /// Sets the CORS headers of a finished response; `own_error` marks gatehouse's own refusals.
@@ -210,70 +187,6 @@ fn vary_origin(h: &mut HeaderMap) {
         .any(|v| matches!(v.trim(), "*") || v.trim().eq_ignore_ascii_case("origin"));
     if !present {
         h.append(header::VARY, HeaderValue::from_static("Origin"));
-    }
-}
-
-impl Proxy {
-    /// A preflight on `route`: answered here, or passed upstream without credentials.
-    pub(crate) async fn preflight(
-        &self,
-        request: Request<Incoming>,
-        route: &Route,
-        conn: Conn,
-        request_id: &HeaderValue,
-        line: &mut AccessLine,
-    ) -> Result<Response<Body>, ProxyError> {
-        let config = &route.config;
-        let origin = request.headers().get(header::ORIGIN).cloned();
-        let listed = origin
-            .as_ref()
-            .is_some_and(|o| origin_listed(&config.allowed_origins, o));
-        let result = match (&config.cors, origin) {
-            (CorsConfig::Answer(answer), Some(origin)) if listed => {
-                Ok(("answered", answer_preflight(answer, origin)))
-            }
-            (CorsConfig::Pass, _) if listed || config.allowed_origins.is_empty() => self
-                .pass_preflight(request, route, conn, request_id, line)
-                .await
-                .map(|r| ("passed", r)),
-            _ => Err(ProxyError::OriginNotAllowed),
-        };
-        let outcome = match &result {
-            Ok((outcome, _)) => outcome,
-            Err(ProxyError::OriginNotAllowed) => "refused",
-            Err(_) => "upstream_failed",
-        };
-        self.metrics.cors_preflight(&route.name, outcome);
-        result.map(|(_, response)| response)
-    }
-
-    async fn pass_preflight(
-        &self,
-        request: Request<Incoming>,
-        route: &Route,
-        conn: Conn,
-        request_id: &HeaderValue,
-        line: &mut AccessLine,
-    ) -> Result<Response<Body>, ProxyError> {
-        let (mut parts, body) = request.into_parts();
-        parts.headers.remove(header::COOKIE);
-        // Anonymous and without a credential: the rewrite removes Authorization, token
-        // cookies, token and ticket parameters and `bearer.` subprotocols, and sets no
-        // identity headers (it strips the client's).
-        self.rewrite(
-            route,
-            &mut parts,
-            conn,
-            request_id,
-            (None, &Access::Anonymous),
-        )?;
-        let sent = std::time::Instant::now();
-        let response = route
-            .upstream
-            .forward(Request::from_parts(parts, body))
-            .await?;
-        line.upstream_time = Some(sent.elapsed());
-        Ok(response.map(BodyExt::boxed))
     }
 }
 
