@@ -51,7 +51,7 @@
 
 pub mod app;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
 // Lives in the proxy layer; declared here until that folder exists.
@@ -59,17 +59,17 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod edge;
-pub mod files;
-pub mod generation;
+pub(crate) mod files;
+pub(crate) mod generation;
 pub mod http_client;
 pub mod metrics;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod proxy;
 pub mod redact;
-pub mod redis;
+pub(crate) mod redis;
 pub mod secret;
-pub mod shared;
-pub mod tickets;
+pub(crate) mod shared;
+pub(crate) mod tickets;
 pub mod upstream;
 pub mod websocket;
 

@@ -2,9 +2,9 @@
 //! caps ([`admission`]), TLS with certificate reload ([`tls`]), the header and idle clocks
 //! ([`activity`], [`response_clock`]) and the HTTP/1.1 framing guard ([`framing`]).
 
-pub mod activity;
-pub mod admission;
+pub(crate) mod activity;
+pub(crate) mod admission;
 pub mod framing;
-pub mod listener;
-pub mod response_clock;
+pub(crate) mod listener;
+pub(crate) mod response_clock;
 pub mod tls;

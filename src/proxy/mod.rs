@@ -4,15 +4,15 @@
 //! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), CORS ([`cors`], [`preflight`]), the access log
 //! ([`access_log`]) and the only error -> response map ([`error`]).
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub(crate) mod cors;
-pub mod error;
+pub(crate) mod error;
 pub mod invariants;
-pub mod pipeline;
-pub mod pre_auth;
+pub(crate) mod pipeline;
+pub(crate) mod pre_auth;
 pub(crate) mod preflight;
-pub mod rate_limit;
+pub(crate) mod rate_limit;
 pub mod route;
-pub mod service;
-pub mod ticket_desk;
-pub mod upgrade;
+pub(crate) mod service;
+pub(crate) mod ticket_desk;
+pub(crate) mod upgrade;

@@ -7,7 +7,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::auth::policy::Access;
+use crate::auth::policy;
 use crate::body::Body;
 use crate::config::{origin_listed, CorsConfig};
 use crate::proxy::access_log::AccessLine;
@@ -62,18 +62,11 @@ impl Proxy {
         // Anonymous and without a credential: the rewrite removes Authorization, token
         // cookies, token and ticket parameters and `bearer.` subprotocols, and sets no
         // identity headers (it strips the client's).
-        self.rewrite(
-            route,
-            &mut parts,
-            conn,
-            request_id,
-            (None, &Access::Anonymous),
-        )?;
+        let mut permitted = policy::preflight(parts);
+        self.rewrite(route, &mut permitted, conn, request_id, None)?;
         let sent = std::time::Instant::now();
-        let response = route
-            .upstream
-            .forward(Request::from_parts(parts, body))
-            .await?;
+        let request = permitted.map(|parts| Request::from_parts(parts, body));
+        let response = route.upstream.forward(request).await?;
         line.upstream_time = Some(sent.elapsed());
         Ok(response.map(BodyExt::boxed))
     }
