@@ -25,6 +25,7 @@
 //!   [`proxy::invariants`] (canonical target and route agree); [`proxy::ticket_desk`]
 //!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
+//!   [`proxy::cors`] (CORS preflights, passed upstream without credentials or answered);
 //!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map)
 //! - [`upstream`]: the upstream leg: [`upstream::headers`] (hop-by-hop and spoofed-header
 //!   rules), [`upstream::forwarded`] (`Forwarded`, `X-Forwarded-*`), [`upstream::identity`]
@@ -53,6 +54,7 @@ pub mod auth;
 pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
+// Lives in the proxy layer; declared here until that folder exists.
 pub mod cli;
 pub mod config;
 pub mod dev;

@@ -28,6 +28,8 @@ pub struct Metrics {
     limit_hits: IntCounterVec,
     reloads: IntCounterVec,
     reload_ok: IntGauge,
+    cors_preflights: IntCounterVec,
+    store_up: IntGaugeVec,
 }
 
 /// Per-route handles, resolved once so the request path does no label lookups.
@@ -162,6 +164,22 @@ impl Metrics {
             "1 when the last config reload (or the start) succeeded, else 0",
         )?;
         reload_ok.set(1);
+        let cors_preflights = IntCounterVec::new(
+            Opts::new(
+                "cors_preflights_total",
+                "CORS preflights, by route and result (passed, answered, refused, upstream_failed)",
+            ),
+            &["route", "result"],
+        )?;
+        let store_up = IntGaugeVec::new(
+            Opts::new(
+                "store_up",
+                "1 while a Redis store answered its last health ping in time, else 0",
+            ),
+            &["store"],
+        )?;
+        registry.register(Box::new(cors_preflights.clone()))?;
+        registry.register(Box::new(store_up.clone()))?;
         registry.register(Box::new(limit_hits.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(reload_ok.clone()))?;
@@ -194,6 +212,8 @@ impl Metrics {
             limit_hits,
             reloads,
             reload_ok,
+            cors_preflights,
+            store_up,
         })
     }
 
@@ -253,6 +273,17 @@ impl Metrics {
     /// `issued`, `redeemed`, or a rejection reason code.
     pub fn ticket(&self, result: &'static str) {
         self.tickets.with_label_values(&[result]).inc();
+    }
+
+    /// `passed` upstream, `answered` by gatehouse, or `refused` (origin not listed).
+    pub fn cors_preflight(&self, route: &str, result: &'static str) {
+        self.cors_preflights
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    pub fn set_store_up(&self, store: &'static str, up: bool) {
+        self.store_up.with_label_values(&[store]).set(i64::from(up));
     }
 
     pub fn store_error(&self, store: &'static str) {

@@ -107,4 +107,9 @@ impl Stores {
             .map(|(what, _)| *what)
             .collect()
     }
+
+    /// Each Redis store by name, and whether it answered recently (`gatehouse_store_up`).
+    pub(crate) fn health(&self) -> impl Iterator<Item = (&'static str, bool)> + '_ {
+        self.handles.iter().map(|(what, h)| (*what, h.is_healthy()))
+    }
 }

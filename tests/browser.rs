@@ -10,119 +10,22 @@
 // Test code: a failed unwrap is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+use support::browser::{browser_dir, describe, prerequisites, run_bounded, CHROMIUM};
+
 const PAGE_LINE: &str = "Open the demo page in a browser: ";
 const RUNNING_LINE: &str = "gatehouse demo is running: proxy ";
 /// demo.js gives itself 30 s; Chromium's start and the process exit get the rest.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn node_works() -> bool {
-    Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs `cmd` to completion, killing it after `timeout`; panics if it cannot start.
-fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Output, bool) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let drain = |stream: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut stream) = stream {
-                let _ = stream.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
-    (output, timed_out)
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// True when the browser test can run. Tests never install anything (`.ci/setup` does, once,
-/// before the suite): outside CI a missing component is a skip with the reason on stderr;
-/// under `CI=true` it is a failure.
-fn prerequisites() -> bool {
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    let missing = [
-        (!Path::new(CHROMIUM).exists()).then_some("Debian's chromium (/usr/bin/chromium)"),
-        (!node_works()).then_some("Node.js (`node`)"),
-        (!playwright.exists()).then_some("playwright-core (npm ci in tests/browser)"),
-    ];
-    let missing: Vec<&str> = missing.into_iter().flatten().collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    assert!(
-        !in_ci(),
-        "CI=true and the browser test is missing {what}: `bash .ci/setup` installs it"
-    );
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED browser test: missing {what}; `bash .ci/setup` installs it"
-    );
-    false
-}
 
 /// `gatehouse demo` on free ports; killed on drop, so a failed assertion does not leave it.
 struct Demo {

@@ -406,3 +406,60 @@ async fn a_later_revocation_never_undoes_an_earlier_one_across_redis_replicas() 
         assert_eq!(listed_subject(proxy, "bob").await, first);
     }
 }
+
+/// `on_store_error = "allow"` exists to keep serving through a Redis outage, so readiness
+/// follows it: `/readyz` stays 200 and says it is degraded, `gatehouse_store_up` drops to
+/// 0, and both recover when Redis returns. (`"deny"` turns `/readyz` to 503: see above.)
+#[tokio::test]
+async fn with_on_store_error_allow_a_redis_outage_keeps_readyz_200_and_shows_the_degradation() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let backends = backends().await;
+    let allow = replica(&config(&backends, &redis.url(), &redis.url(), "allow")).await;
+    let (t, _) = token("erin");
+    let up = |store: &'static str| format!("gatehouse_store_up{{store=\"{store}\"}}");
+    let ready = get(&allow.admin_url("/readyz"), &[]).await;
+    assert_eq!(
+        (ready.status.as_u16(), ready.body.as_str()),
+        (200, "ready\n")
+    );
+    assert_eq!(allow.metric(&up("revocation")).await, 1.0);
+    assert_eq!(allow.metric(&up("tickets")).await, 1.0);
+
+    redis.stop();
+    let noticed = eventually(Duration::from_secs(10), || async {
+        allow.metric(&up("revocation")).await == 0.0 && allow.metric(&up("tickets")).await == 0.0
+    })
+    .await;
+    assert!(noticed, "gatehouse_store_up stayed 1 with Redis down");
+    let ready = get(&allow.admin_url("/readyz"), &[]).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(
+        ready
+            .body
+            .starts_with("ready, degraded: shared store unreachable: ")
+            && ready.body.contains("revocation")
+            && ready.body.contains("tickets")
+            && ready.body.contains("on_store_error = \"allow\""),
+        "{}",
+        ready.body
+    );
+    assert_eq!(api_status(&allow, &t).await, 200, "allow refused a request");
+    assert_eq!(
+        ticket(&allow, &t).await.status,
+        503,
+        "a ticket without its store"
+    );
+
+    redis.resume();
+    let back = eventually(Duration::from_secs(10), || async {
+        get(&allow.admin_url("/readyz"), &[]).await.body == "ready\n"
+            && allow.metric(&up("revocation")).await == 1.0
+    })
+    .await;
+    assert!(
+        back,
+        "readiness did not recover within 10 s of Redis returning"
+    );
+}

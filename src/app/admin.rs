@@ -1,6 +1,8 @@
 //! The admin listener, on its own address and never on the public one: `/metrics`
 //! (Prometheus text), `/healthz` (the process is up), `/readyz` (every issuer has keys,
-//! every shared store answers, and we are not draining), and `/revocations`.
+//! every shared store answers, and we are not draining), and `/revocations`. With
+//! `on_store_error = "allow"` a store outage keeps `/readyz` at 200 and says so in its body
+//! and in `gatehouse_store_up`.
 //!
 //! `/revocations` needs `Authorization: Bearer <secret>`, the secret named by
 //! `admin.token_env`; without it configured, the endpoint refuses everyone. Listing is
@@ -47,7 +49,8 @@ struct RevokeRequest {
 }
 
 impl Admin {
-    fn ready(&self) -> Result<(), String> {
+    /// `Ok` with a note when serving degraded, `Err` with the reason when not ready.
+    fn ready(&self) -> Result<Option<String>, String> {
         if self.draining.load(Ordering::Acquire) {
             return Err("draining".into());
         }
@@ -62,10 +65,19 @@ impl Admin {
             return Err(format!("no keys yet for issuer {}", waiting.join(", ")));
         }
         let down = self.stores.unhealthy();
-        if !down.is_empty() {
-            return Err(format!("shared store unreachable: {}", down.join(", ")));
+        if down.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let why = format!("shared store unreachable: {}", down.join(", "));
+        // "allow" exists to keep serving through an outage: taking every replica out of
+        // its Service (they share the one Redis) would turn it into a full outage.
+        if generation.config.revocation.deny_on_store_error {
+            return Err(why);
+        }
+        Ok(Some(format!(
+            "{why}; on_store_error = \"allow\": requests are served against the revocations \
+             known before the outage; ticket issue and redemption answer 503"
+        )))
     }
 
     async fn answer(&self, request: Request<Incoming>) -> Response<Body> {
@@ -73,7 +85,8 @@ impl Admin {
             (&Method::GET, "/metrics") => self.metrics(),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
             (&Method::GET, "/readyz") => match self.ready() {
-                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Ok(None) => text(StatusCode::OK, "ready\n".into()),
+                Ok(Some(note)) => text(StatusCode::OK, format!("ready, degraded: {note}\n")),
                 Err(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("not ready: {why}\n"),
@@ -110,6 +123,9 @@ impl Admin {
         for store in &self.current.load().key_stores {
             self.metrics
                 .set_key_age(&store.issuer().name, store.key_age());
+        }
+        for (store, up) in self.stores.health() {
+            self.metrics.set_store_up(store, up);
         }
         let mut r = Response::new(full(self.metrics.render()));
         r.headers_mut().insert(

@@ -7,6 +7,7 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod cors;
 pub mod fields;
 mod issuer;
 mod limits;
@@ -25,6 +26,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 
+pub use cors::{normalize_origin, origin_listed, CorsAnswer, CorsConfig};
 pub use fields::ConfigErrors;
 pub use raw::*;
 pub use route::{normalize_route_path, token_source};

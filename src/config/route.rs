@@ -50,6 +50,8 @@ pub(super) fn validate_route(
         }
     };
     check_websocket(e, path, raw);
+    let allowed_origins = super::cors::validate_origins(e, path, &raw.allowed_origins);
+    let cors = super::cors::validate_cors(e, path, &raw.cors, &allowed_origins);
     let timeout =
         |e: &mut ConfigErrors, key: &str, value: &str| duration(e, &format!("{path}.{key}"), value);
     let route = RouteConfig {
@@ -67,7 +69,7 @@ pub(super) fn validate_route(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        allowed_origins: raw.allowed_origins.clone(),
+        allowed_origins,
         close_on_expiry: raw.close_on_expiry,
         first_message_timeout: timeout(e, "first_message_timeout", &raw.first_message_timeout),
         max_message_bytes: raw.max_message_bytes,
@@ -79,6 +81,7 @@ pub(super) fn validate_route(
         max_body_bytes: raw.max_body_bytes,
         max_lifetime: Some(timeout(e, "max_lifetime", &raw.max_lifetime)).filter(|d| !d.is_zero()),
         case_sensitive: raw.case_sensitive,
+        cors,
     };
     (e.count() == errors_before).then_some(route)
 }
@@ -138,19 +141,9 @@ fn tokens(
     tokens
 }
 
-/// The Origin allow-list and the WebSocket message limit.
+/// The cookie-route Origin rule and the WebSocket message limit.
 fn check_websocket(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
     check_cookie_origins(e, path, raw);
-    for (i, origin) in raw.allowed_origins.iter().enumerate() {
-        if origin != "*"
-            && http_url(origin).is_none_or(|u| u.path() != "/" || origin.ends_with('/'))
-        {
-            e.push(
-                format!("{path}.allowed_origins[{i}]"),
-                "an origin is scheme://host[:port]",
-            );
-        }
-    }
     if raw.max_message_bytes < 125 {
         e.push(
             format!("{path}.max_message_bytes"),

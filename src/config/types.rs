@@ -141,6 +141,7 @@ pub struct RouteConfig {
     pub max_lifetime: Option<Duration>,
     /// The path prefix matches in exact case; by default ASCII case is folded.
     pub case_sensitive: bool,
+    pub cors: super::cors::CorsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 
 /// What a request's access line and metrics are labelled with, and the redactor its
 /// logged path goes through: a route's, the ticket desk's, or the fallback's (`-`).
-pub struct Labels {
+pub(crate) struct Labels {
     pub name: std::sync::Arc<str>,
     /// Every credential name any route reads, plus `log.redact_params` (one list for all).
     pub redactor: crate::redact::Redactor,
@@ -15,7 +15,7 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         redactor: crate::redact::Redactor,
         metrics: &crate::metrics::Metrics,

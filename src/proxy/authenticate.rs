@@ -18,14 +18,14 @@ use crate::proxy::ticket_desk::TicketDesk;
 use crate::secret::BearerToken;
 
 /// A caller who proved who they are, by token or by ticket.
-pub struct Credential {
+pub(crate) struct Credential {
     pub claims: Arc<Claims>,
     /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
     pub token: Option<BearerToken>,
 }
 
 /// Validation (with its cache), revocation and the token size limit of one generation.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     validator: Validator,
     revocations: Arc<Revocations>,
     /// `limits.max_token_bytes`.
@@ -33,7 +33,7 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(
+    pub(crate) fn new(
         validator: Validator,
         revocations: Arc<Revocations>,
         max_token_bytes: usize,
@@ -45,17 +45,17 @@ impl Authenticator {
         }
     }
 
-    pub fn validator(&self) -> &Validator {
+    pub(crate) fn validator(&self) -> &Validator {
         &self.validator
     }
 
-    pub fn revocations(&self) -> &Arc<Revocations> {
+    pub(crate) fn revocations(&self) -> &Arc<Revocations> {
         &self.revocations
     }
 
     /// The route's token or ticket as a credential; `None` when the route does not
     /// authenticate or the request carries none (policy decides what that means).
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         parts: &Parts,
         route: &RouteConfig,
@@ -81,7 +81,7 @@ impl Authenticator {
     }
 
     /// The token from `sources` (the ticket desk's), which must be there.
-    pub async fn required(
+    pub(crate) async fn required(
         &self,
         parts: &Parts,
         sources: &[TokenSource],
@@ -92,13 +92,13 @@ impl Authenticator {
     }
 
     /// A first message's raw token, size-checked, then validated.
-    pub async fn raw(&self, raw: String) -> Result<Credential, ProxyError> {
+    pub(crate) async fn raw(&self, raw: String) -> Result<Credential, ProxyError> {
         let token = token::accept(raw, self.max_token_bytes)?;
         self.token(token).await
     }
 
     /// A token's credential, once its signature, claims and revocation status are checked.
-    pub async fn token(&self, token: BearerToken) -> Result<Credential, ProxyError> {
+    pub(crate) async fn token(&self, token: BearerToken) -> Result<Credential, ProxyError> {
         let claims = self.validator.validate(&token).await?;
         self.revocations.check(&claims)?;
         Ok(Credential {

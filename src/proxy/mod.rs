@@ -1,15 +1,17 @@
 //! One request: [`service`] (`handle`, around the [`pipeline`]), the request-target
 //! invariants ([`invariants`]), the route table ([`route`]), the ticket desk
 //! ([`ticket_desk`]), rate limits ([`rate_limit`]), the pre-authentication budget
-//! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), the access log ([`access_log`]) and
-//! the only error -> response map ([`error`]).
+//! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), CORS ([`cors`], [`preflight`]), the access log
+//! ([`access_log`]) and the only error -> response map ([`error`]).
 
 pub(crate) mod access_log;
 pub(crate) mod authenticate;
+pub(crate) mod cors;
 pub(crate) mod error;
 pub mod invariants;
 pub(crate) mod pipeline;
 pub(crate) mod pre_auth;
+pub(crate) mod preflight;
 pub(crate) mod rate_limit;
 pub mod route;
 pub(crate) mod service;

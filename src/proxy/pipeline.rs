@@ -15,6 +15,7 @@ use crate::auth::policy::{self, Permitted};
 use crate::body::Body;
 use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
 use crate::secret::BearerToken;
@@ -34,6 +35,9 @@ impl Proxy {
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
+        if cors::is_preflight(&request) {
+            return self.preflight(request, route, conn, request_id, line).await;
+        }
         let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
         if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {
             self.metrics

@@ -12,7 +12,7 @@
 //! Before all of it, the request target is made canonical (`canonical.rs`) and replaces
 //! the URI, so the ticket endpoint, routing, token extraction, the access log and the
 //! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
-//! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
+//! The ticket endpoint is answered before routing (see `ticket_desk`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use crate::config::{Config, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
 use crate::proxy::authenticate::Authenticator;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::RouteTable;
@@ -161,6 +162,7 @@ impl Proxy {
         };
         let (name, redactor, metrics) = (&labels.name, &labels.redactor, &labels.metrics);
         let request_id = headers::request_id(request.headers());
+        let cors_seen = cors::Seen::of(&request);
         let mut line = AccessLine::begin(
             &request,
             conn.peer.ip(),
@@ -181,10 +183,19 @@ impl Proxy {
             }
             (_, None, None) => Err(ProxyError::NoRoute),
         };
+        let own_error = result.is_err();
         let mut response = result.unwrap_or_else(|error| {
             line.reason = Some(error.count(&self.metrics, name));
             error.into_response()
         });
+        let cors_rules = match (desk, route) {
+            (Some(desk), _) => Some(desk.cors_rules()),
+            (None, Some(route)) => Some(cors::Rules::of_route(&route.config)),
+            (None, None) => None,
+        };
+        if let Some(rules) = cors_rules {
+            cors::finish(&rules, &cors_seen, own_error, &mut response);
+        }
         response
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);

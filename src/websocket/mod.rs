@@ -41,9 +41,7 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     }
     match headers.get(header::ORIGIN) {
         None => true,
-        Some(origin) => allowed
-            .iter()
-            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin.as_bytes())),
+        Some(origin) => crate::config::origin_listed(allowed, origin),
     }
 }
 

@@ -4,10 +4,16 @@
 // the Rust test can check what a backend behind gatehouse actually sees.
 //
 //   POST /hub/negotiate?negotiateVersion=1  -> negotiate answer (WebSockets only)
-//   GET  /hub?id=<connectionToken> (Upgrade) -> JSON hub protocol; "Send"(text) answers
+//   GET  /hub[?id=<connectionToken>] (Upgrade) -> JSON hub protocol (no id: skipNegotiation); "Send"(text) answers
 //                                               "ReceiveMessage"(user, text), where user is the
 //                                               X-Auth-Subject header seen at the upgrade
 //   GET  /__seen                             -> {"requests": [...], "invocations": [...]}
+//
+// With HUB_CORS_ORIGINS (comma-separated origins) the hub applies a CORS policy the way
+// ASP.NET Core's `UseCors` does with `WithOrigins(...).AllowAnyHeader().AllowAnyMethod()
+// .AllowCredentials()`: it answers preflights from those origins itself (204 echoing the
+// requested method and headers) and adds Access-Control-Allow-Origin/-Credentials and
+// `Vary: Origin` to its answers for them. Without it, the hub knows nothing of CORS.
 //
 // Usage: node hub.js   (listens on 127.0.0.1, a free port; prints "LISTENING <port>")
 "use strict";
@@ -55,6 +61,34 @@ function sendJson(res, status, body) {
   res.end(text);
 }
 
+const corsOrigins = (process.env.HUB_CORS_ORIGINS || "")
+  .split(",")
+  .map((o) => o.trim())
+  .filter((o) => o.length > 0);
+
+/** ASP.NET Core's CORS middleware: true when it answered the request (a preflight). */
+function cors(req, res) {
+  const origin = req.headers.origin;
+  if (!origin || !corsOrigins.includes(origin)) {
+    return false;
+  }
+  res.setHeader("access-control-allow-origin", origin);
+  res.setHeader("access-control-allow-credentials", "true");
+  res.setHeader("vary", "Origin");
+  const method = req.headers["access-control-request-method"];
+  if (req.method !== "OPTIONS" || !method) {
+    return false;
+  }
+  res.setHeader("access-control-allow-methods", method);
+  const headers = req.headers["access-control-request-headers"];
+  if (headers) {
+    res.setHeader("access-control-allow-headers", headers);
+  }
+  res.writeHead(204);
+  res.end();
+  return true;
+}
+
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://hub.invalid");
   if (req.method === "GET" && url.pathname === "/__seen") {
@@ -62,6 +96,9 @@ const server = http.createServer((req, res) => {
     return;
   }
   record("http", req);
+  if (cors(req, res)) {
+    return;
+  }
   // Drain any body; negotiate has none that matters.
   req.resume();
   req.on("end", () => {
@@ -96,11 +133,13 @@ server.on("upgrade", (req, socket, head) => {
   record("upgrade", req);
   const url = new URL(req.url, "http://hub.invalid");
   const id = url.searchParams.get("id");
-  if (url.pathname !== HUB_PATH || !id || !negotiated.has(id)) {
+  // No id at all is a client that skipped negotiation (WebSockets only), which ASP.NET
+  // Core accepts as a new connection; an id must be one this hub issued.
+  if (url.pathname !== HUB_PATH || (id !== null && !negotiated.has(id))) {
     socket.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     return;
   }
-  const connectionId = negotiated.get(id);
+  const connectionId = id === null ? crypto.randomBytes(16).toString("base64url") : negotiated.get(id);
   negotiated.delete(id);
   const user = req.headers["x-auth-subject"] || null;
   wss.handleUpgrade(req, socket, head, (ws) => session(ws, connectionId, user));

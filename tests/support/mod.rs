@@ -7,12 +7,14 @@
 //! - [`ISS`], [`SECRET`], [`HS_ISSUER`] and [`mint_hs`] are the HMAC issuer most files share;
 //! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy;
 //! - [`WsHub`] is a WebSocket backend that records what reached it;
-//! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`.
+//! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`;
+//! - [`browser`] runs Debian's Chromium through playwright-core.
 //!
 //! One file per helper kind; this file only declares and re-exports them.
 #![allow(dead_code, unreachable_pub)]
 
 mod binary;
+pub mod browser;
 mod client;
 mod components;
 mod hub;

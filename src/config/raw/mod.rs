@@ -278,6 +278,8 @@ pub struct FileRoute {
     pub max_lifetime: String,
     /// Match the path prefix in exact case (the default folds ASCII case).
     pub case_sensitive: bool,
+    /// CORS preflights: `"pass"` upstream, `"answer"` here, or a table (see `config/cors.rs`).
+    pub cors: super::cors::FileCors,
 }
 
 impl Default for FileRoute {
@@ -302,6 +304,7 @@ impl Default for FileRoute {
             max_body_bytes: 10 << 20,
             max_lifetime: "24h".into(),
             case_sensitive: false,
+            cors: super::cors::FileCors::default(),
         }
     }
 }

@@ -5,12 +5,14 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{caller, parse_request, preflight, TicketDesk, MAX_BODY_BYTES};
+use super::{caller, parse_request, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::error::AuthError;
 use crate::auth::policy;
-use crate::body::Body;
+use crate::body::{empty, Body};
+use crate::config::CorsConfig;
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::authenticate::Credential;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::BodyError;
 use crate::proxy::service::Proxy;
@@ -23,18 +25,20 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        let cors = desk.cors_origin(&request)?;
-        let mut response = match *request.method() {
-            Method::OPTIONS => preflight(),
-            Method::POST => self.issue(desk, request, line).await?,
-            _ => return Err(ProxyError::MethodNotAllowed),
-        };
-        if let Some(origin) = cors {
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // CORS headers on every answer, errors included, come from `cors::finish`.
+        let origin = desk.cors_origin(&request)?;
+        match (request.method(), origin, &desk.cors) {
+            (&Method::OPTIONS, Some(origin), CorsConfig::Answer(answer)) => {
+                Ok(cors::answer_preflight(answer, origin))
+            }
+            (&Method::OPTIONS, _, _) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                Ok(r)
+            }
+            (&Method::POST, _, _) => self.issue(desk, request, line).await,
+            _ => Err(ProxyError::MethodNotAllowed),
         }
-        Ok(response)
     }
 
     async fn issue(

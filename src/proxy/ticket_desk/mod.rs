@@ -19,16 +19,16 @@ mod endpoint;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
-use crate::body::{empty, Body};
-use crate::config::{Config, TicketsConfig, UpstreamAuth};
+use crate::config::{origin_listed, Config, CorsAnswer, CorsConfig, TicketsConfig, UpstreamAuth};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::Labels;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::secret::BearerToken;
 use crate::tickets::{Grant, TicketError, TicketStore};
@@ -41,6 +41,8 @@ pub(crate) struct TicketDesk {
     pub store: Arc<TicketStore>,
     /// Union of the routes' `allowed_origins`.
     origins: Vec<String>,
+    /// Always answered here: the endpoint is gatehouse's own.
+    pub(super) cors: CorsConfig,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
     bearer_routes: Vec<String>,
     pub(crate) labels: Labels,
@@ -70,6 +72,13 @@ impl TicketDesk {
             // `Stores::build` makes a ticket store whenever `[tickets]` is set.
             store: store.unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
             origins,
+            cors: CorsConfig::Answer(CorsAnswer {
+                methods: vec![Method::POST],
+                headers: vec![header::AUTHORIZATION, header::CONTENT_TYPE],
+                expose: Vec::new(),
+                credentials: false,
+                max_age: std::time::Duration::from_secs(600),
+            }),
             bearer_routes: all
                 .routes
                 .iter()
@@ -96,6 +105,14 @@ impl TicketDesk {
         result
     }
 
+    /// The endpoint's CORS rules, applied to every answer by `Proxy::handle`.
+    pub(crate) fn cors_rules(&self) -> cors::Rules<'_> {
+        cors::Rules {
+            origins: &self.origins,
+            mode: &self.cors,
+        }
+    }
+
     /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
     fn cors_origin(&self, request: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
         let Some(origin) = request.headers().get(header::ORIGIN) else {
@@ -104,11 +121,7 @@ impl TicketDesk {
         if self.origins.is_empty() {
             return Ok(None);
         }
-        let allowed = self
-            .origins
-            .iter()
-            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()));
-        if allowed {
+        if origin_listed(&self.origins, origin) {
             Ok(Some(origin.clone()))
         } else {
             Err(ProxyError::OriginNotAllowed)
@@ -142,25 +155,6 @@ fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
     }
     serde_json::from_slice(body)
         .map_err(|_| ProxyError::BadRequest("expected {\"route\": \"/path\"} or no body"))
-}
-
-fn preflight() -> Response<Body> {
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    r
 }
 
 #[cfg(test)]
