@@ -9,11 +9,14 @@
 
 mod issuer;
 mod limits;
+mod listen;
 mod paths;
 mod route;
 mod stores;
 mod types;
 pub mod validate;
+
+pub use listen::ClientTrust;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -42,6 +42,7 @@ pub mod admission;
 pub mod app;
 pub mod body;
 pub mod canonical;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -83,3 +84,11 @@ pub mod websocket;
 
 pub use app::{Gatehouse, Running, StartError};
 pub use config::Config;
+
+// The client address (issue 12): these move into `edge/` and `proxy/` with the layout move.
+#[path = "proxy/client.rs"]
+pub mod client;
+#[path = "edge/proxy_protocol.rs"]
+pub mod proxy_protocol;
+#[path = "edge/rewind.rs"]
+pub mod rewind;
