@@ -7,6 +7,8 @@
 //! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod haproxy;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
