@@ -411,6 +411,11 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
         ({"tls": {"enabled": True}}, "tls.enabled needs exactly one of"),
         ({"redis": {"url": "redis://r:6379", "revocation": True}, "config": {"revocation": {"store": "memory"}}}, "comes from the Redis Secret"),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}}, "not both"),
+        ({"proxyProtocol": True}, "proxyProtocol needs trustedProxies.enabled"),
+        (
+            {"config": {"listen": {"trusted_proxies": ["0.0.0.0/0"]}}},
+            "config.listen.trusted_proxies is set by the chart from trustedProxies",
+        ),
         (
             {"secrets": {"adminToken": {"value": "a"}, "hmacSecret": {"value": "b" * 32, "key": "admin-token"}}},
             'the key "admin-token" of the chart-made Secret already holds another value',
@@ -431,6 +436,9 @@ def test_render_refuses(values, message):
         {"config": {"log": {"format": "xml"}}},
         {"service": {"type": "ExternalName"}},
         {"redis": {"url": "http://not-redis"}},
+        {"trustedProxies": {"enabled": "yes"}},
+        {"trustedProxies": {"podNetwork": []}},
+        {"proxyProtocol": "true"},
     ],
 )
 def test_schema_refuses(values):
@@ -448,6 +456,32 @@ def test_tickets_store_is_only_wired_when_tickets_are_configured():
     assert env_names(redis) == {"GATEHOUSE_REVOCATION__STORE"}
     with_tickets = {**redis, "config": {"tickets": {}}}
     assert env_names(with_tickets) == {"GATEHOUSE_REVOCATION__STORE", "GATEHOUSE_TICKETS__STORE"}
+
+
+def _rendered_listen(values: dict[str, Any]) -> dict[str, Any]:
+    config_map = one(render(values), "ConfigMap", f"{RELEASE}-gatehouse")
+    return tomllib.loads(config_map["data"]["gatehouse.toml"])["listen"]
+
+
+def test_trusted_proxies_default_to_the_pod_network_when_enabled():
+    assert "trusted_proxies" not in _rendered_listen({})
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    listen = _rendered_listen({"trustedProxies": {"enabled": True}})
+    assert listen["trusted_proxies"] == pod_network
+    assert "proxy_protocol" not in listen
+    own = {"trustedProxies": {"enabled": True, "cidrs": ["10.42.0.0/16"]}, "proxyProtocol": True}
+    listen = _rendered_listen(own)
+    assert listen["trusted_proxies"] == ["10.42.0.0/16"]
+    assert listen["proxy_protocol"] is True
+
+
+def test_raw_config_gets_the_client_trust_from_the_environment():
+    values = {**_load(HERE / "raw-config.yaml"), "trustedProxies": {"enabled": True}, "proxyProtocol": True}
+    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    assert yaml.safe_load(env["GATEHOUSE_LISTEN__TRUSTED_PROXIES"]) == pod_network
+    assert env["GATEHOUSE_LISTEN__PROXY_PROTOCOL"] == "true"
 
 
 # --- the chart README documents every value -------------------------------------------------------

@@ -163,6 +163,13 @@ chart-created Secret), from `secrets.*` and `redis`. */}}
 {{- if or .Values.secrets.adminToken.existingSecret .Values.secrets.adminToken.value }}
 {{- $env = append $env (dict "name" "GATEHOUSE_ADMIN__TOKEN_ENV" "value" .Values.secrets.adminToken.envVar) }}
 {{- end }}
+{{- $trust := include "gatehouse.clientTrust" . | fromYaml }}
+{{- if hasKey $trust "trusted_proxies" }}
+{{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TRUSTED_PROXIES" "value" (toJson $trust.trusted_proxies)) }}
+{{- end }}
+{{- if $trust.proxy_protocol }}
+{{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__PROXY_PROTOCOL" "value" "true") }}
+{{- end }}
 {{- end }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
 {{- $env = append $env (dict "name" $ref.env "valueFrom" (dict "secretKeyRef" (dict "name" $ref.secret "key" $ref.key))) }}
@@ -263,6 +270,11 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- if hasKey $admin "token_env" }}{{ fail "config.admin.token_env is set by the chart from secrets.adminToken.envVar; remove it" }}{{ end }}
 {{- $_ = set $admin "token_env" .Values.secrets.adminToken.envVar }}
 {{- end }}
+{{- range $k := list "trusted_proxies" "proxy_protocol" }}
+{{- if hasKey $listen $k }}{{ fail (printf "config.listen.%s is set by the chart from trustedProxies/proxyProtocol; remove it" $k) }}{{ end }}
+{{- end }}
+{{- $trust := include "gatehouse.clientTrust" . | fromYaml }}
+{{- range $k, $v := $trust }}{{ $_ := set $listen $k $v }}{{ end }}
 {{- $_ = set $cfg "listen" $listen }}
 {{- $_ = set $cfg "admin" $admin }}
 {{- $_ = set $cfg "shutdown" $shutdown }}
@@ -315,6 +327,21 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- if has $top $tables }}
 {{- fail (printf "%s: %s would be read by gatehouse as an override of the config table %q; pick another name (e.g. GATEHOUSE_%s_SECRET)" $ref.what $ref.env $top (upper $top)) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* listen.trusted_proxies and listen.proxy_protocol from `trustedProxies` and
+`proxyProtocol`, as YAML; empty when both are off. */}}
+{{- define "gatehouse.clientTrust" -}}
+{{- $t := .Values.trustedProxies }}
+{{- if and .Values.proxyProtocol (not $t.enabled) }}
+{{- fail "proxyProtocol needs trustedProxies.enabled: the PROXY header is believed only from trusted peers" }}
+{{- end }}
+{{- if $t.enabled }}
+trusted_proxies: {{ toJson (default $t.podNetwork $t.cidrs) }}
+{{- if .Values.proxyProtocol }}
+proxy_protocol: true
 {{- end }}
 {{- end }}
 {{- end }}
