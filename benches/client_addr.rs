@@ -24,7 +24,10 @@ fn headers(xff: &str) -> HeaderMap {
     h.insert("user-agent", HeaderValue::from_static("bench/1"));
     h.insert("accept", HeaderValue::from_static("*/*"));
     if !xff.is_empty() {
-        h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap_or_else(|_| unreachable!()));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(xff).unwrap_or_else(|_| unreachable!()),
+        );
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("x-forwarded-host", HeaderValue::from_static("app.example"));
     }
@@ -56,13 +59,24 @@ fn main() {
     let ingress: IpAddr = [10, 42, 0, 7].into();
     let none = headers("");
     measure("untrusted peer (no walk)", || {
-        black_box(Client::resolve(black_box(untrusted_peer), false, &none, &trusted));
+        black_box(Client::resolve(
+            black_box(untrusted_peer),
+            false,
+            &none,
+            &trusted,
+        ));
     });
     for (name, xff) in [
         ("trusted hop, XFF 1 entry", "198.51.100.23"),
         ("trusted hop, XFF 2 entries", "198.51.100.23, 10.42.1.9"),
-        ("trusted hop, XFF 4 (2 spoofed left)", "1.2.3.4, 10.0.0.1, 198.51.100.23, 10.42.1.9"),
-        ("trusted hop, XFF IPv6 with port", "[2001:db8::23]:4711, 10.42.1.9"),
+        (
+            "trusted hop, XFF 4 (2 spoofed left)",
+            "1.2.3.4, 10.0.0.1, 198.51.100.23, 10.42.1.9",
+        ),
+        (
+            "trusted hop, XFF IPv6 with port",
+            "[2001:db8::23]:4711, 10.42.1.9",
+        ),
     ] {
         let h = headers(xff);
         measure(name, || {

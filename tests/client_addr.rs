@@ -11,6 +11,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::haproxy::{connect_from, read_answer, request, Haproxy};
 use support::*;
@@ -45,18 +46,23 @@ async fn gate(listen: &str, limits: &str) -> Gate {
 }
 
 impl Gate {
-    /// The `client` field of every access line so far, in order.
-    fn logged_clients(&self) -> Vec<String> {
-        self.proc
-            .output()
-            .lines()
-            .filter(|l| l.contains("gatehouse::access"))
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let fields = v.get("fields").unwrap_or(&v);
-                fields["client"].as_str().unwrap_or_default().to_string()
-            })
-            .collect()
+    /// The `client` field of every access line, in order, once there are `count` (a line is
+    /// written when its response body ends, a moment after the client has read it).
+    async fn logged_clients(&self, count: usize) -> Vec<String> {
+        let lines = || {
+            self.proc
+                .output()
+                .lines()
+                .filter(|l| l.contains("gatehouse::access"))
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    let fields = v.get("fields").unwrap_or(&v);
+                    fields["client"].as_str().unwrap_or_default().to_string()
+                })
+                .collect::<Vec<String>>()
+        };
+        eventually(Duration::from_secs(10), || async { lines().len() >= count }).await;
+        lines()
     }
 
     /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` of the
@@ -104,7 +110,7 @@ async fn haproxy_send_proxy_v1_and_v2_name_the_real_client() {
             ],
             "{server}"
         );
-        assert_eq!(gate.logged_clients(), ["127.0.0.2"], "{server}");
+        assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"], "{server}");
     }
 }
 
@@ -129,7 +135,7 @@ async fn haproxy_forwardfor_names_the_real_client_and_its_proto_and_host_are_kep
             "for=127.0.0.2;proto=https;host=public.example".into()
         ]
     );
-    assert_eq!(gate.logged_clients(), ["127.0.0.2"]);
+    assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"]);
 }
 
 #[tokio::test]
@@ -155,7 +161,7 @@ async fn an_untrusted_peer_speaks_only_for_itself() {
             "{name} reached the upstream"
         );
     }
-    assert_eq!(gate.logged_clients(), ["127.0.0.2"]);
+    assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"]);
 }
 
 #[tokio::test]
@@ -175,7 +181,7 @@ async fn request_rates_are_counted_per_real_client_through_haproxy() {
     // 127.0.0.3 comes through the same HAProxy connection pool and is a client of its own.
     let mut other = connect_from("127.0.0.3", haproxy.addr).await;
     assert_eq!(request(&mut other, "/d", "").await.unwrap().status, 200);
-    let logged = gate.logged_clients();
+    let logged = gate.logged_clients(statuses.len() + 1).await;
     assert!(
         logged.iter().all(|c| c == "127.0.0.2" || c == "127.0.0.3"),
         "{logged:?}"
@@ -223,7 +229,7 @@ async fn a_proxy_protocol_listener_closes_connections_without_a_valid_header() {
         .unwrap();
     assert_eq!(request(&mut socket, "/f", "").await.unwrap().status, 200);
     assert_eq!(gate.forwarded()[0], "127.0.0.2");
-    assert_eq!(gate.logged_clients(), ["127.0.0.2"]);
+    assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"]);
 }
 
 #[tokio::test]
@@ -252,7 +258,7 @@ async fn ipv6_clients_share_a_limit_per_64() {
         200,
         "another /64 has its own"
     );
-    let logged = gate.logged_clients();
+    let logged = gate.logged_clients(1).await;
     assert_eq!(
         logged[0], "2001:db8:1:2::1",
         "the log names the whole address"
