@@ -265,3 +265,53 @@ async fn ipv6_clients_share_a_limit_per_64() {
     );
     assert_eq!(gate.forwarded()[0], "2001:db8:1:3::1");
 }
+
+#[tokio::test]
+async fn tls_behind_haproxy_send_proxy_v2_names_the_client_and_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let listen = format!(
+        "proxy_protocol = true\ntls.cert = \"{}\"\ntls.key = \"{}\"",
+        crt.display(),
+        key.display()
+    );
+    let gate = gate(&listen, "").await;
+    let Some(haproxy) = Haproxy::start("tcp", "", "send-proxy-v2", gate.addr).await else {
+        return;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = connect_from("127.0.0.2", haproxy.addr).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /tls HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        gate.forwarded(),
+        [
+            "127.0.0.2".to_string(),
+            "https".into(),
+            "app.example".into(),
+            "for=127.0.0.2;proto=https;host=app.example".into()
+        ]
+    );
+    assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"]);
+}
