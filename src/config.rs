@@ -83,6 +83,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 pub struct FileListen {
     pub addr: String,
     pub tls: Option<FileTls>,
+    /// CIDRs whose `X-Forwarded-*` and PROXY headers are believed.
+    pub trusted_proxies: Vec<String>,
+    pub proxy_protocol: bool,
 }
 
 impl Default for FileListen {
@@ -90,6 +93,8 @@ impl Default for FileListen {
         Self {
             addr: "0.0.0.0:8443".into(),
             tls: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
 //! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +29,8 @@ use crate::access_log::AccessLine;
 use crate::admission::ConnSlot;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
+use crate::cidr::{client_key, CidrSet};
+use crate::client::Client;
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
 use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
@@ -66,6 +68,8 @@ pub struct AmbiguousFraming;
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
     pub peer: SocketAddr,
+    /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
+    pub hop: IpAddr,
     pub https: bool,
 }
 
@@ -99,6 +103,8 @@ pub struct Proxy {
     fallback: (Arc<str>, Redactor, RouteMetrics),
     /// `[paths]`.
     paths: PathRules,
+    /// `listen.trusted_proxies`: whose `X-Forwarded-*` name the client (`client.rs`).
+    trusted_proxies: CidrSet,
 }
 
 impl Proxy {
@@ -138,6 +144,7 @@ impl Proxy {
             fallback: (Arc::from("-"), redactor, metrics.route("-")),
             metrics: metrics.clone(),
             paths: config.paths,
+            trusted_proxies: config.client_trust.trusted_proxies.clone(),
         })
     }
 
@@ -168,16 +175,20 @@ impl Proxy {
             (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
         };
         let request_id = headers::request_id(request.headers());
-        let mut line = AccessLine::begin(
-            &request,
-            conn.peer.ip(),
-            redactor,
-            name.clone(),
-            &request_id,
+        // The one client address of this request; `rewrite` reads it from the extensions.
+        let client = Client::resolve(
+            conn.hop,
+            conn.https,
+            request.headers(),
+            &self.trusted_proxies,
         );
+        let mut line =
+            AccessLine::begin(&request, client.addr, redactor, name.clone(), &request_id);
+        let client_addr = client.addr;
+        request.extensions_mut().insert(client);
         // Refused targets still count against the client's request rate.
         let admissible = self
-            .admissible(&request, conn)
+            .admissible(&request, client_addr)
             .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
         let result = match (admissible, desk, route) {
             (Err(e), _, _) => Err(e),
@@ -219,7 +230,7 @@ impl Proxy {
 
     /// Refuses ambiguous framing, then counts the request against its client address
     /// (`limits.requests_per_ip_per_second`).
-    fn admissible(&self, request: &Request<Incoming>, conn: Conn) -> Result<(), ProxyError> {
+    fn admissible(&self, request: &Request<Incoming>, client: IpAddr) -> Result<(), ProxyError> {
         if request.extensions().get::<AmbiguousFraming>().is_some() {
             return Err(ProxyError::BadRequest(
                 "Content-Length and Transfer-Encoding together",
@@ -230,7 +241,7 @@ impl Proxy {
         }
         self.rate_limits
             .requests_per_ip
-            .check(conn.peer.ip(), self.requests_per_ip)
+            .check(client_key(client), self.requests_per_ip)
             .map_err(|retry_after_secs| ProxyError::RateLimited {
                 retry_after_secs,
                 limit: "requests_per_ip",
@@ -359,9 +370,17 @@ impl Proxy {
         request_id: &HeaderValue,
         (credential, access): (Option<&Credential>, &policy::Access),
     ) -> Result<(), ProxyError> {
+        let client = parts
+            .extensions
+            .get::<Client>()
+            .cloned()
+            .unwrap_or_else(|| {
+                Client::resolve(conn.hop, conn.https, &parts.headers, &self.trusted_proxies)
+            });
         let rewrite = Rewrite {
-            client_ip: conn.peer.ip(),
-            https: conn.https,
+            client_ip: client.addr,
+            https: client.https,
+            host: client.host,
             request_id,
             token: credential.and_then(|c| c.token.as_ref()),
             identity: &self.identity_headers,

@@ -384,6 +384,13 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
     if "tickets" in effective:
         assert effective["tickets"]["store"].startswith("redis://") == redis_on
 
+    # The client trust is what trustedProxies and proxyProtocol say.
+    trust = values.get("trustedProxies", {})
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    expected = (trust.get("cidrs") or pod_network) if trust.get("enabled") else []
+    assert effective["listen"]["trusted_proxies"] == expected
+    assert effective["listen"]["proxy_protocol"] == values.get("proxyProtocol", False)
+
     # The admin bearer is wired when a secret for it is given.
     admin = values.get("secrets", {}).get("adminToken", {})
     if admin.get("existingSecret") or admin.get("value"):
