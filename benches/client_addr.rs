@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use gatehouse::cidr::CidrSet;
-use gatehouse::client::Client;
-use gatehouse::proxy_protocol;
+use gatehouse::edge::proxy_protocol;
+use gatehouse::proxy::client::Client;
 use http::{HeaderMap, HeaderValue};
 
 const ROUNDS: usize = 7;

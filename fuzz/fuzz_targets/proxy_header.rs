@@ -1,5 +1,5 @@
-//! The PROXY protocol header parser, `gatehouse::proxy_protocol::parse`, and the
-//! `X-Forwarded-For` walk, `gatehouse::client::Client::resolve`: the bytes an L4 balancer
+//! The PROXY protocol header parser, `gatehouse::edge::proxy_protocol::parse`, and the
+//! `X-Forwarded-For` walk, `gatehouse::proxy::client::Client::resolve`: the bytes an L4 balancer
 //! or any client sends before and inside the first request.
 //!
 //! Checked beyond "no panic": a parsed header fits in the input and parses the same alone;
@@ -12,8 +12,8 @@
 use std::net::IpAddr;
 
 use gatehouse::cidr::CidrSet;
-use gatehouse::client::{entry_address, Client};
-use gatehouse::proxy_protocol::{parse, Parsed};
+use gatehouse::proxy::client::{entry_address, Client};
+use gatehouse::edge::proxy_protocol::{parse, Parsed};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

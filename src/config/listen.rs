@@ -1,7 +1,7 @@
 //! `[listen]` keys that say whom the public listener believes about the client:
 //! `trusted_proxies` and `proxy_protocol`.
 
-use super::validate::ConfigErrors;
+use super::fields::ConfigErrors;
 use crate::cidr::{Cidr, CidrSet};
 
 /// What the public listener believes about a connection's client.
