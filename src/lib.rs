@@ -15,13 +15,15 @@
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
 //!   (certificate reloaded when its files change), [`edge::activity`] and
 //!   [`edge::response_clock`] (header, idle and response clocks), [`edge::framing`]
-//!   (ambiguous HTTP/1.1 framing)
+//!   (ambiguous HTTP/1.1 framing), [`edge::proxy_protocol`] (the PROXY v1/v2 header an L4
+//!   balancer sends first) and [`edge::rewind`] (the bytes read past it)
 //! - [`generation`]: what a reload swaps atomically (routes, issuers, key stores, policies,
 //!   limits, the HTTP server settings)
 //! - [`shared`]: what outlives a reload (metrics, ticket and revocation stores, rate-limit
 //!   counts, WebSocket sessions, the drain)
 //! - [`proxy`]: one request. [`proxy::service`] (`handle`: errors -> responses, metrics,
-//!   access log) around [`proxy::pipeline`]; [`proxy::route`] (longest whole-segment prefix);
+//!   access log) around [`proxy::pipeline`]; [`proxy::client`] (the one client address:
+//!   the `X-Forwarded-For` walk from trusted proxies); [`proxy::route`] (longest whole-segment prefix);
 //!   [`proxy::invariants`] (canonical target and route agree); [`proxy::ticket_desk`]
 //!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
@@ -42,6 +44,7 @@
 //! - [`config`]: TOML + `GATEHOUSE_` env -> raw `FileConfig` -> validated [`config::Config`]
 //!   (every error at once); the redaction names and plain-http warnings it implies
 //! - leaves, which import no layer: [`canonical`] (the one canonical request target),
+//!   [`cidr`] (address ranges, the per-client key: IPv6 per /64),
 //!   [`redact`] (query strings and URLs), [`outbound`] (where gatehouse may fetch keys and
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
@@ -54,7 +57,7 @@ pub mod auth;
 pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
-// Lives in the proxy layer; declared here until that folder exists.
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod dev;

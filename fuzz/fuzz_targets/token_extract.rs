@@ -220,6 +220,7 @@ fn check(input: &Input) {
     let rewrite = Rewrite {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         https: false,
+        host: None,
         request_id: &request_id,
         token: Some(&found.token),
         identity: &config.identity_headers,

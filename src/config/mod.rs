@@ -11,6 +11,7 @@ mod cors;
 pub mod fields;
 mod issuer;
 mod limits;
+mod listen;
 pub mod outbound;
 mod paths;
 mod raw;
@@ -28,6 +29,7 @@ use figment::Figment;
 
 pub use cors::{normalize_origin, origin_listed, CorsAnswer, CorsConfig};
 pub use fields::ConfigErrors;
+pub use listen::ClientTrust;
 pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;

@@ -14,6 +14,8 @@ use crate::secret::Secret;
 pub struct Config {
     pub listen_addr: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// `listen.trusted_proxies` and `listen.proxy_protocol`.
+    pub client_trust: super::ClientTrust,
     pub admin_addr: SocketAddr,
     pub admin_token: Option<Secret>,
     /// Files secrets were read from (`*_file` keys); the reload watch follows them.

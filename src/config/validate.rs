@@ -70,6 +70,11 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
     let config = Config {
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
         tls,
+        client_trust: super::listen::client_trust(
+            e,
+            &raw.listen.trusted_proxies,
+            raw.listen.proxy_protocol,
+        ),
         admin_addr: socket_addr(e, "admin.addr", &raw.admin.addr),
         admin_token: match secret_source(
             e,

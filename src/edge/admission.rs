@@ -7,6 +7,11 @@
 //! closes. TLS connections are closed without a handshake, which is the expensive part a
 //! flood would otherwise buy. The limits are read per accept, so a reload changes them for
 //! the next connection.
+//!
+//! Addresses are counted by `cidr::client_key`: an IPv6 client by its /64. A connection from
+//! a trusted proxy is admitted without a per-address count (it carries many clients); with
+//! PROXY protocol the listener counts it against the header's source once read
+//! ([`ConnSlot::count_ip`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +20,9 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use prometheus::IntGauge;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::cidr::client_key;
 
 /// Why a connection was turned away; also its metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,33 +84,22 @@ impl Admission {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::MaxConnections);
         }
-        let counted_ip = if max_per_ip > 0 {
-            let mut count = self.per_ip.entry(ip).or_insert(0);
-            if *count >= max_per_ip {
-                drop(count);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refusal::PerIp);
-            }
-            *count += 1;
-            Some(ip)
-        } else {
-            None
-        };
         self.gauge.inc();
-        Ok(ConnSlot {
+        let mut slot = ConnSlot {
             admission: self.clone(),
-            ip: counted_ip,
-        })
+            ip: None,
+        };
+        // On refusal the slot drops here, giving its global place back.
+        slot.count_ip(ip, max_per_ip)?;
+        Ok(slot)
     }
 
     /// Answers a refused plain-HTTP connection in the background, or closes it at once
     /// when too many answers are already under way.
-    pub(crate) fn refuse(
-        &self,
-        stream: TcpStream,
-        refusal: Refusal,
-        tracker: &tokio_util::task::TaskTracker,
-    ) {
+    pub(crate) fn refuse<S>(&self, stream: S, refusal: Refusal, tracker: &tokio_util::task::TaskTracker)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         if self.answering.fetch_add(1, Ordering::AcqRel) >= MAX_ANSWERING {
             self.answering.fetch_sub(1, Ordering::AcqRel);
             return;
@@ -124,6 +119,24 @@ pub(crate) struct ConnSlot {
     ip: Option<IpAddr>,
 }
 
+impl ConnSlot {
+    /// Counts this connection against `ip`'s key (`max_per_ip` 0 = off); a slot counts
+    /// against one address at most, so a second call is a no-op.
+    pub(crate) fn count_ip(&mut self, ip: IpAddr, max_per_ip: usize) -> Result<(), Refusal> {
+        if max_per_ip == 0 || self.ip.is_some() {
+            return Ok(());
+        }
+        let key = client_key(ip);
+        let mut count = self.admission.per_ip.entry(key).or_insert(0);
+        if *count >= max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *count += 1;
+        self.ip = Some(key);
+        Ok(())
+    }
+}
+
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         let admission = &self.admission;
@@ -141,7 +154,7 @@ impl Drop for ConnSlot {
 /// Answers a refused plain-HTTP connection and closes it. The request head is read first
 /// (briefly, boundedly): clients treat an answer that arrives before their request as a
 /// broken connection, and unread bytes at close would reset it under the answer.
-async fn answer(mut stream: TcpStream, refusal: Refusal) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, refusal: Refusal) {
     let answer = async {
         let mut head = Vec::with_capacity(1024);
         let mut chunk = [0u8; 2048];
@@ -197,5 +210,26 @@ mod tests {
         drop((second, third));
         assert!(admission.per_ip.is_empty());
         assert_eq!(admission.gauge.get(), 0);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64_and_late_counts_free_their_place() {
+        let admission = Admission::new(IntGauge::new("g", "g").unwrap_or_else(|_| unreachable!()));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|_| unreachable!());
+        let first = admission.admit(ip("2001:db8:1:2::1"), 9, 1);
+        assert!(first.is_ok());
+        let same_64 = admission.admit(ip("2001:db8:1:2:ffff::9"), 9, 1);
+        assert_eq!(same_64.err(), Some(Refusal::PerIp));
+        assert!(admission.admit(ip("2001:db8:1:3::1"), 9, 1).is_ok());
+        // Admitted uncounted (a trusted proxy), then counted against the PROXY source.
+        let mut late = admission
+            .admit(ip("10.0.0.1"), 9, 0)
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(late.count_ip(ip("2001:db8:1:2::7"), 1), Err(Refusal::PerIp));
+        assert_eq!(late.count_ip(ip("203.0.113.1"), 1), Ok(()));
+        assert_eq!(late.count_ip(ip("203.0.113.1"), 1), Ok(()), "counted once");
+        drop(late);
+        assert_eq!(admission.gauge.get(), 1);
+        assert!(admission.per_ip.get(&ip("203.0.113.1")).is_none());
     }
 }

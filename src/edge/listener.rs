@@ -12,6 +12,11 @@
 //! response in flight, HTTP/2 with GOAWAY); `cut` drops what is still open at the end of
 //! the grace period.
 //!
+//! With `listen.proxy_protocol`, every connection must open with a PROXY header, read under
+//! the header clock (which then also bounds the TLS handshake): without one it is closed.
+//! From a trusted peer the header's source becomes the connection's hop and is counted
+//! against `max_connections_per_ip` (see `admission.rs`).
+//!
 //! No peer behaviour stops a connection's clocks. A connection asked to close (idle, drain,
 //! too many resets) must be gone `close_grace` after it last had a request in flight: an
 //! HTTP/2 client that never acknowledges hyper's closing PING would otherwise keep it
@@ -21,6 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -32,8 +38,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::edge::activity::{Activity, Expiry, Tracked, Trouble};
-use crate::edge::admission::{Admission, ConnSlot};
+use crate::edge::admission::{Admission, ConnSlot, Refusal};
+use crate::edge::proxy_protocol::read_header;
 use crate::edge::response_clock::Guarded;
+use crate::edge::rewind::Rewind;
 use crate::generation::Current;
 use crate::metrics::Metrics;
 use crate::proxy::service::{AmbiguousFraming, Conn, ConnHold};
@@ -71,12 +79,15 @@ pub(crate) async fn accept_loop(
         };
         let generation = current.load_full();
         let config = &generation.config;
-        let slot = match admission.admit(
-            peer.ip(),
-            config.max_connections,
-            config.max_connections_per_ip,
-        ) {
-            Ok(slot) => Arc::new(slot),
+        let header = ProxyHeader::of(config, peer);
+        // A trusted proxy carries many clients: it is not counted per address here.
+        let per_ip = if header.believed {
+            0
+        } else {
+            config.max_connections_per_ip
+        };
+        let slot = match admission.admit(peer.ip(), config.max_connections, per_ip) {
+            Ok(slot) => slot,
             Err(refusal) => {
                 metrics.limit_hit(refusal.label());
                 if tls.is_none() {
@@ -88,6 +99,7 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let conn = Conn {
             peer,
+            hop: peer.ip(),
             https: tls.is_some(),
         };
         let served = Served {
@@ -98,6 +110,8 @@ pub(crate) async fn accept_loop(
             clocks: Clocks::of(config),
             metrics: metrics.clone(),
             connections: connections.clone(),
+            header,
+            admission: admission.clone(),
         };
         connections.tracker.spawn(served.run(stream, tls.clone()));
     }
@@ -108,10 +122,33 @@ struct Served {
     current: Current,
     http: Arc<auto::Builder<TokioExecutor>>,
     conn: Conn,
-    slot: Arc<ConnSlot>,
+    slot: ConnSlot,
     clocks: Clocks,
     metrics: Arc<Metrics>,
     connections: Connections,
+    header: ProxyHeader,
+    admission: Arc<Admission>,
+}
+
+/// Whether a connection must open with a PROXY header, and what comes of it.
+#[derive(Clone, Copy)]
+struct ProxyHeader {
+    required: bool,
+    /// The peer is a trusted proxy: its header's source is the client.
+    believed: bool,
+    /// `max_connections_per_ip`, for the header's source.
+    max_per_ip: usize,
+}
+
+impl ProxyHeader {
+    fn of(config: &Config, peer: std::net::SocketAddr) -> Self {
+        let trust = &config.client_trust;
+        Self {
+            required: trust.proxy_protocol,
+            believed: trust.trusted_proxies.contains(peer.ip()),
+            max_per_ip: config.max_connections_per_ip,
+        }
+    }
 }
 
 /// A connection's time limits, from the generation it was accepted under.
@@ -138,12 +175,17 @@ impl Clocks {
 }
 
 impl Served {
-    async fn run(self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+    async fn run(mut self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+        // One clock for the PROXY header and the TLS handshake together.
+        let deadline = Instant::now() + self.clocks.header;
+        let Some(stream) = self.proxy_header(stream, deadline).await else {
+            return;
+        };
         let Some(acceptor) = tls else {
             return self.serve(stream).await;
         };
         let peer = self.conn.peer;
-        match tokio::time::timeout(self.clocks.header, acceptor.accept(stream)).await {
+        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => {
@@ -151,6 +193,51 @@ impl Served {
                 tracing::debug!(%peer, "TLS handshake timed out");
             }
         }
+    }
+
+    /// Reads the PROXY header when one is required; `None` when the connection is closed
+    /// (no valid header in time, or its source over `max_connections_per_ip`).
+    async fn proxy_header(
+        &mut self,
+        mut stream: TcpStream,
+        deadline: Instant,
+    ) -> Option<Rewind<TcpStream>> {
+        if !self.header.required {
+            return Some(Rewind::new(Bytes::new(), stream));
+        }
+        let peer = self.conn.peer;
+        let (source, rest) = match tokio::time::timeout_at(deadline, read_header(&mut stream)).await
+        {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                self.metrics.limit_hit("proxy_protocol");
+                tracing::debug!(%peer, error = %e, "no valid PROXY header; closing");
+                return None;
+            }
+            Err(_) => {
+                self.metrics.limit_hit("header_read_timeout");
+                tracing::debug!(%peer, "PROXY header not received in time");
+                return None;
+            }
+        };
+        let stream = Rewind::new(rest, stream);
+        let Some(source) = source.filter(|_| self.header.believed) else {
+            return Some(stream);
+        };
+        self.conn.hop = source.ip().to_canonical();
+        if self
+            .slot
+            .count_ip(self.conn.hop, self.header.max_per_ip)
+            .is_err()
+        {
+            self.metrics.limit_hit(Refusal::PerIp.label());
+            if !self.conn.https {
+                let tracker = &self.connections.tracker;
+                self.admission.refuse(stream, Refusal::PerIp, tracker);
+            }
+            return None;
+        }
+        Some(stream)
     }
 
     async fn serve<I>(self, io: I)
@@ -165,7 +252,9 @@ impl Served {
             clocks,
             metrics,
             connections,
+            ..
         } = self;
+        let slot = Arc::new(slot);
         let activity = Activity::new();
         let tracked = activity.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {

@@ -1,10 +1,13 @@
 //! One connection before it means HTTP: the accept loop ([`listener`]), the connection
 //! caps ([`admission`]), TLS with certificate reload ([`tls`]), the header and idle clocks
-//! ([`activity`], [`response_clock`]) and the HTTP/1.1 framing guard ([`framing`]).
+//! ([`activity`], [`response_clock`]), the HTTP/1.1 framing guard ([`framing`]), and the
+//! PROXY protocol header an L4 balancer sends first ([`proxy_protocol`], [`rewind`]).
 
 pub(crate) mod activity;
 pub(crate) mod admission;
 pub mod framing;
 pub(crate) mod listener;
+pub mod proxy_protocol;
 pub(crate) mod response_clock;
+pub(crate) mod rewind;
 pub mod tls;

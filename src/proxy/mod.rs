@@ -1,4 +1,5 @@
-//! One request: [`service`] (`handle`, around the [`pipeline`]), the request-target
+//! One request: [`service`] (`handle`, around the [`pipeline`]), who it is from
+//! ([`client`]: the one client address, trusted proxies' `X-Forwarded-*`), the request-target
 //! invariants ([`invariants`]), the route table ([`route`]), the ticket desk
 //! ([`ticket_desk`]), rate limits ([`rate_limit`]), the pre-authentication budget
 //! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), CORS ([`cors`], [`preflight`]), the access log
@@ -6,6 +7,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod authenticate;
+pub mod client;
 pub(crate) mod cors;
 pub(crate) mod error;
 pub mod invariants;

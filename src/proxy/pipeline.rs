@@ -15,6 +15,7 @@ use crate::auth::policy::{self, Permitted};
 use crate::body::Body;
 use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
+use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
@@ -124,9 +125,18 @@ impl Proxy {
         request_id: &HeaderValue,
         token: Option<&BearerToken>,
     ) -> Result<(), ProxyError> {
+        let parts = permitted.get();
+        let client = parts
+            .extensions
+            .get::<Client>()
+            .cloned()
+            .unwrap_or_else(|| {
+                Client::resolve(conn.hop, conn.https, &parts.headers, &self.trusted_proxies)
+            });
         let rewrite = Rewrite {
-            client_ip: conn.peer.ip(),
-            https: conn.https,
+            client_ip: client.addr,
+            https: client.https,
+            host: client.host,
             request_id,
             token,
             identity: &self.identity_headers,

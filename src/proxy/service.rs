@@ -14,7 +14,7 @@
 //! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
 //! The ticket endpoint is answered before routing (see `ticket_desk`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderName, Request, Response};
@@ -26,10 +26,12 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
+use crate::cidr::{client_key, CidrSet};
 use crate::config::{Config, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
 use crate::proxy::authenticate::Authenticator;
+use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::rate_limit::RateLimits;
@@ -55,6 +57,8 @@ pub(crate) struct AmbiguousFraming;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Conn {
     pub peer: SocketAddr,
+    /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
+    pub hop: IpAddr,
     pub https: bool,
 }
 
@@ -96,6 +100,8 @@ pub(crate) struct Proxy {
     fallback: Labels,
     /// `[paths]`.
     paths: PathRules,
+    /// `listen.trusted_proxies`: whose `X-Forwarded-*` name the client (`client.rs`).
+    pub(crate) trusted_proxies: CidrSet,
 }
 
 impl Proxy {
@@ -135,6 +141,7 @@ impl Proxy {
             fallback: Labels::new("-", redactor, metrics),
             metrics: metrics.clone(),
             paths: config.paths,
+            trusted_proxies: config.client_trust.trusted_proxies.clone(),
         })
     }
 
@@ -163,16 +170,20 @@ impl Proxy {
         let (name, redactor, metrics) = (&labels.name, &labels.redactor, &labels.metrics);
         let request_id = headers::request_id(request.headers());
         let cors_seen = cors::Seen::of(&request);
-        let mut line = AccessLine::begin(
-            &request,
-            conn.peer.ip(),
-            redactor,
-            name.clone(),
-            &request_id,
+        // The one client address of this request; `rewrite` reads it from the extensions.
+        let client = Client::resolve(
+            conn.hop,
+            conn.https,
+            request.headers(),
+            &self.trusted_proxies,
         );
+        let mut line =
+            AccessLine::begin(&request, client.addr, redactor, name.clone(), &request_id);
+        let client_addr = client.addr;
+        request.extensions_mut().insert(client);
         // Refused targets still count against the client's request rate.
         let admissible = self
-            .admissible(&request, conn)
+            .admissible(&request, client_addr)
             .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
         let result = match (admissible, desk, route) {
             (Err(e), _, _) => Err(e),
@@ -223,7 +234,7 @@ impl Proxy {
 
     /// Refuses ambiguous framing, then counts the request against its client address
     /// (`limits.requests_per_ip_per_second`).
-    fn admissible(&self, request: &Request<Incoming>, conn: Conn) -> Result<(), ProxyError> {
+    fn admissible(&self, request: &Request<Incoming>, client: IpAddr) -> Result<(), ProxyError> {
         if request.extensions().get::<AmbiguousFraming>().is_some() {
             return Err(ProxyError::BadRequest(
                 "Content-Length and Transfer-Encoding together",
@@ -234,7 +245,7 @@ impl Proxy {
         }
         self.rate_limits
             .requests_per_ip
-            .check(conn.peer.ip(), self.requests_per_ip)
+            .check(client_key(client), self.requests_per_ip)
             .map_err(|retry_after_secs| ProxyError::RateLimited {
                 retry_after_secs,
                 limit: "requests_per_ip",

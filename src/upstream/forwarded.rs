@@ -1,9 +1,10 @@
 //! The forwarding headers gatehouse vouches for: `Forwarded` (RFC 7239), `X-Forwarded-For`,
-//! `X-Forwarded-Proto` and `X-Forwarded-Host`, built from the client connection alone.
+//! `X-Forwarded-Proto` and `X-Forwarded-Host`, built from the request's resolved client
+//! (`client.rs`: the peer, or what a trusted proxy said).
 //!
-//! No peer is trusted to speak for earlier hops, so the client's own values are never read
-//! (`headers::remove_spoofed` drops them) and the chain starts at the peer. A trusted-proxy
-//! rule would decide in [`Hop::new`] whether the peer's chain is kept and prepended.
+//! The client's own values are never passed on (`headers::remove_spoofed` drops them in
+//! every spelling): each header names one hop, the client gatehouse resolved, so an
+//! upstream that trusts gatehouse alone reads the right client without walking a chain.
 
 use std::net::IpAddr;
 
@@ -17,7 +18,7 @@ static FORWARDED: HeaderName = http::header::FORWARDED;
 /// What gatehouse knows about the hop it received a request on.
 #[derive(Debug, Clone)]
 pub(crate) struct Hop {
-    /// The connection's peer; an IPv4-mapped IPv6 address is written as IPv4.
+    /// The resolved client; an IPv4-mapped IPv6 address is written as IPv4.
     peer: IpAddr,
     https: bool,
     /// The `Host` (or HTTP/2 `:authority`) the client asked for.

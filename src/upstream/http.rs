@@ -42,6 +42,8 @@ pub struct Upstream {
 pub struct Rewrite<'a> {
     pub client_ip: IpAddr,
     pub https: bool,
+    /// The host a trusted proxy says the client asked for; `None`: the request's `Host`.
+    pub host: Option<HeaderValue>,
     pub request_id: &'a HeaderValue,
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
@@ -83,12 +85,16 @@ impl Upstream {
             Some(query) => format!("{path}?{query}"),
             None => path,
         };
-        let original_host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let original_host = ctx
+            .host
+            .clone()
+            .or_else(|| parts.headers.get(HOST).cloned())
+            .or_else(|| {
+                parts
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            });
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

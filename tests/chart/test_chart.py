@@ -408,6 +408,13 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
     if "tickets" in effective:
         assert effective["tickets"]["store"].startswith("redis://") == redis_on
 
+    # The client trust is what trustedProxies and proxyProtocol say.
+    trust = values.get("trustedProxies", {})
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    expected = (trust.get("cidrs") or pod_network) if trust.get("enabled") else []
+    assert effective["listen"]["trusted_proxies"] == expected
+    assert effective["listen"]["proxy_protocol"] == values.get("proxyProtocol", False)
+
     # The admin bearer is wired when a secret for it is given: by default as a mounted file
     # (rotation without a rollout), with secrets.mode "env" as an environment variable.
     admin = values.get("secrets", {}).get("adminToken", {})
@@ -442,6 +449,11 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
         ({"tls": {"enabled": True}}, "tls.enabled needs exactly one of"),
         ({"redis": {"url": "redis://r:6379", "revocation": True}, "config": {"revocation": {"store": "memory"}}}, "comes from the Redis Secret"),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}}, "not both"),
+        ({"proxyProtocol": True}, "proxyProtocol needs trustedProxies.enabled"),
+        (
+            {"config": {"listen": {"trusted_proxies": ["0.0.0.0/0"]}}},
+            "config.listen.trusted_proxies is set by the chart from trustedProxies",
+        ),
         (
             {"secrets": {"adminToken": {"existingSecret": "a", "key": "token"}, "hmacSecret": {"existingSecret": "b", "key": "token"}}},
             "secrets.adminToken and secrets.hmacSecret would both be mounted at /etc/gatehouse/secrets/token",
@@ -472,6 +484,9 @@ def test_render_refuses(values, message):
         {"topologySpread": {"whenUnsatisfiable": "Sometimes"}},
         {"httpRoute": {"enabled": True, "parentRefs": [{"namespace": "x"}]}},
         {"extraObjects": [3]},
+        {"trustedProxies": {"enabled": "yes"}},
+        {"trustedProxies": {"podNetwork": []}},
+        {"proxyProtocol": "true"},
     ],
 )
 def test_schema_refuses(values):
@@ -489,6 +504,32 @@ def test_tickets_store_is_only_wired_when_tickets_are_configured():
     assert env_names(redis) == {"GATEHOUSE_REVOCATION__STORE"}
     with_tickets = {**redis, "config": {"tickets": {}}}
     assert env_names(with_tickets) == {"GATEHOUSE_REVOCATION__STORE", "GATEHOUSE_TICKETS__STORE"}
+
+
+def _rendered_listen(values: dict[str, Any]) -> dict[str, Any]:
+    config_map = one(render(values), "ConfigMap", f"{RELEASE}-gatehouse")
+    return tomllib.loads(config_map["data"]["gatehouse.toml"])["listen"]
+
+
+def test_trusted_proxies_default_to_the_pod_network_when_enabled():
+    assert "trusted_proxies" not in _rendered_listen({})
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    listen = _rendered_listen({"trustedProxies": {"enabled": True}})
+    assert listen["trusted_proxies"] == pod_network
+    assert "proxy_protocol" not in listen
+    own = {"trustedProxies": {"enabled": True, "cidrs": ["10.42.0.0/16"]}, "proxyProtocol": True}
+    listen = _rendered_listen(own)
+    assert listen["trusted_proxies"] == ["10.42.0.0/16"]
+    assert listen["proxy_protocol"] is True
+
+
+def test_raw_config_gets_the_client_trust_from_the_environment():
+    values = {**_load(HERE / "raw-config.yaml"), "trustedProxies": {"enabled": True}, "proxyProtocol": True}
+    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
+    assert yaml.safe_load(env["GATEHOUSE_LISTEN__TRUSTED_PROXIES"]) == pod_network
+    assert env["GATEHOUSE_LISTEN__PROXY_PROTOCOL"] == "true"
 
 
 # --- the chart README documents every value -------------------------------------------------------

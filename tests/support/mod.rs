@@ -17,6 +17,7 @@ mod binary;
 pub mod browser;
 mod client;
 mod components;
+pub mod haproxy;
 mod hub;
 mod proxy;
 mod redis;

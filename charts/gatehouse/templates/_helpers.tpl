@@ -200,6 +200,13 @@ of these rolls the pods; a change of a secret file does not need to. */}}
 {{- else }}
 {{- $env = append $env (dict "name" "GATEHOUSE_ADMIN__TOKEN_ENV" "value" .Values.secrets.adminToken.envVar) }}
 {{- end }}
+{{- $trust := include "gatehouse.clientTrust" . | fromYaml }}
+{{- if hasKey $trust "trusted_proxies" }}
+{{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TRUSTED_PROXIES" "value" (toJson $trust.trusted_proxies)) }}
+{{- end }}
+{{- if $trust.proxy_protocol }}
+{{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__PROXY_PROTOCOL" "value" "true") }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
@@ -319,6 +326,11 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- range $k := list "trusted_proxies" "proxy_protocol" }}
+{{- if hasKey $listen $k }}{{ fail (printf "config.listen.%s is set by the chart from trustedProxies/proxyProtocol; remove it" $k) }}{{ end }}
+{{- end }}
+{{- $trust := include "gatehouse.clientTrust" . | fromYaml }}
+{{- range $k, $v := $trust }}{{ $_ := set $listen $k $v }}{{ end }}
 {{- $_ = set $cfg "listen" $listen }}
 {{- $_ = set $cfg "admin" $admin }}
 {{- $_ = set $cfg "shutdown" $shutdown }}
@@ -372,6 +384,21 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- if has $top $tables }}
 {{- fail (printf "%s: %s would be read by gatehouse as an override of the config table %q; pick another name (e.g. GATEHOUSE_%s_SECRET)" $ref.what $ref.env $top (upper $top)) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* listen.trusted_proxies and listen.proxy_protocol from `trustedProxies` and
+`proxyProtocol`, as YAML; empty when both are off. */}}
+{{- define "gatehouse.clientTrust" -}}
+{{- $t := .Values.trustedProxies }}
+{{- if and .Values.proxyProtocol (not $t.enabled) }}
+{{- fail "proxyProtocol needs trustedProxies.enabled: the PROXY header is believed only from trusted peers" }}
+{{- end }}
+{{- if $t.enabled }}
+trusted_proxies: {{ toJson (default $t.podNetwork $t.cidrs) }}
+{{- if .Values.proxyProtocol }}
+proxy_protocol: true
 {{- end }}
 {{- end }}
 {{- end }}

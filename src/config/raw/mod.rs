@@ -56,6 +56,9 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
 pub struct FileListen {
     pub addr: String,
     pub tls: Option<FileTls>,
+    /// CIDRs whose `X-Forwarded-*` and PROXY headers are believed.
+    pub trusted_proxies: Vec<String>,
+    pub proxy_protocol: bool,
 }
 
 impl Default for FileListen {
@@ -63,6 +66,8 @@ impl Default for FileListen {
         Self {
             addr: "0.0.0.0:8443".into(),
             tls: None,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
