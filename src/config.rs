@@ -13,6 +13,7 @@ mod paths;
 mod route;
 mod stores;
 mod types;
+pub mod upstream;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -277,7 +278,12 @@ impl Default for FileLog {
 #[serde(default)]
 pub struct FileRoute {
     pub path: String,
-    pub upstream: String,
+    /// One URL or a list; see `config::upstream`.
+    pub upstream: upstream::FileUpstream,
+    pub upstream_discovery: Option<upstream::FileDiscovery>,
+    /// `none` or `signalr`.
+    pub affinity: String,
+    pub affinity_key_file: Option<PathBuf>,
     pub auth: String,
     pub tokens: Vec<String>,
     pub websocket: bool,
@@ -308,7 +314,10 @@ impl Default for FileRoute {
     fn default() -> Self {
         Self {
             path: String::new(),
-            upstream: String::new(),
+            upstream: upstream::FileUpstream::default(),
+            upstream_discovery: None,
+            affinity: "none".into(),
+            affinity_key_file: None,
             auth: "required".into(),
             tokens: vec!["header".into()],
             websocket: false,

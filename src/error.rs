@@ -99,6 +99,12 @@ pub enum UpstreamError {
     /// The client's body stopped arriving for `limits.body_stall_timeout`: its fault (408).
     #[error("request body stalled")]
     BodyStalled,
+    /// A SignalR `id` this route did not seal, or whose endpoint is gone (404, as the hub).
+    #[error("no connection with that id")]
+    NoConnection,
+    /// A negotiate answer that could not be sealed for affinity (502).
+    #[error("negotiate answer could not be sealed")]
+    Negotiate(#[source] crate::upstream::negotiate::NegotiateError),
 }
 
 impl UpstreamError {
@@ -111,6 +117,8 @@ impl UpstreamError {
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::BadSubprotocol => "bad_subprotocol",
             UpstreamError::BodyStalled => "body_stalled",
+            UpstreamError::NoConnection => "no_connection",
+            UpstreamError::Negotiate(_) => "negotiate",
         }
     }
 }
@@ -266,6 +274,16 @@ impl ProxyError {
                     StatusCode::REQUEST_TIMEOUT,
                     "request_timeout",
                     "the request body stopped arriving",
+                ),
+                UpstreamError::NoConnection => json(
+                    StatusCode::NOT_FOUND,
+                    e.kind(),
+                    "no connection with that id",
+                ),
+                UpstreamError::Negotiate(_) => json(
+                    StatusCode::BAD_GATEWAY,
+                    e.kind(),
+                    "the upstream's negotiate answer could not be used",
                 ),
                 UpstreamError::BadRequest(_) => json(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,6 +18,8 @@ pub const REDACTED: &str = "REDACTED";
 pub struct Redactor {
     names: Vec<String>,
     cookies: Vec<String>,
+    /// Secret in logs but meant for the upstream (a SignalR connection token in `id`).
+    log_only: Vec<String>,
 }
 
 /// A query parameter or cookie name as the frameworks behind a proxy read it: decoded
@@ -53,7 +55,19 @@ impl Redactor {
         Self {
             names: folded(names),
             cookies: Vec::new(),
+            log_only: Vec::new(),
         }
+    }
+
+    /// Also redacts these parameters in logs, while still forwarding them.
+    pub fn with_log_only<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.log_only.extend(folded(names));
+        self
+    }
+
+    fn is_logged_secret(&self, raw_name: &str) -> bool {
+        self.is_sensitive(raw_name)
+            || (!self.log_only.is_empty() && self.log_only.contains(&fold_name(raw_name)))
     }
 
     /// Adds every query parameter and cookie these token sources read.
@@ -99,14 +113,14 @@ impl Redactor {
 
     /// The query with every sensitive value written `REDACTED`, for logs.
     pub fn for_log<'q>(&self, query: &'q str) -> Cow<'q, str> {
-        if !self.any_sensitive(query) {
+        if !pairs(query).any(|(_, pair)| self.is_logged_secret(name_of(pair))) {
             return Cow::Borrowed(query);
         }
         let mut out = String::with_capacity(query.len());
         for (separator, pair) in pairs(query) {
             out.push_str(separator);
             let name = name_of(pair);
-            if self.is_sensitive(name) {
+            if self.is_logged_secret(name) {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(REDACTED);
@@ -277,5 +291,18 @@ mod tests {
         );
         assert_eq!(mask_userinfo("http://host/path?a=b@c"), None);
         assert_eq!(mask_userinfo("plain"), None);
+    }
+
+    #[test]
+    fn log_only_names_are_redacted_in_logs_and_still_forwarded() {
+        let r = redactor().with_log_only(["id"]);
+        assert_eq!(
+            r.for_log("id=secret&Id=x&n=1"),
+            "id=REDACTED&Id=REDACTED&n=1"
+        );
+        assert_eq!(
+            r.for_upstream("id=secret&access_token=t").as_deref(),
+            Some("id=secret")
+        );
     }
 }

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +28,7 @@ use crate::access_log::AccessLine;
 use crate::admission::ConnSlot;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
+use crate::config::upstream::Affinity;
 use crate::config::{AuthMode, Config, RouteConfig, TokenSource};
 use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
@@ -41,6 +41,7 @@ use crate::route::RouteTable;
 use crate::secret::BearerToken;
 use crate::ticket_endpoint::TicketDesk;
 use crate::token::{self, Origin};
+use crate::upstream::endpoints::InFlight;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::http::Rewrite;
 use crate::upstream::Upstream;
@@ -114,7 +115,11 @@ impl Proxy {
                 metrics: metrics.route(&rc.path),
                 config: rc.clone(),
                 upstream,
-                redactor: redactor.clone(),
+                redactor: match rc.endpoints.affinity {
+                    // The connection token in `id` is a bearer secret to the hub.
+                    Affinity::SignalR => redactor.clone().with_log_only(["id"]),
+                    Affinity::None => redactor.clone(),
+                },
             };
             routes.push((rc.path.clone(), rc.case_sensitive, Arc::new(route)));
         }
@@ -293,12 +298,14 @@ impl Proxy {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             websocket::prepare_client_response(response.headers_mut());
             let claims = credential.as_ref().map(|c| c.claims.clone());
-            let sides = (client_upgrade, upstream_upgrade, slot);
+            // An open WebSocket counts as outstanding on its endpoint until it closes.
+            let in_flight = response.extensions_mut().remove::<Arc<InFlight>>();
+            let sides = (client_upgrade, upstream_upgrade, (slot, in_flight));
             self.spawn_relay(route, sides, claims, request_id);
         } else if upgrade {
             self.metrics.upgrade(&route.name, "upstream_refused");
         }
-        Ok(response.map(BodyExt::boxed))
+        Ok(response)
     }
 
     /// Counts a refused upgrade in the upgrade metric; passes the result through.

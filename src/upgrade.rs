@@ -27,10 +27,14 @@ use crate::policy;
 use crate::pre_auth::OverBudget;
 use crate::service::{Conn, Credential, Proxy, Route};
 use crate::token;
+use crate::upstream::endpoints::InFlight;
 use crate::validate::Claims;
 use crate::websocket::metered::{self, MeteredSocket};
 use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
+
+/// The upstream endpoint's outstanding count, held while a WebSocket is open.
+type Held = Option<Arc<InFlight>>;
 
 /// Close code when a valid caller is not allowed on the route.
 const CLOSE_FORBIDDEN: u16 = 4403;
@@ -62,7 +66,7 @@ impl Proxy {
     pub(crate) fn spawn_relay(
         self: &Arc<Self>,
         route: &Arc<Route>,
-        (client, upstream, slot): (OnUpgrade, OnUpgrade, Option<Arc<ConnSlot>>),
+        (client, upstream, held): (OnUpgrade, OnUpgrade, (Option<Arc<ConnSlot>>, Held)),
         claims: Option<Arc<Claims>>,
         request_id: &HeaderValue,
     ) {
@@ -82,8 +86,9 @@ impl Proxy {
             proxy
                 .run_session(&route, client, upstream, claims, &request_id)
                 .await;
-            // The connection's place under max_connections is freed only now.
-            drop(slot);
+            // The connection's place under max_connections (and the endpoint's outstanding
+            // count) is freed only now.
+            drop(held);
         });
     }
 
@@ -238,7 +243,7 @@ impl Proxy {
         let upstream = self
             .open_upstream(route, Request::from_parts(parts, body), protocol.as_slice())
             .await;
-        let upstream = match upstream {
+        let (upstream, _in_flight) = match upstream {
             Ok(upstream) => upstream,
             Err(result) => {
                 self.metrics.upgrade(&route.name, result);
@@ -264,7 +269,7 @@ impl Proxy {
         route: &Route,
         request: Request<Incoming>,
         protocol: &[String],
-    ) -> Result<hyper::upgrade::Upgraded, &'static str> {
+    ) -> Result<(hyper::upgrade::Upgraded, Held), &'static str> {
         let mut response = match route.upstream.forward(request).await {
             Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => r,
             _ => return Err("upstream_refused"),
@@ -273,8 +278,10 @@ impl Proxy {
         if !ws::chosen_protocol_offered(response.headers(), protocol) {
             return Err("bad_subprotocol");
         }
-        hyper::upgrade::on(&mut response)
-            .await
+        let in_flight = response.extensions_mut().remove::<Arc<InFlight>>();
+        let upgraded = hyper::upgrade::on(&mut response).await;
+        upgraded
+            .map(|u| (u, in_flight))
             .map_err(|_| "upstream_refused")
     }
 
