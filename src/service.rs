@@ -108,7 +108,8 @@ impl Proxy {
         let mut routes = Vec::new();
         let redactor = Redactor::for_config(config);
         for rc in &config.routes {
-            let upstream = Upstream::new(rc, config.body_stall_timeout)
+            let ejections = metrics.upstream_ejections(&rc.path);
+            let upstream = Upstream::new(rc, config.body_stall_timeout, ejections)
                 .map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
                 name: Arc::from(rc.path.as_str()),

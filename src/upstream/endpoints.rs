@@ -15,8 +15,8 @@ use http::HeaderValue;
 use super::affinity::Tag;
 
 /// First ejection; each further consecutive failure doubles it, up to [`MAX_EJECTION`].
-const BASE_EJECTION: Duration = Duration::from_secs(1);
-const MAX_EJECTION: Duration = Duration::from_secs(30);
+const BASE_EJECTION: Duration = Duration::from_secs(5);
+const MAX_EJECTION: Duration = Duration::from_secs(60);
 
 pub struct Endpoint {
     pub(crate) authority: Authority,
@@ -73,6 +73,7 @@ pub struct Pool {
     pub(crate) host: Option<HeaderValue>,
     set: ArcSwap<Vec<Arc<Endpoint>>>,
     epoch: Instant,
+    ejections: Option<prometheus::IntCounter>,
 }
 
 impl Pool {
@@ -82,7 +83,14 @@ impl Pool {
             host,
             set: ArcSwap::from_pointee(set),
             epoch: Instant::now(),
+            ejections: None,
         }
+    }
+
+    /// Counts every ejection in `counter` (`gatehouse_upstream_ejections_total`).
+    pub(crate) fn counting(mut self, counter: prometheus::IntCounter) -> Self {
+        self.ejections = Some(counter);
+        self
     }
 
     pub(crate) fn endpoints(&self) -> arc_swap::Guard<Arc<Vec<Arc<Endpoint>>>> {
@@ -127,6 +135,9 @@ impl Pool {
             .min(MAX_EJECTION);
         let until = self.now_ms().saturating_add(backoff.as_millis() as u64);
         endpoint.ejected_until.store(until, Ordering::Relaxed);
+        if let Some(counter) = &self.ejections {
+            counter.inc();
+        }
         tracing::warn!(
             endpoint = %endpoint.authority,
             backoff_ms = backoff.as_millis() as u64,

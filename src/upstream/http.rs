@@ -60,13 +60,17 @@ pub struct Rewrite<'a> {
 }
 
 impl Upstream {
-    pub fn new(route: &RouteConfig, body_stall: Duration) -> Result<Self, String> {
+    pub fn new(
+        route: &RouteConfig,
+        body_stall: Duration,
+        ejections: prometheus::IntCounter,
+    ) -> Result<Self, String> {
         let client = http_client::build(route.connect_timeout, route.upstream_ca_file.as_deref())?;
         let parts = route.upstream.clone().into_parts();
         Ok(Self {
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
             authority: parts.authority.ok_or("upstream has no authority")?,
-            targets: Targets::new(route)?,
+            targets: Targets::new(route, ejections)?,
             client,
             timeout: route.timeout,
             body_stall,

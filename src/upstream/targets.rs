@@ -40,7 +40,7 @@ pub struct Plan {
 }
 
 impl Targets {
-    pub fn new(route: &RouteConfig) -> Result<Self, String> {
+    pub fn new(route: &RouteConfig, ejections: prometheus::IntCounter) -> Result<Self, String> {
         let config = &route.endpoints;
         let sealer = match (config.affinity, &config.affinity_key_file) {
             (Affinity::None, _) => None,
@@ -64,7 +64,7 @@ impl Targets {
             .collect();
         let discovered = config.resolve_every.zip(config.authorities.first());
         let host = discovered.and_then(|(_, name)| HeaderValue::from_str(name.as_str()).ok());
-        let pool = Arc::new(Pool::new(config.scheme.clone(), host, set));
+        let pool = Arc::new(Pool::new(config.scheme.clone(), host, set).counting(ejections));
         if let Some((every, name)) = discovered {
             super::discovery::spawn(&pool, name.clone(), every, sealer.clone());
         }
