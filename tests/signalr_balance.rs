@@ -487,3 +487,86 @@ auth = "none"
     assert!(!logs.contains(secret), "{logs}");
     assert!(logs.contains("id=REDACTED&n=1"), "{logs}");
 }
+
+/// Serves the page and the SignalR browser bundle (from the npm package) for Chromium.
+async fn page_server() -> Upstream {
+    let bundle = project_dir().join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
+    let bundle = Bytes::from(std::fs::read(bundle).unwrap());
+    Upstream::start(move |req| {
+        let bundle = bundle.clone();
+        async move {
+            let (body, kind) = match req.uri().path() {
+                "/page/signalr.js" => (bundle, "text/javascript"),
+                _ => (
+                    Bytes::from_static(b"<!doctype html><script src=\"signalr.js\"></script>"),
+                    "text/html",
+                ),
+            };
+            let mut response = hyper::Response::new(full(body));
+            response
+                .headers_mut()
+                .insert("content-type", kind.parse().unwrap());
+            response
+        }
+    })
+    .await
+}
+
+/// `node browser.js`: the browser bundle in Chromium, `n` connections open at once.
+async fn run_chromium(page: String, transport: &'static str, n: u32) -> Value {
+    let token = token();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("node")
+            .args(["browser.js", &page, &token, transport, &n.to_string()])
+            .current_dir(project_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn node browser.js");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "browser.js {transport}:\n{stdout}\n{stderr}"
+        );
+        assert!(!stdout.contains(&token) && !stderr.contains(&token));
+        let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(result["connections"].as_array().unwrap().len(), n as usize);
+        result
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn chromium_connections_over_websockets_and_long_polling_stick_to_their_hub() {
+    let test = "chromium_connections_over_websockets_and_long_polling_stick_to_their_hub";
+    let browser = std::path::Path::new("/usr/bin/chromium").exists()
+        && project_dir()
+            .join("../browser/node_modules/playwright-core/package.json")
+            .is_file();
+    if !require_node(test)
+        || !require_component(browser, &format!("{test}: chromium and playwright-core"))
+    {
+        return;
+    }
+    let (a, b) = (Hub::start("a"), Hub::start("b"));
+    let pages = page_server().await;
+    let toml = format!(
+        "{}\n[[route]]\npath = \"/page\"\nupstream = \"{}\"\nauth = \"none\"\n",
+        config(&[&a, &b]),
+        pages.url()
+    );
+    let gatehouse = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
+    let page = gatehouse.url("/page/index.html");
+    let mut runs = Vec::new();
+    for transport in ["websockets", "longpolling", "sse"] {
+        runs.push(run_chromium(page.clone(), transport, 3).await);
+    }
+    let counts = connections_per_hub(&runs, &[&a, &b]).await;
+    assert_eq!(counts.iter().sum::<usize>(), 9);
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "load did not spread: {counts:?}"
+    );
+    eprintln!("chromium, two hubs: connections per hub {counts:?}");
+}
