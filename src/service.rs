@@ -428,6 +428,11 @@ impl Proxy {
                 self.metrics.limit_hit("body_stall_timeout");
                 "body_stall_timeout"
             }
+            // The client's fault (a stale or edited SignalR id): counted, not logged.
+            ProxyError::Upstream(e @ UpstreamError::NoConnection) => {
+                self.metrics.upstream_error(route, e.kind());
+                e.kind()
+            }
             ProxyError::Upstream(e) => {
                 self.metrics.upstream_error(route, e.kind());
                 tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");

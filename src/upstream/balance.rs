@@ -126,9 +126,12 @@ mod tests {
         p.eject(&b);
         assert!(pick(&p, &[]).is_some());
         for _ in 0..20 {
-            assert!(Arc::ptr_eq(&pick(&p, &[a.clone()]).unwrap(), &b));
+            assert!(Arc::ptr_eq(
+                &pick(&p, std::slice::from_ref(&a)).unwrap(),
+                &b
+            ));
         }
-        assert!(has_untried(&p, &[a.clone()]));
+        assert!(has_untried(&p, std::slice::from_ref(&a)));
         assert!(!has_untried(&p, &[a, b]));
     }
 }
