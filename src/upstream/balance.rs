@@ -21,35 +21,32 @@ pub(crate) fn pick(pool: &Pool, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>
     if set.len() == 1 {
         return set.first().cloned();
     }
+    let now = pool.now_ms();
     let untried = |e: &&Arc<Endpoint>| !tried.iter().any(|t| Arc::ptr_eq(t, e));
-    let healthy: Vec<&Arc<Endpoint>> = set
-        .iter()
-        .filter(untried)
-        .filter(|e| !pool.is_ejected(e))
-        .collect();
-    let candidates = if healthy.is_empty() {
-        let fresh: Vec<&Arc<Endpoint>> = set.iter().filter(untried).collect();
-        if fresh.is_empty() {
-            set.iter().collect()
-        } else {
-            fresh
-        }
-    } else {
-        healthy
-    };
-    two_choices(&candidates).cloned()
+    let healthy = |e: &&Arc<Endpoint>| untried(e) && !pool.is_ejected_at(e, now);
+    // Counted, then walked again, rather than collected: no allocation per request.
+    if let Some(found) = two_choices(|| set.iter().filter(healthy)) {
+        return Some(found.clone());
+    }
+    if let Some(found) = two_choices(|| set.iter().filter(untried)) {
+        return Some(found.clone());
+    }
+    two_choices(|| set.iter()).cloned()
 }
 
-fn two_choices<'a>(candidates: &[&'a Arc<Endpoint>]) -> Option<&'a Arc<Endpoint>> {
-    match candidates.len() {
+fn two_choices<'a, I>(candidates: impl Fn() -> I) -> Option<&'a Arc<Endpoint>>
+where
+    I: Iterator<Item = &'a Arc<Endpoint>>,
+{
+    match candidates().count() {
         0 => None,
-        1 => Some(candidates[0]),
+        1 => candidates().next(),
         n => {
             let mut rng = rand::thread_rng();
             let a = rng.gen_range(0..n);
             // A second index distinct from the first, uniformly.
             let b = (a + rng.gen_range(1..n)) % n;
-            let (a, b) = (candidates[a], candidates[b]);
+            let (a, b) = (candidates().nth(a)?, candidates().nth(b)?);
             Some(if b.outstanding() < a.outstanding() {
                 b
             } else {

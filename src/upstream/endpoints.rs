@@ -119,12 +119,18 @@ impl Pool {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the pool was made: the clock of `ejected_until`.
+    pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    #[cfg(test)]
     pub(crate) fn is_ejected(&self, endpoint: &Endpoint) -> bool {
-        endpoint.ejected_until.load(Ordering::Relaxed) > self.now_ms()
+        self.is_ejected_at(endpoint, self.now_ms())
+    }
+
+    pub(crate) fn is_ejected_at(&self, endpoint: &Endpoint, now_ms: u64) -> bool {
+        endpoint.ejected_until.load(Ordering::Relaxed) > now_ms
     }
 
     /// Passive health: the endpoint refused a connection (or did not accept one in time).

@@ -152,24 +152,27 @@ impl Targets {
         response: Response<Incoming>,
         in_flight: InFlight,
     ) -> Result<Response<Body>, UpstreamError> {
-        let response = match (&self.sealer, plan.negotiate) {
+        let (mut parts, body) = match (&self.sealer, plan.negotiate) {
             (Some(sealer), true) => {
                 let tag = in_flight.endpoint().tag;
                 negotiate::seal_response(response, sealer, &tag)
                     .await
                     .map_err(UpstreamError::Negotiate)?
+                    .into_parts()
             }
-            _ => response.map(BodyExt::boxed),
+            _ => {
+                let (parts, body) = response.into_parts();
+                (parts, body.boxed())
+            }
         };
-        let in_flight = Arc::new(in_flight);
-        let (mut parts, body) = response.into_parts();
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-            parts.extensions.insert(in_flight.clone());
-        }
-        let body = Counted {
-            body,
-            _in_flight: in_flight,
+        let hold = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            let shared = Arc::new(in_flight);
+            parts.extensions.insert(shared.clone());
+            Hold::Shared(shared)
+        } else {
+            Hold::Owned(in_flight)
         };
+        let body = Counted { body, _hold: hold };
         Ok(Response::from_parts(parts, body.boxed()))
     }
 }
@@ -187,7 +190,13 @@ pub fn copy_parts<B>(parts: &Parts, body: B) -> Request<B> {
 /// A response body that keeps its endpoint's request outstanding until it is dropped.
 struct Counted {
     body: Body,
-    _in_flight: Arc<InFlight>,
+    _hold: Hold,
+}
+
+/// A `101`'s count is shared with the WebSocket session, which outlives the body.
+enum Hold {
+    Owned(#[allow(dead_code)] InFlight),
+    Shared(#[allow(dead_code)] Arc<InFlight>),
 }
 
 impl http_body::Body for Counted {
