@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
-use super::validate::{duration, http_url, ConfigErrors};
+use super::fields::{duration, http_url, ConfigErrors};
 
 /// `upstream = "http://a:5000"` or `upstream = ["http://a:5000", "http://b:5000"]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

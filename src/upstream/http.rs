@@ -23,13 +23,13 @@ use super::forwarded::Hop;
 use super::headers;
 use super::stall::{StallClock, Stalled};
 use super::targets::{copy_parts, Targets};
+use crate::auth::policy::Access;
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
-use crate::error::UpstreamError;
 use crate::http_client::{self, Pooled};
-use crate::policy::Access;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
+use crate::upstream::error::UpstreamError;
 
 /// The client's body, or none for another attempt of a request that had none.
 type Sent = Either<StallClock<Limited<Incoming>>, Empty<Bytes>>;
@@ -87,7 +87,7 @@ impl Upstream {
         ctx: Rewrite<'_>,
     ) -> Result<(), UpstreamError> {
         let path = if route.strip_prefix {
-            crate::route::strip(&route.path, parts.uri.path())
+            strip(&route.path, parts.uri.path())
         } else {
             parts.uri.path().to_string()
         };
@@ -234,7 +234,7 @@ fn rewrite_headers(
     }
     hop.apply(h);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::identity::attach(h, ctx.identity, ctx.access);
+    crate::upstream::identity::attach(h, ctx.identity, ctx.access);
 }
 
 /// Whether sending failed because the client's body crossed `max_body_bytes`.
@@ -289,15 +289,26 @@ fn remove_token_cookies(h: &mut http::HeaderMap, redactor: &Redactor) {
     };
 }
 
+/// The path the upstream sees when the route strips its prefix: always starts with `/`.
+/// It drops as many segments as the prefix has, so the client's spelling of the prefix
+/// (case, `;params`) goes with it.
+pub fn strip(prefix: &str, path: &str) -> String {
+    if prefix == "/" {
+        return path.to_string();
+    }
+    let segments = prefix.matches('/').count();
+    match path.match_indices('/').nth(segments) {
+        Some((at, _)) => path[at..].to_string(),
+        None => "/".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn redactor() -> Redactor {
-        Redactor::new(["access_token"]).with_sources(&[
-            crate::config::TokenSource::Cookie("at".into()),
-            crate::config::TokenSource::Cookie("session_token".into()),
-        ])
+        Redactor::new(["access_token"]).with_names([], ["at", "session_token"])
     }
 
     #[test]
@@ -319,5 +330,14 @@ mod tests {
         only.insert(COOKIE, HeaderValue::from_static("at=secret"));
         remove_token_cookies(&mut only, &redactor());
         assert!(only.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn strip_keeps_a_leading_slash() {
+        assert_eq!(strip("/hubs/chat", "/hubs/chat/x"), "/x");
+        assert_eq!(strip("/hubs/chat", "/hubs/chat"), "/");
+        assert_eq!(strip("/", "/a/b"), "/a/b");
+        assert_eq!(strip("/hubs/chat", "/HUBS/Chat/x/y"), "/x/y");
+        assert_eq!(strip("/hubs", "/hubs;jsessionid=1/x"), "/x");
     }
 }

@@ -23,7 +23,7 @@ use super::negotiate;
 use crate::body::Body;
 use crate::config::upstream::Affinity;
 use crate::config::RouteConfig;
-use crate::error::UpstreamError;
+use crate::upstream::error::UpstreamError;
 
 pub struct Targets {
     pub(crate) pool: Arc<Pool>,
