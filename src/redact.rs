@@ -41,6 +41,19 @@ pub fn fold_name(raw: &str) -> String {
         .collect()
 }
 
+/// Whether `raw` folds to `folded` (which must be folded already), without allocating for
+/// the usual plain name: one with nothing [`fold_name`] would decode, cut or replace.
+pub fn folds_to(raw: &str, folded: &str) -> bool {
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'));
+    if plain {
+        raw.eq_ignore_ascii_case(folded)
+    } else {
+        fold_name(raw) == folded
+    }
+}
+
 fn folded<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut names: Vec<String> = names.into_iter().map(fold_name).collect();
     names.sort();
@@ -64,8 +77,11 @@ impl Redactor {
     }
 
     fn is_logged_secret(&self, raw_name: &str) -> bool {
-        self.is_sensitive(raw_name)
-            || (!self.log_only.is_empty() && self.log_only.contains(&fold_name(raw_name)))
+        if self.log_only.is_empty() {
+            return self.is_sensitive(raw_name);
+        }
+        let folded = fold_name(raw_name);
+        self.names.contains(&folded) || self.log_only.contains(&folded)
     }
 
     /// Adds query parameters and cookies a token is read from (the config knows which:
@@ -285,5 +301,15 @@ mod tests {
             r.for_upstream("id=secret&access_token=t").as_deref(),
             Some("id=secret")
         );
+    }
+
+    #[test]
+    fn folds_to_agrees_with_fold_name() {
+        for raw in [
+            "id", "ID", "Id", "%69d", "i%64", "id[]", "id[x]", " id", "id\0x", "i.d", "idx", "x",
+            "",
+        ] {
+            assert_eq!(folds_to(raw, "id"), fold_name(raw) == "id", "{raw:?}");
+        }
     }
 }
