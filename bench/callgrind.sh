@@ -6,6 +6,9 @@
 #
 # Usage: bash bench/run.sh first (it writes bench/out/), then
 #        bash bench/callgrind.sh BIN [N1 N2]      e.g. bash bench/callgrind.sh target/release/gatehouse
+# BENCH_PATH picks the route: /api/hello (default, one endpoint), /balanced/hello (two
+# endpoints, balanced) or /affinity/hub, which first negotiates and then sends the sealed
+# SignalR id on every request (the negotiate is in both runs, so it cancels out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 n1=${2:-500} n2=${3:-2500}
@@ -19,7 +22,14 @@ count() { # count N: instructions of one run serving N requests
   valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" "$bin" run --config "$out/gatehouse.toml" >/dev/null 2>&1 &
   local vp=$!
   for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$admin/readyz" && break; sleep 0.2; done
-  curl -s -o /dev/null -H "Authorization: Bearer $token" "http://$listen/api/hello?x=[1-$1]"
+  local path=${BENCH_PATH:-/api/hello} query="x=[1-$1]" sealed
+  if [[ $path == /affinity/* ]]; then
+    sealed=$(curl -s -X POST -H "Authorization: Bearer $token" \
+      "http://$listen$path/negotiate?negotiateVersion=1" |
+      sed -n 's/.*"connectionToken":"\([^"]*\)".*/\1/p')
+    query="id=$sealed&$query"
+  fi
+  curl -s -o /dev/null -H "Authorization: Bearer $token" "http://$listen$path?$query"
   kill -TERM "$vp"
   wait "$vp" || true
   sed -n 's/^summary: //p' "$out/callgrind.$1"

@@ -7,6 +7,9 @@
 #   haproxy_jwt      wrk -> HAProxy (jwt_verify RS256 + iss/aud/exp on every request) -> nginx
 #   gatehouse        wrk -> gatehouse -> nginx, the same token on every request
 #   gatehouse_fresh  wrk -> gatehouse -> nginx, a token never seen before on every request
+#   gatehouse_balanced  as gatehouse, on a route with two endpoints (both nginx), balanced
+#   gatehouse_affinity  as gatehouse_balanced with affinity = "signalr", every request
+#                    carrying a sealed SignalR ?id= (unsealed and pinned on each request)
 # Optional (TARGETS=...): haproxy_jwt_fresh, the fresh-token driver against HAProxy,
 # which shows what the Lua-driven load generator itself costs.
 #
@@ -232,8 +235,10 @@ NGINX_PID="" NGINX_WORKER=""
 
 start_nginx() {
   free_port NGINX_PORT
+  free_port NGINX_PORT2
   mkdir -p "$OUT/nginx-tmp"
-  render "$TPL/nginx.conf.tmpl" "$OUT/nginx.conf" OUT="$OUT" NGINX_PORT="$NGINX_PORT"
+  render "$TPL/nginx.conf.tmpl" "$OUT/nginx.conf" OUT="$OUT" NGINX_PORT="$NGINX_PORT" \
+    NGINX_PORT2="$NGINX_PORT2"
   : >"$OUT/nginx-error.log"
   # -e: even the errors before the config is read go to our log, not /var/log/nginx.
   taskset -c "$UPSTREAM_CPU" nginx -p "$OUT" -e "$OUT/nginx-error.log" -c "$OUT/nginx.conf" \
@@ -278,7 +283,7 @@ gatehouse_config() {
   free_port GH_PORT
   free_port GH_ADMIN_PORT
   render "$TPL/gatehouse.toml.tmpl" "$OUT/gatehouse.toml" PORT="$GH_PORT" \
-    ADMIN_PORT="$GH_ADMIN_PORT" NGINX_PORT="$NGINX_PORT" PUB_PEM="$PUB" \
+    ADMIN_PORT="$GH_ADMIN_PORT" NGINX_PORT="$NGINX_PORT" NGINX_PORT2="$NGINX_PORT2" PUB_PEM="$PUB" \
     ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
 }
 
@@ -312,6 +317,24 @@ start_gatehouse() {
     stop_gatehouse
     return 1
   fi
+}
+
+# gatehouse_path TARGET: the path each gatehouse row loads. The affinity row first
+# negotiates (nginx answers a fixed negotiate JSON) and then loads the connect URL with the
+# sealed token gatehouse returned, so every measured request is unsealed and pinned.
+gatehouse_path() {
+  local sealed
+  case $1 in
+    gatehouse_balanced) echo "/balanced/" ;;
+    gatehouse_affinity)
+      sealed=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" \
+        "http://127.0.0.1:$GH_PORT/affinity/hub/negotiate?negotiateVersion=1" |
+        sed -n 's/.*"connectionToken":"\([^"]*\)".*/\1/p')
+      [[ $sealed == *.* ]] || return 1
+      echo "/affinity/hub?id=$sealed"
+      ;;
+    *) echo "/" ;;
+  esac
 }
 
 # ---------------------------------------------------------------- load
@@ -358,7 +381,13 @@ run_one() {
       FLAGGED=1
       return 0
     fi
-    URL[$t]="http://127.0.0.1:$GH_PORT/"
+    URL[$t]="http://127.0.0.1:$GH_PORT$(gatehouse_path "$t")" || {
+      log "FLAG $t: no sealed connection token from negotiate; round $round skipped"
+      SKIP[$t]="negotiate failed"
+      FLAGGED=1
+      stop_gatehouse
+      return 0
+    }
     PID_OF[$t]=$GH_PID
     if ! preflight "$t" "${URL[$t]}" yes; then
       log "FLAG $t: preflight failed; round $round skipped"
@@ -521,16 +550,15 @@ main() {
   for t in $TARGETS; do
     case $t in
       nginx | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
-      gatehouse | gatehouse_fresh) gh_wanted=1 ;;
-      *) die "unknown target '$t' (known: nginx haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_fresh)" ;;
+      gatehouse | gatehouse_fresh | gatehouse_balanced | gatehouse_affinity) gh_wanted=1 ;;
+      *) die "unknown target '$t' (known: nginx haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity)" ;;
     esac
     want+=("$t")
   done
   if ((gh_wanted)) && [[ ! -x $GATEHOUSE_BIN ]]; then
     log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
     log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
-    SKIP[gatehouse]="no binary"
-    SKIP[gatehouse_fresh]="no binary"
+    for t in gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="no binary"; done
     gh_wanted=0
   fi
   # Fresh tokens take minutes to mint the first time: only when a row will use them.
@@ -590,8 +618,7 @@ main() {
     if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
       cat "$OUT/gatehouse.check.log" >&2
       log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
-      SKIP[gatehouse]="config rejected"
-      SKIP[gatehouse_fresh]="config rejected"
+      for t in gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="config rejected"; done
     fi
   fi
 

@@ -172,11 +172,13 @@ mint_token() {
 }
 
 # ---------------------------------------------------------------- servers
-NGINX_PID="" NGINX_WORKER="" NGINX_PORT=""
+NGINX_PID="" NGINX_WORKER="" NGINX_PORT="" NGINX_PORT2=""
 start_nginx() {
   free_port NGINX_PORT
+  free_port NGINX_PORT2   # the template's second listener (run.sh's balanced rows)
   mkdir -p "$OUT/nginx-tmp"
-  render "$TPL/nginx.conf.tmpl" "$OUT/nginx.conf" OUT="$OUT" NGINX_PORT="$NGINX_PORT"
+  render "$TPL/nginx.conf.tmpl" "$OUT/nginx.conf" OUT="$OUT" NGINX_PORT="$NGINX_PORT" \
+    NGINX_PORT2="$NGINX_PORT2"
   : >"$OUT/nginx-error.log"
   taskset -c "$UPSTREAM_CPU" nginx -p "$OUT" -e "$OUT/nginx-error.log" -c "$OUT/nginx.conf" \
     >"$OUT/nginx.stdout.log" 2>&1 &

@@ -32,7 +32,11 @@
 //! - [`upstream`]: the upstream leg: [`upstream::headers`] (hop-by-hop and spoofed-header
 //!   rules), [`upstream::forwarded`] (`Forwarded`, `X-Forwarded-*`), [`upstream::identity`]
 //!   (verified identity headers), [`upstream::http`] (redacted URI, pooled forwarding),
-//!   [`upstream::stall`] (upload clock), [`upstream::error`] (`UpstreamError`)
+//!   [`upstream::stall`] (upload clock), [`upstream::error`] (`UpstreamError`); a route's
+//!   endpoints: [`upstream::endpoints`] (outstanding counts, ejection), [`upstream::discovery`]
+//!   (DNS re-resolution), [`upstream::balance`] (power of two choices), [`upstream::targets`]
+//!   (which endpoint a request goes to), SignalR affinity in [`upstream::affinity`] (the
+//!   seal) and [`upstream::negotiate`] (the sealed negotiate answer)
 //! - [`websocket`]: upgrade checks and the frame relay with expiry, revocation and drain closes
 //! - [`tickets`]: single-use tickets: memory and Redis stores, sweeping
 //! - [`auth`]: who the caller is and what they may do: [`auth::token`] (header, query,

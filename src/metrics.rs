@@ -15,6 +15,7 @@ pub struct Metrics {
     duration: HistogramVec,
     auth_failures: IntCounterVec,
     upstream_errors: IntCounterVec,
+    upstream_ejections: IntCounterVec,
     jwks_refreshes: IntCounterVec,
     jwks_age: prometheus::GaugeVec,
     connections: IntGauge,
@@ -81,6 +82,13 @@ impl Metrics {
                 "Upstream failures, by route and kind",
             ),
             &["route", "kind"],
+        )?;
+        let upstream_ejections = IntCounterVec::new(
+            Opts::new(
+                "upstream_ejections_total",
+                "Upstream endpoints ejected for refusing a connection, by route",
+            ),
+            &["route"],
         )?;
         let jwks_refreshes = IntCounterVec::new(
             Opts::new(
@@ -189,6 +197,7 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(upstream_ejections.clone()))?;
         registry.register(Box::new(jwks_refreshes.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(connections.clone()))?;
@@ -199,6 +208,7 @@ impl Metrics {
             duration,
             auth_failures,
             upstream_errors,
+            upstream_ejections,
             jwks_refreshes,
             jwks_age,
             connections,
@@ -229,6 +239,11 @@ impl Metrics {
             ],
             duration: self.duration.with_label_values(&[route]),
         }
+    }
+
+    /// Counts `route`'s endpoints ejected by passive health.
+    pub fn upstream_ejections(&self, route: &str) -> IntCounter {
+        self.upstream_ejections.with_label_values(&[route])
     }
 
     pub fn auth_failure(&self, reason: &'static str) {

@@ -16,6 +16,8 @@ pub const REDACTED: &str = "REDACTED";
 pub struct Redactor {
     names: Vec<String>,
     cookies: Vec<String>,
+    /// Secret in logs but meant for the upstream (a SignalR connection token in `id`).
+    log_only: Vec<String>,
 }
 
 /// A query parameter or cookie name as the frameworks behind a proxy read it: decoded
@@ -39,6 +41,19 @@ pub fn fold_name(raw: &str) -> String {
         .collect()
 }
 
+/// Whether `raw` folds to `folded` (which must be folded already), without allocating for
+/// the usual plain name: one with nothing [`fold_name`] would decode, cut or replace.
+pub fn folds_to(raw: &str, folded: &str) -> bool {
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'));
+    if plain {
+        raw.eq_ignore_ascii_case(folded)
+    } else {
+        fold_name(raw) == folded
+    }
+}
+
 fn folded<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut names: Vec<String> = names.into_iter().map(fold_name).collect();
     names.sort();
@@ -51,7 +66,22 @@ impl Redactor {
         Self {
             names: folded(names),
             cookies: Vec::new(),
+            log_only: Vec::new(),
         }
+    }
+
+    /// Also redacts these parameters in logs, while still forwarding them.
+    pub fn with_log_only<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.log_only.extend(folded(names));
+        self
+    }
+
+    fn is_logged_secret(&self, raw_name: &str) -> bool {
+        if self.log_only.is_empty() {
+            return self.is_sensitive(raw_name);
+        }
+        let folded = fold_name(raw_name);
+        self.names.contains(&folded) || self.log_only.contains(&folded)
     }
 
     /// Adds query parameters and cookies a token is read from (the config knows which:
@@ -85,14 +115,14 @@ impl Redactor {
 
     /// The query with every sensitive value written `REDACTED`, for logs.
     pub fn for_log<'q>(&self, query: &'q str) -> Cow<'q, str> {
-        if !self.any_sensitive(query) {
+        if !pairs(query).any(|(_, pair)| self.is_logged_secret(name_of(pair))) {
             return Cow::Borrowed(query);
         }
         let mut out = String::with_capacity(query.len());
         for (separator, pair) in pairs(query) {
             out.push_str(separator);
             let name = name_of(pair);
-            if self.is_sensitive(name) {
+            if self.is_logged_secret(name) {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(REDACTED);
@@ -258,5 +288,28 @@ mod tests {
         );
         assert_eq!(mask_userinfo("http://host/path?a=b@c"), None);
         assert_eq!(mask_userinfo("plain"), None);
+    }
+
+    #[test]
+    fn log_only_names_are_redacted_in_logs_and_still_forwarded() {
+        let r = redactor().with_log_only(["id"]);
+        assert_eq!(
+            r.for_log("id=secret&Id=x&n=1"),
+            "id=REDACTED&Id=REDACTED&n=1"
+        );
+        assert_eq!(
+            r.for_upstream("id=secret&access_token=t").as_deref(),
+            Some("id=secret")
+        );
+    }
+
+    #[test]
+    fn folds_to_agrees_with_fold_name() {
+        for raw in [
+            "id", "ID", "Id", "%69d", "i%64", "id[]", "id[x]", " id", "id\0x", "i.d", "idx", "x",
+            "",
+        ] {
+            assert_eq!(folds_to(raw, "id"), fold_name(raw) == "id", "{raw:?}");
+        }
     }
 }

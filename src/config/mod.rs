@@ -19,6 +19,7 @@ pub mod redaction;
 mod route;
 mod stores;
 mod types;
+pub mod upstream;
 pub mod validate;
 
 use std::path::Path;

@@ -1,7 +1,8 @@
 //! `[[route]]` validation: path, upstream, token sources, policy and WebSocket settings.
 
-use super::fields::{duration, http_url, ConfigErrors};
+use super::fields::{duration, ConfigErrors};
 use super::types::{AuthMode, RouteConfig, TokenSource, UpstreamAuth};
+use super::upstream::{validate_endpoints, Affinity, Endpoints, RawEndpoints};
 use crate::config::FileRoute;
 
 pub(super) fn validate_route(
@@ -13,7 +14,7 @@ pub(super) fn validate_route(
 ) -> Option<RouteConfig> {
     let errors_before = e.count();
     let route_path = normalize_route_path(e, &format!("{path}.path"), &raw.path);
-    let upstream = upstream(e, path, raw);
+    let endpoints = endpoints(e, path, raw);
     let auth = match raw.auth.as_str() {
         "required" => AuthMode::Required,
         "optional" => AuthMode::Optional,
@@ -56,7 +57,14 @@ pub(super) fn validate_route(
         |e: &mut ConfigErrors, key: &str, value: &str| duration(e, &format!("{path}.{key}"), value);
     let route = RouteConfig {
         path: route_path.unwrap_or_default(),
-        upstream: upstream.unwrap_or_default(),
+        upstream: endpoints.as_ref().map(first_url).unwrap_or_default(),
+        endpoints: endpoints.unwrap_or_else(|| Endpoints {
+            scheme: http::uri::Scheme::HTTP,
+            authorities: Vec::new(),
+            resolve_every: None,
+            affinity: Affinity::None,
+            affinity_key_file: None,
+        }),
         auth,
         tokens,
         websocket: raw.websocket,
@@ -86,29 +94,28 @@ pub(super) fn validate_route(
     (e.count() == errors_before).then_some(route)
 }
 
-fn upstream(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> Option<http::Uri> {
+fn endpoints(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> Option<Endpoints> {
     if let Some(ca) = &raw.upstream_ca_file {
         if !ca.is_file() {
             let why = format!("{} is not a readable file", ca.display());
             e.push(format!("{path}.upstream_ca_file"), why);
         }
     }
-    let key = format!("{path}.upstream");
-    match http_url(&raw.upstream) {
-        Some(uri) if uri.path() == "/" && uri.query().is_none() => Some(uri),
-        Some(_) => {
-            e.push(key, "give scheme and authority only, like http://host:port");
-            None
-        }
-        None if raw.upstream.is_empty() => {
-            e.push(key, "required: the backend, like http://chat-hub:5000");
-            None
-        }
-        None => {
-            e.push(key, "must be an http:// or https:// URL");
-            None
-        }
-    }
+    let raw = RawEndpoints {
+        upstream: &raw.upstream,
+        discovery: raw.upstream_discovery.as_ref(),
+        affinity: &raw.affinity,
+        affinity_key_file: raw.affinity_key_file.as_ref(),
+    };
+    validate_endpoints(e, path, raw)
+}
+
+fn first_url(endpoints: &Endpoints) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(endpoints.scheme.clone());
+    parts.authority = endpoints.authorities.first().cloned();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    http::Uri::from_parts(parts).unwrap_or_default()
 }
 
 fn tokens(

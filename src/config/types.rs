@@ -120,7 +120,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub path: String,
+    /// The first endpoint, as a URL.
     pub upstream: Uri,
+    /// Every endpoint, discovery and affinity.
+    pub endpoints: super::upstream::Endpoints,
     pub auth: AuthMode,
     pub tokens: Vec<TokenSource>,
     pub websocket: bool,

@@ -78,6 +78,9 @@ pub(crate) enum Counted {
     Limit(&'static str),
     /// `gatehouse_upstream_errors_total{route, kind}` and one warning line.
     Upstream,
+    /// `gatehouse_upstream_errors_total{route, kind}` only: the client's doing, not worth a
+    /// warning line (a stale or edited SignalR connection id).
+    QuietUpstream,
     /// Only the access line.
     Nothing,
 }
@@ -157,6 +160,7 @@ impl ProxyError {
                 let cause = std::error::Error::source(self);
                 tracing::warn!(route, error = %self, cause = ?cause, "upstream request failed");
             }
+            Counted::QuietUpstream => metrics.upstream_error(route, reason.code),
             Counted::Nothing => {}
         }
         reason.code
@@ -221,7 +225,7 @@ impl ProxyError {
 }
 
 fn upstream_reason(e: &UpstreamError) -> Reason {
-    use Counted::{Limit, Upstream};
+    use Counted::{Limit, QuietUpstream, Upstream};
     match e {
         UpstreamError::Connect(_) | UpstreamError::Failed(_) | UpstreamError::BadSubprotocol => {
             row(StatusCode::BAD_GATEWAY, e.kind(), Upstream)
@@ -238,6 +242,9 @@ fn upstream_reason(e: &UpstreamError) -> Reason {
             "request_timeout",
             Limit("body_stall_timeout"),
         ),
+        // The client's fault (a stale or edited SignalR id): counted, not logged.
+        UpstreamError::NoConnection => row(StatusCode::NOT_FOUND, e.kind(), QuietUpstream),
+        UpstreamError::Negotiate(_) => row(StatusCode::BAD_GATEWAY, e.kind(), Upstream),
     }
 }
 
@@ -251,6 +258,8 @@ fn upstream_message(e: &UpstreamError) -> &'static str {
         }
         UpstreamError::BodyStalled => "the request body stopped arriving",
         UpstreamError::BadRequest(_) => "the request could not be forwarded",
+        UpstreamError::NoConnection => "no connection with that id",
+        UpstreamError::Negotiate(_) => "the upstream's negotiate answer could not be used",
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -20,6 +19,7 @@ use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
 use crate::secret::BearerToken;
+use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
 use crate::websocket;
 
@@ -85,23 +85,28 @@ impl Proxy {
     fn answer_upgrade(
         self: &Arc<Self>,
         route: &Arc<Route>,
-        mut response: Response<Incoming>,
+        mut response: Response<Body>,
         relay: Option<PendingRelay>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
         let Some((client_upgrade, slot, protocols, session)) = relay else {
-            return Ok(response.map(BodyExt::boxed));
+            return Ok(response);
         };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             self.metrics.upgrade(&route.labels.name, "upstream_refused");
-            return Ok(response.map(BodyExt::boxed));
+            return Ok(response);
         }
         self.check_chosen_protocol(route, response.headers(), &protocols)?;
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         websocket::prepare_client_response(response.headers_mut());
+        // An open WebSocket counts as outstanding on its endpoint until it closes.
+        let slot = match response.extensions_mut().remove::<Arc<InFlight>>() {
+            Some(in_flight) => Some(Arc::new((slot, in_flight)) as ConnHold),
+            None => slot,
+        };
         let sides = (client_upgrade, upstream_upgrade, slot);
         self.spawn_relay(route, sides, session, request_id);
-        Ok(response.map(BodyExt::boxed))
+        Ok(response)
     }
 
     /// Counts a refused upgrade in the upgrade metric; passes the result through.

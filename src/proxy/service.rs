@@ -27,6 +27,7 @@ use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::cidr::{client_key, CidrSet};
+use crate::config::upstream::Affinity;
 use crate::config::{Config, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
@@ -114,10 +115,11 @@ impl Proxy {
         let mut routes = Vec::new();
         let redactor = config.redactor();
         for rc in &config.routes {
-            let upstream = Upstream::new(rc, config.body_stall_timeout)
+            let ejections = metrics.upstream_ejections(&rc.path);
+            let upstream = Upstream::new(rc, config.body_stall_timeout, ejections)
                 .map_err(|e| format!("route {}: {e}", rc.path))?;
             let route = Route {
-                labels: Labels::new(&rc.path, redactor.clone(), metrics),
+                labels: Labels::new(&rc.path, route_redactor(&redactor, rc), metrics),
                 config: rc.clone(),
                 upstream,
             };
@@ -250,5 +252,14 @@ impl Proxy {
                 retry_after_secs,
                 limit: "requests_per_ip",
             })
+    }
+}
+
+/// The redactor of a route's access lines: on SignalR affinity routes the connection token
+/// in `id` is a bearer secret to the hub, so it is logged redacted (and still forwarded).
+fn route_redactor(redactor: &crate::redact::Redactor, rc: &RouteConfig) -> crate::redact::Redactor {
+    match rc.endpoints.affinity {
+        Affinity::SignalR => redactor.clone().with_log_only(["id"]),
+        Affinity::None => redactor.clone(),
     }
 }

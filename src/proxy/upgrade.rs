@@ -30,9 +30,13 @@ use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::metered::{self, MeteredSocket};
 use crate::proxy::pre_auth::OverBudget;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
+use crate::upstream::endpoints::InFlight;
 use crate::upstream::error::UpstreamError;
 use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
+
+/// The upstream endpoint's outstanding count, held while a WebSocket is open.
+type Held = Option<Arc<InFlight>>;
 
 /// Close code when a valid caller is not allowed on the route.
 const CLOSE_FORBIDDEN: u16 = 4403;
@@ -84,7 +88,8 @@ impl Proxy {
             proxy
                 .run_session(&route, client, upstream, &session, &request_id)
                 .await;
-            // The connection's place under max_connections is freed only now.
+            // The connection's place under max_connections (and the endpoint's outstanding
+            // count) is freed only now.
             drop(slot);
         });
     }
@@ -243,7 +248,7 @@ impl Proxy {
         let upstream = self
             .open_upstream(route, request, protocol.as_slice())
             .await;
-        let upstream = match upstream {
+        let (upstream, _in_flight) = match upstream {
             Ok(upstream) => upstream,
             Err(result) => {
                 self.metrics.upgrade(&route.labels.name, result);
@@ -263,7 +268,7 @@ impl Proxy {
         route: &Route,
         request: Permitted<Request<Incoming>>,
         protocol: &[String],
-    ) -> Result<hyper::upgrade::Upgraded, &'static str> {
+    ) -> Result<(hyper::upgrade::Upgraded, Held), &'static str> {
         let mut response = match route.upstream.forward(request).await {
             Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => r,
             _ => return Err("upstream_refused"),
@@ -272,8 +277,10 @@ impl Proxy {
         if !ws::chosen_protocol_offered(response.headers(), protocol) {
             return Err("bad_subprotocol");
         }
-        hyper::upgrade::on(&mut response)
-            .await
+        let in_flight = response.extensions_mut().remove::<Arc<InFlight>>();
+        let upgraded = hyper::upgrade::on(&mut response).await;
+        upgraded
+            .map(|u| (u, in_flight))
             .map_err(|_| "upstream_refused")
     }
 

@@ -20,6 +20,12 @@ pub enum UpstreamError {
     /// The client's body stopped arriving for `limits.body_stall_timeout`: its fault (408).
     #[error("request body stalled")]
     BodyStalled,
+    /// A SignalR `id` this route did not seal, or whose endpoint is gone (404, as the hub).
+    #[error("no connection with that id")]
+    NoConnection,
+    /// A negotiate answer that could not be sealed for affinity (502).
+    #[error("negotiate answer could not be sealed")]
+    Negotiate(#[source] super::negotiate::NegotiateError),
 }
 
 impl UpstreamError {
@@ -32,6 +38,8 @@ impl UpstreamError {
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::BadSubprotocol => "bad_subprotocol",
             UpstreamError::BodyStalled => "body_stalled",
+            UpstreamError::NoConnection => "no_connection",
+            UpstreamError::Negotiate(_) => "negotiate",
         }
     }
 }

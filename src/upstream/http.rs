@@ -8,29 +8,38 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::HeaderName;
 use http::{HeaderValue, Request, Response, Uri, Version};
-use http_body_util::{LengthLimitError, Limited};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use super::endpoints::InFlight;
 use super::forwarded::Hop;
 use super::headers;
 use super::stall::{StallClock, Stalled};
+use super::targets::{copy_parts, Targets};
 use crate::auth::policy::{Access, Permitted};
+use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
 use crate::http_client::{self, Pooled};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::upstream::error::UpstreamError;
 
+/// The client's body, or none for another attempt of a request that had none.
+type Sent = Either<StallClock<Limited<Incoming>>, Empty<Bytes>>;
+
 /// One route's upstream: where it is and how long we wait for it.
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
-    client: Pooled<StallClock<Limited<Incoming>>>,
+    targets: Targets,
+    client: Pooled<Sent>,
     timeout: Duration,
     /// `limits.body_stall_timeout`.
     body_stall: Duration,
@@ -52,12 +61,17 @@ pub struct Rewrite<'a> {
 }
 
 impl Upstream {
-    pub fn new(route: &RouteConfig, body_stall: Duration) -> Result<Self, String> {
+    pub fn new(
+        route: &RouteConfig,
+        body_stall: Duration,
+        ejections: prometheus::IntCounter,
+    ) -> Result<Self, String> {
         let client = http_client::build(route.connect_timeout, route.upstream_ca_file.as_deref())?;
         let parts = route.upstream.clone().into_parts();
         Ok(Self {
             scheme: parts.scheme.unwrap_or(Scheme::HTTP),
             authority: parts.authority.ok_or("upstream has no authority")?,
+            targets: Targets::new(route, ejections)?,
             client,
             timeout: route.timeout,
             body_stall,
@@ -111,14 +125,18 @@ impl Upstream {
         Ok(())
     }
 
-    /// Sends the request and waits for response headers, at most the route's `timeout`.
+    /// Sends the request to one of the route's endpoints and waits for response headers,
+    /// at most the route's `timeout` per attempt.
     ///
     /// A body announced larger than `max_body_bytes` is refused before anything is sent;
     /// a chunked one is cut where it crosses the limit, which aborts the upstream request.
+    /// An endpoint that refuses the connection is ejected; the request goes to another
+    /// one only when it has no body (nothing was sent, and nothing is lost by asking again)
+    /// and no sealed SignalR `id` ties it to the endpoint that refused.
     pub async fn forward(
         &self,
         request: Permitted<Request<Incoming>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<Body>, UpstreamError> {
         let (request, _) = request.into_parts();
         let limit = match self.max_body_bytes {
             0 => usize::MAX,
@@ -134,6 +152,53 @@ impl Upstream {
         }
         let stall = self.body_stall;
         let request = request.map(|body| StallClock::new(Limited::new(body, limit), stall));
+        if self.targets.is_single() {
+            let response = self.send(request.map(Either::Left)).await?;
+            return Ok(response.map(BodyExt::boxed));
+        }
+        self.balanced(request).await
+    }
+
+    async fn balanced(
+        &self,
+        request: Request<StallClock<Limited<Incoming>>>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (mut parts, body) = request.into_parts();
+        let plan = self.targets.plan(&mut parts)?;
+        let empty = body.is_end_stream();
+        let mut body = Some(body);
+        let mut tried = Vec::new();
+        loop {
+            let endpoint = self
+                .targets
+                .next(&plan, &tried)
+                .ok_or(UpstreamError::NoConnection)?;
+            self.targets.aim(&mut parts, &endpoint)?;
+            let this = match body.take() {
+                Some(b) if !empty => Either::Left(b),
+                _ => Either::Right(Empty::new()),
+            };
+            let request = copy_parts(&parts, this);
+            let in_flight = InFlight::start(endpoint.clone());
+            match self.send(request).await {
+                Ok(response) => {
+                    self.targets.pool.answered(&endpoint);
+                    return self.targets.finish(&plan, response, in_flight).await;
+                }
+                Err(e @ UpstreamError::Connect(_)) => {
+                    self.targets.pool.eject(&endpoint);
+                    tried.push(endpoint);
+                    if !(empty && self.targets.may_retry(&plan, &tried)) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt: response headers within the route's `timeout`.
+    async fn send(&self, request: Request<Sent>) -> Result<Response<Incoming>, UpstreamError> {
         let mut response =
             match tokio::time::timeout(self.timeout, self.client.request(request)).await {
                 Err(_) => return Err(UpstreamError::Timeout),

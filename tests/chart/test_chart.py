@@ -132,11 +132,12 @@ def kinds(docs: list[dict[str, Any]]) -> list[str]:
 # --- the worked examples exist -------------------------------------------------------------
 
 
-def test_the_three_worked_examples_are_there():
+def test_the_worked_examples_are_there():
     assert set(WORKED_EXAMPLES) >= {
         "signalr-single-replica",
         "three-replicas-redis",
         "cert-manager-tls",
+        "signalr-scaled-hubs",
     }
     readme = (CHART / "README.md").read_text()
     for name in WORKED_EXAMPLES:
@@ -203,6 +204,22 @@ def test_all_on_renders_every_optional_object():
     assert "replicas" not in one(docs, "Deployment")["spec"], "the HPA owns the replica count"
     volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert one(docs, "Certificate")["spec"]["secretName"] == volumes["tls"]["secret"]["secretName"]
+
+
+def test_scaled_hubs_get_a_headless_service_and_a_discovering_affinity_route():
+    values = _load(CHART / "examples" / "signalr-scaled-hubs.yaml")
+    docs = render(values)
+    hub = one(docs, "Service", "chat-hub-pods")
+    assert hub["spec"]["clusterIP"] == "None", "DNS must answer every pod, not a virtual IP"
+    assert hub["spec"]["selector"] == {"app": "chat-hub"}
+    assert hub["spec"]["ports"][0]["port"] == 5000
+    toml = tomllib.loads(one(docs, "ConfigMap")["data"]["gatehouse.toml"])
+    route = toml["route"][0]
+    assert route["upstream"] == "http://chat-hub-pods.chat.svc.cluster.local:5000"
+    assert route["upstream_discovery"] == {"resolve_every": "10s"}
+    assert route["affinity"] == "signalr"
+    # Every replica mounts the same ConfigMap, so every replica derives the same seal key.
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
 
 
 def test_quick_start_creates_the_tls_secret_from_values():

@@ -20,6 +20,10 @@
 //     upgrade instead of a query parameter.
 // Negotiate always carries `Authorization: Bearer <token>`.
 //
+// Transport: SIGNALR_TRANSPORT = websockets (default) | longpolling | sse (node mode only:
+// the library's browser path wants the browser's EventSource). SIGNALR_CONNECTIONS = N opens
+// N connections, all open at once, each sending Send("hello"); the result lists them all.
+//
 // The token is never printed: URLs in logs and in the result have it replaced by REDACTED.
 "use strict";
 
@@ -30,6 +34,8 @@ const OVERALL_TIMEOUT_MS = 15000;
 const proxyUrl = (process.argv[2] || process.env.SIGNALR_PROXY_URL || "").replace(/\/+$/, "");
 const token = process.argv[3] || process.env.SIGNALR_TOKEN || "";
 const mode = process.argv[4] || process.env.SIGNALR_MODE || "browser";
+const transportName = process.env.SIGNALR_TRANSPORT || "websockets";
+const connectionCount = Number(process.env.SIGNALR_CONNECTIONS || "1");
 /** What the library asked of its WebSocket constructor (token redacted). */
 const upgrades = [];
 
@@ -50,7 +56,9 @@ function fail(message) {
   process.exit(1);
 }
 
-if (!/^https?:\/\//.test(proxyUrl) || !token || !["browser", "node"].includes(mode)) {
+if (!/^https?:\/\//.test(proxyUrl) || !token || !["browser", "node"].includes(mode)
+    || !["websockets", "longpolling", "sse"].includes(transportName)
+    || !(connectionCount >= 1 && connectionCount <= 64)) {
   fail("usage: node client.js <proxy-url> <token> [browser|node]");
 }
 
@@ -100,41 +108,63 @@ const logger = {
   },
 };
 
-async function main() {
-  const connection = new signalR.HubConnectionBuilder()
+function build() {
+  return new signalR.HubConnectionBuilder()
     .withUrl(`${proxyUrl}/hub`, {
       accessTokenFactory: () => token,
-      transport: signalR.HttpTransportType.WebSockets,
+      transport: {
+        websockets: signalR.HttpTransportType.WebSockets,
+        longpolling: signalR.HttpTransportType.LongPolling,
+        sse: signalR.HttpTransportType.ServerSentEvents,
+      }[transportName],
       WebSocket: RecordingWebSocket,
     })
     .configureLogging(logger)
     .build();
+}
 
-  let closeError;
+/** Starts one connection; it stays open until `stop`. */
+async function open() {
+  const connection = build();
+  const state = { connection, closeError: undefined };
   connection.onclose((error) => {
-    closeError = error;
+    state.closeError = error;
   });
-  const received = new Promise((resolve) => {
+  state.received = new Promise((resolve) => {
     connection.on("ReceiveMessage", (user, text) => resolve({ user, text }));
   });
-
   await connection.start();
-  const connectionId = connection.connectionId;
-  await connection.invoke("Send", "hello");
-  const { user, text } = await received;
-  await connection.stop();
-  if (closeError) {
-    throw closeError;
+  state.connectionId = connection.connectionId;
+  return state;
+}
+
+async function main() {
+  // All connections are open at once, so each negotiate is balanced against the others.
+  const states = [];
+  for (let i = 0; i < connectionCount; i++) {
+    states.push(await open());
+  }
+  const results = [];
+  for (const state of states) {
+    await state.connection.invoke("Send", "hello");
+    const { user, text } = await state.received;
+    results.push({ connectionId: state.connectionId, user, text });
+  }
+  for (const state of states) {
+    await state.connection.stop();
+    if (state.closeError) {
+      throw state.closeError;
+    }
   }
 
   clearTimeout(timer);
   const result = {
     ok: true,
     mode,
+    transport: transportName,
     signalrVersion: signalRVersion,
-    connectionId,
-    user,
-    text,
+    ...results[0],
+    connections: results,
     upgrades,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

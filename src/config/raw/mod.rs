@@ -258,7 +258,12 @@ impl Default for FileLog {
 #[serde(default)]
 pub struct FileRoute {
     pub path: String,
-    pub upstream: String,
+    /// One URL or a list; see `config::upstream`.
+    pub upstream: crate::config::upstream::FileUpstream,
+    pub upstream_discovery: Option<crate::config::upstream::FileDiscovery>,
+    /// `none` or `signalr`.
+    pub affinity: String,
+    pub affinity_key_file: Option<PathBuf>,
     pub auth: String,
     pub tokens: Vec<String>,
     pub websocket: bool,
@@ -291,7 +296,10 @@ impl Default for FileRoute {
     fn default() -> Self {
         Self {
             path: String::new(),
-            upstream: String::new(),
+            upstream: crate::config::upstream::FileUpstream::default(),
+            upstream_discovery: None,
+            affinity: "none".into(),
+            affinity_key_file: None,
             auth: "required".into(),
             tokens: vec!["header".into()],
             websocket: false,

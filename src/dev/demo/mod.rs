@@ -160,6 +160,7 @@ fn point_demo_routes(config: &mut Config, echo: SocketAddr) {
     for route in &mut config.routes {
         if route.upstream.host() == Some(DEMO_HOST) {
             if let Ok(uri) = format!("http://{echo}").parse::<Uri>() {
+                route.endpoints.authorities = uri.authority().cloned().into_iter().collect();
                 route.upstream = uri;
             }
         }
