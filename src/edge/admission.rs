@@ -96,8 +96,12 @@ impl Admission {
 
     /// Answers a refused plain-HTTP connection in the background, or closes it at once
     /// when too many answers are already under way.
-    pub(crate) fn refuse<S>(&self, stream: S, refusal: Refusal, tracker: &tokio_util::task::TaskTracker)
-    where
+    pub(crate) fn refuse<S>(
+        &self,
+        stream: S,
+        refusal: Refusal,
+        tracker: &tokio_util::task::TaskTracker,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if self.answering.fetch_add(1, Ordering::AcqRel) >= MAX_ANSWERING {

@@ -40,7 +40,10 @@ pub(crate) struct Plan {
 }
 
 impl Targets {
-    pub(crate) fn new(route: &RouteConfig, ejections: prometheus::IntCounter) -> Result<Self, String> {
+    pub(crate) fn new(
+        route: &RouteConfig,
+        ejections: prometheus::IntCounter,
+    ) -> Result<Self, String> {
         let config = &route.endpoints;
         let sealer = match (config.affinity, &config.affinity_key_file) {
             (Affinity::None, _) => None,
