@@ -28,8 +28,6 @@ use serde_json::{json, Value};
 use support::browser::{browser_dir, describe, prerequisites, run_bounded, CHROMIUM};
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const SUBJECT: &str = "spa-user";
 
 fn signalr_dir() -> PathBuf {

@@ -25,8 +25,6 @@ use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const SUBJECT: &str = "balanced-user";
 
 fn project_dir() -> PathBuf {
