@@ -82,6 +82,12 @@ impl Gatehouse {
                 let (acceptor, watch) =
                     crate::tls::acceptor(files, background.clone()).map_err(StartError::Setup)?;
                 tokio::spawn(watch);
+                tokio::spawn(crate::edge::cert_expiry::watch(
+                    files.cert.clone(),
+                    files.reload_interval,
+                    metrics.clone(),
+                    background.clone(),
+                ));
                 Some(acceptor)
             }
             None => None,

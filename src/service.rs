@@ -168,6 +168,7 @@ impl Proxy {
             (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
         };
         let request_id = headers::request_id(request.headers());
+        let method = request.method().clone();
         let mut line = AccessLine::begin(
             &request,
             conn.peer.ip(),
@@ -195,7 +196,7 @@ impl Proxy {
         response
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);
-        metrics.observe(response.status(), line.elapsed());
+        metrics.observe(&method, response.status(), line.elapsed());
         line.finish(response)
     }
 
@@ -285,6 +286,7 @@ impl Proxy {
             .forward(Request::from_parts(parts, body))
             .await?;
         line.upstream_time = Some(sent.elapsed());
+        route.metrics.upstream(sent.elapsed());
         if let (Some(client_upgrade), true) = (
             client_upgrade,
             response.status() == StatusCode::SWITCHING_PROTOCOLS,
