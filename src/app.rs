@@ -8,6 +8,8 @@
 //!
 //! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +63,10 @@ impl Gatehouse {
         let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
         let background = CancellationToken::new();
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
+        let spans = match &config.trace.otlp {
+            Some(otlp) => Some(otlp::provider(otlp).map_err(StartError::Setup)?),
+            None => None,
+        };
         stores.spawn(&background);
         let shared = Shared {
             key_client: crate::http_client::build(Duration::from_secs(5), None)
@@ -71,6 +77,9 @@ impl Gatehouse {
             sessions: TaskTracker::new(),
             websockets_drain: CancellationToken::new(),
             background: background.clone(),
+            tracer: spans
+                .as_ref()
+                .map(|p| opentelemetry::trace::TracerProvider::tracer(p, "gatehouse")),
         };
 
         let listener = bind("listener", config.listen_addr).await?;
@@ -125,6 +134,7 @@ impl Gatehouse {
             websockets: shared.websockets_drain.clone(),
             background,
             grace,
+            spans,
         };
         let task = tokio::spawn(async move {
             accept.await;
@@ -178,6 +188,8 @@ struct Drain {
     /// Cancelled last: key refresh, stores, reloads, admin listener.
     background: CancellationToken,
     grace: Duration,
+    /// Flushed last, so the spans of the drained requests still go out.
+    spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl Drain {
@@ -206,6 +218,9 @@ impl Drain {
         // Each session sends its close frame under its own short timeout.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;
         self.background.cancel();
+        if let Some(spans) = self.spans {
+            otlp::shutdown(spans).await;
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod limits;
 mod paths;
 mod route;
 mod stores;
+pub mod trace;
 mod types;
 pub mod validate;
 
@@ -55,6 +56,7 @@ pub struct FileConfig {
     pub limits: FileLimits,
     pub reload: FileReload,
     pub paths: FilePaths,
+    pub trace: trace::FileTrace,
 }
 
 /// The top-level tables; only environment variables under one of these are overrides.
@@ -73,6 +75,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "reload",
     "paths",
+    "trace",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]

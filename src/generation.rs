@@ -47,6 +47,8 @@ pub struct Shared {
     pub background: CancellationToken,
     /// Fetches JWKS documents and discovery metadata.
     pub key_client: HttpClient,
+    /// Records request spans when `[trace] otlp_endpoint` is set (read at start only).
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 pub struct Generation {

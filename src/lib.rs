@@ -67,6 +67,7 @@ pub mod outbound;
 pub mod policy;
 /// Until the layout move lands: the proxy layer's new files.
 pub mod proxy {
+    pub mod request_span;
     pub mod trace_context;
 }
 pub mod pre_auth;

@@ -34,6 +34,8 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
+use crate::proxy::request_span::{RequestTracer, Target as SpanTarget};
+use crate::proxy::trace_context;
 use crate::rate_limit::RateLimits;
 use crate::redact::Redactor;
 use crate::revocation::Revocations;
@@ -99,6 +101,8 @@ pub struct Proxy {
     fallback: (Arc<str>, Redactor, RouteMetrics),
     /// `[paths]`.
     paths: PathRules,
+    /// W3C trace context and, when configured, the request's span.
+    tracer: RequestTracer,
 }
 
 impl Proxy {
@@ -138,6 +142,7 @@ impl Proxy {
             fallback: (Arc::from("-"), redactor, metrics.route("-")),
             metrics: metrics.clone(),
             paths: config.paths,
+            tracer: RequestTracer::new(shared.tracer.clone(), config.trace.trust_incoming),
         })
     }
 
@@ -169,6 +174,13 @@ impl Proxy {
         };
         let request_id = headers::request_id(request.headers());
         let method = request.method().clone();
+        let target = SpanTarget {
+            method: &method,
+            path: &path,
+            route: name,
+        };
+        let span = self.tracer.start(request.headers(), &target);
+        request.extensions_mut().insert(span.context.clone());
         let mut line = AccessLine::begin(
             &request,
             conn.peer.ip(),
@@ -176,6 +188,7 @@ impl Proxy {
             name.clone(),
             &request_id,
         );
+        line.trace_id = Some(span.context.trace_id_hex());
         // Refused targets still count against the client's request rate.
         let admissible = self
             .admissible(&request, conn)
@@ -197,6 +210,7 @@ impl Proxy {
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);
         metrics.observe(&method, response.status(), line.elapsed());
+        span.end(response.status(), line.reason);
         line.finish(response)
     }
 
@@ -369,9 +383,11 @@ impl Proxy {
             identity: &self.identity_headers,
             access,
         };
-        Ok(route
+        route
             .upstream
-            .rewrite(parts, &route.config, &route.redactor, rewrite)?)
+            .rewrite(parts, &route.config, &route.redactor, rewrite)?;
+        trace_context::apply_or_strip(parts);
+        Ok(())
     }
 
     pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {

@@ -13,6 +13,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// `[trace]`.
+    pub trace: super::trace::TraceConfig,
     pub tls: Option<TlsFiles>,
     pub admin_addr: SocketAddr,
     pub admin_token: Option<Secret>,

@@ -1,0 +1,85 @@
+//! `[trace]`: W3C trace context and OTLP span export.
+
+use std::time::Duration;
+
+use http::Uri;
+use serde::{Deserialize, Serialize};
+
+use super::validate::ConfigErrors;
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileTrace {
+    /// Continue a valid incoming `traceparent` instead of starting a new trace.
+    pub trust_incoming: bool,
+    /// OTLP/HTTP (protobuf) traces URL, e.g. `http://collector:4318/v1/traces`; empty = no export.
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    pub otlp_timeout: String,
+}
+
+impl Default for FileTrace {
+    fn default() -> Self {
+        Self {
+            trust_incoming: false,
+            otlp_endpoint: String::new(),
+            service_name: "gatehouse".into(),
+            otlp_timeout: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceConfig {
+    pub trust_incoming: bool,
+    pub otlp: Option<OtlpConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    pub endpoint: Uri,
+    pub service_name: String,
+    pub timeout: Duration,
+}
+
+pub(super) fn validate_trace(e: &mut ConfigErrors, raw: &FileTrace) -> TraceConfig {
+    let timeout = match humantime::parse_duration(&raw.otlp_timeout) {
+        Ok(t) if !t.is_zero() => t,
+        _ => {
+            e.push(
+                "trace.otlp_timeout",
+                "must be a duration above 0, like \"10s\"",
+            );
+            Duration::from_secs(10)
+        }
+    };
+    if raw.service_name.is_empty() {
+        e.push("trace.service_name", "must not be empty");
+    }
+    let otlp = match raw.otlp_endpoint.as_str() {
+        "" => None,
+        text => match text.parse::<Uri>() {
+            Ok(endpoint)
+                if matches!(endpoint.scheme_str(), Some("http" | "https"))
+                    && endpoint.host().is_some() =>
+            {
+                Some(OtlpConfig {
+                    endpoint,
+                    service_name: raw.service_name.clone(),
+                    timeout,
+                })
+            }
+            _ => {
+                e.push(
+                    "trace.otlp_endpoint",
+                    "must be an http:// or https:// URL (the collector's /v1/traces)",
+                );
+                None
+            }
+        },
+    };
+    TraceConfig {
+        trust_incoming: raw.trust_incoming,
+        otlp,
+    }
+}
