@@ -81,7 +81,10 @@ impl HttpClient for Exporter {
             let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await?;
             Ok::<_, HttpError>(Response::from_parts(parts, body.to_bytes()))
         };
-        let task = self.runtime.spawn(tokio::time::timeout(timeout, exchange));
+        // The timer is made inside the task: the batch thread has no runtime of its own.
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(timeout, exchange).await });
         match task.await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_elapsed)) => Err("OTLP export timed out".into()),
