@@ -83,3 +83,60 @@ pub(super) fn validate_trace(e: &mut ConfigErrors, raw: &FileTrace) -> TraceConf
         otlp,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: FileTrace) -> (TraceConfig, usize, String) {
+        let mut e = ConfigErrors::default();
+        let config = validate_trace(&mut e, &raw);
+        (config, e.count(), e.to_string())
+    }
+
+    #[test]
+    fn defaults_trust_nothing_and_export_nothing() {
+        let (config, count, _) = check(FileTrace::default());
+        assert_eq!(count, 0);
+        assert_eq!(
+            config,
+            TraceConfig {
+                trust_incoming: false,
+                otlp: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_endpoint_must_be_an_http_url() {
+        for bad in [
+            "collector:4318",
+            "ftp://c/v1/traces",
+            "http://",
+            "/v1/traces",
+        ] {
+            let raw = FileTrace {
+                otlp_endpoint: bad.into(),
+                ..FileTrace::default()
+            };
+            let (config, count, errors) = check(raw);
+            assert!(config.otlp.is_none(), "{bad}");
+            assert_eq!(count, 1, "{bad}: {errors}");
+            assert!(errors.contains("trace.otlp_endpoint"), "{bad}: {errors}");
+        }
+        let raw = FileTrace {
+            otlp_endpoint: "https://c.example:4318/v1/traces".into(),
+            otlp_timeout: "0s".into(),
+            service_name: String::new(),
+            trust_incoming: true,
+        };
+        let (config, count, errors) = check(raw);
+        assert_eq!(count, 2, "{errors}");
+        assert!(errors.contains("trace.otlp_timeout") && errors.contains("trace.service_name"));
+        assert!(config.trust_incoming);
+        assert_eq!(
+            config.otlp.unwrap().endpoint,
+            "https://c.example:4318/v1/traces"
+        );
+    }
+}
