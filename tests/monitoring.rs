@@ -13,7 +13,6 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures_util::SinkExt;
 use serde_json::json;
 use support::*;
 
