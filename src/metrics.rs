@@ -13,6 +13,8 @@ use prometheus::{
 
 mod registry;
 
+use registry::*;
+
 pub use registry::method_label;
 
 /// The commit gatehouse was built from, when the build knew it.
@@ -96,57 +98,17 @@ impl Metrics {
         registry::process_collector(&process)?;
         registry::build_info(&registry, env!("CARGO_PKG_VERSION"), COMMIT)?;
         let r = registry::Families::new(&registry);
-        let token_cache = r.counter(
-            "token_cache_total",
-            "Validated-token cache lookups, by result",
-            &["result"],
-        )?;
+        let token_cache = r.counter(TOKEN_CACHE)?;
         Ok(Self {
-            requests: r.counter(
-                "requests_total",
-                "Requests answered, by route, method and status code",
-                &["route", "method", "code"],
-            )?,
-            duration: r.histogram(
-                "request_duration_seconds",
-                "Time to response headers, by route",
-                &["route"],
-            )?,
-            upstream_duration: r.histogram(
-                "upstream_duration_seconds",
-                "Time from sending a request upstream to its response headers, by route",
-                &["route"],
-            )?,
-            auth_failures: r.counter(
-                "auth_failures_total",
-                "Requests refused by authentication or policy, by reason",
-                &["reason"],
-            )?,
-            upstream_errors: r.counter(
-                "upstream_errors_total",
-                "Upstream failures, by route and kind (connect: no connection made)",
-                &["route", "kind"],
-            )?,
-            jwks_refreshes: r.counter(
-                "jwks_refresh_total",
-                "Key set fetches, by issuer and result",
-                &["issuer", "result"],
-            )?,
-            jwks_age: r.gauge(
-                "jwks_last_success_age_seconds",
-                "Seconds since the issuer's last good key set",
-                &["issuer"],
-            )?,
-            idp_requests: r.histogram(
-                "idp_request_duration_seconds",
-                "Discovery, JWKS and introspection requests, by issuer, endpoint and result",
-                &["issuer", "endpoint", "result"],
-            )?,
-            certificate_expiry: r.gauge(
-                "certificate_expiry_timestamp_seconds",
-                "notAfter of each certificate gatehouse serves, as Unix seconds",
-                &["certificate"],
-            )?,
+            requests: r.counter(REQUESTS)?,
+            duration: r.histogram(DURATION)?,
+            upstream_duration: r.histogram(UPSTREAM_DURATION)?,
+            auth_failures: r.counter(AUTH_FAILURES)?,
+            upstream_errors: r.counter(UPSTREAM_ERRORS)?,
+            jwks_refreshes: r.counter(JWKS_REFRESHES)?,
+            jwks_age: r.gauge(JWKS_AGE)?,
+            idp_requests: r.histogram(IDP_REQUESTS)?,
+            certificate_expiry: r.gauge(CERTIFICATE_EXPIRY)?,
             connections: r.int_gauge(
                 "connections_open",
                 "Client connections open on the public listener",
@@ -158,36 +120,12 @@ impl Metrics {
                 "WebSocket sessions being relayed, by route",
                 &["route"],
             )?,
-            upgrades: r.counter(
-                "websocket_upgrades_total",
-                "WebSocket upgrade attempts, by route and result",
-                &["route", "result"],
-            )?,
-            websocket_closes: r.counter(
-                "websocket_closes_total",
-                "Ended WebSocket sessions, by route and reason",
-                &["route", "reason"],
-            )?,
-            tickets: r.counter(
-                "tickets_total",
-                "Tickets issued, redeemed and rejected (by reason)",
-                &["result"],
-            )?,
-            store_errors: r.counter(
-                "store_errors_total",
-                "Checks or writes that found the shared store unavailable, by store",
-                &["store"],
-            )?,
-            limit_hits: r.counter(
-                "limit_hits_total",
-                "Connections or requests turned away or cut by a limit, by limit",
-                &["limit"],
-            )?,
-            reloads: r.counter(
-                "config_reloads_total",
-                "Config reloads, by result (ok, error)",
-                &["result"],
-            )?,
+            upgrades: r.counter(UPGRADES)?,
+            websocket_closes: r.counter(WEBSOCKET_CLOSES)?,
+            tickets: r.counter(TICKETS)?,
+            store_errors: r.counter(STORE_ERRORS)?,
+            limit_hits: r.counter(LIMIT_HITS)?,
+            reloads: r.counter(RELOADS)?,
             reload_ok: {
                 let g = r.int_gauge(
                     "config_last_reload_successful",

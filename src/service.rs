@@ -34,7 +34,7 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::generation::Shared;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::policy;
-use crate::proxy::request_span::{RequestTracer, Target as SpanTarget};
+use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarget};
 use crate::proxy::trace_context;
 use crate::rate_limit::RateLimits;
 use crate::redact::Redactor;
@@ -174,12 +174,7 @@ impl Proxy {
         };
         let request_id = headers::request_id(request.headers());
         let method = request.method().clone();
-        let target = SpanTarget {
-            method: &method,
-            path: &path,
-            route: name,
-        };
-        let span = self.tracer.start(request.headers(), &target);
+        let span = self.begin_span(&request, &path, name);
         request.extensions_mut().insert(span.context.clone());
         let mut line = AccessLine::begin(
             &request,
@@ -212,6 +207,17 @@ impl Proxy {
         metrics.observe(&method, response.status(), line.elapsed());
         span.end(response.status(), line.reason);
         line.finish(response)
+    }
+
+    /// Starts the request's span; `handle` puts its trace context in the request's
+    /// extensions, where the upstream rewrite finds it.
+    fn begin_span(&self, request: &Request<Incoming>, path: &str, route: &str) -> RequestSpan {
+        let target = SpanTarget {
+            method: request.method(),
+            path,
+            route,
+        };
+        self.tracer.start(request.headers(), &target)
     }
 
     /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`

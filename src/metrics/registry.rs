@@ -11,6 +11,90 @@ const BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// A labelled family: name (after the `gatehouse_` prefix), help, label names.
+pub(super) type Def = (&'static str, &'static str, &'static [&'static str]);
+
+pub(super) const REQUESTS: Def = (
+    "requests_total",
+    "Requests answered, by route, method and status code",
+    &["route", "method", "code"],
+);
+pub(super) const DURATION: Def = (
+    "request_duration_seconds",
+    "Time to response headers, by route",
+    &["route"],
+);
+pub(super) const UPSTREAM_DURATION: Def = (
+    "upstream_duration_seconds",
+    "Time from sending a request upstream to its response headers, by route",
+    &["route"],
+);
+pub(super) const AUTH_FAILURES: Def = (
+    "auth_failures_total",
+    "Requests refused by authentication or policy, by reason",
+    &["reason"],
+);
+pub(super) const UPSTREAM_ERRORS: Def = (
+    "upstream_errors_total",
+    "Upstream failures, by route and kind (connect: no connection made)",
+    &["route", "kind"],
+);
+pub(super) const JWKS_REFRESHES: Def = (
+    "jwks_refresh_total",
+    "Key set fetches, by issuer and result",
+    &["issuer", "result"],
+);
+pub(super) const JWKS_AGE: Def = (
+    "jwks_last_success_age_seconds",
+    "Seconds since the issuer's last good key set",
+    &["issuer"],
+);
+pub(super) const IDP_REQUESTS: Def = (
+    "idp_request_duration_seconds",
+    "Discovery, JWKS and introspection requests, by issuer, endpoint and result",
+    &["issuer", "endpoint", "result"],
+);
+pub(super) const CERTIFICATE_EXPIRY: Def = (
+    "certificate_expiry_timestamp_seconds",
+    "notAfter of each certificate gatehouse serves, as Unix seconds",
+    &["certificate"],
+);
+pub(super) const UPGRADES: Def = (
+    "websocket_upgrades_total",
+    "WebSocket upgrade attempts, by route and result",
+    &["route", "result"],
+);
+pub(super) const WEBSOCKET_CLOSES: Def = (
+    "websocket_closes_total",
+    "Ended WebSocket sessions, by route and reason",
+    &["route", "reason"],
+);
+pub(super) const TICKETS: Def = (
+    "tickets_total",
+    "Tickets issued, redeemed and rejected (by reason)",
+    &["result"],
+);
+pub(super) const STORE_ERRORS: Def = (
+    "store_errors_total",
+    "Checks or writes that found the shared store unavailable, by store",
+    &["store"],
+);
+pub(super) const LIMIT_HITS: Def = (
+    "limit_hits_total",
+    "Connections or requests turned away or cut by a limit, by limit",
+    &["limit"],
+);
+pub(super) const RELOADS: Def = (
+    "config_reloads_total",
+    "Config reloads, by result (ok, error)",
+    &["result"],
+);
+pub(super) const TOKEN_CACHE: Def = (
+    "token_cache_total",
+    "Validated-token cache lookups, by result",
+    &["result"],
+);
+
 /// The method as a label: the nine methods of RFC 9110 and RFC 5789 as they are, any
 /// other token as `OTHER`, so a client cannot mint label values.
 pub fn method_label(method: &http::Method) -> &'static str {
@@ -48,29 +132,20 @@ impl<'a> Families<'a> {
 
     pub(super) fn counter(
         &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
+        (name, help, labels): Def,
     ) -> Result<IntCounterVec, prometheus::Error> {
         self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
     }
 
     pub(super) fn histogram(
         &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
+        (name, help, labels): Def,
     ) -> Result<HistogramVec, prometheus::Error> {
         let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
         self.register(HistogramVec::new(opts, labels)?)
     }
 
-    pub(super) fn gauge(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<GaugeVec, prometheus::Error> {
+    pub(super) fn gauge(&self, (name, help, labels): Def) -> Result<GaugeVec, prometheus::Error> {
         self.register(GaugeVec::new(Opts::new(name, help), labels)?)
     }
 
