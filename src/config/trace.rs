@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
-use super::validate::ConfigErrors;
+use super::fields::ConfigErrors;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default)]
