@@ -14,6 +14,8 @@ pub mod otlp;
 pub mod reload;
 pub mod shutdown;
 
+use crate::edge::cert_expiry;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,10 +70,7 @@ impl Gatehouse {
         let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
         let background = CancellationToken::new();
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
-        let spans = match &config.trace.otlp {
-            Some(otlp) => Some(otlp::provider(otlp).map_err(StartError::Setup)?),
-            None => None,
-        };
+        let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
         stores.spawn(&background);
         let shared = Shared {
             key_client: crate::http_client::build(Duration::from_secs(5), None)
@@ -82,9 +81,7 @@ impl Gatehouse {
             sessions: TaskTracker::new(),
             websockets_drain: CancellationToken::new(),
             background: background.clone(),
-            tracer: spans
-                .as_ref()
-                .map(|p| opentelemetry::trace::TracerProvider::tracer(p, "gatehouse")),
+            tracer: spans.as_ref().map(otlp::tracer),
         };
 
         let listener = bind("listener", config.listen_addr).await?;
@@ -100,12 +97,7 @@ impl Gatehouse {
                 )
                 .map_err(StartError::Setup)?;
                 tokio::spawn(watch);
-                tokio::spawn(crate::edge::cert_expiry::watch(
-                    files.cert.clone(),
-                    files.reload_interval,
-                    metrics.clone(),
-                    background.clone(),
-                ));
+                tokio::spawn(cert_expiry::watch(files, &metrics, &background));
                 Some(acceptor)
             }
             None => None,

@@ -11,17 +11,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
-use crate::config::trace::OtlpConfig;
+use crate::config::trace::{OtlpConfig, TraceConfig};
 use crate::http_client::{self, Pooled};
 
 /// A collector's answer is a small protobuf status; anything bigger is not one.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The provider `[trace]` asks for: none without an `otlp_endpoint`.
+pub fn for_config(config: &TraceConfig) -> Result<Option<SdkTracerProvider>, String> {
+    config.otlp.as_ref().map(provider).transpose()
+}
+
+/// The tracer the request path records its spans with.
+pub fn tracer(provider: &SdkTracerProvider) -> SdkTracer {
+    provider.tracer("gatehouse")
+}
 
 /// Builds the tracer provider; call inside the runtime that will carry the exports.
 pub fn provider(config: &OtlpConfig) -> Result<SdkTracerProvider, String> {

@@ -5,9 +5,8 @@
 //! The value is the earliest `notAfter` in the served chain: an expired intermediate fails
 //! clients as surely as an expired leaf. A file that does not parse leaves the last value.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
 use der::{Decode, Reader, SliceReader, Tag, TagNumber};
@@ -15,32 +14,45 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::validate::TlsFiles;
 use crate::metrics::Metrics;
 
 /// The label of the public listener's certificate.
 pub const LISTEN: &str = "listen";
 
-/// Sets the gauge now and again every `every` until `stop`.
-pub async fn watch(cert: PathBuf, every: Duration, metrics: Arc<Metrics>, stop: CancellationToken) {
-    loop {
-        let path = cert.clone();
-        let earliest = tokio::task::spawn_blocking(move || {
-            crate::files::read(&path)
-                .ok()
-                .and_then(|pem| earliest_not_after(&pem))
-        })
-        .await
-        .ok()
-        .flatten();
-        match earliest {
-            Some(unix) => metrics.certificate_expiry(LISTEN, unix),
-            None => {
-                tracing::warn!(cert = %cert.display(), "no certificate expiry readable from the TLS chain")
+/// The task that sets the gauge now and again every `listen.tls.reload_interval`.
+pub fn watch(
+    files: &TlsFiles,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    let (cert, every) = (files.cert.clone(), files.reload_interval);
+    let (metrics, stop) = (metrics.clone(), stop.clone());
+    async move {
+        loop {
+            refresh(&cert, &metrics).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+    }
+}
+
+async fn refresh(cert: &Path, metrics: &Metrics) {
+    let path = cert.to_path_buf();
+    let earliest = tokio::task::spawn_blocking(move || {
+        crate::files::read(&path)
+            .ok()
+            .and_then(|pem| earliest_not_after(&pem))
+    })
+    .await
+    .ok()
+    .flatten();
+    match earliest {
+        Some(unix) => metrics.certificate_expiry(LISTEN, unix),
+        None => {
+            tracing::warn!(cert = %cert.display(), "no certificate expiry readable from the TLS chain")
         }
     }
 }
