@@ -2,7 +2,8 @@
 //! invariants ([`invariants`]), the route table ([`route`]), the ticket desk
 //! ([`ticket_desk`]), rate limits ([`rate_limit`]), the pre-authentication budget
 //! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), the access log ([`access_log`]) and
-//! the only error -> response map ([`error`]).
+//! the only error -> response map ([`error`]); W3C trace context ([`trace_context`]) and the
+//! request's span ([`request_span`]).
 
 pub mod access_log;
 pub mod error;
