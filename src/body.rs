@@ -5,20 +5,20 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 
 /// A streamed body: an upstream's `Incoming` passes through without buffering.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A JSON response with `status`.
-pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
+pub(crate) fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
     let mut response = http::Response::new(full(value.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(

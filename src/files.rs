@@ -11,16 +11,16 @@ use std::io::{self, Read};
 use std::path::Path;
 
 /// No watched file is anywhere near this; a system CA bundle is about 200 KiB.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Reads a whole regular file of at most [`MAX_FILE_BYTES`]. Blocking but bounded: it
 /// never waits on a peer, so callers on the runtime may use it for a poll tick.
-pub fn read(path: &Path) -> io::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> io::Result<Vec<u8>> {
     read_capped(path, MAX_FILE_BYTES)
 }
 
 /// [`read`] as UTF-8 text.
-pub fn read_to_string(path: &Path) -> io::Result<String> {
+pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
     String::from_utf8(read(path)?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }

@@ -25,9 +25,9 @@ use crate::proxy::service::Proxy;
 use crate::shared::Shared;
 
 /// The generation serving new requests.
-pub type Current = Arc<ArcSwap<Generation>>;
+pub(crate) type Current = Arc<ArcSwap<Generation>>;
 
-pub struct Generation {
+pub(crate) struct Generation {
     pub config: Config,
     pub proxy: Arc<Proxy>,
     /// HTTP/1.1 + HTTP/2 server settings for connections accepted under this generation.
@@ -40,7 +40,7 @@ pub struct Generation {
 impl Generation {
     /// Builds a generation; with `previous`, remote key sets it already holds are carried
     /// over, so a reload never leaves an issuer without keys while it refetches.
-    pub fn build(
+    pub(crate) fn build(
         config: Config,
         shared: &Shared,
         previous: Option<&Generation>,
@@ -90,7 +90,7 @@ impl Generation {
     }
 
     /// Waits (up to `within`) for issuers whose keys are fetched to have some.
-    pub async fn keys_ready(&self, within: Duration) -> bool {
+    pub(crate) async fn keys_ready(&self, within: Duration) -> bool {
         let all_ready = || self.key_stores.iter().all(|s| s.is_ready());
         tokio::time::timeout(within, async {
             while !all_ready() {
@@ -102,13 +102,13 @@ impl Generation {
     }
 
     /// Called once this generation no longer serves new requests.
-    pub fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.refresh.cancel();
     }
 }
 
 /// Builds the HTTP/1.1 + HTTP/2 server settings; every connection of a generation shares them.
-pub fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+pub(crate) fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

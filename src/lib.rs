@@ -10,7 +10,8 @@
 //! - [`app`]: the process. `Gatehouse::start(Config) -> Running` builds the shared state
 //!   once and binds both listeners; [`app::reload`] (SIGHUP, file watch), [`app::admin`]
 //!   (`/metrics`, `/healthz`, `/readyz`, revocations), [`app::shutdown`] (SIGTERM / SIGINT),
-//!   [`app::logging`], [`app::otlp`] (span export over OTLP/HTTP)
+//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe),
+//!   [`app::otlp`] (span export over OTLP/HTTP)
 //! - [`edge`]: one connection before it means HTTP: [`edge::listener`] (accept loop, TLS
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
 //!   (certificate reloaded when its files change), [`edge::activity`] and
@@ -45,28 +46,30 @@
 //!   [`redact`] (query strings and URLs), [`outbound`] (where gatehouse may fetch keys and
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
-//!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads)
+//!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
+//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
 
 pub mod app;
 pub mod auth;
-pub mod body;
+pub(crate) mod body;
+pub mod build_info;
 pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod edge;
-pub mod files;
-pub mod generation;
+pub(crate) mod files;
+pub(crate) mod generation;
 pub mod http_client;
 pub mod metrics;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod proxy;
 pub mod redact;
-pub mod redis;
+pub(crate) mod redis;
 pub mod secret;
-pub mod shared;
-pub mod tickets;
+pub(crate) mod shared;
+pub(crate) mod tickets;
 pub mod upstream;
 pub mod websocket;
 

@@ -11,7 +11,7 @@ use http::Uri;
 
 /// How a URL may be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Https,
     /// Plain http to 127.0.0.0/8, `::1` or `localhost`.
     LoopbackHttp,
@@ -20,11 +20,11 @@ pub enum Transport {
 }
 
 /// Why a URL may not be fetched from.
-pub const HTTP_REFUSED: &str = "must be https:// (plain http would let anyone on the path \
+pub(crate) const HTTP_REFUSED: &str = "must be https:// (plain http would let anyone on the path \
      swap keys or read secrets); set allow_http = true on this table to accept it";
 
 /// The transport `uri` would use, or why it is refused.
-pub fn transport(uri: &Uri, allow_http: bool) -> Result<Transport, &'static str> {
+pub(crate) fn transport(uri: &Uri, allow_http: bool) -> Result<Transport, &'static str> {
     match uri.scheme_str() {
         Some("https") => Ok(Transport::Https),
         Some("http") if uri.host().is_some_and(is_loopback) => Ok(Transport::LoopbackHttp),
@@ -35,7 +35,7 @@ pub fn transport(uri: &Uri, allow_http: bool) -> Result<Transport, &'static str>
 }
 
 /// Literal loopback addresses and `localhost`; no other name is trusted to stay on the host.
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -43,7 +43,7 @@ pub fn is_loopback(host: &str) -> bool {
 
 /// Whether a discovered `jwks_uri` host may serve the issuer's keys: the issuer's own host
 /// (any port) or one listed in `jwks_hosts`.
-pub fn jwks_host_allowed(issuer: &Uri, jwks: &Uri, extra_hosts: &[String]) -> bool {
+pub(crate) fn jwks_host_allowed(issuer: &Uri, jwks: &Uri, extra_hosts: &[String]) -> bool {
     let Some(host) = jwks.host() else {
         return false;
     };
@@ -52,7 +52,7 @@ pub fn jwks_host_allowed(issuer: &Uri, jwks: &Uri, extra_hosts: &[String]) -> bo
 }
 
 /// Which plain-http transport `url` would use (`None` for https or a refused URL).
-pub fn plain_http(url: &str, allow_http: bool) -> Option<&'static str> {
+pub(crate) fn plain_http(url: &str, allow_http: bool) -> Option<&'static str> {
     match transport(&url.parse().ok()?, allow_http).ok()? {
         Transport::Https => None,
         Transport::LoopbackHttp => Some("loopback"),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::secret::Secret;
 
 /// Every Redis command answers within this or counts as a failure.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The store counts as down when no ping succeeded for this long.
 const STALE_AFTER: Duration = Duration::from_secs(3);
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -25,9 +25,9 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// which may hold a password.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the shared store is unavailable")]
-pub struct StoreError;
+pub(crate) struct StoreError;
 
-pub struct RedisHandle {
+pub(crate) struct RedisHandle {
     client: redis::Client,
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     /// Milliseconds after `born` of the last success (0: never); read on every request.
@@ -36,7 +36,7 @@ pub struct RedisHandle {
 }
 
 impl RedisHandle {
-    pub fn new(url: &Secret) -> Result<Self, String> {
+    pub(crate) fn new(url: &Secret) -> Result<Self, String> {
         let client =
             redis::Client::open(url.expose()).map_err(|_| "invalid Redis URL".to_string())?;
         Ok(Self {
@@ -47,12 +47,12 @@ impl RedisHandle {
         })
     }
 
-    pub fn client(&self) -> &redis::Client {
+    pub(crate) fn client(&self) -> &redis::Client {
         &self.client
     }
 
     /// A connection, made on first use. The manager behind it reconnects on its own.
-    pub async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
         let mut slot = self.connection.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -74,7 +74,7 @@ impl RedisHandle {
     }
 
     /// Runs one command under [`COMMAND_TIMEOUT`], recording success for health.
-    pub async fn run<T: redis::FromRedisValue>(
+    pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         command: &redis::Cmd,
     ) -> Result<T, StoreError> {
@@ -101,18 +101,18 @@ impl RedisHandle {
         u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub fn mark_ok(&self) {
+    pub(crate) fn mark_ok(&self) {
         self.last_ok.store(self.millis().max(1), Ordering::Release);
     }
 
     /// Reachable recently enough to be trusted.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         let last = self.last_ok.load(Ordering::Acquire);
         last != 0 && u128::from(self.millis().saturating_sub(last)) < STALE_AFTER.as_millis()
     }
 
     /// Pings once a second until `stop`, so health follows Redis going and coming back.
-    pub async fn keep_checking(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn keep_checking(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let was_healthy = self.is_healthy();
             let ok = self.run::<String>(&redis::cmd("PING")).await.is_ok();

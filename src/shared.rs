@@ -19,7 +19,7 @@ use crate::tickets::TicketStore;
 
 /// State built once at start and kept across reloads.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub stores: Arc<Stores>,
     /// Counts per client and caller; each generation applies its own configured limits.
@@ -38,7 +38,7 @@ pub struct Shared {
 
 impl Shared {
     /// The parts the request path uses.
-    pub fn for_proxy(&self) -> Lasting {
+    pub(crate) fn for_proxy(&self) -> Lasting {
         Lasting {
             metrics: self.metrics.clone(),
             revocations: self.stores.revocations.clone(),
@@ -53,14 +53,14 @@ impl Shared {
 
 /// The stores of one gatehouse: revocations always, tickets when `[tickets]` is set, and
 /// one Redis handle for each of them that uses Redis.
-pub struct Stores {
+pub(crate) struct Stores {
     pub revocations: Arc<Revocations>,
     pub tickets: Option<Arc<TicketStore>>,
     handles: Vec<(&'static str, Arc<RedisHandle>)>,
 }
 
 impl Stores {
-    pub fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, String> {
+    pub(crate) fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, String> {
         let mut handles: Vec<(&'static str, Arc<RedisHandle>)> = Vec::new();
         let mut handle_for =
             |what: &'static str, store: &StoreConfig| -> Result<Option<Arc<RedisHandle>>, String> {
@@ -92,7 +92,7 @@ impl Stores {
     }
 
     /// Health pings, the revocation feed and the ticket sweep, until `stop`.
-    pub fn spawn(&self, stop: &CancellationToken) {
+    pub(crate) fn spawn(&self, stop: &CancellationToken) {
         for (_, handle) in &self.handles {
             tokio::spawn(handle.clone().keep_checking(stop.clone()));
         }
@@ -103,7 +103,7 @@ impl Stores {
     }
 
     /// For `/readyz`: every Redis store answered recently.
-    pub fn unhealthy(&self) -> Vec<&'static str> {
+    pub(crate) fn unhealthy(&self) -> Vec<&'static str> {
         self.handles
             .iter()
             .filter(|(_, h)| !h.is_healthy())

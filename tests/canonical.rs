@@ -16,8 +16,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ISS: &str = "https://sts.example/";
-
 struct World {
     upstream: Upstream,
     proxy: TestProxy,
@@ -30,12 +28,7 @@ async fn world() -> World {
     let key = Key::rsa("rsa1", "k1");
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-public_key_file = {pem:?}
-algorithms = ["RS256"]
+{rs256}
 
 [[route]]
 path = "/public"
@@ -63,7 +56,7 @@ upstream = "{up}"
 auth = "none"
 case_sensitive = true
 "#,
-        pem = key.public_pem_path(),
+        rs256 = rs256_issuer(&key),
         up = upstream.url()
     );
     let proxy = TestProxy::start(&toml).await;

@@ -42,8 +42,6 @@ use judge::{describe, judge, table};
 use serde_json::json;
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const ROUTES: [&str; 3] = ["/public", "/api", "/api/admin"];
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -82,11 +80,7 @@ fn token(sub: &str, role: &str, scope: &str) -> String {
         "api",
         json!({"sub": sub, "role": role, "scope": scope}),
     );
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims,
-    )
+    mint_hs(&claims)
 }
 
 /// The callers' tokens, and a stray valid one an anonymous caller smuggles in token spellings.
@@ -129,11 +123,7 @@ async fn proxy_for(backend: &Backend) -> TestProxy {
     let tokens = r#"["header", "query:access_token", "cookie:gh_token"]"#;
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [identity]
 headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Roles" = "role", "X-Auth-Scopes" = "scope" }}

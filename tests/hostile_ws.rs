@@ -28,19 +28,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const ADMIN: &str = "admin-secret-for-hostile-tests";
 
 fn token(sub: &str, ttl_secs: u64, jti: &str) -> String {
     let mut claims = claims(ISS, "api", json!({ "jti": jti }));
     claims["sub"] = json!(sub);
     claims["exp"] = json!(now() + ttl_secs);
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims,
-    )
+    mint_hs(&claims)
 }
 
 /// `/fm` authenticates from the first message; `/ws` from the header.
@@ -51,11 +45,7 @@ async fn proxy(upstream: &str, limits: &str) -> TestProxy {
 addr = "127.0.0.1:0"
 token_env = "ADMIN"
 
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 leeway = "0s"
 
 [tickets]

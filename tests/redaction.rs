@@ -10,8 +10,6 @@ mod support;
 use serde_json::json;
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-
 #[tokio::test]
 async fn no_token_reaches_any_log_line_at_debug_level() {
     let upstream = Upstream::echo().await;
@@ -26,18 +24,10 @@ async fn no_token_reaches_any_log_line_at_debug_level() {
         &config,
         format!(
             r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 [log]
 format = "json"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-public_key_file = {pem:?}
-algorithms = ["RS256"]
+{rs256}
 [[route]]
 path = "/api"
 upstream = "{up}"
@@ -47,7 +37,7 @@ path = "/dead"
 upstream = "http://{dead}"
 tokens = ["query:custom_param"]
 "#,
-            pem = key.public_pem_path(),
+            rs256 = rs256_issuer(&key),
             up = upstream.url()
         ),
     )

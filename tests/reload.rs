@@ -24,10 +24,7 @@ const ISS: &str = "https://issuer.reload.test";
 fn toml_for(api_upstream: &str, sse: &str, hub: &str, key_file: &Path, watch: bool) -> String {
     format!(
         r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 [shutdown]
 grace = "1s"
 [reload]
@@ -302,10 +299,7 @@ async fn rotated_secret_files_take_over_without_a_restart() {
         &config_file,
         format!(
             r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 token_file = "{admin}"
 [reload]
 interval = "100ms"
@@ -360,10 +354,7 @@ async fn a_reload_keeps_the_rate_limiters_counts() {
     let toml = |ttl: &str| {
         format!(
             r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 [reload]
 interval = "100ms"
 [[issuer]]

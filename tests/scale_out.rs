@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const ADMIN: &str = "admin-secret-for-tests";
 
 struct Backends {
@@ -40,11 +38,7 @@ fn config(
 addr = "127.0.0.1:0"
 token_env = "ADMIN"
 
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [tickets]
 store = "{tickets_store}"
@@ -80,11 +74,7 @@ fn token(sub: &str) -> (String, String) {
     let jti = format!("jti-{}", rand::random::<u64>());
     let mut c = claims(ISS, "api", json!({ "sub": sub, "jti": jti }));
     c["iat"] = json!(now() - 10);
-    let t = mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &c,
-    );
+    let t = mint_hs(&c);
     (t, jti)
 }
 
@@ -189,11 +179,7 @@ async fn a_revocation_on_one_replica_holds_on_all_and_closes_open_websockets() {
     assert!(refused, "replica A still accepts a revoked subject");
     let mut newer = claims(ISS, "api", json!({ "sub": "carol" }));
     newer["iat"] = json!(now() + 5);
-    let newer = mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &newer,
-    );
+    let newer = mint_hs(&newer);
     assert_eq!(api_status(&a, &newer).await, 200);
 
     let listed = get(

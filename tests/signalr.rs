@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::*;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const SUBJECT: &str = "signalr-user";
 
 fn project_dir() -> PathBuf {
@@ -204,21 +202,13 @@ async fn run_client(proxy: String, token: String, mode: &'static str) -> ClientR
 fn token_for(sub: &str) -> String {
     let mut claims = claims(ISS, "api", json!({}));
     claims["sub"] = json!(sub);
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims,
-    )
+    mint_hs(&claims)
 }
 
 async fn proxy_for(hub: &Hub, upstream_auth: &str) -> TestProxy {
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [identity]
 headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Roles" = "role" }}

@@ -14,17 +14,10 @@ use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
 fn toml(upstream: &str, ws: &str) -> String {
     format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [identity]
 headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Roles" = "role" }}
@@ -58,11 +51,7 @@ async fn proxy(upstream: &str, ws: &str) -> TestProxy {
 }
 
 fn token(sub: &str) -> String {
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims(ISS, "api", json!({"sub": sub, "role": "user"})),
-    )
+    mint_hs(&claims(ISS, "api", json!({"sub": sub, "role": "user"})))
 }
 
 /// Sends raw bytes so header spellings reach the proxy exactly as written.
@@ -326,22 +315,14 @@ fn logged_proxy(upstream: &Upstream, key: &Key, dir: &std::path::Path) -> (Proc,
         &config,
         format!(
             r#"
-[listen]
-addr = "127.0.0.1:0"
-[admin]
-addr = "127.0.0.1:0"
+{LOOPBACK_LISTENERS}
 [log]
 format = "json"
 redact_params = ["code"]
 [tickets]
 endpoint = "/tickets"
 tokens = ["header", "query:desk_token"]
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-public_key_file = {pem:?}
-algorithms = ["RS256"]
+{rs256}
 [[route]]
 path = "/q"
 upstream = "{up}"
@@ -351,7 +332,7 @@ path = "/open"
 upstream = "{up}"
 auth = "none"
 "#,
-            pem = key.public_pem_path(),
+            rs256 = rs256_issuer(key),
             up = upstream.url()
         ),
     )

@@ -22,9 +22,6 @@ use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
 struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
@@ -79,11 +76,7 @@ tls.cert = "{dir}/tls.crt"
 tls.key = "{dir}/tls.key"
 tls.reload_interval = "100ms"
 
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [[route]]
 path = "/"
@@ -96,11 +89,7 @@ upstream = "{up}"
 }
 
 fn token() -> String {
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims(ISS, "api", json!({})),
-    )
+    mint_hs(&claims(ISS, "api", json!({})))
 }
 
 async fn request_over(ca: &Ca, http2: bool, port: u16) -> (u16, Version) {

@@ -16,9 +16,6 @@ use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
 fn config(upstream: &str, extra: &str) -> String {
     format!(
         r#"
@@ -26,11 +23,7 @@ fn config(upstream: &str, extra: &str) -> String {
 header_read_timeout = "1s"
 {extra}
 
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [[route]]
 path = "/"
@@ -46,11 +39,7 @@ async fn proxy(upstream: &str, extra: &str) -> TestProxy {
 }
 
 fn token() -> String {
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims(ISS, "api", json!({})),
-    )
+    mint_hs(&claims(ISS, "api", json!({})))
 }
 
 #[tokio::test]

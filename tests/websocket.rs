@@ -17,9 +17,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-const ISS: &str = "https://sts.example/";
-const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
 struct World {
     hub: WsHub,
     proxy: TestProxy,
@@ -29,11 +26,7 @@ async fn world() -> World {
     let hub = WsHub::start().await;
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 leeway = "0s"
 
 [identity]
@@ -80,11 +73,7 @@ fn token_for(sub: &str, ttl_secs: u64, extra: serde_json::Value) -> String {
     let mut claims = claims(ISS, "api", extra);
     claims["sub"] = json!(sub);
     claims["exp"] = json!(now() + ttl_secs);
-    mint_with(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        &claims,
-    )
+    mint_hs(&claims)
 }
 
 impl World {
@@ -472,11 +461,7 @@ async fn the_ticket_endpoint_rate_limits_each_client_and_idle_sessions_end() {
     let hub = WsHub::start().await;
     let toml = format!(
         r#"
-[[issuer]]
-name = "sts"
-issuer = "{ISS}"
-audiences = ["api"]
-hmac_secret_env = "HS"
+{HS_ISSUER}
 
 [tickets]
 rate_limit_per_minute = 2
@@ -680,4 +665,83 @@ async fn absurd_date_claims_get_401_and_crash_nothing() {
     .await
     .unwrap();
     echo_once(&mut c, "sane").await;
+}
+
+/// The real binary (its access log is what is checked), first-message auth on `/fm`, an
+/// admin token for revocations; returns it, its public and its admin address.
+fn first_message_binary(dir: &std::path::Path, hub: &WsHub) -> (Proc, String, String) {
+    let (admin_token, hmac) = (dir.join("admin"), dir.join("hmac"));
+    std::fs::write(&admin_token, "admin-token-for-the-refusal-test").unwrap();
+    std::fs::write(&hmac, SECRET).unwrap();
+    let toml = format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+token_file = "{}"
+[log]
+format = "json"
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_file = "{}"
+[[route]]
+path = "/fm"
+upstream = "{}"
+websocket = true
+tokens = ["first-message"]
+"#,
+        admin_token.display(),
+        hmac.display(),
+        hub.url()
+    );
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(&config, toml).unwrap();
+    let (proc, addr) = Proc::start(&config);
+    let admin = format!("http://{}", proc.admin);
+    (proc, format!("ws://{addr}"), admin)
+}
+
+#[tokio::test]
+async fn a_revoked_token_in_the_first_message_is_logged_and_counted_as_revoked() {
+    let hub = WsHub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proc, ws, admin) = first_message_binary(dir.path(), &hub);
+    let revoke = http::Request::post(format!("{admin}/revocations"))
+        .header("authorization", "Bearer admin-token-for-the-refusal-test")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({ "jti": "revoked-1" }).to_string(),
+        )))
+        .unwrap();
+    assert_eq!(send(revoke).await.status, 204);
+
+    let (mut client, _) = ws_connect(&format!("{ws}/fm"), &[]).await.unwrap();
+    let token = token_for("dave", 600, json!({ "jti": "revoked-1" }));
+    let auth = json!({"type": "auth", "token": token}).to_string();
+    client.send(Message::text(auth)).await.unwrap();
+    let closed = close_of(&mut client, Duration::from_secs(3)).await;
+    assert_eq!(closed.map(|c| c.0), Some(4401));
+
+    let metrics = get(&format!("{admin}/metrics"), &[]).await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gatehouse_auth_failures_total{reason=\"token_revoked\"} 1"),
+        "{metrics}"
+    );
+    let (code, logs) = proc.terminate();
+    assert_eq!(code, 0);
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("gatehouse::access") && l.contains("websocket_refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{logs}");
+    assert!(
+        refused[0].contains(r#""reason":"token_revoked""#),
+        "{}",
+        refused[0]
+    );
+    assert!(hub.conns().is_empty(), "a revoked caller reached the hub");
 }

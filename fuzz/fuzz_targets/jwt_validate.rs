@@ -140,15 +140,16 @@ fn check_accepted(claims: &Arc<Claims>) {
     // What the pipeline does next with the claims: policy, then identity headers.
     let config = common::config();
     for route in &config.routes {
-        if let Ok(access) =
-            gatehouse::auth::policy::authorize(route, &config.role_claim, Some(claims.clone()))
+        if let Ok(permit) =
+            gatehouse::auth::policy::authorize(route, &config.role_claim, Some(claims.clone()), ())
         {
+            let access = permit.access();
             let mut headers = http::HeaderMap::new();
             headers.insert(
                 "x-auth-subject",
                 http::HeaderValue::from_static("client-forged"),
             );
-            gatehouse::upstream::identity::attach(&mut headers, &config.identity_headers, &access);
+            gatehouse::upstream::identity::attach(&mut headers, &config.identity_headers, access);
             assert!(
                 headers
                     .get("x-auth-subject")

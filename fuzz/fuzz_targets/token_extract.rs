@@ -10,9 +10,11 @@
 //! ```
 //!
 //! Line 1 is the route: its token sources (`header`, `query:NAME`, `cookie:NAME`,
-//! `subprotocol`, `ticket:NAME`, `first-message`; names filtered by the rule config
-//! validation applies) and options (`ws` websocket route, `strip` strip_prefix, `bearer`
-//! upstream_auth, `max:N` max_token_bytes, `path:/p` route path). Line 2 is the request
+//! `subprotocol`, `ticket:NAME`, `first-message`) and options (`ws` websocket route, `strip`
+//! strip_prefix, `bearer` upstream_auth, `max:N` max_token_bytes, `path:/p` route path).
+//! Sources, the ticket parameter and the path are read by the functions config validation
+//! runs (`config::token_source`, `config::valid_ticket_param`, `config::normalize_route_path`),
+//! so the fuzzer builds only routes a config can declare. Line 2 is the request
 //! line, the rest are header fields; bytes that `http` would refuse are skipped.
 //!
 //! Checked beyond "no panic":
@@ -29,9 +31,9 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use gatehouse::config::{RouteConfig, TokenSource, UpstreamAuth};
-use gatehouse::redact::Redactor;
 use gatehouse::auth::token::{self, Origin};
+use gatehouse::config::{self, ConfigErrors, RouteConfig, TokenSource, UpstreamAuth};
+use gatehouse::redact::Redactor;
 use gatehouse::upstream::http::Rewrite;
 use gatehouse::upstream::Upstream;
 use gatehouse::websocket;
@@ -43,20 +45,6 @@ struct Input {
     route: RouteConfig,
     max_bytes: usize,
     head: Vec<u8>,
-}
-
-/// The `query:` / `cookie:` name rule of `config::route::token_source`.
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'=' && b != b';')
-}
-
-/// The `[tickets].param` rule of `config::stores`.
-fn valid_param(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn parse_input(data: &[u8]) -> Input {
@@ -80,32 +68,35 @@ fn parse_input(data: &[u8]) -> Input {
             Some((k, n)) => (k, Some(n)),
             None => (item, None),
         };
+        // Sources and names go through the rules config validation applies, not a copy.
+        let mut errors = ConfigErrors::default();
         match (kind, name) {
-            ("header", None) => route.tokens.push(TokenSource::Header),
-            ("subprotocol", None) => {
-                route.tokens.push(TokenSource::Subprotocol);
-                route.websocket = true;
+            ("header" | "query" | "cookie" | "subprotocol", _) => {
+                if let Some(source) = config::token_source(&mut errors, "fuzz", item, None) {
+                    route.websocket |= source == TokenSource::Subprotocol;
+                    route.tokens.push(source);
+                }
             }
             ("first-message", None) => {
                 first_message = true;
                 route.websocket = true;
             }
-            ("query", Some(n)) if valid_name(n) => route.tokens.push(TokenSource::Query(n.into())),
-            ("cookie", Some(n)) if valid_name(n) => {
-                route.tokens.push(TokenSource::Cookie(n.into()))
-            }
-            ("ticket", Some(n)) if valid_param(n) => {
-                route.tokens.push(TokenSource::Ticket(n.into()))
+            ("ticket", Some(param)) if config::valid_ticket_param(param) => {
+                if let Some(source) =
+                    config::token_source(&mut errors, "fuzz", "ticket", Some(param))
+                {
+                    route.tokens.push(source);
+                }
             }
             ("ws", None) => route.websocket = true,
             ("strip", None) => route.strip_prefix = true,
             ("bearer", None) => route.upstream_auth = UpstreamAuth::Bearer,
             ("origin", Some(o)) => route.allowed_origins.push(o.into()),
             ("max", Some(n)) => max_bytes = n.parse().unwrap_or(max_bytes),
-            ("path", Some(p)) if p.starts_with('/') => {
-                // Normalized like `config::route`: no trailing slash except for "/".
-                let p = p.trim_end_matches('/');
-                route.path = if p.is_empty() { "/".into() } else { p.into() };
+            ("path", Some(p)) => {
+                if let Some(p) = config::normalize_route_path(&mut errors, "fuzz", p) {
+                    route.path = p;
+                }
             }
             _ => {}
         }
@@ -160,25 +151,11 @@ fn request(head: &[u8]) -> Request<()> {
     request
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-}
-
-fn origin_of(source: &TokenSource) -> Origin {
-    match source {
-        TokenSource::Header => Origin::Header,
-        TokenSource::Query(_) => Origin::Query,
-        TokenSource::Cookie(_) => Origin::Cookie,
-        TokenSource::Subprotocol => Origin::Subprotocol,
-        TokenSource::Ticket(_) => Origin::Ticket,
-        TokenSource::FirstMessage => Origin::FirstMessage,
-    }
-}
-
 /// One route's upstream, built once (it holds a pooled client).
 fn upstream() -> &'static Upstream {
     static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| {
-        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("upstream: {e}"))
+        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("upstream: {e}"))
     });
     &UPSTREAM
 }
@@ -198,9 +175,10 @@ fn check(input: &Input) {
                 "token of {} bytes passed max {max}",
                 t.len()
             );
+            // Whatever source it came from, it passed the one b64token rule (`token::accept`).
             assert!(
-                t.bytes().all(is_token_byte),
-                "non-b64token byte accepted: {t:?}"
+                token::accept(t.to_string(), max).is_ok(),
+                "a token the token rule refuses was extracted: {t:?}"
             );
         }
     }
@@ -232,21 +210,27 @@ fn check(input: &Input) {
         &route.tokens,
     );
     let request_id = gatehouse::upstream::headers::request_id(&original.headers);
-    let mut sent: Parts = parts();
+    // The rewrite demands a policy permit; an open copy of the route gives an anonymous one,
+    // so every extracted token reaches the rewrite whatever the route requires.
+    let mut open = route.clone();
+    open.auth = gatehouse::config::AuthMode::None;
+    let Ok(mut permitted) = gatehouse::auth::policy::authorize(&open, "", None, parts()) else {
+        return;
+    };
     let rewrite = Rewrite {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         https: false,
         request_id: &request_id,
         token: Some(&found.token),
         identity: &config.identity_headers,
-        access: &gatehouse::auth::policy::Access::Anonymous,
     };
     if upstream()
-        .rewrite(&mut sent, route, &redactor, rewrite)
+        .rewrite(&mut permitted, route, &redactor, rewrite)
         .is_err()
     {
         return; // answered 400
     }
+    let (mut sent, _): (Parts, _) = permitted.into_parts();
     if common::debug() {
         eprintln!(
             "upgrade: {upgrade}\nsent upstream: {} {:?}",
@@ -261,7 +245,11 @@ fn check(input: &Input) {
     let logged = redactor.path_and_query_for_log(&original.uri);
     let logged_uri = Uri::try_from(logged.as_str()).ok();
 
-    for source in route.tokens.iter().filter(|s| origin_of(s) == found.origin) {
+    for source in route
+        .tokens
+        .iter()
+        .filter(|s| token::origin(s) == found.origin)
+    {
         if found.origin == Origin::Header && route.upstream_auth == UpstreamAuth::Bearer {
             continue; // forwarded on purpose
         }

@@ -29,7 +29,7 @@ use crate::shared::Stores;
 
 const MAX_BODY_BYTES: usize = 4096;
 
-pub struct Admin {
+pub(crate) struct Admin {
     pub metrics: Arc<Metrics>,
     /// Issuers and the admin token come from the current generation, so they reload.
     pub current: Current,
@@ -196,7 +196,7 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// Serves the admin endpoints until `stop` fires.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => return,

@@ -8,10 +8,11 @@
 //!
 //! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
-pub mod admin;
+pub(crate) mod admin;
+pub mod health;
 pub mod logging;
-pub mod otlp;
-pub mod reload;
+pub(crate) mod otlp;
+pub(crate) mod reload;
 pub mod shutdown;
 
 use crate::edge::cert_expiry;

@@ -25,17 +25,17 @@ use crate::http_client::{self, Pooled};
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// The provider `[trace]` asks for: none without an `otlp_endpoint`.
-pub fn for_config(config: &TraceConfig) -> Result<Option<SdkTracerProvider>, String> {
+pub(crate) fn for_config(config: &TraceConfig) -> Result<Option<SdkTracerProvider>, String> {
     config.otlp.as_ref().map(provider).transpose()
 }
 
 /// The tracer the request path records its spans with.
-pub fn tracer(provider: &SdkTracerProvider) -> SdkTracer {
+pub(crate) fn tracer(provider: &SdkTracerProvider) -> SdkTracer {
     provider.tracer("gatehouse")
 }
 
 /// Builds the tracer provider; call inside the runtime that will carry the exports.
-pub fn provider(config: &OtlpConfig) -> Result<SdkTracerProvider, String> {
+pub(crate) fn provider(config: &OtlpConfig) -> Result<SdkTracerProvider, String> {
     let client = Exporter {
         client: http_client::build(Duration::from_secs(5), None)?,
         runtime: tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?,
@@ -61,7 +61,7 @@ pub fn provider(config: &OtlpConfig) -> Result<SdkTracerProvider, String> {
 
 /// Sends what is batched and stops the export thread. Blocking, so it runs off the runtime,
 /// which stays free to carry the last export.
-pub async fn shutdown(provider: SdkTracerProvider) {
+pub(crate) async fn shutdown(provider: SdkTracerProvider) {
     let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     if let Ok(Err(e)) = done {
         tracing::warn!(error = %e, "span export did not finish cleanly");

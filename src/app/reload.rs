@@ -26,14 +26,14 @@ use crate::shared::Shared;
 /// How long a reload waits for a newly added remote issuer's first key set.
 const FIRST_KEYS_WAIT: Duration = Duration::from_secs(5);
 
-pub struct Reloader {
+pub(crate) struct Reloader {
     path: PathBuf,
     current: Current,
     shared: Shared,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, current: Current, shared: Shared) -> Self {
+    pub(crate) fn new(path: PathBuf, current: Current, shared: Shared) -> Self {
         Self {
             path,
             current,
@@ -42,7 +42,7 @@ impl Reloader {
     }
 
     /// Waits for SIGHUP or a changed file, reloads, and repeats until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
+    pub(crate) async fn run(self, stop: CancellationToken) {
         let mut hangups = hangup_signals();
         let mut seen = self.fingerprint().await;
         loop {
@@ -83,7 +83,7 @@ impl Reloader {
     }
 
     /// Loads, validates and (when valid) swaps in the config at `path`.
-    pub async fn reload(&self, why: &str) -> Result<(), Vec<String>> {
+    pub(crate) async fn reload(&self, why: &str) -> Result<(), Vec<String>> {
         let path = self.path.display().to_string();
         let path_buf = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || load(&path_buf))

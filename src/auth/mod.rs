@@ -6,11 +6,11 @@
 
 pub mod claims;
 pub mod error;
-pub mod introspect;
+pub(crate) mod introspect;
 pub mod jwks;
 pub mod jwt_crypto;
-pub mod numeric_date;
+pub(crate) mod numeric_date;
 pub mod policy;
-pub mod revocation;
+pub(crate) mod revocation;
 pub mod token;
 pub mod validate;

@@ -15,12 +15,12 @@ use crate::auth::error::AuthError;
 
 /// 9999-12-31T23:59:59Z: later than any real token, and far inside what `Duration`,
 /// `Instant` and `SystemTime` can add.
-pub const LATEST: u64 = 253_402_300_799;
+pub(crate) const LATEST: u64 = 253_402_300_799;
 
 const DATE_CLAIMS: [&str; 3] = ["exp", "nbf", "iat"];
 
 /// Refuses claims whose `exp`, `nbf` or `iat` is present but not a usable date.
-pub fn check(claims: &Claims) -> Result<(), AuthError> {
+pub(crate) fn check(claims: &Claims) -> Result<(), AuthError> {
     for name in DATE_CLAIMS {
         if claims.get(name).is_some_and(|v| seconds(v).is_none()) {
             return Err(AuthError::BadDateClaim);
@@ -30,7 +30,7 @@ pub fn check(claims: &Claims) -> Result<(), AuthError> {
 }
 
 /// The claim in whole seconds; `None` when absent (or unusable, which [`check`] refuses).
-pub fn get(claims: &Claims, name: &str) -> Option<u64> {
+pub(crate) fn get(claims: &Claims, name: &str) -> Option<u64> {
     claims.get(name).and_then(seconds)
 }
 

@@ -3,8 +3,34 @@
 //! `require.scopes` must all be present (`scope` as a space-separated string, or `scp` as
 //! an array or string); `require.roles` needs any one of the listed roles in the configured
 //! role claim (string or array); `require.claims` must all equal the configured value (an
-//! array claim passes when it contains it). An [`Identity`] can only be built here, so
-//! the forwarding code, which takes one, has no path upstream that skipped policy.
+//! array claim passes when it contains it).
+//!
+//! ```
+//! use gatehouse::auth::policy::{authorize, Permitted};
+//! use gatehouse::config::RouteConfig;
+//! // The one way in: the route's policy, here for a caller without a token.
+//! fn permit(route: &RouteConfig) -> Option<Permitted<()>> {
+//!     authorize(route, "role", None, ()).ok()
+//! }
+//! ```
+//!
+//! [`authorize`] is the only way to get a [`Permitted`]: its fields are private, it has no
+//! other constructor, no `Clone` and no `Default`, and [`Permitted::session`] only copies a
+//! permit that already exists. `Upstream::rewrite`, `Upstream::forward` and the WebSocket
+//! relay each demand one, so no path reaches an upstream without passing policy:
+//!
+//! ```compile_fail
+//! use gatehouse::auth::policy::{Access, Permitted};
+//! // Outside this module a permit cannot be written down...
+//! let forged = Permitted { value: (), access: Access::Anonymous };
+//! ```
+//!
+//! ```compile_fail
+//! fn copy(p: &gatehouse::auth::policy::Permitted<()>) -> gatehouse::auth::policy::Permitted<()> {
+//!     // ...nor cloned into a second one.
+//!     p.clone()
+//! }
+//! ```
 
 use std::sync::Arc;
 
@@ -23,6 +49,11 @@ pub struct Identity {
 impl Identity {
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+
+    /// The claims, shared (a relay watches them for expiry and revocation).
+    pub fn shared_claims(&self) -> Arc<Claims> {
+        self.claims.clone()
     }
 
     pub fn claim_str(&self, name: &str) -> Option<&str> {
@@ -47,8 +78,62 @@ impl Access {
     }
 }
 
-/// Decides whether a caller (with `claims`, or without a token) may use `route`.
-pub fn authorize(
+/// The proof that `value` (a request on its way upstream, a relay session) belongs to a
+/// caller who passed the route's policy, and with what [`Access`].
+#[derive(Debug)]
+pub struct Permitted<T> {
+    value: T,
+    access: Access,
+}
+
+impl<T> Permitted<T> {
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+
+    /// The same permit over what the value became (request parts -> the request).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Permitted<U> {
+        Permitted {
+            value: f(self.value),
+            access: self.access,
+        }
+    }
+
+    /// The permitted value and its access, for the code that finally uses them.
+    pub fn into_parts(self) -> (T, Access) {
+        (self.value, self.access)
+    }
+
+    /// A permit for what follows this value upstream (the relay of an upgrade it opens).
+    pub fn session(&self) -> Permitted<()> {
+        Permitted {
+            value: (),
+            access: self.access.clone(),
+        }
+    }
+}
+
+/// Decides whether a caller (with `claims`, or without a token) may use `route` with
+/// `value`; the only constructor of [`Permitted`].
+pub fn authorize<T>(
+    route: &RouteConfig,
+    role_claim: &str,
+    claims: Option<Arc<Claims>>,
+    value: T,
+) -> Result<Permitted<T>, AuthError> {
+    let access = access(route, role_claim, claims)?;
+    Ok(Permitted { value, access })
+}
+
+fn access(
     route: &RouteConfig,
     role_claim: &str,
     claims: Option<Arc<Claims>>,
@@ -142,9 +227,9 @@ mod tests {
     #[test]
     fn scopes_come_from_scope_string_or_scp_array() {
         let r = route(&["chat", "read"], &[], &[]);
-        assert!(authorize(&r, "role", claims(json!({"scope": "read chat write"}))).is_ok());
-        assert!(authorize(&r, "role", claims(json!({"scp": ["chat", "read"]}))).is_ok());
-        let denied = authorize(&r, "role", claims(json!({"scope": "chat"}))).unwrap_err();
+        assert!(access(&r, "role", claims(json!({"scope": "read chat write"}))).is_ok());
+        assert!(access(&r, "role", claims(json!({"scp": ["chat", "read"]}))).is_ok());
+        let denied = access(&r, "role", claims(json!({"scope": "chat"}))).unwrap_err();
         assert_eq!(
             denied,
             AuthError::Forbidden {
@@ -156,29 +241,43 @@ mod tests {
     #[test]
     fn any_listed_role_is_enough() {
         let r = route(&[], &["admin", "user"], &[]);
-        assert!(authorize(&r, "role", claims(json!({"role": "user"}))).is_ok());
-        assert!(authorize(&r, "roles", claims(json!({"roles": ["x", "admin"]}))).is_ok());
-        assert!(authorize(&r, "role", claims(json!({"role": "guest"}))).is_err());
-        assert!(authorize(&r, "role", claims(json!({}))).is_err());
+        assert!(access(&r, "role", claims(json!({"role": "user"}))).is_ok());
+        assert!(access(&r, "roles", claims(json!({"roles": ["x", "admin"]}))).is_ok());
+        assert!(access(&r, "role", claims(json!({"role": "guest"}))).is_err());
+        assert!(access(&r, "role", claims(json!({}))).is_err());
     }
 
     #[test]
     fn claims_must_equal() {
         let r = route(&[], &[], &[("tenant", json!("acme"))]);
-        assert!(authorize(&r, "role", claims(json!({"tenant": "acme"}))).is_ok());
-        assert!(authorize(&r, "role", claims(json!({"tenant": ["x", "acme"]}))).is_ok());
-        assert!(authorize(&r, "role", claims(json!({"tenant": "other"}))).is_err());
+        assert!(access(&r, "role", claims(json!({"tenant": "acme"}))).is_ok());
+        assert!(access(&r, "role", claims(json!({"tenant": ["x", "acme"]}))).is_ok());
+        assert!(access(&r, "role", claims(json!({"tenant": "other"}))).is_err());
     }
 
     #[test]
     fn no_token_is_missing_unless_the_route_allows_anonymous() {
         let mut r = route(&[], &[], &[]);
-        assert_eq!(authorize(&r, "role", None).unwrap_err(), AuthError::Missing);
+        assert_eq!(access(&r, "role", None).unwrap_err(), AuthError::Missing);
         r.auth = AuthMode::Optional;
-        assert!(matches!(authorize(&r, "role", None), Ok(Access::Anonymous)));
+        assert!(matches!(access(&r, "role", None), Ok(Access::Anonymous)));
         r.require_scopes = vec!["x".into()];
-        assert_eq!(authorize(&r, "role", None).unwrap_err(), AuthError::Missing);
+        assert_eq!(access(&r, "role", None).unwrap_err(), AuthError::Missing);
         r.auth = AuthMode::None;
-        assert!(matches!(authorize(&r, "role", None), Ok(Access::Anonymous)));
+        assert!(matches!(access(&r, "role", None), Ok(Access::Anonymous)));
+    }
+
+    #[test]
+    fn a_permit_carries_the_access_authorize_decided() {
+        let r = route(&[], &["admin"], &[]);
+        let claims = claims(json!({"role": "admin", "sub": "ann"}));
+        let permit = authorize(&r, "role", claims, "request").unwrap();
+        assert_eq!(*permit.get(), "request");
+        let session = permit.session();
+        let sub = session.access().identity().and_then(|i| i.claim_str("sub"));
+        assert_eq!(sub, Some("ann"));
+        let (value, _) = permit.map(str::len).into_parts();
+        assert_eq!(value, 7);
+        assert!(authorize(&r, "role", None, ()).is_err());
     }
 }

@@ -28,6 +28,8 @@ use figment::Figment;
 
 pub use fields::ConfigErrors;
 pub use raw::*;
+pub use route::{normalize_route_path, token_source};
+pub use stores::valid_ticket_param;
 pub use validate::{
     AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
     UpstreamAuth,

@@ -180,7 +180,9 @@ fn check_cookie_origins(e: &mut ConfigErrors, path: &str, raw: &FileRoute) {
     }
 }
 
-fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<String> {
+/// A route's `path` as routing compares it (no trailing slash but for `/`); `None` after
+/// pushing the error when it is not a plain path prefix. Public for the fuzz targets.
+pub fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<String> {
     if !raw.starts_with('/') {
         e.push(key, "must start with /");
         return None;
@@ -200,7 +202,9 @@ fn normalize_route_path(e: &mut ConfigErrors, key: &str, raw: &str) -> Option<St
     })
 }
 
-pub(super) fn token_source(
+/// One `tokens` entry as written (`header`, `query:NAME`, ...); `None` after pushing the
+/// error. Public for the fuzz targets, which build routes with it.
+pub fn token_source(
     e: &mut ConfigErrors,
     key: &str,
     raw: &str,

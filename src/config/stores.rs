@@ -10,6 +10,15 @@ use super::types::{
 };
 use crate::secret::Secret;
 
+/// The `[tickets].param` rule: a query parameter name of letters, digits, `_` and `-`.
+/// Public for the fuzz targets.
+pub fn valid_ticket_param(param: &str) -> bool {
+    !param.is_empty()
+        && param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 pub(super) fn validate_tickets(
     e: &mut ConfigErrors,
     raw: &super::FileTickets,
@@ -25,12 +34,7 @@ pub(super) fn validate_tickets(
             "between 1s and 10m: a ticket is meant to be redeemed at once",
         );
     }
-    if raw.param.is_empty()
-        || !raw
-            .param
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !valid_ticket_param(&raw.param) {
         e.push(
             "tickets.param",
             "a query parameter name of letters, digits, _ and -",

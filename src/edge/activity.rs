@@ -40,7 +40,7 @@ use crate::edge::framing::Framing;
 
 /// Which clock ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
+pub(crate) enum Expiry {
     /// No request for `idle_timeout`: close gracefully.
     Idle,
     /// A request head started but did not arrive within `header_read_timeout`: drop.
@@ -49,7 +49,7 @@ pub enum Expiry {
 
 /// Something the connection task must act on now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trouble {
+pub(crate) enum Trouble {
     /// A response was abandoned after `write_timeout`; `cut` when the connection cannot
     /// carry on (HTTP/1.1, the rest of that response will never be written).
     Stalled { cut: bool },
@@ -59,7 +59,7 @@ pub enum Trouble {
 }
 
 /// The activity of one connection. Times are milliseconds since `base`.
-pub struct Activity {
+pub(crate) struct Activity {
     base: Instant,
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
@@ -81,7 +81,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
@@ -108,7 +108,7 @@ impl Activity {
     }
 
     /// A request reached the service; it counts until the returned guard is dropped.
-    pub fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
+    pub(crate) fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
         let http2 = version == http::Version::HTTP_2;
         if http2 {
             self.http2.store(true, Ordering::Release);
@@ -123,12 +123,12 @@ impl Activity {
     }
 
     /// Requests whose response has not ended yet.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
 
     /// Resolves when the connection task must act; see [`Trouble`].
-    pub async fn trouble(&self, max_resets: u32) -> Trouble {
+    pub(crate) async fn trouble(&self, max_resets: u32) -> Trouble {
         loop {
             let notified = self.trouble.notified();
             tokio::pin!(notified);
@@ -172,7 +172,7 @@ impl Activity {
 
     /// Whether the HTTP/1 request hyper just parsed gave both `Content-Length` and
     /// `Transfer-Encoding`. Called once per HTTP/1 request, in order.
-    pub fn next_is_ambiguous(&self) -> bool {
+    pub(crate) fn next_is_ambiguous(&self) -> bool {
         self.framing
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -181,7 +181,7 @@ impl Activity {
 
     /// Reports the answer to the HTTP/1 request hyper handed over last, in order, so the
     /// framing check knows whether the connection switched protocols.
-    pub fn answered(&self, method: &http::Method, status: http::StatusCode) {
+    pub(crate) fn answered(&self, method: &http::Method, status: http::StatusCode) {
         if !self.scanning.load(Ordering::Relaxed) {
             return;
         }
@@ -207,7 +207,7 @@ impl Activity {
     }
 
     /// Resolves when one of the clocks runs out; pending for as long as requests are in flight.
-    pub async fn expired(&self, idle_timeout: Duration, header_timeout: Duration) -> Expiry {
+    pub(crate) async fn expired(&self, idle_timeout: Duration, header_timeout: Duration) -> Expiry {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -239,7 +239,7 @@ impl Activity {
 ///
 /// Dropped before [`InFlight::finish`] on HTTP/2, the stream was reset by the client (or
 /// the connection ended): it counts toward `http2_max_resets`.
-pub struct InFlight {
+pub(crate) struct InFlight {
     activity: Arc<Activity>,
     http2: bool,
     finished: AtomicBool,
@@ -247,12 +247,12 @@ pub struct InFlight {
 
 impl InFlight {
     /// The response ended (or was ended by us): dropping this is not a reset.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.finished.store(true, Ordering::Release);
     }
 
     /// The client stopped reading and the response was abandoned.
-    pub fn stalled(&self) {
+    pub(crate) fn stalled(&self) {
         self.finish();
         self.activity.stalled(self.http2);
     }
@@ -275,13 +275,13 @@ impl Drop for InFlight {
 }
 
 /// A connection's IO, noticing the first byte of each request head.
-pub struct Tracked<I> {
+pub(crate) struct Tracked<I> {
     io: I,
     activity: Arc<Activity>,
 }
 
 impl<I> Tracked<I> {
-    pub fn new(io: I, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(io: I, activity: Arc<Activity>) -> Self {
         Self { io, activity }
     }
 }

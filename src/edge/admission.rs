@@ -20,13 +20,13 @@ use tokio::net::TcpStream;
 
 /// Why a connection was turned away; also its metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     MaxConnections,
     PerIp,
 }
 
 impl Refusal {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Refusal::MaxConnections => "max_connections",
             Refusal::PerIp => "max_connections_per_ip",
@@ -46,7 +46,7 @@ impl Refusal {
 }
 
 /// The open-connection counts every accepted connection is checked against.
-pub struct Admission {
+pub(crate) struct Admission {
     open: AtomicUsize,
     per_ip: DashMap<IpAddr, usize>,
     gauge: IntGauge,
@@ -58,7 +58,7 @@ pub struct Admission {
 const MAX_ANSWERING: usize = 1024;
 
 impl Admission {
-    pub fn new(gauge: IntGauge) -> Arc<Self> {
+    pub(crate) fn new(gauge: IntGauge) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             per_ip: DashMap::new(),
@@ -68,7 +68,7 @@ impl Admission {
     }
 
     /// Takes a place for a connection from `ip`, or says why there is none.
-    pub fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         ip: IpAddr,
         max: usize,
@@ -99,7 +99,7 @@ impl Admission {
 
     /// Answers a refused plain-HTTP connection in the background, or closes it at once
     /// when too many answers are already under way.
-    pub fn refuse(
+    pub(crate) fn refuse(
         &self,
         stream: TcpStream,
         refusal: Refusal,
@@ -119,7 +119,7 @@ impl Admission {
 
 /// One client connection's place. The connection holds it, and so does the WebSocket
 /// session it may turn into: an upgraded connection keeps counting until the session ends.
-pub struct ConnSlot {
+pub(crate) struct ConnSlot {
     admission: Arc<Admission>,
     ip: Option<IpAddr>,
 }

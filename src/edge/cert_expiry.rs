@@ -18,10 +18,10 @@ use crate::config::validate::TlsFiles;
 use crate::metrics::Metrics;
 
 /// The label of the public listener's certificate.
-pub const LISTEN: &str = "listen";
+pub(crate) const LISTEN: &str = "listen";
 
 /// The task that sets the gauge now and again every `listen.tls.reload_interval`.
-pub fn watch(
+pub(crate) fn watch(
     files: &TlsFiles,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
@@ -58,7 +58,7 @@ async fn refresh(cert: &Path, metrics: &Metrics) {
 }
 
 /// The earliest `notAfter` (Unix seconds) of the PEM certificates in `pem`.
-pub fn earliest_not_after(pem: &[u8]) -> Option<i64> {
+pub(crate) fn earliest_not_after(pem: &[u8]) -> Option<i64> {
     CertificateDer::pem_slice_iter(pem)
         .map(|der| der.ok().and_then(|d| not_after(d.as_ref())))
         .collect::<Option<Vec<_>>>()?
@@ -68,7 +68,7 @@ pub fn earliest_not_after(pem: &[u8]) -> Option<i64> {
 
 /// `tbsCertificate.validity.notAfter` of one DER certificate (RFC 5280 §4.1), as Unix
 /// seconds; `None` for anything that is not shaped like a certificate.
-pub fn not_after(der: &[u8]) -> Option<i64> {
+pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
     let mut reader = SliceReader::new(der).ok()?;
     let secs = reader
         .sequence(|cert| {

@@ -40,7 +40,7 @@ use crate::proxy::service::{AmbiguousFraming, Conn, ConnHold};
 
 /// The listener's half of the drain.
 #[derive(Clone, Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     pub tracker: TaskTracker,
     /// Finish gracefully: no new requests, answer the ones in flight.
     pub closing: CancellationToken,
@@ -49,7 +49,7 @@ pub struct Connections {
 }
 
 /// Accepts until `stop` fires; every connection task is spawned on `connections.tracker`.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     current: Current,

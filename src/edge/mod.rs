@@ -3,10 +3,10 @@
 //! ([`activity`], [`response_clock`]), the HTTP/1.1 framing guard ([`framing`]) and the
 //! served certificate's expiry gauge ([`cert_expiry`]).
 
-pub mod activity;
-pub mod admission;
-pub mod cert_expiry;
+pub(crate) mod activity;
+pub(crate) mod admission;
+pub(crate) mod cert_expiry;
 pub mod framing;
-pub mod listener;
-pub mod response_clock;
+pub(crate) mod listener;
+pub(crate) mod response_clock;
 pub mod tls;

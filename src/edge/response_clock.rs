@@ -23,15 +23,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::edge::activity::InFlight;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a response stream was failed by gatehouse.
 #[derive(Debug, thiserror::Error)]
 #[error("response abandoned: the client read nothing for write_timeout")]
-pub struct Abandoned;
+pub(crate) struct Abandoned;
 
 /// A response body that holds its request's [`InFlight`] and runs the write clock.
-pub struct Guarded<B> {
+pub(crate) struct Guarded<B> {
     shared: Arc<Shared<B>>,
     _watch: Option<DropGuard>,
 }
@@ -89,7 +89,7 @@ impl<B> Guarded<B>
 where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
 {
-    pub fn new(body: B, in_flight: InFlight, write_timeout: Duration) -> Self {
+    pub(crate) fn new(body: B, in_flight: InFlight, write_timeout: Duration) -> Self {
         let ends_now = body.is_end_stream();
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {

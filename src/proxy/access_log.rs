@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use crate::body::Body;
 use crate::redact::Redactor;
 
-pub struct AccessLine {
+pub(crate) struct AccessLine {
     start: Instant,
     request_id: String,
     client: IpAddr,
@@ -31,7 +31,7 @@ pub struct AccessLine {
 }
 
 impl AccessLine {
-    pub fn begin<B>(
+    pub(crate) fn begin<B>(
         request: &http::Request<B>,
         client: IpAddr,
         redactor: &Redactor,
@@ -53,12 +53,12 @@ impl AccessLine {
         }
     }
 
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 
     /// Wraps the response body so the line is written once the body has been sent or dropped.
-    pub fn finish(self, response: Response<Body>) -> Response<Body> {
+    pub(crate) fn finish(self, response: Response<Body>) -> Response<Body> {
         let mut pending = Pending {
             line: self,
             status: response.status().as_u16(),

@@ -1,9 +1,11 @@
 //! The request path's errors and the one place they become responses.
 //!
 //! Each layer has its own enum (`AuthError` for extraction, validation and policy;
-//! `UpstreamError` for forwarding); `ProxyError` wraps them and [`ProxyError::into_response`]
-//! picks status, `WWW-Authenticate` (RFC 6750 §3) and a short JSON body with an exhaustive
-//! match. Bodies carry a fixed reason code and never anything from the request.
+//! `UpstreamError` for forwarding); `ProxyError` wraps them. [`ProxyError::reason`] is the
+//! one reason table: per variant a status, a reason code and how it is counted. The
+//! response map ([`ProxyError::into_response`]), the access log and the metrics
+//! ([`ProxyError::count`]) and the WebSocket refusals all read it. Bodies carry the fixed
+//! reason code and never anything from the request.
 
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderValue, Response, StatusCode};
@@ -11,6 +13,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::auth::error::AuthError;
 use crate::auth::revocation::RevocationError;
 use crate::body::Body;
+use crate::metrics::Metrics;
 use crate::tickets::TicketError;
 use crate::upstream::error::UpstreamError;
 
@@ -66,135 +69,202 @@ impl From<crate::redis::StoreError> for ProxyError {
     }
 }
 
+/// How a refusal is counted, besides the access line's `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// `gatehouse_auth_failures_total{reason}`, labelled with the reason code.
+    AuthFailure,
+    /// `gatehouse_limit_hits_total{limit}`, labelled with the limit's name.
+    Limit(&'static str),
+    /// `gatehouse_upstream_errors_total{route, kind}` and one warning line.
+    Upstream,
+    /// Only the access line.
+    Nothing,
+}
+
+/// A refusal's status, its reason code (the body's `error`, the access line's `reason`,
+/// the `auth_failures_total` label) and how it is counted: one row per `ProxyError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub counted: Counted,
+}
+
+const fn row(status: StatusCode, code: &'static str, counted: Counted) -> Reason {
+    Reason {
+        status,
+        code,
+        counted,
+    }
+}
+
 impl ProxyError {
-    pub fn into_response(self) -> Response<Body> {
+    /// The reason table. No catch-all arm: a new variant must be given its row here.
+    pub fn reason(&self) -> Reason {
+        use Counted::{AuthFailure, Limit, Nothing};
         match self {
-            ProxyError::NoRoute => json(
-                StatusCode::NOT_FOUND,
-                "no_route",
-                "no route matches this path",
-            ),
-            ProxyError::Ticket(TicketError::Unavailable) | ProxyError::StoreUnavailable => json(
+            ProxyError::NoRoute => row(StatusCode::NOT_FOUND, "no_route", Nothing),
+            // Counted as an auth failure as it always was: the ticket could not be judged.
+            ProxyError::Ticket(TicketError::Unavailable) => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                "the shared store is unavailable; try again",
+                AuthFailure,
             ),
-            ProxyError::Revoked => {
-                let mut r = json(
-                    StatusCode::UNAUTHORIZED,
-                    "token_revoked",
-                    "the token has been revoked",
-                );
-                r.headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN));
-                r
-            }
-            ProxyError::Ticket(e) => {
-                let mut r = json(StatusCode::UNAUTHORIZED, e.reason(), &e.to_string());
-                r.headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN));
-                r
-            }
-            ProxyError::OriginNotAllowed => json(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "this origin may not open connections here",
+            ProxyError::Ticket(e) => row(StatusCode::UNAUTHORIZED, e.reason(), AuthFailure),
+            ProxyError::StoreUnavailable => row(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                Nothing,
             ),
-            ProxyError::RateLimited {
-                retry_after_secs, ..
-            } => {
-                let mut r = json(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
-                r.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs),
-                );
-                r
+            ProxyError::Revoked => row(StatusCode::UNAUTHORIZED, "token_revoked", AuthFailure),
+            ProxyError::OriginNotAllowed => {
+                row(StatusCode::FORBIDDEN, "origin_not_allowed", Nothing)
             }
-            ProxyError::BadRequest(why) => json(StatusCode::BAD_REQUEST, "bad_request", why),
-            ProxyError::Path(why) => json(StatusCode::BAD_REQUEST, why.reason(), &why.to_string()),
-            ProxyError::MethodNotAllowed => {
-                let mut r = json(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "use POST",
-                );
-                r.headers_mut().insert(
-                    http::header::ALLOW,
-                    HeaderValue::from_static("POST, OPTIONS"),
-                );
-                r
+            ProxyError::RateLimited { limit, .. } => {
+                row(StatusCode::TOO_MANY_REQUESTS, "rate_limited", Limit(limit))
             }
-            ProxyError::OverBudget(_) => {
-                let mut r = json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "over_capacity",
-                    "too many unauthenticated requests in flight, try again",
-                );
-                r.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                r
-            }
-            ProxyError::BodyTimeout => json(
+            ProxyError::BadRequest(_) => row(StatusCode::BAD_REQUEST, "bad_request", Nothing),
+            ProxyError::Path(refusal) => row(StatusCode::BAD_REQUEST, refusal.reason(), Nothing),
+            ProxyError::MethodNotAllowed => row(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                Nothing,
+            ),
+            ProxyError::OverBudget(e) => row(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                Limit(e.limit()),
+            ),
+            ProxyError::BodyTimeout => row(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
-                "the request body did not arrive in time",
+                Limit("body_read_timeout"),
             ),
-            ProxyError::Auth(e) => auth_response(&e),
-            ProxyError::Upstream(e) => match e {
-                UpstreamError::Connect(_) | UpstreamError::Failed(_) => json(
-                    StatusCode::BAD_GATEWAY,
-                    e.kind(),
-                    "the upstream could not be reached",
-                ),
-                UpstreamError::Timeout => json(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    e.kind(),
-                    "the upstream did not answer in time",
-                ),
-                UpstreamError::BodyTooLarge => json(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is larger than this route accepts",
-                ),
-                UpstreamError::BadSubprotocol => json(
-                    StatusCode::BAD_GATEWAY,
-                    e.kind(),
-                    "the upstream chose a subprotocol the client did not offer",
-                ),
-                UpstreamError::BodyStalled => json(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body stopped arriving",
-                ),
-                UpstreamError::BadRequest(_) => json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    e.kind(),
-                    "the request could not be forwarded",
-                ),
-            },
+            ProxyError::Auth(e) => row(auth_status(e), e.reason(), AuthFailure),
+            ProxyError::Upstream(e) => upstream_reason(e),
         }
+    }
+
+    /// Counts the refusal where its row says and returns its reason code for the access line.
+    pub fn count(&self, metrics: &Metrics, route: &str) -> &'static str {
+        let reason = self.reason();
+        match reason.counted {
+            Counted::AuthFailure => metrics.auth_failure(reason.code),
+            Counted::Limit(limit) => metrics.limit_hit(limit),
+            Counted::Upstream => {
+                metrics.upstream_error(route, reason.code);
+                let cause = std::error::Error::source(self);
+                tracing::warn!(route, error = %self, cause = ?cause, "upstream request failed");
+            }
+            Counted::Nothing => {}
+        }
+        reason.code
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let reason = self.reason();
+        let mut response = json(reason.status, reason.code, &self.message());
+        if let Some((name, value)) = self.extra_header() {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+
+    /// The body's `message`: fixed text, or the error's own, which never holds request data.
+    fn message(&self) -> std::borrow::Cow<'static, str> {
+        let fixed = match self {
+            ProxyError::NoRoute => "no route matches this path",
+            ProxyError::Ticket(TicketError::Unavailable) | ProxyError::StoreUnavailable => {
+                "the shared store is unavailable; try again"
+            }
+            ProxyError::Revoked => "the token has been revoked",
+            ProxyError::OriginNotAllowed => "this origin may not open connections here",
+            ProxyError::RateLimited { .. } => "slow down",
+            ProxyError::BadRequest(why) => why,
+            ProxyError::MethodNotAllowed => "use POST",
+            ProxyError::OverBudget(_) => "too many unauthenticated requests in flight, try again",
+            ProxyError::BodyTimeout => "the request body did not arrive in time",
+            ProxyError::Upstream(e) => upstream_message(e),
+            ProxyError::Ticket(_) | ProxyError::Path(_) | ProxyError::Auth(_) => {
+                return self.to_string().into()
+            }
+        };
+        fixed.into()
+    }
+
+    fn extra_header(&self) -> Option<(http::HeaderName, HeaderValue)> {
+        let value = match self {
+            ProxyError::Revoked
+            | ProxyError::Ticket(TicketError::Invalid | TicketError::WrongRoute) => {
+                (WWW_AUTHENTICATE, HeaderValue::from_static(INVALID_TOKEN))
+            }
+            ProxyError::RateLimited {
+                retry_after_secs, ..
+            } => (
+                http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after_secs),
+            ),
+            ProxyError::OverBudget(_) => (http::header::RETRY_AFTER, HeaderValue::from_static("1")),
+            ProxyError::MethodNotAllowed => (
+                http::header::ALLOW,
+                HeaderValue::from_static("POST, OPTIONS"),
+            ),
+            ProxyError::Auth(e) => (
+                WWW_AUTHENTICATE,
+                HeaderValue::from_str(&challenge(e)?).ok()?,
+            ),
+            _ => return None,
+        };
+        Some(value)
+    }
+}
+
+fn upstream_reason(e: &UpstreamError) -> Reason {
+    use Counted::{Limit, Upstream};
+    match e {
+        UpstreamError::Connect(_) | UpstreamError::Failed(_) | UpstreamError::BadSubprotocol => {
+            row(StatusCode::BAD_GATEWAY, e.kind(), Upstream)
+        }
+        UpstreamError::Timeout => row(StatusCode::GATEWAY_TIMEOUT, e.kind(), Upstream),
+        UpstreamError::BadRequest(_) => row(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), Upstream),
+        UpstreamError::BodyTooLarge => row(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            Limit("max_body_bytes"),
+        ),
+        UpstreamError::BodyStalled => row(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            Limit("body_stall_timeout"),
+        ),
+    }
+}
+
+fn upstream_message(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Connect(_) | UpstreamError::Failed(_) => "the upstream could not be reached",
+        UpstreamError::Timeout => "the upstream did not answer in time",
+        UpstreamError::BodyTooLarge => "the request body is larger than this route accepts",
+        UpstreamError::BadSubprotocol => {
+            "the upstream chose a subprotocol the client did not offer"
+        }
+        UpstreamError::BodyStalled => "the request body stopped arriving",
+        UpstreamError::BadRequest(_) => "the request could not be forwarded",
     }
 }
 
 const REALM: &str = "Bearer realm=\"gatehouse\"";
 const INVALID_TOKEN: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
 
-fn auth_response(e: &AuthError) -> Response<Body> {
-    let (status, challenge) = match e {
-        // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
-        AuthError::Missing => (StatusCode::UNAUTHORIZED, REALM.to_string()),
+fn auth_status(e: &AuthError) -> StatusCode {
+    match e {
         AuthError::KeysUnavailable | AuthError::IntrospectionUnavailable => {
-            (StatusCode::SERVICE_UNAVAILABLE, String::new())
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        AuthError::Forbidden { required_scopes } if required_scopes.is_empty() => (
-            StatusCode::FORBIDDEN,
-            format!("{REALM}, error=\"insufficient_scope\""),
-        ),
-        AuthError::Forbidden { required_scopes } => (
-            StatusCode::FORBIDDEN,
-            format!("{REALM}, error=\"insufficient_scope\", scope=\"{required_scopes}\""),
-        ),
-        AuthError::TooLarge
+        AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        AuthError::Missing
+        | AuthError::TooLarge
         | AuthError::Malformed
         | AuthError::DisallowedAlgorithm
         | AuthError::CriticalHeader
@@ -207,15 +277,24 @@ fn auth_response(e: &AuthError) -> Response<Body> {
         | AuthError::WrongAudience
         | AuthError::Inactive
         | AuthError::MissingClaim
-        | AuthError::BadDateClaim => (StatusCode::UNAUTHORIZED, INVALID_TOKEN.to_string()),
-    };
-    let mut response = json(status, e.reason(), &e.to_string());
-    if !challenge.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            response.headers_mut().insert(WWW_AUTHENTICATE, value);
-        }
+        | AuthError::BadDateClaim => StatusCode::UNAUTHORIZED,
     }
-    response
+}
+
+/// The `WWW-Authenticate` challenge (RFC 6750 §3), if the status carries one.
+fn challenge(e: &AuthError) -> Option<String> {
+    match e {
+        // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
+        AuthError::Missing => Some(REALM.to_string()),
+        AuthError::KeysUnavailable | AuthError::IntrospectionUnavailable => None,
+        AuthError::Forbidden { required_scopes } if required_scopes.is_empty() => {
+            Some(format!("{REALM}, error=\"insufficient_scope\""))
+        }
+        AuthError::Forbidden { required_scopes } => Some(format!(
+            "{REALM}, error=\"insufficient_scope\", scope=\"{required_scopes}\""
+        )),
+        _ => Some(INVALID_TOKEN.to_string()),
+    }
 }
 
 /// A short JSON error body: `{"error": code, "message": text}`, both fixed strings.
@@ -287,6 +366,46 @@ mod tests {
         assert_eq!(
             ProxyError::NoRoute.into_response().status(),
             StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn every_response_carries_its_rows_status_and_code() {
+        use http_body_util::BodyExt;
+        let errors = [
+            ProxyError::NoRoute,
+            ProxyError::Revoked,
+            ProxyError::StoreUnavailable,
+            ProxyError::Ticket(TicketError::Unavailable),
+            ProxyError::Ticket(TicketError::WrongRoute),
+            ProxyError::BodyTimeout,
+            ProxyError::MethodNotAllowed,
+            ProxyError::Auth(AuthError::Expired),
+            ProxyError::Auth(AuthError::KeysUnavailable),
+            ProxyError::Upstream(UpstreamError::BodyStalled),
+            ProxyError::Upstream(UpstreamError::Timeout),
+        ];
+        for error in errors {
+            let row = error.reason();
+            let response = error.into_response();
+            assert_eq!(response.status(), row.status, "{}", row.code);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"], row.code);
+        }
+    }
+
+    #[test]
+    fn a_revoked_token_and_a_store_outage_are_not_upstream_errors() {
+        let revoked = ProxyError::from(RevocationError::Revoked).reason();
+        assert_eq!(
+            (revoked.code, revoked.counted),
+            ("token_revoked", Counted::AuthFailure)
+        );
+        let down = ProxyError::from(RevocationError::Unavailable).reason();
+        assert_eq!(
+            (down.code, down.status.as_u16()),
+            ("store_unavailable", 503)
         );
     }
 }

@@ -5,15 +5,15 @@
 //! the only error -> response map ([`error`]); W3C trace context ([`trace_context`]) and the
 //! request's span ([`request_span`]).
 
-pub mod access_log;
-pub mod error;
+pub(crate) mod access_log;
+pub(crate) mod error;
 pub mod invariants;
-pub mod pipeline;
-pub mod pre_auth;
-pub mod rate_limit;
-pub mod request_span;
+pub(crate) mod pipeline;
+pub(crate) mod pre_auth;
+pub(crate) mod rate_limit;
+pub(crate) mod request_span;
 pub mod route;
-pub mod service;
-pub mod ticket_desk;
-pub mod trace_context;
-pub mod upgrade;
+pub(crate) mod service;
+pub(crate) mod ticket_desk;
+pub(crate) mod trace_context;
+pub(crate) mod upgrade;

@@ -8,9 +8,10 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::claims::Claims;
-use crate::auth::policy;
+use crate::auth::policy::{self, Permitted};
 use crate::auth::token::{self, Origin};
 use crate::body::Body;
 use crate::config::{AuthMode, TokenSource};
@@ -39,7 +40,7 @@ impl Proxy {
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let slot = request.extensions_mut().remove::<ConnHold>();
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let credential = self.counted(upgrade, route, self.authenticate(&parts, route).await)?;
         line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
@@ -50,41 +51,46 @@ impl Proxy {
             other => other,
         };
         let claims = credential.as_ref().map(|c| c.claims.clone());
-        let access =
-            policy::authorize(&route.config, &self.role_claim, claims).map_err(ProxyError::from);
-        let access = self.counted(upgrade, route, access)?;
-        self.rewrite(
-            route,
-            &mut parts,
-            conn,
-            request_id,
-            (credential.as_ref(), &access),
-        )?;
+        let permitted = policy::authorize(&route.config, &self.role_claim, claims, parts);
+        let mut permitted = self.counted(upgrade, route, permitted.map_err(ProxyError::from))?;
+        let token = credential.as_ref().and_then(|c| c.token.as_ref());
+        self.rewrite(route, &mut permitted, conn, request_id, token)?;
         let mut protocols = Vec::new();
         if upgrade {
-            protocols = websocket::offered_protocols(&parts.headers);
-            websocket::prepare_upstream_request(&mut parts.headers, &protocols);
+            let headers = &mut permitted.get_mut().headers;
+            protocols = websocket::offered_protocols(headers);
+            websocket::prepare_upstream_request(headers, &protocols);
         }
+        let session = permitted.session();
         let sent = Instant::now();
-        let mut response = route
-            .upstream
-            .forward(Request::from_parts(parts, body))
-            .await?;
+        let request = permitted.map(|parts| Request::from_parts(parts, body));
+        let response = route.upstream.forward(request).await?;
         line.upstream_time = Some(sent.elapsed());
         route.metrics.upstream(sent.elapsed());
-        if let (Some(client_upgrade), true) = (
-            client_upgrade,
-            response.status() == StatusCode::SWITCHING_PROTOCOLS,
-        ) {
-            self.check_chosen_protocol(route, response.headers(), &protocols)?;
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            websocket::prepare_client_response(response.headers_mut());
-            let claims = credential.as_ref().map(|c| c.claims.clone());
-            let sides = (client_upgrade, upstream_upgrade, slot);
-            self.spawn_relay(route, sides, claims, request_id);
-        } else if upgrade {
+        let relay = client_upgrade.map(|client| (client, slot, protocols, session));
+        self.answer_upgrade(route, response, relay, request_id)
+    }
+
+    /// For an upgrade the upstream accepted (`101`), starts the relay; passes the response on.
+    fn answer_upgrade(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        mut response: Response<Incoming>,
+        relay: Option<(OnUpgrade, Option<ConnHold>, Vec<String>, Permitted<()>)>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some((client_upgrade, slot, protocols, session)) = relay else {
+            return Ok(response.map(BodyExt::boxed));
+        };
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             self.metrics.upgrade(&route.name, "upstream_refused");
+            return Ok(response.map(BodyExt::boxed));
         }
+        self.check_chosen_protocol(route, response.headers(), &protocols)?;
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        websocket::prepare_client_response(response.headers_mut());
+        let sides = (client_upgrade, upstream_upgrade, slot);
+        self.spawn_relay(route, sides, session, request_id);
         Ok(response.map(BodyExt::boxed))
     }
 
@@ -141,23 +147,22 @@ impl Proxy {
     pub(crate) fn rewrite(
         &self,
         route: &Route,
-        parts: &mut Parts,
+        permitted: &mut Permitted<Parts>,
         conn: Conn,
         request_id: &HeaderValue,
-        (credential, access): (Option<&Credential>, &policy::Access),
+        token: Option<&BearerToken>,
     ) -> Result<(), ProxyError> {
         let rewrite = Rewrite {
             client_ip: conn.peer.ip(),
             https: conn.https,
             request_id,
-            token: credential.and_then(|c| c.token.as_ref()),
+            token,
             identity: &self.identity_headers,
-            access,
         };
         route
             .upstream
-            .rewrite(parts, &route.config, &route.redactor, rewrite)?;
-        trace_context::apply_or_strip(parts);
+            .rewrite(permitted, &route.config, &route.redactor, rewrite)?;
+        trace_context::apply_or_strip(permitted.get_mut());
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 /// Every rate limiter of the process.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     /// `limits.requests_per_ip_per_second`, by client address.
     pub requests_per_ip: RateLimiter<IpAddr>,
     /// `tickets.rate_limit_per_minute`, by authenticated caller (see `ticket_endpoint`).
@@ -22,7 +22,7 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             requests_per_ip: RateLimiter::new(Duration::from_secs(1)),
             tickets: RateLimiter::new(Duration::from_secs(60)),
@@ -36,7 +36,7 @@ impl Default for RateLimits {
     }
 }
 
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     window: Duration,
     start: Instant,
     counts: DashMap<K, (u64, u32)>,
@@ -46,7 +46,7 @@ pub struct RateLimiter<K> {
 const SWEEP_ABOVE: usize = 10_000;
 
 impl<K: Hash + Eq> RateLimiter<K> {
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self {
             window,
             start: Instant::now(),
@@ -56,7 +56,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
 
     /// Counts one event against `limit`; `Err(seconds)` says how long until the client
     /// may try again.
-    pub fn check(&self, client: K, limit: u32) -> Result<(), u64> {
+    pub(crate) fn check(&self, client: K, limit: u32) -> Result<(), u64> {
         let elapsed = self.start.elapsed();
         let window_secs = self.window.as_secs().max(1);
         let index = elapsed.as_secs() / window_secs;

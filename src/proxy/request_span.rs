@@ -18,32 +18,32 @@ use crate::metrics::method_label;
 
 /// What every request needs to take part in a trace; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct RequestTracer {
+pub(crate) struct RequestTracer {
     tracer: Option<SdkTracer>,
     trust_incoming: bool,
 }
 
-pub struct RequestSpan {
-    pub context: TraceContext,
+pub(crate) struct RequestSpan {
+    pub(crate) context: TraceContext,
     span: Option<Span>,
 }
 
 /// Where the request is, for the span's name and attributes.
-pub struct Target<'a> {
-    pub method: &'a Method,
-    pub path: &'a str,
-    pub route: &'a str,
+pub(crate) struct Target<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) route: &'a str,
 }
 
 impl RequestTracer {
-    pub fn new(tracer: Option<SdkTracer>, trust_incoming: bool) -> Self {
+    pub(crate) fn new(tracer: Option<SdkTracer>, trust_incoming: bool) -> Self {
         Self {
             tracer,
             trust_incoming,
         }
     }
 
-    pub fn start(&self, headers: &HeaderMap, target: &Target<'_>) -> RequestSpan {
+    pub(crate) fn start(&self, headers: &HeaderMap, target: &Target<'_>) -> RequestSpan {
         let exporting = self.tracer.is_some();
         let mut context = TraceContext::for_request(headers, self.trust_incoming, exporting);
         let Some(tracer) = &self.tracer else {
@@ -77,7 +77,7 @@ impl RequestTracer {
 impl RequestSpan {
     /// Ends the span with the answer: 5xx is an error (ours or the upstream's), 4xx is the
     /// caller's and leaves the status unset, per the HTTP semantic conventions for servers.
-    pub fn end(self, status: StatusCode, reason: Option<&'static str>) {
+    pub(crate) fn end(self, status: StatusCode, reason: Option<&'static str>) {
         let Some(mut span) = self.span else {
             return;
         };

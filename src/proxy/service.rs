@@ -38,12 +38,11 @@ use crate::proxy::ticket_desk::TicketDesk;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::tickets::TicketStore;
-use crate::upstream::error::UpstreamError;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
 
 /// A route with everything the request path needs, built once at start.
-pub struct Route {
+pub(crate) struct Route {
     pub config: RouteConfig,
     pub(crate) name: Arc<str>,
     pub(crate) upstream: Upstream,
@@ -55,18 +54,18 @@ pub struct Route {
 /// Marks an HTTP/1.1 request that gave both `Content-Length` and `Transfer-Encoding`
 /// (hyper keeps only the latter); it is refused with 400, never forwarded.
 #[derive(Debug, Clone, Copy)]
-pub struct AmbiguousFraming;
+pub(crate) struct AmbiguousFraming;
 
 /// The client side of a connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Conn {
+pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub https: bool,
 }
 
 /// What keeps an upgradable connection counted against the connection limits; a
 /// WebSocket session holds it until the session ends. Opaque here: the edge made it.
-pub type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
+pub(crate) type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
 
 /// A caller who proved who they are, by token or by ticket.
 pub(crate) struct Credential {
@@ -76,7 +75,7 @@ pub(crate) struct Credential {
 }
 
 /// What the proxy takes from the state that outlives a reload (`shared.rs` hands it over).
-pub struct Lasting {
+pub(crate) struct Lasting {
     pub metrics: Arc<Metrics>,
     pub revocations: Arc<Revocations>,
     /// Present whenever `[tickets]` is set.
@@ -90,7 +89,7 @@ pub struct Lasting {
     pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) validator: Validator,
     pub(crate) identity_headers: Vec<(HeaderName, String)>,
@@ -118,7 +117,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(config: &Config, validator: Validator, lasting: Lasting) -> Result<Self, String> {
+    pub(crate) fn new(
+        config: &Config,
+        validator: Validator,
+        lasting: Lasting,
+    ) -> Result<Self, String> {
         let metrics = &lasting.metrics;
         let mut routes = Vec::new();
         let redactor = config.redactor();
@@ -158,12 +161,8 @@ impl Proxy {
         })
     }
 
-    pub fn validator(&self) -> &Validator {
-        &self.validator
-    }
-
     /// Answers one request; never fails: every error becomes a response here.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         conn: Conn,
@@ -210,7 +209,7 @@ impl Proxy {
             (_, None, None) => Err(ProxyError::NoRoute),
         };
         let mut response = result.unwrap_or_else(|error| {
-            line.reason = Some(self.record(&error, name));
+            line.reason = Some(error.count(&self.metrics, name));
             error.into_response()
         });
         response
@@ -268,54 +267,5 @@ impl Proxy {
                 retry_after_secs,
                 limit: "requests_per_ip",
             })
-    }
-
-    /// Counts and, for failures that are ours or the upstream's, logs an error once.
-    fn record(&self, error: &ProxyError, route: &str) -> &'static str {
-        match error {
-            ProxyError::NoRoute => "no_route",
-            ProxyError::Auth(e) => {
-                self.metrics.auth_failure(e.reason());
-                e.reason()
-            }
-            ProxyError::Ticket(e) => {
-                self.metrics.auth_failure(e.reason());
-                e.reason()
-            }
-            ProxyError::OriginNotAllowed => "origin_not_allowed",
-            ProxyError::RateLimited { limit, .. } => {
-                self.metrics.limit_hit(limit);
-                "rate_limited"
-            }
-            ProxyError::BadRequest(_) => "bad_request",
-            ProxyError::Path(refusal) => refusal.reason(),
-            ProxyError::MethodNotAllowed => "method_not_allowed",
-            ProxyError::Revoked => {
-                self.metrics.auth_failure("token_revoked");
-                "token_revoked"
-            }
-            ProxyError::StoreUnavailable => "store_unavailable",
-            ProxyError::OverBudget(e) => {
-                self.metrics.limit_hit(e.limit());
-                "over_capacity"
-            }
-            ProxyError::BodyTimeout => {
-                self.metrics.limit_hit("body_read_timeout");
-                "body_read_timeout"
-            }
-            ProxyError::Upstream(UpstreamError::BodyTooLarge) => {
-                self.metrics.limit_hit("max_body_bytes");
-                "payload_too_large"
-            }
-            ProxyError::Upstream(UpstreamError::BodyStalled) => {
-                self.metrics.limit_hit("body_stall_timeout");
-                "body_stall_timeout"
-            }
-            ProxyError::Upstream(e) => {
-                self.metrics.upstream_error(route, e.kind());
-                tracing::warn!(route, error = %e, cause = ?std::error::Error::source(e), "upstream request failed");
-                e.kind()
-            }
-        }
     }
 }

@@ -11,8 +11,8 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 
-pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// §3.3.1.3: at most 32 list members.
 const MAX_TRACESTATE_MEMBERS: usize = 32;
@@ -21,28 +21,28 @@ const MAX_TRACESTATE_BYTES: usize = 512;
 
 /// This request's place in a trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
-    pub trace_id: [u8; 16],
+pub(crate) struct TraceContext {
+    pub(crate) trace_id: [u8; 16],
     /// The caller's span, when a trusted caller named one.
-    pub parent_id: Option<[u8; 8]>,
+    pub(crate) parent_id: Option<[u8; 8]>,
     /// gatehouse's span for this request: the parent the upstream sees.
-    pub span_id: [u8; 8],
-    pub sampled: bool,
-    pub tracestate: Option<HeaderValue>,
+    pub(crate) span_id: [u8; 8],
+    pub(crate) sampled: bool,
+    pub(crate) tracestate: Option<HeaderValue>,
 }
 
 /// A parsed, valid `traceparent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parent {
-    pub trace_id: [u8; 16],
-    pub parent_id: [u8; 8],
-    pub flags: u8,
+pub(crate) struct Parent {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) parent_id: [u8; 8],
+    pub(crate) flags: u8,
 }
 
 impl TraceContext {
     /// The context for a request: the trusted caller's trace continued, or a new one.
     /// `sample_new` is the sampled flag of a trace started here (true when spans are exported).
-    pub fn for_request(headers: &HeaderMap, trust_incoming: bool, sample_new: bool) -> Self {
+    pub(crate) fn for_request(headers: &HeaderMap, trust_incoming: bool, sample_new: bool) -> Self {
         let parent = trust_incoming.then(|| parse_traceparent(headers)).flatten();
         match parent {
             Some(p) => Self {
@@ -56,7 +56,7 @@ impl TraceContext {
         }
     }
 
-    pub fn new_root(sampled: bool) -> Self {
+    pub(crate) fn new_root(sampled: bool) -> Self {
         let mut trace_id = [0u8; 16];
         while trace_id == [0; 16] {
             rand::thread_rng().fill_bytes(&mut trace_id);
@@ -70,19 +70,19 @@ impl TraceContext {
         }
     }
 
-    pub fn trace_id_hex(&self) -> String {
+    pub(crate) fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
 
     /// `00-<trace-id>-<our span id>-<flags>`.
-    pub fn traceparent(&self) -> HeaderValue {
+    pub(crate) fn traceparent(&self) -> HeaderValue {
         let flags = if self.sampled { "01" } else { "00" };
         let text = format!("00-{}-{}-{flags}", hex(&self.trace_id), hex(&self.span_id));
         HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// Replaces whatever trace headers the client sent with ours.
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         headers.remove(&TRACEPARENT);
         headers.remove(&TRACESTATE);
         headers.insert(TRACEPARENT.clone(), self.traceparent());
@@ -94,7 +94,7 @@ impl TraceContext {
 
 /// The upstream request's trace headers: ours when the request has a context, none at all
 /// otherwise (the client's are never passed on as they came).
-pub fn apply_or_strip(parts: &mut http::request::Parts) {
+pub(crate) fn apply_or_strip(parts: &mut http::request::Parts) {
     match parts.extensions.get::<TraceContext>() {
         Some(context) => context.apply(&mut parts.headers),
         None => {
@@ -118,7 +118,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The one `traceparent` of a request, if it is valid per §3.2. Two or more fields are
 /// ambiguous (which did the previous hop mean?) and count as none.
-pub fn parse_traceparent(headers: &HeaderMap) -> Option<Parent> {
+pub(crate) fn parse_traceparent(headers: &HeaderMap) -> Option<Parent> {
     let mut all = headers.get_all(&TRACEPARENT).iter();
     let (value, None) = (all.next()?, all.next()) else {
         return None;
@@ -129,7 +129,7 @@ pub fn parse_traceparent(headers: &HeaderMap) -> Option<Parent> {
 /// `version "-" trace-id "-" parent-id "-" trace-flags`, lowercase hex only. Version `ff` is
 /// invalid; version `00` is exactly 55 bytes; a later version may append `-`-led fields,
 /// which we do not read (§3.2.4).
-pub fn parse_traceparent_value(v: &[u8]) -> Option<Parent> {
+pub(crate) fn parse_traceparent_value(v: &[u8]) -> Option<Parent> {
     if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
     }
@@ -169,7 +169,7 @@ fn lower_hex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
 /// Every `tracestate` field joined (§3.3.1.1 allows splitting), if the whole list is valid:
 /// at most 32 members, each `key=value` per §3.3.1.3, keys unique, and at most 512 bytes
 /// in all. Anything else is dropped whole, never repaired.
-pub fn parse_tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(crate) fn parse_tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
     let mut members: Vec<&str> = Vec::new();
     for field in headers.get_all(&TRACESTATE) {
         let text = field.to_str().ok()?;

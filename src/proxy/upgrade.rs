@@ -22,7 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
-use crate::auth::policy;
+use crate::auth::policy::{self, Permitted};
 use crate::auth::token;
 use crate::body::{empty, Body};
 use crate::proxy::error::ProxyError;
@@ -64,7 +64,7 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         (client, upstream, slot): (OnUpgrade, OnUpgrade, Option<ConnHold>),
-        claims: Option<Arc<Claims>>,
+        session: Permitted<()>,
         request_id: &HeaderValue,
     ) {
         let (proxy, route) = (self.clone(), route.clone());
@@ -81,7 +81,7 @@ impl Proxy {
             let client = relay::socket(client, Role::Server, max).await;
             let upstream = relay::socket(upstream, Role::Client, max).await;
             proxy
-                .run_session(&route, client, upstream, claims, &request_id)
+                .run_session(&route, client, upstream, &session, &request_id)
                 .await;
             // The connection's place under max_connections is freed only now.
             drop(slot);
@@ -107,11 +107,13 @@ impl Proxy {
         route: &Route,
         client: WebSocketStream<C>,
         upstream: relay::Socket,
-        claims: Option<Arc<Claims>>,
+        permit: &Permitted<()>,
         request_id: &str,
     ) where
         C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        // The claims that passed policy: the session ends when they expire or are revoked.
+        let claims = permit.access().identity().map(|i| i.shared_claims());
         self.metrics.upgrade(&route.name, "ok");
         let subject = claims.as_deref().and_then(|c| self.subject(c));
         let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
@@ -211,18 +213,16 @@ impl Proxy {
             Err(e) => return self.refuse(route, client, &e, CLOSE_UNAUTHORIZED).await,
         };
         let Pending {
-            mut parts,
+            parts,
             body,
             conn,
             protocol,
             request_id,
         } = pending;
-        let access = match policy::authorize(
-            &route.config,
-            &self.role_claim,
-            Some(credential.claims.clone()),
-        ) {
-            Ok(access) => access,
+        let claims = Some(credential.claims.clone());
+        let mut permitted = match policy::authorize(&route.config, &self.role_claim, claims, parts)
+        {
+            Ok(permitted) => permitted,
             Err(e) => {
                 return self
                     .refuse(route, client, &ProxyError::Auth(e), CLOSE_FORBIDDEN)
@@ -231,13 +231,15 @@ impl Proxy {
         };
         // Authenticated: from here only the route's own limits apply.
         client.get_mut().release();
-        let with = (Some(&credential), &access);
-        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, with) {
+        let token = credential.token.as_ref();
+        if let Err(e) = self.rewrite(route, &mut permitted, conn, &request_id, token) {
             return self.refuse(route, client, &e, 1011).await;
         }
-        ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
+        ws::prepare_upstream_request(&mut permitted.get_mut().headers, protocol.as_slice());
+        let session = permitted.session();
+        let request = permitted.map(|parts| Request::from_parts(parts, body));
         let upstream = self
-            .open_upstream(route, Request::from_parts(parts, body), protocol.as_slice())
+            .open_upstream(route, request, protocol.as_slice())
             .await;
         let upstream = match upstream {
             Ok(upstream) => upstream,
@@ -249,21 +251,15 @@ impl Proxy {
         };
         let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
         let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
-        self.run_session(
-            route,
-            client,
-            upstream,
-            Some(credential.claims),
-            &request_id,
-        )
-        .await;
+        self.run_session(route, client, upstream, &session, &request_id)
+            .await;
     }
 
     /// Sends the held upgrade upstream; `Err` is the upgrade metric's result.
     async fn open_upstream(
         &self,
         route: &Route,
-        request: Request<Incoming>,
+        request: Permitted<Request<Incoming>>,
         protocol: &[String],
     ) -> Result<hyper::upgrade::Upgraded, &'static str> {
         let mut response = match route.upstream.forward(request).await {
@@ -309,20 +305,15 @@ impl Proxy {
         error: &ProxyError,
         code: u16,
     ) {
-        let (reason, code, text, result) = match error {
-            ProxyError::Auth(e) => {
-                self.metrics.auth_failure(e.reason());
-                (e.reason(), code, refusal_text(code), "auth_failed")
+        let reason = error.count(&self.metrics, &route.name);
+        let (code, text, result) = match error {
+            ProxyError::OverBudget(OverBudget::Holder) => {
+                (1009, "too big before authentication", "pre_auth_budget")
             }
-            ProxyError::OverBudget(over) => {
-                self.metrics.limit_hit(over.limit());
-                let (code, text) = match over {
-                    OverBudget::Holder => (1009, "too big before authentication"),
-                    OverBudget::All => (1013, "busy, try again later"),
-                };
-                (over.limit(), code, text, "pre_auth_budget")
+            ProxyError::OverBudget(OverBudget::All) => {
+                (1013, "busy, try again later", "pre_auth_budget")
             }
-            _ => ("upstream_error", code, refusal_text(code), "auth_failed"),
+            _ => (code, refusal_text(code), "auth_failed"),
         };
         self.metrics.upgrade(&route.name, result);
         tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);

@@ -25,7 +25,7 @@ use crate::secret::BearerToken;
 
 /// What a ticket stands for.
 #[derive(Debug, Clone)]
-pub struct Grant {
+pub(crate) struct Grant {
     pub claims: Arc<Claims>,
     /// The original token, kept only for `upstream_auth = "bearer"` routes.
     pub token: Option<BearerToken>,
@@ -36,7 +36,7 @@ pub struct Grant {
 /// Why a ticket did not redeem. Deliberately coarse: a caller learns nothing about
 /// whether a guessed ticket ever existed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TicketError {
+pub(crate) enum TicketError {
     #[error("ticket unknown, used or expired")]
     Invalid,
     #[error("ticket issued for another route")]
@@ -46,7 +46,7 @@ pub enum TicketError {
 }
 
 impl TicketError {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             TicketError::Invalid => "invalid_ticket",
             TicketError::WrongRoute => "ticket_wrong_route",
@@ -56,35 +56,39 @@ impl TicketError {
 }
 
 /// Where tickets live.
-pub enum TicketStore {
+pub(crate) enum TicketStore {
     Memory(MemoryTickets),
     Redis(redis_store::RedisTickets),
 }
 
 impl TicketStore {
-    pub fn memory(ttl: Duration) -> Self {
+    pub(crate) fn memory(ttl: Duration) -> Self {
         TicketStore::Memory(MemoryTickets::new(ttl))
     }
 
-    pub fn redis(handle: Arc<crate::redis::RedisHandle>, ttl: Duration) -> Self {
+    pub(crate) fn redis(handle: Arc<crate::redis::RedisHandle>, ttl: Duration) -> Self {
         TicketStore::Redis(redis_store::RedisTickets::new(handle, ttl))
     }
 
-    pub async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
+    pub(crate) async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
         match self {
             TicketStore::Memory(m) => Ok(m.issue(grant, token_exp)),
             TicketStore::Redis(r) => r.issue(grant, token_exp).await,
         }
     }
 
-    pub async fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
+    pub(crate) async fn redeem(
+        &self,
+        ticket: &BearerToken,
+        route: &str,
+    ) -> Result<Grant, TicketError> {
         match self {
             TicketStore::Memory(m) => m.redeem(ticket, route),
             TicketStore::Redis(r) => r.redeem(ticket, route).await,
         }
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         match self {
             TicketStore::Memory(m) => m.ttl,
             TicketStore::Redis(r) => r.ttl(),
@@ -92,16 +96,9 @@ impl TicketStore {
     }
 
     /// Memory only: Redis expires tickets itself.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         if let TicketStore::Memory(m) = self {
             m.sweep();
-        }
-    }
-
-    pub fn is_healthy(&self) -> bool {
-        match self {
-            TicketStore::Memory(_) => true,
-            TicketStore::Redis(r) => r.is_healthy(),
         }
     }
 }
@@ -120,7 +117,7 @@ fn new_ticket() -> String {
 }
 
 /// A freshly issued ticket, the only time its value exists outside the caller.
-pub struct Issued {
+pub(crate) struct Issued {
     pub ticket: String,
     pub expires_at: SystemTime,
     pub expires_in: Duration,
@@ -132,13 +129,13 @@ struct Entry {
 }
 
 /// The in-memory ticket store, for one replica.
-pub struct MemoryTickets {
+pub(crate) struct MemoryTickets {
     entries: DashMap<[u8; 32], Entry>,
     ttl: Duration,
 }
 
 impl MemoryTickets {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             entries: DashMap::new(),
             ttl,
@@ -146,7 +143,7 @@ impl MemoryTickets {
     }
 
     /// Issues a ticket for `grant`, living `ttl` but never past `token_exp` (unix seconds).
-    pub fn issue(&self, grant: Grant, token_exp: u64) -> Issued {
+    pub(crate) fn issue(&self, grant: Grant, token_exp: u64) -> Issued {
         let ticket = new_ticket();
         let expires_in = lifetime(self.ttl, token_exp);
         self.entries.insert(
@@ -165,7 +162,7 @@ impl MemoryTickets {
 
     /// Redeems a ticket once. The entry is removed before anything is checked, so a ticket
     /// presented on the wrong route is spent too: it was exposed, it must not work later.
-    pub fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
+    pub(crate) fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
         let (_, entry) = self
             .entries
             .remove(&digest(ticket.expose()))
@@ -185,17 +182,9 @@ impl MemoryTickets {
     }
 
     /// Drops expired tickets; runs every `ttl`.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         self.entries.retain(|_, e| e.expires > now);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -204,7 +193,7 @@ fn digest(ticket: &str) -> [u8; 32] {
 }
 
 /// Drops expired tickets every `ttl` until `stop`.
-pub async fn sweep(store: Arc<TicketStore>, stop: tokio_util::sync::CancellationToken) {
+pub(crate) async fn sweep(store: Arc<TicketStore>, stop: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -274,7 +263,7 @@ mod tests {
             TicketError::Invalid
         );
         store.sweep();
-        assert!(store.is_empty());
+        assert!(store.entries.is_empty());
     }
 
     #[test]

@@ -30,25 +30,21 @@ struct Sealed {
     route: Option<String>,
 }
 
-pub struct RedisTickets {
+pub(crate) struct RedisTickets {
     handle: Arc<RedisHandle>,
     ttl: Duration,
 }
 
 impl RedisTickets {
-    pub fn new(handle: Arc<RedisHandle>, ttl: Duration) -> Self {
+    pub(crate) fn new(handle: Arc<RedisHandle>, ttl: Duration) -> Self {
         Self { handle, ttl }
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.handle.is_healthy()
-    }
-
-    pub async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
+    pub(crate) async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
         let ticket = new_ticket();
         let expires_in = lifetime(self.ttl, token_exp);
         let sealed = Sealed {
@@ -78,7 +74,11 @@ impl RedisTickets {
         })
     }
 
-    pub async fn redeem(&self, ticket: &BearerToken, route: &str) -> Result<Grant, TicketError> {
+    pub(crate) async fn redeem(
+        &self,
+        ticket: &BearerToken,
+        route: &str,
+    ) -> Result<Grant, TicketError> {
         let mut getdel = redis::cmd("GETDEL");
         getdel.arg(key(ticket.expose()));
         let value: Option<Vec<u8>> = self

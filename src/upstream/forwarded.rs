@@ -9,14 +9,14 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = http::header::FORWARDED;
 
 /// What gatehouse knows about the hop it received a request on.
 #[derive(Debug, Clone)]
-pub struct Hop {
+pub(crate) struct Hop {
     /// The connection's peer; an IPv4-mapped IPv6 address is written as IPv4.
     peer: IpAddr,
     https: bool,
@@ -25,7 +25,7 @@ pub struct Hop {
 }
 
 impl Hop {
-    pub fn new(peer: IpAddr, https: bool, host: Option<HeaderValue>) -> Self {
+    pub(crate) fn new(peer: IpAddr, https: bool, host: Option<HeaderValue>) -> Self {
         Self {
             peer: peer.to_canonical(),
             https,
@@ -42,7 +42,7 @@ impl Hop {
     }
 
     /// `for=…;proto=…;host=…`; the host is left out when it is not visible ASCII.
-    pub fn forwarded(&self) -> String {
+    pub(crate) fn forwarded(&self) -> String {
         let mut value = format!("for={};proto={}", node(self.peer), self.proto());
         if let Some(host) = self.host.as_ref().and_then(|h| h.to_str().ok()) {
             value.push_str(";host=");
@@ -52,7 +52,7 @@ impl Hop {
     }
 
     /// Sets the forwarding headers, replacing any the request still has.
-    pub fn apply(&self, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         if let Ok(value) = HeaderValue::from_str(&self.forwarded()) {
             headers.insert(FORWARDED.clone(), value);
         }

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use super::forwarded::Hop;
 use super::headers;
 use super::stall::{StallClock, Stalled};
-use crate::auth::policy::Access;
+use crate::auth::policy::{Access, Permitted};
 use crate::config::{RouteConfig, UpstreamAuth};
 use crate::http_client::{self, Pooled};
 use crate::redact::Redactor;
@@ -45,9 +45,8 @@ pub struct Rewrite<'a> {
     pub request_id: &'a HeaderValue,
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
-    /// `[identity] headers`, set from `access` once everything else is done.
+    /// `[identity] headers`, set from the permit's access once everything else is done.
     pub identity: &'a [(HeaderName, String)],
-    pub access: &'a Access,
 }
 
 impl Upstream {
@@ -64,14 +63,17 @@ impl Upstream {
         })
     }
 
-    /// Rewrites `parts` in place into the request the upstream receives.
+    /// Rewrites `parts` in place into the request the upstream receives; only a request
+    /// that passed policy can be rewritten.
     pub fn rewrite(
         &self,
-        parts: &mut Parts,
+        permitted: &mut Permitted<Parts>,
         route: &RouteConfig,
         redactor: &Redactor,
         ctx: Rewrite<'_>,
     ) -> Result<(), UpstreamError> {
+        let access = permitted.access().clone();
+        let parts = permitted.get_mut();
         let path = if route.strip_prefix {
             strip(&route.path, parts.uri.path())
         } else {
@@ -99,7 +101,7 @@ impl Upstream {
         parts.version = Version::HTTP_11;
 
         let hop = Hop::new(ctx.client_ip, ctx.https, original_host);
-        rewrite_headers(&mut parts.headers, route, redactor, &hop, &ctx);
+        rewrite_headers(&mut parts.headers, route, redactor, &hop, (&ctx, &access));
         Ok(())
     }
 
@@ -109,8 +111,9 @@ impl Upstream {
     /// a chunked one is cut where it crosses the limit, which aborts the upstream request.
     pub async fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Permitted<Request<Incoming>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let (request, _) = request.into_parts();
         let limit = match self.max_body_bytes {
             0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -150,7 +153,7 @@ fn rewrite_headers(
     route: &RouteConfig,
     redactor: &Redactor,
     hop: &Hop,
-    ctx: &Rewrite<'_>,
+    (ctx, access): (&Rewrite<'_>, &Access),
 ) {
     headers::remove_client_hop_by_hop(h, ctx.identity);
     headers::remove_spoofed(h, ctx.identity);
@@ -169,7 +172,7 @@ fn rewrite_headers(
     }
     hop.apply(h);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::upstream::identity::attach(h, ctx.identity, ctx.access);
+    crate::upstream::identity::attach(h, ctx.identity, access);
 }
 
 /// Whether sending failed because the client's body crossed `max_body_bytes`.

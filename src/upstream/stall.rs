@@ -19,10 +19,10 @@ use tokio::time::{Instant, Sleep};
 /// The client sent no part of its body for `limits.body_stall_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("request body stalled: the client sent nothing for body_stall_timeout")]
-pub struct Stalled;
+pub(crate) struct Stalled;
 
 /// A body whose frames must keep coming while it is being read.
-pub struct StallClock<B> {
+pub(crate) struct StallClock<B> {
     inner: B,
     limit: Duration,
     /// Armed at the first poll that finds nothing, reset by every frame.
@@ -30,7 +30,7 @@ pub struct StallClock<B> {
 }
 
 impl<B> StallClock<B> {
-    pub fn new(inner: B, limit: Duration) -> Self {
+    pub(crate) fn new(inner: B, limit: Duration) -> Self {
         Self {
             inner,
             limit,

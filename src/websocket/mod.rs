@@ -9,12 +9,10 @@
 //! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
 //! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
 
-pub mod relay;
+pub(crate) mod relay;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};
-
-pub use relay::{Session, SessionEnd};
 
 static SEC_WEBSOCKET_PROTOCOL: header::HeaderName = header::SEC_WEBSOCKET_PROTOCOL;
 

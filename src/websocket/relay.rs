@@ -50,22 +50,22 @@ use crate::auth::claims::Claims;
 use crate::auth::revocation::{Revocations, Revoked};
 use ending::{plan, Ending, Farewell};
 
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Close code for an authentication ending (expired or revoked token), to both sides.
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub(crate) const CLOSE_UNAUTHORIZED: u16 = 4401;
 
 /// gatehouse's own close codes (4401, 4403 and room around them). A client's close in this
 /// range reaches the upstream as [`CLOSE_REWRITTEN`] without its reason, so an upstream can
 /// trust that a 44xx close came from gatehouse.
-pub const RESERVED_CLOSE_CODES: RangeInclusive<u16> = 4400..=4499;
-pub const CLOSE_REWRITTEN: u16 = 4000;
+pub(crate) const RESERVED_CLOSE_CODES: RangeInclusive<u16> = 4400..=4499;
+pub(crate) const CLOSE_REWRITTEN: u16 = 4000;
 
 /// How long a close may take to go out before the socket is simply dropped.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// What a session needs besides its two sockets.
-pub struct Session {
+pub(crate) struct Session {
     /// When the token stops being valid (`exp` + leeway), if the route closes on expiry.
     pub deadline: Option<Instant>,
     /// Revocations to watch for, if the route closes on expiry and the caller has a token.
@@ -79,7 +79,7 @@ pub struct Session {
 
 /// How and why a session ended, for the access log and metrics.
 #[derive(Debug, Default, Clone)]
-pub struct SessionEnd {
+pub(crate) struct SessionEnd {
     pub reason: &'static str,
     pub code: Option<u16>,
     pub client_bytes: u64,
@@ -88,7 +88,7 @@ pub struct SessionEnd {
 }
 
 /// The caller's claims and the feed of revocations as they are applied.
-pub struct RevocationWatch {
+pub(crate) struct RevocationWatch {
     pub claims: Arc<Claims>,
     pub events: broadcast::Receiver<Revoked>,
     pub revocations: Arc<Revocations>,
@@ -118,7 +118,7 @@ impl RevocationWatch {
 
 /// Small buffers: an idle session should cost kilobytes, not tungstenite's default 2×128 KiB.
 /// Writes go out per message (`send` flushes), so a write buffer would only hold memory.
-pub fn config(max_message_bytes: usize) -> WebSocketConfig {
+pub(crate) fn config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -129,7 +129,7 @@ pub fn config(max_message_bytes: usize) -> WebSocketConfig {
 const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Wraps an upgraded connection; `Role::Server` faces the client, `Role::Client` the upstream.
-pub async fn socket(io: Upgraded, role: Role, max_message_bytes: usize) -> Socket {
+pub(crate) async fn socket(io: Upgraded, role: Role, max_message_bytes: usize) -> Socket {
     WebSocketStream::from_raw_socket(TokioIo::new(io), role, Some(config(max_message_bytes))).await
 }
 
@@ -215,7 +215,7 @@ impl Tally {
 }
 
 /// Relays until either side closes or the session must end; never returns an error.
-pub async fn relay<C, U>(
+pub(crate) async fn relay<C, U>(
     client: WebSocketStream<C>,
     upstream: WebSocketStream<U>,
     mut session: Session,
@@ -331,7 +331,7 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
 }
 
 /// Sends a close frame and flushes, bounded: a peer that stopped reading cannot hold us.
-pub async fn close<S>(socket: &mut WebSocketStream<S>, code: u16, reason: &str)
+pub(crate) async fn close<S>(socket: &mut WebSocketStream<S>, code: u16, reason: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

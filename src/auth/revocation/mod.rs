@@ -33,12 +33,12 @@ use crate::redis::{RedisHandle, StoreError};
 const KEY_PREFIX: &str = "gatehouse:revoked:";
 /// The latest `before` accepted (9999-12-31T23:59:59Z): later values are no time at all, and
 /// every stored number must stay exact in the Lua (double) arithmetic of the Redis merge.
-pub const MAX_BEFORE: u64 = 253_402_300_799;
+pub(crate) const MAX_BEFORE: u64 = 253_402_300_799;
 
 /// One revocation, as stored, published and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Revoked {
+pub(crate) enum Revoked {
     Token {
         jti: String,
         expires: u64,
@@ -53,7 +53,7 @@ pub enum Revoked {
 impl Revoked {
     /// Whether a token with these claims is revoked by this entry. A subject revocation
     /// covers tokens issued before `before`, and tokens without `iat` (we cannot tell).
-    pub fn matches(&self, claims: &Claims) -> bool {
+    pub(crate) fn matches(&self, claims: &Claims) -> bool {
         let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
         match self {
             Revoked::Token { jti, .. } => text("jti") == Some(jti.as_str()),
@@ -66,7 +66,7 @@ impl Revoked {
 
     /// The entry that revokes everything `self` and `newer` revoke (same `jti` or subject):
     /// the later expiry and, for a subject, the later `before`. An expired `self` is gone.
-    pub fn widened(&self, newer: Revoked, now: u64) -> Revoked {
+    pub(crate) fn widened(&self, newer: Revoked, now: u64) -> Revoked {
         if self.expires() <= now {
             return newer;
         }
@@ -113,14 +113,14 @@ impl Revoked {
 
 /// Why a credential may not pass the revocation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RevocationError {
+pub(crate) enum RevocationError {
     #[error("token revoked")]
     Revoked,
     #[error("the revocation store is unavailable")]
     Unavailable,
 }
 
-pub struct Revocations {
+pub(crate) struct Revocations {
     tokens: DashMap<String, Revoked>,
     subjects: DashMap<String, Revoked>,
     redis: Option<Arc<RedisHandle>>,
@@ -133,7 +133,7 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    pub fn new(
+    pub(crate) fn new(
         config: RevocationConfig,
         redis: Option<Arc<RedisHandle>>,
         metrics: Arc<Metrics>,
@@ -151,7 +151,7 @@ impl Revocations {
     }
 
     /// The check every request and every redemption goes through.
-    pub fn check(&self, claims: &Claims) -> Result<(), RevocationError> {
+    pub(crate) fn check(&self, claims: &Claims) -> Result<(), RevocationError> {
         if !self.is_healthy() {
             self.metrics.store_error("revocation");
             if self.config.deny_on_store_error {
@@ -179,7 +179,7 @@ impl Revocations {
         }
     }
 
-    pub fn is_revoked(&self, claims: &Claims) -> bool {
+    pub(crate) fn is_revoked(&self, claims: &Claims) -> bool {
         let now = unix_now();
         let live = |r: &Revoked| r.expires() > now && r.matches(claims);
         let jti = claims.get("jti").and_then(serde_json::Value::as_str);
@@ -193,19 +193,19 @@ impl Revocations {
 
     /// Redis answers *and* the view was re-read since Redis was last unreachable: revocations
     /// made during an outage are not in the view until then.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.redis
             .as_ref()
             .is_none_or(|r| r.is_healthy() && self.synced.load(Ordering::Acquire))
     }
 
     /// Open sessions listen here for revocations as they are applied.
-    pub fn subscribe(&self) -> broadcast::Receiver<Revoked> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Revoked> {
         self.events.subscribe()
     }
 
     /// Builds the entry for a `jti`, or for a subject's tokens issued before `before`.
-    pub fn entry(
+    pub(crate) fn entry(
         &self,
         jti: Option<String>,
         sub: Option<String>,
@@ -232,7 +232,7 @@ impl Revocations {
 
     /// Records a revocation in the store (all replicas) and applies it here. With Redis the
     /// store merges it with what it already holds and the merged entry is applied.
-    pub async fn revoke(&self, entry: Revoked) -> Result<(), StoreError> {
+    pub(crate) async fn revoke(&self, entry: Revoked) -> Result<(), StoreError> {
         let entry = match &self.redis {
             Some(redis) => sync::store(redis, &entry).await?,
             None => entry,
@@ -242,7 +242,7 @@ impl Revocations {
     }
 
     /// The live entries, for `GET /revocations`.
-    pub fn list(&self) -> Vec<Revoked> {
+    pub(crate) fn list(&self) -> Vec<Revoked> {
         let now = unix_now();
         let mut all: Vec<Revoked> = self
             .tokens
@@ -280,7 +280,7 @@ impl Revocations {
     }
 
     /// Background work: with Redis, follow the channel and resync; always drop expired entries.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         if let Some(redis) = self.redis.clone() {
             tokio::spawn(self.clone().follow_channel(stop.clone()));
             tokio::spawn(self.clone().keep_synced(redis, stop.clone()));

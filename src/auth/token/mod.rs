@@ -45,29 +45,35 @@ pub fn extract(
     max_bytes: usize,
 ) -> Result<Option<Found>, AuthError> {
     for source in sources {
-        let (raw, origin) = match source {
-            TokenSource::Header => (bearer::find(&parts.headers)?, Origin::Header),
-            TokenSource::Query(name) => (
-                query::find(parts.uri.query(), name, max_bytes)?,
-                Origin::Query,
-            ),
-            TokenSource::Cookie(name) => (cookie::find(&parts.headers, name), Origin::Cookie),
-            TokenSource::Subprotocol => (subprotocol::find(&parts.headers), Origin::Subprotocol),
-            TokenSource::Ticket(param) => (
-                query::find(parts.uri.query(), param, max_bytes)?,
-                Origin::Ticket,
-            ),
+        let raw = match source {
+            TokenSource::Header => bearer::find(&parts.headers)?,
+            TokenSource::Query(name) => query::find(parts.uri.query(), name, max_bytes)?,
+            TokenSource::Cookie(name) => cookie::find(&parts.headers, name),
+            TokenSource::Subprotocol => subprotocol::find(&parts.headers),
+            TokenSource::Ticket(param) => query::find(parts.uri.query(), param, max_bytes)?,
             // Read after the WebSocket handshake; see `websocket::first_message`.
-            TokenSource::FirstMessage => (None, Origin::FirstMessage),
+            TokenSource::FirstMessage => None,
         };
         if let Some(raw) = raw {
             return Ok(Some(Found {
                 token: accept(raw, max_bytes)?,
-                origin,
+                origin: origin(source),
             }));
         }
     }
     Ok(None)
+}
+
+/// The [`Origin`] of a token that `source` finds.
+pub fn origin(source: &TokenSource) -> Origin {
+    match source {
+        TokenSource::Header => Origin::Header,
+        TokenSource::Query(_) => Origin::Query,
+        TokenSource::Cookie(_) => Origin::Cookie,
+        TokenSource::Subprotocol => Origin::Subprotocol,
+        TokenSource::Ticket(_) => Origin::Ticket,
+        TokenSource::FirstMessage => Origin::FirstMessage,
+    }
 }
 
 /// Checks a token that arrived some other way (the first WebSocket message) like the rest.

@@ -22,10 +22,10 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::proxy::pre_auth::{Held, OverBudget};
 
-pub type MeteredSocket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
+pub(crate) type MeteredSocket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
 
 /// Wraps the client side of an upgrade, charging what it reads to `held`.
-pub async fn socket(io: Upgraded, held: Held, max_message_bytes: usize) -> MeteredSocket {
+pub(crate) async fn socket(io: Upgraded, held: Held, max_message_bytes: usize) -> MeteredSocket {
     let io = Metered {
         inner: TokioIo::new(io),
         budget: Some((held, FrameMeter::default())),
@@ -35,21 +35,21 @@ pub async fn socket(io: Upgraded, held: Held, max_message_bytes: usize) -> Meter
 }
 
 /// The budget error inside a socket error, if that is what ended the read.
-pub fn over_budget(error: &tokio_tungstenite::tungstenite::Error) -> Option<OverBudget> {
+pub(crate) fn over_budget(error: &tokio_tungstenite::tungstenite::Error) -> Option<OverBudget> {
     match error {
         tokio_tungstenite::tungstenite::Error::Io(e) => e.get_ref()?.downcast_ref().copied(),
         _ => None,
     }
 }
 
-pub struct Metered<S> {
+pub(crate) struct Metered<S> {
     inner: S,
     budget: Option<(Held, FrameMeter)>,
 }
 
 impl<S> Metered<S> {
     /// The token validated: give the budget back and read freely.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.budget = None;
     }
 }

@@ -7,7 +7,7 @@
 //! once, never queued, so a crowd of slow or silent clients costs bounded memory. What a
 //! holder took is given back when its [`Held`] is dropped.
 
-pub mod metered;
+pub(crate) mod metered;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use crate::config::validate::PreAuthLimits;
 
 /// The shared budget; one per configuration generation.
 #[derive(Clone, Debug)]
-pub struct PreAuthBudget {
+pub(crate) struct PreAuthBudget {
     all: Arc<Semaphore>,
     per_holder: usize,
     body_timeout: Duration,
@@ -28,7 +28,7 @@ pub struct PreAuthBudget {
 
 /// Which bound a holder crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum OverBudget {
+pub(crate) enum OverBudget {
     #[error("over the pre-authentication budget of one connection")]
     Holder,
     #[error("the pre-authentication budget of all connections is spent")]
@@ -37,7 +37,7 @@ pub enum OverBudget {
 
 impl OverBudget {
     /// Its label in `gatehouse_limit_hits_total`.
-    pub fn limit(self) -> &'static str {
+    pub(crate) fn limit(self) -> &'static str {
         match self {
             OverBudget::Holder => "pre_auth_bytes",
             OverBudget::All => "pre_auth_total_bytes",
@@ -47,7 +47,7 @@ impl OverBudget {
 
 /// Why a body gatehouse reads itself was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Over(OverBudget),
     Timeout,
@@ -56,7 +56,7 @@ pub enum BodyError {
 
 /// The bytes one holder has taken from the budget.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     all: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     taken: u64,
@@ -65,7 +65,7 @@ pub struct Held {
 
 impl Held {
     /// Takes `bytes` more, or fails without taking any.
-    pub fn take(&mut self, bytes: u64) -> Result<(), OverBudget> {
+    pub(crate) fn take(&mut self, bytes: u64) -> Result<(), OverBudget> {
         let total = self.taken.saturating_add(bytes);
         if total > self.limit {
             return Err(OverBudget::Holder);
@@ -93,7 +93,7 @@ impl Held {
 }
 
 impl PreAuthBudget {
-    pub fn new(limits: &PreAuthLimits) -> Self {
+    pub(crate) fn new(limits: &PreAuthLimits) -> Self {
         Self {
             all: Arc::new(Semaphore::new(
                 limits.total_bytes.min(Semaphore::MAX_PERMITS),
@@ -104,7 +104,7 @@ impl PreAuthBudget {
     }
 
     /// A new holder, with nothing taken yet.
-    pub fn holder(&self) -> Held {
+    pub(crate) fn holder(&self) -> Held {
         Held {
             all: self.all.clone(),
             permit: None,
@@ -115,7 +115,7 @@ impl PreAuthBudget {
 
     /// Reads a whole body of at most `max` bytes within `limits.body_read_timeout`, its
     /// bytes held against the budget while it arrives.
-    pub async fn read_body<B>(&self, body: B, max: usize) -> Result<Bytes, BodyError>
+    pub(crate) async fn read_body<B>(&self, body: B, max: usize) -> Result<Bytes, BodyError>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
     {

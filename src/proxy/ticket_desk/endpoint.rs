@@ -78,7 +78,7 @@ impl Proxy {
                     .find(path)
                     .ok_or(ProxyError::BadRequest("no route matches that path"))?;
                 // Checked now: a ticket the caller could not use anyway is not issued.
-                policy::authorize(&route.config, &self.role_claim, Some(claims.clone()))?;
+                policy::authorize(&route.config, &self.role_claim, Some(claims.clone()), ())?;
                 Some(route.config.path.clone())
             }
             None => None,

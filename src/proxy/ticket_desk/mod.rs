@@ -36,7 +36,7 @@ use crate::tickets::{Grant, TicketError, TicketStore};
 /// A request body larger than this is not a ticket request.
 const MAX_BODY_BYTES: usize = 4096;
 
-pub struct TicketDesk {
+pub(crate) struct TicketDesk {
     pub config: TicketsConfig,
     pub store: Arc<TicketStore>,
     /// Union of the routes' `allowed_origins`.
@@ -55,7 +55,7 @@ struct TicketRequest {
 }
 
 impl TicketDesk {
-    pub fn new(
+    pub(crate) fn new(
         config: &TicketsConfig,
         all: &Config,
         store: Option<Arc<TicketStore>>,
@@ -86,7 +86,7 @@ impl TicketDesk {
     }
 
     /// Redeems a ticket presented on `route`, counting the outcome.
-    pub async fn redeem(
+    pub(crate) async fn redeem(
         &self,
         ticket: &BearerToken,
         route: &str,
