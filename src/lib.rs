@@ -10,13 +10,15 @@
 //! - [`app`]: the process. `Gatehouse::start(Config) -> Running` builds the shared state
 //!   once and binds both listeners; [`app::reload`] (SIGHUP, file watch), [`app::admin`]
 //!   (`/metrics`, `/healthz`, `/readyz`, revocations), [`app::shutdown`] (SIGTERM / SIGINT),
-//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe)
+//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe),
+//!   [`app::otlp`] (span export over OTLP/HTTP)
 //! - [`edge`]: one connection before it means HTTP: [`edge::listener`] (accept loop, TLS
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
 //!   (certificate reloaded when its files change), [`edge::activity`] and
 //!   [`edge::response_clock`] (header, idle and response clocks), [`edge::framing`]
 //!   (ambiguous HTTP/1.1 framing), [`edge::proxy_protocol`] (the PROXY v1/v2 header an L4
-//!   balancer sends first) and [`edge::rewind`] (the bytes read past it)
+//!   balancer sends first), [`edge::rewind`] (the bytes read past it) and
+//!   [`edge::cert_expiry`] (the served certificate's expiry gauge)
 //! - [`generation`]: what a reload swaps atomically (routes, issuers, key stores, policies,
 //!   limits, the HTTP server settings)
 //! - [`shared`]: what outlives a reload (metrics, ticket and revocation stores, rate-limit
@@ -28,7 +30,8 @@
 //!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
 //!   [`proxy::cors`] (CORS preflights, passed upstream without credentials or answered);
-//!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map)
+//!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map);
+//!   [`proxy::trace_context`] (W3C `traceparent`/`tracestate`); [`proxy::request_span`]
 //! - [`upstream`]: the upstream leg: [`upstream::headers`] (hop-by-hop and spoofed-header
 //!   rules), [`upstream::forwarded`] (`Forwarded`, `X-Forwarded-*`), [`upstream::identity`]
 //!   (verified identity headers), [`upstream::http`] (redacted URI, pooled forwarding),

@@ -18,6 +18,7 @@ mod raw;
 pub mod redaction;
 mod route;
 mod stores;
+pub mod trace;
 mod types;
 pub mod upstream;
 pub mod validate;

@@ -13,6 +13,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// `[trace]`.
+    pub trace: super::trace::TraceConfig,
     pub tls: Option<TlsFiles>,
     /// `listen.trusted_proxies` and `listen.proxy_protocol`.
     pub client_trust: super::ClientTrust,

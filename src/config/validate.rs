@@ -68,6 +68,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
     let paths = validate_paths(e, &raw.paths);
     check_route_paths(e, raw, &paths);
     let config = Config {
+        trace: super::trace::validate_trace(e, &raw.trace),
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
         tls,
         client_trust: super::listen::client_trust(

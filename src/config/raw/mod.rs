@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub limits: FileLimits,
     pub reload: FileReload,
     pub paths: FilePaths,
+    pub trace: super::trace::FileTrace,
 }
 
 /// The top-level tables; only environment variables under one of these are overrides.
@@ -49,6 +50,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "reload",
     "paths",
+    "trace",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -97,7 +97,11 @@ impl Proxy {
             token: keep_token.then_some(token),
             route,
         };
-        let issued = desk.store.issue(grant, exp).await?;
+        let issued = desk
+            .store
+            .issue(grant, exp)
+            .await
+            .inspect_err(|e| self.metrics.ticket(e.reason()))?;
         self.metrics.ticket("issued");
         let expires_at = time::OffsetDateTime::from(issued.expires_at)
             .format(&time::format_description::well_known::Rfc3339)
