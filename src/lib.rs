@@ -21,6 +21,7 @@
 //! - [`outbound`]: https for discovery, JWKS and introspection; where a `jwks_uri` may point
 //! - [`revocation`], [`store`]: revoked tokens and subjects (local view, Redis-shared); the Redis handle
 //! - [`policy`]: scopes, roles, claims -> the `Access` permit
+//! - [`claim_path`]: `realm_access.roles`, `["https://example.com/roles"]`: where a claim lives
 //! - [`identity`]: strip client identity headers in every spelling, set verified ones
 //! - [`websocket`], [`upgrade`]: upgrade checks, first-message auth, the frame relay
 //! - [`pre_auth`]: the byte budget of callers not yet authenticated (first message, ticket body)
@@ -42,6 +43,9 @@ pub mod admission;
 pub mod app;
 pub mod body;
 pub mod canonical;
+// Placed where the layer move puts it (src/auth/); joins `auth` when that module exists.
+#[path = "auth/claim_path.rs"]
+pub mod claim_path;
 pub mod cli;
 pub mod config;
 pub mod demo;
