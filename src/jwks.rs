@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use tokio_util::sync::CancellationToken;
 
@@ -111,12 +111,14 @@ impl Keys {
             }
             // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
             // IdPs publish keys for other consumers too.
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            let key = match &jwk.algorithm {
+                // Only Ed25519, checked: jsonwebtoken would take any OKP curve.
+                AlgorithmParameters::OctetKeyPair(_) => crate::ed25519::from_jwk(jwk),
+                _ => DecodingKey::from_jwk(jwk).ok(),
+            };
+            let Some(key) = key else {
                 continue;
             };
-            if key.family() == AlgorithmFamily::Ed {
-                continue;
-            }
             let alg = jwk
                 .common
                 .key_algorithm
@@ -150,7 +152,14 @@ pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
             }
             .or_else(|_| DecodingKey::from_rsa_pem(&pem))
             .or_else(|_| DecodingKey::from_ec_pem(&pem))
-            .map_err(|_| format!("{} holds no RSA or EC public key in PEM", path.display()))?;
+            .ok()
+            .or_else(|| crate::ed25519::from_pem(&pem))
+            .ok_or_else(|| {
+                format!(
+                    "{} holds no RSA, EC or Ed25519 public key in PEM",
+                    path.display()
+                )
+            })?;
             Ok(Keys {
                 unnamed: vec![VerifyKey::new(key, None)],
                 ..Keys::default()

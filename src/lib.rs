@@ -16,6 +16,7 @@
 //! - [`validate`]: JWT verification with per-issuer keys and a validated-token cache
 //! - [`numeric_date`]: `exp`, `nbf`, `iat` as any JSON number, absurd values refused
 //! - [`jwt_crypto`]: ring-backed signature verification for jsonwebtoken
+//! - [`ed25519`]: EdDSA keys from JWKS (`OKP`, `Ed25519` only) and PEM
 //! - [`introspect`]: RFC 7662 introspection for opaque tokens: bounded caches, single flight, call budget
 //! - [`jwks`]: key sets: static files, JWKS URL, OIDC discovery, refresh, unknown-kid refresh
 //! - [`outbound`]: https for discovery, JWKS and introspection; where a `jwks_uri` may point
@@ -49,6 +50,8 @@ pub mod claim_path;
 pub mod cli;
 pub mod config;
 pub mod demo;
+#[path = "auth/ed25519.rs"]
+pub mod ed25519;
 pub mod error;
 pub mod files;
 pub mod framing;

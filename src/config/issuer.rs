@@ -216,7 +216,6 @@ fn algorithms(
                     )
                 },
             ),
-            Ok(Algorithm::EdDSA) => e.push(key, "EdDSA is not supported"),
             Ok(alg) => out.push(alg),
             Err(_) => e.push(key, format!("unknown algorithm {name:?}")),
         }
