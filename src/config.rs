@@ -7,6 +7,7 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod claims;
 mod issuer;
 mod limits;
 mod paths;

@@ -25,6 +25,13 @@ pub struct ClaimPath {
 }
 
 impl ClaimPath {
+    /// The path of one top-level claim, whatever characters its name holds.
+    pub fn top(name: &str) -> Self {
+        ClaimPath {
+            names: vec![Box::from(name)].into(),
+        }
+    }
+
     /// The value at this path, if every name along it is a key of a JSON object.
     pub fn resolve<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.names.split_first()?;

@@ -1,0 +1,53 @@
+//! Claim paths named by the config (`[identity]`, `require.claims`), parsed here once so
+//! requests only walk them, and a malformed one fails `check` with its key.
+
+use super::validate::ConfigErrors;
+use crate::claim_path::ClaimPath;
+use crate::config::FileIdentity;
+
+/// `[identity]`'s claim paths: who the caller is, and where policy reads roles and scopes.
+#[derive(Debug, Clone)]
+pub struct IdentityClaims {
+    pub subject: ClaimPath,
+    pub role: ClaimPath,
+    pub scopes: Vec<ClaimPath>,
+}
+
+impl IdentityClaims {
+    /// The caller's name, for the access log and per-caller limits, when it is a string.
+    pub fn subject_of<'a>(
+        &self,
+        claims: &'a serde_json::Map<String, serde_json::Value>,
+    ) -> Option<&'a str> {
+        self.subject.string(claims)
+    }
+}
+
+pub(super) fn identity_claims(e: &mut ConfigErrors, raw: &FileIdentity) -> IdentityClaims {
+    let fallback = |name: &str| ClaimPath::top(name);
+    let subject = claim_path(e, "identity.subject_claim", &raw.subject_claim);
+    let role = claim_path(e, "identity.role_claim", &raw.role_claim);
+    let scopes = raw
+        .scope_claims
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| claim_path(e, &format!("identity.scope_claims[{i}]"), text))
+        .collect();
+    // On an error the config is refused anyway; the fallbacks only keep the value whole.
+    IdentityClaims {
+        subject: subject.unwrap_or_else(|| fallback("sub")),
+        role: role.unwrap_or_else(|| fallback("role")),
+        scopes,
+    }
+}
+
+/// Parses one path, or records why not under `key`.
+pub(super) fn claim_path(e: &mut ConfigErrors, key: &str, text: &str) -> Option<ClaimPath> {
+    match text.parse() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            e.push(key, format!("not a claim path: {why}"));
+            None
+        }
+    }
+}
