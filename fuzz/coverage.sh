@@ -2,7 +2,7 @@
 # Which gatehouse functions a target's corpus reaches, from libFuzzer's own counters
 # (-print_coverage=1; no coverage rebuild needed). Run after fuzz/run.sh:
 #
-#   fuzz/coverage.sh token_extract [src/token src/redact.rs ...]
+#   fuzz/coverage.sh token_extract [src/auth/token src/redact.rs ...]
 #
 # Prints, for gatehouse source files under the given prefixes (default: all of src/), each
 # function with its hit count and covered/total instrumented edges (edges include those of

@@ -22,7 +22,7 @@ pub enum Command {
     /// Validate a config and print the effective config with secrets masked.
     Check(ConfigArg),
     /// Start a local demo: the proxy, a built-in upstream, a dev key, and a walkthrough.
-    Demo(DemoArgs),
+    Demo(crate::dev::demo::DemoArgs),
     /// Mint a token with a configured local signing key (dev and tests only).
     Token(TokenArgs),
 }
@@ -32,16 +32,6 @@ pub struct ConfigArg {
     /// Config file; defaults to $GATEHOUSE_CONFIG, then config/gatehouse.toml.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Proxy address; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-    /// Admin address; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub admin: std::net::SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@
 //! is atomic for new requests. A request or WebSocket session already under way holds an
 //! `Arc` to the generation it started in and finishes there.
 //!
-//! What outlives generations is [`Shared`]: metrics, the shared stores (tickets stay
+//! What outlives generations is [`Shared`](crate::shared::Shared): metrics, the shared stores (tickets stay
 //! redeemable, revocations stay known), the rate limiters' counts, the WebSocket session
 //! tracker and the drain.
 
@@ -13,41 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::auth::introspect::Introspector;
+use crate::auth::jwks::KeyStore;
+use crate::auth::validate::Validator;
 use crate::config::{Config, IssuerConfig, KeySource};
-use crate::http_client::HttpClient;
-use crate::introspect::Introspector;
-use crate::jwks::KeyStore;
-use crate::listener;
-use crate::metrics::Metrics;
-use crate::rate_limit::RateLimits;
-use crate::service::Proxy;
-use crate::store::Stores;
-use crate::validate::Validator;
+use crate::proxy::service::Proxy;
+use crate::shared::Shared;
 
 /// The generation serving new requests.
 pub type Current = Arc<ArcSwap<Generation>>;
-
-/// State built once at start and kept across reloads.
-#[derive(Clone)]
-pub struct Shared {
-    pub metrics: Arc<Metrics>,
-    pub stores: Arc<Stores>,
-    /// Counts per client and caller; each generation applies its own configured limits.
-    pub rate_limits: Arc<RateLimits>,
-    /// Every WebSocket session task, so the drain can wait for them.
-    pub sessions: TaskTracker,
-    /// Cancelled when the drain's grace period ends: open WebSockets close with 1001.
-    pub websockets_drain: CancellationToken,
-    /// Cancelled last: stops every generation's background work.
-    pub background: CancellationToken,
-    /// Fetches JWKS documents and discovery metadata.
-    pub key_client: HttpClient,
-}
 
 pub struct Generation {
     pub config: Config,
@@ -90,12 +68,12 @@ impl Generation {
             config.token_cache_entries,
             shared.metrics.clone(),
         );
-        let proxy = Arc::new(Proxy::new(&config, validator, shared)?);
+        let proxy = Arc::new(Proxy::new(&config, validator, shared.for_proxy())?);
         for store in &key_stores {
             tokio::spawn(store.clone().run_refresh(refresh.clone()));
         }
         Ok(Self {
-            http: Arc::new(listener::http_builder(&config)),
+            http: Arc::new(http_builder(&config)),
             config,
             proxy,
             key_stores,
@@ -127,6 +105,25 @@ impl Generation {
     pub fn retire(&self) {
         self.refresh.cancel();
     }
+}
+
+/// Builds the HTTP/1.1 + HTTP/2 server settings; every connection of a generation shares them.
+pub fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Ours (activity.rs) starts at the first byte of a head, not when hyper starts
+        // waiting for one, so idle keep-alive connections get `idle_timeout` instead.
+        .header_read_timeout(None)
+        // A head larger than the read buffer is answered 431 by hyper.
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    builder
 }
 
 fn same_remote_source(a: &IssuerConfig, b: &IssuerConfig) -> bool {

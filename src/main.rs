@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use gatehouse::app::logging;
 use gatehouse::cli::{Cli, Command, ConfigArg, TokenArgs};
-use gatehouse::config::{self, validate::process_env, Config, FileConfig};
-use gatehouse::{logging, mint, Gatehouse};
+use gatehouse::config::{self, fields::process_env, Config, FileConfig};
+use gatehouse::dev::mint;
+use gatehouse::Gatehouse;
 
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     // Before anything touches jsonwebtoken: it keeps the first provider it sees.
-    gatehouse::jwt_crypto::install();
+    gatehouse::auth::jwt_crypto::install();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
         Command::Check(arg) => match load(&arg) {
             Ok((raw, config)) => {
                 print!("{}", raw.to_masked_toml());
-                for warning in gatehouse::outbound::warnings(&config) {
+                for warning in gatehouse::config::outbound::warnings(&config) {
                     eprintln!("WARNING: {warning}");
                 }
                 eprintln!("config OK");
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Token(args) => token(&args),
-        Command::Demo(args) => gatehouse::demo::run(&args),
+        Command::Demo(args) => gatehouse::dev::demo::run(&args),
     }
 }
 
@@ -69,7 +71,7 @@ fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
 
 fn run(config: Config, arg: &ConfigArg) -> ExitCode {
     logging::init(config.log_format);
-    for warning in gatehouse::outbound::warnings(&config) {
+    for warning in gatehouse::config::outbound::warnings(&config) {
         tracing::warn!("{warning}");
     }
     let runtime = match gatehouse::app::runtime(config.worker_threads) {
@@ -83,7 +85,7 @@ fn run(config: Config, arg: &ConfigArg) -> ExitCode {
         match Gatehouse::start(config).await {
             Ok(running) => {
                 running.reload_from(config_path(arg));
-                gatehouse::shutdown::signal().await;
+                gatehouse::app::shutdown::signal().await;
                 running.shutdown().await;
                 ExitCode::SUCCESS
             }

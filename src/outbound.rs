@@ -3,13 +3,11 @@
 //! out. `https://` is required; plain `http://` is accepted for a loopback address (an IdP
 //! on the same host: nothing crosses a network) and, elsewhere, only where the issuer or
 //! introspection table says `allow_http = true`. Every plain-http URL that is accepted is
-//! named by [`warnings`], which `gatehouse check` and `gatehouse run` print.
+//! named by `config::outbound::warnings`, which `gatehouse check` and `gatehouse run` print.
 
 use std::net::IpAddr;
 
 use http::Uri;
-
-use crate::config::{Config, KeySource};
 
 /// How a URL may be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,39 +51,8 @@ pub fn jwks_host_allowed(issuer: &Uri, jwks: &Uri, extra_hosts: &[String]) -> bo
         || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
 }
 
-/// One line per plain-http URL the config accepts, for `check` and the startup log.
-pub fn warnings(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for issuer in &config.issuers {
-        let url = match &issuer.keys {
-            KeySource::Discovery => issuer.issuer.as_str(),
-            KeySource::JwksUrl(url) => url.as_str(),
-            _ => continue,
-        };
-        if let Some(kind) = plain_http(url, issuer.allow_http) {
-            out.push(format!(
-                "issuer {:?}: keys are fetched over plain http ({kind}) from {}; whoever can \
-                 alter that traffic can sign tokens gatehouse accepts",
-                issuer.name,
-                crate::redact::mask_userinfo(url).unwrap_or_else(|| url.to_string())
-            ));
-        }
-    }
-    for i in &config.introspections {
-        let url = i.url.to_string();
-        if let Some(kind) = plain_http(&url, i.allow_http) {
-            out.push(format!(
-                "introspection {:?}: the client secret and callers' tokens go over plain http \
-                 ({kind}) to {}",
-                i.name,
-                crate::redact::mask_userinfo(&url).unwrap_or(url)
-            ));
-        }
-    }
-    out
-}
-
-fn plain_http(url: &str, allow_http: bool) -> Option<&'static str> {
+/// Which plain-http transport `url` would use (`None` for https or a refused URL).
+pub fn plain_http(url: &str, allow_http: bool) -> Option<&'static str> {
     match transport(&url.parse().ok()?, allow_http).ok()? {
         Transport::Https => None,
         Transport::LoopbackHttp => Some("loopback"),

@@ -9,8 +9,6 @@
 
 use std::borrow::Cow;
 
-use crate::config::{Config, TokenSource};
-
 pub const REDACTED: &str = "REDACTED";
 
 /// The compiled lists of credential names: query parameters and cookies, both folded.
@@ -56,32 +54,20 @@ impl Redactor {
         }
     }
 
-    /// Adds every query parameter and cookie these token sources read.
-    pub fn with_sources<'a>(mut self, sources: impl IntoIterator<Item = &'a TokenSource>) -> Self {
-        for source in sources {
-            match source {
-                TokenSource::Query(name) | TokenSource::Ticket(name) => {
-                    self.names.push(fold_name(name))
-                }
-                TokenSource::Cookie(name) => self.cookies.push(fold_name(name)),
-                TokenSource::Header | TokenSource::Subprotocol | TokenSource::FirstMessage => {}
-            }
-        }
+    /// Adds query parameters and cookies a token is read from (the config knows which:
+    /// `config::redaction`).
+    pub fn with_names<'a>(
+        mut self,
+        params: impl IntoIterator<Item = &'a str>,
+        cookies: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        self.names.extend(params.into_iter().map(fold_name));
+        self.cookies.extend(cookies.into_iter().map(fold_name));
         for list in [&mut self.names, &mut self.cookies] {
             list.sort();
             list.dedup();
         }
         self
-    }
-
-    /// `log.redact_params` plus every name any route or the ticket endpoint reads a token
-    /// from: one list for every route, since a browser sends the cookie to all of them.
-    pub fn for_config(config: &Config) -> Self {
-        let params = config.redact_params.iter().map(String::as_str);
-        let ticket_param = config.tickets.iter().map(|t| t.param.as_str());
-        let sources = config.routes.iter().flat_map(|r| &r.tokens);
-        let desk_sources = config.tickets.iter().flat_map(|t| &t.tokens);
-        Self::new(params.chain(ticket_param)).with_sources(sources.chain(desk_sources))
     }
 
     fn is_sensitive(&self, raw_name: &str) -> bool {
@@ -252,13 +238,8 @@ mod tests {
     }
 
     #[test]
-    fn the_config_list_covers_every_route_and_the_ticket_endpoint() {
-        let r = Redactor::new(["code"]).with_sources(&[
-            TokenSource::Header,
-            TokenSource::Query("at".into()),
-            TokenSource::Ticket("ticket".into()),
-            TokenSource::Cookie("session_token".into()),
-        ]);
+    fn token_params_and_cookies_are_redacted() {
+        let r = Redactor::new(["code"]).with_names(["at", "ticket"], ["session_token"]);
         assert_eq!(
             r.for_upstream("at=1&ticket=2&code=3&k=4").as_deref(),
             Some("k=4")

@@ -1,6 +1,6 @@
 //! The `canonical_path` fuzz target as a regression run: every committed seed in
 //! `fuzz/corpus/canonical_path/` (and whatever a fuzzing run added there) goes through the
-//! same invariant function the fuzz target calls, `gatehouse::canonical::check_invariants`.
+//! same invariant function the fuzz target calls, `gatehouse::proxy::invariants::check`.
 //! A second test sweeps every short combination of the pieces attackers use, so the
 //! invariants are checked on thousands of targets on every `cargo test`, fuzzer or not.
 
@@ -16,7 +16,7 @@ fn every_corpus_file_keeps_the_invariants() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let input = std::fs::read(&path).unwrap();
-        if let Err(broken) = gatehouse::canonical::check_invariants(&input) {
+        if let Err(broken) = gatehouse::proxy::invariants::check(&input) {
             panic!("{}: {broken}", path.display());
         }
         checked += 1;
@@ -33,7 +33,7 @@ fn every_short_combination_of_attack_pieces_keeps_the_invariants() {
     // Four pieces after the leading slash: 13^4 + 13^3 + ... targets, about 31,000.
     let mut stack: Vec<(String, usize)> = vec![("/".to_string(), 0)];
     while let Some((prefix, depth)) = stack.pop() {
-        if let Err(broken) = gatehouse::canonical::check_invariants(prefix.as_bytes()) {
+        if let Err(broken) = gatehouse::proxy::invariants::check(prefix.as_bytes()) {
             panic!("{prefix:?}: {broken}");
         }
         checked += 1;

@@ -200,7 +200,8 @@ async fn tls_upstream(ca: &Ca, dir: &Path) -> u16 {
     std::fs::create_dir_all(&leaf).unwrap();
     ca.issue(&leaf, "upstream");
     let certified =
-        gatehouse::tls::load_certified_key(&leaf.join("tls.crt"), &leaf.join("tls.key")).unwrap();
+        gatehouse::edge::tls::load_certified_key(&leaf.join("tls.crt"), &leaf.join("tls.key"))
+            .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -1,7 +1,7 @@
 //! Request-target canonicalisation (`gatehouse::canonical`).
 //!
 //! Input: the request target as sent on the request line (or as HTTP/2 `:path`).
-//! Checked beyond "no panic", by `gatehouse::canonical::check_invariants` (the function
+//! Checked beyond "no panic", by `gatehouse::proxy::invariants::check` (the function
 //! `tests/canonical_corpus.rs` replays the committed corpus through): canonicalising twice
 //! changes nothing; the output has no `//`, dot segment, encoded `/` `\` `.`, double
 //! encoding, backslash or NUL; and the route gatehouse picks for it is the route a lenient
@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(broken) = gatehouse::canonical::check_invariants(data) {
+    if let Err(broken) = gatehouse::proxy::invariants::check(data) {
         panic!("{broken}");
     }
 });

@@ -1,4 +1,4 @@
-//! The WebSocket first-message parser, `gatehouse::token::first_message::parse`, followed by
+//! The WebSocket first-message parser, `gatehouse::auth::token::first_message::parse`, followed by
 //! `token::accept` as `upgrade.rs` runs them on the client's first text frame.
 //!
 //! Checked beyond "no panic": a token is returned only for a JSON object whose `type` is
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Some(token) = gatehouse::token::first_message::parse(text) else {
+    let Some(token) = gatehouse::auth::token::first_message::parse(text) else {
         return;
     };
     let value: Value = match serde_json::from_str(text) {
@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         value.get("token").and_then(Value::as_str),
         Some(token.as_str())
     );
-    if let Ok(accepted) = gatehouse::token::accept(token.clone(), 4096) {
+    if let Ok(accepted) = gatehouse::auth::token::accept(token.clone(), 4096) {
         assert_eq!(accepted.expose(), token);
     }
 });

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 framing scanner, `gatehouse::framing::Framing`, which flags request heads
+//! The HTTP/1.1 framing scanner, `gatehouse::edge::framing::Framing`, which flags request heads
 //! carrying both `Content-Length` and `Transfer-Encoding`.
 //!
 //! Checked beyond "no panic": the verdicts do not depend on how the bytes were split into
@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use gatehouse::framing::Framing;
+use gatehouse::edge::framing::Framing;
 use libfuzzer_sys::fuzz_target;
 
 fn verdicts(pieces: &[&[u8]]) -> Vec<bool> {

@@ -1,4 +1,4 @@
-//! JWT header/claims parsing and validation through `gatehouse::validate::Validator`.
+//! JWT header/claims parsing and validation through `gatehouse::auth::validate::Validator`.
 //!
 //! The validator is built once, as `app.rs` builds it, over the static issuers of
 //! `common.rs` (HS256/384/512 secret, an issuer that requires `typ = at+jwt`, RSA and EC PEM
@@ -26,10 +26,11 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use gatehouse::jwks::KeyStore;
+use gatehouse::auth::jwks::KeyStore;
 use gatehouse::metrics::Metrics;
 use gatehouse::secret::BearerToken;
-use gatehouse::validate::{Claims, Validator};
+use gatehouse::auth::claims::Claims;
+use gatehouse::auth::validate::Validator;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -98,7 +99,7 @@ fn numeric_date(v: &Value) -> Option<u64> {
 
 fn check_accepted(claims: &Arc<Claims>) {
     let h = harness();
-    let now = gatehouse::validate::unix_now();
+    let now = gatehouse::auth::claims::unix_now();
     let iss = claims.get("iss").and_then(Value::as_str);
     let store = h
         .validator
@@ -140,14 +141,14 @@ fn check_accepted(claims: &Arc<Claims>) {
     let config = common::config();
     for route in &config.routes {
         if let Ok(access) =
-            gatehouse::policy::authorize(route, &config.role_claim, Some(claims.clone()))
+            gatehouse::auth::policy::authorize(route, &config.role_claim, Some(claims.clone()))
         {
             let mut headers = http::HeaderMap::new();
             headers.insert(
                 "x-auth-subject",
                 http::HeaderValue::from_static("client-forged"),
             );
-            gatehouse::identity::attach(&mut headers, &config.identity_headers, &access);
+            gatehouse::upstream::identity::attach(&mut headers, &config.identity_headers, &access);
             assert!(
                 headers
                     .get("x-auth-subject")
@@ -176,7 +177,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = jsonwebtoken::decode_header(&token);
     // As extraction hands it over: size and b64token characters checked first.
-    let Ok(token) = gatehouse::token::accept(token, 16 * 1024) else {
+    let Ok(token) = gatehouse::auth::token::accept(token, 16 * 1024) else {
         return;
     };
     let token: BearerToken = token;

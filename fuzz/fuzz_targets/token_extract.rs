@@ -31,7 +31,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use gatehouse::config::{RouteConfig, TokenSource, UpstreamAuth};
 use gatehouse::redact::Redactor;
-use gatehouse::token::{self, Origin};
+use gatehouse::auth::token::{self, Origin};
 use gatehouse::upstream::http::Rewrite;
 use gatehouse::upstream::Upstream;
 use gatehouse::websocket;
@@ -210,7 +210,7 @@ fn check(input: &Input) {
     );
 
     // The rest of `service::pipeline` for a request that carried a token.
-    let routes = gatehouse::route::RouteTable::new([(route.path.clone(), ())]);
+    let routes = gatehouse::proxy::route::RouteTable::new([(route.path.clone(), ())]);
     if routes.find(original.uri.path()).is_none() {
         return;
     }
@@ -227,8 +227,10 @@ fn check(input: &Input) {
         return;
     }
     let config = common::config();
-    let redactor = Redactor::new(config.redact_params.iter().map(String::as_str))
-        .with_sources(&route.tokens);
+    let redactor = gatehouse::config::redaction::with_sources(
+        Redactor::new(config.redact_params.iter().map(String::as_str)),
+        &route.tokens,
+    );
     let request_id = gatehouse::upstream::headers::request_id(&original.headers);
     let mut sent: Parts = parts();
     let rewrite = Rewrite {
@@ -237,7 +239,7 @@ fn check(input: &Input) {
         request_id: &request_id,
         token: Some(&found.token),
         identity: &config.identity_headers,
-        access: &gatehouse::policy::Access::Anonymous,
+        access: &gatehouse::auth::policy::Access::Anonymous,
     };
     if upstream()
         .rewrite(&mut sent, route, &redactor, rewrite)

@@ -12,14 +12,12 @@
 //! request-target forms and HTTP/2 pseudo-headers around it. The query is left untouched:
 //! token extraction and redaction read it as sent.
 
-mod invariants;
 mod target;
 #[cfg(test)]
 mod tests;
 
 use std::borrow::Cow;
 
-pub use invariants::check as check_invariants;
 pub use target::{target, Canonical, Target};
 
 /// `[paths]`: how the paths that some applications need differently are treated.
@@ -286,7 +284,7 @@ fn push_escape(out: &mut String, b: u8) {
     out.push(char::from(HEX[usize::from(b & 0xf)]));
 }
 
-fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
+pub(crate) fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
     let pair = pair?;
     let digit = |b: u8| char::from(b).to_digit(16);
     let (hi, lo) = (digit(*pair.first()?)?, digit(*pair.get(1)?)?);
@@ -294,7 +292,7 @@ fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
 }
 
 /// `%25` followed by two hex digits: a backend that decodes twice reads another byte.
-fn has_double_encoding(s: &str) -> bool {
+pub(crate) fn has_double_encoding(s: &str) -> bool {
     s.match_indices("%25")
         .any(|(i, _)| hex_pair(s.as_bytes().get(i + 3..i + 5)).is_some())
 }

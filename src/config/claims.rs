@@ -1,7 +1,7 @@
 //! Claim paths named by the config (`[identity]`, `require.claims`), parsed here once so
 //! requests only walk them, and a malformed one fails `check` with its key.
 
-use super::validate::ConfigErrors;
+use super::fields::ConfigErrors;
 use crate::claim_path::ClaimPath;
 use crate::config::FileIdentity;
 

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::types::{IssuerConfig, KeySource};
-use super::validate::{
+use super::fields::{
     duration_or, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
 };
+use super::types::{IssuerConfig, KeySource};
+use crate::auth::jwks::keys::{jwks_file, public_key_file};
 use crate::config::FileIssuer;
 
 pub(super) fn validate_issuer(
@@ -56,12 +57,14 @@ pub(super) fn validate_issuer(
     if refresh < Duration::from_secs(1) {
         e.push(format!("{path}.refresh"), "must be at least 1s");
     }
-    if let (Some(KeySource::JwksFile(_) | KeySource::PublicKeyFile(_)), Some(alg)) =
-        (&keys, algorithms.first())
-    {
-        if let Err(err) = crate::jwks::load_static(keys.as_ref()?, *alg) {
-            e.push(path, err);
-        }
+    // The loaders `run` uses, so `check` refuses what would not load.
+    let loaded = match (&keys, algorithms.first()) {
+        (Some(KeySource::JwksFile(file)), Some(_)) => Some(jwks_file(file)),
+        (Some(KeySource::PublicKeyFile(file)), Some(alg)) => Some(public_key_file(file, *alg)),
+        _ => None,
+    };
+    if let Some(Err(err)) = loaded {
+        e.push(path, err);
     }
     if let Some(file) = &raw.private_key_file {
         if !file.is_file() {

@@ -1,6 +1,7 @@
 //! `[limits]` keys for what gatehouse holds before a caller is authenticated.
 
-use super::validate::{duration, ConfigErrors, PreAuthLimits};
+use super::fields::{duration, ConfigErrors};
+use super::types::PreAuthLimits;
 use super::FileLimits;
 
 /// Room around the token in an auth message: `{"type":"auth","token":""}`, other fields the

@@ -1,7 +1,7 @@
 //! `[paths]` validation, and the checks that tie route paths to the canonical form
 //! requests are matched in.
 
-use super::validate::ConfigErrors;
+use super::fields::ConfigErrors;
 use super::{FileConfig, FilePaths};
 use crate::canonical::{self, EscapedSlashes, PathParams, PathRules};
 

@@ -1,7 +1,7 @@
 //! `[[route]]` validation: path, upstream, token sources, policy and WebSocket settings.
 
+use super::fields::{duration, http_url, ConfigErrors};
 use super::types::{AuthMode, RouteConfig, TokenSource, UpstreamAuth};
-use super::validate::{duration, http_url, ConfigErrors};
 use crate::config::FileRoute;
 
 pub(super) fn validate_route(

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
+use super::fields::{duration, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource};
 use super::route::token_source;
 use super::types::{
     IntrospectionConfig, RevocationConfig, StoreConfig, TicketsConfig, TokenSource,
-};
-use super::validate::{
-    duration, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
 };
 use crate::secret::Secret;
 

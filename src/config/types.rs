@@ -50,7 +50,7 @@ pub struct Config {
     pub paths: crate::canonical::PathRules,
 }
 
-/// What gatehouse holds for callers whose token has not validated yet (`crate::pre_auth`).
+/// What gatehouse holds for callers whose token has not validated yet (the proxy's pre-authentication budget).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreAuthLimits {
     /// Per connection or request body.

@@ -6,13 +6,13 @@
 //! field parsers they share.
 
 use std::collections::HashSet;
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use http::{HeaderName, Uri};
+use http::HeaderName;
 
+use super::fields::{
+    duration, duration_or, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
+};
 use super::issuer::validate_issuer;
 use super::paths::{check_route_paths, validate_paths};
 use super::route::validate_route;
@@ -21,52 +21,6 @@ pub(crate) use super::route::validate_route_for_tests;
 use super::stores::{validate_introspection, validate_revocation, validate_tickets};
 pub use super::types::*;
 use super::FileConfig;
-use crate::secret::Secret;
-
-/// Every problem found in a config, each with its key path.
-#[derive(Debug, Default)]
-pub struct ConfigErrors(Vec<String>);
-
-impl ConfigErrors {
-    pub(super) fn push(&mut self, path: impl fmt::Display, message: impl fmt::Display) {
-        self.0.push(format!("{path}: {message}"));
-    }
-
-    /// How many errors so far: a table's validator compares before and after.
-    pub(super) fn count(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn messages(&self) -> &[String] {
-        &self.0
-    }
-
-    pub fn single(message: String) -> Self {
-        Self(vec![message])
-    }
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            f.write_str(e)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Looks up the value of an environment variable that a `*_env` key names.
-pub type SecretLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// Reads secrets from the process environment.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
 
 pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
@@ -207,7 +161,7 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
             return None;
         }
     };
-    if let Err(err) = crate::tls::load_certified_key(&files.cert, &files.key) {
+    if let Err(err) = crate::edge::tls::load_certified_key(&files.cert, &files.key) {
         e.push("listen.tls", err);
     }
     Some(files)
@@ -308,109 +262,6 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
             e.push(key, "must be longer than zero");
         }
     }
-}
-
-fn socket_addr(e: &mut ConfigErrors, key: &str, raw: &str) -> SocketAddr {
-    raw.parse().unwrap_or_else(|_| {
-        e.push(key, format!("{raw:?} is not an address like 0.0.0.0:8443"));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
-}
-
-/// No setting needs more than a year, and clock arithmetic with absurd values overflows.
-const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
-
-pub(super) fn duration(e: &mut ConfigErrors, key: &str, raw: &str) -> Duration {
-    match humantime::parse_duration(raw) {
-        Ok(d) if d <= LONGEST => d,
-        Ok(_) => {
-            e.push(key, format!("{raw:?} is longer than a year"));
-            Duration::ZERO
-        }
-        Err(_) => {
-            e.push(
-                key,
-                format!("{raw:?} is not a duration like \"30s\" or \"5m\""),
-            );
-            Duration::ZERO
-        }
-    }
-}
-
-pub(super) fn duration_or(e: &mut ConfigErrors, key: &str, raw: &str, default: &str) -> Duration {
-    duration(e, key, if raw.is_empty() { default } else { raw })
-}
-
-pub(super) fn secret(
-    e: &mut ConfigErrors,
-    key: &str,
-    var: &str,
-    secrets: SecretLookup<'_>,
-) -> Option<Secret> {
-    match secrets(var) {
-        Some(value) if !value.is_empty() => Some(Secret::new(value)),
-        _ => {
-            e.push(key, format!("environment variable {var} is not set"));
-            None
-        }
-    }
-}
-
-/// Where a secret came from, as far as validation is concerned.
-pub(super) enum SecretSource {
-    /// Neither `{base}_env` nor `{base}_file` is set.
-    Unset,
-    Found(Secret),
-    /// Set but unusable; the error is already recorded.
-    Invalid,
-}
-
-/// A secret named by `{base}_env` (an environment variable, read at start and at each
-/// reload of the process's own environment) or `{base}_file` (a file, re-read and watched
-/// on reload, so a rotated Kubernetes Secret needs no restart). One trailing newline is
-/// dropped from a file. Error messages name the key and path, never the value.
-pub(super) fn secret_source(
-    e: &mut ConfigErrors,
-    base: &str,
-    env: Option<&str>,
-    file: Option<&Path>,
-    secrets: SecretLookup<'_>,
-) -> SecretSource {
-    match (env, file) {
-        (None, None) => SecretSource::Unset,
-        (Some(_), Some(_)) => {
-            e.push(base, format!("set {base}_env or {base}_file, not both"));
-            SecretSource::Invalid
-        }
-        (Some(var), None) => secret(e, &format!("{base}_env"), var, secrets)
-            .map_or(SecretSource::Invalid, SecretSource::Found),
-        (None, Some(path)) => {
-            let key = format!("{base}_file");
-            match crate::files::read_to_string(path) {
-                Ok(text) => {
-                    let value = text
-                        .strip_suffix('\n')
-                        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
-                    if value.is_empty() {
-                        e.push(key, format!("{} is empty", path.display()));
-                        SecretSource::Invalid
-                    } else {
-                        SecretSource::Found(Secret::new(value.to_string()))
-                    }
-                }
-                Err(err) => {
-                    e.push(key, format!("reading {}: {}", path.display(), err.kind()));
-                    SecretSource::Invalid
-                }
-            }
-        }
-    }
-}
-
-pub(super) fn http_url(raw: &str) -> Option<Uri> {
-    let uri: Uri = raw.parse().ok()?;
-    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
-    (scheme_ok && uri.authority().is_some()).then_some(uri)
 }
 
 fn unique<'a>(e: &mut ConfigErrors, table: &str, key: &str, values: impl Iterator<Item = &'a str>) {

@@ -20,8 +20,8 @@ use dashmap::DashMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use crate::auth::claims::Claims;
 use crate::secret::BearerToken;
-use crate::validate::Claims;
 
 /// What a ticket stands for.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl TicketStore {
         TicketStore::Memory(MemoryTickets::new(ttl))
     }
 
-    pub fn redis(handle: Arc<crate::store::RedisHandle>, ttl: Duration) -> Self {
+    pub fn redis(handle: Arc<crate::redis::RedisHandle>, ttl: Duration) -> Self {
         TicketStore::Redis(redis_store::RedisTickets::new(handle, ttl))
     }
 
@@ -109,7 +109,7 @@ impl TicketStore {
 /// How long a ticket for a token expiring at `token_exp` may live.
 fn lifetime(ttl: Duration, token_exp: u64) -> Duration {
     ttl.min(Duration::from_secs(
-        token_exp.saturating_sub(crate::validate::unix_now()),
+        token_exp.saturating_sub(crate::auth::claims::unix_now()),
     ))
 }
 
@@ -203,6 +203,16 @@ fn digest(ticket: &str) -> [u8; 32] {
     Sha256::digest(ticket.as_bytes()).into()
 }
 
+/// Drops expired tickets every `ttl` until `stop`.
+pub async fn sweep(store: Arc<TicketStore>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(store.ttl()) => store.sweep(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +226,7 @@ mod tests {
     }
 
     fn far() -> u64 {
-        crate::validate::unix_now() + 3600
+        crate::auth::claims::unix_now() + 3600
     }
 
     #[test]
@@ -255,7 +265,7 @@ mod tests {
     #[test]
     fn tickets_never_outlive_their_token() {
         let store = MemoryTickets::new(Duration::from_secs(30));
-        let issued = store.issue(grant(None), crate::validate::unix_now());
+        let issued = store.issue(grant(None), crate::auth::claims::unix_now());
         assert_eq!(issued.expires_in, Duration::ZERO);
         assert_eq!(
             store

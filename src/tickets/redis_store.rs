@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{lifetime, new_ticket, Grant, Issued, TicketError};
+use crate::auth::claims::Claims;
+use crate::redis::RedisHandle;
 use crate::secret::BearerToken;
-use crate::store::RedisHandle;
-use crate::validate::Claims;
 
 const KEY_PREFIX: &str = "gatehouse:ticket:";
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -19,12 +19,12 @@ use hyper::body::Incoming;
 use super::forwarded::Hop;
 use super::headers;
 use super::stall::{StallClock, Stalled};
+use crate::auth::policy::Access;
 use crate::config::{RouteConfig, UpstreamAuth};
-use crate::error::UpstreamError;
 use crate::http_client::{self, Pooled};
-use crate::policy::Access;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
+use crate::upstream::error::UpstreamError;
 
 /// One route's upstream: where it is and how long we wait for it.
 pub struct Upstream {
@@ -73,7 +73,7 @@ impl Upstream {
         ctx: Rewrite<'_>,
     ) -> Result<(), UpstreamError> {
         let path = if route.strip_prefix {
-            crate::route::strip(&route.path, parts.uri.path())
+            strip(&route.path, parts.uri.path())
         } else {
             parts.uri.path().to_string()
         };
@@ -169,7 +169,7 @@ fn rewrite_headers(
     }
     hop.apply(h);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::identity::attach(h, ctx.identity, ctx.access);
+    crate::upstream::identity::attach(h, ctx.identity, ctx.access);
 }
 
 /// Whether sending failed because the client's body crossed `max_body_bytes`.
@@ -224,15 +224,26 @@ fn remove_token_cookies(h: &mut http::HeaderMap, redactor: &Redactor) {
     };
 }
 
+/// The path the upstream sees when the route strips its prefix: always starts with `/`.
+/// It drops as many segments as the prefix has, so the client's spelling of the prefix
+/// (case, `;params`) goes with it.
+pub fn strip(prefix: &str, path: &str) -> String {
+    if prefix == "/" {
+        return path.to_string();
+    }
+    let segments = prefix.matches('/').count();
+    match path.match_indices('/').nth(segments) {
+        Some((at, _)) => path[at..].to_string(),
+        None => "/".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn redactor() -> Redactor {
-        Redactor::new(["access_token"]).with_sources(&[
-            crate::config::TokenSource::Cookie("at".into()),
-            crate::config::TokenSource::Cookie("session_token".into()),
-        ])
+        Redactor::new(["access_token"]).with_names([], ["at", "session_token"])
     }
 
     #[test]
@@ -254,5 +265,14 @@ mod tests {
         only.insert(COOKIE, HeaderValue::from_static("at=secret"));
         remove_token_cookies(&mut only, &redactor());
         assert!(only.get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn strip_keeps_a_leading_slash() {
+        assert_eq!(strip("/hubs/chat", "/hubs/chat/x"), "/x");
+        assert_eq!(strip("/hubs/chat", "/hubs/chat"), "/");
+        assert_eq!(strip("/", "/a/b"), "/a/b");
+        assert_eq!(strip("/hubs/chat", "/HUBS/Chat/x/y"), "/x/y");
+        assert_eq!(strip("/hubs", "/hubs;jsessionid=1/x"), "/x");
     }
 }

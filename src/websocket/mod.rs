@@ -9,7 +9,6 @@
 //! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
 //! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
 
-pub mod metered;
 pub mod relay;
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -58,7 +57,7 @@ pub fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|p| !p.is_empty() && !crate::token::is_token_protocol(p))
+        .filter(|p| !p.is_empty() && !crate::auth::token::is_token_protocol(p))
         .map(String::from)
         .collect()
 }

@@ -46,8 +46,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::revocation::{Revocations, Revoked};
-use crate::validate::Claims;
+use crate::auth::claims::Claims;
+use crate::auth::revocation::{Revocations, Revoked};
 use ending::{plan, Ending, Farewell};
 
 pub type Socket = WebSocketStream<TokioIo<Upgraded>>;

@@ -168,14 +168,14 @@ fn uuid_like() -> String {
 
 pub fn mint(key: &Key, claims: &Value) -> String {
     // Before any jsonwebtoken use, so the proxies under test verify with ring as in production.
-    gatehouse::jwt_crypto::install();
+    gatehouse::auth::jwt_crypto::install();
     let mut header = Header::new(key.alg);
     header.kid = key.kid.clone();
     jsonwebtoken::encode(&header, claims, &key.encoding_key()).unwrap()
 }
 
 pub fn mint_with(header: &Header, key: &EncodingKey, claims: &Value) -> String {
-    gatehouse::jwt_crypto::install();
+    gatehouse::auth::jwt_crypto::install();
     jsonwebtoken::encode(header, claims, key).unwrap()
 }
 

@@ -1,0 +1,237 @@
+//! Starting and stopping a gatehouse: build shared state once, bind both listeners, run
+//! until told to stop, then drain.
+//!
+//! `Gatehouse::start` takes a validated `Config` and returns a [`Running`] with the bound
+//! addresses, so tests start the proxy in-process on `127.0.0.1:0`. Shutdown is a drain with
+//! a deadline: stop accepting and turn `/readyz` to 503, let in-flight requests finish for
+//! up to `shutdown.grace`, then cut what is left and stop the background tasks.
+//!
+//! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
+
+pub mod admin;
+pub mod logging;
+pub mod reload;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::edge::listener::{self, Connections};
+use crate::generation::{Current, Generation};
+use crate::metrics::Metrics;
+use crate::shared::Shared;
+use crate::shared::Stores;
+use admin::Admin;
+use reload::Reloader;
+
+/// Why gatehouse could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub struct Gatehouse;
+
+/// A started gatehouse.
+pub struct Running {
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    current: Current,
+    shared: Shared,
+    stop_accepting: CancellationToken,
+    draining: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Gatehouse {
+    /// Binds the public and admin listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Running, StartError> {
+        let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
+        let background = CancellationToken::new();
+        let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
+        stores.spawn(&background);
+        let shared = Shared {
+            key_client: crate::http_client::build(Duration::from_secs(5), None)
+                .map_err(StartError::Setup)?,
+            metrics: metrics.clone(),
+            stores: stores.clone(),
+            rate_limits: Arc::new(crate::proxy::rate_limit::RateLimits::new()),
+            sessions: TaskTracker::new(),
+            websockets_drain: CancellationToken::new(),
+            background: background.clone(),
+        };
+
+        let listener = bind("listener", config.listen_addr).await?;
+        let admin_listener = bind("admin listener", config.admin_addr).await?;
+        let addr = local_addr(&listener, config.listen_addr)?;
+        let admin_addr = local_addr(&admin_listener, config.admin_addr)?;
+        let tls = match &config.tls {
+            Some(files) => {
+                let (acceptor, watch) = crate::edge::tls::acceptor(
+                    (&files.cert, &files.key),
+                    files.reload_interval,
+                    background.clone(),
+                )
+                .map_err(StartError::Setup)?;
+                tokio::spawn(watch);
+                Some(acceptor)
+            }
+            None => None,
+        };
+        let grace = config.shutdown_grace;
+        let https = config.tls.is_some();
+        let generation = Generation::build(config, &shared, None).map_err(StartError::Setup)?;
+        let current: Current = Arc::new(ArcSwap::from_pointee(generation));
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin = Admin {
+            metrics: metrics.clone(),
+            current: current.clone(),
+            stores,
+            draining: draining.clone(),
+        };
+        tokio::spawn(admin::serve(
+            admin_listener,
+            Arc::new(admin),
+            background.clone(),
+        ));
+
+        let stop_accepting = CancellationToken::new();
+        let connections = Connections::default();
+        let accept = listener::accept_loop(
+            listener,
+            tls,
+            current.clone(),
+            metrics,
+            connections.clone(),
+            stop_accepting.clone(),
+        );
+        let drain = Drain {
+            connections,
+            sessions: shared.sessions.clone(),
+            websockets: shared.websockets_drain.clone(),
+            background,
+            grace,
+        };
+        let task = tokio::spawn(async move {
+            accept.await;
+            drain.run().await;
+        });
+        tracing::info!(%addr, %admin_addr, tls = https, "gatehouse listening");
+        Ok(Running {
+            addr,
+            admin_addr,
+            current,
+            shared,
+            stop_accepting,
+            draining,
+            task,
+        })
+    }
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Reloads from `path` on SIGHUP and, when `[reload] watch` is on, whenever the file
+    /// or a file it names changes. Runs until the drain stops background work.
+    pub fn reload_from(&self, path: PathBuf) {
+        let reloader = Reloader::new(path, self.current.clone(), self.shared.clone());
+        tokio::spawn(reloader.run(self.shared.background.clone()));
+    }
+
+    /// Drains and stops: returns once in-flight requests finished or the grace period ran out.
+    pub async fn shutdown(self) {
+        self.draining.store(true, Ordering::Release);
+        self.stop_accepting.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "shutdown task failed");
+        }
+    }
+}
+
+/// What happens after the listener stops accepting.
+struct Drain {
+    connections: Connections,
+    sessions: TaskTracker,
+    /// Cancelled when the grace period is over: WebSockets close with 1001.
+    websockets: CancellationToken,
+    /// Cancelled last: key refresh, stores, reloads, admin listener.
+    background: CancellationToken,
+    grace: Duration,
+}
+
+impl Drain {
+    async fn run(self) {
+        let open = self.connections.tracker.len();
+        self.connections.closing.cancel();
+        self.connections.tracker.close();
+        self.sessions.close();
+        let finished = async {
+            self.connections.tracker.wait().await;
+            self.sessions.wait().await;
+        };
+        tokio::select! {
+            _ = finished => tracing::info!(connections = open, "drained"),
+            _ = tokio::time::sleep(self.grace) => {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs_f64(),
+                    connections = self.connections.tracker.len(),
+                    websockets = self.sessions.len(),
+                    "grace period over; closing what is still open (WebSockets with 1001)"
+                );
+            }
+        }
+        self.connections.cut.cancel();
+        self.websockets.cancel();
+        // Each session sends its close frame under its own short timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;
+        self.background.cancel();
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        what: "listener",
+        addr,
+        source,
+    })
+}
+
+/// The Tokio runtime `run` and `demo` serve on; `worker_threads = 0` means one per core.
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.enable_all().build()
+}

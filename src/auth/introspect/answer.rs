@@ -1,0 +1,158 @@
+//! Reading an RFC 7662 answer strictly: `active` is required, and the time claims an active
+//! answer carries must be numbers we can trust, or the whole answer is refused (the caller
+//! then gets 503, never a token that lives forever).
+
+use crate::auth::claims::{unix_now, Claims};
+
+/// An `exp` further ahead than this is no expiry at all (a millisecond timestamp read as
+/// seconds, or a placeholder): the answer is refused rather than trusted for ever.
+pub(super) const EXP_HORIZON_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// What one endpoint said.
+#[derive(Debug)]
+pub(super) enum Answer {
+    Active(Claims),
+    Inactive,
+}
+
+/// Why an answer is refused; logged, never shown to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum BadAnswer {
+    #[error("not a JSON object")]
+    NotJson,
+    #[error("no boolean `active`")]
+    NoActive,
+    #[error("`{0}` is not a NumericDate")]
+    NotADate(&'static str),
+    #[error("`exp` is further ahead than any token lives")]
+    BeyondHorizon,
+}
+
+/// An active token past `exp` or before `nbf` counts as inactive whatever the endpoint
+/// says. `exp` and `nbf`, when present, must be non-negative numbers (RFC 7519 NumericDate:
+/// fractions allowed) and are stored back as whole seconds, rounded toward the stricter
+/// side, so everything downstream reads them as integers.
+pub(super) fn parse(bytes: &[u8]) -> Result<Answer, BadAnswer> {
+    let mut claims: Claims = serde_json::from_slice(bytes).map_err(|_| BadAnswer::NotJson)?;
+    let active = claims
+        .remove("active")
+        .and_then(|v| v.as_bool())
+        .ok_or(BadAnswer::NoActive)?;
+    if !active {
+        return Ok(Answer::Inactive);
+    }
+    let now = unix_now();
+    let exp = numeric_date(&claims, "exp")?.map(f64::floor);
+    let nbf = numeric_date(&claims, "nbf")?.map(f64::ceil);
+    if exp.is_some_and(|e| e > (now + EXP_HORIZON_SECS) as f64) {
+        return Err(BadAnswer::BeyondHorizon);
+    }
+    // Both are now whole, non-negative and below 2^53 (or far ahead, for nbf): exact as u64.
+    let whole = |v: f64| v.min(u64::MAX as f64) as u64;
+    let exp = exp.map(whole);
+    let nbf = nbf.map(whole);
+    if let Some(exp) = exp {
+        claims.insert("exp".into(), exp.into());
+    }
+    if let Some(nbf) = nbf {
+        claims.insert("nbf".into(), nbf.into());
+    }
+    let expired = exp.is_some_and(|e| e <= now);
+    let early = nbf.is_some_and(|n| n > now);
+    Ok(if expired || early {
+        Answer::Inactive
+    } else {
+        Answer::Active(claims)
+    })
+}
+
+fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, BadAnswer> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+        _ => Err(BadAnswer::NotADate(name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(text: &str) -> Claims {
+        match parse(text.as_bytes()) {
+            Ok(Answer::Active(c)) => c,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_parse_per_rfc_7662() {
+        let later = unix_now() + 60;
+        let c = active(&format!(
+            r#"{{"active":true,"sub":"a","scope":"x y","exp":{later}}}"#
+        ));
+        assert!(c["sub"] == "a" && !c.contains_key("active"));
+        assert!(matches!(
+            parse(br#"{"active":false}"#),
+            Ok(Answer::Inactive)
+        ));
+        assert!(matches!(
+            parse(br#"{"active":true,"exp":1}"#),
+            Ok(Answer::Inactive)
+        ));
+        assert_eq!(
+            parse(br#"{"sub":"a"}"#).unwrap_err(),
+            BadAnswer::NoActive,
+            "active is required"
+        );
+        assert_eq!(
+            parse(br#"{"active":"yes"}"#).unwrap_err(),
+            BadAnswer::NoActive
+        );
+        assert_eq!(parse(b"<html>").unwrap_err(), BadAnswer::NotJson);
+    }
+
+    #[test]
+    fn time_claims_must_be_numeric_dates_within_the_horizon() {
+        for exp in [r#""never""#, "null", "-5", "true", r#"{"a":1}"#] {
+            let text = format!(r#"{{"active":true,"exp":{exp}}}"#);
+            assert_eq!(
+                parse(text.as_bytes()).unwrap_err(),
+                BadAnswer::NotADate("exp"),
+                "{exp}"
+            );
+        }
+        for exp in ["1.5e12", "1e300", "18446744073709551615"] {
+            let text = format!(r#"{{"active":true,"exp":{exp}}}"#);
+            assert_eq!(
+                parse(text.as_bytes()).unwrap_err(),
+                BadAnswer::BeyondHorizon,
+                "{exp}"
+            );
+        }
+        assert_eq!(
+            parse(br#"{"active":true,"nbf":"soon"}"#).unwrap_err(),
+            BadAnswer::NotADate("nbf")
+        );
+        // Fractions are NumericDates: stored as whole seconds, rounded to the strict side.
+        let now = unix_now();
+        let c = active(&format!(
+            r#"{{"active":true,"exp":{}.75,"nbf":{}.25}}"#,
+            now + 100,
+            now - 10
+        ));
+        assert_eq!(c["exp"].as_u64(), Some(now + 100));
+        assert_eq!(c["nbf"].as_u64(), Some(now - 9));
+        assert!(matches!(
+            parse(format!(r#"{{"active":true,"nbf":{}.5}}"#, now + 100).as_bytes()),
+            Ok(Answer::Inactive)
+        ));
+        // An inactive answer's time claims do not matter.
+        assert!(matches!(
+            parse(br#"{"active":false,"exp":"never"}"#),
+            Ok(Answer::Inactive)
+        ));
+    }
+}

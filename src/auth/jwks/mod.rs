@@ -1,0 +1,264 @@
+//! An issuer's verification keys: loading, periodic refresh, and the unknown-`kid` refresh.
+//!
+//! Static sources (PEM file, JWKS file, HMAC secret) load once. Remote sources (a JWKS URL
+//! or OIDC discovery) are fetched in the background every `refresh`; a token with a `kid`
+//! we do not know may trigger one early refresh, but only one at a time (single flight)
+//! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the
+//! IdP. A failed fetch never replaces the last good key set: an IdP outage keeps serving
+//! the keys we had, and the age of those keys is exported as a metric.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::Algorithm;
+use tokio_util::sync::CancellationToken;
+
+pub mod keys;
+
+use crate::config::{IssuerConfig, KeySource};
+use crate::http_client::HttpClient;
+use crate::metrics::Metrics;
+pub use keys::{Keys, VerifyKey};
+
+/// The least time between two refreshes triggered by unknown kids, per issuer.
+pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(30);
+/// A JWKS or discovery document larger than this is refused.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retry delay while an issuer has no keys at all yet.
+const INITIAL_RETRY: Duration = Duration::from_secs(2);
+
+/// Loads keys from a static source (PEM, JWKS file, HMAC secret).
+pub fn load_static(source: &KeySource, alg: Algorithm) -> Result<Keys, String> {
+    match source {
+        KeySource::Hmac(secret) => Ok(keys::hmac(secret)),
+        KeySource::PublicKeyFile(path) => keys::public_key_file(path, alg),
+        KeySource::JwksFile(path) => keys::jwks_file(path),
+        KeySource::Discovery | KeySource::JwksUrl(_) => Err("remote key source".into()),
+    }
+}
+
+/// The live key set of one issuer.
+pub struct KeyStore {
+    issuer: IssuerConfig,
+    keys: ArcSwapOption<Keys>,
+    /// Held while a fetch runs: concurrent unknown-kid misses wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+    last_unknown_kid_fetch: Mutex<Option<Instant>>,
+    last_success: Mutex<Option<Instant>>,
+    client: HttpClient,
+    metrics: Arc<Metrics>,
+}
+
+impl KeyStore {
+    pub fn new(issuer: IssuerConfig, client: HttpClient, metrics: Arc<Metrics>) -> Arc<Self> {
+        let store = Arc::new(Self {
+            keys: ArcSwapOption::empty(),
+            fetching: tokio::sync::Mutex::new(()),
+            last_unknown_kid_fetch: Mutex::new(None),
+            last_success: Mutex::new(None),
+            client,
+            metrics,
+            issuer,
+        });
+        if !store.issuer.keys.is_remote() {
+            let alg = store
+                .issuer
+                .algorithms
+                .first()
+                .copied()
+                .unwrap_or(Algorithm::RS256);
+            match load_static(&store.issuer.keys, alg) {
+                Ok(keys) => store.install(keys),
+                Err(e) => tracing::error!(issuer = %store.issuer.name, error = %e, "loading keys"),
+            }
+        }
+        store
+    }
+
+    pub fn issuer(&self) -> &IssuerConfig {
+        &self.issuer
+    }
+
+    pub fn keys(&self) -> Option<Arc<Keys>> {
+        self.keys.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.keys.load().is_some()
+    }
+
+    /// Seconds since the last good key set was installed, for the staleness gauge.
+    pub fn key_age(&self) -> Option<Duration> {
+        lock(&self.last_success).map(|t| t.elapsed())
+    }
+
+    /// Starts with the keys another store for the same remote source already holds, as
+    /// old as they are there; the first refresh replaces them.
+    pub fn seed(&self, from: &KeyStore) {
+        if let Some(keys) = from.keys() {
+            self.keys.store(Some(keys));
+            *lock(&self.last_success) = *lock(&from.last_success);
+        }
+    }
+
+    fn install(&self, keys: Keys) {
+        self.keys.store(Some(Arc::new(keys)));
+        *lock(&self.last_success) = Some(Instant::now());
+    }
+
+    /// Called on a token whose `kid` is unknown. Returns true when a refresh ran (here or
+    /// in a concurrent caller) so the lookup is worth repeating.
+    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        if !self.issuer.keys.is_remote() {
+            return false;
+        }
+        let Ok(_guard) = self.fetching.try_lock() else {
+            // Someone is fetching: wait for their result instead of fetching again.
+            let _wait = self.fetching.lock().await;
+            return self.keys().is_some_and(|k| k.knows_kid(kid));
+        };
+        {
+            let mut last = lock(&self.last_unknown_kid_fetch);
+            if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_INTERVAL) {
+                self.metrics.jwks_refresh(&self.issuer.name, "rate_limited");
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        self.fetch_and_install().await
+    }
+
+    /// Background refresh for remote sources: quickly until the first key set, then every `refresh`.
+    pub async fn run_refresh(self: Arc<Self>, stop: CancellationToken) {
+        if !self.issuer.keys.is_remote() {
+            return;
+        }
+        loop {
+            let ok = {
+                let _guard = self.fetching.lock().await;
+                self.fetch_and_install().await
+            };
+            let wait = if ok || self.is_ready() {
+                self.issuer.refresh
+            } else {
+                INITIAL_RETRY
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn fetch_and_install(&self) -> bool {
+        let result = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await;
+        let result = result.unwrap_or_else(|_| Err("timed out".into()));
+        match result {
+            Ok(keys) => {
+                let count = keys.len();
+                self.install(keys);
+                self.metrics.jwks_refresh(&self.issuer.name, "ok");
+                tracing::debug!(issuer = %self.issuer.name, keys = count, "key set refreshed");
+                true
+            }
+            Err(error) => {
+                self.metrics.jwks_refresh(&self.issuer.name, "error");
+                tracing::warn!(
+                    issuer = %self.issuer.name,
+                    %error,
+                    serving_last_good = self.is_ready(),
+                    "key set refresh failed"
+                );
+                false
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<Keys, String> {
+        let jwks_url = match &self.issuer.keys {
+            KeySource::JwksUrl(url) => url.clone(),
+            KeySource::Discovery => self.discover().await?,
+            _ => return Err("not a remote key source".into()),
+        };
+        let set: JwkSet = serde_json::from_slice(&self.get(&jwks_url).await?)
+            .map_err(|e| format!("JWKS document: {e}"))?;
+        let keys = Keys::from_jwks(&set);
+        if keys.is_empty() {
+            return Err("JWKS holds no usable signing key".into());
+        }
+        Ok(keys)
+    }
+
+    /// OIDC Discovery §4.3: the document must name exactly the issuer we asked about, and
+    /// its `jwks_uri` must be reachable under [`crate::outbound`]'s rules, on the issuer's own
+    /// host or one listed in `jwks_hosts` — else whoever serves the document picks the keys.
+    async fn discover(&self) -> Result<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            issuer: Option<String>,
+            jwks_uri: String,
+        }
+        let base = self.issuer.issuer.trim_end_matches('/');
+        let url = format!("{base}/.well-known/openid-configuration");
+        let doc: Discovery = serde_json::from_slice(&self.get(&url).await?)
+            .map_err(|e| format!("discovery document: {e}"))?;
+        match doc.issuer {
+            None => return Err("discovery document names no issuer".into()),
+            Some(i) if i != self.issuer.issuer => {
+                return Err("discovery document names another issuer".into())
+            }
+            Some(_) => {}
+        }
+        let jwks: http::Uri = doc
+            .jwks_uri
+            .parse()
+            .map_err(|_| "discovery document: jwks_uri is not a URL".to_string())?;
+        crate::outbound::transport(&jwks, self.issuer.allow_http)
+            .map_err(|why| format!("discovered jwks_uri {why}"))?;
+        let issuer: http::Uri = self
+            .issuer
+            .issuer
+            .parse()
+            .map_err(|_| "the issuer is not a URL".to_string())?;
+        if !crate::outbound::jwks_host_allowed(&issuer, &jwks, &self.issuer.jwks_hosts) {
+            return Err(format!(
+                "discovered jwks_uri is on host {:?}, neither the issuer's nor listed in jwks_hosts",
+                jwks.host().unwrap_or_default()
+            ));
+        }
+        Ok(doc.jwks_uri)
+    }
+
+    async fn get(&self, url: &str) -> Result<Bytes, String> {
+        let uri: http::Uri = url.parse().map_err(|_| "invalid URL".to_string())?;
+        let request = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("fetch: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES);
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes())
+    }
+}
+
+/// These mutexes guard plain values and are never held across an await, so a poisoned
+/// lock only means another thread panicked mid-assignment; the value is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,318 @@
+//! Token validation: from a `BearerToken` to verified claims, or an `AuthError`.
+//!
+//! Order of checks: size (done at extraction), cache, header (`alg` on the issuer's
+//! allow-list, no `crit`, required `typ`), issuer chosen by the unverified `iss`, key
+//! chosen by `kid` from *that issuer's* key set only, then jsonwebtoken verifies the
+//! signature and `iss`, `aud`, `exp`, `nbf` with leeway; `exp` must be present. `jku`, `x5u` and an embedded
+//! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
+//!
+//! Verified claims are cached under the SHA-256 of the token until `exp` + leeway, so a
+//! client's repeat requests skip the signature check. Entries also remember the fingerprint
+//! of the key that verified them: once the issuer stops publishing that key for the token's
+//! `kid` (rotated out, or replaced under the same `kid`), earlier validations stop counting.
+//!
+//! Every token that validates, JWT or introspected, then passes [`numeric_date::check`]:
+//! `exp`, `nbf` and `iat` are any JSON number, and absurd values are refused here.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use dashmap::DashMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use sha2::{Digest, Sha256};
+
+use crate::auth::error::AuthError;
+use crate::auth::introspect::Introspector;
+use crate::auth::jwks::KeyStore;
+use crate::auth::numeric_date;
+use crate::metrics::Metrics;
+use crate::secret::BearerToken;
+
+use crate::auth::claims::{unix_now, Claims};
+
+pub struct Validator {
+    issuers: Vec<Arc<KeyStore>>,
+    introspector: Option<Introspector>,
+    cache: DashMap<[u8; 32], CacheEntry>,
+    cache_capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+struct CacheEntry {
+    claims: Arc<Claims>,
+    key: KeyUsed,
+    /// Unix seconds after which the cached validation no longer holds (`exp` + leeway).
+    not_after: u64,
+}
+
+/// Which key verified a token, and what the token asked for: the validation holds only
+/// while that key would still be tried for it.
+struct KeyUsed {
+    issuer: usize,
+    kid: Option<Box<str>>,
+    alg: Algorithm,
+    fingerprint: [u8; 32],
+}
+
+impl Validator {
+    pub fn new(
+        issuers: Vec<Arc<KeyStore>>,
+        introspector: Option<Introspector>,
+        cache_capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        if !crate::auth::jwt_crypto::install() {
+            tracing::warn!("jsonwebtoken was used before gatehouse chose its verifier; using RustCrypto (slower)");
+        }
+        Self {
+            issuers,
+            introspector,
+            cache: DashMap::new(),
+            cache_capacity,
+            metrics,
+        }
+    }
+
+    pub fn issuers(&self) -> &[Arc<KeyStore>] {
+        &self.issuers
+    }
+
+    /// The leeway of the issuer that signed `claims` (zero if it is not one of ours).
+    pub fn leeway(&self, claims: &Claims) -> std::time::Duration {
+        let iss = claims.get("iss").and_then(serde_json::Value::as_str);
+        self.issuers
+            .iter()
+            .find(|s| Some(s.issuer().issuer.as_str()) == iss)
+            .map_or(std::time::Duration::ZERO, |s| s.issuer().leeway)
+    }
+
+    /// Validates a token and returns its claims.
+    pub async fn validate(&self, token: &BearerToken) -> Result<Arc<Claims>, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+        let now = unix_now();
+        if let Some(claims) = self.cached(&digest, now) {
+            self.metrics.token_cache(true);
+            return Ok(claims);
+        }
+        self.metrics.token_cache(false);
+        let (key, claims) = match (self.verify(token).await, &self.introspector) {
+            // Not a JWT, or one from an issuer we hold no keys for: ask the IdP. Its answers
+            // have their own cache, bounded by what introspection says.
+            (Err(AuthError::Malformed | AuthError::UnknownIssuer), Some(introspector)) => {
+                let claims = introspector.introspect(token).await?;
+                numeric_date::check(&claims)?;
+                return Ok(claims);
+            }
+            (result, _) => result?,
+        };
+        numeric_date::check(&claims)?;
+        let claims = Arc::new(claims);
+        self.remember(digest, key, &claims, now);
+        Ok(claims)
+    }
+
+    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
+        let entry = self.cache.get(digest)?;
+        let key = &entry.key;
+        let still_published = self
+            .issuers
+            .get(key.issuer)
+            .and_then(|store| store.keys())
+            .is_some_and(|keys| keys.holds(key.kid.as_deref(), key.alg, &key.fingerprint));
+        if still_published && now <= entry.not_after {
+            return Some(entry.claims.clone());
+        }
+        drop(entry);
+        self.cache.remove(digest);
+        None
+    }
+
+    fn remember(&self, digest: [u8; 32], key: KeyUsed, claims: &Arc<Claims>, now: u64) {
+        let Some(store) = self.issuers.get(key.issuer) else {
+            return;
+        };
+        let Some(exp) = numeric_date::get(claims, "exp") else {
+            return;
+        };
+        // A token that is not valid yet (within leeway) is not cached: its nbf matters later.
+        if numeric_date::get(claims, "nbf").is_some_and(|nbf| nbf > now) {
+            return;
+        }
+        if self.cache_capacity == 0 {
+            return;
+        }
+        if self.cache.len() >= self.cache_capacity {
+            self.cache.retain(|_, e| e.not_after >= now);
+            if self.cache.len() >= self.cache_capacity {
+                // Still full of live entries: start over rather than grow without bound.
+                self.cache.clear();
+            }
+        }
+        let entry = CacheEntry {
+            claims: claims.clone(),
+            not_after: exp.saturating_add(store.issuer().leeway.as_secs()),
+            key,
+        };
+        self.cache.insert(digest, entry);
+    }
+
+    async fn verify(&self, token: &BearerToken) -> Result<(KeyUsed, Claims), AuthError> {
+        let raw = token.expose();
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(AuthError::CriticalHeader);
+        }
+        let (index, store) = self.issuer_of(raw)?;
+        let issuer = store.issuer();
+        if !issuer.algorithms.contains(&header.alg) {
+            return Err(AuthError::DisallowedAlgorithm);
+        }
+        if let Some(required) = &issuer.typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| typ_matches(t, required))
+            {
+                return Err(AuthError::WrongType);
+            }
+        }
+        let mut keys = store.keys().ok_or(AuthError::KeysUnavailable)?;
+        let kid = header.kid.as_deref();
+        if let Some(kid) = kid {
+            if !keys.knows_kid(kid) && store.refresh_for_unknown_kid(kid).await {
+                keys = store.keys().ok_or(AuthError::KeysUnavailable)?;
+            }
+        }
+        let candidates = keys.candidates(kid, header.alg);
+        if candidates.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        let validation = validation(issuer, header.alg);
+        let mut last = AuthError::BadSignature;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
+                Ok(data) if !data.claims.contains_key("exp") => {
+                    return Err(AuthError::MissingClaim);
+                }
+                Ok(data) => {
+                    let used = KeyUsed {
+                        issuer: index,
+                        kid: kid.map(Box::from),
+                        alg: header.alg,
+                        fingerprint: key.fingerprint,
+                    };
+                    return Ok((used, data.claims));
+                }
+                Err(e) => {
+                    last = map_error(e.kind());
+                    if last != AuthError::BadSignature {
+                        // The signature verified (claims are checked after it): no other key will do better.
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The configured issuer named by the token's (not yet verified) `iss`.
+    fn issuer_of(&self, raw: &str) -> Result<(usize, &Arc<KeyStore>), AuthError> {
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: Option<String>,
+        }
+        let payload = raw.split('.').nth(1).ok_or(AuthError::Malformed)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| AuthError::Malformed)?;
+        let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
+        let iss = iss.iss.ok_or(AuthError::MissingClaim)?;
+        self.issuers
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.issuer().issuer == iss)
+            .ok_or(AuthError::UnknownIssuer)
+    }
+}
+
+fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.leeway = issuer.leeway.as_secs();
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer.issuer.as_str()]);
+    v.set_audience(&issuer.audiences);
+    // `exp` is required too, but checked in `verify`: jsonwebtoken would call an `exp` it
+    // cannot read "missing", and an unusable date is `BadDateClaim` here.
+    v.set_required_spec_claims(&["iss", "aud"]);
+    v
+}
+
+/// RFC 9068 §4: `at+jwt`, also written with the `application/` prefix, case-insensitive.
+fn typ_matches(actual: &str, required: &str) -> bool {
+    let strip = |s: &str| {
+        let lower = s.to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map(String::from)
+            .unwrap_or(lower)
+    };
+    strip(actual) == strip(required)
+}
+
+fn map_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::UnknownIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim,
+        // jsonwebtoken's word for an `exp` or `nbf` that is no u64 (negative, huge).
+        ErrorKind::InvalidClaimFormat(_) => AuthError::BadDateClaim,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => AuthError::DisallowedAlgorithm,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) => {
+            AuthError::BadSignature
+        }
+        _ => AuthError::Malformed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_accepts_the_media_type_spelling() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(!typ_matches("JWT", "at+jwt"));
+    }
+
+    #[test]
+    fn claim_failures_map_to_their_reasons() {
+        assert_eq!(map_error(&ErrorKind::ExpiredSignature), AuthError::Expired);
+        assert_eq!(
+            map_error(&ErrorKind::ImmatureSignature),
+            AuthError::NotYetValid
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidAudience),
+            AuthError::WrongAudience
+        );
+        assert_eq!(
+            map_error(&ErrorKind::MissingRequiredClaim("exp".into())),
+            AuthError::MissingClaim
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidSignature),
+            AuthError::BadSignature
+        );
+        assert_eq!(
+            map_error(&ErrorKind::InvalidClaimFormat("exp".into())),
+            AuthError::BadDateClaim
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Configuration: `gatehouse.toml` plus `GATEHOUSE_` environment overrides.
+//!
+//! The pipeline is `TOML + env -> FileConfig (raw, defaults filled) -> Config (typed)`.
+//! This module owns the first arrow: figment merges the sources and `serde_ignored`
+//! collects every key nobody reads, so an operator sees *all* unknown keys at once rather
+//! than the first one `deny_unknown_fields` would stop at. [`validate`] owns the second
+//! arrow and the typed structs. Raw values that need checking (durations, addresses,
+//! algorithm names) stay strings here so one bad value cannot hide the next.
+
+mod claims;
+pub mod fields;
+mod issuer;
+mod limits;
+pub mod outbound;
+mod paths;
+mod raw;
+pub mod redaction;
+mod route;
+mod stores;
+mod types;
+pub mod validate;
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use figment::Figment;
+
+pub use fields::ConfigErrors;
+pub use raw::*;
+pub use validate::{
+    AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
+    UpstreamAuth,
+};
+
+/// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
+pub const DEFAULT_PATH: &str = "config/gatehouse.toml";
+
+/// The environment prefix of overrides; `__` separates key levels.
+const ENV_PREFIX: &str = "GATEHOUSE_";
+
+/// A config file could not be turned into a `FileConfig`.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("unknown keys: {}", .0.join(", "))]
+    UnknownKeys(Vec<String>),
+}
+
+/// Reads `path` and the process environment into a raw config.
+pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
+    // Read by us rather than figment: a FIFO or a huge file here is an error, not a hang.
+    let text = crate::files::read_to_string(path)
+        .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
+    let figment = Figment::new()
+        .merge(Toml::string(&text))
+        .merge(env_overrides());
+    from_figment(&figment)
+}
+
+/// Reads TOML text (no file, no environment) into a raw config; demo and tests use it.
+pub fn load_str(toml: &str) -> Result<FileConfig, LoadError> {
+    from_figment(&Figment::new().merge(Toml::string(toml)))
+}
+
+fn env_overrides() -> Env {
+    // Only variables under a config table are overrides: `GATEHOUSE_CONFIG` and the
+    // secrets that `*_env` keys name live under the same prefix and must not be read as keys.
+    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        let top = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+    })
+}
+
+fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
+    let dict: Dict = figment
+        .extract()
+        .map_err(|e| LoadError::Parse(describe(e)))?;
+    let value = Value::from(dict);
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
+        .map_err(|e| LoadError::Parse(describe(e)))?;
+    if unknown.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(LoadError::UnknownKeys(unknown))
+    }
+}
+
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let kind = without_source_lines(&e.kind.to_string());
+            if path.is_empty() {
+                kind
+            } else {
+                format!("{path}: {kind}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A TOML syntax error quotes the offending line, which may hold a Redis password; keep
+/// the position and the reason only (these messages reach logs on reload).
+fn without_source_lines(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.next_back() {
+        Some(reason) if message.contains('|') => format!("{first}: {reason}"),
+        _ => message.to_string(),
+    }
+}
+
+impl FileConfig {
+    /// The effective config as TOML, for `gatehouse check`. It holds no secret values
+    /// (secrets are named by `*_env` keys), and credentials inside URLs are masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# could not render config: {e}\n"),
+        };
+        mask_urls(&mut value);
+        toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# could not render: {e}\n"))
+    }
+}
+
+fn mask_urls(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(masked) = crate::redact::mask_userinfo(s) {
+                *s = masked;
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_urls),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| mask_urls(v)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

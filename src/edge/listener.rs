@@ -1,0 +1,297 @@
+//! The accept loop of the public listener and the life of one connection.
+//!
+//! Each accepted connection is first admitted (see `admission.rs`): over a limit it is
+//! answered and closed at once. Accept errors that concern one connection are skipped;
+//! others (out of file descriptors) back off for a second instead of spinning. The TLS
+//! handshake runs inside the connection task under a timeout, so a slow handshake never
+//! blocks the loop. A connection takes its limits and HTTP settings from the generation
+//! current when it was accepted, and each of its requests is answered by the generation
+//! current when that request arrives.
+//!
+//! The drain: `closing` asks every connection to finish gracefully (HTTP/1.1 after the
+//! response in flight, HTTP/2 with GOAWAY); `cut` drops what is still open at the end of
+//! the grace period.
+//!
+//! No peer behaviour stops a connection's clocks. A connection asked to close (idle, drain,
+//! too many resets) must be gone `close_grace` after it last had a request in flight: an
+//! HTTP/2 client that never acknowledges hyper's closing PING would otherwise keep it
+//! forever. A response the client stops reading is abandoned after `write_timeout`
+//! (`response_clock.rs`), and an HTTP/1.1 connection that abandoned one is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::edge::activity::{Activity, Expiry, Tracked, Trouble};
+use crate::edge::admission::{Admission, ConnSlot};
+use crate::edge::response_clock::Guarded;
+use crate::generation::Current;
+use crate::metrics::Metrics;
+use crate::proxy::service::{AmbiguousFraming, Conn, ConnHold};
+
+/// The listener's half of the drain.
+#[derive(Clone, Default)]
+pub struct Connections {
+    pub tracker: TaskTracker,
+    /// Finish gracefully: no new requests, answer the ones in flight.
+    pub closing: CancellationToken,
+    /// Drop whatever is still open.
+    pub cut: CancellationToken,
+}
+
+/// Accepts until `stop` fires; every connection task is spawned on `connections.tracker`.
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    current: Current,
+    metrics: Arc<Metrics>,
+    connections: Connections,
+    stop: CancellationToken,
+) {
+    let admission = Admission::new(metrics.connections().clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    handle_accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        let generation = current.load_full();
+        let config = &generation.config;
+        let slot = match admission.admit(
+            peer.ip(),
+            config.max_connections,
+            config.max_connections_per_ip,
+        ) {
+            Ok(slot) => Arc::new(slot),
+            Err(refusal) => {
+                metrics.limit_hit(refusal.label());
+                if tls.is_none() {
+                    admission.refuse(stream, refusal, &connections.tracker);
+                }
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            peer,
+            https: tls.is_some(),
+        };
+        let served = Served {
+            current: current.clone(),
+            http: generation.http.clone(),
+            conn,
+            slot,
+            clocks: Clocks::of(config),
+            metrics: metrics.clone(),
+            connections: connections.clone(),
+        };
+        connections.tracker.spawn(served.run(stream, tls.clone()));
+    }
+}
+
+/// One accepted connection and what it is served with.
+struct Served {
+    current: Current,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    conn: Conn,
+    slot: Arc<ConnSlot>,
+    clocks: Clocks,
+    metrics: Arc<Metrics>,
+    connections: Connections,
+}
+
+/// A connection's time limits, from the generation it was accepted under.
+#[derive(Clone, Copy)]
+struct Clocks {
+    idle: Duration,
+    /// `header_read_timeout`, which also bounds the TLS handshake.
+    header: Duration,
+    close_grace: Duration,
+    write: Duration,
+    max_resets: u32,
+}
+
+impl Clocks {
+    fn of(config: &Config) -> Self {
+        Self {
+            idle: config.idle_timeout,
+            header: config.header_read_timeout,
+            close_grace: config.close_grace,
+            write: config.write_timeout,
+            max_resets: config.http2_max_resets,
+        }
+    }
+}
+
+impl Served {
+    async fn run(self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+        let Some(acceptor) = tls else {
+            return self.serve(stream).await;
+        };
+        let peer = self.conn.peer;
+        match tokio::time::timeout(self.clocks.header, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => {
+                self.metrics.limit_hit("header_read_timeout");
+                tracing::debug!(%peer, "TLS handshake timed out");
+            }
+        }
+    }
+
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Served {
+            current,
+            http,
+            conn,
+            slot,
+            clocks,
+            metrics,
+            connections,
+        } = self;
+        let activity = Activity::new();
+        let tracked = activity.clone();
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = tracked.begin(request.version());
+            let http1 = request.version() <= http::Version::HTTP_11;
+            if http1 && tracked.next_is_ambiguous() {
+                request.extensions_mut().insert(AmbiguousFraming);
+            }
+            let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
+            // Only a request that may upgrade carries the slot on to its session.
+            if request.headers().contains_key(http::header::UPGRADE) {
+                request.extensions_mut().insert::<ConnHold>(slot.clone());
+            }
+            let proxy = current.load().proxy.clone();
+            async move {
+                let response = proxy.handle(request, conn).await;
+                if let Some(activity) = activity {
+                    activity.answered(&method, response.status());
+                }
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Guarded::new(body, in_flight, clocks.write)),
+                )
+            }
+        });
+        let io = TokioIo::new(Tracked::new(io, activity.clone()));
+        let connection = http.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        // Set once the connection was asked to close: when it must be gone by.
+        let mut closing: Option<Instant> = None;
+        let result = loop {
+            let gone_by = closing.unwrap_or_else(Instant::now);
+            let step = tokio::select! {
+                result = connection.as_mut() => break result,
+                _ = connections.cut.cancelled() => Step::Drop,
+                _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
+                _ = tokio::time::sleep_until(gone_by), if closing.is_some() => {
+                    // A request still in flight is bounded by its own clocks; wait for it.
+                    if activity.in_flight() == 0 {
+                        metrics.limit_hit("close_grace");
+                        tracing::debug!(peer = %conn.peer, "connection did not close in time");
+                        Step::Drop
+                    } else {
+                        closing = Some(Instant::now() + clocks.close_grace);
+                        Step::Carry
+                    }
+                }
+                trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
+                expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
+                    on_expiry(expiry, &metrics, &conn)
+                }
+            };
+            match step {
+                Step::Carry => {}
+                Step::Close | Step::Abuse if closing.is_some() => {
+                    if matches!(step, Step::Abuse) {
+                        return;
+                    }
+                }
+                Step::Close | Step::Abuse => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now() + clocks.close_grace);
+                }
+                Step::Drop => return,
+            }
+        };
+        if let Err(e) = result {
+            // Resets, early closes and protocol errors are the client's business, not ours.
+            tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// What the connection task does after an event.
+enum Step {
+    Carry,
+    /// Finish gracefully (GOAWAY), then `close_grace`.
+    Close,
+    /// Drop the connection now.
+    Drop,
+    /// Close gracefully, or drop when already closing: a client that carries on resetting
+    /// streams after GOAWAY (and never acks the PING that completes it) gets no more.
+    Abuse,
+}
+
+fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
+    match trouble {
+        Trouble::Stalled { cut } => {
+            metrics.limit_hit("write_timeout");
+            if cut {
+                tracing::debug!(peer = %conn.peer, "client stopped reading the response");
+                Step::Drop
+            } else {
+                Step::Carry
+            }
+        }
+        Trouble::TooManyResets => {
+            metrics.limit_hit("http2_max_resets");
+            tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
+            Step::Abuse
+        }
+    }
+}
+
+fn on_expiry(expiry: Expiry, metrics: &Metrics, conn: &Conn) -> Step {
+    match expiry {
+        Expiry::Idle => {
+            metrics.limit_hit("idle_timeout");
+            Step::Close
+        }
+        Expiry::Head => {
+            metrics.limit_hit("header_read_timeout");
+            tracing::debug!(peer = %conn.peer, "request head not received in time");
+            Step::Drop
+        }
+    }
+}
+
+/// Per-connection accept errors are skipped; anything else (EMFILE) pauses the loop.
+async fn handle_accept_error(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed; pausing 1s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

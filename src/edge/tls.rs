@@ -1,0 +1,140 @@
+//! TLS for the public listener: rustls (ring provider), TLS 1.2 and 1.3 only, ALPN `h2`
+//! and `http/1.1`, and a certificate that reloads when its files change.
+//!
+//! The certificate lives behind a resolver holding an `ArcSwap`, so a reload swaps it for
+//! new handshakes while open connections keep the one they negotiated. Files are polled
+//! by content rather than watched with inotify: Kubernetes updates
+//! mounted secrets by swapping a symlink, which inotify watches on the file miss.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_util::sync::CancellationToken;
+
+/// Reads a PEM chain and key into a rustls `CertifiedKey`.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain_pem =
+        crate::files::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
+    let key_pem =
+        crate::files::read(key).map_err(|e| format!("reading key {}: {e}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("parsing {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no certificate", cert.display()));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("parsing key {}: {e}", key.display()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("key {}: {e}", key.display()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|e| format!("{} does not match {}: {e}", key.display(), cert.display()))?;
+    Ok(Arc::new(certified))
+}
+
+/// Serves whatever certificate was loaded last.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Builds the acceptor and a task that reloads the certificate when its files change.
+/// Takes the paths, not the config's `TlsFiles`, so config validation can call
+/// [`load_certified_key`] without a circle.
+pub fn acceptor(
+    (cert, key): (&Path, &Path),
+    reload_interval: Duration,
+    stop: CancellationToken,
+) -> Result<
+    (
+        tokio_rustls::TlsAcceptor,
+        impl std::future::Future<Output = ()>,
+    ),
+    String,
+> {
+    let resolver = Arc::new(ReloadingCert {
+        current: ArcSwap::new(load_certified_key(cert, key)?),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let watch = watch(
+        resolver,
+        cert.to_path_buf(),
+        key.to_path_buf(),
+        reload_interval,
+        stop,
+    );
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), watch))
+}
+
+async fn watch(
+    resolver: Arc<ReloadingCert>,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut seen = stamp(&cert, &key).await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = stamp(&cert, &key).await;
+        if now == seen {
+            continue;
+        }
+        // A half-written pair fails to load or to match; keep the old one and retry next tick.
+        let (c, k) = (cert.clone(), key.clone());
+        let loaded = tokio::task::spawn_blocking(move || load_certified_key(&c, &k))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match loaded {
+            Ok(loaded) => {
+                resolver.current.store(loaded);
+                seen = now;
+                tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TLS certificate changed but does not load yet; keeping the old one")
+            }
+        }
+    }
+}
+
+/// The files' contents: a few kilobytes, compared every tick. Modification times can
+/// repeat within a second when a pair is rewritten quickly; contents cannot.
+async fn stamp(cert: &Path, key: &Path) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        (
+            crate::files::read(&cert).ok(),
+            crate::files::read(&key).ok(),
+        )
+    })
+    .await
+    .ok()
+}

@@ -1,0 +1,113 @@
+//! The ticket endpoint as the proxy answers it: CORS, then `POST` issues a ticket to a
+//! caller whose token validates (see the module above for the rules).
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{caller, parse_request, preflight, TicketDesk, MAX_BODY_BYTES};
+use crate::auth::error::AuthError;
+use crate::auth::policy;
+use crate::auth::token;
+use crate::body::Body;
+use crate::proxy::access_log::AccessLine;
+use crate::proxy::error::ProxyError;
+use crate::proxy::pre_auth::BodyError;
+use crate::proxy::service::Proxy;
+use crate::tickets::Grant;
+
+impl Proxy {
+    pub(crate) async fn ticket_endpoint(
+        &self,
+        desk: &TicketDesk,
+        request: Request<Incoming>,
+        line: &mut AccessLine,
+    ) -> Result<Response<Body>, ProxyError> {
+        let cors = desk.cors_origin(&request)?;
+        let mut response = match *request.method() {
+            Method::OPTIONS => preflight(),
+            Method::POST => self.issue(desk, request, line).await?,
+            _ => return Err(ProxyError::MethodNotAllowed),
+        };
+        if let Some(origin) = cors {
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        Ok(response)
+    }
+
+    async fn issue(
+        &self,
+        desk: &TicketDesk,
+        request: Request<Incoming>,
+        line: &mut AccessLine,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (parts, body) = request.into_parts();
+        let found = token::extract(&parts, &desk.config.tokens, self.max_token_bytes)?
+            .ok_or(AuthError::Missing)?;
+        let claims = self.validated(&found.token).await?;
+        line.subject = self.subject(&claims);
+        self.rate_limits
+            .tickets
+            .check(
+                caller(&claims, &found.token, &self.subject_claim),
+                desk.config.rate_limit_per_minute,
+            )
+            .map_err(|retry_after_secs| ProxyError::RateLimited {
+                retry_after_secs,
+                limit: "ticket_rate",
+            })?;
+        // Held against the pre-authentication budget and cut after limits.body_read_timeout.
+        let body = self
+            .pre_auth
+            .read_body(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::Timeout => ProxyError::BodyTimeout,
+                BodyError::Over(over) => ProxyError::OverBudget(over),
+                BodyError::TooLarge | BodyError::Broken => {
+                    ProxyError::BadRequest("the body is not a ticket request")
+                }
+            })?;
+        let wanted = parse_request(&body)?;
+        let route = match &wanted.route {
+            Some(path) => {
+                let route = self
+                    .routes
+                    .find(path)
+                    .ok_or(ProxyError::BadRequest("no route matches that path"))?;
+                // Checked now: a ticket the caller could not use anyway is not issued.
+                policy::authorize(&route.config, &self.role_claim, Some(claims.clone()))?;
+                Some(route.config.path.clone())
+            }
+            None => None,
+        };
+        let keep_token = match &route {
+            Some(path) => desk.bearer_routes.contains(path),
+            None => !desk.bearer_routes.is_empty(),
+        };
+        // A token without `exp` (introspection may say none) gives a ticket its full ttl.
+        let exp = crate::auth::numeric_date::get(&claims, "exp").unwrap_or(u64::MAX);
+        let grant = Grant {
+            claims,
+            token: keep_token.then_some(found.token),
+            route,
+        };
+        let issued = desk.store.issue(grant, exp).await?;
+        self.metrics.ticket("issued");
+        let expires_at = time::OffsetDateTime::from(issued.expires_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "ticket": issued.ticket,
+            "expires_at": expires_at,
+            "expires_in": issued.expires_in.as_secs(),
+        });
+        let mut response = crate::body::json(StatusCode::CREATED, &body);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+}

@@ -1,0 +1,188 @@
+//! The ticket endpoint, answered before routing: `POST {endpoint}` with a valid token and
+//! an optional `{"route": "/hubs/chat"}` gives `201 {"ticket","expires_at","expires_in"}`.
+//!
+//! Single-page apps call it cross-origin, so it answers CORS preflights for the origins the
+//! routes allow. When any route lists origins, a request whose `Origin` is not among them is
+//! refused (403); with no list anywhere, CORS headers are simply not sent.
+//!
+//! `rate_limit_per_minute` is counted per authenticated caller (issuer and subject; the
+//! token itself when it names no subject), after the token validates: then 429 with
+//! `Retry-After`. A request without a token is refused (401) before anything is counted or
+//! verified, and an invalid token is refused (401) without touching any caller's count, so
+//! anonymous floods behind a shared address cannot lock valid callers out. What bounds
+//! the signature checks an invalid-token flood costs is the same as on every
+//! authenticating route: `limits.requests_per_ip_per_second` and the connection limits;
+//! malformed tokens and unknown issuers or kids are refused before any signature work.
+
+mod endpoint;
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::claims::Claims;
+use crate::body::{empty, Body};
+use crate::config::{Config, TicketsConfig, UpstreamAuth};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::proxy::error::ProxyError;
+use crate::redact::Redactor;
+use crate::secret::BearerToken;
+use crate::tickets::{Grant, TicketError, TicketStore};
+
+/// A request body larger than this is not a ticket request.
+const MAX_BODY_BYTES: usize = 4096;
+
+pub struct TicketDesk {
+    pub config: TicketsConfig,
+    pub store: Arc<TicketStore>,
+    /// Union of the routes' `allowed_origins`.
+    origins: Vec<String>,
+    /// Some route forwards tokens upstream, so unbound tickets keep theirs.
+    bearer_routes: Vec<String>,
+    pub(crate) name: Arc<str>,
+    pub(crate) redactor: Redactor,
+    pub(crate) metrics: RouteMetrics,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketRequest {
+    route: Option<String>,
+}
+
+impl TicketDesk {
+    pub fn new(
+        config: &TicketsConfig,
+        all: &Config,
+        store: Option<Arc<TicketStore>>,
+        metrics: &Metrics,
+    ) -> Self {
+        let mut origins: Vec<String> = all
+            .routes
+            .iter()
+            .flat_map(|r| r.allowed_origins.clone())
+            .collect();
+        origins.sort();
+        origins.dedup();
+        Self {
+            // `Stores::build` makes a ticket store whenever `[tickets]` is set.
+            store: store.unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
+            origins,
+            bearer_routes: all
+                .routes
+                .iter()
+                .filter(|r| r.upstream_auth == UpstreamAuth::Bearer)
+                .map(|r| r.path.clone())
+                .collect(),
+            name: Arc::from(config.endpoint.as_str()),
+            redactor: all.redactor(),
+            metrics: metrics.route(&config.endpoint),
+            config: config.clone(),
+        }
+    }
+
+    /// Redeems a ticket presented on `route`, counting the outcome.
+    pub async fn redeem(
+        &self,
+        ticket: &BearerToken,
+        route: &str,
+        metrics: &Metrics,
+    ) -> Result<Grant, TicketError> {
+        let result = self.store.redeem(ticket, route).await;
+        metrics.ticket(match &result {
+            Ok(_) => "redeemed",
+            Err(e) => e.reason(),
+        });
+        result
+    }
+
+    /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
+    fn cors_origin(&self, request: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
+        let Some(origin) = request.headers().get(header::ORIGIN) else {
+            return Ok(None);
+        };
+        if self.origins.is_empty() {
+            return Ok(None);
+        }
+        let allowed = self
+            .origins
+            .iter()
+            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()));
+        if allowed {
+            Ok(Some(origin.clone()))
+        } else {
+            Err(ProxyError::OriginNotAllowed)
+        }
+    }
+}
+
+/// Whose ticket count a request adds to: the issuer and subject, or the token itself when
+/// it names no subject. Hashed, so every entry is the same small size.
+fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
+    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let mut hash = Sha256::new();
+    match text(subject_claim) {
+        Some(subject) => {
+            hash.update(b"subject\0");
+            hash.update(text("iss").unwrap_or_default());
+            hash.update(b"\0");
+            hash.update(subject);
+        }
+        None => {
+            hash.update(b"token\0");
+            hash.update(token.expose());
+        }
+    }
+    hash.finalize().into()
+}
+
+fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TicketRequest { route: None });
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| ProxyError::BadRequest("expected {\"route\": \"/path\"} or no body"))
+}
+
+fn preflight() -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_requests_parse_strictly() {
+        assert!(parse_request(b"").unwrap().route.is_none());
+        assert_eq!(
+            parse_request(br#"{"route":"/hubs/chat"}"#)
+                .unwrap()
+                .route
+                .as_deref(),
+            Some("/hubs/chat")
+        );
+        assert!(parse_request(b"{\"route\": 5}").is_err());
+        assert!(parse_request(b"{\"rout\": \"/x\"}").is_err());
+        assert!(parse_request(b"not json").is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The WebSocket end of the request path: the relay task started after a `101`, and the
+//! first-message flow, where gatehouse answers the handshake itself and opens the upstream
+//! leg only after the client's first message carried a token that passed validation and
+//! policy. Nothing reaches the upstream before that; a wrong or late message gets 4401.
+//! Until the token validates, the client's bytes count against the pre-authentication
+//! budget (`pre_auth`): past this connection's share 1009, past the shared budget 1013.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::auth::claims::Claims;
+use crate::auth::error::AuthError;
+use crate::auth::policy;
+use crate::auth::token;
+use crate::body::{empty, Body};
+use crate::proxy::error::ProxyError;
+use crate::proxy::pre_auth::metered::{self, MeteredSocket};
+use crate::proxy::pre_auth::OverBudget;
+use crate::proxy::service::{Conn, ConnHold, Credential, Proxy, Route};
+use crate::upstream::error::UpstreamError;
+use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
+use crate::websocket::{self as ws};
+
+/// Close code when a valid caller is not allowed on the route.
+const CLOSE_FORBIDDEN: u16 = 4403;
+
+impl Proxy {
+    /// When the session must end: the token's `exp` plus its issuer's leeway.
+    pub(crate) fn deadline(&self, route: &Route, claims: &Claims) -> Option<Instant> {
+        if !route.config.close_on_expiry {
+            return None;
+        }
+        let exp = crate::auth::numeric_date::get(claims, "exp")?;
+        // Sub-second precision: the close should come at the end, not up to a second later.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // Validation bounds `exp` (year 9999) and config bounds leeway (1h), so neither sum
+        // can overflow; were one to, the session ends now rather than never.
+        let left = Duration::from_secs(exp)
+            .checked_add(self.validator.leeway(claims))
+            .map(|end| end.saturating_sub(now));
+        let start = Instant::now();
+        Some(
+            left.and_then(|left| start.checked_add(left))
+                .unwrap_or(start),
+        )
+    }
+
+    /// Relays once both sides have switched protocols; logs and counts the session's end.
+    pub(crate) fn spawn_relay(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        (client, upstream, slot): (OnUpgrade, OnUpgrade, Option<ConnHold>),
+        claims: Option<Arc<Claims>>,
+        request_id: &HeaderValue,
+    ) {
+        let (proxy, route) = (self.clone(), route.clone());
+        let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
+        self.sessions.spawn(async move {
+            let (client, upstream) = match (client.await, upstream.await) {
+                (Ok(c), Ok(u)) => (c, u),
+                _ => {
+                    proxy.metrics.upgrade(&route.name, "upgrade_failed");
+                    return;
+                }
+            };
+            let max = route.config.max_message_bytes;
+            let client = relay::socket(client, Role::Server, max).await;
+            let upstream = relay::socket(upstream, Role::Client, max).await;
+            proxy
+                .run_session(&route, client, upstream, claims, &request_id)
+                .await;
+            // The connection's place under max_connections is freed only now.
+            drop(slot);
+        });
+    }
+
+    /// Refuses an upstream `101` whose subprotocol the client never offered (502).
+    pub(crate) fn check_chosen_protocol(
+        &self,
+        route: &Route,
+        response: &HeaderMap,
+        offered: &[String],
+    ) -> Result<(), ProxyError> {
+        if ws::chosen_protocol_offered(response, offered) {
+            return Ok(());
+        }
+        self.metrics.upgrade(&route.name, "bad_subprotocol");
+        Err(UpstreamError::BadSubprotocol.into())
+    }
+
+    async fn run_session<C>(
+        &self,
+        route: &Route,
+        client: WebSocketStream<C>,
+        upstream: relay::Socket,
+        claims: Option<Arc<Claims>>,
+        request_id: &str,
+    ) where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        self.metrics.upgrade(&route.name, "ok");
+        let subject = claims.as_deref().and_then(|c| self.subject(c));
+        let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
+        let revocation = claims
+            .filter(|_| route.config.close_on_expiry)
+            .map(|claims| RevocationWatch {
+                claims,
+                events: self.revocations.subscribe(),
+                revocations: self.revocations.clone(),
+            });
+        let open = self.metrics.websockets_open(&route.name);
+        open.inc();
+        let started = StdInstant::now();
+        let session = Session {
+            deadline,
+            revocation,
+            idle_timeout: route.config.idle_timeout,
+            lifetime_end: route.config.max_lifetime.map(|d| Instant::now() + d),
+            drain: self.drain.clone(),
+        };
+        let end = relay::relay(client, upstream, session).await;
+        open.dec();
+        self.metrics.websocket_closed(&route.name, end.reason);
+        tracing::info!(
+            target: "gatehouse::access",
+            event = "websocket_close",
+            request_id,
+            route = %route.name,
+            subject = subject.as_deref().unwrap_or("-"),
+            reason = end.reason,
+            close_code = end.code.map_or(-1, i32::from),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            messages = end.messages,
+            bytes_from_client = end.client_bytes,
+            bytes_from_upstream = end.upstream_bytes,
+        );
+    }
+
+    /// Answers the handshake ourselves, then authenticates from the first message.
+    pub(crate) fn first_message(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        parts: Parts,
+        body: Incoming,
+        (conn, slot): (Conn, Option<ConnHold>),
+        client_upgrade: OnUpgrade,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, ProxyError> {
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or(ProxyError::BadRequest(
+                "a WebSocket upgrade needs Sec-WebSocket-Key",
+            ))?;
+        // We must pick a subprotocol before the upstream is asked: the first one offered.
+        let protocol = ws::offered_protocols(&parts.headers).into_iter().next();
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = response.headers_mut();
+        ws::prepare_client_response(h);
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .map_err(|_| ProxyError::BadRequest("bad Sec-WebSocket-Key"))?;
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if let Some(p) = protocol
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        let (proxy, route) = (self.clone(), route.clone());
+        let request_id = request_id.clone();
+        self.sessions.spawn(async move {
+            let Ok(io) = client_upgrade.await else { return };
+            let held = proxy.pre_auth.holder();
+            let client = metered::socket(io, held, route.config.max_message_bytes).await;
+            let pending = Pending {
+                parts,
+                body,
+                conn,
+                protocol,
+                request_id,
+            };
+            proxy.after_first_message(&route, client, pending).await;
+            drop(slot);
+        });
+        Ok(response)
+    }
+
+    async fn after_first_message(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        pending: Pending,
+    ) {
+        let credential = match self.read_auth_message(route, &mut client).await {
+            Ok(credential) => credential,
+            Err(e) => return self.refuse(route, client, &e, CLOSE_UNAUTHORIZED).await,
+        };
+        let Pending {
+            mut parts,
+            body,
+            conn,
+            protocol,
+            request_id,
+        } = pending;
+        let access = match policy::authorize(
+            &route.config,
+            &self.role_claim,
+            Some(credential.claims.clone()),
+        ) {
+            Ok(access) => access,
+            Err(e) => {
+                return self
+                    .refuse(route, client, &ProxyError::Auth(e), CLOSE_FORBIDDEN)
+                    .await
+            }
+        };
+        // Authenticated: from here only the route's own limits apply.
+        client.get_mut().release();
+        let with = (Some(&credential), &access);
+        if let Err(e) = self.rewrite(route, &mut parts, conn, &request_id, with) {
+            return self.refuse(route, client, &e, 1011).await;
+        }
+        ws::prepare_upstream_request(&mut parts.headers, protocol.as_slice());
+        let upstream = self
+            .open_upstream(route, Request::from_parts(parts, body), protocol.as_slice())
+            .await;
+        let upstream = match upstream {
+            Ok(upstream) => upstream,
+            Err(result) => {
+                self.metrics.upgrade(&route.name, result);
+                relay::close(&mut client, 1011, "upstream unavailable").await;
+                return;
+            }
+        };
+        let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
+        let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
+        self.run_session(
+            route,
+            client,
+            upstream,
+            Some(credential.claims),
+            &request_id,
+        )
+        .await;
+    }
+
+    /// Sends the held upgrade upstream; `Err` is the upgrade metric's result.
+    async fn open_upstream(
+        &self,
+        route: &Route,
+        request: Request<Incoming>,
+        protocol: &[String],
+    ) -> Result<hyper::upgrade::Upgraded, &'static str> {
+        let mut response = match route.upstream.forward(request).await {
+            Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => r,
+            _ => return Err("upstream_refused"),
+        };
+        // The client was already told which subprotocol it gets: the upstream must agree.
+        if !ws::chosen_protocol_offered(response.headers(), protocol) {
+            return Err("bad_subprotocol");
+        }
+        hyper::upgrade::on(&mut response)
+            .await
+            .map_err(|_| "upstream_refused")
+    }
+
+    async fn read_auth_message(
+        &self,
+        route: &Route,
+        client: &mut MeteredSocket,
+    ) -> Result<Credential, ProxyError> {
+        let first = tokio::time::timeout(route.config.first_message_timeout, client.next()).await;
+        if let Ok(Some(Err(e))) = &first {
+            if let Some(over) = metered::over_budget(e) {
+                return Err(over.into());
+            }
+        }
+        let Ok(Some(Ok(Message::Text(text)))) = first else {
+            return Err(AuthError::Missing.into());
+        };
+        let raw = token::first_message::parse(&text).ok_or(AuthError::Missing)?;
+        let token = token::accept(raw, self.max_token_bytes)?;
+        let claims = self.validated(&token).await?;
+        Ok(Credential {
+            claims,
+            token: Some(token),
+        })
+    }
+
+    async fn refuse(
+        &self,
+        route: &Route,
+        mut client: MeteredSocket,
+        error: &ProxyError,
+        code: u16,
+    ) {
+        let (reason, code, text, result) = match error {
+            ProxyError::Auth(e) => {
+                self.metrics.auth_failure(e.reason());
+                (e.reason(), code, refusal_text(code), "auth_failed")
+            }
+            ProxyError::OverBudget(over) => {
+                self.metrics.limit_hit(over.limit());
+                let (code, text) = match over {
+                    OverBudget::Holder => (1009, "too big before authentication"),
+                    OverBudget::All => (1013, "busy, try again later"),
+                };
+                (over.limit(), code, text, "pre_auth_budget")
+            }
+            _ => ("upstream_error", code, refusal_text(code), "auth_failed"),
+        };
+        self.metrics.upgrade(&route.name, result);
+        tracing::info!(target: "gatehouse::access", event = "websocket_refused", route = %route.name, reason);
+        relay::close(&mut client, code, text).await;
+    }
+}
+
+fn refusal_text(code: u16) -> &'static str {
+    if code == CLOSE_FORBIDDEN {
+        "forbidden"
+    } else {
+        "authentication failed"
+    }
+}
+
+/// The parts of the upgrade request kept until the first message authenticates.
+struct Pending {
+    parts: Parts,
+    body: Incoming,
+    conn: Conn,
+    protocol: Option<String>,
+    request_id: HeaderValue,
+}

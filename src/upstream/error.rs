@@ -1,0 +1,37 @@
+//! `UpstreamError`: why forwarding failed; the proxy layer maps it to a response.
+
+/// Why forwarding failed. Whose fault: the upstream's (502/504) or ours (500).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream failed")]
+    Failed(#[source] hyper_util::client::legacy::Error),
+    #[error("upstream did not answer in time")]
+    Timeout,
+    #[error("could not build the upstream request")]
+    BadRequest(#[source] http::Error),
+    /// The client's body crossed the route's `max_body_bytes`: the client's fault (413).
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The upstream's `101` chose a subprotocol the client did not offer (502).
+    #[error("upstream chose a subprotocol the client did not offer")]
+    BadSubprotocol,
+    /// The client's body stopped arriving for `limits.body_stall_timeout`: its fault (408).
+    #[error("request body stalled")]
+    BodyStalled,
+}
+
+impl UpstreamError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Failed(_) => "failed",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::BadRequest(_) => "bad_request",
+            UpstreamError::BodyTooLarge => "body_too_large",
+            UpstreamError::BadSubprotocol => "bad_subprotocol",
+            UpstreamError::BodyStalled => "body_stalled",
+        }
+    }
+}
