@@ -4,6 +4,7 @@
 use super::fields::ConfigErrors;
 use crate::claim_path::ClaimPath;
 use crate::config::FileIdentity;
+use serde_json::Value;
 
 /// `[identity]`'s claim paths: who the caller is, and where policy reads roles and scopes.
 #[derive(Debug, Clone)]
@@ -39,6 +40,30 @@ pub(super) fn identity_claims(e: &mut ConfigErrors, raw: &FileIdentity) -> Ident
         role: role.unwrap_or_else(|| fallback("role")),
         scopes,
     }
+}
+
+/// `require.claims`: each key a claim path, each value what it must equal (or contain).
+pub(super) fn required_claims<'a>(
+    e: &mut ConfigErrors,
+    route: &str,
+    raw: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Vec<(ClaimPath, Value)> {
+    let mut out = Vec::new();
+    for (text, want) in raw {
+        let key = format!("{route}.require.claims.{text}");
+        if want.is_object() {
+            // Almost always an unquoted TOML key: `{ a.b = 1 }` is `{ a = { b = 1 } }`.
+            e.push(
+                key,
+                format!("the value is a table; to require a nested claim, quote its path as one key: \"{text}.<name>\" = ..."),
+            );
+            continue;
+        }
+        if let Some(path) = claim_path(e, &key, text) {
+            out.push((path, want.clone()));
+        }
+    }
+    out
 }
 
 /// Parses one path, or records why not under `key`.

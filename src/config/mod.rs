@@ -29,8 +29,8 @@ use figment::Figment;
 pub use fields::ConfigErrors;
 pub use raw::*;
 pub use validate::{
-    AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
-    UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, LogFormat, RouteConfig,
+    TicketsConfig, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

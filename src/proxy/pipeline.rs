@@ -50,7 +50,7 @@ impl Proxy {
         };
         let claims = credential.as_ref().map(|c| c.claims.clone());
         let access =
-            policy::authorize(&route.config, &self.role_claim, claims).map_err(ProxyError::from);
+            policy::authorize(&route.config, &self.claims, claims).map_err(ProxyError::from);
         let access = self.counted(upgrade, route, access)?;
         self.rewrite(
             route,
@@ -158,9 +158,6 @@ impl Proxy {
     }
 
     pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {
-        claims
-            .get(&self.subject_claim)
-            .and_then(serde_json::Value::as_str)
-            .map(String::from)
+        self.claims.subject_of(claims).map(String::from)
     }
 }

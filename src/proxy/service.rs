@@ -27,7 +27,8 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
-use crate::config::{Config, RouteConfig};
+use crate::claim_path::ClaimPath;
+use crate::config::{Config, IdentityClaims, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::error::ProxyError;
@@ -90,9 +91,9 @@ pub struct Lasting {
 pub struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) validator: Validator,
-    pub(crate) identity_headers: Vec<(HeaderName, String)>,
-    pub(crate) subject_claim: String,
-    pub(crate) role_claim: String,
+    pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// The subject, role and scope claim paths of `[identity]`.
+    pub(crate) claims: IdentityClaims,
     pub(crate) max_token_bytes: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
@@ -133,8 +134,7 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             validator,
             identity_headers: config.identity_headers.clone(),
-            subject_claim: config.subject_claim.clone(),
-            role_claim: config.role_claim.clone(),
+            claims: config.claims.clone(),
             max_token_bytes: config.max_token_bytes,
             tickets: config
                 .tickets

@@ -217,18 +217,15 @@ impl Proxy {
             protocol,
             request_id,
         } = pending;
-        let access = match policy::authorize(
-            &route.config,
-            &self.role_claim,
-            Some(credential.claims.clone()),
-        ) {
-            Ok(access) => access,
-            Err(e) => {
-                return self
-                    .refuse(route, client, &ProxyError::Auth(e), CLOSE_FORBIDDEN)
-                    .await
-            }
-        };
+        let access =
+            match policy::authorize(&route.config, &self.claims, Some(credential.claims.clone())) {
+                Ok(access) => access,
+                Err(e) => {
+                    return self
+                        .refuse(route, client, &ProxyError::Auth(e), CLOSE_FORBIDDEN)
+                        .await
+                }
+            };
         // Authenticated: from here only the route's own limits apply.
         client.get_mut().release();
         let with = (Some(&credential), &access);

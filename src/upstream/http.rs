@@ -12,6 +12,8 @@ use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::HeaderName;
+
+use crate::claim_path::ClaimPath;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -46,7 +48,7 @@ pub struct Rewrite<'a> {
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from `access` once everything else is done.
-    pub identity: &'a [(HeaderName, String)],
+    pub identity: &'a [(HeaderName, ClaimPath)],
     pub access: &'a Access,
 }
 
