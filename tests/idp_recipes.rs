@@ -103,7 +103,7 @@ fn example(name: &str, idp_base: &str, provider: &Provider, upstream: &Upstream)
 
 /// A JWS with exactly this JOSE header, signed by `key`.
 fn sign(header: Value, claims: Value, key: &Key) -> String {
-    gatehouse::jwt_crypto::install();
+    gatehouse::auth::jwt_crypto::install();
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -489,7 +489,7 @@ headers = { "X-Auth-Roles" = "realm_access.", "X-Auth-Subject" = "sub" }
 [[route]]
 path = "/"
 upstream = "http://orders.internal:8080"
-require.claims = { "resource_access[orders].roles" = "admin", "tid" = "t" }
+require.claims = { "resource_access[orders].roles" = "admin", "tid" = "t", realm_access.roles = "x" }
 "#,
     )
     .unwrap();
@@ -509,6 +509,11 @@ require.claims = { "resource_access[orders].roles" = "admin", "tid" = "t" }
     ] {
         assert!(stderr.contains(key), "no error for {key}:\n{stderr}");
     }
+    // Unquoted in TOML, the dotted key is a nested table: refused, with the fix.
+    assert!(
+        stderr.contains("route[0].require.claims.realm_access: the value is a table"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(r#"["https://example-shop.com/roles"]"#),
         "the error shows the quoted form:\n{stderr}"
