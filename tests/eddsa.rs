@@ -74,7 +74,7 @@ async fn ed25519_keys_from_a_jwks_verify_and_other_okp_keys_do_not() {
 #[tokio::test]
 async fn eddsa_must_be_listed_to_be_accepted() {
     let ed = Key::ed("ed1", "ed-1");
-    let idp = Idp::start(&[ed.clone()]).await;
+    let idp = Idp::start(std::slice::from_ref(&ed)).await;
     let upstream = Upstream::echo().await;
     // The default allow-list is RS256 and ES256.
     let toml = config(&idp.issuer(), "", "discovery = true", &upstream.url());
