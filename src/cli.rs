@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "gatehouse",
-    version,
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::LONG_VERSION,
     about = "Authenticating edge proxy for HTTP and WebSocket backends"
 )]
 pub struct Cli {
@@ -25,6 +26,8 @@ pub enum Command {
     Demo(crate::dev::demo::DemoArgs),
     /// Mint a token with a configured local signing key (dev and tests only).
     Token(TokenArgs),
+    /// Probe the admin listener's /healthz: exit 0 when healthy, 1 when not (for HEALTHCHECK).
+    Health(HealthArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,4 +53,18 @@ pub struct TokenArgs {
     /// The issuer (by `name`) whose key signs; defaults to the first with a local signing key.
     #[arg(long)]
     pub issuer: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Config file whose admin.addr is probed (0.0.0.0 and [::] are probed on loopback);
+    /// defaults to $GATEHOUSE_CONFIG, then config/gatehouse.toml.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Probe this admin address instead of reading the config file.
+    #[arg(long, value_name = "IP:PORT")]
+    pub addr: Option<std::net::SocketAddr>,
+    /// How long the whole probe may take, like 2s or 500ms.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }

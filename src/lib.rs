@@ -10,7 +10,7 @@
 //! - [`app`]: the process. `Gatehouse::start(Config) -> Running` builds the shared state
 //!   once and binds both listeners; [`app::reload`] (SIGHUP, file watch), [`app::admin`]
 //!   (`/metrics`, `/healthz`, `/readyz`, revocations), [`app::shutdown`] (SIGTERM / SIGINT),
-//!   [`app::logging`]
+//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe)
 //! - [`edge`]: one connection before it means HTTP: [`edge::listener`] (accept loop, TLS
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
 //!   (certificate reloaded when its files change), [`edge::activity`] and
@@ -46,6 +46,7 @@
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
+//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
 //!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
 //!   lives, parsed by config, walked by policy and identity headers)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
@@ -53,6 +54,7 @@
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod build_info;
 pub mod canonical;
 pub mod claim_path;
 pub mod cli;

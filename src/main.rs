@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         },
         Command::Token(args) => token(&args),
         Command::Demo(args) => gatehouse::dev::demo::run(&args),
+        Command::Health(args) => {
+            let config = config_path(&args.config);
+            gatehouse::app::health::run(args.addr, &config, args.timeout)
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves the test command on a fresh machine: removes what `.ci/setup` installs (the Debian
-# packages redis-server, redis-tools and chromium), clones this repository's committed HEAD
+# packages redis-server, redis-tools, chromium and shellcheck), clones this repository's committed HEAD
 # into a temporary folder (so no node_modules, .venv-ci or target/ comes along) and runs the
 # README's test command there, `CI=true bash .ci/run`. Not run by CI itself: it uninstalls
 # packages and builds everything from scratch (about 15 minutes on 2 cores).
@@ -12,10 +12,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 keep="${1:-}"
 
-echo "fresh-check: removing redis-server, redis-tools and chromium"
+echo "fresh-check: removing redis-server, redis-tools, chromium and shellcheck"
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -qq \
-  redis-server redis-tools chromium chromium-common >/dev/null 2>&1 || true
-for bin in redis-server /usr/bin/chromium; do
+  redis-server redis-tools chromium chromium-common shellcheck >/dev/null 2>&1 || true
+for bin in redis-server /usr/bin/chromium shellcheck; do
   if command -v "$bin" >/dev/null; then echo "fresh-check: $bin is still installed"; exit 1; fi
 done
 

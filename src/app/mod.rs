@@ -9,6 +9,7 @@
 //! What a reload may replace lives in a [`Generation`]; what outlives reloads in [`Shared`].
 
 pub mod admin;
+pub mod health;
 pub mod logging;
 pub mod reload;
 pub mod shutdown;

@@ -97,6 +97,7 @@ CASES: dict[str, Any] = {
     **{f"example:{name}": (lambda n=name: _load(CHART / "examples" / f"{n}.yaml")) for name in WORKED_EXAMPLES},
     "all-on": _all_on,
     "quick-start": _quick_start,
+    "quick-start-env": lambda: {**_quick_start(), "secrets": {**_quick_start()["secrets"], "mode": "env"}},
     "raw-config": lambda: _load(HERE / "raw-config.yaml"),
 }
 
@@ -184,7 +185,10 @@ def test_all_on_renders_every_optional_object():
             "Certificate",  # cert-manager
             "ConfigMap",  # gatehouse.toml
             "ConfigMap",  # extraFiles
+            "ConfigMap",  # extraObjects, as a map
+            "ConfigMap",  # extraObjects, as a string
             "Deployment",
+            "HTTPRoute",
             "HorizontalPodAutoscaler",
             "Ingress",
             "NetworkPolicy",
@@ -238,7 +242,15 @@ def test_deployment_shape(case):
     assert set(ports) == {"http", "admin"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
-    assert c["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    # The image has no shell and no sleep binary: the preStop hook is the kubelet's own
+    # sleep action, and no probe or hook execs anything.
+    sleep = values.get("shutdown", {}).get("preStopSleepSeconds", 5)
+    if sleep:
+        assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": sleep}}
+    else:
+        assert "lifecycle" not in c
+    for hook in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert "exec" not in c.get(hook, {}), f"{hook} would need a shell-less exec"
     assert "resources" in c
 
     # The admin listener is never on the public Service; the metrics Service is cluster-internal.
@@ -304,6 +316,18 @@ class Pod:
                 # A Secret made outside the chart (existingSecret, cert-manager): a TLS pair.
                 (dest / "tls.crt").write_text((EXAMPLE_FILES / "tls.crt").read_text())
                 (dest / "tls.key").write_text((EXAMPLE_FILES / "tls.key").read_text())
+        elif "projected" in volume:
+            for source in volume["projected"]["sources"]:
+                name = source["secret"]["name"]
+                secret = self._rendered("Secret", name)
+                for item in source["secret"]["items"]:
+                    if secret is not None:
+                        assert item["key"] in secret["data"], f"the chart's Secret {name} has no key {item['key']}"
+                        value = base64.b64decode(secret["data"][item["key"]])
+                    else:
+                        # A Secret made outside the chart: a dummy of the right shape.
+                        value = b"dummy-secret-value-for-gatehouse-check-0123456789"
+                    (dest / item["path"]).write_bytes(value)
         else:
             assert "emptyDir" in volume, volume
 
@@ -369,7 +393,7 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
 
     # The kubelet waits longer than the preStop sleep plus the drain.
     grace = _seconds(effective["shutdown"]["grace"])
-    sleep = int(pod.container["lifecycle"]["preStop"]["exec"]["command"][1])
+    sleep = pod.container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod.spec["terminationGracePeriodSeconds"] > grace + sleep
     assert grace == values.get("shutdown", {}).get("graceSeconds", 10)
 
@@ -384,11 +408,18 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
     if "tickets" in effective:
         assert effective["tickets"]["store"].startswith("redis://") == redis_on
 
-    # The admin bearer is wired when a secret for it is given.
+    # The admin bearer is wired when a secret for it is given: by default as a mounted file
+    # (rotation without a rollout), with secrets.mode "env" as an environment variable.
     admin = values.get("secrets", {}).get("adminToken", {})
     if admin.get("existingSecret") or admin.get("value"):
-        assert effective["admin"]["token_env"] == "GATEHOUSE_ADMIN_TOKEN"
-        assert pod.env["GATEHOUSE_ADMIN_TOKEN"]
+        if values.get("secrets", {}).get("mode", "file") == "file":
+            path = effective["admin"]["token_file"]
+            assert path == pod.path("/etc/gatehouse/secrets/" + admin.get("key", "admin-token"))
+            assert Path(path).read_text() == admin.get("value", "dummy-secret-value-for-gatehouse-check-0123456789")
+            assert "token_env" not in effective["admin"] and "GATEHOUSE_ADMIN_TOKEN" not in pod.env
+        else:
+            assert effective["admin"]["token_env"] == "GATEHOUSE_ADMIN_TOKEN"
+            assert pod.env["GATEHOUSE_ADMIN_TOKEN"]
 
 
 # --- the chart refuses what would not run ----------------------------------------------------------
@@ -412,6 +443,11 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
         ({"redis": {"url": "redis://r:6379", "revocation": True}, "config": {"revocation": {"store": "memory"}}}, "comes from the Redis Secret"),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}}, "not both"),
         (
+            {"secrets": {"adminToken": {"existingSecret": "a", "key": "token"}, "hmacSecret": {"existingSecret": "b", "key": "token"}}},
+            "secrets.adminToken and secrets.hmacSecret would both be mounted at /etc/gatehouse/secrets/token",
+        ),
+        ({"httpRoute": {"enabled": True}}, "httpRoute.enabled needs httpRoute.parentRefs"),
+        (
             {"secrets": {"adminToken": {"value": "a"}, "hmacSecret": {"value": "b" * 32, "key": "admin-token"}}},
             'the key "admin-token" of the chart-made Secret already holds another value',
         ),
@@ -431,6 +467,11 @@ def test_render_refuses(values, message):
         {"config": {"log": {"format": "xml"}}},
         {"service": {"type": "ExternalName"}},
         {"redis": {"url": "http://not-redis"}},
+        {"secrets": {"mode": "volume"}},
+        {"podDisruptionBudget": {"enabled": "auto"}},
+        {"topologySpread": {"whenUnsatisfiable": "Sometimes"}},
+        {"httpRoute": {"enabled": True, "parentRefs": [{"namespace": "x"}]}},
+        {"extraObjects": [3]},
     ],
 )
 def test_schema_refuses(values):
@@ -481,3 +522,196 @@ def test_chart_readme_lists_every_value():
     documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
     missing = [k for k in _leaves(_load(CHART / "values.yaml")) if k not in documented]
     assert not missing, f"charts/gatehouse/README.md has no row for: {missing}"
+
+
+# --- releases: the chart follows the crate -------------------------------------------------------
+
+
+def _cargo_version() -> str:
+    return tomllib.loads((REPO / "Cargo.toml").read_text())["package"]["version"]
+
+
+def test_app_version_and_default_image_tag_follow_the_crate_version():
+    chart = _load(CHART / "Chart.yaml")
+    assert chart["appVersion"] == _cargo_version(), "Chart.yaml appVersion must be the crate version"
+    assert chart["version"] == _cargo_version(), "the chart is released with the crate, under its version"
+    (c,) = one(render({}), "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"gatehouse:{_cargo_version()}"
+    assert one(render({}), "Deployment")["metadata"]["labels"]["app.kubernetes.io/version"] == _cargo_version()
+
+
+def _oldest_kubernetes() -> str:
+    constraint = _load(CHART / "Chart.yaml")["kubeVersion"]
+    m = re.fullmatch(r">=\s*(\d+)\.(\d+)\.0-0", constraint)
+    assert m, constraint
+    return f"{m.group(1)}.{m.group(2)}.0"
+
+
+def test_the_oldest_kubernetes_the_chart_allows_has_every_field_it_uses(case):
+    """kubeVersion is >= 1.30: the preStop sleep action is on by default from 1.30 (beta)."""
+    name, _, docs = case
+    oldest = _oldest_kubernetes()
+    assert oldest == "1.30.0"
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, oldest, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{name}: {doc['kind']} against Kubernetes {oldest}: {'.'.join(map(str, e.path))}: {e.message}")
+
+
+# --- production: secrets as files ----------------------------------------------------------------
+
+
+def _container(docs):
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def _toml(docs) -> dict[str, Any]:
+    return tomllib.loads(one(docs, "ConfigMap", f"{RELEASE}-gatehouse")["data"]["gatehouse.toml"])
+
+
+def test_secrets_are_mounted_files_named_by_the_file_keys_by_default():
+    docs = render(_quick_start())
+    config = _toml(docs)
+    assert config["admin"] == {"addr": "0.0.0.0:9090", "token_file": "/etc/gatehouse/secrets/admin-token"}
+    assert config["issuer"][0]["hmac_secret_file"] == "/etc/gatehouse/secrets/hmac-secret"
+    assert "hmac_secret_env" not in config["issuer"][0]
+
+    c = _container(docs)
+    env = {e["name"] for e in c.get("env", [])}
+    assert env == {"GATEHOUSE_REVOCATION__STORE", "GATEHOUSE_TICKETS__STORE"}, "only the Redis URL stays an env var"
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "secrets"]
+    # A directory mount: with subPath the kubelet would never update the file.
+    assert mount == {"name": "secrets", "mountPath": "/etc/gatehouse/secrets", "readOnly": True}
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    projected = volumes["secrets"]["projected"]
+    assert projected["defaultMode"] == 0o440
+    items = [(s["secret"]["name"], i["key"], i["path"]) for s in projected["sources"] for i in s["secret"]["items"]]
+    assert items == [(f"{RELEASE}-gatehouse", "admin-token", "admin-token"), (f"{RELEASE}-gatehouse", "hmac-secret", "hmac-secret")]
+
+
+def test_every_kind_of_secret_key_is_rewritten_to_its_file():
+    values = _all_on()
+    docs = render(copy.deepcopy(values))
+    config = _toml(docs)
+    by_name = {i["name"]: i for i in config["issuer"]}
+    assert by_name["legacy"]["hmac_secret_file"] == "/etc/gatehouse/secrets/hmac-secret"
+    # secrets.extra from an existing Secret: its key names the file.
+    assert by_name["partner"]["hmac_secret_file"] == "/etc/gatehouse/secrets/secret"
+    assert config["introspection"][0]["client_secret_file"] == "/etc/gatehouse/secrets/introspection-client-secret"
+    assert not [k for t in config["issuer"] + config["introspection"] for k in t if k.endswith("_env")]
+    sources = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    names = {s["secret"]["name"] for v in sources if "projected" in v for s in v["projected"]["sources"]}
+    assert names == {f"{RELEASE}-gatehouse", "partner-hmac"}
+
+
+def test_env_mode_keeps_environment_variables():
+    values = _quick_start()
+    values["secrets"]["mode"] = "env"
+    docs = render(values)
+    config = _toml(docs)
+    assert config["admin"]["token_env"] == "GATEHOUSE_ADMIN_TOKEN"
+    assert config["issuer"][0]["hmac_secret_env"] == "GATEHOUSE_HS_SECRET"
+    env = {e["name"] for e in _container(docs)["env"]}
+    assert {"GATEHOUSE_ADMIN_TOKEN", "GATEHOUSE_HS_SECRET"} <= env
+    assert "secrets" not in {v["name"] for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_raw_config_gets_the_admin_token_file_by_override():
+    values = {**_load(HERE / "raw-config.yaml"), "secrets": {"adminToken": {"existingSecret": "admin"}}}
+    env = {e["name"]: e.get("value") for e in _container(render(values))["env"]}
+    assert env["GATEHOUSE_ADMIN__TOKEN_FILE"] == "/etc/gatehouse/secrets/admin-token"
+    assert "GATEHOUSE_ADMIN__TOKEN_ENV" not in env
+
+
+def _pod_template(values):
+    return one(render(values), "Deployment")["spec"]["template"]
+
+
+def test_rotating_a_file_secret_does_not_roll_the_pods_and_an_env_secret_does():
+    base = _quick_start()
+    rotated = copy.deepcopy(base)
+    rotated["secrets"]["adminToken"]["value"] = "rotated-admin-token"
+    rotated["secrets"]["hmacSecret"]["value"] = "rotated-hmac-secret-0123456789abcdef"
+    assert _pod_template(copy.deepcopy(base)) == _pod_template(rotated), "a file secret's rotation must not roll the pods"
+
+    as_env = {**copy.deepcopy(base), "secrets": {**base["secrets"], "mode": "env"}}
+    as_env_rotated = {**copy.deepcopy(rotated), "secrets": {**rotated["secrets"], "mode": "env"}}
+    assert _pod_template(as_env) != _pod_template(as_env_rotated), "env secrets are read at start: the pods must roll"
+
+    redis_moved = copy.deepcopy(base)
+    redis_moved["redis"]["url"] = "redis://other:6379/0"
+    assert _pod_template(copy.deepcopy(base)) != _pod_template(redis_moved), "the Redis URL is an env var"
+
+
+# --- production: disruption budget, spread, extras, Gateway API ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "values, budget",
+    [
+        ({}, None),
+        ({"replicaCount": 2}, {"maxUnavailable": 1}),
+        ({"autoscaling": {"enabled": True, "minReplicas": 2}}, {"maxUnavailable": 1}),
+        ({"replicaCount": 5, "autoscaling": {"enabled": True, "minReplicas": 1}}, None),
+        ({"replicaCount": 3, "podDisruptionBudget": {"enabled": False}}, None),
+        ({"podDisruptionBudget": {"enabled": True}}, {"maxUnavailable": 1}),
+        ({"replicaCount": 3, "podDisruptionBudget": {"minAvailable": 2}}, {"minAvailable": 2}),
+        ({"replicaCount": 3, "podDisruptionBudget": {"maxUnavailable": 0}}, {"maxUnavailable": 0}),
+        ({"replicaCount": 4, "podDisruptionBudget": {"maxUnavailable": "25%"}}, {"maxUnavailable": "25%"}),
+    ],
+)
+def test_disruption_budget_is_on_when_more_than_one_pod_may_run(values, budget):
+    found = [d for d in render(values) if d["kind"] == "PodDisruptionBudget"]
+    if budget is None:
+        assert not found
+    else:
+        (pdb,) = found
+        assert {k: v for k, v in pdb["spec"].items() if k != "selector"} == budget
+        assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "gatehouse", "app.kubernetes.io/instance": RELEASE}
+
+
+def test_pods_spread_over_zones_and_nodes_by_default():
+    spec = one(render({"replicaCount": 3}), "Deployment")["spec"]["template"]["spec"]
+    constraints = spec["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in constraints] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    for c in constraints:
+        assert c["maxSkew"] == 1 and c["whenUnsatisfiable"] == "ScheduleAnyway"
+        assert c["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "gatehouse", "app.kubernetes.io/instance": RELEASE}
+        assert c["matchLabelKeys"] == ["pod-template-hash"]
+
+    strict = one(render({"topologySpread": {"whenUnsatisfiable": "DoNotSchedule", "topologyKeys": ["kubernetes.io/hostname"]}}), "Deployment")
+    (c,) = strict["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert (c["topologyKey"], c["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
+
+    assert "topologySpreadConstraints" not in one(render({"topologySpread": {"enabled": False}}), "Deployment")["spec"]["template"]["spec"]
+    # Written constraints replace the default ones.
+    own = one(render(_all_on()), "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert own == [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE}}}]
+
+
+def test_extra_objects_are_rendered_through_tpl():
+    docs = render(_all_on())
+    extra = one(docs, "ConfigMap", f"{RELEASE}-gatehouse-extra")
+    assert extra["metadata"]["namespace"] == NAMESPACE and extra["data"] == {"version": _cargo_version()}
+    text = one(docs, "ConfigMap", f"{RELEASE}-gatehouse-extra-text")
+    assert text["data"] == {"release": RELEASE}
+
+
+def test_http_route_sends_every_rule_to_the_public_service():
+    for values in (_all_on(), _load(CHART / "examples" / "gateway-api.yaml")):
+        docs = render(values)
+        route = one(docs, "HTTPRoute")
+        service = one(docs, "Service", f"{RELEASE}-gatehouse")
+        (port,) = [p["port"] for p in service["spec"]["ports"]]
+        assert route["spec"]["parentRefs"] == values["httpRoute"]["parentRefs"]
+        assert len(route["spec"]["rules"]) == len(values["httpRoute"]["rules"])
+        for rule in route["spec"]["rules"]:
+            assert rule["backendRefs"] == [{"name": f"{RELEASE}-gatehouse", "port": port}]
+    # The example's WebSocket rule has no request timeout.
+    example = one(render(_load(CHART / "examples" / "gateway-api.yaml")), "HTTPRoute")
+    assert example["spec"]["rules"][0]["timeouts"] == {"request": "0s"}
+    assert not [d for d in render({}) if d["kind"] == "HTTPRoute"]

@@ -92,13 +92,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-tls" (include "gatehouse.fullname" .)) $t.existingSecret }}
 {{- end }}
 
-{{/* Secrets as environment variables ------------------------------------------------------
+{{/* Secrets: files by default, environment variables on request ---------------------------
 
-"gatehouse.secretRefs" returns a YAML list of {env, secret, key, value} (value only for the
-chart-created Secret), from `secrets.*` and `redis`. */}}
+"gatehouse.secretRefs" returns a YAML list of {what, env, secret, key, value, as, path} from
+`secrets.*` and `redis` (value only for the chart-made Secret). `as` is "file" for the
+entries of `secrets` when secrets.mode is "file": mounted at `path` and named by the `*_file`
+keys, so a rotated Secret reaches gatehouse without a restart. The Redis URL has no file key
+in gatehouse, so it is always an environment variable. */}}
+
+{{- define "gatehouse.secretsDir" -}}/etc/gatehouse/secrets{{- end }}
 
 {{- define "gatehouse.secretRefs" -}}
 {{- $fullname := include "gatehouse.fullname" . }}
+{{- $as := ternary "file" "env" (eq .Values.secrets.mode "file") }}
+{{- $dir := include "gatehouse.secretsDir" . }}
 {{- $refs := list }}
 {{- $named := dict "adminToken" .Values.secrets.adminToken "hmacSecret" .Values.secrets.hmacSecret "introspectionClientSecret" .Values.secrets.introspectionClientSecret }}
 {{- range $what := list "adminToken" "hmacSecret" "introspectionClientSecret" }}
@@ -107,7 +114,7 @@ chart-created Secret), from `secrets.*` and `redis`. */}}
 {{- fail (printf "secrets.%s: set existingSecret or value, not both" $what) }}
 {{- end }}
 {{- if or $s.existingSecret $s.value }}
-{{- $refs = append $refs (dict "what" (printf "secrets.%s" $what) "env" $s.envVar "secret" (default $fullname $s.existingSecret) "key" $s.key "value" $s.value) }}
+{{- $refs = append $refs (dict "what" (printf "secrets.%s" $what) "env" $s.envVar "secret" (default $fullname $s.existingSecret) "key" $s.key "value" $s.value "as" $as "path" (printf "%s/%s" $dir $s.key)) }}
 {{- end }}
 {{- end }}
 {{- range $env := keys .Values.secrets.extra | sortAlpha }}
@@ -118,7 +125,8 @@ chart-created Secret), from `secrets.*` and `redis`. */}}
 {{- if not (or $s.existingSecret $s.value) }}
 {{- fail (printf "secrets.extra.%s: set existingSecret (and key) or value" $env) }}
 {{- end }}
-{{- $refs = append $refs (dict "what" (printf "secrets.extra.%s" $env) "env" $env "secret" (default $fullname $s.existingSecret) "key" (default (lower $env | replace "_" "-") $s.key) "value" ($s.value | default "")) }}
+{{- $key := default (lower $env | replace "_" "-") $s.key }}
+{{- $refs = append $refs (dict "what" (printf "secrets.extra.%s" $env) "env" $env "secret" (default $fullname $s.existingSecret) "key" $key "value" ($s.value | default "") "as" $as "path" (printf "%s/%s" $dir $key)) }}
 {{- end }}
 {{- $r := .Values.redis }}
 {{- if and $r.existingSecret $r.url }}
@@ -126,13 +134,39 @@ chart-created Secret), from `secrets.*` and `redis`. */}}
 {{- end }}
 {{- if or $r.existingSecret $r.url }}
 {{- if $r.revocation }}
-{{- $refs = append $refs (dict "what" "redis" "env" "GATEHOUSE_REVOCATION__STORE" "secret" (default $fullname $r.existingSecret) "key" $r.key "value" $r.url) }}
+{{- $refs = append $refs (dict "what" "redis" "env" "GATEHOUSE_REVOCATION__STORE" "secret" (default $fullname $r.existingSecret) "key" $r.key "value" $r.url "as" "env") }}
 {{- end }}
 {{- if and $r.tickets (or .Values.rawConfig (not (kindIs "invalid" .Values.config.tickets))) }}
-{{- $refs = append $refs (dict "what" "redis" "env" "GATEHOUSE_TICKETS__STORE" "secret" (default $fullname $r.existingSecret) "key" $r.key "value" $r.url) }}
+{{- $refs = append $refs (dict "what" "redis" "env" "GATEHOUSE_TICKETS__STORE" "secret" (default $fullname $r.existingSecret) "key" $r.key "value" $r.url "as" "env") }}
 {{- end }}
 {{- end }}
 {{- toYaml $refs }}
+{{- end }}
+
+{{/* The secrets mounted as files, as a YAML list of refs; two may not share a path. */}}
+{{- define "gatehouse.secretFiles" -}}
+{{- $files := list }}
+{{- $paths := dict }}
+{{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
+{{- if eq $ref.as "file" }}
+{{- if hasKey $paths $ref.path }}
+{{- fail (printf "%s and %s would both be mounted at %s; give one another key" (get $paths $ref.path) $ref.what $ref.path) }}
+{{- end }}
+{{- $_ := set $paths $ref.path $ref.what }}
+{{- $files = append $files $ref }}
+{{- end }}
+{{- end }}
+{{- toYaml $files }}
+{{- end }}
+
+{{/* What the pods read once at start: the secrets given as environment variables. A change
+of these rolls the pods; a change of a secret file does not need to. */}}
+{{- define "gatehouse.envSecretsChecksum" -}}
+{{- $env := list }}
+{{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
+{{- if eq $ref.as "env" }}{{ $env = append $env (list $ref.env $ref.secret $ref.key $ref.value) }}{{ end }}
+{{- end }}
+{{- toJson $env | sha256sum }}
 {{- end }}
 
 {{/* The data of the Secret <fullname>, as YAML (empty when no secret comes from values). */}}
@@ -161,11 +195,17 @@ chart-created Secret), from `secrets.*` and `redis`. */}}
 {{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TLS__KEY" "value" (printf "%s/tls.key" (include "gatehouse.tlsDir" .))) }}
 {{- end }}
 {{- if or .Values.secrets.adminToken.existingSecret .Values.secrets.adminToken.value }}
+{{- if eq .Values.secrets.mode "file" }}
+{{- $env = append $env (dict "name" "GATEHOUSE_ADMIN__TOKEN_FILE" "value" (printf "%s/%s" (include "gatehouse.secretsDir" .) .Values.secrets.adminToken.key)) }}
+{{- else }}
 {{- $env = append $env (dict "name" "GATEHOUSE_ADMIN__TOKEN_ENV" "value" .Values.secrets.adminToken.envVar) }}
 {{- end }}
 {{- end }}
+{{- end }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
+{{- if eq $ref.as "env" }}
 {{- $env = append $env (dict "name" $ref.env "valueFrom" (dict "secretKeyRef" (dict "name" $ref.secret "key" $ref.key))) }}
+{{- end }}
 {{- end }}
 {{- $seen := dict }}
 {{- range $e := concat $env .Values.extraEnv }}
@@ -260,8 +300,24 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- $_ = set $listen "tls" $tls }}
 {{- end }}
 {{- if or .Values.secrets.adminToken.existingSecret .Values.secrets.adminToken.value }}
-{{- if hasKey $admin "token_env" }}{{ fail "config.admin.token_env is set by the chart from secrets.adminToken.envVar; remove it" }}{{ end }}
+{{- if or (hasKey $admin "token_env") (hasKey $admin "token_file") }}{{ fail "config.admin.token_env and token_file are set by the chart from secrets.adminToken; remove them" }}{{ end }}
 {{- $_ = set $admin "token_env" .Values.secrets.adminToken.envVar }}
+{{- end }}
+{{- /* Secrets mounted as files: each *_env key that names one becomes the *_file key. */}}
+{{- $files := dict }}
+{{- range $ref := include "gatehouse.secretFiles" . | fromYamlArray }}{{ $_ := set $files $ref.env $ref.path }}{{ end }}
+{{- if hasKey $files ($admin.token_env | default "") }}
+{{- $_ = set $admin "token_file" (get $files $admin.token_env) }}
+{{- $_ = unset $admin "token_env" }}
+{{- end }}
+{{- range $pair := list (list "issuer" "hmac_secret") (list "introspection" "client_secret") }}
+{{- range $t := (get $cfg (first $pair) | default list) }}
+{{- $envKey := printf "%s_env" (last $pair) }}
+{{- if and (kindIs "map" $t) (hasKey $files (get $t $envKey | default "")) }}
+{{- $_ := set $t (printf "%s_file" (last $pair)) (get $files (get $t $envKey)) }}
+{{- $_ := unset $t $envKey }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $_ = set $cfg "listen" $listen }}
 {{- $_ = set $cfg "admin" $admin }}
@@ -269,7 +325,7 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- /* Stores that the Redis Secret provides must not also be written here. */}}
 {{- $refs := include "gatehouse.secretRefs" . | fromYamlArray }}
 {{- $envNames := dict }}
-{{- range $ref := $refs }}{{ $_ := set $envNames $ref.env true }}{{ end }}
+{{- range $ref := $refs }}{{ if eq $ref.as "env" }}{{ $_ := set $envNames $ref.env true }}{{ end }}{{ end }}
 {{- range $e := .Values.extraEnv }}{{ $_ := set $envNames $e.name true }}{{ end }}
 {{- range $pair := list (list "revocation" "GATEHOUSE_REVOCATION__STORE") (list "tickets" "GATEHOUSE_TICKETS__STORE") }}
 {{- $table := get $cfg (first $pair) }}
@@ -309,6 +365,7 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_]*$" $ref.env) }}
 {{- fail (printf "%s: %q is not an environment variable name" $ref.what $ref.env) }}
 {{- end }}
+{{- /* Checked in file mode too: the name still becomes a variable with secrets.mode "env". */}}
 {{- $lower := lower $ref.env }}
 {{- if and (hasPrefix "gatehouse_" $lower) (not (hasPrefix "gatehouse_revocation__store" $lower)) (not (hasPrefix "gatehouse_tickets__store" $lower)) }}
 {{- $top := first (splitList "__" (trimPrefix "gatehouse_" $lower)) }}
