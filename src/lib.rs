@@ -47,7 +47,8 @@
 //!   verification, validated-token cache), [`auth::numeric_date`], [`auth::jwt_crypto`],
 //!   [`auth::jwks`] (key sets: files, JWKS URL, OIDC discovery, refresh),
 //!   [`auth::introspect`] (RFC 7662), [`auth::revocation`] (local view, Redis-shared),
-//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::error`]
+//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::ed25519`]
+//!   (EdDSA keys), [`auth::error`]
 //! - [`config`]: TOML + `GATEHOUSE_` env -> raw `FileConfig` -> validated [`config::Config`]
 //!   (every error at once); the redaction names and plain-http warnings it implies
 //! - leaves, which import no layer: [`canonical`] (the one canonical request target),
@@ -56,7 +57,9 @@
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
-//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`)
+//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
+//!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
+//!   lives, parsed by config, walked by policy and identity headers)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
 
 pub mod app;
@@ -65,6 +68,7 @@ pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
 pub mod cidr;
+pub mod claim_path;
 pub mod cli;
 pub mod config;
 pub mod dev;

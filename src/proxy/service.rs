@@ -27,8 +27,9 @@ use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::cidr::{client_key, CidrSet};
+use crate::claim_path::ClaimPath;
 use crate::config::upstream::Affinity;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, IdentityClaims, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
 use crate::proxy::authenticate::Authenticator;
@@ -86,9 +87,9 @@ pub(crate) struct Lasting {
 pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) auth: Authenticator,
-    pub(crate) identity_headers: Vec<(HeaderName, String)>,
-    pub(crate) subject_claim: String,
-    pub(crate) role_claim: String,
+    pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// The subject, role and scope claim paths of `[identity]`.
+    pub(crate) claims: IdentityClaims,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
     /// `limits.requests_per_ip_per_second`; 0 = off.
@@ -134,8 +135,7 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
-            subject_claim: config.subject_claim.clone(),
-            role_claim: config.role_claim.clone(),
+            claims: config.claims.clone(),
             tickets: config
                 .tickets
                 .as_ref()

@@ -136,6 +136,8 @@ pub struct FileIssuer {
 pub struct FileIdentity {
     pub subject_claim: String,
     pub role_claim: String,
+    /// The claims `require.scopes` reads.
+    pub scope_claims: Vec<String>,
     pub headers: BTreeMap<String, String>,
 }
 
@@ -144,6 +146,7 @@ impl Default for FileIdentity {
         Self {
             subject_claim: "sub".into(),
             role_claim: "role".into(),
+            scope_claims: vec!["scope".into(), "scp".into()],
             headers: [("X-Auth-Subject", "sub")]
                 .into_iter()
                 .map(|(h, c)| (h.to_string(), c.to_string()))
