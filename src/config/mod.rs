@@ -10,6 +10,7 @@
 pub mod fields;
 mod issuer;
 mod limits;
+mod logout;
 pub mod outbound;
 mod paths;
 mod raw;
@@ -28,8 +29,8 @@ use figment::Figment;
 pub use fields::ConfigErrors;
 pub use raw::*;
 pub use validate::{
-    AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
-    UpstreamAuth,
+    AuthMode, Config, IssuerConfig, KeySource, LogFormat, LogoutConfig, RouteConfig, TicketsConfig,
+    TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

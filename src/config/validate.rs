@@ -58,6 +58,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
             "issuing tickets needs at least one [[issuer]] or [[introspection]]",
         );
     }
+    let logout = super::logout::validate_logout(e, raw, can_validate);
     let routes = routes(
         e,
         raw,
@@ -88,6 +89,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         role_claim: raw.identity.role_claim.clone(),
         identity_headers: identity_headers(e, raw),
         tickets,
+        logout,
         revocation: validate_revocation(e, &raw.revocation),
         introspections,
         log_format: log_format(e, raw),

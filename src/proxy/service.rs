@@ -12,7 +12,7 @@
 //! Before all of it, the request target is made canonical (`canonical.rs`) and replaces
 //! the URI, so the ticket endpoint, routing, token extraction, the access log and the
 //! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
-//! The ticket endpoint is answered before routing (see `ticket_endpoint.rs`).
+//! The ticket and logout endpoints are answered before routing (`ticket_desk`, `logout`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ use crate::config::{Config, RouteConfig};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::error::ProxyError;
+use crate::proxy::logout::LogoutDesk;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
@@ -40,6 +41,12 @@ use crate::tickets::TicketStore;
 use crate::upstream::error::UpstreamError;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
+
+/// An endpoint gatehouse answers itself, before routing.
+enum Own<'a> {
+    Tickets(&'a TicketDesk),
+    Logout(&'a LogoutDesk),
+}
 
 /// A route with everything the request path needs, built once at start.
 pub struct Route {
@@ -96,6 +103,7 @@ pub struct Proxy {
     pub(crate) max_token_bytes: usize,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
+    pub(crate) logout: Option<LogoutDesk>,
     pub(crate) revocations: Arc<Revocations>,
     /// `limits.requests_per_ip_per_second`; 0 = off.
     requests_per_ip: u32,
@@ -140,6 +148,10 @@ impl Proxy {
                 .tickets
                 .as_ref()
                 .map(|t| TicketDesk::new(t, config, lasting.tickets.clone(), metrics)),
+            logout: config
+                .logout
+                .as_ref()
+                .map(|l| LogoutDesk::new(l, config, metrics)),
             revocations: lasting.revocations,
             requests_per_ip: config.requests_per_ip_per_second,
             rate_limits: lasting.rate_limits,
@@ -164,17 +176,18 @@ impl Proxy {
     ) -> Response<Body> {
         let refused = self.canonicalise(&mut request, conn).err();
         let path = canonical::routing_path(request.uri().path(), &self.paths);
-        let desk = self
-            .tickets
-            .as_ref()
-            .filter(|d| refused.is_none() && d.config.endpoint.eq_ignore_ascii_case(&path));
-        let route = if desk.is_some() || refused.is_some() {
+        let own = refused
+            .is_none()
+            .then(|| self.own_endpoint(&path))
+            .flatten();
+        let route = if own.is_some() || refused.is_some() {
             None
         } else {
             self.routes.find(&path)
         };
-        let (name, redactor, metrics) = match (desk, route) {
-            (Some(d), _) => (&d.name, &d.redactor, &d.metrics),
+        let (name, redactor, metrics) = match (&own, route) {
+            (Some(Own::Tickets(d)), _) => (&d.name, &d.redactor, &d.metrics),
+            (Some(Own::Logout(d)), _) => (&d.name, &d.redactor, &d.metrics),
             (None, Some(r)) => (&r.name, &r.redactor, &r.metrics),
             (None, None) => (&self.fallback.0, &self.fallback.1, &self.fallback.2),
         };
@@ -190,9 +203,10 @@ impl Proxy {
         let admissible = self
             .admissible(&request, conn)
             .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
-        let result = match (admissible, desk, route) {
+        let result = match (admissible, own, route) {
             (Err(e), _, _) => Err(e),
-            (_, Some(desk), _) => self.ticket_endpoint(desk, request, &mut line).await,
+            (_, Some(Own::Tickets(d)), _) => self.ticket_endpoint(d, request, &mut line).await,
+            (_, Some(Own::Logout(d)), _) => self.logout_endpoint(d, request, &mut line).await,
             (_, None, Some(route)) => {
                 self.pipeline(request, route, conn, &request_id, &mut line)
                     .await
@@ -208,6 +222,18 @@ impl Proxy {
             .insert(X_REQUEST_ID.clone(), request_id);
         metrics.observe(response.status(), line.elapsed());
         line.finish(response)
+    }
+
+    /// The endpoint gatehouse answers itself at this path, if any; it wins over routes.
+    fn own_endpoint(&self, path: &str) -> Option<Own<'_>> {
+        let is = |endpoint: &str| endpoint.eq_ignore_ascii_case(path);
+        if let Some(desk) = self.tickets.as_ref().filter(|d| is(&d.config.endpoint)) {
+            return Some(Own::Tickets(desk));
+        }
+        self.logout
+            .as_ref()
+            .filter(|d| is(&d.config.endpoint))
+            .map(Own::Logout)
     }
 
     /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`

@@ -5,12 +5,13 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{caller, parse_request, preflight, TicketDesk, MAX_BODY_BYTES};
+use super::{caller, parse_request, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::error::AuthError;
 use crate::auth::policy;
 use crate::auth::token;
 use crate::body::Body;
 use crate::proxy::access_log::AccessLine;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::BodyError;
 use crate::proxy::service::Proxy;
@@ -23,17 +24,13 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        let cors = desk.cors_origin(&request)?;
+        let cors = desk.origins.check(&request)?;
         let mut response = match *request.method() {
-            Method::OPTIONS => preflight(),
+            Method::OPTIONS => cors::preflight(),
             Method::POST => self.issue(desk, request, line).await?,
             _ => return Err(ProxyError::MethodNotAllowed),
         };
-        if let Some(origin) = cors {
-            let h = response.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
+        cors::allow(&mut response, cors);
         Ok(response)
     }
 

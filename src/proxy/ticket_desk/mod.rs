@@ -1,9 +1,7 @@
 //! The ticket endpoint, answered before routing: `POST {endpoint}` with a valid token and
 //! an optional `{"route": "/hubs/chat"}` gives `201 {"ticket","expires_at","expires_in"}`.
 //!
-//! Single-page apps call it cross-origin, so it answers CORS preflights for the origins the
-//! routes allow. When any route lists origins, a request whose `Origin` is not among them is
-//! refused (403); with no list anywhere, CORS headers are simply not sent.
+//! Single-page apps call it cross-origin: CORS as in [`crate::proxy::cors`].
 //!
 //! `rate_limit_per_minute` is counted per authenticated caller (issuer and subject; the
 //! token itself when it names no subject), after the token validates: then 429 with
@@ -18,16 +16,13 @@ mod endpoint;
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
-use crate::body::{empty, Body};
 use crate::config::{Config, TicketsConfig, UpstreamAuth};
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::proxy::cors::Origins;
 use crate::proxy::error::ProxyError;
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
@@ -39,8 +34,7 @@ const MAX_BODY_BYTES: usize = 4096;
 pub struct TicketDesk {
     pub config: TicketsConfig,
     pub store: Arc<TicketStore>,
-    /// Union of the routes' `allowed_origins`.
-    origins: Vec<String>,
+    pub(crate) origins: Origins,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
     bearer_routes: Vec<String>,
     pub(crate) name: Arc<str>,
@@ -61,17 +55,10 @@ impl TicketDesk {
         store: Option<Arc<TicketStore>>,
         metrics: &Metrics,
     ) -> Self {
-        let mut origins: Vec<String> = all
-            .routes
-            .iter()
-            .flat_map(|r| r.allowed_origins.clone())
-            .collect();
-        origins.sort();
-        origins.dedup();
         Self {
             // `Stores::build` makes a ticket store whenever `[tickets]` is set.
             store: store.unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
-            origins,
+            origins: Origins::of(all),
             bearer_routes: all
                 .routes
                 .iter()
@@ -99,30 +86,11 @@ impl TicketDesk {
         });
         result
     }
-
-    /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
-    fn cors_origin(&self, request: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
-        let Some(origin) = request.headers().get(header::ORIGIN) else {
-            return Ok(None);
-        };
-        if self.origins.is_empty() {
-            return Ok(None);
-        }
-        let allowed = self
-            .origins
-            .iter()
-            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()));
-        if allowed {
-            Ok(Some(origin.clone()))
-        } else {
-            Err(ProxyError::OriginNotAllowed)
-        }
-    }
 }
 
-/// Whose ticket count a request adds to: the issuer and subject, or the token itself when
-/// it names no subject. Hashed, so every entry is the same small size.
-fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
+/// Whose count a request adds to (tickets, sign-outs): the issuer and subject, or the token
+/// itself when it names no subject. Hashed, so every entry is the same small size.
+pub(crate) fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
     let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
     let mut hash = Sha256::new();
     match text(subject_claim) {
@@ -146,25 +114,6 @@ fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
     }
     serde_json::from_slice(body)
         .map_err(|_| ProxyError::BadRequest("expected {\"route\": \"/path\"} or no body"))
-}
-
-fn preflight() -> Response<Body> {
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    r
 }
 
 #[cfg(test)]
