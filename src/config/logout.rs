@@ -32,7 +32,7 @@ pub(super) fn validate_logout(
             "signing out needs at least one [[issuer]] or [[introspection]]",
         );
     }
-    (e.count() == errors_before).then(|| LogoutConfig {
+    (e.count() == errors_before).then_some(LogoutConfig {
         endpoint,
         rate_limit_per_minute: logout.rate_limit_per_minute,
     })
