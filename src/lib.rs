@@ -23,7 +23,8 @@
 //! - [`proxy`]: one request. [`proxy::service`] (`handle`: errors -> responses, metrics,
 //!   access log) around [`proxy::pipeline`]; [`proxy::route`] (longest whole-segment prefix);
 //!   [`proxy::invariants`] (canonical target and route agree); [`proxy::ticket_desk`]
-//!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
+//!   (issuing tickets); [`proxy::logout`] (the caller's own sign-out); [`proxy::cors`] (CORS
+//!   for both); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
 //!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map)
 //! - [`upstream`]: the upstream leg: [`upstream::headers`] (hop-by-hop and spoofed-header
