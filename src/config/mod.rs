@@ -13,6 +13,7 @@ pub mod fields;
 mod issuer;
 mod limits;
 mod listen;
+mod logout;
 pub mod outbound;
 mod paths;
 mod raw;
@@ -37,8 +38,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, LogFormat, RouteConfig,
-    TicketsConfig, TokenSource, UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, LogFormat, LogoutConfig,
+    RouteConfig, TicketsConfig, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
