@@ -326,7 +326,9 @@ async fn two_replicas_behind_tcp_round_robin_keep_every_connection_on_its_hub() 
     };
     for replica in [served(&one).await, served(&two).await] {
         let line = replica.lines().find(|l| {
-            l.starts_with("gatehouse_requests_total{") && l.contains("/hub") && l.contains("2xx")
+            l.starts_with("gatehouse_requests_total{")
+                && l.contains("/hub")
+                && l.contains("code=\"2")
         });
         assert!(
             line.is_some_and(|l| !l.ends_with(" 0")),

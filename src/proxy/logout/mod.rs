@@ -11,24 +11,18 @@
 //! store, merge and channel as the admin API's, so it only tightens, repeating it changes
 //! nothing, and open WebSockets of the revoked tokens close with 4401 on every replica.
 
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+mod endpoint;
+
 use serde::Deserialize;
 
 use crate::auth::claims::{unix_now, Claims};
-use crate::auth::error::AuthError;
 use crate::auth::numeric_date;
 use crate::auth::revocation::{Revocations, Revoked, MAX_BEFORE};
-use crate::body::{empty, Body};
-use crate::config::{Config, LogoutConfig, TokenSource};
+use crate::config::{Config, LogoutConfig};
 use crate::metrics::Metrics;
-use crate::proxy::access_log::{AccessLine, Labels};
-use crate::proxy::authenticate::Credential;
+use crate::proxy::access_log::Labels;
 use crate::proxy::endpoint_cors::EndpointCors;
 use crate::proxy::error::ProxyError;
-use crate::proxy::service::Proxy;
-use crate::proxy::ticket_desk::caller;
 
 /// A body larger than this is not a sign-out request.
 const MAX_BODY_BYTES: usize = 256;
@@ -115,64 +109,6 @@ impl LogoutDesk {
             .entry(None, Some(sub.to_string()), Some(before))
             .ok_or(ProxyError::BadRequest("this token names no subject"))?;
         Ok(own.into_iter().chain(Some(subject)).collect())
-    }
-}
-
-impl Proxy {
-    pub(crate) async fn logout_endpoint(
-        &self,
-        desk: &LogoutDesk,
-        request: Request<Incoming>,
-        line: &mut AccessLine,
-    ) -> Result<Response<Body>, ProxyError> {
-        if let Some(preflight) = desk.cors.screen(&request)? {
-            return Ok(preflight);
-        }
-        match *request.method() {
-            Method::POST => self.sign_out(desk, request, line).await,
-            _ => Err(ProxyError::MethodNotAllowed),
-        }
-    }
-
-    async fn sign_out(
-        &self,
-        desk: &LogoutDesk,
-        request: Request<Incoming>,
-        line: &mut AccessLine,
-    ) -> Result<Response<Body>, ProxyError> {
-        let (parts, body) = request.into_parts();
-        let Credential { claims, token } =
-            self.auth.required(&parts, &[TokenSource::Header]).await?;
-        let token = token.ok_or(AuthError::Missing)?;
-        line.subject = self.subject(&claims);
-        self.rate_limits
-            .logouts
-            .check(
-                caller(&claims, &token, &self.claims.subject),
-                desk.config.rate_limit_per_minute,
-            )
-            .map_err(|retry_after_secs| ProxyError::RateLimited {
-                retry_after_secs,
-                limit: "logout_rate",
-            })?;
-        let body = self
-            .pre_auth
-            .read_body(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|e| ProxyError::from_body(e, "the body is not a sign-out request"))?;
-        let wanted = parse_request(&body)?;
-        let revocations = self.auth.revocations();
-        for entry in desk.entries(&claims, wanted.everywhere, revocations)? {
-            revocations.revoke(entry).await.inspect_err(|_| {
-                self.metrics.store_error("revocation");
-            })?;
-        }
-        let mut response = Response::new(empty());
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(response)
     }
 }
 
