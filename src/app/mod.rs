@@ -68,57 +68,19 @@ pub struct Running {
 impl Gatehouse {
     /// Binds the public and admin listeners and starts serving.
     pub async fn start(config: Config) -> Result<Running, StartError> {
-        let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
-        let background = CancellationToken::new();
-        let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
         let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
-        stores.spawn(&background);
-        let shared = Shared {
-            key_client: crate::http_client::build(Duration::from_secs(5), None)
-                .map_err(StartError::Setup)?,
-            metrics: metrics.clone(),
-            stores: stores.clone(),
-            rate_limits: Arc::new(crate::proxy::rate_limit::RateLimits::new()),
-            sessions: TaskTracker::new(),
-            websockets_drain: CancellationToken::new(),
-            background: background.clone(),
-            tracer: spans.as_ref().map(otlp::tracer),
-        };
-
+        let shared = shared_state(&config, spans.as_ref())?;
         let listener = bind("listener", config.listen_addr).await?;
         let admin_listener = bind("admin listener", config.admin_addr).await?;
         let addr = local_addr(&listener, config.listen_addr)?;
         let admin_addr = local_addr(&admin_listener, config.admin_addr)?;
-        let tls = match &config.tls {
-            Some(files) => {
-                let (acceptor, watch) = crate::edge::tls::acceptor(
-                    (&files.cert, &files.key),
-                    files.reload_interval,
-                    background.clone(),
-                )
-                .map_err(StartError::Setup)?;
-                tokio::spawn(watch);
-                tokio::spawn(cert_expiry::watch(files, &metrics, &background));
-                Some(acceptor)
-            }
-            None => None,
-        };
+        let tls = tls_acceptor(&config, &shared)?;
         let grace = config.shutdown_grace;
         let https = config.tls.is_some();
         let generation = Generation::build(config, &shared, None).map_err(StartError::Setup)?;
         let current: Current = Arc::new(ArcSwap::from_pointee(generation));
         let draining = Arc::new(AtomicBool::new(false));
-        let admin = Admin {
-            metrics: metrics.clone(),
-            current: current.clone(),
-            stores,
-            draining: draining.clone(),
-        };
-        tokio::spawn(admin::serve(
-            admin_listener,
-            Arc::new(admin),
-            background.clone(),
-        ));
+        spawn_admin(admin_listener, &shared, &current, &draining);
 
         let stop_accepting = CancellationToken::new();
         let connections = Connections::default();
@@ -126,7 +88,7 @@ impl Gatehouse {
             listener,
             tls,
             current.clone(),
-            metrics,
+            shared.metrics.clone(),
             connections.clone(),
             stop_accepting.clone(),
         );
@@ -134,7 +96,7 @@ impl Gatehouse {
             connections,
             sessions: shared.sessions.clone(),
             websockets: shared.websockets_drain.clone(),
-            background,
+            background: shared.background.clone(),
             grace,
             spans,
         };
@@ -153,6 +115,70 @@ impl Gatehouse {
             task,
         })
     }
+}
+
+/// What outlives every reload: metrics, the stores (their background tasks started), the
+/// key client, rate-limit counters, the WebSocket sessions and the drain signals.
+fn shared_state(
+    config: &Config,
+    spans: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<Shared, StartError> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
+    let background = CancellationToken::new();
+    let stores = Arc::new(Stores::build(config, &metrics).map_err(StartError::Setup)?);
+    stores.spawn(&background);
+    Ok(Shared {
+        key_client: crate::http_client::build(Duration::from_secs(5), None)
+            .map_err(StartError::Setup)?,
+        metrics,
+        stores,
+        rate_limits: Arc::new(crate::proxy::rate_limit::RateLimits::new()),
+        sessions: TaskTracker::new(),
+        websockets_drain: CancellationToken::new(),
+        background,
+        tracer: spans.map(otlp::tracer),
+    })
+}
+
+/// The TLS acceptor when `[tls]` is set, with its certificate reload and expiry watches
+/// running until the background tasks stop.
+fn tls_acceptor(
+    config: &Config,
+    shared: &Shared,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, StartError> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    let background = &shared.background;
+    let (acceptor, watch) = crate::edge::tls::acceptor(
+        (&files.cert, &files.key),
+        files.reload_interval,
+        background.clone(),
+    )
+    .map_err(StartError::Setup)?;
+    tokio::spawn(watch);
+    tokio::spawn(cert_expiry::watch(files, &shared.metrics, background));
+    Ok(Some(acceptor))
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on the admin listener.
+fn spawn_admin(
+    listener: TcpListener,
+    shared: &Shared,
+    current: &Current,
+    draining: &Arc<AtomicBool>,
+) {
+    let admin = Admin {
+        metrics: shared.metrics.clone(),
+        current: current.clone(),
+        stores: shared.stores.clone(),
+        draining: draining.clone(),
+    };
+    tokio::spawn(admin::serve(
+        listener,
+        Arc::new(admin),
+        shared.background.clone(),
+    ));
 }
 
 impl Running {

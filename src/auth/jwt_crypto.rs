@@ -169,6 +169,29 @@ mod tests {
         .unwrap()
     }
 
+    /// The fixture key pair `name` in the form `alg` takes.
+    fn key_pair(alg: Algorithm, name: &str) -> (jsonwebtoken::EncodingKey, DecodingKey) {
+        let private = fixture(&format!("{name}.pem"));
+        let public = fixture(&format!("{name}.pub.pem"));
+        let (enc, dec) = if alg == Algorithm::EdDSA {
+            (
+                jsonwebtoken::EncodingKey::from_ed_pem(&private),
+                crate::auth::ed25519::from_pem(&public).ok_or(ErrorKind::InvalidEddsaKey.into()),
+            )
+        } else if alg == Algorithm::ES256 {
+            (
+                jsonwebtoken::EncodingKey::from_ec_pem(&private),
+                DecodingKey::from_ec_pem(&public),
+            )
+        } else {
+            (
+                jsonwebtoken::EncodingKey::from_rsa_pem(&private),
+                DecodingKey::from_rsa_pem(&public),
+            )
+        };
+        (enc.unwrap(), dec.unwrap())
+    }
+
     /// Signs with RustCrypto, verifies with ring: both must agree on every algorithm we use.
     #[test]
     fn ring_verifies_what_rust_crypto_signs_and_nothing_else() {
@@ -180,26 +203,7 @@ mod tests {
             (Algorithm::EdDSA, "ed1"),
         ];
         for (alg, name) in cases {
-            let private = fixture(&format!("{name}.pem"));
-            let public = fixture(&format!("{name}.pub.pem"));
-            let (enc, dec) = if alg == Algorithm::EdDSA {
-                (
-                    jsonwebtoken::EncodingKey::from_ed_pem(&private),
-                    crate::auth::ed25519::from_pem(&public)
-                        .ok_or(ErrorKind::InvalidEddsaKey.into()),
-                )
-            } else if alg == Algorithm::ES256 {
-                (
-                    jsonwebtoken::EncodingKey::from_ec_pem(&private),
-                    DecodingKey::from_ec_pem(&public),
-                )
-            } else {
-                (
-                    jsonwebtoken::EncodingKey::from_rsa_pem(&private),
-                    DecodingKey::from_rsa_pem(&public),
-                )
-            };
-            let (enc, dec) = (enc.unwrap(), dec.unwrap());
+            let (enc, dec) = key_pair(alg, name);
             let signer =
                 (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.signer_factory)(&alg, &enc)
                     .unwrap();

@@ -116,32 +116,52 @@ pub(super) fn validate_cors(
     origins: &[String],
 ) -> CorsConfig {
     let key = format!("{path}.cors");
+    let Some(table) = answer_table(e, &key, raw) else {
+        return CorsConfig::Pass;
+    };
+    check_origins(e, path, &table, origins);
+    CorsConfig::Answer(CorsAnswer {
+        methods: methods(e, &format!("{key}.allowed_methods"), &table.allowed_methods),
+        headers: header_names(e, &format!("{key}.allowed_headers"), &table.allowed_headers),
+        expose: header_names(e, &format!("{key}.expose_headers"), &table.expose_headers),
+        credentials: table.allow_credentials,
+        max_age: duration(e, &format!("{key}.max_age"), &table.max_age),
+    })
+}
+
+/// The settings gatehouse answers preflights with; `None` when CORS passes to the
+/// upstream (`cors = "pass"`, or a mode we do not know, which is an error).
+fn answer_table(e: &mut ConfigErrors, key: &str, raw: &FileCors) -> Option<FileCorsTable> {
     let table = match raw {
-        FileCors::Mode(mode) if mode == "pass" => return CorsConfig::Pass,
+        FileCors::Mode(mode) if mode == "pass" => return None,
         FileCors::Mode(mode) if mode == "answer" => FileCorsTable::default(),
         FileCors::Mode(other) => {
             e.push(key, format!("{other:?} is not pass, answer or a table"));
-            return CorsConfig::Pass;
+            return None;
         }
         FileCors::Table(t) => t.clone(),
     };
     match table.mode.as_str() {
-        "answer" => {}
+        "answer" => Some(table),
         "pass" => {
             e.push(
                 format!("{key}.mode"),
                 "pass takes no other settings: write cors = \"pass\"",
             );
-            return CorsConfig::Pass;
+            None
         }
         other => {
             e.push(
                 format!("{key}.mode"),
                 format!("{other:?} is not pass or answer"),
             );
-            return CorsConfig::Pass;
+            None
         }
     }
+}
+
+/// Answering needs listed origins, and credentials never go to any origin (`"*"`).
+fn check_origins(e: &mut ConfigErrors, path: &str, table: &FileCorsTable, origins: &[String]) {
     if origins.is_empty() {
         e.push(
             format!("{path}.allowed_origins"),
@@ -151,31 +171,25 @@ pub(super) fn validate_cors(
     }
     if table.allow_credentials && origins.iter().any(|o| o == "*") {
         e.push(
-            format!("{key}.allow_credentials"),
+            format!("{path}.cors.allow_credentials"),
             "credentials cannot be allowed for any origin (\"*\"): list the origins",
         );
     }
-    let methods = table
-        .allowed_methods
-        .iter()
+}
+
+fn methods(e: &mut ConfigErrors, key: &str, raw: &[String]) -> Vec<Method> {
+    raw.iter()
         .enumerate()
         .filter_map(|(i, m)| {
             let parsed = Method::from_bytes(m.as_bytes())
                 .ok()
                 .filter(|_| !m.is_empty());
             if parsed.is_none() {
-                e.push(format!("{key}.allowed_methods[{i}]"), "not a method name");
+                e.push(format!("{key}[{i}]"), "not a method name");
             }
             parsed
         })
-        .collect();
-    CorsConfig::Answer(CorsAnswer {
-        methods,
-        headers: header_names(e, &format!("{key}.allowed_headers"), &table.allowed_headers),
-        expose: header_names(e, &format!("{key}.expose_headers"), &table.expose_headers),
-        credentials: table.allow_credentials,
-        max_age: duration(e, &format!("{key}.max_age"), &table.max_age),
-    })
+        .collect()
 }
 
 fn header_names(e: &mut ConfigErrors, key: &str, raw: &[String]) -> Vec<HeaderName> {

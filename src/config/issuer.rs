@@ -19,6 +19,31 @@ pub(super) fn validate_issuer(
     secrets: SecretLookup<'_>,
 ) -> Option<IssuerConfig> {
     let errors_before = e.count();
+    check_names(e, path, raw);
+    let keys = key_source(e, path, raw, secrets);
+    let algorithms = algorithms(e, path, raw, keys.as_ref());
+    let (leeway, refresh) = timings(e, path, raw);
+    check_key_files(e, path, raw, (keys.as_ref(), algorithms.first()));
+    if e.count() > errors_before {
+        return None;
+    }
+    Some(IssuerConfig {
+        name: raw.name.clone(),
+        issuer: raw.issuer.clone(),
+        audiences: raw.audiences.clone(),
+        keys: keys?,
+        algorithms,
+        leeway,
+        refresh,
+        typ: raw.typ.clone(),
+        private_key_file: raw.private_key_file.clone(),
+        jwks_hosts: raw.jwks_hosts.clone(),
+        allow_http: raw.allow_http,
+    })
+}
+
+/// `name`, `issuer` and `audiences`: what a token is matched against.
+fn check_names(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) {
     if raw.name.is_empty() {
         e.push(format!("{path}.name"), "required");
     }
@@ -34,8 +59,10 @@ pub(super) fn validate_issuer(
             "list at least one accepted `aud`",
         );
     }
-    let keys = key_source(e, path, raw, secrets);
-    let algorithms = algorithms(e, path, raw, keys.as_ref());
+}
+
+/// `leeway` (clock skew, at most 1h) and `refresh` (how often keys are fetched, at least 1s).
+fn timings(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) -> (Duration, Duration) {
     let leeway = duration_or(
         e,
         &format!("{path}.leeway"),
@@ -57,8 +84,19 @@ pub(super) fn validate_issuer(
     if refresh < Duration::from_secs(1) {
         e.push(format!("{path}.refresh"), "must be at least 1s");
     }
+    (leeway, refresh)
+}
+
+/// Loads the static key files with the loaders `run` uses, and checks the signing key
+/// (for `gatehouse token`) is there.
+fn check_key_files(
+    e: &mut ConfigErrors,
+    path: &str,
+    raw: &FileIssuer,
+    (keys, algorithm): (Option<&KeySource>, Option<&Algorithm>),
+) {
     // The loaders `run` uses, so `check` refuses what would not load.
-    let loaded = match (&keys, algorithms.first()) {
+    let loaded = match (keys, algorithm) {
         (Some(KeySource::JwksFile(file)), Some(_)) => Some(jwks_file(file)),
         (Some(KeySource::PublicKeyFile(file)), Some(alg)) => Some(public_key_file(file, *alg)),
         _ => None,
@@ -74,22 +112,6 @@ pub(super) fn validate_issuer(
             );
         }
     }
-    if e.count() > errors_before {
-        return None;
-    }
-    Some(IssuerConfig {
-        name: raw.name.clone(),
-        issuer: raw.issuer.clone(),
-        audiences: raw.audiences.clone(),
-        keys: keys?,
-        algorithms,
-        leeway,
-        refresh,
-        typ: raw.typ.clone(),
-        private_key_file: raw.private_key_file.clone(),
-        jwks_hosts: raw.jwks_hosts.clone(),
-        allow_http: raw.allow_http,
-    })
 }
 
 fn key_source(

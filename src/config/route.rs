@@ -15,41 +15,10 @@ pub(super) fn validate_route(
     let errors_before = e.count();
     let route_path = normalize_route_path(e, &format!("{path}.path"), &raw.path);
     let endpoints = endpoints(e, path, raw);
-    let auth = match raw.auth.as_str() {
-        "required" => AuthMode::Required,
-        "optional" => AuthMode::Optional,
-        "none" => AuthMode::None,
-        other => {
-            e.push(
-                format!("{path}.auth"),
-                format!("{other:?} is not required, optional or none"),
-            );
-            AuthMode::Required
-        }
-    };
+    let auth = auth_mode(e, path, raw);
     let tokens = tokens(e, path, raw, ticket_param);
-    if auth != AuthMode::None {
-        if tokens.is_empty() {
-            e.push(format!("{path}.tokens"), "list at least one token source");
-        }
-        if !have_issuers {
-            e.push(
-                format!("{path}.auth"),
-                "authenticating routes need at least one [[issuer]] or [[introspection]]",
-            );
-        }
-    }
-    let upstream_auth = match raw.upstream_auth.as_str() {
-        "none" => UpstreamAuth::None,
-        "bearer" => UpstreamAuth::Bearer,
-        other => {
-            e.push(
-                format!("{path}.upstream_auth"),
-                format!("{other:?} is not none or bearer"),
-            );
-            UpstreamAuth::None
-        }
-    };
+    check_authenticates(e, path, auth, tokens.is_empty(), have_issuers);
+    let upstream_auth = upstream_auth(e, path, raw);
     check_websocket(e, path, raw);
     let allowed_origins = super::cors::validate_origins(e, path, &raw.allowed_origins);
     let cors = super::cors::validate_cors(e, path, &raw.cors, &allowed_origins);
@@ -87,6 +56,58 @@ pub(super) fn validate_route(
         cors,
     };
     (e.count() == errors_before).then_some(route)
+}
+
+/// `auth`: whether the route demands, accepts or ignores a token.
+fn auth_mode(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> AuthMode {
+    match raw.auth.as_str() {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "none" => AuthMode::None,
+        other => {
+            e.push(
+                format!("{path}.auth"),
+                format!("{other:?} is not required, optional or none"),
+            );
+            AuthMode::Required
+        }
+    }
+}
+
+/// A route that authenticates needs a token source and something to validate tokens with.
+fn check_authenticates(
+    e: &mut ConfigErrors,
+    path: &str,
+    auth: AuthMode,
+    no_tokens: bool,
+    have_issuers: bool,
+) {
+    if auth != AuthMode::None {
+        if no_tokens {
+            e.push(format!("{path}.tokens"), "list at least one token source");
+        }
+        if !have_issuers {
+            e.push(
+                format!("{path}.auth"),
+                "authenticating routes need at least one [[issuer]] or [[introspection]]",
+            );
+        }
+    }
+}
+
+/// `upstream_auth`: whether the caller's token is forwarded as a bearer token.
+fn upstream_auth(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> UpstreamAuth {
+    match raw.upstream_auth.as_str() {
+        "none" => UpstreamAuth::None,
+        "bearer" => UpstreamAuth::Bearer,
+        other => {
+            e.push(
+                format!("{path}.upstream_auth"),
+                format!("{other:?} is not none or bearer"),
+            );
+            UpstreamAuth::None
+        }
+    }
 }
 
 fn endpoints(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> Option<Endpoints> {

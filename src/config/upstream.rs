@@ -98,11 +98,30 @@ pub(super) fn validate_endpoints(
         e.push(&key, "required: the backend, like http://chat-hub:5000");
         return None;
     }
+    let (scheme, authorities) = endpoint_urls(e, &key, raw.upstream, &urls);
+    let resolve_every = discovery(e, path, &raw, &authorities, scheme.as_ref());
+    let affinity = affinity(e, path, &raw);
+    (e.count() == before).then(|| Endpoints {
+        scheme: scheme.unwrap_or(Scheme::HTTP),
+        authorities,
+        resolve_every,
+        affinity,
+        affinity_key_file: raw.affinity_key_file.cloned(),
+    })
+}
+
+/// The scheme every listed URL shares and their authorities, each listed once.
+fn endpoint_urls(
+    e: &mut ConfigErrors,
+    key: &str,
+    upstream: &FileUpstream,
+    urls: &[&str],
+) -> (Option<Scheme>, Vec<Authority>) {
     let mut scheme: Option<Scheme> = None;
     let mut authorities = Vec::new();
     for (i, url) in urls.iter().enumerate() {
-        let key = match raw.upstream {
-            FileUpstream::One(_) => key.clone(),
+        let key = match upstream {
+            FileUpstream::One(_) => key.to_owned(),
             FileUpstream::Many(_) => format!("{key}[{i}]"),
         };
         let Some((s, authority)) = one_url(e, &key, url) else {
@@ -120,7 +139,11 @@ pub(super) fn validate_endpoints(
         }
         authorities.push(authority);
     }
-    let resolve_every = discovery(e, path, &raw, &authorities, scheme.as_ref());
+    (scheme, authorities)
+}
+
+/// `affinity`, and the key file only affinity uses.
+fn affinity(e: &mut ConfigErrors, path: &str, raw: &RawEndpoints<'_>) -> Affinity {
     let affinity = match raw.affinity {
         "none" => Affinity::None,
         "signalr" => Affinity::SignalR,
@@ -140,13 +163,7 @@ pub(super) fn validate_endpoints(
             e.push(format!("{path}.affinity_key_file"), why);
         }
     }
-    (e.count() == before).then(|| Endpoints {
-        scheme: scheme.unwrap_or(Scheme::HTTP),
-        authorities,
-        resolve_every,
-        affinity,
-        affinity_key_file: raw.affinity_key_file.cloned(),
-    })
+    affinity
 }
 
 fn one_url(e: &mut ConfigErrors, key: &str, url: &str) -> Option<(Scheme, Authority)> {

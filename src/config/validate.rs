@@ -26,7 +26,28 @@ use super::FileConfig;
 
 pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
-    let e = &mut errors;
+    let tables = tables(&mut errors, raw, secrets);
+    let config = assemble(&mut errors, raw, secrets, tables);
+    if errors.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The tables that are judged against each other (tickets and routes need something that
+/// validates tokens; route paths need `[paths]`), checked before the config is assembled.
+struct Tables {
+    tls: Option<TlsFiles>,
+    issuers: Vec<IssuerConfig>,
+    introspections: Vec<IntrospectionConfig>,
+    tickets: Option<TicketsConfig>,
+    logout: Option<LogoutConfig>,
+    routes: Vec<RouteConfig>,
+    paths: crate::canonical::PathRules,
+}
+
+fn tables(e: &mut ConfigErrors, raw: &FileConfig, secrets: SecretLookup<'_>) -> Tables {
     let tls = tls_files(e, raw);
     let issuers: Vec<IssuerConfig> = raw
         .issuers
@@ -70,38 +91,47 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
     check_limits(e, raw);
     let paths = validate_paths(e, &raw.paths);
     check_route_paths(e, raw, &paths);
-    let config = Config {
+    Tables {
+        tls,
+        issuers,
+        introspections,
+        tickets,
+        logout,
+        routes,
+        paths,
+    }
+}
+
+/// The typed config: the checked tables and every top-level key.
+fn assemble(
+    e: &mut ConfigErrors,
+    raw: &FileConfig,
+    secrets: SecretLookup<'_>,
+    tables: Tables,
+) -> Config {
+    Config {
         trace: super::trace::validate_trace(e, &raw.trace),
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
-        tls,
+        tls: tables.tls,
         client_trust: super::listen::client_trust(
             e,
             &raw.listen.trusted_proxies,
             raw.listen.proxy_protocol,
         ),
         admin_addr: socket_addr(e, "admin.addr", &raw.admin.addr),
-        admin_token: match secret_source(
-            e,
-            "admin.token",
-            raw.admin.token_env.as_deref(),
-            raw.admin.token_file.as_deref(),
-            secrets,
-        ) {
-            SecretSource::Found(secret) => Some(secret),
-            SecretSource::Unset | SecretSource::Invalid => None,
-        },
+        admin_token: admin_token(e, raw, secrets),
         secret_files: secret_files(raw),
         worker_threads: raw.runtime.worker_threads,
-        issuers,
+        issuers: tables.issuers,
         claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
-        tickets,
-        logout,
+        tickets: tables.tickets,
+        logout: tables.logout,
         revocation: validate_revocation(e, &raw.revocation),
-        introspections,
+        introspections: tables.introspections,
         log_format: log_format(e, raw),
         redact_params: raw.log.redact_params.clone(),
-        routes,
+        routes: tables.routes,
         shutdown_grace: duration(e, "shutdown.grace", &raw.shutdown.grace),
         max_header_bytes: raw.limits.max_header_bytes,
         max_token_bytes: raw.limits.max_token_bytes,
@@ -125,16 +155,29 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
         pre_auth: super::limits::pre_auth(e, &raw.limits),
-        paths,
+        paths: tables.paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
             interval: duration(e, "reload.interval", &raw.reload.interval),
         },
-    };
-    if errors.0.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
+    }
+}
+
+/// `[admin] token_env` / `token_file`: the token `/metrics` demands, if any.
+fn admin_token(
+    e: &mut ConfigErrors,
+    raw: &FileConfig,
+    secrets: SecretLookup<'_>,
+) -> Option<crate::secret::Secret> {
+    match secret_source(
+        e,
+        "admin.token",
+        raw.admin.token_env.as_deref(),
+        raw.admin.token_file.as_deref(),
+        secrets,
+    ) {
+        SecretSource::Found(secret) => Some(secret),
+        SecretSource::Unset | SecretSource::Invalid => None,
     }
 }
 

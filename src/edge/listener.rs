@@ -23,6 +23,7 @@
 //! forever. A response the client stops reading is abandoned after `write_timeout`
 //! (`response_clock.rs`), and an HTTP/1.1 connection that abandoned one is dropped.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ use crate::edge::response_clock::Guarded;
 use crate::edge::rewind::Rewind;
 use crate::generation::Current;
 use crate::metrics::Metrics;
-use crate::proxy::service::{AmbiguousFraming, Conn, ConnHold};
+use crate::proxy::service::{AmbiguousFraming, Conn};
 
 /// The listener's half of the drain.
 #[derive(Clone, Default)]
@@ -97,15 +98,12 @@ pub(crate) async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            peer,
-            hop: peer.ip(),
-            https: tls.is_some(),
-        };
         let served = Served {
             current: current.clone(),
             http: generation.http.clone(),
-            conn,
+            peer,
+            hop: peer.ip(),
+            https: tls.is_some(),
             slot,
             clocks: Clocks::of(config),
             metrics: metrics.clone(),
@@ -121,7 +119,10 @@ pub(crate) async fn accept_loop(
 struct Served {
     current: Current,
     http: Arc<auto::Builder<TokioExecutor>>,
-    conn: Conn,
+    peer: SocketAddr,
+    /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
+    hop: IpAddr,
+    https: bool,
     slot: ConnSlot,
     clocks: Clocks,
     metrics: Arc<Metrics>,
@@ -184,7 +185,7 @@ impl Served {
         let Some(acceptor) = tls else {
             return self.serve(stream).await;
         };
-        let peer = self.conn.peer;
+        let peer = self.peer;
         match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -205,7 +206,7 @@ impl Served {
         if !self.header.required {
             return Some(Rewind::new(Bytes::new(), stream));
         }
-        let peer = self.conn.peer;
+        let peer = self.peer;
         let (source, rest) = match tokio::time::timeout_at(deadline, read_header(&mut stream)).await
         {
             Ok(Ok(read)) => read,
@@ -224,14 +225,14 @@ impl Served {
         let Some(source) = source.filter(|_| self.header.believed) else {
             return Some(stream);
         };
-        self.conn.hop = source.ip().to_canonical();
+        self.hop = source.ip().to_canonical();
         if self
             .slot
-            .count_ip(self.conn.hop, self.header.max_per_ip)
+            .count_ip(self.hop, self.header.max_per_ip)
             .is_err()
         {
             self.metrics.limit_hit(Refusal::PerIp.label());
-            if !self.conn.https {
+            if !self.https {
                 let tracker = &self.connections.tracker;
                 self.admission.refuse(stream, Refusal::PerIp, tracker);
             }
@@ -247,16 +248,24 @@ impl Served {
         let Served {
             current,
             http,
-            conn,
+            peer,
+            hop,
+            https,
             slot,
             clocks,
             metrics,
             connections,
             ..
         } = self;
-        let slot = Arc::new(slot);
+        let conn = Conn {
+            peer,
+            hop,
+            https,
+            hold: Arc::new(slot),
+        };
         let activity = Activity::new();
         let tracked = activity.clone();
+        let handed = conn.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let in_flight = tracked.begin(request.version());
             let http1 = request.version() <= http::Version::HTTP_11;
@@ -264,11 +273,8 @@ impl Served {
                 request.extensions_mut().insert(AmbiguousFraming);
             }
             let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
-            // Only a request that may upgrade carries the slot on to its session.
-            if request.headers().contains_key(http::header::UPGRADE) {
-                request.extensions_mut().insert::<ConnHold>(slot.clone());
-            }
             let proxy = current.load().proxy.clone();
+            let conn = handed.clone();
             async move {
                 let response = proxy.handle(request, conn).await;
                 if let Some(activity) = activity {

@@ -26,14 +26,14 @@ use crate::websocket;
 
 /// What starting a relay needs once the upstream answers: the client's pending upgrade,
 /// the connection's hold, the subprotocols offered and the permit for the session.
-type PendingRelay = (OnUpgrade, Option<ConnHold>, Vec<String>, Permitted<()>);
+type PendingRelay = (OnUpgrade, ConnHold, Vec<String>, Permitted<()>);
 
 impl Proxy {
     pub(super) async fn pipeline(
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         route: &Arc<Route>,
-        conn: Conn,
+        conn: &Conn,
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
@@ -48,7 +48,6 @@ impl Proxy {
         }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-        let slot = request.extensions_mut().remove::<ConnHold>();
         let (parts, body) = request.into_parts();
         let credential =
             self.auth
@@ -58,7 +57,7 @@ impl Proxy {
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
             Some(pending) if credential.is_none() && wants_first_message => {
-                return self.first_message(route, parts, body, (conn, slot), pending, request_id);
+                return self.first_message(route, parts, body, conn, pending, request_id);
             }
             other => other,
         };
@@ -79,7 +78,7 @@ impl Proxy {
         let response = route.upstream.forward(request).await?;
         line.upstream_time = Some(sent.elapsed());
         route.labels.metrics.upstream(sent.elapsed());
-        let relay = client_upgrade.map(|client| (client, slot, protocols, session));
+        let relay = client_upgrade.map(|client| (client, conn.hold.clone(), protocols, session));
         self.answer_upgrade(route, response, relay, request_id)
     }
 
@@ -103,7 +102,7 @@ impl Proxy {
         websocket::prepare_client_response(response.headers_mut());
         // An open WebSocket counts as outstanding on its endpoint until it closes.
         let slot = match response.extensions_mut().remove::<Arc<InFlight>>() {
-            Some(in_flight) => Some(Arc::new((slot, in_flight)) as ConnHold),
+            Some(in_flight) => Arc::new((slot, in_flight)) as ConnHold,
             None => slot,
         };
         let sides = (client_upgrade, upstream_upgrade, slot);
@@ -128,7 +127,7 @@ impl Proxy {
         &self,
         route: &Route,
         permitted: &mut Permitted<Parts>,
-        conn: Conn,
+        conn: &Conn,
         request_id: &HeaderValue,
         token: Option<&BearerToken>,
     ) -> Result<(), ProxyError> {

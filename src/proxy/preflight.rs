@@ -21,7 +21,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         route: &Route,
-        conn: Conn,
+        conn: &Conn,
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
@@ -53,7 +53,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         route: &Route,
-        conn: Conn,
+        conn: &Conn,
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {

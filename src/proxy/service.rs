@@ -88,17 +88,21 @@ pub(crate) struct Route {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AmbiguousFraming;
 
-/// The client side of a connection.
-#[derive(Debug, Clone, Copy)]
+/// The client side of a connection: what the edge hands the proxy with every request.
+#[derive(Clone)]
 pub(crate) struct Conn {
     pub peer: SocketAddr,
     /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
     pub hop: IpAddr,
     pub https: bool,
+    /// The connection's place under the connection limits. It rides on the connection,
+    /// not on a request, so no request can lose it or carry another connection's; a
+    /// WebSocket session clones it and holds it until the session ends.
+    pub(crate) hold: ConnHold,
 }
 
-/// What keeps an upgradable connection counted against the connection limits; a
-/// WebSocket session holds it until the session ends. Opaque here: the edge made it.
+/// What keeps a connection counted against the connection limits. Opaque here: the edge
+/// made it.
 pub(crate) type ConnHold = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What the proxy takes from the state that outlives a reload (`shared.rs` hands it over).
@@ -196,7 +200,7 @@ impl Proxy {
         mut request: Request<Incoming>,
         conn: Conn,
     ) -> Response<Body> {
-        let refused = self.canonicalise(&mut request, conn).err();
+        let refused = self.canonicalise(&mut request, &conn).err();
         let path = canonical::routing_path(request.uri().path(), &self.paths);
         let destination = match refused {
             Some(_) => Destination::Nowhere,
@@ -207,7 +211,7 @@ impl Proxy {
         let cors_seen = cors::Seen::of(&request);
         let method = request.method().clone();
         let span = self.begin_span(&request, &path, &labels.name, conn.hop);
-        let (mut line, client) = self.begin(&mut request, conn, &span, labels, &request_id);
+        let (mut line, client) = self.begin(&mut request, &conn, &span, labels, &request_id);
         // Refused targets still count against the client's request rate.
         let admissible = self
             .admissible(&request, client)
@@ -215,7 +219,7 @@ impl Proxy {
         let result = match admissible {
             Err(e) => Err(e),
             Ok(()) => {
-                self.dispatch(destination, request, conn, &request_id, &mut line)
+                self.dispatch(destination, request, &conn, &request_id, &mut line)
                     .await
             }
         };
@@ -256,7 +260,7 @@ impl Proxy {
         self: &Arc<Self>,
         destination: Destination<'_>,
         request: Request<Incoming>,
-        conn: Conn,
+        conn: &Conn,
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
@@ -275,7 +279,7 @@ impl Proxy {
     fn begin(
         &self,
         request: &mut Request<Incoming>,
-        conn: Conn,
+        conn: &Conn,
         span: &RequestSpan,
         labels: &Labels,
         request_id: &HeaderValue,
@@ -317,7 +321,7 @@ impl Proxy {
 
     /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`
     /// becomes `Host` when the client sent none.
-    fn canonicalise(&self, request: &mut Request<Incoming>, conn: Conn) -> Result<(), Refusal> {
+    fn canonicalise(&self, request: &mut Request<Incoming>, conn: &Conn) -> Result<(), Refusal> {
         let target = Target {
             method: request.method(),
             uri: request.uri(),

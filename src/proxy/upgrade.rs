@@ -68,7 +68,7 @@ impl Proxy {
     pub(crate) fn spawn_relay(
         self: &Arc<Self>,
         route: &Arc<Route>,
-        (client, upstream, slot): (OnUpgrade, OnUpgrade, Option<ConnHold>),
+        (client, upstream, slot): (OnUpgrade, OnUpgrade, ConnHold),
         session: Permitted<()>,
         request_id: &HeaderValue,
     ) {
@@ -165,7 +165,7 @@ impl Proxy {
         route: &Arc<Route>,
         parts: Parts,
         body: Incoming,
-        (conn, slot): (Conn, Option<ConnHold>),
+        conn: &Conn,
         client_upgrade: OnUpgrade,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
@@ -192,6 +192,8 @@ impl Proxy {
         }
         let (proxy, route) = (self.clone(), route.clone());
         let request_id = request_id.clone();
+        // Held apart from `conn`, which the authentication may let go of early.
+        let (conn, slot) = (conn.clone(), conn.hold.clone());
         self.sessions.spawn(async move {
             let Ok(io) = client_upgrade.await else { return };
             let held = proxy.pre_auth.holder();
@@ -238,7 +240,7 @@ impl Proxy {
         // Authenticated: from here only the route's own limits apply.
         client.get_mut().release();
         let token = credential.token.as_ref();
-        if let Err(e) = self.rewrite(route, &mut permitted, conn, &request_id, token) {
+        if let Err(e) = self.rewrite(route, &mut permitted, &conn, &request_id, token) {
             return self.refuse(route, client, &e, 1011).await;
         }
         ws::prepare_upstream_request(&mut permitted.get_mut().headers, protocol.as_slice());
