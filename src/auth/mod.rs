@@ -1,5 +1,5 @@
 //! Who the caller is and what they may do: the token sources ([`token`]), the claims a
-//! validated token carries ([`claims`]), JWT validation ([`validate`], [`jwt_crypto`],
+//! validated token carries ([`claims`]), JWT validation ([`validate`], [`token_cache`], [`jwt_crypto`],
 //! [`numeric_date`]), key sets ([`jwks`]), introspection of opaque tokens ([`introspect`]),
 //! revocation ([`revocation`]) and route policy ([`policy`]). Every failure is an
 //! [`error::AuthError`].
@@ -13,4 +13,5 @@ pub(crate) mod numeric_date;
 pub mod policy;
 pub(crate) mod revocation;
 pub mod token;
+pub(crate) mod token_cache;
 pub mod validate;
