@@ -133,6 +133,12 @@ impl Redactor {
             return Cow::Borrowed(query);
         }
         let mut out = String::with_capacity(query.len());
+        self.write_for_log(query, &mut out);
+        Cow::Owned(out)
+    }
+
+    /// [`Redactor::for_log`] appended to `out`, in one pass.
+    fn write_for_log(&self, query: &str, out: &mut String) {
         for (separator, pair) in pairs(query) {
             out.push_str(separator);
             let name = name_of(pair);
@@ -144,7 +150,6 @@ impl Redactor {
                 out.push_str(pair);
             }
         }
-        Cow::Owned(out)
     }
 
     /// The query without sensitive parameters, for the upstream; `None` when nothing is left.
@@ -165,10 +170,16 @@ impl Redactor {
 
     /// A path with its query redacted for logs.
     pub fn path_and_query_for_log(&self, uri: &http::Uri) -> String {
-        match uri.query() {
-            Some(q) => format!("{}?{}", uri.path(), self.for_log(q)),
-            None => uri.path().to_string(),
-        }
+        let path = uri.path();
+        let Some(query) = uri.query() else {
+            return path.to_string();
+        };
+        // Built in place: this runs for every logged request.
+        let mut out = String::with_capacity(path.len() + 1 + query.len());
+        out.push_str(path);
+        out.push('?');
+        self.write_for_log(query, &mut out);
+        out
     }
 }
 
@@ -302,6 +313,19 @@ mod tests {
         );
         assert_eq!(mask_userinfo("http://host/path?a=b@c"), None);
         assert_eq!(mask_userinfo("plain"), None);
+    }
+
+    #[test]
+    fn a_logged_target_keeps_its_path_and_redacts_its_query() {
+        let r = redactor().with_log_only(["id"]);
+        let log = |target: &str| r.path_and_query_for_log(&target.parse().unwrap());
+        assert_eq!(
+            log("/hub?a=1&ID=sealed;access_token=t&b"),
+            "/hub?a=1&ID=REDACTED;access_token=REDACTED&b"
+        );
+        assert_eq!(log("/hub?a=1&b=2"), "/hub?a=1&b=2");
+        assert_eq!(log("/hub?"), "/hub?");
+        assert_eq!(log("/hub"), "/hub");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::auth::error::AuthError;
 use crate::auth::introspect::Introspector;
 use crate::auth::jwks::KeyStore;
 use crate::auth::numeric_date;
+use crate::auth::prepared_key;
 use crate::auth::token_cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::secret::BearerToken;
@@ -172,7 +173,8 @@ impl Validator {
         let validation = validation(issuer, header.alg);
         let mut last = AuthError::BadSignature;
         for key in candidates {
-            match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
+            match prepared_key::decode::<Claims>(raw, &key.key, key.prepared.as_ref(), &validation)
+            {
                 Ok(data) if !data.claims.contains_key("exp") => {
                     return Err(AuthError::MissingClaim);
                 }
