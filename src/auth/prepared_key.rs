@@ -3,8 +3,9 @@
 //!
 //! ring parses an RSA key on every verification (the modulus, and the Montgomery constant
 //! `R² mod n`, which costs about as much as the check itself); aws-lc keeps the parsed key
-//! with its constants, so an RS256 check is the exponentiation alone. ES256 keys are
-//! parsed once too (the point is validated and converted at load, not per token).
+//! with its constants, so an RS256 check is the exponentiation alone. ES256 and Ed25519
+//! keys are parsed once too (the point is validated and converted at load, not per token);
+//! an Ed25519 key only when it is the 32 bytes [`crate::auth::ed25519`] admits.
 //!
 //! jsonwebtoken makes a verifier for every decode from the `DecodingKey` alone, so
 //! [`decode`] hands the parsed key to the verifier factory beside it: in a thread-local,
@@ -35,10 +36,11 @@ const RSA_ALGORITHMS: [Algorithm; 6] = [
     Algorithm::PS512,
 ];
 const EC_ALGORITHMS: [Algorithm; 2] = [Algorithm::ES256, Algorithm::ES384];
+const ED_ALGORITHMS: [Algorithm; 1] = [Algorithm::EdDSA];
 
 impl PreparedKey {
     /// The key parsed for `alg`, or for every algorithm of its family when the key names
-    /// none; `None` for a key this module does not parse (HMAC, EdDSA) or cannot.
+    /// none; `None` for a key this module does not parse (HMAC) or cannot.
     pub fn new(key: &DecodingKey, alg: Option<Algorithm>) -> Option<Arc<Self>> {
         let (material, candidates): (Vec<u8>, &[Algorithm]) = match key.kind() {
             DecodingKeyKind::RsaModulusExponent { n, e } => {
@@ -47,6 +49,11 @@ impl PreparedKey {
             DecodingKeyKind::SecretOrDer(der) => match key.family() {
                 jsonwebtoken::AlgorithmFamily::Rsa => (der.clone(), &RSA_ALGORITHMS[..]),
                 jsonwebtoken::AlgorithmFamily::Ec => (der.clone(), &EC_ALGORITHMS[..]),
+                jsonwebtoken::AlgorithmFamily::Ed
+                    if der.len() == crate::auth::ed25519::PUBLIC_KEY_LEN =>
+                {
+                    (der.clone(), &ED_ALGORITHMS[..])
+                }
                 _ => return None,
             },
         };
@@ -76,6 +83,7 @@ fn lc_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
         Algorithm::PS512 => &lc::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &lc::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &lc::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &lc::ED25519,
         _ => return None,
     })
 }
@@ -265,6 +273,25 @@ mod tests {
         let other = if &signed[at..=at] == "A" { "B" } else { "A" };
         let tampered = format!("{}{other}{}", &signed[..at], &signed[at + 1..]);
         assert!(decode::<serde_json::Value>(&tampered, &ec, prepared.as_ref(), &v).is_err());
+    }
+
+    #[test]
+    fn an_ed25519_key_is_parsed_once_and_verifies_like_ring() {
+        let public = crate::auth::ed25519::from_pem(&fixture("ed1.pub.pem")).unwrap();
+        let prepared = PreparedKey::new(&public, None);
+        assert!(prepared
+            .as_ref()
+            .and_then(|p| p.for_alg(Algorithm::EdDSA))
+            .is_some());
+        let enc = EncodingKey::from_ed_pem(&fixture("ed1.pem")).unwrap();
+        let signed = token(Algorithm::EdDSA, &enc);
+        let v = validation(Algorithm::EdDSA);
+        assert!(decode::<serde_json::Value>(&signed, &public, prepared.as_ref(), &v).is_ok());
+        let (_, rsa) = rsa_pair("rsa1");
+        let wrong = PreparedKey::new(&rsa, None);
+        assert!(decode::<serde_json::Value>(&signed, &public, wrong.as_ref(), &v).is_ok());
+        let short = DecodingKey::from_ed_der(&[1u8; 31]);
+        assert!(PreparedKey::new(&short, None).is_none());
     }
 
     #[test]
