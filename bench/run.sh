@@ -36,6 +36,9 @@ ACCESS_LOG=${ACCESS_LOG:-/dev/null} # where gatehouse's stdout (access log) goes
 READY_TIMEOUT=${READY_TIMEOUT:-30}  # seconds to wait for a server to come up
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
 TARGETS=${TARGETS:-nginx haproxy_plain haproxy_jwt gatehouse gatehouse_fresh}
+# The signing algorithm of every token in the run, for HAProxy jwt_verify and gatehouse
+# alike: RS256 (RSA 2048) or ES256 (P-256).
+JWT_ALG=${JWT_ALG:-RS256}
 
 ISSUER="https://bench.example/"
 AUDIENCE="bench"
@@ -97,10 +100,17 @@ ensure_tools() {
 }
 
 # ---------------------------------------------------------------- keys and tokens
-KEY="$OUT/key.pem"
-PUB="$OUT/pub.pem"
+case $JWT_ALG in
+  RS256) ALG_SUFFIX="" ;;
+  ES256) ALG_SUFFIX="-es256" ;;
+  *) echo "JWT_ALG must be RS256 or ES256, got '$JWT_ALG'" >&2; exit 1 ;;
+esac
+KEY="$OUT/key$ALG_SUFFIX.pem"
+PUB="$OUT/pub$ALG_SUFFIX.pem"
+FRESH_FILE="$OUT/fresh-tokens$ALG_SUFFIX.txt"
+FRESH_META="$OUT/fresh-tokens$ALG_SUFFIX.meta"
 
-JWT_HEADER='{"alg":"RS256","typ":"JWT","kid":"bench"}'
+JWT_HEADER="{\"alg\":\"$JWT_ALG\",\"typ\":\"JWT\",\"kid\":\"bench\"}"
 # iss, aud, iat, exp, jti. jti is always 32 hex digits, so every token of a batch has the same
 # length (the bulk minting below relies on it).
 CLAIMS_FMT='{"iss":"%s","aud":"%s","sub":"bench-user","scope":"api","iat":%d,"exp":%d,"jti":"%s"}'
@@ -108,14 +118,25 @@ CLAIMS_FMT='{"iss":"%s","aud":"%s","sub":"bench-user","scope":"api","iat":%d,"ex
 make_keys() {
   # The key is kept between runs so that the cached fresh tokens stay valid.
   if [[ ! -s $KEY ]]; then
-    log "generating RSA 2048 key pair in $OUT"
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY" 2>/dev/null
-    rm -f "$OUT/fresh-tokens.txt" "$OUT/fresh-tokens.meta"
+    log "generating a $JWT_ALG key pair in $OUT"
+    if [[ $JWT_ALG == ES256 ]]; then
+      openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$KEY" 2>/dev/null
+    else
+      openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY" 2>/dev/null
+    fi
+    rm -f "$FRESH_FILE" "$FRESH_META"
   fi
   openssl pkey -in "$KEY" -pubout -out "$PUB"
 }
 
-# mint_token [AUD] [AGE]: one RS256 JWT, the plain readable way (four processes per
+# jose_sigs: openssl's signatures on stdin (back to back) as JWS signatures, one
+# base64url line each: RSA signatures are already the JWS bytes; ECDSA ones are DER and
+# become r || s (bench/ecdsa-sig.py).
+jose_sigs() {
+  if [[ $JWT_ALG == ES256 ]]; then python3 "$BENCH/ecdsa-sig.py" der2jose 32; else b64url; fi
+}
+
+# mint_token [AUD] [AGE]: one JWT, the plain readable way (four processes per
 # token). AGE seconds shifts iat and exp into the past (to make an expired token).
 mint_token() {
   local aud=${1:-$AUDIENCE} age=${2:-0} now exp jti h p s claims
@@ -125,18 +146,22 @@ mint_token() {
   printf -v claims "$CLAIMS_FMT" "$ISSUER" "$aud" "$now" "$exp" "$jti"
   h=$(printf '%s' "$JWT_HEADER" | b64url)
   p=$(printf '%s' "$claims" | b64url)
-  s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary | b64url)
+  s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary | jose_sigs)
   printf '%s.%s.%s' "$h" "$p" "$s"
 }
 
-# verify_token TOKEN: checks the RS256 signature with openssl (catches minting bugs).
+# verify_token TOKEN: checks the signature with openssl (catches minting bugs).
 verify_token() {
   local tok=$1 sig rc=0
   sig=${tok##*.}
-  sig=${sig//-/+}
-  sig=${sig//_//}
-  while ((${#sig} % 4)); do sig+="="; done
-  printf '%s' "$sig" | base64 -d >"$OUT/verify.sig"
+  if [[ $JWT_ALG == ES256 ]]; then
+    printf '%s' "$sig" | python3 "$BENCH/ecdsa-sig.py" jose2der 32 >"$OUT/verify.sig"
+  else
+    sig=${sig//-/+}
+    sig=${sig//_//}
+    while ((${#sig} % 4)); do sig+="="; done
+    printf '%s' "$sig" | base64 -d >"$OUT/verify.sig"
+  fi
   printf '%s' "${tok%.*}" | openssl dgst -sha256 -verify "$PUB" -signature "$OUT/verify.sig" >/dev/null || rc=$?
   rm -f "$OUT/verify.sig"
   return "$rc"
@@ -173,13 +198,21 @@ mint_shard() {
     esac
   done >"$dir/payloads.bin"
   b64url_records "$len" <"$dir/payloads.bin" >"$dir/payloads.b64"
-  # An RSA-2048 signature is 256 bytes: 2 zero bytes make it 258, a multiple of 3.
-  while IFS= read -r p; do
-    printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary
-    printf '\0\0'
-  done <"$dir/payloads.b64" >"$dir/sigs.bin"
-  (($(stat -c %s "$dir/sigs.bin") == n * 258)) || { echo "unexpected signature size" >&2; return 1; }
-  b64url_records 256 <"$dir/sigs.bin" >"$dir/sigs.b64"
+  if [[ $JWT_ALG == ES256 ]]; then
+    # DER signatures delimit themselves: one converter process for all of them.
+    while IFS= read -r p; do
+      printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary
+    done <"$dir/payloads.b64" | python3 "$BENCH/ecdsa-sig.py" der2jose 32 >"$dir/sigs.b64"
+    (($(wc -l <"$dir/sigs.b64") == n)) || { echo "unexpected signature count" >&2; return 1; }
+  else
+    # An RSA-2048 signature is 256 bytes: 2 zero bytes make it 258, a multiple of 3.
+    while IFS= read -r p; do
+      printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$KEY" -binary
+      printf '\0\0'
+    done <"$dir/payloads.b64" >"$dir/sigs.bin"
+    (($(stat -c %s "$dir/sigs.bin") == n * 258)) || { echo "unexpected signature size" >&2; return 1; }
+    b64url_records 256 <"$dir/sigs.bin" >"$dir/sigs.b64"
+  fi
   paste -d. "$dir/payloads.b64" "$dir/sigs.b64" | sed "s/^/$h./" >"$dir/tokens.txt"
 }
 
@@ -187,7 +220,7 @@ mint_shard() {
 # parallel (one shard per core) and reused by later runs while they stay valid for
 # long enough, because minting costs ~5 ms of CPU per token (mostly openssl start-up).
 make_fresh_tokens() {
-  local file="$OUT/fresh-tokens.txt" meta="$OUT/fresh-tokens.meta"
+  local file="$FRESH_FILE" meta="$FRESH_META"
   local keyid now needed jobs per s pids=() rc=0 count unique
   keyid=$(sha256sum "$PUB" | cut -c1-16)
   now=$(date +%s)
@@ -259,7 +292,7 @@ start_nginx() {
 start_haproxy() {
   local name=$1 tpl=$2 cfg="$OUT/$1.cfg"
   free_port HAPROXY_PORT
-  render "$tpl" "$cfg" PORT="$HAPROXY_PORT" NGINX_PORT="$NGINX_PORT" PUB_PEM="$PUB" \
+  render "$tpl" "$cfg" PORT="$HAPROXY_PORT" NGINX_PORT="$NGINX_PORT" PUB_PEM="$PUB" ALG="$JWT_ALG" \
     ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
   if ! haproxy -c -q -f "$cfg" >"$OUT/$name.check.log" 2>&1; then
     cat "$OUT/$name.check.log" >&2
@@ -283,7 +316,7 @@ gatehouse_config() {
   free_port GH_PORT
   free_port GH_ADMIN_PORT
   render "$TPL/gatehouse.toml.tmpl" "$OUT/gatehouse.toml" PORT="$GH_PORT" \
-    ADMIN_PORT="$GH_ADMIN_PORT" NGINX_PORT="$NGINX_PORT" NGINX_PORT2="$NGINX_PORT2" PUB_PEM="$PUB" \
+    ADMIN_PORT="$GH_ADMIN_PORT" NGINX_PORT="$NGINX_PORT" NGINX_PORT2="$NGINX_PORT2" PUB_PEM="$PUB" ALG="$JWT_ALG" \
     ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
 }
 
@@ -421,7 +454,7 @@ run_one() {
   fi
   u0=$(cpu_ticks "$NGINX_WORKER")
   # timeout: wrk stops itself after -d, the margin only catches a hung wrk.
-  out=$(TOKENS_FILE="$OUT/fresh-tokens.txt" WRK_THREADS="$WRK_THREADS" \
+  out=$(TOKENS_FILE="$FRESH_FILE" WRK_THREADS="$WRK_THREADS" \
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
     wrk --latency -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" "${hdr[@]}" "$url" 2>&1) || ok=0
   c1=$(cpu_ticks "$pid") || c1=""
@@ -502,6 +535,7 @@ report() {
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)"
     echo "wrk: ${CONNECTIONS} connections, ${WRK_THREADS} thread(s), ${DURATION}s per run, ${WARMUP}s warm-up, ${ROUNDS} rounds (medians shown)."
     echo "Proxy on core ${PROXY_CPU}, wrk on core ${LOAD_CPU}, nginx on core ${UPSTREAM_CPU}. $(haproxy -v | head -n1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3)."
+    echo "Tokens: ${JWT_ALG} (JWT_ALG), the same algorithm for HAProxy jwt_verify and gatehouse."
     [[ " $TARGETS " == *_fresh* ]] && echo "First-seen runs: ${FRESH_TOKENS} distinct tokens per run, each used once."
     [[ " $TARGETS " == *" gatehouse"* ]] && echo "gatehouse: restarted before every run, 1 worker thread, access log (stdout) to ${ACCESS_LOG}."
     echo

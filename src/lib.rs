@@ -45,7 +45,8 @@
 //! - [`tickets`]: single-use tickets: memory and Redis stores, sweeping
 //! - [`auth`]: who the caller is and what they may do: [`auth::token`] (header, query,
 //!   cookie, subprotocol, ticket, first message), [`auth::claims`], [`auth::validate`] (JWT
-//!   verification, validated-token cache), [`auth::numeric_date`], [`auth::jwt_crypto`],
+//!   verification), [`auth::token_cache`] (the validated-token cache), [`auth::numeric_date`], [`auth::jwt_crypto`],
+//!   [`auth::prepared_key`] (public keys parsed once, at load),
 //!   [`auth::jwks`] (key sets: files, JWKS URL, OIDC discovery, refresh),
 //!   [`auth::introspect`] (RFC 7662), [`auth::revocation`] (local view, Redis-shared),
 //!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::ed25519`]

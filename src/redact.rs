@@ -44,14 +44,32 @@ pub fn fold_name(raw: &str) -> String {
 /// Whether `raw` folds to `folded` (which must be folded already), without allocating for
 /// the usual plain name: one with nothing [`fold_name`] would decode, cut or replace.
 pub fn folds_to(raw: &str, folded: &str) -> bool {
-    let plain = raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'));
-    if plain {
+    if is_plain(raw) {
         raw.eq_ignore_ascii_case(folded)
     } else {
         fold_name(raw) == folded
     }
+}
+
+/// Whether `raw` folds to a name on either list (both folded), without allocating for a
+/// plain name (the usual case: this runs for every query parameter of every request).
+fn in_lists(raw: &str, lists: [&[String]; 2]) -> bool {
+    if lists.iter().all(|l| l.is_empty()) {
+        return false;
+    }
+    let mut names = lists.into_iter().flatten();
+    if is_plain(raw) {
+        names.any(|n| raw.eq_ignore_ascii_case(n))
+    } else {
+        let folded = fold_name(raw);
+        names.any(|n| *n == folded)
+    }
+}
+
+/// Nothing in it that [`fold_name`] would decode, cut or replace.
+fn is_plain(raw: &str) -> bool {
+    raw.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~'))
 }
 
 fn folded<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
@@ -77,11 +95,7 @@ impl Redactor {
     }
 
     fn is_logged_secret(&self, raw_name: &str) -> bool {
-        if self.log_only.is_empty() {
-            return self.is_sensitive(raw_name);
-        }
-        let folded = fold_name(raw_name);
-        self.names.contains(&folded) || self.log_only.contains(&folded)
+        in_lists(raw_name, [&self.names, &self.log_only])
     }
 
     /// Adds query parameters and cookies a token is read from (the config knows which:
@@ -101,12 +115,12 @@ impl Redactor {
     }
 
     fn is_sensitive(&self, raw_name: &str) -> bool {
-        !self.names.is_empty() && self.names.contains(&fold_name(raw_name))
+        in_lists(raw_name, [&self.names, &[]])
     }
 
     /// Whether a cookie of this name carries a token for some route.
     pub fn is_token_cookie(&self, raw_name: &str) -> bool {
-        !self.cookies.is_empty() && self.cookies.contains(&fold_name(raw_name))
+        in_lists(raw_name, [&self.cookies, &[]])
     }
 
     fn any_sensitive(&self, query: &str) -> bool {
@@ -119,6 +133,12 @@ impl Redactor {
             return Cow::Borrowed(query);
         }
         let mut out = String::with_capacity(query.len());
+        self.write_for_log(query, &mut out);
+        Cow::Owned(out)
+    }
+
+    /// [`Redactor::for_log`] appended to `out`, in one pass.
+    fn write_for_log(&self, query: &str, out: &mut String) {
         for (separator, pair) in pairs(query) {
             out.push_str(separator);
             let name = name_of(pair);
@@ -130,7 +150,6 @@ impl Redactor {
                 out.push_str(pair);
             }
         }
-        Cow::Owned(out)
     }
 
     /// The query without sensitive parameters, for the upstream; `None` when nothing is left.
@@ -151,10 +170,16 @@ impl Redactor {
 
     /// A path with its query redacted for logs.
     pub fn path_and_query_for_log(&self, uri: &http::Uri) -> String {
-        match uri.query() {
-            Some(q) => format!("{}?{}", uri.path(), self.for_log(q)),
-            None => uri.path().to_string(),
-        }
+        let path = uri.path();
+        let Some(query) = uri.query() else {
+            return path.to_string();
+        };
+        // Built in place: this runs for every logged request.
+        let mut out = String::with_capacity(path.len() + 1 + query.len());
+        out.push_str(path);
+        out.push('?');
+        self.write_for_log(query, &mut out);
+        out
     }
 }
 
@@ -288,6 +313,19 @@ mod tests {
         );
         assert_eq!(mask_userinfo("http://host/path?a=b@c"), None);
         assert_eq!(mask_userinfo("plain"), None);
+    }
+
+    #[test]
+    fn a_logged_target_keeps_its_path_and_redacts_its_query() {
+        let r = redactor().with_log_only(["id"]);
+        let log = |target: &str| r.path_and_query_for_log(&target.parse().unwrap());
+        assert_eq!(
+            log("/hub?a=1&ID=sealed;access_token=t&b"),
+            "/hub?a=1&ID=REDACTED;access_token=REDACTED&b"
+        );
+        assert_eq!(log("/hub?a=1&b=2"), "/hub?a=1&b=2");
+        assert_eq!(log("/hub?"), "/hub?");
+        assert_eq!(log("/hub"), "/hub");
     }
 
     #[test]

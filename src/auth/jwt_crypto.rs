@@ -1,7 +1,9 @@
 //! Signature verification for jsonwebtoken backed by ring, the library rustls already
 //! links. RustCrypto's RSA takes ~150 µs per RS256 verification; ring takes a tenth of
-//! that, which is the whole cost of a token seen for the first time. Ed25519 (`EdDSA`) is
-//! checked by ring too, through [`crate::auth::ed25519`]. Signing (only
+//! that, which is the whole cost of a token seen for the first time. A key from a key set
+//! comes parsed ([`crate::auth::prepared_key`], aws-lc), which saves ring's per-call parse;
+//! ring verifies what was not parsed (HMAC, keys outside a key set). Ed25519 (`EdDSA`) is
+//! parsed the same way, and checked by ring through [`crate::auth::ed25519`] otherwise. Signing (only
 //! `gatehouse token` and the demo) stays with jsonwebtoken's RustCrypto provider.
 //!
 //! jsonwebtoken keeps one provider per process, chosen on first use: [`install`] must run
@@ -49,6 +51,9 @@ struct RingVerifier {
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
     if key.family() != algorithm.family() {
         return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    if let Some(prepared) = crate::auth::prepared_key::verifier_for(key, *algorithm) {
+        return Ok(prepared);
     }
     let material = match (key.kind(), algorithm) {
         (

@@ -1,5 +1,5 @@
 //! Who the caller is and what they may do: the token sources ([`token`]), the claims a
-//! validated token carries ([`claims`]), JWT validation ([`validate`], [`jwt_crypto`],
+//! validated token carries ([`claims`]), JWT validation ([`validate`], [`token_cache`], [`jwt_crypto`], [`prepared_key`],
 //! [`numeric_date`]), key sets ([`jwks`]), introspection of opaque tokens ([`introspect`]),
 //! revocation ([`revocation`]) and route policy ([`policy`]); Ed25519 keys are
 //! [`ed25519`]'s. Every failure is an
@@ -13,6 +13,8 @@ pub mod jwks;
 pub mod jwt_crypto;
 pub(crate) mod numeric_date;
 pub mod policy;
+pub mod prepared_key;
 pub(crate) mod revocation;
 pub mod token;
+pub(crate) mod token_cache;
 pub mod validate;

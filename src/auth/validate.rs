@@ -6,7 +6,8 @@
 //! signature and `iss`, `aud`, `exp`, `nbf` with leeway; `exp` must be present. `jku`, `x5u` and an embedded
 //! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
 //!
-//! Verified claims are cached under the SHA-256 of the token until `exp` + leeway, so a
+//! Verified claims are cached ([`TokenCache`]: found by the signature's start, the whole
+//! token compared on a hit) until `exp` + leeway, so a
 //! client's repeat requests skip the signature check. Entries also remember the fingerprint
 //! of the key that verified them: once the issuer stops publishing that key for the token's
 //! `kid` (rotated out, or replaced under the same `kid`), earlier validations stop counting.
@@ -17,15 +18,15 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use dashmap::DashMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
-use sha2::{Digest, Sha256};
 
 use crate::auth::error::AuthError;
 use crate::auth::introspect::Introspector;
 use crate::auth::jwks::KeyStore;
 use crate::auth::numeric_date;
+use crate::auth::prepared_key;
+use crate::auth::token_cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::secret::BearerToken;
 
@@ -34,16 +35,13 @@ use crate::auth::claims::{unix_now, Claims};
 pub struct Validator {
     issuers: Vec<Arc<KeyStore>>,
     introspector: Option<Introspector>,
-    cache: DashMap<[u8; 32], CacheEntry>,
-    cache_capacity: usize,
+    cache: TokenCache<CacheEntry>,
     metrics: Arc<Metrics>,
 }
 
 struct CacheEntry {
     claims: Arc<Claims>,
     key: KeyUsed,
-    /// Unix seconds after which the cached validation no longer holds (`exp` + leeway).
-    not_after: u64,
 }
 
 /// Which key verified a token, and what the token asked for: the validation holds only
@@ -68,8 +66,7 @@ impl Validator {
         Self {
             issuers,
             introspector,
-            cache: DashMap::new(),
-            cache_capacity,
+            cache: TokenCache::new(cache_capacity),
             metrics,
         }
     }
@@ -89,9 +86,8 @@ impl Validator {
 
     /// Validates a token and returns its claims.
     pub async fn validate(&self, token: &BearerToken) -> Result<Arc<Claims>, AuthError> {
-        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
         let now = unix_now();
-        if let Some(claims) = self.cached(&digest, now) {
+        if let Some(claims) = self.cached(token.expose(), now) {
             self.metrics.token_cache(true);
             return Ok(claims);
         }
@@ -108,27 +104,23 @@ impl Validator {
         };
         numeric_date::check(&claims)?;
         let claims = Arc::new(claims);
-        self.remember(digest, key, &claims, now);
+        self.remember(token.expose(), key, &claims, now);
         Ok(claims)
     }
 
-    fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
-        let entry = self.cache.get(digest)?;
-        let key = &entry.key;
-        let still_published = self
-            .issuers
-            .get(key.issuer)
-            .and_then(|store| store.keys())
-            .is_some_and(|keys| keys.holds(key.kid.as_deref(), key.alg, &key.fingerprint));
-        if still_published && now <= entry.not_after {
-            return Some(entry.claims.clone());
-        }
-        drop(entry);
-        self.cache.remove(digest);
-        None
+    fn cached(&self, token: &str, now: u64) -> Option<Arc<Claims>> {
+        self.cache.get(token, now, |entry| {
+            let key = &entry.key;
+            let still_published = self
+                .issuers
+                .get(key.issuer)
+                .and_then(|store| store.keys())
+                .is_some_and(|keys| keys.holds(key.kid.as_deref(), key.alg, &key.fingerprint));
+            still_published.then(|| entry.claims.clone())
+        })
     }
 
-    fn remember(&self, digest: [u8; 32], key: KeyUsed, claims: &Arc<Claims>, now: u64) {
+    fn remember(&self, token: &str, key: KeyUsed, claims: &Arc<Claims>, now: u64) {
         let Some(store) = self.issuers.get(key.issuer) else {
             return;
         };
@@ -139,22 +131,12 @@ impl Validator {
         if numeric_date::get(claims, "nbf").is_some_and(|nbf| nbf > now) {
             return;
         }
-        if self.cache_capacity == 0 {
-            return;
-        }
-        if self.cache.len() >= self.cache_capacity {
-            self.cache.retain(|_, e| e.not_after >= now);
-            if self.cache.len() >= self.cache_capacity {
-                // Still full of live entries: start over rather than grow without bound.
-                self.cache.clear();
-            }
-        }
+        let not_after = exp.saturating_add(store.issuer().leeway.as_secs());
         let entry = CacheEntry {
             claims: claims.clone(),
-            not_after: exp.saturating_add(store.issuer().leeway.as_secs()),
             key,
         };
-        self.cache.insert(digest, entry);
+        self.cache.insert(token, entry, not_after, now);
     }
 
     async fn verify(&self, token: &BearerToken) -> Result<(KeyUsed, Claims), AuthError> {
@@ -191,7 +173,8 @@ impl Validator {
         let validation = validation(issuer, header.alg);
         let mut last = AuthError::BadSignature;
         for key in candidates {
-            match jsonwebtoken::decode::<Claims>(raw, &key.key, &validation) {
+            match prepared_key::decode::<Claims>(raw, &key.key, key.prepared.as_ref(), &validation)
+            {
                 Ok(data) if !data.claims.contains_key("exp") => {
                     return Err(AuthError::MissingClaim);
                 }

@@ -10,9 +10,17 @@
 //! A client that edits either gets a seal that fails the check and a 404, exactly what the
 //! hub answers for an id it does not know. Every replica with the same config (and key
 //! file) computes the same tags and MACs, so any replica can unseal what another sealed.
+//!
+//! A long-polling or SSE client sends the same `id` on every request, so each [`Sealer`]
+//! remembers the `id` values whose MAC it has checked, compared whole: an entry exists only
+//! for a value that passed the check, so remembering never accepts anything the MAC would
+//! refuse (the key is fixed for the sealer's life, so a check once passed always passes).
+
+use std::ops::Range;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use dashmap::DashMap;
 use http::uri::Authority;
 use ring::hmac;
 
@@ -24,13 +32,32 @@ pub(crate) type Tag = [u8; 6];
 const MAC_BYTES: usize = 10;
 /// Base64url of the 16 seal bytes.
 const SEAL_CHARS: usize = 22;
+/// Checked `id` values remembered per route; when full, they are forgotten all at once.
+const VERIFIED_ENTRIES: usize = 4096;
+/// Longer `id` values are checked every time (ASP.NET Core's tokens are 22 characters).
+const VERIFIED_MAX_CHARS: usize = 128;
 
 /// Seals and unseals connection tokens under one route's key.
 pub(crate) struct Sealer {
     key: hmac::Key,
+    /// `id` values as sent whose MAC verified, with the tag they carry.
+    verified: DashMap<Box<str>, Tag>,
 }
 
-/// Where a request's `id=` says it belongs.
+/// Where a request's `id=` says it belongs, and where its seal is in the query.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// No `id`: balance it.
+    Free,
+    /// Sealed for the endpoint with this tag; removing these bytes of the query (the
+    /// seal and its `.`) leaves the query with the hub's own token.
+    At(Tag, Range<usize>),
+    /// An `id` we did not seal, one that was edited, or more than one `id`.
+    Unknown,
+}
+
+/// [`Located`] with the hub's query written out.
+#[cfg(test)]
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pin {
     /// No `id`: a negotiate, or a client that skipped negotiation; balance it.
@@ -46,6 +73,7 @@ impl Sealer {
     pub(crate) fn new(secret: &[u8]) -> Self {
         Self {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            verified: DashMap::new(),
         }
     }
 
@@ -98,6 +126,9 @@ impl Sealer {
     pub(crate) fn unseal<'a>(&self, raw: &'a str) -> Option<(Tag, &'a str)> {
         let seal = raw.get(..SEAL_CHARS)?;
         let token = raw.get(SEAL_CHARS..)?.strip_prefix('.')?;
+        if let Some(known) = self.verified.get(raw) {
+            return Some((*known, token));
+        }
         let mut bytes = [0u8; 16];
         if URL_SAFE_NO_PAD.decode_slice(seal, &mut bytes).ok()? != bytes.len() {
             return None;
@@ -115,13 +146,24 @@ impl Sealer {
             .zip(mac)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         (mac.len() == MAC_BYTES && diff == 0).then_some(())?;
+        self.remember(raw, tag);
         Some((tag, token))
     }
 
+    fn remember(&self, raw: &str, tag: Tag) {
+        if raw.len() > VERIFIED_MAX_CHARS {
+            return;
+        }
+        if self.verified.len() >= VERIFIED_ENTRIES {
+            self.verified.clear();
+        }
+        self.verified.insert(raw.into(), tag);
+    }
+
     /// Reads the query's `id` (in any spelling a framework would read as `id`).
-    pub(crate) fn pin(&self, query: Option<&str>) -> Pin {
+    pub(crate) fn locate(&self, query: Option<&str>) -> Located {
         let Some(query) = query else {
-            return Pin::Free;
+            return Located::Free;
         };
         let mut found = None;
         for (start, pair) in pairs(query) {
@@ -130,22 +172,29 @@ impl Sealer {
                 continue;
             }
             if found.is_some() {
-                return Pin::Unknown;
+                return Located::Unknown;
             }
             found = Some((start + name.len() + 1, value));
         }
         let Some((value_at, value)) = found else {
-            return Pin::Free;
+            return Located::Free;
         };
         match self.unseal(value) {
-            Some((tag, token)) => {
-                let mut restored = String::with_capacity(query.len());
-                restored.push_str(&query[..value_at]);
-                restored.push_str(token);
-                restored.push_str(&query[value_at + value.len()..]);
-                Pin::To(tag, restored)
+            // The token is the value's tail, so the seal is everything before it.
+            Some((tag, token)) => Located::At(tag, value_at..value_at + value.len() - token.len()),
+            None => Located::Unknown,
+        }
+    }
+
+    /// [`Sealer::locate`] with the query the hub gets.
+    #[cfg(test)]
+    pub(crate) fn pin(&self, query: Option<&str>) -> Pin {
+        match (self.locate(query), query) {
+            (Located::At(tag, cut), Some(q)) => {
+                Pin::To(tag, format!("{}{}", &q[..cut.start], &q[cut.end..]))
             }
-            None => Pin::Unknown,
+            (Located::Unknown, _) => Pin::Unknown,
+            _ => Pin::Free,
         }
     }
 }
@@ -248,6 +297,28 @@ mod tests {
         assert_eq!(s.pin(Some(&twice)), Pin::Unknown);
         assert_eq!(s.pin(Some("negotiateVersion=1")), Pin::Free);
         assert_eq!(s.pin(None), Pin::Free);
+    }
+
+    #[test]
+    fn only_checked_ids_are_remembered_and_the_memory_is_bounded() {
+        let s = sealer();
+        let tag = s.tag(&"a:1".parse().unwrap());
+        let sealed = s.seal(&tag, "tok");
+        let edited = format!("{sealed}x");
+        assert_eq!(s.unseal(&edited), None);
+        assert_eq!(s.verified.len(), 0);
+        assert_eq!(s.unseal(&sealed), Some((tag, "tok")));
+        assert_eq!(s.verified.len(), 1);
+        // Remembered values are matched whole: an edit of one is checked, and refused.
+        assert_eq!(s.unseal(&edited), None);
+        assert_eq!(s.unseal(&sealed), Some((tag, "tok")));
+        let long = "t".repeat(VERIFIED_MAX_CHARS);
+        assert_eq!(s.unseal(&s.seal(&tag, &long)), Some((tag, long.as_str())));
+        assert_eq!(s.verified.len(), 1);
+        for i in 0..VERIFIED_ENTRIES {
+            assert!(s.unseal(&s.seal(&tag, &i.to_string())).is_some());
+            assert!(s.verified.len() <= VERIFIED_ENTRIES);
+        }
     }
 
     #[test]

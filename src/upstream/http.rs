@@ -24,7 +24,7 @@ use super::endpoints::InFlight;
 use super::forwarded::Hop;
 use super::headers;
 use super::stall::{StallClock, Stalled};
-use super::targets::{copy_parts, Targets};
+use super::targets::{copy_parts, take_parts, Targets};
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
@@ -176,11 +176,19 @@ impl Upstream {
                 .next(&plan, &tried)
                 .ok_or(UpstreamError::NoConnection)?;
             self.targets.aim(&mut parts, &endpoint)?;
+            tried.push(endpoint.clone());
+            // Only a request that may be sent again needs its head kept: copying it costs
+            // about as much as balancing itself.
+            let again = empty && self.targets.may_retry(&plan, &tried);
             let this = match body.take() {
                 Some(b) if !empty => Either::Left(b),
                 _ => Either::Right(Empty::new()),
             };
-            let request = copy_parts(&parts, this);
+            let request = if again {
+                copy_parts(&parts, this)
+            } else {
+                take_parts(&mut parts, this)
+            };
             let in_flight = InFlight::start(endpoint.clone());
             match self.send(request).await {
                 Ok(response) => {
@@ -189,8 +197,7 @@ impl Upstream {
                 }
                 Err(e @ UpstreamError::Connect(_)) => {
                     self.targets.pool.eject(&endpoint);
-                    tried.push(endpoint);
-                    if !(empty && self.targets.may_retry(&plan, &tried)) {
+                    if !again {
                         return Err(e);
                     }
                 }

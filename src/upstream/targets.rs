@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{ACCEPT_ENCODING, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery};
@@ -16,7 +16,7 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::affinity::{Pin, Sealer};
+use super::affinity::{Located, Sealer};
 use super::balance;
 use super::endpoints::{Endpoint, InFlight, Pool};
 use super::negotiate;
@@ -97,19 +97,16 @@ impl Targets {
             // The answer is read and rewritten: it must come as plain JSON.
             parts.headers.remove(ACCEPT_ENCODING);
         }
-        let pinned = match sealer.pin(parts.uri.query()) {
-            Pin::Free => None,
-            Pin::Unknown => return Err(UpstreamError::NoConnection),
-            Pin::To(tag, query) => {
+        let pinned = match sealer.locate(parts.uri.query()) {
+            Located::Free => None,
+            Located::Unknown => return Err(UpstreamError::NoConnection),
+            Located::At(tag, cut) => {
                 let set = self.pool.endpoints();
                 let endpoint = set.iter().find(|e| e.tag == tag);
                 let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?.clone();
-                let target = format!("{}?{query}", parts.uri.path());
+                let target = unsealed_target(&parts.uri, cut)?;
                 let mut uri = std::mem::take(&mut parts.uri).into_parts();
-                uri.path_and_query = Some(
-                    PathAndQuery::try_from(target)
-                        .map_err(|e| UpstreamError::BadRequest(e.into()))?,
-                );
+                uri.path_and_query = Some(target);
                 parts.uri =
                     Uri::from_parts(uri).map_err(|e| UpstreamError::BadRequest(e.into()))?;
                 Some(endpoint)
@@ -179,6 +176,21 @@ impl Targets {
     }
 }
 
+/// The request target with `cut` (bytes of the query: a seal) taken out, in one copy.
+fn unsealed_target(uri: &Uri, cut: std::ops::Range<usize>) -> Result<PathAndQuery, UpstreamError> {
+    let target = uri.path_and_query().map_or("", PathAndQuery::as_str);
+    let query_at = target.len() - uri.query().map_or(0, str::len);
+    let (start, end) = (query_at + cut.start, query_at + cut.end);
+    let (head, tail) = target
+        .get(..start)
+        .zip(target.get(end..))
+        .ok_or(UpstreamError::NoConnection)?;
+    let mut bytes = BytesMut::with_capacity(head.len() + tail.len());
+    bytes.extend_from_slice(head.as_bytes());
+    bytes.extend_from_slice(tail.as_bytes());
+    PathAndQuery::from_maybe_shared(bytes.freeze()).map_err(|e| UpstreamError::BadRequest(e.into()))
+}
+
 /// A request of `parts`'s method, target, version and headers, for another attempt.
 pub(crate) fn copy_parts<B>(parts: &Parts, body: B) -> Request<B> {
     let mut request = Request::new(body);
@@ -187,6 +199,12 @@ pub(crate) fn copy_parts<B>(parts: &Parts, body: B) -> Request<B> {
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
     request
+}
+
+/// The request itself, for an attempt that will not be repeated; `parts` is left empty.
+pub(crate) fn take_parts<B>(parts: &mut Parts, body: B) -> Request<B> {
+    let (empty, ()) = Request::new(()).into_parts();
+    Request::from_parts(std::mem::replace(parts, empty), body)
 }
 
 /// A response body that keeps its endpoint's request outstanding until it is dropped.

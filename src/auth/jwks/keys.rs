@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
+use crate::auth::prepared_key::PreparedKey;
 use crate::secret::Secret;
 
 /// One verification key and the algorithm family it may be used with.
@@ -19,12 +21,15 @@ pub struct VerifyKey {
     /// SHA-256 of the key material: a cached validation holds only while the key it was
     /// made with is still published (a new key under an old `kid` is another key).
     pub fingerprint: [u8; 32],
+    /// The public key parsed once, here, rather than for every token it verifies.
+    pub prepared: Option<Arc<PreparedKey>>,
 }
 
 impl VerifyKey {
     pub fn new(key: DecodingKey, alg: Option<Algorithm>) -> Self {
         Self {
             fingerprint: crate::auth::jwt_crypto::fingerprint(&key),
+            prepared: PreparedKey::new(&key, alg),
             key,
             alg,
         }
