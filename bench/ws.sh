@@ -419,7 +419,7 @@ run_hold() {
   local closed_line closed="" ws_open="-" i per
   case $t in
     nginx)
-      start_nginx nginx-ws-hold $((2 * HOLD_N + 64)) || { SKIP[hold/$t]="did not start"; FLAGGED=1; return 0; }
+      start_nginx nginx-ws-hold $((2 * HOLD_N + 2048)) || { SKIP[hold/$t]="did not start"; FLAGGED=1; return 0; }
       pid=$NGINX_PID
       url="ws://127.0.0.1:$NGINX_PORT/ws"
       if ! ws_preflight "nginx-ws-hold" "$url" no; then
