@@ -5,11 +5,13 @@
 #   connect  new authenticated WebSocket connections: connect, upgrade, one 64-byte text
 #            message and its echo, close. Connections/s and proxy CPU-µs per connection.
 #              direct            ws-load -> echo server (CPU column = the echo server)
+#              nginx             ws-load -> nginx (plain proxy, no authentication) -> echo
 #              haproxy_jwt       ws-load -> HAProxy (jwt_verify on ?access_token=) -> echo
 #              gatehouse         ws-load -> gatehouse (?access_token=, same token every time)
 #              gatehouse_ticket  POST /.gatehouse/ticket, then upgrade with ?ticket=
 #              gatehouse_fresh   a token gatehouse has never seen on every upgrade (only when
 #                                bench/run.sh has minted bench/out/fresh-tokens.txt)
+#              gatehouse_base    the gatehouse row with BASELINE_BIN (before/after in one run)
 #   echo     64-byte round trips over 100 open connections, one message in flight each:
 #            messages/s and proxy CPU-µs per relayed message (each direction counts one)
 #   hold     RSS (VmRSS) of the proxy before and after opening ~10 000 idle connections
@@ -31,9 +33,9 @@ HOLD_CONCURRENCY=${HOLD_CONCURRENCY:-100}       # hold: connections being opened
 HOLD_TIMEOUT=${HOLD_TIMEOUT:-120}       # hold: seconds allowed to open them all
 HOLD_SETTLE=${HOLD_SETTLE:-2}           # hold: seconds between READY and the RSS reading
 TESTS=${TESTS:-connect echo hold}
-CONNECT_TARGETS=${CONNECT_TARGETS:-direct haproxy_jwt gatehouse gatehouse_ticket}
-ECHO_TARGETS=${ECHO_TARGETS:-direct haproxy_jwt gatehouse}
-HOLD_TARGETS=${HOLD_TARGETS:-haproxy_jwt gatehouse}
+CONNECT_TARGETS=${CONNECT_TARGETS:-direct nginx haproxy_jwt gatehouse gatehouse_ticket}
+ECHO_TARGETS=${ECHO_TARGETS:-direct nginx haproxy_jwt gatehouse}
+HOLD_TARGETS=${HOLD_TARGETS:-nginx haproxy_jwt gatehouse}
 FRESH=${FRESH:-auto}                    # gatehouse_fresh row: auto (if tokens exist) / 1 / 0
 TOKEN_TTL=${TOKEN_TTL:-3600}
 PROXY_CPU=${PROXY_CPU:-0}
@@ -43,6 +45,7 @@ ACCESS_LOG=${ACCESS_LOG:-/dev/null}
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
 BUILD=${BUILD:-auto}                    # auto: cargo build gatehouse when stale; 0: never
+BASELINE_BIN=${BASELINE_BIN:-}          # another gatehouse binary, measured as gatehouse_base
 
 ISSUER="https://bench.example/"
 AUDIENCE="bench"
@@ -59,6 +62,7 @@ cd "$ROOT"
 DEFAULT_BIN=0
 [[ $GATEHOUSE_BIN == target/release/gatehouse ]] && DEFAULT_BIN=1
 [[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
+[[ -z $BASELINE_BIN || $BASELINE_BIN == /* ]] || BASELINE_BIN="$ROOT/$BASELINE_BIN"
 
 log() { printf '[ws-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
@@ -223,6 +227,24 @@ start_haproxy() {
   log "$name on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID, cpu $PROXY_CPU, maxconn $maxconn)"
 }
 
+# start_nginx NAME CONNS: a plain nginx WebSocket proxy; sets NGINX_PORT and NGINX_PID.
+start_nginx() {
+  local name=$1 conns=$2 cfg="$OUT/$1.conf" nofile
+  nofile=$(ulimit -n)
+  [[ $nofile == unlimited ]] && nofile=1048576
+  free_port NGINX_PORT
+  mkdir -p "$OUT/nginx-tmp"
+  render "$TPL/nginx-ws.conf.tmpl" "$cfg" PORT="$NGINX_PORT" ECHO_PORT="$ECHO_PORT" \
+    OUT="$OUT" NAME="$name" CONNS="$conns" NOFILE="$nofile"
+  taskset -c "$PROXY_CPU" nginx -c "$cfg" -p "$OUT" -e "$OUT/$name-error.log" >"$OUT/$name.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  wait_http "http://127.0.0.1:$NGINX_PORT/ws" "$NGINX_PID" "$name" \
+    || { tail -n 20 "$OUT/$name-error.log" >&2; return 1; }
+  measured_pid_ok "$NGINX_PID" "$name" || return 1
+  log "$name on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID, cpu $PROXY_CPU, worker_connections $conns)"
+}
+
 GH_PID="" GH_PORT="" GH_ADMIN_PORT=""
 GH_ENV=(env -u GATEHOUSE_BIN GATEHOUSE_RUNTIME__WORKER_THREADS=1)
 
@@ -235,12 +257,14 @@ gatehouse_config() {
 }
 
 # A fresh gatehouse for every run (empty token cache, ticket store and rate limiter).
+# start_gatehouse [BIN]: the binary under test, or another one (gatehouse_base).
 start_gatehouse() {
+  local bin=${1:-$GATEHOUSE_BIN}
   if [[ -z ${GH_CMD_LOGGED:-} ]]; then
-    log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse-ws.toml")>$ACCESS_LOG"
+    log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$bin" run --config "$OUT/gatehouse-ws.toml")>$ACCESS_LOG"
     GH_CMD_LOGGED=1
   fi
-  "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse-ws.toml" \
+  "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$bin" run --config "$OUT/gatehouse-ws.toml" \
     >"$ACCESS_LOG" 2>>"$OUT/gatehouse-ws.stderr.log" &
   GH_PID=$!
   PIDS+=("$GH_PID")
@@ -292,10 +316,14 @@ ECHO_CSV="$OUT/ws-echo.csv"
 HOLD_CSV="$OUT/ws-hold.csv"
 HAPROXY_PORT="" HAPROXY_PID=""
 HA_PORT="" HA_PID=""   # the long-running HAProxy for the connect and echo runs
+NG_PORT="" NG_PID=""   # the long-running nginx for the connect and echo runs
+NGINX_PORT="" NGINX_PID=""
 
 # gh_up ROUND TEST TARGET: start gatehouse and check it; 1 when the run is skipped.
 gh_up() {
-  if ! start_gatehouse; then
+  local bin=$GATEHOUSE_BIN
+  [[ $3 == gatehouse_base ]] && bin=$BASELINE_BIN
+  if ! start_gatehouse "$bin"; then
     log "FLAG $2/$3 round $1: gatehouse did not become ready"
     SKIP[$2/$3]="did not start"
     FLAGGED=1
@@ -315,6 +343,7 @@ target_args() {
   AUTH_ARGS=(--auth query --token-file "$OUT/token.txt")
   case $1 in
     direct) URL="ws://127.0.0.1:$ECHO_PORT/ws" PID=$ECHO_PID ;;
+    nginx) URL="ws://127.0.0.1:$NG_PORT/ws" PID=$NG_PID ;;
     haproxy_jwt) URL="ws://127.0.0.1:$HA_PORT/ws" PID=$HA_PID ;;
     gatehouse*)
       URL="ws://127.0.0.1:$GH_PORT/ws" PID=$GH_PID
@@ -389,6 +418,15 @@ run_hold() {
   local round=$1 t=$2 pid url raw loader rss0 rss1 rss2 fd0 fd1 fd2 ready opened failed open_s
   local closed_line closed="" ws_open="-" i per
   case $t in
+    nginx)
+      start_nginx nginx-ws-hold $((2 * HOLD_N + 2048)) || { SKIP[hold/$t]="did not start"; FLAGGED=1; return 0; }
+      pid=$NGINX_PID
+      url="ws://127.0.0.1:$NGINX_PORT/ws"
+      if ! ws_preflight "nginx-ws-hold" "$url" no; then
+        log "FLAG hold/$t round $round: preflight failed"
+        SKIP[hold/$t]="preflight failed"; FLAGGED=1; stop_pid "$pid"; return 0
+      fi
+      ;;
     haproxy_jwt)
       start_haproxy haproxy-ws-hold "$HOLD_MAXCONN" || { SKIP[hold/$t]="did not start"; FLAGGED=1; return 0; }
       pid=$HAPROXY_PID
@@ -398,7 +436,7 @@ run_hold() {
         SKIP[hold/$t]="preflight failed"; FLAGGED=1; stop_pid "$pid"; return 0
       fi
       ;;
-    gatehouse)
+    gatehouse | gatehouse_base)
       gh_up "$round" hold "$t" || return 0
       pid=$GH_PID
       url="ws://127.0.0.1:$GH_PORT/ws"
@@ -416,7 +454,7 @@ run_hold() {
     log "FLAG hold/$t round $round: the connections did not open (see $raw)"
     FLAGGED=1
     stop_pid "$loader" 60
-    if [[ $t == gatehouse ]]; then stop_gatehouse; else stop_pid "$pid"; fi
+    if [[ $t == gatehouse* ]]; then stop_gatehouse; else stop_pid "$pid"; fi
     return 0
   fi
   ready=$(grep -m1 '^READY ' "$raw")
@@ -426,7 +464,7 @@ run_hold() {
   sleep "$HOLD_SETTLE"
   rss1=$(rss_kib "$pid")
   fd1=$(fd_count "$pid")
-  if [[ $t == gatehouse ]]; then
+  if [[ $t == gatehouse* ]]; then
     ws_open=$(curl -s --max-time 5 "http://127.0.0.1:$GH_ADMIN_PORT/metrics" \
       | awk '/^gatehouse_websockets_open/ { s += $NF } END { print s + 0 }')
   fi
@@ -442,7 +480,7 @@ run_hold() {
   done
   sleep 0.5
   rss2=$(rss_kib "$pid")
-  if [[ $t == gatehouse ]]; then stop_gatehouse; else stop_pid "$pid"; fi
+  if [[ $t == gatehouse* ]]; then stop_gatehouse; else stop_pid "$pid"; fi
   per=$(awk -v a="$rss0" -v b="$rss1" -v n="$opened" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n; else print "" }')
   if ((failed > 0 || opened < HOLD_N)); then
     log "FLAG hold/$t round $round: $opened of $HOLD_N opened, $failed failed (see $raw)"
@@ -491,17 +529,20 @@ report() {
     echo "${ROUNDS} rounds, interleaved; medians shown. ${DURATION}s measured + ${WARMUP}s warm-up per connect/echo run. Messages: ${MSG_BYTES}-byte text frames."
     if [[ " $TESTS " == *" connect "* ]]; then
       base=$(col_median "$CONNECT_CSV" haproxy_jwt 6)
+      nbase=$(col_median "$CONNECT_CSV" nginx 6)
       echo
       echo "## New authenticated connections"
       echo
       echo "One unit = TCP connect, upgrade, one ${MSG_BYTES}-byte message and its echo, close handshake; ${CONNECT_CONCURRENCY} units in flight."
       echo
-      echo "| target | credential | conn/s | p99 ms | CPU-µs/conn | proxy CPU % | CPU vs HAProxy jwt_verify | other load % | errors | runs |"
-      echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+      echo "| target | credential | conn/s | p99 ms | CPU-µs/conn | proxy CPU % | CPU vs HAProxy jwt_verify | CPU vs nginx plain | other load % | errors | runs |"
+      echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for t in $CONNECT_TARGETS; do
         runs=$(runs_of "$CONNECT_CSV" "$t")
         case $t in
           direct) label="direct (CPU = echo server)"; cred="?access_token= (not checked)" ;;
+          nginx) label="nginx"; cred="?access_token= (not checked)" ;;
+          gatehouse_base) label="gatehouse_base"; cred="as gatehouse, BASELINE_BIN" ;;
           haproxy_jwt) label="haproxy_jwt"; cred="?access_token=, jwt_verify every time" ;;
           gatehouse) label="gatehouse"; cred="?access_token=, same token (cache hits)" ;;
           gatehouse_ticket) label="gatehouse_ticket"; cred="POST ticket (keep-alive), then ?ticket=" ;;
@@ -509,34 +550,36 @@ report() {
           *) label=$t; cred="" ;;
         esac
         if ((runs == 0)); then
-          echo "| $label | $cred | – | – | – | – | – | – | – | 0 (${SKIP[connect/$t]:-no run}) |"
+          echo "| $label | $cred | – | – | – | – | – | – | – | – | 0 (${SKIP[connect/$t]:-no run}) |"
           continue
         fi
         a=$(col_median "$CONNECT_CSV" "$t" 6)
         local errs flag=""
         errs=$(col_sum "$CONNECT_CSV" "$t" 8)
         ((errs == 0)) || flag=" ⚠"
-        printf '| %s | %s | %.0f | %.2f | %.1f | %.0f | %s | %.0f | %s%s | %s |\n' "$label" "$cred" \
+        printf '| %s | %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %.0f | %s%s | %s |\n' "$label" "$cred" \
           "$(col_median "$CONNECT_CSV" "$t" 3)" "$(col_median "$CONNECT_CSV" "$t" 4)" "$a" \
           "$(col_median "$CONNECT_CSV" "$t" 7)" "$( [[ $t == direct ]] && echo "–" || ratio "$a" "$base")" \
+          "$( [[ $t == direct ]] && echo "–" || ratio "$a" "$nbase")" \
           "$(col_median "$CONNECT_CSV" "$t" 10)" "$errs" "$flag" "$runs"
       done
     fi
     if [[ " $TESTS " == *" echo "* ]]; then
       base=$(col_median "$ECHO_CSV" haproxy_jwt 6)
+      nbase=$(col_median "$ECHO_CSV" nginx 6)
       echo
       echo "## Echo round trips over ${ECHO_CONNECTIONS} open connections"
       echo
       echo "One message in flight per connection. A round trip is two relayed messages (client → upstream and upstream → client); **CPU-µs/msg divides by both**, i.e. by 2 × round trips."
       echo
-      echo "| target | round trips/s | relayed msgs/s | p99 ms (round trip) | CPU-µs/msg | proxy CPU % | CPU vs HAProxy | other load % | errors | runs |"
-      echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      echo "| target | round trips/s | relayed msgs/s | p99 ms (round trip) | CPU-µs/msg | proxy CPU % | CPU vs HAProxy | CPU vs nginx | other load % | errors | runs |"
+      echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
       for t in $ECHO_TARGETS; do
         runs=$(runs_of "$ECHO_CSV" "$t")
         label=$t
         [[ $t == direct ]] && label="direct (CPU = echo server)"
         if ((runs == 0)); then
-          echo "| $label | – | – | – | – | – | – | – | – | 0 (${SKIP[echo/$t]:-no run}) |"
+          echo "| $label | – | – | – | – | – | – | – | – | – | 0 (${SKIP[echo/$t]:-no run}) |"
           continue
         fi
         a=$(col_median "$ECHO_CSV" "$t" 6)
@@ -544,9 +587,10 @@ report() {
         errs=$(col_sum "$ECHO_CSV" "$t" 8)
         ((errs == 0)) || flag=" ⚠"
         rt=$(col_median "$ECHO_CSV" "$t" 3)
-        printf '| %s | %.0f | %.0f | %.2f | %.2f | %.0f | %s | %.0f | %s%s | %s |\n' "$label" "$rt" \
+        printf '| %s | %.0f | %.0f | %.2f | %.2f | %.0f | %s | %s | %.0f | %s%s | %s |\n' "$label" "$rt" \
           "$(awk -v r="$rt" 'BEGIN { print 2 * r }')" "$(col_median "$ECHO_CSV" "$t" 4)" "$a" \
           "$(col_median "$ECHO_CSV" "$t" 7)" "$( [[ $t == direct ]] && echo "–" || ratio "$a" "$base")" \
+          "$( [[ $t == direct ]] && echo "–" || ratio "$a" "$nbase")" \
           "$(col_median "$ECHO_CSV" "$t" 10)" "$errs" "$flag" "$runs"
       done
     fi
@@ -583,15 +627,21 @@ report() {
       [[ -n $a ]] && echo "  - ticket flow (two requests per connection) $(ratio "$a" "$b") → $(verdict "$a" "$b")"
       a=$(col_median "$CONNECT_CSV" gatehouse_fresh 6)
       [[ -n $a ]] && echo "  - a new token on every upgrade $(ratio "$a" "$b") → $(verdict "$a" "$b")"
+      a=$(col_median "$CONNECT_CSV" gatehouse 6)
+      b=$(col_median "$CONNECT_CSV" nginx 6)
+      [[ -n $b ]] && echo "- CPU per authenticated upgrade ≤ 1.0× nginx plain: $(ratio "$a" "$b") → $(verdict "$a" "$b")"
     fi
     if [[ " $TESTS " == *" echo "* ]]; then
       a=$(col_median "$ECHO_CSV" gatehouse 6)
       b=$(col_median "$ECHO_CSV" haproxy_jwt 6)
       echo "- CPU per relayed message ≤ 1.25× HAProxy's: $(ratio "$a" "$b") → $(verdict "$a" "$(awk -v b="${b:-0}" 'BEGIN { print b * 1.25 }')")"
+      b=$(col_median "$ECHO_CSV" nginx 6)
+      [[ -n $b ]] && echo "- CPU per relayed message ≤ 1.0× nginx plain: $(ratio "$a" "$b") → $(verdict "$a" "$b")"
     fi
     if [[ " $TESTS " == *" hold "* ]]; then
       a=$(col_median "$HOLD_CSV" gatehouse 9)
       echo "- < 32 KiB RSS per idle connection through gatehouse: ${a:-–} KiB → $(verdict "$a" 31.999)"
+      echo "- ≤ 8 KiB RSS per idle connection through gatehouse: ${a:-–} KiB → $(verdict "$a" 8)"
     fi
     echo
     if ((FLAGGED)); then
@@ -638,7 +688,8 @@ main() {
   local t
   for t in $CONNECT_TARGETS $ECHO_TARGETS $HOLD_TARGETS; do
     case $t in
-      direct | haproxy_jwt | gatehouse | gatehouse_ticket | gatehouse_fresh) ;;
+      direct | nginx | haproxy_jwt | gatehouse | gatehouse_ticket | gatehouse_fresh) ;;
+      gatehouse_base) [[ -x $BASELINE_BIN ]] || die "gatehouse_base needs BASELINE_BIN=/path/to/gatehouse" ;;
       *) die "unknown target '$t'" ;;
     esac
   done
@@ -699,6 +750,18 @@ main() {
     fi
   fi
 
+  local ng_ok=1
+  if [[ " $TESTS " == *" connect "* || " $TESTS " == *" echo "* ]] && [[ " $CONNECT_TARGETS $ECHO_TARGETS " == *" nginx "* ]]; then
+    if start_nginx nginx-ws 4096 && ws_preflight nginx-ws "ws://127.0.0.1:$NGINX_PORT/ws" no; then
+      NG_PORT=$NGINX_PORT
+      NG_PID=$NGINX_PID
+    else
+      log "FLAG nginx: did not start or failed its preflight; not measured"
+      FLAGGED=1
+      ng_ok=0
+    fi
+  fi
+
   # The run list; each round runs all of it, starting one entry later than the last.
   local runs=() test list
   for test in $TESTS; do
@@ -710,6 +773,7 @@ main() {
     for t in $list; do
       if [[ $t == gatehouse* ]] && ((gh_ok == 0)); then SKIP[$test/$t]="no usable binary"; continue; fi
       if [[ $t == haproxy_jwt && $test != hold ]] && ((ha_ok == 0)); then SKIP[$test/$t]="preflight failed"; continue; fi
+      if [[ $t == nginx && $test != hold ]] && ((ng_ok == 0)); then SKIP[$test/$t]="preflight failed"; continue; fi
       runs+=("$test/$t")
     done
   done

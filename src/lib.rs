@@ -41,7 +41,9 @@
 //!   (DNS re-resolution), [`upstream::balance`] (power of two choices), [`upstream::targets`]
 //!   (which endpoint a request goes to), SignalR affinity in [`upstream::affinity`] (the
 //!   seal) and [`upstream::negotiate`] (the sealed negotiate answer)
-//! - [`websocket`]: upgrade checks and the frame relay with expiry, revocation and drain closes
+//! - [`websocket`]: upgrade checks and the frame relay with expiry, revocation and drain closes:
+//!   [`websocket::frame`] (headers read and written), [`websocket::scan`] (the copy-without-
+//!   decoding scanner), [`websocket::scan_check`] (it against a decoding relay, for tests and fuzz)
 //! - [`tickets`]: single-use tickets: memory and Redis stores, sweeping
 //! - [`auth`]: who the caller is and what they may do: [`auth::token`] (header, query,
 //!   cookie, subprotocol, ticket, first message), [`auth::claims`], [`auth::validate`] (JWT

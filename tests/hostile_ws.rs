@@ -525,3 +525,142 @@ async fn a_client_close_in_gatehouse_range_reaches_the_upstream_rewritten() {
         assert_eq!(hub.conns().last().unwrap().close_code, Some(4000));
     }
 }
+
+// === Frames go on as they were checked (the frame-boundary relay) ===
+
+/// An upstream that answers the handshake by hand and then hands over its raw socket.
+async fn raw_upstream() -> (String, mpsc::UnboundedReceiver<TcpStream>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let head = read_head(&mut stream).await;
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+                .unwrap()
+                .trim()
+                .to_string();
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            stream.write_all(answer.as_bytes()).await.unwrap();
+            let _ = tx.send(stream);
+        }
+    });
+    (url, rx)
+}
+
+/// Exactly `n` bytes, or what came before the stream ended or 5 s passed.
+async fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut got = vec![0u8; n];
+    let mut have = 0;
+    let read = async {
+        while have < n {
+            match stream.read(&mut got[have..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => have += k,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    got.truncate(have);
+    got
+}
+
+fn masked_frame(first_byte: u8, key: [u8; 4], payload: &[u8], long_form: bool) -> Vec<u8> {
+    let mut f = vec![first_byte];
+    if long_form {
+        f.push(0x80 | 126);
+        f.extend((payload.len() as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | payload.len() as u8);
+    }
+    f.extend(key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn client_frames_reach_the_upstream_with_the_clients_own_mask_and_a_minimal_header() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j8"));
+    let (mut client, head) = raw_upgrade(proxy.addr, "/ws", &auth).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut hub = upstreams.recv().await.unwrap();
+
+    // "hello" with its length in the 16-bit form, then a message in two fragments with a
+    // ping between them.
+    let hello = masked_frame(0x81, [0x11, 0x22, 0x33, 0x44], b"hello", true);
+    let part1 = masked_frame(0x01, [1, 2, 3, 4], b"frag", false);
+    let ping = masked_frame(0x89, [5, 6, 7, 8], b"p", false);
+    let part2 = masked_frame(0x80, [9, 9, 9, 9], b"ment", false);
+    for f in [&hello, &part1, &ping, &part2] {
+        client.write_all(f).await.unwrap();
+    }
+    let mut expected = masked_frame(0x81, [0x11, 0x22, 0x33, 0x44], b"hello", false);
+    for f in [&part1, &ping, &part2] {
+        expected.extend_from_slice(f);
+    }
+    assert_eq!(read_n(&mut hub, expected.len()).await, expected);
+    // gatehouse answers the ping itself, unmasked, as a server does.
+    assert_eq!(read_n(&mut client, 3).await, [0x8A, 1, b'p']);
+
+    // The upstream's frames reach the client as they are.
+    let down = [0x82, 3, 7, 8, 9];
+    hub.write_all(&down).await.unwrap();
+    assert_eq!(read_n(&mut client, down.len()).await, down);
+}
+
+#[tokio::test]
+async fn a_length_with_its_top_bit_set_gets_1009_and_none_of_its_frame_goes_upstream() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j9"));
+    let (mut client, _) = raw_upgrade(proxy.addr, "/ws", &auth).await;
+    let mut hub = upstreams.recv().await.unwrap();
+    // 2^63 + 4: a parser that drops the top bit (or reads the length as signed) would see
+    // a short frame here and read the next bytes as a frame of the client's choosing.
+    let mut sneaky = vec![0x82, 0x80 | 127];
+    sneaky.extend((1u64 << 63 | 4).to_be_bytes());
+    sneaky.extend([0, 0, 0, 0]);
+    sneaky.extend(masked_frame(0x88, [0, 0, 0, 0], &[0x03, 0xE8], false));
+    client.write_all(&sneaky).await.unwrap();
+    assert_eq!(
+        raw_close_code(&mut client, Duration::from_secs(5)).await,
+        Some(1009)
+    );
+    // The upstream's first bytes are gatehouse's own close (masked, code 1009).
+    let got = read_n(&mut hub, 8).await;
+    assert_eq!(&got[..2], &[0x88, 0x80 | 17], "{got:?}");
+    let code = [got[6] ^ got[2], got[7] ^ got[3]];
+    assert_eq!(u16::from_be_bytes(code), 1009);
+}
+
+#[tokio::test]
+async fn a_close_is_never_put_inside_a_frame_left_half_sent() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 2, "j10"));
+    let (mut client, _) = raw_upgrade(proxy.addr, "/ws", &auth).await;
+    let mut hub = upstreams.recv().await.unwrap();
+    // The upstream announces 1000 bytes, sends 10 and stops; then the token expires.
+    let mut half = vec![0x82, 126, 0x03, 0xE8];
+    half.extend([7u8; 10]);
+    hub.write_all(&half).await.unwrap();
+    assert_eq!(read_n(&mut client, half.len()).await, half);
+    // The upstream still gets its 4401 (nothing was half sent its way)...
+    let got = read_n(&mut hub, 8).await;
+    assert_eq!(got.first(), Some(&0x88), "{got:?}");
+    assert_eq!(u16::from_be_bytes([got[6] ^ got[2], got[7] ^ got[3]]), 4401);
+    // ...and the client is cut after the grace: a close inside the frame would be read
+    // as payload, so it gets none.
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(6), client.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the client was not cut");
+    assert!(rest.is_empty(), "bytes after the half frame: {rest:?}");
+}

@@ -8,17 +8,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
@@ -32,6 +29,7 @@ use crate::proxy::pre_auth::OverBudget;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::error::UpstreamError;
+use crate::websocket::read_text::{read_text, NotText};
 use crate::websocket::relay::{self, RevocationWatch, Session, CLOSE_UNAUTHORIZED};
 use crate::websocket::{self as ws};
 
@@ -82,9 +80,7 @@ impl Proxy {
                     return;
                 }
             };
-            let max = route.config.max_message_bytes;
-            let client = relay::socket(client, Role::Server, max).await;
-            let upstream = relay::socket(upstream, Role::Client, max).await;
+            let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             proxy
                 .run_session(&route, client, upstream, &session, &request_id)
                 .await;
@@ -111,8 +107,8 @@ impl Proxy {
     async fn run_session<C>(
         &self,
         route: &Route,
-        client: WebSocketStream<C>,
-        upstream: relay::Socket,
+        client: C,
+        upstream: TokioIo<hyper::upgrade::Upgraded>,
         permit: &Permitted<()>,
         request_id: &str,
     ) where
@@ -139,6 +135,7 @@ impl Proxy {
             idle_timeout: route.config.idle_timeout,
             lifetime_end: route.config.max_lifetime.map(|d| Instant::now() + d),
             drain: self.drain.clone(),
+            max_message_bytes: route.config.max_message_bytes,
         };
         let end = relay::relay(client, upstream, session).await;
         open.dec();
@@ -197,7 +194,7 @@ impl Proxy {
         self.sessions.spawn(async move {
             let Ok(io) = client_upgrade.await else { return };
             let held = proxy.pre_auth.holder();
-            let client = metered::socket(io, held, route.config.max_message_bytes).await;
+            let client = metered::socket(io, held);
             let pending = Pending {
                 parts,
                 body,
@@ -238,7 +235,7 @@ impl Proxy {
             }
         };
         // Authenticated: from here only the route's own limits apply.
-        client.get_mut().release();
+        client.release();
         let token = credential.token.as_ref();
         if let Err(e) = self.rewrite(route, &mut permitted, &conn, &request_id, token) {
             return self.refuse(route, client, &e, 1011).await;
@@ -257,7 +254,7 @@ impl Proxy {
                 return;
             }
         };
-        let upstream = relay::socket(upstream, Role::Client, route.config.max_message_bytes).await;
+        let upstream = TokioIo::new(upstream);
         let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
         self.run_session(route, client, upstream, &session, &request_id)
             .await;
@@ -290,14 +287,16 @@ impl Proxy {
         route: &Route,
         client: &mut MeteredSocket,
     ) -> Result<Credential, ProxyError> {
-        let first = tokio::time::timeout(route.config.first_message_timeout, client.next()).await;
-        if let Ok(Some(Err(e))) = &first {
-            if let Some(over) = metered::over_budget(e) {
-                return Err(over.into());
-            }
-        }
-        let Ok(Some(Ok(Message::Text(text)))) = first else {
-            return Err(AuthError::Missing.into());
+        let max = route.config.max_message_bytes;
+        let first =
+            tokio::time::timeout(route.config.first_message_timeout, read_text(client, max));
+        let text = match first.await {
+            Ok(Ok(text)) => text,
+            Ok(Err(NotText::Io(e))) => match metered::over_budget(&e) {
+                Some(over) => return Err(over.into()),
+                None => return Err(AuthError::Missing.into()),
+            },
+            Ok(Err(NotText::Other)) | Err(_) => return Err(AuthError::Missing.into()),
         };
         let raw = token::first_message::parse(&text).ok_or(AuthError::Missing)?;
         self.auth.raw(raw).await

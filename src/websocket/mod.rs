@@ -9,7 +9,11 @@
 //! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
 //! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
 
+pub mod frame;
+pub(crate) mod read_text;
 pub(crate) mod relay;
+pub mod scan;
+pub mod scan_check;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Version};

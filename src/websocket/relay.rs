@@ -16,39 +16,43 @@
 //!          └─ a socket error:         the other side gets 1011 (send failed) / 1001 (gone)
 //! ```
 //!
+//! The pumps copy frames without decoding them ([`wire`], [`crate::websocket::scan`]): a
+//! client's frames go up still masked with its key, the upstream's go down as they are,
+//! and every header on the way is checked and written by us.
+//!
 //! The clocks cannot be suspended from outside: a pump blocked in a send to a peer that
 //! stopped reading is only one branch of the `select!`, the clocks are others. When one
-//! fires, the pumps are dropped mid-send (the unsent rest of a frame stays in tungstenite's
-//! buffer, so the close still follows whole frames) and both closes go out together, each
-//! bounded by [`CLOSE_GRACE`]: a side that reads gets its close at once, a side that does
-//! not is cut when the grace ends. Backpressure is kept: a pump reads its next message only
-//! once the previous one was sent, so a session buffers at most one message per direction.
+//! fires, the pumps stop where they are (the unsent rest stays queued) and both closes go
+//! out together, bounded by [`CLOSE_GRACE`]: a close waits for the frame in flight to that
+//! side to end (finished from its source), so it always lands between frames; a side that
+//! reads gets its close at once, a side that does not is cut when the grace ends.
+//! Backpressure is kept: a pump reads again only once what it read was sent, so a session
+//! buffers at most one read per direction, and nothing at all while idle.
 //!
 //! Timers live in tokio's shared wheel and move only when they fire: a message costs no
 //! timer work, and thousands of open sessions sit idle for free.
 
+use std::future::poll_fn;
 use std::ops::RangeInclusive;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::claims::Claims;
 use crate::auth::revocation::{Revocations, Revoked};
+use crate::websocket::frame;
 use ending::{plan, Ending, Farewell};
+use tally::Tally;
+use wire::{Bye, Wire};
 
 pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -75,6 +79,8 @@ pub(crate) struct Session {
     /// The route's `max_lifetime` from the start of the session, if it has one.
     pub lifetime_end: Option<Instant>,
     pub drain: CancellationToken,
+    /// The route's limit on one message, summed over its fragments.
+    pub max_message_bytes: usize,
 }
 
 /// How and why a session ended, for the access log and metrics.
@@ -148,133 +154,36 @@ impl Side {
     }
 }
 
-/// What the pumps and the clocks share. One task uses it, but the session future must be
-/// `Send`, hence atomics (relaxed); instants are kept as nanoseconds since `start`.
-struct Tally {
-    start: Instant,
-    last_read: AtomicU64,
-    /// Per destination side: when the send now pending to it began; `NONE` when none is.
-    sending_since: [AtomicU64; 2],
-    bytes_from: [AtomicU64; 2],
-    messages: AtomicU64,
-}
-
-const NONE: u64 = u64::MAX;
-
-impl Tally {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last_read: AtomicU64::new(0),
-            sending_since: [AtomicU64::new(NONE), AtomicU64::new(NONE)],
-            bytes_from: [AtomicU64::new(0), AtomicU64::new(0)],
-            messages: AtomicU64::new(0),
-        }
-    }
-
-    fn stamp(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(NONE - 1)
-    }
-
-    fn instant(&self, stamp: u64) -> Instant {
-        self.start + Duration::from_nanos(stamp)
-    }
-
-    fn read_at(&self, at: Instant) {
-        self.last_read.store(self.stamp(at), Relaxed);
-    }
-
-    fn sending(&self, to: Side, since: Option<Instant>) {
-        let stamp = since.map_or(NONE, |at| self.stamp(at));
-        self.sending_since[to as usize].store(stamp, Relaxed);
-    }
-
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Relaxed)
-    }
-
-    /// The next moment the idle/stall timer must look again, or the ending it found.
-    fn next_check(&self, idle: Duration, now: Instant) -> Result<Instant, Ending> {
-        let quiet_until = self.instant(self.last_read.load(Relaxed)) + idle;
-        if quiet_until <= now {
-            return Err(Ending::Idle);
-        }
-        let mut next = quiet_until;
-        for side in [Side::Client, Side::Upstream] {
-            let since = self.sending_since[side as usize].load(Relaxed);
-            if since != NONE {
-                let stalled_at = self.instant(since) + idle;
-                if stalled_at <= now {
-                    return Err(Ending::Stalled(side));
-                }
-                next = next.min(stalled_at);
-            }
-        }
-        Ok(next)
-    }
-}
-
 /// Relays until either side closes or the session must end; never returns an error.
-pub(crate) async fn relay<C, U>(
-    client: WebSocketStream<C>,
-    upstream: WebSocketStream<U>,
-    mut session: Session,
-) -> SessionEnd
+pub(crate) async fn relay<C, U>(client: C, upstream: U, mut session: Session) -> SessionEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
     let tally = Tally::new();
-    let (mut client_tx, mut client_rx) = client.split();
-    let (mut upstream_tx, mut upstream_rx) = upstream.split();
+    let mut wire = Wire::new(client, upstream, session.max_message_bytes);
     let ending = tokio::select! {
-        e = pump(&mut client_rx, &mut upstream_tx, Side::Client, &tally) => e,
-        e = pump(&mut upstream_rx, &mut client_tx, Side::Upstream, &tally) => e,
+        e = poll_fn(|cx| wire.poll_pump(cx, &tally)) => e,
         e = clocks(&mut session, &tally) => e,
     };
+    // The close a side sent is echoed back to it, as tungstenite answered one.
+    let echo = match &ending {
+        Ending::Closed(_, frame) => Some(frame.clone()),
+        _ => None,
+    };
     let plan = plan(ending);
-    tokio::join!(
-        farewell(&mut client_tx, plan.client),
-        farewell(&mut upstream_tx, plan.upstream),
-    );
+    let mut byes = [
+        bye(plan.client, echo.as_ref(), Side::Client),
+        bye(plan.upstream, echo.as_ref(), Side::Upstream),
+    ];
+    let _ = tokio::time::timeout(CLOSE_GRACE, poll_fn(|cx| wire.poll_byes(cx, &mut byes))).await;
+    let (client_bytes, upstream_bytes, messages) = wire.counts();
     SessionEnd {
         reason: plan.reason,
         code: plan.code,
-        client_bytes: Tally::get(&tally.bytes_from[Side::Client as usize]),
-        upstream_bytes: Tally::get(&tally.bytes_from[Side::Upstream as usize]),
-        messages: Tally::get(&tally.messages),
-    }
-}
-
-/// Moves messages from one side to the other until something ends the session.
-async fn pump<F, T>(
-    from: &mut SplitStream<WebSocketStream<F>>,
-    to: &mut SplitSink<WebSocketStream<T>, Message>,
-    side: Side,
-    tally: &Tally,
-) -> Ending
-where
-    F: AsyncRead + AsyncWrite + Unpin,
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let message = from.next().await;
-        tally.read_at(Instant::now());
-        let message = match message {
-            Some(Ok(Message::Close(frame))) => return Ending::Closed(side, frame),
-            Some(Ok(Message::Frame(_))) => continue,
-            Some(Ok(message)) => message,
-            Some(Err(WsError::Capacity(_))) => return Ending::TooBig,
-            Some(Err(_)) | None => return Ending::Gone(side),
-        };
-        tally.bytes_from[side as usize].fetch_add(message.len() as u64, Relaxed);
-        tally.messages.fetch_add(1, Relaxed);
-        tally.sending(side.other(), Some(Instant::now()));
-        let sent = to.send(message).await;
-        tally.sending(side.other(), None);
-        if sent.is_err() {
-            return Ending::Unwritable(side.other());
-        }
+        client_bytes,
+        upstream_bytes,
+        messages,
     }
 }
 
@@ -304,23 +213,29 @@ async fn clocks(session: &mut Session, tally: &Tally) -> Ending {
     }
 }
 
-async fn farewell<S>(sink: &mut SplitSink<WebSocketStream<S>, Message>, farewell: Farewell)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let message = match farewell {
-        Farewell::Close(code, reason) => Some(Message::Close(Some(close_frame(code, reason)))),
-        Farewell::Forward(frame) => Some(Message::Close(frame)),
-        Farewell::Echo => None,
-        Farewell::Nothing => return,
-    };
-    let work = async {
-        if let Some(message) = message {
-            let _ = sink.send(message).await;
+/// What is left to send a side once the session's ending is known.
+fn bye(farewell: Farewell, echo: Option<&Option<CloseFrame>>, to: Side) -> Bye {
+    match farewell {
+        Farewell::Close(code, reason) => {
+            Bye::Close(close_bytes(Some(&close_frame(code, reason)), to))
         }
-        let _ = sink.flush().await;
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, work).await;
+        Farewell::Forward(frame) => Bye::Close(close_bytes(frame.as_ref(), to)),
+        Farewell::Echo => match echo {
+            Some(frame) => Bye::Close(close_bytes(frame.as_ref(), to)),
+            None => Bye::Flush,
+        },
+        Farewell::Nothing => Bye::Done,
+    }
+}
+
+/// A whole close frame for `to` (masked for the upstream).
+fn close_bytes(close: Option<&CloseFrame>, to: Side) -> Vec<u8> {
+    let mut payload = Vec::new();
+    if let Some(f) = close {
+        payload.extend_from_slice(&u16::from(f.code).to_be_bytes());
+        payload.extend_from_slice(f.reason.as_bytes());
+    }
+    frame::control(frame::OP_CLOSE, &payload, wire::mask_for(to))
 }
 
 fn close_frame(code: u16, reason: &str) -> CloseFrame {
@@ -330,15 +245,22 @@ fn close_frame(code: u16, reason: &str) -> CloseFrame {
     }
 }
 
-/// Sends a close frame and flushes, bounded: a peer that stopped reading cannot hold us.
-pub(crate) async fn close<S>(socket: &mut WebSocketStream<S>, code: u16, reason: &str)
+/// Sends a close frame to a client and flushes, bounded: a peer that stopped reading
+/// cannot hold us.
+pub(crate) async fn close<S>(client: &mut S, code: u16, reason: &str)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncWrite + Unpin,
 {
-    let frame = close_frame(code, reason);
-    let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(Some(frame))).await;
+    let bytes = close_bytes(Some(&close_frame(code, reason)), Side::Client);
+    let send = async {
+        client.write_all(&bytes).await?;
+        client.flush().await
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, send).await;
 }
 
 mod ending;
+mod tally;
 #[cfg(test)]
 mod tests;
+mod wire;

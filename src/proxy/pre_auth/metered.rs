@@ -2,13 +2,11 @@
 //! (`pre_auth`) until its token validates.
 //!
 //! Every frame header the client sends is charged, with the whole payload it announces, the
-//! moment the header has arrived and before tungstenite sees it: tungstenite reserves a
-//! frame's full length as soon as it parses the header, so charging there is what bounds
-//! memory. A header past the budget fails the read, the bytes are dropped, and tungstenite
-//! never allocates for them. tokio-tungstenite cannot change a stream's limits once it is
-//! built (and rebuilding it would lose bytes already buffered), so this wrapper is also how
-//! the limits differ before and after authentication: [`Metered::release`] gives the budget
-//! back and from then on only the route's `max_message_bytes` applies.
+//! moment the header has arrived and before the first message's reader sees it: the reader
+//! sizes its buffer from the header, so charging there is what bounds memory. A header past
+//! the budget fails the read, the bytes are dropped, and nothing is allocated for them.
+//! [`Metered::release`] gives the budget back once the token validated; from then on only
+//! the route's `max_message_bytes` applies, enforced by the relay.
 
 use std::io;
 use std::pin::Pin;
@@ -17,29 +15,22 @@ use std::task::{ready, Context, Poll};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::proxy::pre_auth::{Held, OverBudget};
 
-pub(crate) type MeteredSocket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
+pub(crate) type MeteredSocket = Metered<TokioIo<Upgraded>>;
 
 /// Wraps the client side of an upgrade, charging what it reads to `held`.
-pub(crate) async fn socket(io: Upgraded, held: Held, max_message_bytes: usize) -> MeteredSocket {
-    let io = Metered {
+pub(crate) fn socket(io: Upgraded, held: Held) -> MeteredSocket {
+    Metered {
         inner: TokioIo::new(io),
         budget: Some((held, FrameMeter::default())),
-    };
-    let config = crate::websocket::relay::config(max_message_bytes);
-    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+    }
 }
 
 /// The budget error inside a socket error, if that is what ended the read.
-pub(crate) fn over_budget(error: &tokio_tungstenite::tungstenite::Error) -> Option<OverBudget> {
-    match error {
-        tokio_tungstenite::tungstenite::Error::Io(e) => e.get_ref()?.downcast_ref().copied(),
-        _ => None,
-    }
+pub(crate) fn over_budget(error: &io::Error) -> Option<OverBudget> {
+    error.get_ref()?.downcast_ref().copied()
 }
 
 pub(crate) struct Metered<S> {

@@ -1,5 +1,7 @@
 use super::*;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{duplex, DuplexStream};
+use tokio_tungstenite::tungstenite::Message;
 
 #[test]
 fn a_client_close_in_gatehouse_range_is_rewritten_for_the_upstream() {
@@ -57,10 +59,9 @@ fn the_idle_timer_also_finds_stalled_sends() {
     );
 }
 
-async fn pair(role: Role) -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
+async fn pair(role: Role) -> (DuplexStream, WebSocketStream<DuplexStream>) {
     // Tiny pipes: a side that does not read blocks the relay's sends to it at once.
-    let (near, far) = duplex(256);
-    let proxy_side = WebSocketStream::from_raw_socket(near, role, Some(config(1 << 16))).await;
+    let (proxy_side, far) = duplex(256);
     let peer_role = match role {
         Role::Server => Role::Client,
         Role::Client => Role::Server,
@@ -76,6 +77,7 @@ fn session(deadline: Duration) -> Session {
         idle_timeout: Duration::from_secs(3600),
         lifetime_end: None,
         drain: CancellationToken::new(),
+        max_message_bytes: 1 << 16,
     }
 }
 
