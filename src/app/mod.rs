@@ -86,13 +86,11 @@ impl Gatehouse {
         let admin_addr = local_addr(&admin_listener, config.admin_addr)?;
         let tls = match &config.tls {
             Some(files) => {
-                let (acceptor, watch) = crate::edge::tls::acceptor(
-                    (&files.cert, &files.key),
-                    files.reload_interval,
-                    background.clone(),
-                )
-                .map_err(StartError::Setup)?;
-                tokio::spawn(watch);
+                let (acceptor, watches) = crate::edge::tls::acceptor(files, background.clone())
+                    .map_err(StartError::Setup)?;
+                for watch in watches {
+                    tokio::spawn(watch);
+                }
                 Some(acceptor)
             }
             None => None,

@@ -18,6 +18,7 @@ mod raw;
 pub mod redaction;
 mod route;
 mod stores;
+mod tls;
 mod types;
 pub mod upstream;
 pub mod validate;
@@ -35,8 +36,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
-    UpstreamAuth,
+    AuthMode, Config, IssuerConfig, KeySource, KxGroup, LogFormat, Resumption, RouteConfig,
+    TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

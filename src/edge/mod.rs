@@ -1,5 +1,6 @@
 //! One connection before it means HTTP: the accept loop ([`listener`]), the connection
-//! caps ([`admission`]), TLS with certificate reload ([`tls`]), the header and idle clocks
+//! caps ([`admission`]), TLS with certificate reload ([`tls`]) and shared session tickets
+//! ([`ticketer`]), the header and idle clocks
 //! ([`activity`], [`response_clock`]), the HTTP/1.1 framing guard ([`framing`]), and the
 //! PROXY protocol header an L4 balancer sends first ([`proxy_protocol`], [`rewind`]).
 
@@ -10,4 +11,5 @@ pub(crate) mod listener;
 pub mod proxy_protocol;
 pub(crate) mod response_clock;
 pub(crate) mod rewind;
+pub(crate) mod ticketer;
 pub mod tls;
