@@ -22,6 +22,11 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn start(dir: &Path, upstream: &Upstream) -> TestProxy {
+    start_with(dir, upstream, "").await
+}
+
+/// `extra` is more `[listen]` lines (dotted `tls.*` keys).
+async fn start_with(dir: &Path, upstream: &Upstream, extra: &str) -> TestProxy {
     let toml = format!(
         r#"
 [listen]
@@ -29,6 +34,7 @@ addr = "127.0.0.1:0"
 tls.cert = "{dir}/tls.crt"
 tls.key = "{dir}/tls.key"
 tls.reload_interval = "100ms"
+{extra}
 
 {HS_ISSUER}
 
@@ -203,4 +209,52 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     // The same upstream without its CA is not trusted: 502, never a silent plaintext fallback.
     let untrusted = TestProxy::start(&route("")).await;
     assert_eq!(get(&untrusted.url("/x"), &[]).await.status, 502);
+}
+
+/// The server picks the suite: a client listing AES-256-GCM-SHA384 first (as OpenSSL's
+/// do) still gets the cheaper SHA-256 key schedule, in TLS 1.3 and 1.2; and only the
+/// configured key-exchange groups are used.
+#[tokio::test]
+async fn the_server_prefers_sha256_suites_and_the_configured_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.issue(dir.path(), "suites");
+    let upstream = Upstream::echo().await;
+    let proxy = start_with(dir.path(), &upstream, "tls.kx_groups = [\"P-256\"]").await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.sort_by_key(|s| {
+            !matches!(
+                s.suite(),
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            )
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.issuer.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let conn = tls.get_ref().1;
+        let suite = conn.negotiated_cipher_suite().unwrap().suite();
+        assert!(
+            matches!(
+                suite,
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            ),
+            "{version:?}: {suite:?}"
+        );
+        // The client sends an X25519 share first; only P-256 is offered, so it is asked again.
+        let group = conn.negotiated_key_exchange_group().unwrap().name();
+        assert_eq!(group, rustls::NamedGroup::secp256r1, "{version:?}");
+    }
 }
