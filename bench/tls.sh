@@ -98,6 +98,7 @@ start_upstream() {
   UP_WORKER=$(child_of "$pid")
 }
 
+# The upstream's accepted-connection count; the status request itself is one of them.
 upstream_accepts() {
   curl -s "http://127.0.0.1:$STATUS_PORT/" | awk 'NR == 3 {print $1}'
 }
@@ -181,7 +182,7 @@ measure() {
   c1=$(cpu_ticks "$pid") u1=$(cpu_ticks "$UP_WORKER") a1=$(upstream_accepts)
   [[ ${units:-0} -gt 0 ]] || { log "FLAG $test $t round $round: no units (see $raw)"; return 0; }
   echo "$test,$t,$round,$units,$(awk -v c=$((c1 - c0)) -v n="$units" -v hz="$CLK_TCK" \
-    'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$((a1 - a0)),$(awk -v c=$((u1 - u0)) -v n="$units" \
+    'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$((a1 - a0 - 1)),$(awk -v c=$((u1 - u0)) -v n="$units" \
     -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}')" >>"$RESULTS"
 }
 
