@@ -61,7 +61,7 @@ impl Generation {
                 store
             })
             .collect();
-        let introspector = Introspector::new(&config.introspections)?;
+        let introspector = Introspector::new(&config.introspections, shared.metrics.clone())?;
         let validator = Validator::new(
             key_stores.clone(),
             introspector,

@@ -10,14 +10,16 @@
 //! - [`app`]: the process. `Gatehouse::start(Config) -> Running` builds the shared state
 //!   once and binds both listeners; [`app::reload`] (SIGHUP, file watch), [`app::admin`]
 //!   (`/metrics`, `/healthz`, `/readyz`, revocations), [`app::shutdown`] (SIGTERM / SIGINT),
-//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe)
+//!   [`app::logging`], [`app::health`] (`gatehouse health`: one `/healthz` probe),
+//!   [`app::otlp`] (span export over OTLP/HTTP)
 //! - [`edge`]: one connection before it means HTTP: [`edge::listener`] (accept loop, TLS
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
 //!   (certificate reloaded when its files change, resumption, key-exchange groups),
 //!   [`edge::ticketer`] (session tickets sealed with the replicas' shared keys), [`edge::activity`] and
 //!   [`edge::response_clock`] (header, idle and response clocks), [`edge::framing`]
 //!   (ambiguous HTTP/1.1 framing), [`edge::proxy_protocol`] (the PROXY v1/v2 header an L4
-//!   balancer sends first) and [`edge::rewind`] (the bytes read past it)
+//!   balancer sends first), [`edge::rewind`] (the bytes read past it) and
+//!   [`edge::cert_expiry`] (the served certificate's expiry gauge)
 //! - [`generation`]: what a reload swaps atomically (routes, issuers, key stores, policies,
 //!   limits, the HTTP server settings)
 //! - [`shared`]: what outlives a reload (metrics, ticket and revocation stores, rate-limit
@@ -29,7 +31,8 @@
 //!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
 //!   [`proxy::cors`] (CORS preflights, passed upstream without credentials or answered);
-//!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map)
+//!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map);
+//!   [`proxy::trace_context`] (W3C `traceparent`/`tracestate`); [`proxy::request_span`]
 //! - [`upstream`]: the upstream leg: [`upstream::headers`] (hop-by-hop and spoofed-header
 //!   rules), [`upstream::forwarded`] (`Forwarded`, `X-Forwarded-*`), [`upstream::identity`]
 //!   (verified identity headers), [`upstream::http`] (redacted URI, pooled forwarding),
@@ -45,7 +48,8 @@
 //!   verification, validated-token cache), [`auth::numeric_date`], [`auth::jwt_crypto`],
 //!   [`auth::jwks`] (key sets: files, JWKS URL, OIDC discovery, refresh),
 //!   [`auth::introspect`] (RFC 7662), [`auth::revocation`] (local view, Redis-shared),
-//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::error`]
+//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::ed25519`]
+//!   (EdDSA keys), [`auth::error`]
 //! - [`config`]: TOML + `GATEHOUSE_` env -> raw `FileConfig` -> validated [`config::Config`]
 //!   (every error at once); the redaction names and plain-http warnings it implies
 //! - leaves, which import no layer: [`canonical`] (the one canonical request target),
@@ -54,7 +58,9 @@
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`ticket_keys`] (the TLS ticket key file; sealing and opening tickets), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
-//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`)
+//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
+//!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
+//!   lives, parsed by config, walked by policy and identity headers)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
 
 pub mod app;
@@ -63,6 +69,7 @@ pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
 pub mod cidr;
+pub mod claim_path;
 pub mod cli;
 pub mod config;
 pub mod dev;

@@ -1,23 +1,42 @@
-//! Prometheus metrics. Labels are route paths, issuer names, status classes and fixed
-//! reason codes; nothing that comes from a token or a request line ever becomes a label,
-//! so neither secrets nor unbounded cardinality can reach the registry.
+//! Prometheus metrics. Labels are route paths, issuer names, status codes, methods from a
+//! fixed list and fixed reason codes; nothing that comes from a token or a request line
+//! ever becomes a label as it was sent, so neither secrets nor unbounded cardinality can
+//! reach the registry. The `process_*` series live in a second, unprefixed registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Registry, TextEncoder,
+};
+
+mod registry;
+
+use registry::*;
+
+pub use registry::method_label;
+
+/// The commit gatehouse was built from, when the build knew it.
+pub const COMMIT: &str = match option_env!("GATEHOUSE_COMMIT") {
+    Some(commit) => commit,
+    None => "unknown",
 };
 
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`: outside the `gatehouse_` prefix, where dashboards look for them.
+    process: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
+    upstream_duration: HistogramVec,
     auth_failures: IntCounterVec,
     upstream_errors: IntCounterVec,
     upstream_ejections: IntCounterVec,
     jwks_refreshes: IntCounterVec,
-    jwks_age: prometheus::GaugeVec,
+    jwks_age: GaugeVec,
+    idp_requests: HistogramVec,
+    certificate_expiry: GaugeVec,
     connections: IntGauge,
     token_cache_hit: IntCounter,
     token_cache_miss: IntCounter,
@@ -33,217 +52,130 @@ pub struct Metrics {
     store_up: IntGaugeVec,
 }
 
-/// Per-route handles, resolved once so the request path does no label lookups.
+/// Per-route handles: the histograms are resolved once; the request counter is looked up
+/// by method and status code, both from bounded sets.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    by_class: [IntCounter; 5],
+    route: Arc<str>,
+    requests: IntCounterVec,
     duration: Histogram,
+    upstream: Histogram,
 }
 
 impl RouteMetrics {
-    pub fn observe(&self, status: http::StatusCode, elapsed: Duration) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
+    pub fn observe(&self, method: &http::Method, status: http::StatusCode, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[&*self.route, method_label(method), status.as_str()])
+            .inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Time from sending the request upstream to its response headers.
+    pub fn upstream(&self, elapsed: Duration) {
+        self.upstream.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Which identity-provider document a fetch was for.
+#[derive(Debug, Clone, Copy)]
+pub enum IdpEndpoint {
+    Discovery,
+    Jwks,
+    Introspection,
+}
+
+impl IdpEndpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Discovery => "discovery",
+            Self::Jwks => "jwks",
+            Self::Introspection => "introspection",
+        }
     }
 }
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("gatehouse".into()), None)?;
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "requests_total",
-                "Requests answered, by route and status class",
-            ),
-            &["route", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "request_duration_seconds",
-                "Time to response headers, by route",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0,
-            ]),
-            &["route"],
-        )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "auth_failures_total",
-                "Requests refused by authentication or policy, by reason",
-            ),
-            &["reason"],
-        )?;
-        let upstream_errors = IntCounterVec::new(
-            Opts::new(
-                "upstream_errors_total",
-                "Upstream failures, by route and kind",
-            ),
-            &["route", "kind"],
-        )?;
-        let upstream_ejections = IntCounterVec::new(
-            Opts::new(
-                "upstream_ejections_total",
-                "Upstream endpoints ejected for refusing a connection, by route",
-            ),
-            &["route"],
-        )?;
-        let jwks_refreshes = IntCounterVec::new(
-            Opts::new(
-                "jwks_refresh_total",
-                "Key set fetches, by issuer and result",
-            ),
-            &["issuer", "result"],
-        )?;
-        let jwks_age = prometheus::GaugeVec::new(
-            Opts::new(
-                "jwks_last_success_age_seconds",
-                "Seconds since the issuer's last good key set",
-            ),
-            &["issuer"],
-        )?;
-        let connections = IntGauge::new(
-            "connections_open",
-            "Client connections open on the public listener",
-        )?;
-        let token_cache = IntCounterVec::new(
-            Opts::new(
-                "token_cache_total",
-                "Validated-token cache lookups, by result",
-            ),
-            &["result"],
-        )?;
-        let websockets_open = IntGaugeVec::new(
-            Opts::new(
-                "websockets_open",
-                "WebSocket sessions being relayed, by route",
-            ),
-            &["route"],
-        )?;
-        let upgrades = IntCounterVec::new(
-            Opts::new(
-                "websocket_upgrades_total",
-                "WebSocket upgrade attempts, by route and result",
-            ),
-            &["route", "result"],
-        )?;
-        let websocket_closes = IntCounterVec::new(
-            Opts::new(
-                "websocket_closes_total",
-                "Ended WebSocket sessions, by route and reason",
-            ),
-            &["route", "reason"],
-        )?;
-        let tickets = IntCounterVec::new(
-            Opts::new(
-                "tickets_total",
-                "Tickets issued, redeemed and rejected (by reason)",
-            ),
-            &["result"],
-        )?;
-        registry.register(Box::new(websockets_open.clone()))?;
-        registry.register(Box::new(upgrades.clone()))?;
-        registry.register(Box::new(websocket_closes.clone()))?;
-        let store_errors = IntCounterVec::new(
-            Opts::new(
-                "store_errors_total",
-                "Checks or writes that found the shared store unavailable, by store",
-            ),
-            &["store"],
-        )?;
-        let limit_hits = IntCounterVec::new(
-            Opts::new(
-                "limit_hits_total",
-                "Connections or requests turned away or cut by a limit, by limit",
-            ),
-            &["limit"],
-        )?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "config_reloads_total",
-                "Config reloads, by result (ok, error)",
-            ),
-            &["result"],
-        )?;
-        let reload_ok = IntGauge::new(
-            "config_last_reload_successful",
-            "1 when the last config reload (or the start) succeeded, else 0",
-        )?;
-        reload_ok.set(1);
-        let cors_preflights = IntCounterVec::new(
-            Opts::new(
-                "cors_preflights_total",
-                "CORS preflights, by route and result (passed, answered, refused, upstream_failed)",
-            ),
-            &["route", "result"],
-        )?;
-        let store_up = IntGaugeVec::new(
-            Opts::new(
-                "store_up",
-                "1 while a Redis store answered its last health ping in time, else 0",
-            ),
-            &["store"],
-        )?;
-        registry.register(Box::new(cors_preflights.clone()))?;
-        registry.register(Box::new(store_up.clone()))?;
-        registry.register(Box::new(limit_hits.clone()))?;
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(reload_ok.clone()))?;
-        registry.register(Box::new(tickets.clone()))?;
-        registry.register(Box::new(store_errors.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(auth_failures.clone()))?;
-        registry.register(Box::new(upstream_errors.clone()))?;
-        registry.register(Box::new(upstream_ejections.clone()))?;
-        registry.register(Box::new(jwks_refreshes.clone()))?;
-        registry.register(Box::new(jwks_age.clone()))?;
-        registry.register(Box::new(connections.clone()))?;
-        registry.register(Box::new(token_cache.clone()))?;
+        let process = Registry::new();
+        registry::process_collector(&process)?;
+        registry::build_info(&registry, env!("CARGO_PKG_VERSION"), COMMIT)?;
+        let r = registry::Families::new(&registry);
+        let token_cache = r.counter(TOKEN_CACHE)?;
         Ok(Self {
-            registry,
-            requests,
-            duration,
-            auth_failures,
-            upstream_errors,
-            upstream_ejections,
-            jwks_refreshes,
-            jwks_age,
-            connections,
+            requests: r.counter(REQUESTS)?,
+            duration: r.histogram(DURATION)?,
+            upstream_duration: r.histogram(UPSTREAM_DURATION)?,
+            auth_failures: r.counter(AUTH_FAILURES)?,
+            upstream_errors: r.counter(UPSTREAM_ERRORS)?,
+            upstream_ejections: r.counter(UPSTREAM_EJECTIONS)?,
+            jwks_refreshes: r.counter(JWKS_REFRESHES)?,
+            jwks_age: r.gauge(JWKS_AGE)?,
+            idp_requests: r.histogram(IDP_REQUESTS)?,
+            certificate_expiry: r.gauge(CERTIFICATE_EXPIRY)?,
+            connections: r.int_gauge(
+                "connections_open",
+                "Client connections open on the public listener",
+            )?,
             token_cache_hit: token_cache.with_label_values(&["hit"]),
             token_cache_miss: token_cache.with_label_values(&["miss"]),
-            websockets_open,
-            upgrades,
-            websocket_closes,
-            tickets,
-            store_errors,
-            limit_hits,
-            reloads,
-            reload_ok,
-            cors_preflights,
-            store_up,
+            websockets_open: r.int_gauge_vec(
+                "websockets_open",
+                "WebSocket sessions being relayed, by route",
+                &["route"],
+            )?,
+            upgrades: r.counter(UPGRADES)?,
+            websocket_closes: r.counter(WEBSOCKET_CLOSES)?,
+            tickets: r.counter(TICKETS)?,
+            store_errors: r.counter(STORE_ERRORS)?,
+            limit_hits: r.counter(LIMIT_HITS)?,
+            reloads: r.counter(RELOADS)?,
+            reload_ok: {
+                let g = r.int_gauge(
+                    "config_last_reload_successful",
+                    "1 when the last config reload (or the start) succeeded, else 0",
+                )?;
+                g.set(1);
+                g
+            },
+            cors_preflights: r.counter(CORS_PREFLIGHTS)?,
+            store_up: r.int_gauge_vec(
+                "store_up",
+                "1 while a Redis store answered its last health ping in time, else 0",
+                &["store"],
+            )?,
+            registry,
+            process,
         })
     }
 
     pub fn route(&self, route: &str) -> RouteMetrics {
-        let class = |c: &str| self.requests.with_label_values(&[route, c]);
         RouteMetrics {
-            by_class: [
-                class("1xx"),
-                class("2xx"),
-                class("3xx"),
-                class("4xx"),
-                class("5xx"),
-            ],
+            route: Arc::from(route),
+            requests: self.requests.clone(),
             duration: self.duration.with_label_values(&[route]),
+            upstream: self.upstream_duration.with_label_values(&[route]),
         }
     }
 
     /// Counts `route`'s endpoints ejected by passive health.
     pub fn upstream_ejections(&self, route: &str) -> IntCounter {
         self.upstream_ejections.with_label_values(&[route])
+    }
+
+    /// One discovery, JWKS or introspection request and how long it took.
+    pub fn idp_request(&self, issuer: &str, endpoint: IdpEndpoint, ok: bool, took: Duration) {
+        let result = if ok { "ok" } else { "error" };
+        self.idp_requests
+            .with_label_values(&[issuer, endpoint.label(), result])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The `notAfter` of a served certificate, as Unix seconds.
+    pub fn certificate_expiry(&self, certificate: &str, not_after_unix: i64) {
+        self.certificate_expiry
+            .with_label_values(&[certificate])
+            .set(not_after_unix as f64);
     }
 
     pub fn auth_failure(&self, reason: &'static str) {
@@ -327,7 +259,9 @@ impl Metrics {
     /// The registry in Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "encoding metrics");
         }
         out

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub background: CancellationToken,
     /// Fetches JWKS documents and discovery metadata.
     pub key_client: HttpClient,
+    /// Records request spans when `[trace] otlp_endpoint` is set (read at start only).
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 impl Shared {
@@ -44,6 +46,7 @@ impl Shared {
             rate_limits: self.rate_limits.clone(),
             drain: self.websockets_drain.clone(),
             sessions: self.sessions.clone(),
+            tracer: self.tracer.clone(),
         }
     }
 }

@@ -227,7 +227,7 @@ async fn static_key_sources_verify_without_any_idp() {
     );
     assert_eq!(bearer(&proxy.url("/x"), &good).await.status, 200);
     let requests = proxy
-        .metric("gatehouse_requests_total{route=\"/\",status=\"2xx\"}")
+        .metric("gatehouse_requests_total{code=\"200\",method=\"GET\",route=\"/\"}")
         .await;
     assert_eq!(requests, 1.0);
 }

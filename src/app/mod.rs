@@ -11,8 +11,11 @@
 pub(crate) mod admin;
 pub mod health;
 pub mod logging;
+pub(crate) mod otlp;
 pub(crate) mod reload;
 pub mod shutdown;
+
+use crate::edge::cert_expiry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +71,7 @@ impl Gatehouse {
         let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
         let background = CancellationToken::new();
         let stores = Arc::new(Stores::build(&config, &metrics).map_err(StartError::Setup)?);
+        let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
         stores.spawn(&background);
         let shared = Shared {
             key_client: crate::http_client::build(Duration::from_secs(5), None)
@@ -78,6 +82,7 @@ impl Gatehouse {
             sessions: TaskTracker::new(),
             websockets_drain: CancellationToken::new(),
             background: background.clone(),
+            tracer: spans.as_ref().map(otlp::tracer),
         };
 
         let listener = bind("listener", config.listen_addr).await?;
@@ -91,6 +96,7 @@ impl Gatehouse {
                 for watch in watches {
                     tokio::spawn(watch);
                 }
+                tokio::spawn(cert_expiry::watch(files, &metrics, &background));
                 Some(acceptor)
             }
             None => None,
@@ -128,6 +134,7 @@ impl Gatehouse {
             websockets: shared.websockets_drain.clone(),
             background,
             grace,
+            spans,
         };
         let task = tokio::spawn(async move {
             accept.await;
@@ -181,6 +188,8 @@ struct Drain {
     /// Cancelled last: key refresh, stores, reloads, admin listener.
     background: CancellationToken,
     grace: Duration,
+    /// Flushed last, so the spans of the drained requests still go out.
+    spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl Drain {
@@ -209,6 +218,9 @@ impl Drain {
         // Each session sends its close frame under its own short timeout.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.sessions.wait()).await;
         self.background.cancel();
+        if let Some(spans) = self.spans {
+            otlp::shutdown(spans).await;
+        }
     }
 }
 

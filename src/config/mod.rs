@@ -7,6 +7,7 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod claims;
 mod cors;
 pub mod fields;
 mod issuer;
@@ -19,6 +20,7 @@ pub mod redaction;
 mod route;
 mod stores;
 mod tls;
+pub mod trace;
 mod types;
 pub mod upstream;
 pub mod validate;
@@ -36,8 +38,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IssuerConfig, KeySource, KxGroup, LogFormat, Resumption, RouteConfig,
-    TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, KxGroup, LogFormat, Resumption,
+    RouteConfig, TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

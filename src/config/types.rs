@@ -7,12 +7,16 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 use jsonwebtoken::Algorithm;
 
+pub use super::claims::IdentityClaims;
+use crate::claim_path::ClaimPath;
 use crate::secret::Secret;
 
 /// The validated configuration the proxy runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// `[trace]`.
+    pub trace: super::trace::TraceConfig,
     pub tls: Option<TlsFiles>,
     /// `listen.trusted_proxies` and `listen.proxy_protocol`.
     pub client_trust: super::ClientTrust,
@@ -22,10 +26,10 @@ pub struct Config {
     pub secret_files: Vec<PathBuf>,
     pub worker_threads: usize,
     pub issuers: Vec<IssuerConfig>,
-    pub subject_claim: String,
-    pub role_claim: String,
+    /// `[identity]`'s claim paths: the subject, and where policy reads roles and scopes.
+    pub claims: IdentityClaims,
     /// `(header, claim)` pairs; the headers are stripped from every client request.
-    pub identity_headers: Vec<(HeaderName, String)>,
+    pub identity_headers: Vec<(HeaderName, ClaimPath)>,
     pub tickets: Option<TicketsConfig>,
     pub revocation: RevocationConfig,
     pub introspections: Vec<IntrospectionConfig>,
@@ -168,7 +172,7 @@ pub struct RouteConfig {
     pub upstream_auth: UpstreamAuth,
     pub require_scopes: Vec<String>,
     pub require_roles: Vec<String>,
-    pub require_claims: Vec<(String, serde_json::Value)>,
+    pub require_claims: Vec<(ClaimPath, serde_json::Value)>,
     pub allowed_origins: Vec<String>,
     pub close_on_expiry: bool,
     pub first_message_timeout: Duration,

@@ -49,6 +49,8 @@ pub(crate) struct AccessLine {
     pub subject: Option<String>,
     pub upstream_time: Option<Duration>,
     pub reason: Option<&'static str>,
+    /// W3C trace id (32 hex digits) of the request's trace.
+    pub trace_id: Option<String>,
 }
 
 impl AccessLine {
@@ -70,6 +72,7 @@ impl AccessLine {
             subject: None,
             upstream_time: None,
             reason: None,
+            trace_id: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl Drop for Pending {
         tracing::info!(
             target: "gatehouse::access",
             request_id = %l.request_id,
+            trace_id = l.trace_id.as_deref().unwrap_or("-"),
             client = %l.client,
             method = %l.method,
             path = %l.path,

@@ -3,7 +3,8 @@
 //! invariants ([`invariants`]), the route table ([`route`]), the ticket desk
 //! ([`ticket_desk`]), rate limits ([`rate_limit`]), the pre-authentication budget
 //! ([`pre_auth`]), WebSocket upgrades ([`upgrade`]), CORS ([`cors`], [`preflight`]), the access log
-//! ([`access_log`]) and the only error -> response map ([`error`]).
+//! ([`access_log`]) and the only error -> response map ([`error`]); W3C trace context
+//! ([`trace_context`]) and the request's span ([`request_span`]).
 
 pub(crate) mod access_log;
 pub(crate) mod authenticate;
@@ -15,7 +16,9 @@ pub(crate) mod pipeline;
 pub(crate) mod pre_auth;
 pub(crate) mod preflight;
 pub(crate) mod rate_limit;
+pub(crate) mod request_span;
 pub mod route;
 pub(crate) mod service;
 pub(crate) mod ticket_desk;
+pub(crate) mod trace_context;
 pub(crate) mod upgrade;

@@ -18,6 +18,7 @@ use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
+use crate::proxy::trace_context;
 use crate::secret::BearerToken;
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
@@ -62,7 +63,7 @@ impl Proxy {
             other => other,
         };
         let claims = credential.as_ref().map(|c| c.claims.clone());
-        let permitted = policy::authorize(&route.config, &self.role_claim, claims, parts);
+        let permitted = policy::authorize(&route.config, &self.claims, claims, parts);
         let mut permitted = self.counted(upgrade, route, permitted.map_err(ProxyError::from))?;
         let token = credential.as_ref().and_then(|c| c.token.as_ref());
         self.rewrite(route, &mut permitted, conn, request_id, token)?;
@@ -77,6 +78,7 @@ impl Proxy {
         let request = permitted.map(|parts| Request::from_parts(parts, body));
         let response = route.upstream.forward(request).await?;
         line.upstream_time = Some(sent.elapsed());
+        route.labels.metrics.upstream(sent.elapsed());
         let relay = client_upgrade.map(|client| (client, slot, protocols, session));
         self.answer_upgrade(route, response, relay, request_id)
     }
@@ -146,15 +148,14 @@ impl Proxy {
             token,
             identity: &self.identity_headers,
         };
-        Ok(route
+        route
             .upstream
-            .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?)
+            .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
+        trace_context::apply_or_strip(permitted.get_mut());
+        Ok(())
     }
 
     pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {
-        claims
-            .get(&self.subject_claim)
-            .and_then(serde_json::Value::as_str)
-            .map(String::from)
+        self.claims.subject_of(claims).map(String::from)
     }
 }

@@ -27,8 +27,9 @@ use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::cidr::{client_key, CidrSet};
+use crate::claim_path::ClaimPath;
 use crate::config::upstream::Affinity;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, IdentityClaims, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
 use crate::proxy::authenticate::Authenticator;
@@ -36,6 +37,7 @@ use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::rate_limit::RateLimits;
+use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarget};
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
 use crate::tickets::TicketStore;
@@ -78,14 +80,16 @@ pub(crate) struct Lasting {
     pub drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
     pub sessions: TaskTracker,
+    /// Records request spans when `[trace] otlp_endpoint` is set.
+    pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 }
 
 pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) auth: Authenticator,
-    pub(crate) identity_headers: Vec<(HeaderName, String)>,
-    pub(crate) subject_claim: String,
-    pub(crate) role_claim: String,
+    pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// The subject, role and scope claim paths of `[identity]`.
+    pub(crate) claims: IdentityClaims,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
     /// `limits.requests_per_ip_per_second`; 0 = off.
@@ -103,6 +107,8 @@ pub(crate) struct Proxy {
     paths: PathRules,
     /// `listen.trusted_proxies`: whose `X-Forwarded-*` name the client (`client.rs`).
     pub(crate) trusted_proxies: CidrSet,
+    /// W3C trace context and, when configured, the request's span.
+    tracer: RequestTracer,
 }
 
 impl Proxy {
@@ -129,8 +135,7 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
-            subject_claim: config.subject_claim.clone(),
-            role_claim: config.role_claim.clone(),
+            claims: config.claims.clone(),
             tickets: config
                 .tickets
                 .as_ref()
@@ -144,6 +149,7 @@ impl Proxy {
             metrics: metrics.clone(),
             paths: config.paths,
             trusted_proxies: config.client_trust.trusted_proxies.clone(),
+            tracer: RequestTracer::new(lasting.tracer, config.trace.trust_incoming),
         })
     }
 
@@ -179,8 +185,12 @@ impl Proxy {
             request.headers(),
             &self.trusted_proxies,
         );
+        let method = request.method().clone();
+        let span = self.begin_span(&request, &path, name, conn.hop);
+        request.extensions_mut().insert(span.context.clone());
         let mut line =
             AccessLine::begin(&request, client.addr, redactor, name.clone(), &request_id);
+        line.trace_id = Some(span.context.trace_id_hex());
         let client_addr = client.addr;
         request.extensions_mut().insert(client);
         // Refused targets still count against the client's request rate.
@@ -212,8 +222,29 @@ impl Proxy {
         response
             .headers_mut()
             .insert(X_REQUEST_ID.clone(), request_id);
-        metrics.observe(response.status(), line.elapsed());
+        metrics.observe(&method, response.status(), line.elapsed());
+        span.end(response.status(), line.reason);
         line.finish(response)
+    }
+
+    /// Starts the request's span; `handle` puts its trace context in the request's
+    /// extensions, where the upstream rewrite finds it.
+    fn begin_span(
+        &self,
+        request: &Request<Incoming>,
+        path: &str,
+        route: &str,
+        hop: IpAddr,
+    ) -> RequestSpan {
+        let target = SpanTarget {
+            method: request.method(),
+            path,
+            route,
+        };
+        // With trusted proxies listed, only they may continue a trace: a client that
+        // reaches the listener directly must not choose trace ids.
+        let trusted_hop = self.trusted_proxies.is_empty() || self.trusted_proxies.contains(hop);
+        self.tracer.start(request.headers(), &target, trusted_hop)
     }
 
     /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`

@@ -37,6 +37,7 @@ use crate::auth::claims::{unix_now, Claims};
 use crate::auth::error::AuthError;
 use crate::config::validate::IntrospectionConfig;
 use crate::http_client::{self, Pooled};
+use crate::metrics::{IdpEndpoint, Metrics};
 use crate::secret::BearerToken;
 
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -49,6 +50,7 @@ pub struct Introspector {
     flights: DashMap<Digest, Arc<OnceCell<Outcome>>>,
     /// Unix second of the last "budget spent" warning: one line a second at most.
     last_budget_warning: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 struct Endpoint {
@@ -73,7 +75,10 @@ enum NoAnswer {
 }
 
 impl Introspector {
-    pub fn new(configs: &[IntrospectionConfig]) -> Result<Option<Self>, String> {
+    pub fn new(
+        configs: &[IntrospectionConfig],
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Self>, String> {
         if configs.is_empty() {
             return Ok(None);
         }
@@ -93,6 +98,7 @@ impl Introspector {
             client,
             flights: DashMap::new(),
             last_budget_warning: AtomicU64::new(0),
+            metrics,
         }))
     }
 
@@ -205,8 +211,12 @@ impl Introspector {
                 .map_err(|_| ())?;
             Ok(body.to_bytes())
         };
-        let bytes = tokio::time::timeout(endpoint.config.timeout, exchange)
-            .await
+        let start = std::time::Instant::now();
+        let bytes = tokio::time::timeout(endpoint.config.timeout, exchange).await;
+        let ok = matches!(bytes, Ok(Ok(_)));
+        self.metrics
+            .idp_request(name, IdpEndpoint::Introspection, ok, start.elapsed());
+        let bytes = bytes
             .map_err(|_| {
                 tracing::warn!(introspection = %name, "introspection endpoint timed out");
                 NoAnswer::Failed
@@ -293,7 +303,9 @@ mod tests {
             allow_http: false,
             timeout: Duration::from_secs(5),
         };
-        let introspector = Introspector::new(&[config]).unwrap().unwrap();
+        let introspector = Introspector::new(&[config], Arc::new(Metrics::new().unwrap()))
+            .unwrap()
+            .unwrap();
         for i in 0..3 {
             let token = BearerToken::new(format!("abandoned-{i}"));
             let lookup = introspector.introspect(&token);

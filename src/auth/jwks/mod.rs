@@ -21,7 +21,7 @@ pub mod keys;
 
 use crate::config::{IssuerConfig, KeySource};
 use crate::http_client::HttpClient;
-use crate::metrics::Metrics;
+use crate::metrics::{IdpEndpoint as Endpoint, Metrics};
 pub use keys::{Keys, VerifyKey};
 
 /// The least time between two refreshes triggered by unknown kids, per issuer.
@@ -182,16 +182,31 @@ impl KeyStore {
     async fn fetch(&self) -> Result<Keys, String> {
         let jwks_url = match &self.issuer.keys {
             KeySource::JwksUrl(url) => url.clone(),
-            KeySource::Discovery => self.discover().await?,
+            KeySource::Discovery => self.timed(Endpoint::Discovery, self.discover()).await?,
             _ => return Err("not a remote key source".into()),
         };
-        let set: JwkSet = serde_json::from_slice(&self.get(&jwks_url).await?)
-            .map_err(|e| format!("JWKS document: {e}"))?;
+        let document = self.timed(Endpoint::Jwks, self.get(&jwks_url)).await?;
+        let set: JwkSet =
+            serde_json::from_slice(&document).map_err(|e| format!("JWKS document: {e}"))?;
         let keys = Keys::from_jwks(&set);
         if keys.is_empty() {
             return Err("JWKS holds no usable signing key".into());
         }
         Ok(keys)
+    }
+
+    /// Counts one document fetch, with its latency, in `gatehouse_idp_request_duration_seconds`.
+    async fn timed<T>(
+        &self,
+        endpoint: Endpoint,
+        fetch: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let start = Instant::now();
+        let result = fetch.await;
+        let ok = result.is_ok();
+        self.metrics
+            .idp_request(&self.issuer.name, endpoint, ok, start.elapsed());
+        result
     }
 
     /// OIDC Discovery §4.3: the document must name exactly the issuer we asked about, and

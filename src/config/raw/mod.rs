@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub limits: FileLimits,
     pub reload: FileReload,
     pub paths: FilePaths,
+    pub trace: super::trace::FileTrace,
 }
 
 /// The top-level tables; only environment variables under one of these are overrides.
@@ -49,6 +50,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "reload",
     "paths",
+    "trace",
 ];
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -145,6 +147,8 @@ pub struct FileIssuer {
 pub struct FileIdentity {
     pub subject_claim: String,
     pub role_claim: String,
+    /// The claims `require.scopes` reads.
+    pub scope_claims: Vec<String>,
     pub headers: BTreeMap<String, String>,
 }
 
@@ -153,6 +157,7 @@ impl Default for FileIdentity {
         Self {
             subject_claim: "sub".into(),
             role_claim: "role".into(),
+            scope_claims: vec!["scope".into(), "scp".into()],
             headers: [("X-Auth-Subject", "sub")]
                 .into_iter()
                 .map(|(h, c)| (h.to_string(), c.to_string()))

@@ -54,7 +54,7 @@ impl Proxy {
         self.rate_limits
             .tickets
             .check(
-                caller(&claims, &token, &self.subject_claim),
+                caller(&claims, &token, &self.claims.subject),
                 desk.config.rate_limit_per_minute,
             )
             .map_err(|retry_after_secs| ProxyError::RateLimited {
@@ -81,7 +81,7 @@ impl Proxy {
                     .find(path)
                     .ok_or(ProxyError::BadRequest("no route matches that path"))?;
                 // Checked now: a ticket the caller could not use anyway is not issued.
-                policy::authorize(&route.config, &self.role_claim, Some(claims.clone()), ())?;
+                policy::authorize(&route.config, &self.claims, Some(claims.clone()), ())?;
                 Some(route.config.path.clone())
             }
             None => None,
@@ -97,7 +97,11 @@ impl Proxy {
             token: keep_token.then_some(token),
             route,
         };
-        let issued = desk.store.issue(grant, exp).await?;
+        let issued = desk
+            .store
+            .issue(grant, exp)
+            .await
+            .inspect_err(|e| self.metrics.ticket(e.reason()))?;
         self.metrics.ticket("issued");
         let expires_at = time::OffsetDateTime::from(issued.expires_at)
             .format(&time::format_description::well_known::Rfc3339)

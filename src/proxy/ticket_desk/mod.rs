@@ -25,6 +25,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
+use crate::claim_path::ClaimPath;
 use crate::config::{origin_listed, Config, CorsAnswer, CorsConfig, TicketsConfig, UpstreamAuth};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::Labels;
@@ -131,10 +132,10 @@ impl TicketDesk {
 
 /// Whose ticket count a request adds to: the issuer and subject, or the token itself when
 /// it names no subject. Hashed, so every entry is the same small size.
-fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
+fn caller(claims: &Claims, token: &BearerToken, subject_claim: &ClaimPath) -> [u8; 32] {
     let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
     let mut hash = Sha256::new();
-    match text(subject_claim) {
+    match subject_claim.string(claims) {
         Some(subject) => {
             hash.update(b"subject\0");
             hash.update(text("iss").unwrap_or_default());

@@ -1,0 +1,234 @@
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): the `traceparent` and
+//! `tracestate` a request carries upstream, and the trace id in its access line.
+//!
+//! An incoming `traceparent` is a claim by whoever sent it. It becomes the parent only when
+//! the operator says the hop before us is trusted (`[trace] trust_incoming`), and only when it
+//! parses exactly per the spec; otherwise gatehouse starts a new trace. Either way the
+//! upstream receives a `traceparent` gatehouse wrote itself, never the client's bytes, so a
+//! malformed or hostile header is never forwarded. `tracestate` goes along only with a
+//! trusted, valid parent, and only when it is valid itself.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use rand::RngCore;
+
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// §3.3.1.3: at most 32 list members.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// What gatehouse passes on; the spec asks vendors to propagate at least 512 characters.
+const MAX_TRACESTATE_BYTES: usize = 512;
+
+/// This request's place in a trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TraceContext {
+    pub(crate) trace_id: [u8; 16],
+    /// The caller's span, when a trusted caller named one.
+    pub(crate) parent_id: Option<[u8; 8]>,
+    /// gatehouse's span for this request: the parent the upstream sees.
+    pub(crate) span_id: [u8; 8],
+    pub(crate) sampled: bool,
+    pub(crate) tracestate: Option<HeaderValue>,
+}
+
+/// A parsed, valid `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) parent_id: [u8; 8],
+    pub(crate) flags: u8,
+}
+
+impl TraceContext {
+    /// The context for a request: the trusted caller's trace continued, or a new one.
+    /// `sample_new` is the sampled flag of a trace started here (true when spans are exported).
+    pub(crate) fn for_request(headers: &HeaderMap, trust_incoming: bool, sample_new: bool) -> Self {
+        let parent = trust_incoming.then(|| parse_traceparent(headers)).flatten();
+        match parent {
+            Some(p) => Self {
+                trace_id: p.trace_id,
+                parent_id: Some(p.parent_id),
+                span_id: new_span_id(),
+                sampled: p.flags & 1 == 1,
+                tracestate: parse_tracestate(headers),
+            },
+            None => Self::new_root(sample_new),
+        }
+    }
+
+    pub(crate) fn new_root(sampled: bool) -> Self {
+        let mut trace_id = [0u8; 16];
+        while trace_id == [0; 16] {
+            rand::thread_rng().fill_bytes(&mut trace_id);
+        }
+        Self {
+            trace_id,
+            parent_id: None,
+            span_id: new_span_id(),
+            sampled,
+            tracestate: None,
+        }
+    }
+
+    pub(crate) fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// `00-<trace-id>-<our span id>-<flags>`.
+    pub(crate) fn traceparent(&self) -> HeaderValue {
+        let flags = if self.sampled { "01" } else { "00" };
+        let text = format!("00-{}-{}-{flags}", hex(&self.trace_id), hex(&self.span_id));
+        HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Replaces whatever trace headers the client sent with ours.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        headers.remove(&TRACEPARENT);
+        headers.remove(&TRACESTATE);
+        headers.insert(TRACEPARENT.clone(), self.traceparent());
+        if let Some(state) = &self.tracestate {
+            headers.insert(TRACESTATE.clone(), state.clone());
+        }
+    }
+}
+
+/// The upstream request's trace headers: ours when the request has a context, none at all
+/// otherwise (the client's are never passed on as they came).
+pub(crate) fn apply_or_strip(parts: &mut http::request::Parts) {
+    match parts.extensions.get::<TraceContext>() {
+        Some(context) => context.apply(&mut parts.headers),
+        None => {
+            parts.headers.remove(&TRACEPARENT);
+            parts.headers.remove(&TRACESTATE);
+        }
+    }
+}
+
+fn new_span_id() -> [u8; 8] {
+    let mut id = [0u8; 8];
+    while id == [0; 8] {
+        rand::thread_rng().fill_bytes(&mut id);
+    }
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The one `traceparent` of a request, if it is valid per §3.2. Two or more fields are
+/// ambiguous (which did the previous hop mean?) and count as none.
+pub(crate) fn parse_traceparent(headers: &HeaderMap) -> Option<Parent> {
+    let mut all = headers.get_all(&TRACEPARENT).iter();
+    let (value, None) = (all.next()?, all.next()) else {
+        return None;
+    };
+    parse_traceparent_value(value.as_bytes())
+}
+
+/// `version "-" trace-id "-" parent-id "-" trace-flags`, lowercase hex only. Version `ff` is
+/// invalid; version `00` is exactly 55 bytes; a later version may append `-`-led fields,
+/// which we do not read (§3.2.4).
+pub(crate) fn parse_traceparent_value(v: &[u8]) -> Option<Parent> {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let version = lower_hex::<1>(&v[0..2])?[0];
+    if version == 0xff || (version == 0 && v.len() != 55) || (v.len() > 55 && v[55] != b'-') {
+        return None;
+    }
+    let trace_id = lower_hex::<16>(&v[3..35])?;
+    let parent_id = lower_hex::<8>(&v[36..52])?;
+    let flags = lower_hex::<1>(&v[53..55])?[0];
+    if trace_id == [0; 16] || parent_id == [0; 8] {
+        return None;
+    }
+    Some(Parent {
+        trace_id,
+        parent_id,
+        flags,
+    })
+}
+
+fn lower_hex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; N];
+    for (i, pair) in text.chunks_exact(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Every `tracestate` field joined (§3.3.1.1 allows splitting), if the whole list is valid:
+/// at most 32 members, each `key=value` per §3.3.1.3, keys unique, and at most 512 bytes
+/// in all. Anything else is dropped whole, never repaired.
+pub(crate) fn parse_tracestate(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut members: Vec<&str> = Vec::new();
+    for field in headers.get_all(&TRACESTATE) {
+        let text = field.to_str().ok()?;
+        for member in text.split(',') {
+            let member = member.trim_matches([' ', '\t']);
+            if !member.is_empty() {
+                members.push(member);
+            }
+        }
+    }
+    if members.is_empty() || members.len() > MAX_TRACESTATE_MEMBERS {
+        return None;
+    }
+    let mut keys = std::collections::HashSet::new();
+    for member in &members {
+        let (key, value) = member.split_once('=')?;
+        if !valid_key(key) || !valid_value(value) || !keys.insert(key) {
+            return None;
+        }
+    }
+    let joined = members.join(",");
+    if joined.len() > MAX_TRACESTATE_BYTES {
+        return None;
+    }
+    HeaderValue::try_from(joined).ok()
+}
+
+/// `simple-key` or `tenant-id "@" system-id`.
+fn valid_key(key: &str) -> bool {
+    let rest = |s: &str, max: usize| {
+        s.len() <= max
+            && s.bytes()
+                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/'))
+    };
+    match key.split_once('@') {
+        None => key.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && rest(&key[1..], 255),
+        Some((tenant, system)) => {
+            tenant
+                .as_bytes()
+                .first()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && rest(&tenant[1..], 240)
+                && system
+                    .as_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_lowercase)
+                && rest(&system[1..], 13)
+        }
+    }
+}
+
+/// 1 to 256 printable ASCII characters other than `,` and `=`, not ending in a space.
+fn valid_value(value: &str) -> bool {
+    (1..=256).contains(&value.len())
+        && !value.ends_with(' ')
+        && value
+            .bytes()
+            .all(|c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+}
+
+#[cfg(test)]
+mod tests;
