@@ -28,7 +28,8 @@
 //!   access log) around [`proxy::pipeline`]; [`proxy::client`] (the one client address:
 //!   the `X-Forwarded-For` walk from trusted proxies); [`proxy::route`] (longest whole-segment prefix);
 //!   [`proxy::invariants`] (canonical target and route agree); [`proxy::ticket_desk`]
-//!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
+//!   (issuing tickets); [`proxy::logout`] (the caller's own sign-out);
+//!   [`proxy::endpoint_cors`] (CORS for both); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
 //!   [`proxy::cors`] (CORS preflights, passed upstream without credentials or answered);
 //!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map);

@@ -13,6 +13,7 @@ pub mod fields;
 mod issuer;
 mod limits;
 mod listen;
+mod logout;
 pub mod outbound;
 mod paths;
 mod raw;
@@ -38,8 +39,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, KxGroup, LogFormat, Resumption,
-    RouteConfig, TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, KxGroup, LogFormat, LogoutConfig,
+    Resumption, RouteConfig, TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

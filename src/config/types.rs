@@ -31,6 +31,7 @@ pub struct Config {
     /// `(header, claim)` pairs; the headers are stripped from every client request.
     pub identity_headers: Vec<(HeaderName, ClaimPath)>,
     pub tickets: Option<TicketsConfig>,
+    pub logout: Option<LogoutConfig>,
     pub revocation: RevocationConfig,
     pub introspections: Vec<IntrospectionConfig>,
     pub log_format: LogFormat,
@@ -260,5 +261,12 @@ pub struct TicketsConfig {
     pub ttl: Duration,
     pub param: String,
     pub tokens: Vec<TokenSource>,
+    pub rate_limit_per_minute: u32,
+}
+
+/// `[logout]`: `POST {endpoint}` revokes the caller's own token (or all of its subject's).
+#[derive(Debug, Clone)]
+pub struct LogoutConfig {
+    pub endpoint: String,
     pub rate_limit_per_minute: u32,
 }

@@ -60,6 +60,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
             "issuing tickets needs at least one [[issuer]] or [[introspection]]",
         );
     }
+    let logout = super::logout::validate_logout(e, raw, can_validate);
     let routes = routes(
         e,
         raw,
@@ -95,6 +96,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
         tickets,
+        logout,
         revocation: validate_revocation(e, &raw.revocation),
         introspections,
         log_format: log_format(e, raw),
