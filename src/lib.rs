@@ -14,7 +14,8 @@
 //!   [`app::otlp`] (span export over OTLP/HTTP)
 //! - [`edge`]: one connection before it means HTTP: [`edge::listener`] (accept loop, TLS
 //!   handshake in the connection task), [`edge::admission`] (connection caps), [`edge::tls`]
-//!   (certificate reloaded when its files change), [`edge::activity`] and
+//!   (certificate reloaded when its files change, resumption, key-exchange groups),
+//!   [`edge::ticketer`] (session tickets sealed with the replicas' shared keys), [`edge::activity`] and
 //!   [`edge::response_clock`] (header, idle and response clocks), [`edge::framing`]
 //!   (ambiguous HTTP/1.1 framing), [`edge::proxy_protocol`] (the PROXY v1/v2 header an L4
 //!   balancer sends first), [`edge::rewind`] (the bytes read past it) and
@@ -59,7 +60,7 @@
 //!   [`cidr`] (address ranges, the per-client key: IPv6 per /64),
 //!   [`redact`] (query strings and URLs), [`outbound`] (where gatehouse may fetch keys and
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
-//!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
+//!   `BearerToken`), [`ticket_keys`] (the TLS ticket key file; sealing and opening tickets), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
 //!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
 //!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
@@ -87,6 +88,7 @@ pub mod redact;
 pub(crate) mod redis;
 pub mod secret;
 pub(crate) mod shared;
+pub(crate) mod ticket_keys;
 pub(crate) mod tickets;
 pub mod upstream;
 pub mod websocket;

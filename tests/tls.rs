@@ -15,59 +15,18 @@ use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "gatehouse test CA");
-        Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    /// Writes a leaf for `localhost` named `cn` to `dir/tls.crt` and `dir/tls.key`.
-    fn issue(&self, dir: &Path, cn: &str) -> CertificateDer<'static> {
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        // Write the key first: the proxy polls both, and a mismatched pair is simply retried.
-        std::fs::write(dir.join("tls.key.tmp"), key.serialize_pem()).unwrap();
-        std::fs::write(dir.join("tls.crt.tmp"), cert.pem()).unwrap();
-        std::fs::rename(dir.join("tls.key.tmp"), dir.join("tls.key")).unwrap();
-        std::fs::rename(dir.join("tls.crt.tmp"), dir.join("tls.crt")).unwrap();
-        cert.der().clone()
-    }
-
-    fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        config
-    }
-}
-
 async fn start(dir: &Path, upstream: &Upstream) -> TestProxy {
+    start_with(dir, upstream, "").await
+}
+
+/// `extra` is more `[listen]` lines (dotted `tls.*` keys).
+async fn start_with(dir: &Path, upstream: &Upstream, extra: &str) -> TestProxy {
     let toml = format!(
         r#"
 [listen]
@@ -75,6 +34,7 @@ addr = "127.0.0.1:0"
 tls.cert = "{dir}/tls.crt"
 tls.key = "{dir}/tls.key"
 tls.reload_interval = "100ms"
+{extra}
 
 {HS_ISSUER}
 
@@ -249,4 +209,52 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     // The same upstream without its CA is not trusted: 502, never a silent plaintext fallback.
     let untrusted = TestProxy::start(&route("")).await;
     assert_eq!(get(&untrusted.url("/x"), &[]).await.status, 502);
+}
+
+/// The server picks the suite: a client listing AES-256-GCM-SHA384 first (as OpenSSL's
+/// do) still gets the cheaper SHA-256 key schedule, in TLS 1.3 and 1.2; and only the
+/// configured key-exchange groups are used.
+#[tokio::test]
+async fn the_server_prefers_sha256_suites_and_the_configured_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.issue(dir.path(), "suites");
+    let upstream = Upstream::echo().await;
+    let proxy = start_with(dir.path(), &upstream, "tls.kx_groups = [\"P-256\"]").await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.sort_by_key(|s| {
+            !matches!(
+                s.suite(),
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            )
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.issuer.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let conn = tls.get_ref().1;
+        let suite = conn.negotiated_cipher_suite().unwrap().suite();
+        assert!(
+            matches!(
+                suite,
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                    | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            ),
+            "{version:?}: {suite:?}"
+        );
+        // The client sends an X25519 share first; only P-256 is offered, so it is asked again.
+        let group = conn.negotiated_key_exchange_group().unwrap().name();
+        assert_eq!(group, rustls::NamedGroup::secp256r1, "{version:?}");
+    }
 }

@@ -150,13 +150,11 @@ fn tls_acceptor(
         return Ok(None);
     };
     let background = &shared.background;
-    let (acceptor, watch) = crate::edge::tls::acceptor(
-        (&files.cert, &files.key),
-        files.reload_interval,
-        background.clone(),
-    )
-    .map_err(StartError::Setup)?;
-    tokio::spawn(watch);
+    let (acceptor, watches) =
+        crate::edge::tls::acceptor(files, background.clone()).map_err(StartError::Setup)?;
+    for watch in watches {
+        tokio::spawn(watch);
+    }
     tokio::spawn(cert_expiry::watch(files, &shared.metrics, background));
     Ok(Some(acceptor))
 }

@@ -146,11 +146,7 @@ fn load(path: &Path) -> Result<Config, Vec<String>> {
 
 /// The settings a running process cannot change, by key, when they differ.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
-    let tls = |c: &Config| {
-        c.tls
-            .as_ref()
-            .map(|t| (t.cert.clone(), t.key.clone(), t.reload_interval))
-    };
+    let tls = |c: &Config| c.tls.clone();
     let tickets_store = |c: &Config| c.tickets.as_ref().map(|t| t.store.clone());
     [
         ("listen.addr", old.listen_addr != new.listen_addr),

@@ -20,6 +20,7 @@ mod raw;
 pub mod redaction;
 mod route;
 mod stores;
+mod tls;
 pub mod trace;
 mod types;
 pub mod upstream;
@@ -38,8 +39,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, LogFormat, LogoutConfig,
-    RouteConfig, TicketsConfig, TokenSource, UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, KxGroup, LogFormat, LogoutConfig,
+    Resumption, RouteConfig, TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

@@ -74,11 +74,49 @@ pub struct ReloadConfig {
     pub interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub reload_interval: Duration,
+    pub resumption: Resumption,
+    /// Key-exchange groups, the preferred first.
+    pub kx_groups: Vec<KxGroup>,
+}
+
+/// How a returning TLS client skips the full handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumption {
+    /// Every connection does a full handshake.
+    Off,
+    /// Sessions stay in this replica's memory (at most `cache_size`); a client resumes
+    /// only when it reaches the same replica.
+    Cache { cache_size: usize },
+    /// Stateless tickets sealed with the key file every replica shares, re-read when it
+    /// changes; the cache still serves clients that resume by TLS 1.2 session ID.
+    Tickets {
+        keys_file: PathBuf,
+        lifetime: Duration,
+        cache_size: usize,
+    },
+}
+
+/// A TLS key-exchange group gatehouse can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KxGroup {
+    X25519,
+    P256,
+    P384,
+    X25519MlKem768,
+}
+
+impl KxGroup {
+    pub const ALL: [(&'static str, KxGroup); 4] = [
+        ("X25519", KxGroup::X25519),
+        ("P-256", KxGroup::P256),
+        ("P-384", KxGroup::P384),
+        ("X25519MLKEM768", KxGroup::X25519MlKem768),
+    ];
 }
 
 #[derive(Debug, Clone)]

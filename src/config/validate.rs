@@ -206,6 +206,8 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
             cert: cert.clone(),
             key: key.clone(),
             reload_interval: duration_or(e, "listen.tls.reload_interval", &t.reload_interval, "2s"),
+            resumption: super::tls::resumption(e, t),
+            kx_groups: super::tls::kx_groups(e, t),
         },
         (None, None) => return None,
         _ => {

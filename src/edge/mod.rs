@@ -1,8 +1,9 @@
 //! One connection before it means HTTP: the accept loop ([`listener`]), the connection
-//! caps ([`admission`]), TLS with certificate reload ([`tls`]), the header and idle clocks
-//! ([`activity`], [`response_clock`]), the HTTP/1.1 framing guard ([`framing`]), the
-//! PROXY protocol header an L4 balancer sends first ([`proxy_protocol`], [`rewind`]) and the
-//! served certificate's expiry gauge ([`cert_expiry`]).
+//! caps ([`admission`]), TLS with certificate reload ([`tls`]) and shared session tickets
+//! ([`ticketer`]), the header and idle clocks ([`activity`], [`response_clock`]), the
+//! HTTP/1.1 framing guard ([`framing`]), the PROXY protocol header an L4 balancer sends
+//! first ([`proxy_protocol`], [`rewind`]) and the served certificate's expiry gauge
+//! ([`cert_expiry`]).
 
 pub(crate) mod activity;
 pub(crate) mod admission;
@@ -12,4 +13,5 @@ pub(crate) mod listener;
 pub mod proxy_protocol;
 pub(crate) mod response_clock;
 pub(crate) mod rewind;
+pub(crate) mod ticketer;
 pub mod tls;

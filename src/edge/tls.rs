@@ -1,5 +1,7 @@
 //! TLS for the public listener: rustls (ring provider), TLS 1.2 and 1.3 only, ALPN `h2`
-//! and `http/1.1`, and a certificate that reloads when its files change.
+//! and `http/1.1`, the configured key-exchange groups, session resumption (a per-replica
+//! cache, or tickets sealed with the replicas' shared keys), and a certificate that
+//! reloads when its files change.
 //!
 //! The certificate lives behind a resolver holding an `ArcSwap`, so a reload swaps it for
 //! new handshakes while open connections keep the one they negotiated. Files are polled
@@ -16,6 +18,12 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
+
+use super::ticketer::{self, SharedTicketer};
+use crate::config::{KxGroup, Resumption, TlsFiles};
+use crate::ticket_keys::KeyRing;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Reads a PEM chain and key into a rustls `CertifiedKey`.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
@@ -55,39 +63,102 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// Builds the acceptor and a task that reloads the certificate when its files change.
-/// Takes the paths, not the config's `TlsFiles`, so config validation can call
-/// [`load_certified_key`] without a circle.
+/// Builds the acceptor and the tasks that reload the certificate and the ticket keys
+/// when their files change.
 pub fn acceptor(
-    (cert, key): (&Path, &Path),
-    reload_interval: Duration,
+    files: &TlsFiles,
     stop: CancellationToken,
-) -> Result<
-    (
-        tokio_rustls::TlsAcceptor,
-        impl std::future::Future<Output = ()>,
-    ),
-    String,
-> {
+) -> Result<(tokio_rustls::TlsAcceptor, Vec<BoxFuture<'static, ()>>), String> {
     let resolver = Arc::new(ReloadingCert {
-        current: ArcSwap::new(load_certified_key(cert, key)?),
+        current: ArcSwap::new(load_certified_key(&files.cert, &files.key)?),
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_cert_resolver(resolver.clone());
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider(&files.kx_groups)?))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let watch = watch(
+    // Our suite order, not the client's: OpenSSL-based clients list AES-256-GCM-SHA384
+    // first, and its SHA-384 key schedule costs more per handshake than SHA-256.
+    config.ignore_client_order = true;
+    let mut tasks: Vec<BoxFuture<'static, ()>> = vec![Box::pin(watch(
         resolver,
-        cert.to_path_buf(),
-        key.to_path_buf(),
-        reload_interval,
-        stop,
-    );
-    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), watch))
+        files.cert.clone(),
+        files.key.clone(),
+        files.reload_interval,
+        stop.clone(),
+    ))];
+    tasks.extend(resumption(&mut config, files, stop)?);
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), tasks))
+}
+
+/// The crypto provider with only the configured key-exchange groups, in their order.
+fn provider(groups: &[KxGroup]) -> Result<rustls::crypto::CryptoProvider, String> {
+    use rustls::crypto::ring::kx_group;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = groups
+        .iter()
+        .map(|group| match group {
+            KxGroup::X25519 => Ok(kx_group::X25519),
+            KxGroup::P256 => Ok(kx_group::SECP256R1),
+            KxGroup::P384 => Ok(kx_group::SECP384R1),
+            KxGroup::X25519MlKem768 => {
+                Err("X25519MLKEM768 is not available in this build".to_string())
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    // SHA-256 suites first (AES-128-GCM, then ChaCha20-Poly1305), the SHA-384 ones last:
+    // a TLS 1.3 handshake runs a few dozen HMACs, which SHA-256 does in hardware on most
+    // CPUs (bench/README.md, "TLS termination").
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite_rank(suite.suite()));
+    Ok(provider)
+}
+
+fn suite_rank(suite: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        S::TLS13_CHACHA20_POLY1305_SHA256
+        | S::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        | S::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => 1,
+        _ => 2,
+    }
+}
+
+/// Sets session storage and tickets; returns the key file's reload task when there is one.
+fn resumption(
+    config: &mut rustls::ServerConfig,
+    files: &TlsFiles,
+    stop: CancellationToken,
+) -> Result<Option<BoxFuture<'static, ()>>, String> {
+    match &files.resumption {
+        Resumption::Off => {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+            Ok(None)
+        }
+        Resumption::Cache { cache_size } => {
+            // No ticketer: rustls then issues TLS 1.3 tickets that are only keys into this cache.
+            config.session_storage = rustls::server::ServerSessionMemoryCache::new(*cache_size);
+            Ok(None)
+        }
+        Resumption::Tickets {
+            keys_file,
+            lifetime,
+            cache_size,
+        } => {
+            config.session_storage = rustls::server::ServerSessionMemoryCache::new(*cache_size);
+            let ticketer = Arc::new(SharedTicketer::new(KeyRing::load(keys_file)?, *lifetime));
+            config.ticketer = ticketer.clone();
+            let watch = ticketer::watch(ticketer, keys_file.clone(), files.reload_interval, stop);
+            Ok(Some(Box::pin(watch)))
+        }
+    }
 }
 
 async fn watch(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
 import subprocess
 import tomllib
@@ -329,6 +330,10 @@ class Pod:
             if secret is not None:
                 for key, b64 in secret["data"].items():
                     (dest / key).write_bytes(base64.b64decode(b64))
+            elif volume["secret"].get("items"):
+                # The session-ticket key Secret made outside the chart: one key of the documented shape.
+                for item in volume["secret"]["items"]:
+                    (dest / item["path"]).write_text(base64.b64encode(os.urandom(48)).decode() + "\n")
             else:
                 # A Secret made outside the chart (existingSecret, cert-manager): a TLS pair.
                 (dest / "tls.crt").write_text((EXAMPLE_FILES / "tls.crt").read_text())
@@ -418,6 +423,18 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
     tls_on = values.get("tls", {}).get("enabled", False)
     assert bool(effective["listen"].get("tls", {}).get("cert")) == tls_on
 
+    # The shared session-ticket keys are read from the mounted Secret exactly when one is named.
+    ticket_secret = values.get("tls", {}).get("sessionTicketKeys", {}).get("existingSecret")
+    keys_file = effective["listen"].get("tls", {}).get("session_ticket_keys_file")
+    if ticket_secret:
+        assert keys_file == pod.path("/etc/gatehouse/tls-tickets/ticket.keys")
+        volume = next(v for v in pod.spec["volumes"] if v["name"] == "tls-tickets")
+        assert volume["secret"]["secretName"] == ticket_secret
+        mount = next(m for m in pod.container["volumeMounts"] if m["name"] == "tls-tickets")
+        assert "subPath" not in mount, "a subPath mount never sees a rotated Secret"
+    else:
+        assert keys_file is None
+
     # The Redis URL comes from its Secret, masked in the output when it holds a password.
     redis_on = bool(values.get("redis", {}).get("existingSecret") or values.get("redis", {}).get("url"))
     assert effective["revocation"]["store"].startswith("redis://") == redis_on
@@ -464,6 +481,14 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
         ),
         ({"secrets": {"extra": {"GATEHOUSE_LOG__FORMAT": {"value": "x"}}}}, "would be read by gatehouse as an override"),
         ({"tls": {"enabled": True}}, "tls.enabled needs exactly one of"),
+        ({"tls": {"sessionTicketKeys": {"existingSecret": "keys"}}}, "tls.sessionTicketKeys.existingSecret needs tls.enabled"),
+        (
+            {
+                "tls": {"enabled": True, "existingSecret": "t", "sessionTicketKeys": {"existingSecret": "keys"}},
+                "config": {"listen": {"tls": {"session_ticket_keys_file": "/x"}}},
+            },
+            "config.listen.tls.session_ticket_keys_file is set by the chart",
+        ),
         ({"redis": {"url": "redis://r:6379", "revocation": True}, "config": {"revocation": {"store": "memory"}}}, "comes from the Redis Secret"),
         ({"podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1}}, "not both"),
         ({"proxyProtocol": True}, "proxyProtocol needs trustedProxies.enabled"),

@@ -7,6 +7,7 @@
 //! - [`ISS`], [`SECRET`], [`HS_ISSUER`] and [`mint_hs`] are the HMAC issuer most files share;
 //! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy;
 //! - [`WsHub`] is a WebSocket backend that records what reached it;
+//! - [`Ca`] issues TLS certificates for `localhost` and the client that trusts them;
 //! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`;
 //! - [`browser`] runs Debian's Chromium through playwright-core.
 //!
@@ -23,6 +24,7 @@ mod proxy;
 mod redis;
 mod servers;
 mod sts;
+mod tls_ca;
 mod tokens;
 
 // Each test binary uses some of these; the rest must not count as its unused imports.
@@ -42,5 +44,7 @@ pub use self::redis::*;
 pub use self::servers::*;
 #[allow(unused_imports)]
 pub use self::sts::*;
+#[allow(unused_imports)]
+pub use self::tls_ca::*;
 #[allow(unused_imports)]
 pub use self::tokens::*;

@@ -53,6 +53,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "gatehouse.configDir" -}}/etc/gatehouse/config{{- end }}
 {{- define "gatehouse.tlsDir" -}}/etc/gatehouse/tls{{- end }}
+{{- define "gatehouse.ticketKeysDir" -}}/etc/gatehouse/tls-tickets{{- end }}
+{{/* The session-ticket key file gatehouse reads, or nothing when no Secret is named. */}}
+{{- define "gatehouse.ticketKeysFile" -}}
+{{- $t := .Values.tls.sessionTicketKeys }}
+{{- if $t.existingSecret }}
+{{- if not .Values.tls.enabled }}{{ fail "tls.sessionTicketKeys.existingSecret needs tls.enabled" }}{{ end }}
+{{- printf "%s/ticket.keys" (include "gatehouse.ticketKeysDir" .) }}
+{{- end }}
+{{- end }}
 {{- define "gatehouse.filesDir" -}}/etc/gatehouse/files{{- end }}
 
 {{/* Shutdown timing --------------------------------------------------------------------- */}}
@@ -193,6 +202,9 @@ of these rolls the pods; a change of a secret file does not need to. */}}
 {{- if .Values.tls.enabled }}
 {{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TLS__CERT" "value" (printf "%s/tls.crt" (include "gatehouse.tlsDir" .))) }}
 {{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TLS__KEY" "value" (printf "%s/tls.key" (include "gatehouse.tlsDir" .))) }}
+{{- with include "gatehouse.ticketKeysFile" . }}
+{{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TLS__SESSION_TICKET_KEYS_FILE" "value" .) }}
+{{- end }}
 {{- end }}
 {{- if or .Values.secrets.adminToken.existingSecret .Values.secrets.adminToken.value }}
 {{- if eq .Values.secrets.mode "file" }}
@@ -304,6 +316,10 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- if or (hasKey $tls "cert") (hasKey $tls "key") }}{{ fail "config.listen.tls.cert/key are set by the chart when tls.enabled; remove them" }}{{ end }}
 {{- $_ = set $tls "cert" (printf "%s/tls.crt" (include "gatehouse.tlsDir" .)) }}
 {{- $_ = set $tls "key" (printf "%s/tls.key" (include "gatehouse.tlsDir" .)) }}
+{{- with include "gatehouse.ticketKeysFile" . }}
+{{- if hasKey $tls "session_ticket_keys_file" }}{{ fail "config.listen.tls.session_ticket_keys_file is set by the chart from tls.sessionTicketKeys; remove it" }}{{ end }}
+{{- $_ = set $tls "session_ticket_keys_file" . }}
+{{- end }}
 {{- $_ = set $listen "tls" $tls }}
 {{- end }}
 {{- if or .Values.secrets.adminToken.existingSecret .Values.secrets.adminToken.value }}

@@ -81,8 +81,19 @@ impl Default for FileListen {
 pub struct FileTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-    /// How often the certificate files are checked for a change.
+    /// How often the certificate files (and the ticket key file) are checked for a change.
     pub reload_interval: String,
+    /// Offer session resumption at all (tickets and session IDs); default true.
+    pub resumption: Option<bool>,
+    /// Shared ticket keys, one base64 48-byte key a line, the sealing key first.
+    pub session_ticket_keys_file: Option<PathBuf>,
+    /// How long a ticket resumes, whatever keys are still listed.
+    pub session_ticket_lifetime: String,
+    /// Sessions kept in memory per replica for clients that resume by session ID (and
+    /// for every client when no key file is set).
+    pub session_cache_size: Option<usize>,
+    /// Key-exchange groups in order of preference.
+    pub kx_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
