@@ -27,7 +27,8 @@
 //!   access log) around [`proxy::pipeline`]; [`proxy::client`] (the one client address:
 //!   the `X-Forwarded-For` walk from trusted proxies); [`proxy::route`] (longest whole-segment prefix);
 //!   [`proxy::invariants`] (canonical target and route agree); [`proxy::ticket_desk`]
-//!   (issuing tickets); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
+//!   (issuing tickets); [`proxy::logout`] (the caller's own sign-out);
+//!   [`proxy::endpoint_cors`] (CORS for both); [`proxy::rate_limit`]; [`proxy::pre_auth`] (the byte budget of
 //!   callers not yet authenticated); [`proxy::upgrade`] (first-message auth, relay spawn);
 //!   [`proxy::cors`] (CORS preflights, passed upstream without credentials or answered);
 //!   [`proxy::access_log`]; [`proxy::error`] (`ProxyError` and the only error -> response map);
@@ -47,7 +48,8 @@
 //!   verification, validated-token cache), [`auth::numeric_date`], [`auth::jwt_crypto`],
 //!   [`auth::jwks`] (key sets: files, JWKS URL, OIDC discovery, refresh),
 //!   [`auth::introspect`] (RFC 7662), [`auth::revocation`] (local view, Redis-shared),
-//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::error`]
+//!   [`auth::policy`] (scopes, roles, claims -> the `Access` permit), [`auth::ed25519`]
+//!   (EdDSA keys), [`auth::error`]
 //! - [`config`]: TOML + `GATEHOUSE_` env -> raw `FileConfig` -> validated [`config::Config`]
 //!   (every error at once); the redaction names and plain-http warnings it implies
 //! - leaves, which import no layer: [`canonical`] (the one canonical request target),
@@ -56,7 +58,9 @@
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
-//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`)
+//!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
+//!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
+//!   lives, parsed by config, walked by policy and identity headers)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
 
 pub mod app;
@@ -65,6 +69,7 @@ pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
 pub mod cidr;
+pub mod claim_path;
 pub mod cli;
 pub mod config;
 pub mod dev;

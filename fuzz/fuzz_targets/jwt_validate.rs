@@ -141,7 +141,7 @@ fn check_accepted(claims: &Arc<Claims>) {
     let config = common::config();
     for route in &config.routes {
         if let Ok(permit) =
-            gatehouse::auth::policy::authorize(route, &config.role_claim, Some(claims.clone()), ())
+            gatehouse::auth::policy::authorize(route, &config.claims, Some(claims.clone()), ())
         {
             let access = permit.access();
             let mut headers = http::HeaderMap::new();
@@ -158,7 +158,7 @@ fn check_accepted(claims: &Arc<Claims>) {
             );
             let _ = access
                 .identity()
-                .map(|i| i.claim_str(&config.subject_claim));
+                .map(|i| config.claims.subject_of(i.claims()));
         }
     }
 }

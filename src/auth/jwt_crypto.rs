@@ -1,6 +1,7 @@
 //! Signature verification for jsonwebtoken backed by ring, the library rustls already
 //! links. RustCrypto's RSA takes ~150 µs per RS256 verification; ring takes a tenth of
-//! that, which is the whole cost of a token seen for the first time. Signing (only
+//! that, which is the whole cost of a token seen for the first time. Ed25519 (`EdDSA`) is
+//! checked by ring too, through [`crate::auth::ed25519`]. Signing (only
 //! `gatehouse token` and the demo) stays with jsonwebtoken's RustCrypto provider.
 //!
 //! jsonwebtoken keeps one provider per process, chosen on first use: [`install`] must run
@@ -36,6 +37,7 @@ enum Key {
     Rsa { n: Vec<u8>, e: Vec<u8> },
     RsaDer(Vec<u8>),
     Ec(Vec<u8>),
+    Ed25519(Vec<u8>),
     Hmac(ring::hmac::Key),
 }
 
@@ -45,7 +47,7 @@ struct RingVerifier {
 }
 
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
-    if key.family() != algorithm.family() || algorithm == &Algorithm::EdDSA {
+    if key.family() != algorithm.family() {
         return Err(ErrorKind::InvalidAlgorithm.into());
     }
     let material = match (key.kind(), algorithm) {
@@ -65,6 +67,12 @@ fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtV
                 );
             }
             Key::Ec(der.clone())
+        }
+        (DecodingKeyKind::SecretOrDer(raw), Algorithm::EdDSA) => {
+            if raw.len() != crate::auth::ed25519::PUBLIC_KEY_LEN {
+                return Err(ErrorKind::InvalidEddsaKey.into());
+            }
+            Key::Ed25519(raw.clone())
         }
         (DecodingKeyKind::SecretOrDer(der), _) => Key::RsaDer(der.clone()),
     };
@@ -118,6 +126,7 @@ impl Verifier<Vec<u8>> for RingVerifier {
                     .verify(params, message, signature)
                     .is_ok()
             }),
+            Key::Ed25519(raw) => crate::auth::ed25519::verify(raw, message, signature),
             Key::RsaDer(der) | Key::Ec(der) => {
                 public_key_algorithm(self.algorithm).is_some_and(|alg| {
                     UnparsedPublicKey::new(alg, der)
@@ -168,11 +177,18 @@ mod tests {
             (Algorithm::RS512, "rsa1"),
             (Algorithm::PS256, "rsa1"),
             (Algorithm::ES256, "ec1"),
+            (Algorithm::EdDSA, "ed1"),
         ];
         for (alg, name) in cases {
             let private = fixture(&format!("{name}.pem"));
             let public = fixture(&format!("{name}.pub.pem"));
-            let (enc, dec) = if alg == Algorithm::ES256 {
+            let (enc, dec) = if alg == Algorithm::EdDSA {
+                (
+                    jsonwebtoken::EncodingKey::from_ed_pem(&private),
+                    crate::auth::ed25519::from_pem(&public)
+                        .ok_or(ErrorKind::InvalidEddsaKey.into()),
+                )
+            } else if alg == Algorithm::ES256 {
                 (
                     jsonwebtoken::EncodingKey::from_ec_pem(&private),
                     DecodingKey::from_ec_pem(&public),
@@ -212,5 +228,10 @@ mod tests {
             &DecodingKey::from_rsa_pem(&fixture("rsa1.pub.pem")).unwrap()
         )
         .is_err());
+        // An Ed key of the wrong size never reaches ring.
+        let short = DecodingKey::from_ed_der(&[1u8; 31]);
+        assert!(new_verifier(&Algorithm::EdDSA, &short).is_err());
+        let ed = crate::auth::ed25519::from_pem(&fixture("ed1.pub.pem")).unwrap();
+        assert!(new_verifier(&Algorithm::RS256, &ed).is_err());
     }
 }

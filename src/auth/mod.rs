@@ -1,10 +1,12 @@
 //! Who the caller is and what they may do: the token sources ([`token`]), the claims a
 //! validated token carries ([`claims`]), JWT validation ([`validate`], [`jwt_crypto`],
 //! [`numeric_date`]), key sets ([`jwks`]), introspection of opaque tokens ([`introspect`]),
-//! revocation ([`revocation`]) and route policy ([`policy`]). Every failure is an
+//! revocation ([`revocation`]) and route policy ([`policy`]); Ed25519 keys are
+//! [`ed25519`]'s. Every failure is an
 //! [`error::AuthError`].
 
 pub mod claims;
+pub mod ed25519;
 pub mod error;
 pub(crate) mod introspect;
 pub mod jwks;

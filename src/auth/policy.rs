@@ -1,16 +1,17 @@
 //! Per-route policy: from verified claims to an [`Access`] permit, or `Forbidden`.
 //!
-//! `require.scopes` must all be present (`scope` as a space-separated string, or `scp` as
-//! an array or string); `require.roles` needs any one of the listed roles in the configured
-//! role claim (string or array); `require.claims` must all equal the configured value (an
-//! array claim passes when it contains it).
+//! Claims are found by [`ClaimPath`] (`realm_access.roles`), and one that does not resolve
+//! denies. `require.scopes` must all be present in the scope claims (each a space-separated
+//! string or an array); `require.roles` needs any one of the listed roles in the role claim
+//! (string or array); `require.claims` must all equal the configured value (an array claim
+//! passes when it contains it).
 //!
 //! ```
 //! use gatehouse::auth::policy::{authorize, Permitted};
-//! use gatehouse::config::RouteConfig;
+//! use gatehouse::config::{IdentityClaims, RouteConfig};
 //! // The one way in: the route's policy, here for a caller without a token.
-//! fn permit(route: &RouteConfig) -> Option<Permitted<()>> {
-//!     authorize(route, "role", None, ()).ok()
+//! fn permit(route: &RouteConfig, names: &IdentityClaims) -> Option<Permitted<()>> {
+//!     authorize(route, names, None, ()).ok()
 //! }
 //! ```
 //!
@@ -38,7 +39,8 @@ use serde_json::Value;
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
-use crate::config::{AuthMode, RouteConfig};
+use crate::claim_path::{self, ClaimPath};
+use crate::config::{AuthMode, IdentityClaims, RouteConfig};
 
 /// A caller who passed validation and the route's policy.
 #[derive(Debug, Clone)]
@@ -122,14 +124,14 @@ impl<T> Permitted<T> {
 }
 
 /// Decides whether a caller (with `claims`, or without a token) may use `route` with
-/// `value`; the only constructor of [`Permitted`].
+/// `value`, reading roles and scopes where `names` says; the only constructor of [`Permitted`].
 pub fn authorize<T>(
     route: &RouteConfig,
-    role_claim: &str,
+    names: &IdentityClaims,
     claims: Option<Arc<Claims>>,
     value: T,
 ) -> Result<Permitted<T>, AuthError> {
-    let access = access(route, role_claim, claims)?;
+    let access = access(route, names, claims)?;
     Ok(Permitted { value, access })
 }
 
@@ -144,7 +146,7 @@ pub fn preflight<T>(value: T) -> Permitted<T> {
 
 fn access(
     route: &RouteConfig,
-    role_claim: &str,
+    names: &IdentityClaims,
     claims: Option<Arc<Claims>>,
 ) -> Result<Access, AuthError> {
     let Some(claims) = claims else {
@@ -157,12 +159,12 @@ fn access(
             AuthMode::Optional | AuthMode::Required => Err(AuthError::Missing),
         };
     };
-    let allowed = has_scopes(&claims, &route.require_scopes)
-        && has_any_role(&claims, role_claim, &route.require_roles)
+    let allowed = has_scopes(&claims, &names.scopes, &route.require_scopes)
+        && has_any_role(&claims, &names.role, &route.require_roles)
         && route
             .require_claims
             .iter()
-            .all(|(name, want)| claim_matches(claims.get(name), want));
+            .all(|(path, want)| claim_matches(path.resolve(&claims), want));
     if allowed {
         Ok(Access::Authenticated(Identity { claims }))
     } else {
@@ -172,33 +174,22 @@ fn access(
     }
 }
 
-fn has_scopes(claims: &Claims, required: &[String]) -> bool {
+fn has_scopes(claims: &Claims, from: &[ClaimPath], required: &[String]) -> bool {
     if required.is_empty() {
         return true;
     }
-    let mut granted: Vec<&str> = Vec::new();
-    for name in ["scope", "scp"] {
-        match claims.get(name) {
-            Some(Value::String(s)) => granted.extend(s.split(' ').filter(|s| !s.is_empty())),
-            Some(Value::Array(items)) => granted.extend(items.iter().filter_map(Value::as_str)),
-            _ => {}
-        }
-    }
+    let granted: Vec<&str> = from
+        .iter()
+        .flat_map(|path| claim_path::scopes(path.resolve(claims)))
+        .collect();
     required.iter().all(|r| granted.contains(&r.as_str()))
 }
 
-fn has_any_role(claims: &Claims, role_claim: &str, required: &[String]) -> bool {
-    if required.is_empty() {
-        return true;
-    }
-    match claims.get(role_claim) {
-        Some(Value::String(role)) => required.iter().any(|r| r == role),
-        Some(Value::Array(roles)) => roles
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|role| required.iter().any(|r| r == role)),
-        _ => false,
-    }
+fn has_any_role(claims: &Claims, role_claim: &ClaimPath, required: &[String]) -> bool {
+    required.is_empty()
+        || claim_path::strings(role_claim.resolve(claims))
+            .into_iter()
+            .any(|role| required.iter().any(|r| r == role))
 }
 
 fn claim_matches(actual: Option<&Value>, want: &Value) -> bool {
@@ -224,9 +215,17 @@ mod tests {
         r.require_roles = roles.iter().map(|s| s.to_string()).collect();
         r.require_claims = claims
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| (k.parse().unwrap(), v.clone()))
             .collect();
         r
+    }
+
+    fn names(role: &str) -> IdentityClaims {
+        IdentityClaims {
+            subject: ClaimPath::top("sub"),
+            role: role.parse().unwrap(),
+            scopes: vec![ClaimPath::top("scope"), ClaimPath::top("scp")],
+        }
     }
 
     fn claims(v: Value) -> Option<Arc<Claims>> {
@@ -236,9 +235,14 @@ mod tests {
     #[test]
     fn scopes_come_from_scope_string_or_scp_array() {
         let r = route(&["chat", "read"], &[], &[]);
-        assert!(access(&r, "role", claims(json!({"scope": "read chat write"}))).is_ok());
-        assert!(access(&r, "role", claims(json!({"scp": ["chat", "read"]}))).is_ok());
-        let denied = access(&r, "role", claims(json!({"scope": "chat"}))).unwrap_err();
+        assert!(access(
+            &r,
+            &names("role"),
+            claims(json!({"scope": "read chat write"}))
+        )
+        .is_ok());
+        assert!(access(&r, &names("role"), claims(json!({"scp": ["chat", "read"]}))).is_ok());
+        let denied = access(&r, &names("role"), claims(json!({"scope": "chat"}))).unwrap_err();
         assert_eq!(
             denied,
             AuthError::Forbidden {
@@ -250,43 +254,90 @@ mod tests {
     #[test]
     fn any_listed_role_is_enough() {
         let r = route(&[], &["admin", "user"], &[]);
-        assert!(access(&r, "role", claims(json!({"role": "user"}))).is_ok());
-        assert!(access(&r, "roles", claims(json!({"roles": ["x", "admin"]}))).is_ok());
-        assert!(access(&r, "role", claims(json!({"role": "guest"}))).is_err());
-        assert!(access(&r, "role", claims(json!({}))).is_err());
+        assert!(access(&r, &names("role"), claims(json!({"role": "user"}))).is_ok());
+        assert!(access(
+            &r,
+            &names("roles"),
+            claims(json!({"roles": ["x", "admin"]}))
+        )
+        .is_ok());
+        assert!(access(&r, &names("role"), claims(json!({"role": "guest"}))).is_err());
+        assert!(access(&r, &names("role"), claims(json!({}))).is_err());
     }
 
     #[test]
     fn claims_must_equal() {
         let r = route(&[], &[], &[("tenant", json!("acme"))]);
-        assert!(access(&r, "role", claims(json!({"tenant": "acme"}))).is_ok());
-        assert!(access(&r, "role", claims(json!({"tenant": ["x", "acme"]}))).is_ok());
-        assert!(access(&r, "role", claims(json!({"tenant": "other"}))).is_err());
+        assert!(access(&r, &names("role"), claims(json!({"tenant": "acme"}))).is_ok());
+        assert!(access(&r, &names("role"), claims(json!({"tenant": ["x", "acme"]}))).is_ok());
+        assert!(access(&r, &names("role"), claims(json!({"tenant": "other"}))).is_err());
     }
 
     #[test]
     fn no_token_is_missing_unless_the_route_allows_anonymous() {
         let mut r = route(&[], &[], &[]);
-        assert_eq!(access(&r, "role", None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            access(&r, &names("role"), None).unwrap_err(),
+            AuthError::Missing
+        );
         r.auth = AuthMode::Optional;
-        assert!(matches!(access(&r, "role", None), Ok(Access::Anonymous)));
+        assert!(matches!(
+            access(&r, &names("role"), None),
+            Ok(Access::Anonymous)
+        ));
         r.require_scopes = vec!["x".into()];
-        assert_eq!(access(&r, "role", None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            access(&r, &names("role"), None).unwrap_err(),
+            AuthError::Missing
+        );
         r.auth = AuthMode::None;
-        assert!(matches!(access(&r, "role", None), Ok(Access::Anonymous)));
+        assert!(matches!(
+            access(&r, &names("role"), None),
+            Ok(Access::Anonymous)
+        ));
     }
 
     #[test]
     fn a_permit_carries_the_access_authorize_decided() {
         let r = route(&[], &["admin"], &[]);
         let claims = claims(json!({"role": "admin", "sub": "ann"}));
-        let permit = authorize(&r, "role", claims, "request").unwrap();
+        let permit = authorize(&r, &names("role"), claims, "request").unwrap();
         assert_eq!(*permit.get(), "request");
         let session = permit.session();
         let sub = session.access().identity().and_then(|i| i.claim_str("sub"));
         assert_eq!(sub, Some("ann"));
         let (value, _) = permit.map(str::len).into_parts();
         assert_eq!(value, 7);
-        assert!(authorize(&r, "role", None, ()).is_err());
+        assert!(authorize(&r, &names("role"), None, ()).is_err());
+    }
+
+    #[test]
+    fn nested_and_quoted_paths_are_read_and_missing_ones_deny() {
+        let keycloak = json!({
+            "realm_access": {"roles": ["customer"]},
+            "resource_access": {"orders-api": {"roles": ["admin"]}},
+            "permissions": ["read:orders"],
+            "https://example.com/roles": ["ops"],
+        });
+        let r = route(&[], &["customer"], &[]);
+        assert!(access(&r, &names("realm_access.roles"), claims(keycloak.clone())).is_ok());
+        assert!(access(&r, &names("realm_access.nope"), claims(keycloak.clone())).is_err());
+        assert!(access(&r, &names("realm_access.roles.x"), claims(keycloak.clone())).is_err());
+        let r = route(&[], &["ops"], &[]);
+        let quoted = names("[\"https://example.com/roles\"]");
+        assert!(access(&r, &quoted, claims(keycloak.clone())).is_ok());
+        let r = route(
+            &[],
+            &[],
+            &[("resource_access.orders-api.roles", json!("admin"))],
+        );
+        assert!(access(&r, &names("role"), claims(keycloak.clone())).is_ok());
+        assert!(access(&r, &names("role"), claims(json!({"resource_access": []}))).is_err());
+        // Scopes from every listed claim: here Auth0's permissions array.
+        let r = route(&["read:orders"], &[], &[]);
+        let mut auth0 = names("role");
+        assert!(access(&r, &auth0, claims(keycloak.clone())).is_err());
+        auth0.scopes.push(ClaimPath::top("permissions"));
+        assert!(access(&r, &auth0, claims(keycloak)).is_ok());
     }
 }

@@ -219,7 +219,6 @@ fn algorithms(
                     )
                 },
             ),
-            Ok(Algorithm::EdDSA) => e.push(key, "EdDSA is not supported"),
             Ok(alg) => out.push(alg),
             Err(_) => e.push(key, format!("unknown algorithm {name:?}")),
         }

@@ -7,11 +7,13 @@
 //! arrow and the typed structs. Raw values that need checking (durations, addresses,
 //! algorithm names) stay strings here so one bad value cannot hide the next.
 
+mod claims;
 mod cors;
 pub mod fields;
 mod issuer;
 mod limits;
 mod listen;
+mod logout;
 pub mod outbound;
 mod paths;
 mod raw;
@@ -36,8 +38,8 @@ pub use raw::*;
 pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
-    AuthMode, Config, IssuerConfig, KeySource, LogFormat, RouteConfig, TicketsConfig, TokenSource,
-    UpstreamAuth,
+    AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, LogFormat, LogoutConfig,
+    RouteConfig, TicketsConfig, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

@@ -45,6 +45,11 @@ pub(super) fn check_route_paths(e: &mut ConfigErrors, raw: &FileConfig, rules: &
             canonical_or_error(e, "tickets.endpoint", endpoint, rules);
         }
     }
+    if let Some(endpoint) = raw.logout.as_ref().map(|l| l.endpoint.as_str()) {
+        if endpoint.starts_with('/') {
+            canonical_or_error(e, "logout.endpoint", endpoint, rules);
+        }
+    }
     for (i, route) in raw.routes.iter().enumerate() {
         let written = route.path.trim_end_matches('/');
         if !written.starts_with('/') || written.contains(['?', '#', '*']) {

@@ -71,12 +71,7 @@ pub(super) fn validate_route(
         upstream_auth,
         require_scopes: raw.require.scopes.clone(),
         require_roles: raw.require.roles.clone(),
-        require_claims: raw
-            .require
-            .claims
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        require_claims: super::claims::required_claims(e, path, &raw.require.claims),
         allowed_origins,
         close_on_expiry: raw.close_on_expiry,
         first_message_timeout: timeout(e, "first_message_timeout", &raw.first_message_timeout),

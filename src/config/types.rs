@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::{HeaderName, Uri};
 use jsonwebtoken::Algorithm;
 
+pub use super::claims::IdentityClaims;
+use crate::claim_path::ClaimPath;
 use crate::secret::Secret;
 
 /// The validated configuration the proxy runs with.
@@ -24,11 +26,12 @@ pub struct Config {
     pub secret_files: Vec<PathBuf>,
     pub worker_threads: usize,
     pub issuers: Vec<IssuerConfig>,
-    pub subject_claim: String,
-    pub role_claim: String,
+    /// `[identity]`'s claim paths: the subject, and where policy reads roles and scopes.
+    pub claims: IdentityClaims,
     /// `(header, claim)` pairs; the headers are stripped from every client request.
-    pub identity_headers: Vec<(HeaderName, String)>,
+    pub identity_headers: Vec<(HeaderName, ClaimPath)>,
     pub tickets: Option<TicketsConfig>,
+    pub logout: Option<LogoutConfig>,
     pub revocation: RevocationConfig,
     pub introspections: Vec<IntrospectionConfig>,
     pub log_format: LogFormat,
@@ -132,7 +135,7 @@ pub struct RouteConfig {
     pub upstream_auth: UpstreamAuth,
     pub require_scopes: Vec<String>,
     pub require_roles: Vec<String>,
-    pub require_claims: Vec<(String, serde_json::Value)>,
+    pub require_claims: Vec<(ClaimPath, serde_json::Value)>,
     pub allowed_origins: Vec<String>,
     pub close_on_expiry: bool,
     pub first_message_timeout: Duration,
@@ -226,5 +229,12 @@ pub struct TicketsConfig {
     pub ttl: Duration,
     pub param: String,
     pub tokens: Vec<TokenSource>,
+    pub rate_limit_per_minute: u32,
+}
+
+/// `[logout]`: `POST {endpoint}` revokes the caller's own token (or all of its subject's).
+#[derive(Debug, Clone)]
+pub struct LogoutConfig {
+    pub endpoint: String,
     pub rate_limit_per_minute: u32,
 }

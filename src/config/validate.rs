@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use http::HeaderName;
 
+use crate::claim_path::ClaimPath;
+
 use super::fields::{
     duration, duration_or, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
 };
@@ -58,6 +60,7 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
             "issuing tickets needs at least one [[issuer]] or [[introspection]]",
         );
     }
+    let logout = super::logout::validate_logout(e, raw, can_validate);
     let routes = routes(
         e,
         raw,
@@ -90,10 +93,10 @@ pub fn validate(raw: &FileConfig, secrets: SecretLookup<'_>) -> Result<Config, C
         secret_files: secret_files(raw),
         worker_threads: raw.runtime.worker_threads,
         issuers,
-        subject_claim: raw.identity.subject_claim.clone(),
-        role_claim: raw.identity.role_claim.clone(),
+        claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
         tickets,
+        logout,
         revocation: validate_revocation(e, &raw.revocation),
         introspections,
         log_format: log_format(e, raw),
@@ -173,15 +176,16 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
     Some(files)
 }
 
-fn identity_headers(e: &mut ConfigErrors, raw: &FileConfig) -> Vec<(HeaderName, String)> {
+fn identity_headers(e: &mut ConfigErrors, raw: &FileConfig) -> Vec<(HeaderName, ClaimPath)> {
     let mut headers = Vec::new();
     for (header, claim) in &raw.identity.headers {
         let key = format!("identity.headers.{header}");
+        let path = super::claims::claim_path(e, &key, claim);
         match HeaderName::try_from(header.as_str()) {
             Ok(name) if crate::upstream::headers::is_reserved(&name) => {
                 e.push(key, "this header is managed by the proxy")
             }
-            Ok(name) => headers.push((name, claim.clone())),
+            Ok(name) => headers.extend(path.map(|path| (name, path))),
             Err(_) => e.push(key, "not a valid header name"),
         }
     }

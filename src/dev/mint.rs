@@ -93,9 +93,12 @@ fn signing_key(issuer: &IssuerConfig) -> Result<(EncodingKey, Algorithm), MintEr
     if let Ok(key) = EncodingKey::from_ec_pem(&pem) {
         return Ok((key, pick(AlgorithmFamily::Ec)?));
     }
+    if let Ok(key) = EncodingKey::from_ed_pem(&pem) {
+        return Ok((key, pick(AlgorithmFamily::Ed)?));
+    }
     let key = EncodingKey::from_rsa_pem(&pem).map_err(|_| {
         MintError::Key(format!(
-            "{} holds no RSA or EC private key in PEM",
+            "{} holds no RSA, EC or Ed25519 private key in PEM",
             path.display()
         ))
     })?;

@@ -103,6 +103,19 @@ const fn row(status: StatusCode, code: &'static str, counted: Counted) -> Reason
 }
 
 impl ProxyError {
+    /// A small request body (a ticket or sign-out request) that could not be read:
+    /// `refusal` says what it should have been.
+    pub(crate) fn from_body(e: crate::proxy::pre_auth::BodyError, refusal: &'static str) -> Self {
+        use crate::proxy::pre_auth::BodyError;
+        match e {
+            BodyError::Timeout => ProxyError::BodyTimeout,
+            BodyError::Over(over) => ProxyError::OverBudget(over),
+            BodyError::TooLarge | BodyError::Broken => ProxyError::BadRequest(refusal),
+        }
+    }
+}
+
+impl ProxyError {
     /// The reason table. No catch-all arm: a new variant must be given its row here.
     pub(crate) fn reason(&self) -> Reason {
         use Counted::{AuthFailure, Limit, Nothing};

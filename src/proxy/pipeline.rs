@@ -63,7 +63,7 @@ impl Proxy {
             other => other,
         };
         let claims = credential.as_ref().map(|c| c.claims.clone());
-        let permitted = policy::authorize(&route.config, &self.role_claim, claims, parts);
+        let permitted = policy::authorize(&route.config, &self.claims, claims, parts);
         let mut permitted = self.counted(upgrade, route, permitted.map_err(ProxyError::from))?;
         let token = credential.as_ref().and_then(|c| c.token.as_ref());
         self.rewrite(route, &mut permitted, conn, request_id, token)?;
@@ -156,9 +156,6 @@ impl Proxy {
     }
 
     pub(crate) fn subject(&self, claims: &Claims) -> Option<String> {
-        claims
-            .get(&self.subject_claim)
-            .and_then(serde_json::Value::as_str)
-            .map(String::from)
+        self.claims.subject_of(claims).map(String::from)
     }
 }

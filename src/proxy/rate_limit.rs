@@ -19,6 +19,8 @@ pub(crate) struct RateLimits {
     pub requests_per_ip: RateLimiter<IpAddr>,
     /// `tickets.rate_limit_per_minute`, by authenticated caller (see `ticket_endpoint`).
     pub tickets: RateLimiter<[u8; 32]>,
+    /// `logout.rate_limit_per_minute`, by authenticated caller (see `logout`).
+    pub logouts: RateLimiter<[u8; 32]>,
 }
 
 impl RateLimits {
@@ -26,6 +28,7 @@ impl RateLimits {
         Self {
             requests_per_ip: RateLimiter::new(Duration::from_secs(1)),
             tickets: RateLimiter::new(Duration::from_secs(60)),
+            logouts: RateLimiter::new(Duration::from_secs(60)),
         }
     }
 }

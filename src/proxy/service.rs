@@ -12,12 +12,12 @@
 //! Before all of it, the request target is made canonical (`canonical.rs`) and replaces
 //! the URI, so the ticket endpoint, routing, token extraction, the access log and the
 //! upstream all read one spelling; a target that cannot be made unambiguous gets 400.
-//! The ticket endpoint is answered before routing (see `ticket_desk`).
+//! The ticket and logout endpoints are answered before routing (`ticket_desk`, `logout`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,14 +27,16 @@ use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::cidr::{client_key, CidrSet};
+use crate::claim_path::ClaimPath;
 use crate::config::upstream::Affinity;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, IdentityClaims, RouteConfig};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::{AccessLine, Labels};
 use crate::proxy::authenticate::Authenticator;
 use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
+use crate::proxy::logout::LogoutDesk;
 use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarget};
 use crate::proxy::route::RouteTable;
@@ -42,6 +44,37 @@ use crate::proxy::ticket_desk::TicketDesk;
 use crate::tickets::TicketStore;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
+
+/// Where a request goes: an endpoint gatehouse answers itself (before routing), a route,
+/// or nowhere (no route matches, or the target was refused).
+#[derive(Clone, Copy)]
+enum Destination<'a> {
+    Tickets(&'a TicketDesk),
+    Logout(&'a LogoutDesk),
+    Route(&'a Arc<Route>),
+    Nowhere,
+}
+
+impl<'a> Destination<'a> {
+    /// The route's name, redactor and metrics; `fallback` for nowhere.
+    fn labels(self, fallback: &'a Labels) -> &'a Labels {
+        match self {
+            Self::Tickets(desk) => &desk.labels,
+            Self::Logout(desk) => &desk.labels,
+            Self::Route(route) => &route.labels,
+            Self::Nowhere => fallback,
+        }
+    }
+
+    fn cors_rules(self) -> Option<cors::Rules<'a>> {
+        match self {
+            Self::Tickets(desk) => Some(desk.cors.rules()),
+            Self::Logout(desk) => Some(desk.cors.rules()),
+            Self::Route(route) => Some(cors::Rules::of_route(&route.config)),
+            Self::Nowhere => None,
+        }
+    }
+}
 
 /// A route with everything the request path needs, built once at start.
 pub(crate) struct Route {
@@ -86,11 +119,12 @@ pub(crate) struct Lasting {
 pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) auth: Authenticator,
-    pub(crate) identity_headers: Vec<(HeaderName, String)>,
-    pub(crate) subject_claim: String,
-    pub(crate) role_claim: String,
+    pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// The subject, role and scope claim paths of `[identity]`.
+    pub(crate) claims: IdentityClaims,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tickets: Option<TicketDesk>,
+    pub(crate) logout: Option<LogoutDesk>,
     /// `limits.requests_per_ip_per_second`; 0 = off.
     requests_per_ip: u32,
     /// The counters, kept across reloads.
@@ -134,12 +168,15 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
-            subject_claim: config.subject_claim.clone(),
-            role_claim: config.role_claim.clone(),
+            claims: config.claims.clone(),
             tickets: config
                 .tickets
                 .as_ref()
                 .map(|t| TicketDesk::new(t, config, lasting.tickets.clone(), metrics)),
+            logout: config
+                .logout
+                .as_ref()
+                .map(|l| LogoutDesk::new(l, config, metrics)),
             requests_per_ip: config.requests_per_ip_per_second,
             rate_limits: lasting.rate_limits,
             drain: lasting.drain,
@@ -161,70 +198,101 @@ impl Proxy {
     ) -> Response<Body> {
         let refused = self.canonicalise(&mut request, conn).err();
         let path = canonical::routing_path(request.uri().path(), &self.paths);
-        let desk = self
-            .tickets
-            .as_ref()
-            .filter(|d| refused.is_none() && d.config.endpoint.eq_ignore_ascii_case(&path));
-        let route = if desk.is_some() || refused.is_some() {
-            None
-        } else {
-            self.routes.find(&path)
+        let destination = match refused {
+            Some(_) => Destination::Nowhere,
+            None => self.destination(&path),
         };
-        let labels = match (desk, route) {
-            (Some(d), _) => &d.labels,
-            (None, Some(r)) => &r.labels,
-            (None, None) => &self.fallback,
-        };
-        let (name, redactor, metrics) = (&labels.name, &labels.redactor, &labels.metrics);
+        let labels = destination.labels(&self.fallback);
         let request_id = headers::request_id(request.headers());
         let cors_seen = cors::Seen::of(&request);
-        // The one client address of this request; `rewrite` reads it from the extensions.
+        let method = request.method().clone();
+        let span = self.begin_span(&request, &path, &labels.name, conn.hop);
+        let (mut line, client) = self.begin(&mut request, conn, &span, labels, &request_id);
+        // Refused targets still count against the client's request rate.
+        let admissible = self
+            .admissible(&request, client)
+            .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
+        let result = match admissible {
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.dispatch(destination, request, conn, &request_id, &mut line)
+                    .await
+            }
+        };
+        let own_error = result.is_err();
+        let mut response = result.unwrap_or_else(|error| {
+            line.reason = Some(error.count(&self.metrics, &labels.name));
+            error.into_response()
+        });
+        if let Some(rules) = destination.cors_rules() {
+            cors::finish(&rules, &cors_seen, own_error, &mut response);
+        }
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id);
+        labels
+            .metrics
+            .observe(&method, response.status(), line.elapsed());
+        span.end(response.status(), line.reason);
+        line.finish(response)
+    }
+
+    /// The endpoint gatehouse answers itself at this path, if any (it wins over routes),
+    /// else the route.
+    fn destination(&self, path: &str) -> Destination<'_> {
+        let is = |endpoint: &str| endpoint.eq_ignore_ascii_case(path);
+        if let Some(desk) = self.tickets.as_ref().filter(|d| is(&d.config.endpoint)) {
+            return Destination::Tickets(desk);
+        }
+        if let Some(desk) = self.logout.as_ref().filter(|d| is(&d.config.endpoint)) {
+            return Destination::Logout(desk);
+        }
+        self.routes
+            .find(path)
+            .map_or(Destination::Nowhere, Destination::Route)
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        destination: Destination<'_>,
+        request: Request<Incoming>,
+        conn: Conn,
+        request_id: &HeaderValue,
+        line: &mut AccessLine,
+    ) -> Result<Response<Body>, ProxyError> {
+        match destination {
+            Destination::Tickets(desk) => self.ticket_endpoint(desk, request, line).await,
+            Destination::Logout(desk) => self.logout_endpoint(desk, request, line).await,
+            Destination::Route(route) => {
+                self.pipeline(request, route, conn, request_id, line).await
+            }
+            Destination::Nowhere => Err(ProxyError::NoRoute),
+        }
+    }
+
+    /// The request's one client address (which `rewrite` reads from the extensions) and
+    /// its access line, begun before anything can refuse it.
+    fn begin(
+        &self,
+        request: &mut Request<Incoming>,
+        conn: Conn,
+        span: &RequestSpan,
+        labels: &Labels,
+        request_id: &HeaderValue,
+    ) -> (AccessLine, IpAddr) {
         let client = Client::resolve(
             conn.hop,
             conn.https,
             request.headers(),
             &self.trusted_proxies,
         );
-        let method = request.method().clone();
-        let span = self.begin_span(&request, &path, name, conn.hop);
         request.extensions_mut().insert(span.context.clone());
-        let mut line =
-            AccessLine::begin(&request, client.addr, redactor, name.clone(), &request_id);
+        let (redactor, name) = (&labels.redactor, labels.name.clone());
+        let mut line = AccessLine::begin(request, client.addr, redactor, name, request_id);
         line.trace_id = Some(span.context.trace_id_hex());
-        let client_addr = client.addr;
+        let addr = client.addr;
         request.extensions_mut().insert(client);
-        // Refused targets still count against the client's request rate.
-        let admissible = self
-            .admissible(&request, client_addr)
-            .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
-        let result = match (admissible, desk, route) {
-            (Err(e), _, _) => Err(e),
-            (_, Some(desk), _) => self.ticket_endpoint(desk, request, &mut line).await,
-            (_, None, Some(route)) => {
-                self.pipeline(request, route, conn, &request_id, &mut line)
-                    .await
-            }
-            (_, None, None) => Err(ProxyError::NoRoute),
-        };
-        let own_error = result.is_err();
-        let mut response = result.unwrap_or_else(|error| {
-            line.reason = Some(error.count(&self.metrics, name));
-            error.into_response()
-        });
-        let cors_rules = match (desk, route) {
-            (Some(desk), _) => Some(desk.cors_rules()),
-            (None, Some(route)) => Some(cors::Rules::of_route(&route.config)),
-            (None, None) => None,
-        };
-        if let Some(rules) = cors_rules {
-            cors::finish(&rules, &cors_seen, own_error, &mut response);
-        }
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id);
-        metrics.observe(&method, response.status(), line.elapsed());
-        span.end(response.status(), line.reason);
-        line.finish(response)
+        (line, addr)
     }
 
     /// Starts the request's span; `handle` puts its trace context in the request's

@@ -227,8 +227,7 @@ impl Proxy {
             request_id,
         } = pending;
         let claims = Some(credential.claims.clone());
-        let mut permitted = match policy::authorize(&route.config, &self.role_claim, claims, parts)
-        {
+        let mut permitted = match policy::authorize(&route.config, &self.claims, claims, parts) {
             Ok(permitted) => permitted,
             Err(e) => {
                 return self

@@ -10,6 +10,8 @@ use http::header::{self, HeaderName};
 use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use http::{HeaderMap, HeaderValue};
 
+use crate::claim_path::ClaimPath;
+
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -88,7 +90,7 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 
 /// A client header that must not reach the upstream in any spelling: an identity header,
 /// a forwarding header, or an `_` spelling of a header the proxy manages.
-fn is_spoofed(name: &str, identity: &[(HeaderName, String)]) -> bool {
+fn is_spoofed(name: &str, identity: &[(HeaderName, ClaimPath)]) -> bool {
     is_forwarding(name)
         || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
         || (name.contains('_')
@@ -99,12 +101,12 @@ fn is_spoofed(name: &str, identity: &[(HeaderName, String)]) -> bool {
 }
 
 /// A field `Connection` may not take away, whatever the client says is hop-by-hop.
-fn is_protected(name: &HeaderName, identity: &[(HeaderName, String)]) -> bool {
+fn is_protected(name: &HeaderName, identity: &[(HeaderName, ClaimPath)]) -> bool {
     managed().contains(&name) || is_spoofed(name.as_str(), identity)
 }
 
 /// Removes every client header [`is_spoofed`] names; the proxy sets its own afterwards.
-pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, String)]) {
+pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| is_spoofed(name.as_str(), identity))
@@ -135,7 +137,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// [`remove_hop_by_hop`] for a client request: a protected field named in `Connection`
 /// stays, so a client cannot have the proxy drop a header it vouches for.
-pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, String)]) {
+pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
     let named = named_by_connection(headers);
     let named = named.iter().filter(|n| !is_protected(n, identity));
     for name in named.chain(hop_by_hop()) {
@@ -165,8 +167,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 mod tests {
     use super::*;
 
-    fn identity() -> Vec<(HeaderName, String)> {
-        vec![(HeaderName::from_static("x-auth-subject"), "sub".into())]
+    fn identity() -> Vec<(HeaderName, ClaimPath)> {
+        vec![(
+            HeaderName::from_static("x-auth-subject"),
+            ClaimPath::top("sub"),
+        )]
     }
 
     fn map(fields: &[(&str, &str)]) -> HeaderMap {

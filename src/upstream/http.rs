@@ -14,6 +14,8 @@ use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::HeaderName;
+
+use crate::claim_path::ClaimPath;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
@@ -57,7 +59,7 @@ pub struct Rewrite<'a> {
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
-    pub identity: &'a [(HeaderName, String)],
+    pub identity: &'a [(HeaderName, ClaimPath)],
 }
 
 impl Upstream {

@@ -7,10 +7,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::auth::policy::Access;
+use crate::claim_path::ClaimPath;
 use crate::upstream::headers::same_name;
 
 /// Strips every configured identity header, then sets those the identity has claims for.
-pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, String)], access: &Access) {
+pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, ClaimPath)], access: &Access) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|key| {
@@ -28,7 +29,7 @@ pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, String)], access:
         return;
     };
     for (name, claim) in mapping {
-        let Some(value) = identity.claims().get(claim).and_then(header_value) else {
+        let Some(value) = claim.resolve(identity.claims()).and_then(header_value) else {
             continue;
         };
         headers.insert(name.clone(), value);
@@ -63,7 +64,10 @@ mod tests {
 
     #[test]
     fn every_spelling_is_replaced_by_the_verified_value() {
-        let mapping = vec![(HeaderName::from_static("x-auth-subject"), "sub".into())];
+        let mapping = vec![(
+            HeaderName::from_static("x-auth-subject"),
+            ClaimPath::top("sub"),
+        )];
         let mut h = HeaderMap::new();
         for name in ["x_auth_subject", "X-AUTH_SUBJECT", "x-auth-subject"] {
             h.append(

@@ -45,6 +45,14 @@ impl Key {
         }
     }
 
+    pub fn ed(name: &'static str, kid: &str) -> Self {
+        Key {
+            name,
+            alg: Algorithm::EdDSA,
+            kid: Some(kid.into()),
+        }
+    }
+
     pub fn private_pem(&self) -> Vec<u8> {
         std::fs::read(fixture(&format!("{}.pem", self.name))).unwrap()
     }
@@ -56,6 +64,7 @@ impl Key {
     pub fn encoding_key(&self) -> EncodingKey {
         match self.alg {
             Algorithm::ES256 => EncodingKey::from_ec_pem(&self.private_pem()).unwrap(),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(&self.private_pem()).unwrap(),
             _ => EncodingKey::from_rsa_pem(&self.private_pem()).unwrap(),
         }
     }
@@ -64,6 +73,17 @@ impl Key {
     pub fn jwk(&self) -> Value {
         let pem = std::fs::read_to_string(self.public_pem_path()).unwrap();
         let mut jwk = match self.alg {
+            Algorithm::EdDSA => {
+                // An Ed25519 SubjectPublicKeyInfo is a 12-byte prefix and the 32-byte key.
+                let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                json!({
+                    "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                    "x": URL_SAFE_NO_PAD.encode(&der[12..]),
+                })
+            }
             Algorithm::ES256 => {
                 use p256::elliptic_curve::sec1::ToEncodedPoint;
                 use p256::pkcs8::DecodePublicKey;

@@ -361,7 +361,7 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 {{- end }}
 {{- end }}
 {{- end }}
-{{- $preferred := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "revocation" "log" "route" "shutdown" "limits" }}
+{{- $preferred := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "logout" "revocation" "log" "route" "shutdown" "limits" }}
 {{- $order := list }}
 {{- range $k := $preferred }}{{ if hasKey $cfg $k }}{{ $order = append $order $k }}{{ end }}{{ end }}
 {{- range $k := keys $cfg | sortAlpha }}{{ if not (has $k $preferred) }}{{ $order = append $order $k }}{{ end }}{{ end }}
@@ -372,7 +372,7 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 
 {{/* Environment variable names that gatehouse would read as config overrides. */}}
 {{- define "gatehouse.checkEnvNames" -}}
-{{- $tables := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "revocation" "log" "route" "shutdown" "limits" }}
+{{- $tables := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "logout" "revocation" "log" "route" "shutdown" "limits" }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
 {{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_]*$" $ref.env) }}
 {{- fail (printf "%s: %q is not an environment variable name" $ref.what $ref.env) }}

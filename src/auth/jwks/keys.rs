@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::secret::Secret;
@@ -91,12 +91,14 @@ impl Keys {
             }
             // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
             // IdPs publish keys for other consumers too.
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            let key = match &jwk.algorithm {
+                // Only Ed25519, checked: jsonwebtoken would take any OKP curve.
+                AlgorithmParameters::OctetKeyPair(_) => crate::auth::ed25519::from_jwk(jwk),
+                _ => DecodingKey::from_jwk(jwk).ok(),
+            };
+            let Some(key) = key else {
                 continue;
             };
-            if key.family() == AlgorithmFamily::Ed {
-                continue;
-            }
             let alg = jwk
                 .common
                 .key_algorithm
@@ -122,7 +124,7 @@ pub fn hmac(secret: &Secret) -> Keys {
     }
 }
 
-/// An RSA or EC public key in a PEM file as the one, unnamed key.
+/// An RSA, EC or Ed25519 public key in a PEM file as the one, unnamed key.
 pub fn public_key_file(path: &Path, alg: Algorithm) -> Result<Keys, String> {
     let pem = crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let key = match alg.family() {
@@ -131,7 +133,14 @@ pub fn public_key_file(path: &Path, alg: Algorithm) -> Result<Keys, String> {
     }
     .or_else(|_| DecodingKey::from_rsa_pem(&pem))
     .or_else(|_| DecodingKey::from_ec_pem(&pem))
-    .map_err(|_| format!("{} holds no RSA or EC public key in PEM", path.display()))?;
+    .ok()
+    .or_else(|| crate::auth::ed25519::from_pem(&pem))
+    .ok_or_else(|| {
+        format!(
+            "{} holds no RSA, EC or Ed25519 public key in PEM",
+            path.display()
+        )
+    })?;
     Ok(Keys {
         unnamed: vec![VerifyKey::new(key, None)],
         ..Keys::default()

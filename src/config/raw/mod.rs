@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub issuers: Vec<FileIssuer>,
     pub identity: FileIdentity,
     pub tickets: Option<FileTickets>,
+    pub logout: Option<FileLogout>,
     pub revocation: FileRevocation,
     #[serde(rename = "introspection")]
     pub introspections: Vec<FileIntrospection>,
@@ -43,6 +44,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "introspection",
     "identity",
     "tickets",
+    "logout",
     "revocation",
     "log",
     "route",
@@ -136,6 +138,8 @@ pub struct FileIssuer {
 pub struct FileIdentity {
     pub subject_claim: String,
     pub role_claim: String,
+    /// The claims `require.scopes` reads.
+    pub scope_claims: Vec<String>,
     pub headers: BTreeMap<String, String>,
 }
 
@@ -144,6 +148,7 @@ impl Default for FileIdentity {
         Self {
             subject_claim: "sub".into(),
             role_claim: "role".into(),
+            scope_claims: vec!["scope".into(), "scp".into()],
             headers: [("X-Auth-Subject", "sub")]
                 .into_iter()
                 .map(|(h, c)| (h.to_string(), c.to_string()))
@@ -174,6 +179,24 @@ impl Default for FileTickets {
             store: "memory".into(),
             tokens: vec!["header".into()],
             rate_limit_per_minute: 60,
+        }
+    }
+}
+
+/// `[logout]`: the caller's own sign-out endpoint; present = enabled.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FileLogout {
+    pub endpoint: String,
+    /// Sign-outs per caller (issuer and subject) per minute; more get 429.
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for FileLogout {
+    fn default() -> Self {
+        Self {
+            endpoint: "/.gatehouse/logout".into(),
+            rate_limit_per_minute: 10,
         }
     }
 }

@@ -8,13 +8,10 @@ use hyper::body::Incoming;
 use super::{caller, parse_request, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::error::AuthError;
 use crate::auth::policy;
-use crate::body::{empty, Body};
-use crate::config::CorsConfig;
+use crate::body::Body;
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::authenticate::Credential;
-use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
-use crate::proxy::pre_auth::BodyError;
 use crate::proxy::service::Proxy;
 use crate::tickets::Grant;
 
@@ -25,18 +22,11 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        // CORS headers on every answer, errors included, come from `cors::finish`.
-        let origin = desk.cors_origin(&request)?;
-        match (request.method(), origin, &desk.cors) {
-            (&Method::OPTIONS, Some(origin), CorsConfig::Answer(answer)) => {
-                Ok(cors::answer_preflight(answer, origin))
-            }
-            (&Method::OPTIONS, _, _) => {
-                let mut r = Response::new(empty());
-                *r.status_mut() = StatusCode::NO_CONTENT;
-                Ok(r)
-            }
-            (&Method::POST, _, _) => self.issue(desk, request, line).await,
+        if let Some(preflight) = desk.cors.screen(&request)? {
+            return Ok(preflight);
+        }
+        match *request.method() {
+            Method::POST => self.issue(desk, request, line).await,
             _ => Err(ProxyError::MethodNotAllowed),
         }
     }
@@ -54,7 +44,7 @@ impl Proxy {
         self.rate_limits
             .tickets
             .check(
-                caller(&claims, &token, &self.subject_claim),
+                caller(&claims, &token, &self.claims.subject),
                 desk.config.rate_limit_per_minute,
             )
             .map_err(|retry_after_secs| ProxyError::RateLimited {
@@ -66,13 +56,7 @@ impl Proxy {
             .pre_auth
             .read_body(body, MAX_BODY_BYTES)
             .await
-            .map_err(|e| match e {
-                BodyError::Timeout => ProxyError::BodyTimeout,
-                BodyError::Over(over) => ProxyError::OverBudget(over),
-                BodyError::TooLarge | BodyError::Broken => {
-                    ProxyError::BadRequest("the body is not a ticket request")
-                }
-            })?;
+            .map_err(|e| ProxyError::from_body(e, "the body is not a ticket request"))?;
         let wanted = parse_request(&body)?;
         let route = match &wanted.route {
             Some(path) => {
@@ -81,7 +65,7 @@ impl Proxy {
                     .find(path)
                     .ok_or(ProxyError::BadRequest("no route matches that path"))?;
                 // Checked now: a ticket the caller could not use anyway is not issued.
-                policy::authorize(&route.config, &self.role_claim, Some(claims.clone()), ())?;
+                policy::authorize(&route.config, &self.claims, Some(claims.clone()), ())?;
                 Some(route.config.path.clone())
             }
             None => None,

@@ -1,9 +1,7 @@
 //! The ticket endpoint, answered before routing: `POST {endpoint}` with a valid token and
 //! an optional `{"route": "/hubs/chat"}` gives `201 {"ticket","expires_at","expires_in"}`.
 //!
-//! Single-page apps call it cross-origin, so it answers CORS preflights for the origins the
-//! routes allow. When any route lists origins, a request whose `Origin` is not among them is
-//! refused (403); with no list anywhere, CORS headers are simply not sent.
+//! Single-page apps call it cross-origin: CORS as in `endpoint_cors`.
 //!
 //! `rate_limit_per_minute` is counted per authenticated caller (issuer and subject; the
 //! token itself when it names no subject), after the token validates: then 429 with
@@ -18,17 +16,15 @@ mod endpoint;
 
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
-use http::{Method, Request};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
-use crate::config::{origin_listed, Config, CorsAnswer, CorsConfig, TicketsConfig, UpstreamAuth};
+use crate::claim_path::ClaimPath;
+use crate::config::{Config, TicketsConfig, UpstreamAuth};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::Labels;
-use crate::proxy::cors;
+use crate::proxy::endpoint_cors::EndpointCors;
 use crate::proxy::error::ProxyError;
 use crate::secret::BearerToken;
 use crate::tickets::{Grant, TicketError, TicketStore};
@@ -39,10 +35,7 @@ const MAX_BODY_BYTES: usize = 4096;
 pub(crate) struct TicketDesk {
     pub config: TicketsConfig,
     pub store: Arc<TicketStore>,
-    /// Union of the routes' `allowed_origins`.
-    origins: Vec<String>,
-    /// Always answered here: the endpoint is gatehouse's own.
-    pub(super) cors: CorsConfig,
+    pub(crate) cors: EndpointCors,
     /// Some route forwards tokens upstream, so unbound tickets keep theirs.
     bearer_routes: Vec<String>,
     pub(crate) labels: Labels,
@@ -61,24 +54,10 @@ impl TicketDesk {
         store: Option<Arc<TicketStore>>,
         metrics: &Metrics,
     ) -> Self {
-        let mut origins: Vec<String> = all
-            .routes
-            .iter()
-            .flat_map(|r| r.allowed_origins.clone())
-            .collect();
-        origins.sort();
-        origins.dedup();
         Self {
             // `Stores::build` makes a ticket store whenever `[tickets]` is set.
             store: store.unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
-            origins,
-            cors: CorsConfig::Answer(CorsAnswer {
-                methods: vec![Method::POST],
-                headers: vec![header::AUTHORIZATION, header::CONTENT_TYPE],
-                expose: Vec::new(),
-                credentials: false,
-                max_age: std::time::Duration::from_secs(600),
-            }),
+            cors: EndpointCors::new(all),
             bearer_routes: all
                 .routes
                 .iter()
@@ -104,37 +83,14 @@ impl TicketDesk {
         });
         result
     }
-
-    /// The endpoint's CORS rules, applied to every answer by `Proxy::handle`.
-    pub(crate) fn cors_rules(&self) -> cors::Rules<'_> {
-        cors::Rules {
-            origins: &self.origins,
-            mode: &self.cors,
-        }
-    }
-
-    /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
-    fn cors_origin(&self, request: &Request<Incoming>) -> Result<Option<HeaderValue>, ProxyError> {
-        let Some(origin) = request.headers().get(header::ORIGIN) else {
-            return Ok(None);
-        };
-        if self.origins.is_empty() {
-            return Ok(None);
-        }
-        if origin_listed(&self.origins, origin) {
-            Ok(Some(origin.clone()))
-        } else {
-            Err(ProxyError::OriginNotAllowed)
-        }
-    }
 }
 
-/// Whose ticket count a request adds to: the issuer and subject, or the token itself when
-/// it names no subject. Hashed, so every entry is the same small size.
-fn caller(claims: &Claims, token: &BearerToken, subject_claim: &str) -> [u8; 32] {
+/// Whose count a request adds to (tickets, sign-outs): the issuer and subject, or the token
+/// itself when it names no subject. Hashed, so every entry is the same small size.
+pub(crate) fn caller(claims: &Claims, token: &BearerToken, subject_claim: &ClaimPath) -> [u8; 32] {
     let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
     let mut hash = Sha256::new();
-    match text(subject_claim) {
+    match subject_claim.string(claims) {
         Some(subject) => {
             hash.update(b"subject\0");
             hash.update(text("iss").unwrap_or_default());

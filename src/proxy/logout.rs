@@ -1,0 +1,204 @@
+//! The caller's own sign-out, answered before routing: `POST {endpoint}` with a valid token
+//! revokes that token (its `jti`, until its `exp`), and with `{"everywhere": true}` every
+//! token of its subject issued before now. `204` on success, `Cache-Control: no-store`.
+//!
+//! The token comes from the `Authorization` header only: a browser attaches cookies to a
+//! cross-site form post by itself, so a cookie source would let any page sign a user out.
+//! The rest is the ticket endpoint's shape: CORS as in `endpoint_cors`, no token ->
+//! 401 before anything is counted, then validation (revocation included, so a store outage
+//! is 503 under `on_store_error = "deny"`), then the per-caller rate limit, then a small
+//! body held against the pre-authentication budget. The revocation goes through the same
+//! store, merge and channel as the admin API's, so it only tightens, repeating it changes
+//! nothing, and open WebSockets of the revoked tokens close with 4401 on every replica.
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::auth::claims::{unix_now, Claims};
+use crate::auth::error::AuthError;
+use crate::auth::numeric_date;
+use crate::auth::revocation::{Revocations, Revoked, MAX_BEFORE};
+use crate::body::{empty, Body};
+use crate::config::{Config, LogoutConfig, TokenSource};
+use crate::metrics::Metrics;
+use crate::proxy::access_log::{AccessLine, Labels};
+use crate::proxy::authenticate::Credential;
+use crate::proxy::endpoint_cors::EndpointCors;
+use crate::proxy::error::ProxyError;
+use crate::proxy::service::Proxy;
+use crate::proxy::ticket_desk::caller;
+
+/// A body larger than this is not a sign-out request.
+const MAX_BODY_BYTES: usize = 256;
+/// How far ahead of our clock a jti-less token's `iat` may be and still be covered by
+/// `everywhere` (clock skew between the IdP and us).
+const IAT_SKEW_SECS: u64 = 60;
+
+pub(crate) struct LogoutDesk {
+    pub config: LogoutConfig,
+    pub(crate) cors: EndpointCors,
+    /// The longest `leeway` of any issuer: a token is accepted that long past its `exp`.
+    leeway_secs: u64,
+    /// Subjects are unique only within one issuer, so `everywhere` needs a single one.
+    single_issuer: bool,
+    pub(crate) labels: Labels,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutRequest {
+    #[serde(default)]
+    everywhere: bool,
+}
+
+impl LogoutDesk {
+    pub(crate) fn new(config: &LogoutConfig, all: &Config, metrics: &Metrics) -> Self {
+        Self {
+            config: config.clone(),
+            cors: EndpointCors::new(all),
+            leeway_secs: all
+                .issuers
+                .iter()
+                .map(|i| i.leeway.as_secs())
+                .max()
+                .unwrap_or(0),
+            single_issuer: all.issuers.len() + all.introspections.len() == 1,
+            labels: Labels::new(&config.endpoint, all.redactor(), metrics),
+        }
+    }
+
+    /// What `claims` asks to revoke; `Err` when the token cannot be revoked that way.
+    fn entries(
+        &self,
+        claims: &Claims,
+        everywhere: bool,
+        revocations: &Revocations,
+    ) -> Result<Vec<Revoked>, ProxyError> {
+        let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+        let now = unix_now();
+        // A token without `exp` (introspection may say none) is held for the longest time
+        // the store can keep anything.
+        let until = numeric_date::get(claims, "exp").map_or(MAX_BEFORE, |exp| {
+            exp.saturating_add(self.leeway_secs).min(MAX_BEFORE)
+        });
+        let own = text("jti")
+            .filter(|j| !j.is_empty())
+            .map(|jti| Revoked::Token {
+                jti: jti.to_string(),
+                expires: until.max(now + 1),
+            });
+        if !everywhere {
+            return own.map(|e| vec![e]).ok_or(ProxyError::BadRequest(
+                "this token has no jti; send {\"everywhere\": true} to sign out every token of its subject",
+            ));
+        }
+        if !self.single_issuer {
+            return Err(ProxyError::BadRequest(
+                "signing out everywhere needs a single issuer: subjects of two issuers may collide",
+            ));
+        }
+        let sub = text("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or(ProxyError::BadRequest("this token names no subject"))?;
+        // Without a jti, the presenting token itself must fall under `before`, even when it
+        // was issued this very second.
+        let iat = numeric_date::get(claims, "iat");
+        let before = match (&own, iat) {
+            (None, Some(iat)) => iat.saturating_add(1).clamp(now, now + IAT_SKEW_SECS),
+            _ => now,
+        };
+        // Kept `revocation.retain` past `before`, as the admin API keeps it: the endpoint
+        // cannot know how long the subject's other tokens live.
+        let subject = revocations
+            .entry(None, Some(sub.to_string()), Some(before))
+            .ok_or(ProxyError::BadRequest("this token names no subject"))?;
+        Ok(own.into_iter().chain(Some(subject)).collect())
+    }
+}
+
+impl Proxy {
+    pub(crate) async fn logout_endpoint(
+        &self,
+        desk: &LogoutDesk,
+        request: Request<Incoming>,
+        line: &mut AccessLine,
+    ) -> Result<Response<Body>, ProxyError> {
+        if let Some(preflight) = desk.cors.screen(&request)? {
+            return Ok(preflight);
+        }
+        match *request.method() {
+            Method::POST => self.sign_out(desk, request, line).await,
+            _ => Err(ProxyError::MethodNotAllowed),
+        }
+    }
+
+    async fn sign_out(
+        &self,
+        desk: &LogoutDesk,
+        request: Request<Incoming>,
+        line: &mut AccessLine,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (parts, body) = request.into_parts();
+        let Credential { claims, token } =
+            self.auth.required(&parts, &[TokenSource::Header]).await?;
+        let token = token.ok_or(AuthError::Missing)?;
+        line.subject = self.subject(&claims);
+        self.rate_limits
+            .logouts
+            .check(
+                caller(&claims, &token, &self.claims.subject),
+                desk.config.rate_limit_per_minute,
+            )
+            .map_err(|retry_after_secs| ProxyError::RateLimited {
+                retry_after_secs,
+                limit: "logout_rate",
+            })?;
+        let body = self
+            .pre_auth
+            .read_body(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| ProxyError::from_body(e, "the body is not a sign-out request"))?;
+        let wanted = parse_request(&body)?;
+        let revocations = self.auth.revocations();
+        for entry in desk.entries(&claims, wanted.everywhere, revocations)? {
+            revocations.revoke(entry).await.inspect_err(|_| {
+                self.metrics.store_error("revocation");
+            })?;
+        }
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+}
+
+fn parse_request(body: &[u8]) -> Result<LogoutRequest, ProxyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(LogoutRequest::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|_| ProxyError::BadRequest("expected {\"everywhere\": true} or no body"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_out_requests_parse_strictly() {
+        assert!(!parse_request(b"").unwrap().everywhere);
+        assert!(!parse_request(b"{}").unwrap().everywhere);
+        assert!(
+            parse_request(br#"{"everywhere": true}"#)
+                .unwrap()
+                .everywhere
+        );
+        assert!(parse_request(br#"{"everywhere": "yes"}"#).is_err());
+        assert!(parse_request(br#"{"everywher": true}"#).is_err());
+        assert!(parse_request(b"true").is_err());
+    }
+}
