@@ -262,11 +262,10 @@ fn upstream_target(
     redactor: &Redactor,
 ) -> Result<PathAndQuery, UpstreamError> {
     let query = uri.query().and_then(|q| redactor.for_upstream(q));
-    let unchanged_query = match (&query, uri.query()) {
-        (None, None) => true,
-        (Some(std::borrow::Cow::Borrowed(_)), Some(_)) => true,
-        _ => false,
-    };
+    let unchanged_query = matches!(
+        (&query, uri.query()),
+        (None, None) | (Some(std::borrow::Cow::Borrowed(_)), Some(_))
+    );
     if !route.strip_prefix && unchanged_query {
         if let Some(target) = uri.path_and_query() {
             return Ok(target.clone());
