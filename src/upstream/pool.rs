@@ -117,11 +117,6 @@ impl Idle {
         parked.retain_mut(|p| p.since.elapsed() < limits.idle_timeout && p.lease.reusable());
     }
 
-    #[cfg(test)]
-    pub(crate) fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
-
     /// The endpoint's HTTP/2 connection, while it is open.
     pub(crate) fn h2(&self) -> Option<http2::SendRequest<Sent>> {
         let mut slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
