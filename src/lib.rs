@@ -19,7 +19,8 @@
 //!   [`edge::response_clock`] (header, idle and response clocks), [`edge::framing`]
 //!   (ambiguous HTTP/1.1 framing), [`edge::proxy_protocol`] (the PROXY v1/v2 header an L4
 //!   balancer sends first), [`edge::rewind`] (the bytes read past it) and
-//!   [`edge::cert_expiry`] (the served certificate's expiry gauge)
+//!   [`edge::cert_expiry`] (the served certificate's expiry gauge); [`edge::conn_events`]
+//!   (what a connection task does after a drain, a grace running out, trouble or expiry)
 //! - [`generation`]: what a reload swaps atomically (routes, issuers, key stores, policies,
 //!   limits, the HTTP server settings)
 //! - [`shared`]: what outlives a reload (metrics, ticket and revocation stores, rate-limit

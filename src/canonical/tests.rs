@@ -213,93 +213,34 @@ fn targets_become_origin_form_with_the_query_untouched() {
 
 #[test]
 fn mismatched_forms_and_connect_are_refused() {
-    const HTTP_11: Version = Version::HTTP_11;
-    const HTTP_2: Version = Version::HTTP_2;
-    for (method, uri, version, host, https, why) in [
-        (
-            Method::CONNECT,
-            "h:443",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::Connect,
-        ),
-        (
-            Method::CONNECT,
-            "/",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::Connect,
-        ),
-        (
-            Method::GET,
-            "h:443",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::NotOriginForm,
-        ),
-        (
-            Method::GET,
-            "*",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::NotOriginForm,
-        ),
-        (
-            Method::GET,
-            "http://evil/api",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::TargetMismatch,
-        ),
-        (
-            Method::GET,
-            "http://h/api",
-            HTTP_11,
-            None,
-            false,
-            Refusal::TargetMismatch,
-        ),
-        (
-            Method::GET,
-            "https://h/api",
-            HTTP_11,
-            Some("h"),
-            false,
-            Refusal::TargetMismatch,
-        ),
-        (
-            Method::GET,
-            "http://u@h/api",
-            HTTP_11,
-            Some("u@h"),
-            false,
-            Refusal::TargetMismatch,
-        ),
-        (
-            Method::GET,
-            "ftp://h/api",
-            HTTP_2,
-            None,
-            true,
-            Refusal::TargetMismatch,
-        ),
-        (
-            Method::GET,
-            "https://h/api",
-            HTTP_2,
-            Some("other"),
-            true,
-            Refusal::HostMismatch,
-        ),
-    ] {
-        let got = run(method.clone(), uri, version, host, https);
-        assert_eq!(got.err(), Some(why), "{method} {uri} {version:?}");
-    }
-    assert_eq!(Refusal::Connect.reason(), "connect_refused");
-    assert_eq!(Refusal::HostMismatch.reason(), "bad_target");
+    use Refusal as R;
+    let h1 = |method: Method, uri: &str, host: Option<&str>| {
+        run(method, uri, Version::HTTP_11, host, false).err()
+    };
+    let h2 =
+        |uri: &str, host: Option<&str>| run(Method::GET, uri, Version::HTTP_2, host, true).err();
+    assert_eq!(h1(Method::CONNECT, "h:443", Some("h")), Some(R::Connect));
+    assert_eq!(h1(Method::CONNECT, "/", Some("h")), Some(R::Connect));
+    assert_eq!(h1(Method::GET, "h:443", Some("h")), Some(R::NotOriginForm));
+    assert_eq!(h1(Method::GET, "*", Some("h")), Some(R::NotOriginForm));
+    assert_eq!(
+        h1(Method::GET, "http://evil/api", Some("h")),
+        Some(R::TargetMismatch)
+    );
+    assert_eq!(
+        h1(Method::GET, "http://h/api", None),
+        Some(R::TargetMismatch)
+    );
+    assert_eq!(
+        h1(Method::GET, "https://h/api", Some("h")),
+        Some(R::TargetMismatch)
+    );
+    assert_eq!(
+        h1(Method::GET, "http://u@h/api", Some("u@h")),
+        Some(R::TargetMismatch)
+    );
+    assert_eq!(h2("ftp://h/api", None), Some(R::TargetMismatch));
+    assert_eq!(h2("https://h/api", Some("other")), Some(R::HostMismatch));
+    assert_eq!(R::Connect.reason(), "connect_refused");
+    assert_eq!(R::HostMismatch.reason(), "bad_target");
 }

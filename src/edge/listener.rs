@@ -37,9 +37,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::body::Body;
 use crate::config::Config;
-use crate::edge::activity::{Activity, Expiry, Tracked, Trouble};
+use crate::edge::activity::{Activity, Tracked};
 use crate::edge::admission::{Admission, ConnSlot, Refusal};
+use crate::edge::conn_events::{grace_over, next, on_expiry, on_trouble, Next, Step};
 use crate::edge::proxy_protocol::read_header;
 use crate::edge::response_clock::Guarded;
 use crate::edge::rewind::Rewind;
@@ -245,46 +247,22 @@ impl Served {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let conn = Conn {
+            peer: self.peer,
+            hop: self.hop,
+            https: self.https,
+            hold: Arc::new(self.slot),
+        };
         let Served {
             current,
             http,
-            peer,
-            hop,
-            https,
-            slot,
             clocks,
             metrics,
             connections,
             ..
         } = self;
-        let conn = Conn {
-            peer,
-            hop,
-            https,
-            hold: Arc::new(slot),
-        };
         let activity = Activity::new();
-        let tracked = activity.clone();
-        let handed = conn.clone();
-        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            let in_flight = tracked.begin(request.version());
-            let http1 = request.version() <= http::Version::HTTP_11;
-            if http1 && tracked.next_is_ambiguous() {
-                request.extensions_mut().insert(AmbiguousFraming);
-            }
-            let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
-            let proxy = current.load().proxy.clone();
-            let conn = handed.clone();
-            async move {
-                let response = proxy.handle(request, conn).await;
-                if let Some(activity) = activity {
-                    activity.answered(&method, response.status());
-                }
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| Guarded::new(body, in_flight, clocks.write)),
-                )
-            }
-        });
+        let service = per_request(current, conn.clone(), activity.clone(), clocks.write);
         let io = TokioIo::new(Tracked::new(io, activity.clone()));
         let connection = http.serve_connection_with_upgrades(io, service);
         tokio::pin!(connection);
@@ -297,33 +275,17 @@ impl Served {
                 _ = connections.cut.cancelled() => Step::Drop,
                 _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
                 _ = tokio::time::sleep_until(gone_by), if closing.is_some() => {
-                    // A request still in flight is bounded by its own clocks; wait for it.
-                    if activity.in_flight() == 0 {
-                        metrics.limit_hit("close_grace");
-                        tracing::debug!(peer = %conn.peer, "connection did not close in time");
-                        Step::Drop
-                    } else {
-                        closing = Some(Instant::now() + clocks.close_grace);
-                        Step::Carry
-                    }
+                    grace_over(&activity, &metrics, &conn, &mut closing, clocks.close_grace)
                 }
                 trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
                 expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
                     on_expiry(expiry, &metrics, &conn)
                 }
             };
-            match step {
-                Step::Carry => {}
-                Step::Close | Step::Abuse if closing.is_some() => {
-                    if matches!(step, Step::Abuse) {
-                        return;
-                    }
-                }
-                Step::Close | Step::Abuse => {
-                    connection.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + clocks.close_grace);
-                }
-                Step::Drop => return,
+            match next(step, &mut closing, clocks.close_grace) {
+                Next::Carry => {}
+                Next::Shutdown => connection.as_mut().graceful_shutdown(),
+                Next::Stop => return,
             }
         };
         if let Err(e) = result {
@@ -333,49 +295,41 @@ impl Served {
     }
 }
 
-/// What the connection task does after an event.
-enum Step {
-    Carry,
-    /// Finish gracefully (GOAWAY), then `close_grace`.
-    Close,
-    /// Drop the connection now.
-    Drop,
-    /// Close gracefully, or drop when already closing: a client that carries on resetting
-    /// streams after GOAWAY (and never acks the PING that completes it) gets no more.
-    Abuse,
-}
-
-fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
-    match trouble {
-        Trouble::Stalled { cut } => {
-            metrics.limit_hit("write_timeout");
-            if cut {
-                tracing::debug!(peer = %conn.peer, "client stopped reading the response");
-                Step::Drop
-            } else {
-                Step::Carry
+/// The service hyper calls for each request of a connection: the generation current when
+/// the request arrives answers it, and the connection's activity clocks see it begin and
+/// end.
+fn per_request(
+    current: Current,
+    conn: Conn,
+    tracked: Arc<Activity>,
+    write: Duration,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<Guarded<Body>>,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let in_flight = tracked.begin(request.version());
+        let http1 = request.version() <= http::Version::HTTP_11;
+        if http1 && tracked.next_is_ambiguous() {
+            request.extensions_mut().insert(AmbiguousFraming);
+        }
+        let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
+        let proxy = current.load().proxy.clone();
+        let conn = conn.clone();
+        async move {
+            let response = proxy.handle(request, conn).await;
+            if let Some(activity) = activity {
+                activity.answered(&method, response.status());
             }
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Guarded::new(body, in_flight, write)),
+            )
         }
-        Trouble::TooManyResets => {
-            metrics.limit_hit("http2_max_resets");
-            tracing::debug!(peer = %conn.peer, "too many streams reset; closing");
-            Step::Abuse
-        }
-    }
-}
-
-fn on_expiry(expiry: Expiry, metrics: &Metrics, conn: &Conn) -> Step {
-    match expiry {
-        Expiry::Idle => {
-            metrics.limit_hit("idle_timeout");
-            Step::Close
-        }
-        Expiry::Head => {
-            metrics.limit_hit("header_read_timeout");
-            tracing::debug!(peer = %conn.peer, "request head not received in time");
-            Step::Drop
-        }
-    }
+    })
 }
 
 /// Per-connection accept errors are skipped; anything else (EMFILE) pauses the loop.

@@ -1,5 +1,5 @@
-//! One connection before it means HTTP: the accept loop ([`listener`]), the connection
-//! caps ([`admission`]), TLS with certificate reload ([`tls`]) and shared session tickets
+//! One connection before it means HTTP: the accept loop ([`listener`]) and what a
+//! connection task does after each event ([`conn_events`]), the connection caps ([`admission`]), TLS with certificate reload ([`tls`]) and shared session tickets
 //! ([`ticketer`]), the header and idle clocks ([`activity`], [`response_clock`]), the
 //! HTTP/1.1 framing guard ([`framing`]), the PROXY protocol header an L4 balancer sends
 //! first ([`proxy_protocol`], [`rewind`]) and the served certificate's expiry gauge
@@ -8,6 +8,7 @@
 pub(crate) mod activity;
 pub(crate) mod admission;
 pub(crate) mod cert_expiry;
+pub(crate) mod conn_events;
 pub mod framing;
 pub(crate) mod listener;
 pub mod proxy_protocol;

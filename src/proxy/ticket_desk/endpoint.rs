@@ -1,11 +1,14 @@
 //! The ticket endpoint as the proxy answers it: CORS, then `POST` issues a ticket to a
 //! caller whose token validates (see the module above for the rules).
 
+use std::sync::Arc;
+
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::{caller, parse_request, TicketDesk, MAX_BODY_BYTES};
+use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
 use crate::auth::policy;
 use crate::body::Body;
@@ -13,7 +16,7 @@ use crate::proxy::access_log::AccessLine;
 use crate::proxy::authenticate::Credential;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::Proxy;
-use crate::tickets::Grant;
+use crate::tickets::{Grant, Issued};
 
 impl Proxy {
     pub(crate) async fn ticket_endpoint(
@@ -58,18 +61,7 @@ impl Proxy {
             .await
             .map_err(|e| ProxyError::from_body(e, "the body is not a ticket request"))?;
         let wanted = parse_request(&body)?;
-        let route = match &wanted.route {
-            Some(path) => {
-                let route = self
-                    .routes
-                    .find(path)
-                    .ok_or(ProxyError::BadRequest("no route matches that path"))?;
-                // Checked now: a ticket the caller could not use anyway is not issued.
-                policy::authorize(&route.config, &self.claims, Some(claims.clone()), ())?;
-                Some(route.config.path.clone())
-            }
-            None => None,
-        };
+        let route = self.bound_route(wanted.route.as_deref(), &claims)?;
         let keep_token = match &route {
             Some(path) => desk.bearer_routes.contains(path),
             None => !desk.bearer_routes.is_empty(),
@@ -87,18 +79,41 @@ impl Proxy {
             .await
             .inspect_err(|e| self.metrics.ticket(e.reason()))?;
         self.metrics.ticket("issued");
-        let expires_at = time::OffsetDateTime::from(issued.expires_at)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let body = serde_json::json!({
-            "ticket": issued.ticket,
-            "expires_at": expires_at,
-            "expires_in": issued.expires_in.as_secs(),
-        });
-        let mut response = crate::body::json(StatusCode::CREATED, &body);
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Ok(response)
+        Ok(issued_response(&issued))
     }
+
+    /// The route a ticket is bound to, when the caller named one: it must exist and its
+    /// policy must admit the caller now, so a ticket that could not be used is not issued.
+    fn bound_route(
+        &self,
+        path: Option<&str>,
+        claims: &Arc<Claims>,
+    ) -> Result<Option<String>, ProxyError> {
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let route = self
+            .routes
+            .find(path)
+            .ok_or(ProxyError::BadRequest("no route matches that path"))?;
+        policy::authorize(&route.config, &self.claims, Some(claims.clone()), ())?;
+        Ok(Some(route.config.path.clone()))
+    }
+}
+
+/// `201 {"ticket","expires_at","expires_in"}`, never cached.
+fn issued_response(issued: &Issued) -> Response<Body> {
+    let expires_at = time::OffsetDateTime::from(issued.expires_at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "ticket": issued.ticket,
+        "expires_at": expires_at,
+        "expires_in": issued.expires_in.as_secs(),
+    });
+    let mut response = crate::body::json(StatusCode::CREATED, &body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

@@ -45,66 +45,78 @@ pub(super) struct Plan {
 }
 
 pub(super) fn plan(ending: Ending) -> Plan {
-    use Farewell::{Close, Echo, Forward, Nothing};
     let both = |code, text, reason| Plan {
-        client: Close(code, text),
-        upstream: Close(code, text),
+        client: Farewell::Close(code, text),
+        upstream: Farewell::Close(code, text),
         reason,
         code: Some(code),
     };
-    let one = |client, upstream, reason, code| Plan {
-        client,
-        upstream,
-        reason,
-        code,
-    };
+    let reasons = |client, upstream| Reasons { client, upstream };
     match ending {
-        Ending::Closed(side, frame) => {
-            let code = frame.as_ref().map(|f| u16::from(f.code));
-            match side {
-                Side::Client => one(Echo, Forward(for_upstream(frame)), "client_closed", code),
-                Side::Upstream => one(Forward(frame), Echo, "upstream_closed", code),
-            }
+        Ending::Closed(side, frame) => closed(side, frame),
+        Ending::Gone(side) => {
+            let why = reasons("client_gone", "upstream_gone");
+            broken(side, (1001, "peer went away"), why, None)
         }
-        Ending::Gone(Side::Client) => {
-            one(Nothing, Close(1001, "peer went away"), "client_gone", None)
+        Ending::Unwritable(side) => {
+            let why = reasons("client_error", "upstream_error");
+            broken(side, (1011, "peer unavailable"), why, Some(1011))
         }
-        Ending::Gone(Side::Upstream) => one(
-            Close(1001, "peer went away"),
-            Nothing,
-            "upstream_gone",
-            None,
-        ),
-        Ending::Unwritable(Side::Upstream) => one(
-            Close(1011, "peer unavailable"),
-            Nothing,
-            "upstream_error",
-            Some(1011),
-        ),
-        Ending::Unwritable(Side::Client) => one(
-            Nothing,
-            Close(1011, "peer unavailable"),
-            "client_error",
-            Some(1011),
-        ),
-        Ending::Stalled(Side::Upstream) => one(
-            Close(1011, "peer not reading"),
-            Nothing,
-            "upstream_stalled",
-            Some(1011),
-        ),
-        Ending::Stalled(Side::Client) => one(
-            Nothing,
-            Close(1011, "peer not reading"),
-            "client_stalled",
-            Some(1011),
-        ),
+        Ending::Stalled(side) => {
+            let why = reasons("client_stalled", "upstream_stalled");
+            broken(side, (1011, "peer not reading"), why, Some(1011))
+        }
         Ending::TooBig => both(1009, "message too big", "message_too_big"),
         Ending::Expired => both(CLOSE_UNAUTHORIZED, "token expired", "token_expired"),
         Ending::Revoked => both(CLOSE_UNAUTHORIZED, "token revoked", "token_revoked"),
         Ending::Idle => both(1001, "idle timeout", "idle_timeout"),
         Ending::Lifetime => both(1001, "session lifetime reached", "max_lifetime"),
         Ending::Drain => both(1001, "going away", "shutdown"),
+    }
+}
+
+/// The reason logged when the client broke off, and when the upstream did.
+struct Reasons {
+    client: &'static str,
+    upstream: &'static str,
+}
+
+/// A side closed: its close is echoed to it and passed on to the other.
+fn closed(side: Side, frame: Option<CloseFrame>) -> Plan {
+    let code = frame.as_ref().map(|f| u16::from(f.code));
+    match side {
+        Side::Client => Plan {
+            client: Farewell::Echo,
+            upstream: Farewell::Forward(for_upstream(frame)),
+            reason: "client_closed",
+            code,
+        },
+        Side::Upstream => Plan {
+            client: Farewell::Forward(frame),
+            upstream: Farewell::Echo,
+            reason: "upstream_closed",
+            code,
+        },
+    }
+}
+
+/// A side broke off without a close: nothing more goes to it, and the other side gets
+/// `close`.
+fn broken(side: Side, close: (u16, &'static str), why: Reasons, code: Option<u16>) -> Plan {
+    let (code_close, text) = close;
+    match side {
+        Side::Client => Plan {
+            client: Farewell::Nothing,
+            upstream: Farewell::Close(code_close, text),
+            reason: why.client,
+            code,
+        },
+        Side::Upstream => Plan {
+            client: Farewell::Close(code_close, text),
+            upstream: Farewell::Nothing,
+            reason: why.upstream,
+            code,
+        },
     }
 }
 
