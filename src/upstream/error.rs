@@ -4,9 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream unreachable")]
-    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Connect(#[source] hyper_util::client::legacy::Error),
     #[error("upstream failed")]
-    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Failed(#[source] hyper_util::client::legacy::Error),
     #[error("upstream did not answer in time")]
     Timeout,
     #[error("could not build the upstream request")]

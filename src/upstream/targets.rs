@@ -14,6 +14,7 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Frame;
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::affinity::{Located, Sealer};
 use super::balance;
@@ -147,7 +148,7 @@ impl Targets {
     pub(crate) async fn finish(
         &self,
         plan: &Plan,
-        response: Response<Body>,
+        response: Response<Incoming>,
         in_flight: InFlight,
     ) -> Result<Response<Body>, UpstreamError> {
         let (mut parts, body) = match (&self.sealer, plan.negotiate) {
@@ -158,7 +159,10 @@ impl Targets {
                     .map_err(UpstreamError::Negotiate)?
                     .into_parts()
             }
-            _ => response.into_parts(),
+            _ => {
+                let (parts, body) = response.into_parts();
+                (parts, body.boxed())
+            }
         };
         let hold = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             let shared = Arc::new(in_flight);
