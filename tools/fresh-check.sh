@@ -12,10 +12,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 keep="${1:-}"
 
-echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck and haproxy"
+echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck, haproxy and prometheus (promtool)"
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -qq \
-  redis-server redis-tools chromium chromium-common shellcheck haproxy >/dev/null 2>&1 || true
-for bin in redis-server /usr/bin/chromium shellcheck haproxy; do
+  redis-server redis-tools chromium chromium-common shellcheck haproxy prometheus >/dev/null 2>&1 || true
+for bin in redis-server /usr/bin/chromium shellcheck haproxy promtool; do
   if command -v "$bin" >/dev/null; then echo "fresh-check: $bin is still installed"; exit 1; fi
 done
 
