@@ -18,7 +18,7 @@ cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP="${RUSTC_BOOTSTRAP:-1}"
 seconds="${FUZZ_SECONDS:-180}"
 jobs="${FUZZ_JOBS:-1}"
-all=(token_extract jwt_validate config_parse first_message redact framing canonical_path proxy_header)
+all=(token_extract jwt_validate config_parse first_message redact framing canonical_path proxy_header ws_relay)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
