@@ -23,6 +23,7 @@ CONNECTIONS=${CONNECTIONS:-32}      # wrk connections (fixed, so runs are compar
 ROUNDS=${ROUNDS:-3}                 # every target once per round; the table shows medians
 WARMUP=${WARMUP:-1}                 # unmeasured seconds of load before each run (0: none)
 WRK_THREADS=${WRK_THREADS:-1}       # wrk has one core; more threads would only contend
+RATE=${RATE:-0}                     # >0: offer about RATE req/s (bench/fixed-rate.lua); 0: saturate
 FRESH_TOKENS=${FRESH_TOKENS:-50000} # distinct tokens per first-seen run (see README)
 TOKEN_TTL=${TOKEN_TTL:-3600}        # exp = iat + TOKEN_TTL for the repeated token
 # The bulk tokens cost ~2.5 ms each to mint and are cached in bench/out, so they get a
@@ -57,7 +58,7 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
 source "$BENCH/lib.sh"
 
-for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT; do
+for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS RATE FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION > 0 && CONNECTIONS > 0 && ROUNDS > 0 && WRK_THREADS > 0)) \
@@ -441,6 +442,9 @@ run_one() {
   fi
 
   local script=()
+  if ((RATE > 0)); then
+    script=(-s "$BENCH/fixed-rate.lua")
+  fi
   if [[ $mode == fresh ]]; then
     script=(-s "$BENCH/fresh-tokens.lua")
     hdr=()   # the Lua script sets Authorization itself
@@ -454,7 +458,7 @@ run_one() {
   fi
   u0=$(cpu_ticks "$NGINX_WORKER")
   # timeout: wrk stops itself after -d, the margin only catches a hung wrk.
-  out=$(TOKENS_FILE="$FRESH_FILE" WRK_THREADS="$WRK_THREADS" \
+  out=$(TOKENS_FILE="$FRESH_FILE" WRK_THREADS="$WRK_THREADS" RATE="$RATE" CONNECTIONS="$CONNECTIONS" \
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
     wrk --latency -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" "${hdr[@]}" "$url" 2>&1) || ok=0
   c1=$(cpu_ticks "$pid") || c1=""

@@ -1,5 +1,6 @@
-//! The outbound HTTP client: pooled hyper-util client over rustls (ring), used for upstreams
-//! and for fetching JWKS and discovery documents.
+//! The outbound HTTP client: pooled hyper-util client over rustls (ring), used for fetching
+//! JWKS and discovery documents, introspection and OTLP export; and the TLS settings the
+//! upstream connection pool (`upstream::pool`) shares.
 //!
 //! Roots are the system's CA bundle plus Mozilla's (webpki-roots) so a slim container
 //! without `ca-certificates` still reaches public IdPs; a route may add its own CA file for
@@ -30,13 +31,7 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots(extra_ca)?)
-    .with_no_client_auth();
+    let tls = tls_config(extra_ca)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
@@ -50,6 +45,18 @@ where
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_timer(TokioTimer::new())
         .build(https))
+}
+
+/// The TLS client settings for outbound connections: ring, safe protocol versions, the
+/// base roots plus `extra_ca`. Callers set ALPN.
+pub fn tls_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots(extra_ca)?)
+    .with_no_client_auth())
 }
 
 /// Mozilla's roots plus the system's, read once per process: parsing the system bundle

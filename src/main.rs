@@ -74,7 +74,7 @@ fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
 }
 
 fn run(config: Config, arg: &ConfigArg) -> ExitCode {
-    logging::init(config.log_format);
+    let _logs = logging::init(config.log_format);
     for warning in gatehouse::config::outbound::warnings(&config) {
         tracing::warn!("{warning}");
     }

@@ -25,6 +25,8 @@ pub const COMMIT: &str = match option_env!("GATEHOUSE_COMMIT") {
 
 pub struct Metrics {
     registry: Registry,
+    /// Mirrors [`LOG_LINES_DROPPED`] when rendered.
+    log_lines_dropped: prometheus::IntCounter,
     /// `process_*`: outside the `gatehouse_` prefix, where dashboards look for them.
     process: Registry,
     requests: IntCounterVec,
@@ -94,6 +96,20 @@ impl IdpEndpoint {
     }
 }
 
+/// Log lines the writer thread had no room for (`app::logging`), process-wide: logging
+/// starts before any registry exists.
+static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one dropped log line.
+pub fn count_dropped_log_line() {
+    LOG_LINES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Log lines dropped so far in this process.
+pub fn dropped_log_lines() -> u64 {
+    LOG_LINES_DROPPED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("gatehouse".into()), None)?;
@@ -143,6 +159,10 @@ impl Metrics {
                 "store_up",
                 "1 while a Redis store answered its last health ping in time, else 0",
                 &["store"],
+            )?,
+            log_lines_dropped: r.int_counter(
+                "log_lines_dropped_total",
+                "Log lines dropped because the log writer fell behind (stdout slow or blocked)",
             )?,
             registry,
             process,
@@ -259,6 +279,9 @@ impl Metrics {
     /// The registry in Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        let dropped = dropped_log_lines();
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut families = self.registry.gather();
         families.extend(self.process.gather());
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

@@ -183,6 +183,12 @@ pub struct RouteConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub upstream_ca_file: Option<PathBuf>,
+    /// Speak HTTP/2 to the upstream (h2c for http://, ALPN h2 for https://).
+    pub upstream_http2: bool,
+    /// Idle upstream connections kept per endpoint; 0 = none kept.
+    pub upstream_max_idle: usize,
+    /// An idle upstream connection is closed after this long.
+    pub upstream_idle_timeout: Duration,
     /// 0 = no limit.
     pub max_body_bytes: u64,
     /// `None`: a session may last as long as its token.

@@ -159,6 +159,14 @@ impl<'a> Families<'a> {
         self.register(GaugeVec::new(Opts::new(name, help), labels)?)
     }
 
+    pub(super) fn int_counter(
+        &self,
+        name: &str,
+        help: &str,
+    ) -> Result<prometheus::IntCounter, prometheus::Error> {
+        self.register(prometheus::IntCounter::new(name, help)?)
+    }
+
     pub(super) fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
         self.register(IntGauge::new(name, help)?)
     }

@@ -5,7 +5,7 @@
 //! counters: requests already in flight hold an `Arc` to the endpoint they went to.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -13,6 +13,7 @@ use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
 use super::affinity::Tag;
+use super::pool::Idle;
 
 /// First ejection; each further consecutive failure doubles it, up to [`MAX_EJECTION`].
 const BASE_EJECTION: Duration = Duration::from_secs(5);
@@ -26,6 +27,10 @@ pub(crate) struct Endpoint {
     /// Milliseconds since the pool's epoch until which the endpoint is skipped; 0 = never.
     ejected_until: AtomicU64,
     failures: AtomicU32,
+    /// Idle connections to this endpoint: they go when the endpoint leaves the set.
+    pub(crate) idle: Arc<Idle>,
+    /// `Host` for a request to this endpoint, made once.
+    host: OnceLock<Option<HeaderValue>>,
 }
 
 impl Endpoint {
@@ -36,7 +41,24 @@ impl Endpoint {
             outstanding: AtomicUsize::new(0),
             ejected_until: AtomicU64::new(0),
             failures: AtomicU32::new(0),
+            idle: Arc::default(),
+            host: OnceLock::new(),
         }
+    }
+
+    /// `Host` for this endpoint: its host, and its port unless the scheme's default.
+    pub(crate) fn host(&self, default_port: u16) -> Option<HeaderValue> {
+        self.host
+            .get_or_init(|| {
+                let host = self.authority.host();
+                match self.authority.port_u16() {
+                    Some(port) if port != default_port => {
+                        HeaderValue::from_str(&format!("{host}:{port}")).ok()
+                    }
+                    _ => HeaderValue::from_str(host).ok(),
+                }
+            })
+            .clone()
     }
 
     pub(crate) fn outstanding(&self) -> usize {

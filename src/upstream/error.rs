@@ -4,9 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("upstream unreachable")]
-    Connect(#[source] hyper_util::client::legacy::Error),
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream failed")]
-    Failed(#[source] hyper_util::client::legacy::Error),
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream did not answer in time")]
     Timeout,
     #[error("could not build the upstream request")]

@@ -1,14 +1,15 @@
-//! HTTP forwarding: rewrite the request for the upstream, send it through a pooled client
-//! under the route's timeouts, and hand back the streamed response.
+//! HTTP forwarding: rewrite the request for the upstream, send it over the route's own
+//! connections ([`exchange`](super::exchange)) under the route's timeouts, and hand back
+//! the streamed response.
 //!
 //! Bodies are never buffered: the client's `Incoming` goes up as it arrives and the
 //! upstream's `Incoming` comes back frame by frame, so an SSE stream reaches the client
 //! event by event.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -17,31 +18,30 @@ use http::HeaderName;
 use crate::claim_path::ClaimPath;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either, Empty, LengthLimitError, Limited};
+use http_body_util::{Either, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::endpoints::InFlight;
+use super::connect::Connector;
+use super::endpoints::{Endpoint, InFlight};
+use super::exchange::{Connections, SendError};
 use super::forwarded::Hop;
 use super::headers;
+use super::pool::{Limits, Sent};
 use super::stall::{StallClock, Stalled};
 use super::targets::{copy_parts, take_parts, Targets};
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
-use crate::http_client::{self, Pooled};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::upstream::error::UpstreamError;
-
-/// The client's body, or none for another attempt of a request that had none.
-type Sent = Either<StallClock<Limited<Incoming>>, Empty<Bytes>>;
 
 /// One route's upstream: where it is and how long we wait for it.
 pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     targets: Targets,
-    client: Pooled<Sent>,
+    conns: Connections,
     timeout: Duration,
     /// `limits.body_stall_timeout`.
     body_stall: Duration,
@@ -68,13 +68,21 @@ impl Upstream {
         body_stall: Duration,
         ejections: prometheus::IntCounter,
     ) -> Result<Self, String> {
-        let client = http_client::build(route.connect_timeout, route.upstream_ca_file.as_deref())?;
         let parts = route.upstream.clone().into_parts();
+        let scheme = parts.scheme.unwrap_or(Scheme::HTTP);
+        let ca = route.upstream_ca_file.as_deref();
+        let connector = Connector::new(&scheme, route.connect_timeout, ca, route.upstream_http2)?;
+        let limits = Limits {
+            max_idle: route.upstream_max_idle,
+            idle_timeout: route.upstream_idle_timeout,
+        };
+        let targets = Targets::new(route, ejections)?;
+        super::exchange::spawn_sweeper(&targets.pool, limits);
         Ok(Self {
-            scheme: parts.scheme.unwrap_or(Scheme::HTTP),
+            conns: Connections::new(connector, &scheme, limits, route.upstream_http2),
+            scheme,
             authority: parts.authority.ok_or("upstream has no authority")?,
-            targets: Targets::new(route, ejections)?,
-            client,
+            targets,
             timeout: route.timeout,
             body_stall,
             max_body_bytes: route.max_body_bytes,
@@ -92,15 +100,7 @@ impl Upstream {
     ) -> Result<(), UpstreamError> {
         let access = permitted.access().clone();
         let parts = permitted.get_mut();
-        let path = if route.strip_prefix {
-            strip(&route.path, parts.uri.path())
-        } else {
-            parts.uri.path().to_string()
-        };
-        let path_and_query = match parts.uri.query().and_then(|q| redactor.for_upstream(q)) {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
-        };
+        let path_and_query = upstream_target(&parts.uri, route, redactor)?;
         let original_host = ctx
             .host
             .clone()
@@ -114,10 +114,7 @@ impl Upstream {
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(
-                PathAndQuery::try_from(path_and_query)
-                    .map_err(|e| UpstreamError::BadRequest(e.into()))?,
-            )
+            .path_and_query(path_and_query)
             .build()
             .map_err(UpstreamError::BadRequest)?;
         parts.version = Version::HTTP_11;
@@ -155,8 +152,9 @@ impl Upstream {
         let stall = self.body_stall;
         let request = request.map(|body| StallClock::new(Limited::new(body, limit), stall));
         if self.targets.is_single() {
-            let response = self.send(request.map(Either::Left)).await?;
-            return Ok(response.map(BodyExt::boxed));
+            let endpoint = self.targets.pool.endpoints().first().cloned();
+            let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
+            return self.send(&endpoint, request.map(Either::Left)).await;
         }
         self.balanced(request).await
     }
@@ -190,7 +188,7 @@ impl Upstream {
                 take_parts(&mut parts, this)
             };
             let in_flight = InFlight::start(endpoint.clone());
-            match self.send(request).await {
+            match self.send(&endpoint, request).await {
                 Ok(response) => {
                     self.targets.pool.answered(&endpoint);
                     return self.targets.finish(&plan, response, in_flight).await;
@@ -207,18 +205,26 @@ impl Upstream {
     }
 
     /// One attempt: response headers within the route's `timeout`.
-    async fn send(&self, request: Request<Sent>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut response =
-            match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-                Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Err(e)) if caused_by::<LengthLimitError>(&e) => {
-                    return Err(UpstreamError::BodyTooLarge)
-                }
-                Ok(Err(e)) if caused_by::<Stalled>(&e) => return Err(UpstreamError::BodyStalled),
-                Ok(Err(e)) if e.is_connect() => return Err(UpstreamError::Connect(e)),
-                Ok(Err(e)) => return Err(UpstreamError::Failed(e)),
-                Ok(Ok(response)) => response,
-            };
+    async fn send(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        request: Request<Sent>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
+        let mut response = match sent {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(SendError::Failed(e))) if caused_by::<LengthLimitError>(&e) => {
+                return Err(UpstreamError::BodyTooLarge)
+            }
+            Ok(Err(SendError::Failed(e))) if caused_by::<Stalled>(&e) => {
+                return Err(UpstreamError::BodyStalled)
+            }
+            Ok(Err(e @ (SendError::Connect(_) | SendError::Handshake(_)))) => {
+                return Err(UpstreamError::Connect(e.into()))
+            }
+            Ok(Err(e)) => return Err(UpstreamError::Failed(e.into())),
+            Ok(Ok(response)) => response,
+        };
         // A 101's Connection/Upgrade are the switch itself; `websocket` sets them again.
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response)
@@ -255,7 +261,35 @@ fn rewrite_headers(
     crate::upstream::identity::attach(h, ctx.identity, access);
 }
 
-/// Whether sending failed because the client's body crossed `max_body_bytes`.
+/// The request target the upstream sees: the prefix stripped, token parameters out of the
+/// query. When neither changes anything, the client's bytes are shared, not copied.
+fn upstream_target(
+    uri: &Uri,
+    route: &RouteConfig,
+    redactor: &Redactor,
+) -> Result<PathAndQuery, UpstreamError> {
+    let query = uri.query().and_then(|q| redactor.for_upstream(q));
+    let unchanged_query = matches!(
+        (&query, uri.query()),
+        (None, None) | (Some(std::borrow::Cow::Borrowed(_)), Some(_))
+    );
+    if !route.strip_prefix && unchanged_query {
+        if let Some(target) = uri.path_and_query() {
+            return Ok(target.clone());
+        }
+    }
+    let path = if route.strip_prefix {
+        strip(&route.path, uri.path())
+    } else {
+        uri.path().to_string()
+    };
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    PathAndQuery::try_from(target).map_err(|e| UpstreamError::BadRequest(e.into()))
+}
+
 /// Whether `error` or one of its causes is an `E` (our body's own errors come back wrapped).
 fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);

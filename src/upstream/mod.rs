@@ -1,18 +1,22 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
-//! for ([`forwarded`]), HTTP forwarding ([`http`]) and the upload clock ([`stall`]); a
-//! route's endpoints ([`endpoints`], [`discovery`]), picking one ([`balance`], [`targets`])
-//! and SignalR affinity ([`affinity`], [`negotiate`]).
+//! for ([`forwarded`]), HTTP forwarding ([`http`]) over gatehouse's own connections
+//! ([`exchange`], [`pool`], [`connect`]) and the upload clock ([`stall`]); a route's
+//! endpoints ([`endpoints`], [`discovery`]), picking one ([`balance`], [`targets`]) and
+//! SignalR affinity ([`affinity`], [`negotiate`]).
 
 pub(crate) mod affinity;
 pub(crate) mod balance;
+pub(crate) mod connect;
 pub(crate) mod discovery;
 pub(crate) mod endpoints;
 pub(crate) mod error;
+pub(crate) mod exchange;
 pub(crate) mod forwarded;
 pub mod headers;
 pub mod http;
 pub mod identity;
 pub(crate) mod negotiate;
+pub(crate) mod pool;
 pub(crate) mod stall;
 pub(crate) mod targets;
 

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::affinity::{Sealer, Tag};
@@ -36,12 +35,12 @@ pub enum NegotiateError {
 
 /// The answer with its connection token sealed for `tag`; other statuses pass as they are.
 pub(crate) async fn seal_response(
-    response: Response<Incoming>,
+    response: Response<crate::body::Body>,
     sealer: &Sealer,
     tag: &Tag,
 ) -> Result<Response<crate::body::Body>, NegotiateError> {
     if response.status() != StatusCode::OK {
-        return Ok(response.map(BodyExt::boxed));
+        return Ok(response);
     }
     if response.headers().contains_key(CONTENT_ENCODING) {
         return Err(NegotiateError::Encoded);

@@ -14,7 +14,6 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::affinity::{Located, Sealer};
 use super::balance;
@@ -148,7 +147,7 @@ impl Targets {
     pub(crate) async fn finish(
         &self,
         plan: &Plan,
-        response: Response<Incoming>,
+        response: Response<Body>,
         in_flight: InFlight,
     ) -> Result<Response<Body>, UpstreamError> {
         let (mut parts, body) = match (&self.sealer, plan.negotiate) {
@@ -159,10 +158,7 @@ impl Targets {
                     .map_err(UpstreamError::Negotiate)?
                     .into_parts()
             }
-            _ => {
-                let (parts, body) = response.into_parts();
-                (parts, body.boxed())
-            }
+            _ => response.into_parts(),
         };
         let hold = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             let shared = Arc::new(in_flight);

@@ -318,6 +318,12 @@ pub struct FileRoute {
     pub timeout: String,
     /// Extra CA bundle (PEM) trusted for an `https://` upstream.
     pub upstream_ca_file: Option<PathBuf>,
+    /// Speak HTTP/2 to the upstream (prior knowledge for http://, ALPN h2 for https://).
+    pub upstream_http2: bool,
+    /// Idle upstream connections kept per endpoint.
+    pub upstream_max_idle: usize,
+    /// How long an idle upstream connection is kept.
+    pub upstream_idle_timeout: String,
     /// Largest request body forwarded; larger → 413. 0 = no limit.
     pub max_body_bytes: u64,
     /// A WebSocket session ends (1001) after this long whatever its token says; "0s" = never.
@@ -350,6 +356,9 @@ impl Default for FileRoute {
             connect_timeout: "5s".into(),
             timeout: "30s".into(),
             upstream_ca_file: None,
+            upstream_http2: false,
+            upstream_max_idle: 64,
+            upstream_idle_timeout: "60s".into(),
             max_body_bytes: 10 << 20,
             max_lifetime: "24h".into(),
             case_sensitive: false,

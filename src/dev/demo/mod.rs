@@ -63,7 +63,7 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         eprintln!("gatehouse demo: {e}");
         return ExitCode::FAILURE;
     }
-    logging::init(config.log_format);
+    let _logs = logging::init(config.log_format);
     let runtime = match crate::app::runtime(0) {
         Ok(rt) => rt,
         Err(e) => {

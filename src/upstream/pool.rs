@@ -1,0 +1,206 @@
+//! The idle HTTP/1.1 connections of one endpoint, and the response body that gives its
+//! connection back.
+//!
+//! A connection is driven by the task of the request that holds it: the response future
+//! and then the response body poll the connection before themselves, so a request costs
+//! no task hop and no cross-task wake-up. An idle connection is driven by nobody; it is
+//! polled once when it is taken, which reads whatever the upstream sent while it sat
+//! (a FIN, or bytes no request asked for: hyper then fails the connection) and so finds
+//! the dead ones before a request is written to them.
+//!
+//! A connection goes back only after its response body was read to its end *and* hyper
+//! is ready for the next request on it (the request body fully sent, the upstream did not
+//! say `Connection: close`). A body dropped half-read, an error, or an exchange that is
+//! still writing closes the connection instead: no later request can ever read what was
+//! meant for an earlier one.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
+
+use super::connect::Stream;
+use super::stall::StallClock;
+
+/// The client's body, or none for another attempt of a request that had none.
+pub(crate) type Sent = Either<StallClock<Limited<Incoming>>, Empty<Bytes>>;
+pub(crate) type H1Conn = http1::Connection<TokioIo<Stream>, Sent>;
+
+/// How many idle connections an endpoint keeps, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_idle: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// An HTTP/1.1 connection and its request handle, owned by one exchange at a time.
+pub(crate) struct Lease {
+    pub(crate) sender: http1::SendRequest<Sent>,
+    /// `None` once the connection has ended.
+    pub(crate) conn: Option<H1Conn>,
+}
+
+impl Lease {
+    /// Polls the connection (reads, writes); forgets it once it has ended.
+    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(conn) = self.conn.as_mut() {
+            if Pin::new(conn).poll(cx).is_ready() {
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Whether a new request may be written now: open, idle and keep-alive.
+    fn reusable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        self.conn.is_some() && self.sender.is_ready()
+    }
+}
+
+struct Parked {
+    lease: Lease,
+    since: Instant,
+}
+
+/// One endpoint's idle connections (newest last) and its shared HTTP/2 connection.
+#[derive(Default)]
+pub(crate) struct Idle {
+    parked: Mutex<VecDeque<Parked>>,
+    h2: Mutex<Option<http2::SendRequest<Sent>>>,
+}
+
+impl Idle {
+    /// The newest idle connection that is still usable; older and dead ones are closed.
+    pub(crate) fn take(&self, limits: Limits) -> Option<Lease> {
+        loop {
+            let parked = self.lock().pop_back()?;
+            if parked.since.elapsed() >= limits.idle_timeout {
+                // The newest is too old, so every other one is too.
+                self.lock().clear();
+                return None;
+            }
+            let mut lease = parked.lease;
+            if lease.reusable() {
+                return Some(lease);
+            }
+        }
+    }
+
+    /// Parks a connection whose exchange has fully ended, if it can take another request
+    /// and the endpoint has room; otherwise it is closed.
+    fn give_back(&self, mut lease: Lease, limits: Limits) {
+        if limits.max_idle == 0 || !lease.reusable() {
+            return;
+        }
+        let mut parked = self.lock();
+        if parked.len() >= limits.max_idle {
+            parked.pop_front();
+        }
+        parked.push_back(Parked {
+            lease,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes connections idle for `idle_timeout` and those the upstream has closed.
+    pub(crate) fn sweep(&self, limits: Limits) {
+        let mut parked = self.lock();
+        parked.retain_mut(|p| p.since.elapsed() < limits.idle_timeout && p.lease.reusable());
+    }
+
+    /// The endpoint's HTTP/2 connection, while it is open.
+    pub(crate) fn h2(&self) -> Option<http2::SendRequest<Sent>> {
+        let mut slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            _ => {
+                *slot = None;
+                None
+            }
+        }
+    }
+
+    pub(crate) fn set_h2(&self, sender: http2::SendRequest<Sent>) {
+        *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Parked>> {
+        // A panic while holding the list leaves it consistent (a VecDeque of owned values).
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A response body that drives its connection and, once read to the end, parks it.
+pub(crate) struct PooledBody {
+    body: Incoming,
+    lease: Option<Lease>,
+    home: Arc<Idle>,
+    limits: Limits,
+    done: bool,
+}
+
+impl PooledBody {
+    pub(crate) fn new(body: Incoming, lease: Lease, home: Arc<Idle>, limits: Limits) -> Self {
+        let done = body.is_end_stream();
+        Self {
+            body,
+            lease: Some(lease),
+            home,
+            limits,
+            done,
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(lease) = this.lease.as_mut() {
+            lease.drive(cx);
+        }
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.done = true,
+            Poll::Ready(Some(Ok(_))) => this.done = this.body.is_end_stream(),
+            // A failed body leaves the connection in an unknown state: close it.
+            Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        match self.lease.take() {
+            Some(lease) if self.done || self.body.is_end_stream() => {
+                self.home.give_back(lease, self.limits)
+            }
+            // Dropped half-read: the rest of the body is still on the wire.
+            _ => {}
+        }
+    }
+}
