@@ -252,6 +252,56 @@ async fn an_early_answer_while_the_body_streams_keeps_the_connection_out_of_the_
     drop(tx);
 }
 
+#[tokio::test]
+async fn an_upload_goes_on_after_an_early_answer_and_its_connection_is_reused() {
+    let (body_tx, body_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let body_tx = Arc::new(Mutex::new(Some(body_tx)));
+    let upstream = RawUpstream::start(move |index, mut socket, seen| {
+        let body_tx = body_tx.clone();
+        async move {
+            if index == 0 {
+                read_head(&mut socket, &seen).await;
+                socket.write_all(ok("early").as_bytes()).await.unwrap();
+                let mut body = vec![0u8; 10];
+                socket.read_exact(&mut body).await.unwrap();
+                if let Some(tx) = body_tx.lock().unwrap().take() {
+                    let _ = tx.send(body);
+                }
+            }
+            serve_paths(socket, seen).await;
+        }
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = "POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(b"first").await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tcp.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("early"), "{answer}");
+    // The rest of the upload, after the answer: the upstream still gets all of it.
+    tcp.write_all(b"-last").await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), body_rx)
+        .await
+        .expect("the upload was cut after the early answer")
+        .unwrap();
+    assert_eq!(&body[..], b"first-last");
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            get(&proxy.url("/after"), &[]).await.body == "/after"
+        })
+        .await
+    );
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the finished upload's connection was not reused"
+    );
+}
+
 /// A stream over an mpsc receiver (no tokio-stream dependency).
 fn tokio_stream_from<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,

@@ -123,6 +123,7 @@ impl Connections {
     async fn open_h1(&self, endpoint: &Endpoint) -> Result<Lease, SendError> {
         let io = self.connector.connect(&endpoint.authority).await;
         let io = TokioIo::new(io.map_err(SendError::Connect)?);
+        tracing::debug!(endpoint = %endpoint.authority, "opened an upstream connection");
         // Only builds the state machine: no I/O happens here.
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -160,6 +161,7 @@ impl Connections {
     async fn open_h2(&self, endpoint: &Endpoint) -> Result<http2::SendRequest<Sent>, SendError> {
         let io = self.connector.connect(&endpoint.authority).await;
         let io = TokioIo::new(io.map_err(SendError::Connect)?);
+        tracing::debug!(endpoint = %endpoint.authority, "opened an upstream HTTP/2 connection");
         let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(io)

@@ -197,10 +197,38 @@ impl Drop for PooledBody {
     fn drop(&mut self) {
         match self.lease.take() {
             Some(lease) if self.done || self.body.is_end_stream() => {
-                self.home.give_back(lease, self.limits)
+                finish(lease, self.home.clone(), self.limits)
             }
             // Dropped half-read: the rest of the body is still on the wire.
             _ => {}
         }
     }
+}
+
+/// Parks a connection whose response was read to its end. An upstream may answer before
+/// the request body is in (a `100`-less early answer to an upload it keeps reading): the
+/// upload then goes on in a task of its own, bounded by the body's stall clock and size
+/// limit, and the connection is parked when hyper is done with it. Cutting it instead
+/// would hand the upstream a truncated body.
+fn finish(mut lease: Lease, home: Arc<Idle>, limits: Limits) {
+    if lease.reusable() || lease.conn.is_none() {
+        home.give_back(lease, limits);
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let ready = std::future::poll_fn(|cx| {
+            lease.drive(cx);
+            if lease.conn.is_none() {
+                return Poll::Ready(false);
+            }
+            lease.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await;
+        if ready {
+            home.give_back(lease, limits);
+        }
+    });
 }
