@@ -16,6 +16,7 @@ const EX_USAGE: u8 = 64;
 fn main() -> ExitCode {
     // Before anything touches jsonwebtoken: it keeps the first provider it sees.
     gatehouse::auth::jwt_crypto::install();
+    gatehouse::edge::tls::install_process_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -148,9 +148,12 @@ async fn tls_upstream(ca: &Ca, dir: &Path) -> u16 {
     let leaf = dir.join("upstream");
     std::fs::create_dir_all(&leaf).unwrap();
     ca.issue(&leaf, "upstream");
-    let certified =
-        gatehouse::edge::tls::load_certified_key(&leaf.join("tls.crt"), &leaf.join("tls.key"))
-            .unwrap();
+    let certified = gatehouse::edge::tls::load_certified_key(
+        &leaf.join("tls.crt"),
+        &leaf.join("tls.key"),
+        gatehouse::config::TlsProvider::AwsLcRs,
+    )
+    .unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -256,5 +259,42 @@ async fn the_server_prefers_sha256_suites_and_the_configured_groups() {
         // The client sends an X25519 share first; only P-256 is offered, so it is asked again.
         let group = conn.negotiated_key_exchange_group().unwrap().name();
         assert_eq!(group, rustls::NamedGroup::secp256r1, "{version:?}");
+    }
+}
+
+/// Both providers serve; aws-lc-rs (the default) also offers the hybrid post-quantum group
+/// to a client that sends a share for it.
+#[tokio::test]
+async fn both_providers_handshake_and_aws_lc_rs_speaks_post_quantum() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.issue(dir.path(), "providers");
+    let upstream = Upstream::echo().await;
+    let cases = [
+        ("", "X25519MLKEM768", rustls::NamedGroup::X25519MLKEM768),
+        ("ring", "X25519", rustls::NamedGroup::X25519),
+    ];
+    for (provider, group, want) in cases {
+        let mut extra = format!("tls.kx_groups = [{group:?}]");
+        if !provider.is_empty() {
+            extra.push_str(&format!("\ntls.provider = {provider:?}"));
+        }
+        let proxy = start_with(dir.path(), &upstream, &extra).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.issuer.der().clone()).unwrap();
+        let client = rustls::crypto::aws_lc_rs::default_provider();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(client))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let negotiated = tls.get_ref().1.negotiated_key_exchange_group().unwrap();
+        assert_eq!(negotiated.name(), want, "provider {provider:?}");
     }
 }

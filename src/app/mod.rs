@@ -68,6 +68,7 @@ pub struct Running {
 impl Gatehouse {
     /// Binds the public and admin listeners and starts serving.
     pub async fn start(config: Config) -> Result<Running, StartError> {
+        crate::edge::tls::install_process_default();
         let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
         let shared = shared_state(&config, spans.as_ref())?;
         let listener = bind("listener", config.listen_addr).await?;

@@ -40,7 +40,7 @@ pub use route::{normalize_route_path, token_source};
 pub use stores::valid_ticket_param;
 pub use validate::{
     AuthMode, Config, IdentityClaims, IssuerConfig, KeySource, KxGroup, LogFormat, LogoutConfig,
-    Resumption, RouteConfig, TicketsConfig, TlsFiles, TokenSource, UpstreamAuth,
+    Resumption, RouteConfig, TicketsConfig, TlsFiles, TlsProvider, TokenSource, UpstreamAuth,
 };
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.

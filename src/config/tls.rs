@@ -1,11 +1,11 @@
 //! `[listen.tls]` handshake keys: resumption (`resumption`, `session_ticket_keys_file`,
-//! `session_ticket_lifetime`, `session_cache_size`) and `kx_groups`.
+//! `session_ticket_lifetime`, `session_cache_size`), `kx_groups` and `provider`.
 
 use std::time::Duration;
 
 use super::fields::{duration_or, ConfigErrors};
 use super::raw::FileTls;
-use super::types::{KxGroup, Resumption};
+use super::types::{KxGroup, Resumption, TlsProvider};
 use crate::ticket_keys::KeyRing;
 
 /// Cheapest first, by the figures in bench/README.md ("TLS handshakes").
@@ -83,6 +83,25 @@ pub(super) fn kx_groups(e: &mut ConfigErrors, t: &FileTls) -> Vec<KxGroup> {
     groups
 }
 
+/// aws-lc-rs by default: its handshakes cost less than ring's (bench/README.md, "TLS
+/// termination"), and only it has the hybrid post-quantum group.
+pub(super) fn provider(e: &mut ConfigErrors, t: &FileTls, groups: &[KxGroup]) -> TlsProvider {
+    let Some(name) = &t.provider else {
+        return TlsProvider::AwsLcRs;
+    };
+    let Some((_, provider)) = TlsProvider::ALL.iter().find(|(known, _)| known == name) else {
+        let known: Vec<&str> = TlsProvider::ALL.iter().map(|(n, _)| *n).collect();
+        let why = format!("{name:?} is not one of {}", known.join(", "));
+        e.push("listen.tls.provider", why);
+        return TlsProvider::AwsLcRs;
+    };
+    if *provider == TlsProvider::Ring && groups.contains(&KxGroup::X25519MlKem768) {
+        let why = "X25519MLKEM768 needs provider = \"aws-lc-rs\"";
+        e.push("listen.tls.kx_groups", why);
+    }
+    *provider
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +111,29 @@ mod tests {
         let mut e = ConfigErrors::default();
         let r = resumption(&mut e, &t);
         let k = kx_groups(&mut e, &t);
+        provider(&mut e, &t, &k);
         (r, k, e.messages().to_vec())
+    }
+
+    #[test]
+    fn the_provider_is_aws_lc_rs_unless_ring_is_asked_for() {
+        let chosen = |toml: &str| {
+            let t: FileTls = toml::from_str(toml).unwrap();
+            let mut e = ConfigErrors::default();
+            (provider(&mut e, &t, &[]), e.messages().to_vec())
+        };
+        assert_eq!(chosen(""), (TlsProvider::AwsLcRs, vec![]));
+        assert_eq!(chosen("provider = \"ring\""), (TlsProvider::Ring, vec![]));
+        let (_, errors) = chosen("provider = \"openssl\"");
+        assert_eq!(
+            errors,
+            ["listen.tls.provider: \"openssl\" is not one of aws-lc-rs, ring"]
+        );
+        let (_, _, errors) = check("provider = \"ring\"\nkx_groups = [\"X25519MLKEM768\"]");
+        assert_eq!(
+            errors,
+            ["listen.tls.kx_groups: X25519MLKEM768 needs provider = \"aws-lc-rs\""]
+        );
     }
 
     #[test]

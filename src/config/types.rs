@@ -82,6 +82,22 @@ pub struct TlsFiles {
     pub resumption: Resumption,
     /// Key-exchange groups, the preferred first.
     pub kx_groups: Vec<KxGroup>,
+    /// Which library does the handshake's cryptography.
+    pub provider: TlsProvider,
+}
+
+/// The cryptography library behind rustls for the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsProvider {
+    AwsLcRs,
+    Ring,
+}
+
+impl TlsProvider {
+    pub const ALL: [(&'static str, TlsProvider); 2] = [
+        ("aws-lc-rs", TlsProvider::AwsLcRs),
+        ("ring", TlsProvider::Ring),
+    ];
 }
 
 /// How a returning TLS client skips the full handshake.

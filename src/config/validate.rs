@@ -201,13 +201,16 @@ fn secret_files(raw: &FileConfig) -> Vec<PathBuf> {
 
 fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
     let t = raw.listen.tls.as_ref()?;
+    let kx_groups = super::tls::kx_groups(e, t);
+    let provider = super::tls::provider(e, t, &kx_groups);
     let files = match (&t.cert, &t.key) {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
             reload_interval: duration_or(e, "listen.tls.reload_interval", &t.reload_interval, "2s"),
             resumption: super::tls::resumption(e, t),
-            kx_groups: super::tls::kx_groups(e, t),
+            kx_groups,
+            provider,
         },
         (None, None) => return None,
         _ => {
@@ -215,7 +218,8 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
             return None;
         }
     };
-    if let Err(err) = crate::edge::tls::load_certified_key(&files.cert, &files.key) {
+    if let Err(err) = crate::edge::tls::load_certified_key(&files.cert, &files.key, files.provider)
+    {
         e.push("listen.tls", err);
     }
     Some(files)

@@ -1,4 +1,4 @@
-//! TLS for the public listener: rustls (ring provider), TLS 1.2 and 1.3 only, ALPN `h2`
+//! TLS for the public listener: rustls (aws-lc-rs or ring), TLS 1.2 and 1.3 only, ALPN `h2`
 //! and `http/1.1`, the configured key-exchange groups, session resumption (a per-replica
 //! cache, or tickets sealed with the replicas' shared keys), and a certificate that
 //! reloads when its files change.
@@ -20,13 +20,24 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 use super::ticketer::{self, SharedTicketer};
-use crate::config::{KxGroup, Resumption, TlsFiles};
+use crate::config::{KxGroup, Resumption, TlsFiles, TlsProvider};
 use crate::ticket_keys::KeyRing;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
+/// Makes aws-lc-rs the process's rustls provider. This build has both providers, so a
+/// library that asks rustls for the default (the Redis client over `rediss://`) would
+/// otherwise find none and panic. An earlier choice stands.
+pub fn install_process_default() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Reads a PEM chain and key into a rustls `CertifiedKey`.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+pub fn load_certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: TlsProvider,
+) -> Result<Arc<CertifiedKey>, String> {
     let chain_pem =
         crate::files::read(cert).map_err(|e| format!("reading {}: {e}", cert.display()))?;
     let key_pem =
@@ -39,8 +50,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
     }
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("parsing key {}: {e}", key.display()))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing_key = provider
+    let signing_key = base_provider(provider)
         .key_provider
         .load_private_key(key_der)
         .map_err(|e| format!("key {}: {e}", key.display()))?;
@@ -70,14 +80,14 @@ pub fn acceptor(
     stop: CancellationToken,
 ) -> Result<(tokio_rustls::TlsAcceptor, Vec<BoxFuture<'static, ()>>), String> {
     let resolver = Arc::new(ReloadingCert {
-        current: ArcSwap::new(load_certified_key(&files.cert, &files.key)?),
+        current: ArcSwap::new(load_certified_key(&files.cert, &files.key, files.provider)?),
     });
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(provider(&files.kx_groups)?))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+    let provider = provider(files.provider, &files.kx_groups)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Our suite order, not the client's: OpenSSL-based clients list AES-256-GCM-SHA384
     // first, and its SHA-384 key schedule costs more per handshake than SHA-256.
@@ -86,6 +96,7 @@ pub fn acceptor(
         resolver,
         files.cert.clone(),
         files.key.clone(),
+        files.provider,
         files.reload_interval,
         stop.clone(),
     ))];
@@ -93,20 +104,22 @@ pub fn acceptor(
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), tasks))
 }
 
+fn base_provider(provider: TlsProvider) -> rustls::crypto::CryptoProvider {
+    match provider {
+        TlsProvider::AwsLcRs => rustls::crypto::aws_lc_rs::default_provider(),
+        TlsProvider::Ring => rustls::crypto::ring::default_provider(),
+    }
+}
+
 /// The crypto provider with only the configured key-exchange groups, in their order.
-fn provider(groups: &[KxGroup]) -> Result<rustls::crypto::CryptoProvider, String> {
-    use rustls::crypto::ring::kx_group;
-    let mut provider = rustls::crypto::ring::default_provider();
+fn provider(
+    which: TlsProvider,
+    groups: &[KxGroup],
+) -> Result<rustls::crypto::CryptoProvider, String> {
+    let mut provider = base_provider(which);
     provider.kx_groups = groups
         .iter()
-        .map(|group| match group {
-            KxGroup::X25519 => Ok(kx_group::X25519),
-            KxGroup::P256 => Ok(kx_group::SECP256R1),
-            KxGroup::P384 => Ok(kx_group::SECP384R1),
-            KxGroup::X25519MlKem768 => {
-                Err("X25519MLKEM768 is not available in this build".to_string())
-            }
-        })
+        .map(|group| kx_group(which, *group))
         .collect::<Result<_, _>>()?;
     // SHA-256 suites first (AES-128-GCM, then ChaCha20-Poly1305), the SHA-384 ones last:
     // a TLS 1.3 handshake runs a few dozen HMACs, which SHA-256 does in hardware on most
@@ -115,6 +128,25 @@ fn provider(groups: &[KxGroup]) -> Result<rustls::crypto::CryptoProvider, String
         .cipher_suites
         .sort_by_key(|suite| suite_rank(suite.suite()));
     Ok(provider)
+}
+
+fn kx_group(
+    provider: TlsProvider,
+    group: KxGroup,
+) -> Result<&'static dyn rustls::crypto::SupportedKxGroup, String> {
+    use rustls::crypto::{aws_lc_rs::kx_group as aws, ring::kx_group as ring};
+    Ok(match (provider, group) {
+        (TlsProvider::AwsLcRs, KxGroup::X25519) => aws::X25519,
+        (TlsProvider::AwsLcRs, KxGroup::P256) => aws::SECP256R1,
+        (TlsProvider::AwsLcRs, KxGroup::P384) => aws::SECP384R1,
+        (TlsProvider::AwsLcRs, KxGroup::X25519MlKem768) => aws::X25519MLKEM768,
+        (TlsProvider::Ring, KxGroup::X25519) => ring::X25519,
+        (TlsProvider::Ring, KxGroup::P256) => ring::SECP256R1,
+        (TlsProvider::Ring, KxGroup::P384) => ring::SECP384R1,
+        (TlsProvider::Ring, KxGroup::X25519MlKem768) => {
+            return Err("X25519MLKEM768 needs provider = \"aws-lc-rs\"".to_string())
+        }
+    })
 }
 
 fn suite_rank(suite: rustls::CipherSuite) -> u8 {
@@ -165,6 +197,7 @@ async fn watch(
     resolver: Arc<ReloadingCert>,
     cert: PathBuf,
     key: PathBuf,
+    provider: TlsProvider,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -180,7 +213,7 @@ async fn watch(
         }
         // A half-written pair fails to load or to match; keep the old one and retry next tick.
         let (c, k) = (cert.clone(), key.clone());
-        let loaded = tokio::task::spawn_blocking(move || load_certified_key(&c, &k))
+        let loaded = tokio::task::spawn_blocking(move || load_certified_key(&c, &k, provider))
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
         match loaded {

@@ -94,6 +94,8 @@ pub struct FileTls {
     pub session_cache_size: Option<usize>,
     /// Key-exchange groups in order of preference.
     pub kx_groups: Option<Vec<String>>,
+    /// `"aws-lc-rs"` (default) or `"ring"`.
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
