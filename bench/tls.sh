@@ -131,13 +131,14 @@ start_haproxy_tls() {
   PID_OF[haproxy_nores]=$pid PORT_OF[haproxy_nores]=$HA_NORES
 }
 
-# start_gatehouse NAME RESUMPTION-LINE
+# start_gatehouse NAME RESUMPTION-LINE [PROVIDER]
 start_gatehouse() {
-  local name=$1 port admin
+  local name=$1 port admin provider=${3:-aws-lc-rs}
   free_port port
   free_port admin
   render "$TPL/gatehouse-tls.toml.tmpl" "$OUT/$name.toml" PORT="$port" ADMIN_PORT="$admin" \
-    CERT="$CERT" KEY="$KEY" UP_PORT="$UP_PORT" PUB_PEM="$PUB" RESUMPTION="$2"
+    CERT="$CERT" KEY="$KEY" UP_PORT="$UP_PORT" PUB_PEM="$PUB" RESUMPTION="$2" \
+    PROVIDER="$provider"
   "$GATEHOUSE_BIN" check --config "$OUT/$name.toml" >/dev/null || die "$name: gatehouse check failed"
   env GATEHOUSE_RUNTIME__WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run \
     --config "$OUT/$name.toml" >/dev/null 2>>"$OUT/$name.stderr.log" &
@@ -189,9 +190,9 @@ measure() {
 targets_for() {
   case $1 in
     keepalive) echo "nginx haproxy gatehouse gatehouse_jwt" ;;
-    newconn) echo "nginx nginx_nores haproxy haproxy_nores gatehouse gatehouse_nores gatehouse_jwt" ;;
-    full) echo "nginx_nores haproxy_nores gatehouse_nores" ;;
-    reuse) echo "nginx haproxy gatehouse gatehouse_cache" ;;
+    newconn) echo "nginx nginx_nores haproxy haproxy_nores gatehouse gatehouse_nores gatehouse_jwt gatehouse_ring" ;;
+    full) echo "nginx_nores haproxy_nores gatehouse_nores gatehouse_nores_ring" ;;
+    reuse) echo "nginx haproxy gatehouse gatehouse_cache gatehouse_ring" ;;
   esac
 }
 
@@ -229,6 +230,8 @@ main() {
   start_gatehouse gatehouse "tls.session_ticket_keys_file = \"$TICKETS\""
   start_gatehouse gatehouse_cache ""
   start_gatehouse gatehouse_nores "tls.resumption = false"
+  start_gatehouse gatehouse_ring "tls.session_ticket_keys_file = \"$TICKETS\"" ring
+  start_gatehouse gatehouse_nores_ring "tls.resumption = false" ring
   PID_OF[gatehouse_jwt]=${PID_OF[gatehouse]} PORT_OF[gatehouse_jwt]=${PORT_OF[gatehouse]}
   [[ $(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:${PORT_OF[gatehouse]}/auth" \
     -H "Authorization: Bearer $TOKEN") == 200 ]] || die "gatehouse_jwt preflight: the token is refused"
