@@ -16,10 +16,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,10 +27,6 @@ use support::*;
 
 const SUBJECT: &str = "spa-user";
 
-fn signalr_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/signalr")
-}
-
 fn token() -> String {
     let mut c = claims(ISS, "api", json!({}));
     c["sub"] = json!(SUBJECT);
@@ -42,59 +35,6 @@ fn token() -> String {
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
         &c,
     )
-}
-
-/// `node hub.js`, with `HUB_CORS_ORIGINS` when given; killed on drop.
-struct NodeHub {
-    child: Child,
-    port: u16,
-}
-
-impl NodeHub {
-    fn start(cors_origins: Option<&str>) -> NodeHub {
-        let mut command = Command::new("node");
-        command
-            .arg("hub.js")
-            .current_dir(signalr_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(origins) = cors_origins {
-            command.env("HUB_CORS_ORIGINS", origins);
-        }
-        let mut child = command.spawn().expect("spawn node hub.js");
-        let stdout = child.stdout.take().unwrap();
-        let mut hub = NodeHub { child, port: 0 };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        hub.port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("hub.js printed {line:?}"));
-        hub
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn requests(&self) -> Vec<Value> {
-        let seen = get(&format!("{}/__seen", self.url()), &[]).await.json();
-        seen["requests"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for NodeHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The page's origin: `/` is cors.html, `/signalr.js` the client's browser build.
@@ -229,14 +169,14 @@ async fn chromium_cross_origin_signalr_with_cors_pass_the_hub_answers_its_own_pr
         return;
     }
     let page = page_server().await;
-    let hub = NodeHub::start(Some(&page.url()));
+    let hub = NodeHub::start(&[], &[("HUB_CORS_ORIGINS", &page.url())]);
     // No `cors` key: "pass" is the default.
     let proxy =
         TestProxy::start_with_secrets(&config(&hub.url(), &page.url(), ""), &[("HS", SECRET)])
             .await;
     let token = token();
     let result = run_page(&page, &proxy, &token).await;
-    let requests = hub.requests().await;
+    let requests = hub.seen().await["requests"].as_array().unwrap().clone();
     assert_flows_worked(&result, &requests, &token);
 
     let preflights: Vec<&Value> = requests
@@ -264,14 +204,14 @@ async fn chromium_cross_origin_signalr_with_cors_answer_gatehouse_answers_the_pr
     }
     let page = page_server().await;
     // This hub knows nothing of CORS: every CORS header the browser needs is gatehouse's.
-    let hub = NodeHub::start(None);
+    let hub = NodeHub::start(&[], &[]);
     let cors = "[route.cors]\nallow_credentials = true";
     let proxy =
         TestProxy::start_with_secrets(&config(&hub.url(), &page.url(), cors), &[("HS", SECRET)])
             .await;
     let token = token();
     let result = run_page(&page, &proxy, &token).await;
-    let requests = hub.requests().await;
+    let requests = hub.seen().await["requests"].as_array().unwrap().clone();
     assert_flows_worked(&result, &requests, &token);
     assert!(
         requests.iter().all(|r| r["method"] != "OPTIONS"),

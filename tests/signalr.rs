@@ -13,123 +13,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
 
 const SUBJECT: &str = "signalr-user";
-
-fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/signalr")
-}
-
-/// The dependencies `tests/signalr/package.json` pins, name → exact version.
-fn pinned() -> serde_json::Map<String, Value> {
-    let text = std::fs::read_to_string(project_dir().join("package.json")).unwrap();
-    let package: Value = serde_json::from_str(&text).unwrap();
-    package["dependencies"].as_object().unwrap().clone()
-}
-
-/// Whether every pinned dependency is installed at its pinned version.
-fn deps_installed() -> bool {
-    pinned().iter().all(|(name, version)| {
-        let manifest = project_dir()
-            .join("node_modules")
-            .join(name)
-            .join("package.json");
-        std::fs::read_to_string(manifest)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .is_some_and(|installed| &installed["version"] == version)
-    })
-}
-
-/// `Ok` when `node` runs and `npm ci` (run by `.ci/setup`) installed the pinned packages;
-/// `Err` with what is missing otherwise. Tests only look; they never install.
-fn node_ready() -> &'static Result<(), String> {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    READY.get_or_init(|| {
-        match Command::new("node").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => return Err(format!("`node --version` failed ({})", out.status)),
-            Err(e) => return Err(format!("node ({e})")),
-        }
-        if !deps_installed() {
-            return Err("the npm packages of tests/signalr (npm ci)".to_string());
-        }
-        Ok(())
-    })
-}
-
-/// True when the test can run; false (with a note) when it must be skipped. Under `CI=true`
-/// a missing component is a failure, not a skip.
-fn require_node(test: &str) -> bool {
-    match node_ready() {
-        Ok(()) => true,
-        Err(what) => require_component(false, &format!("{test}: {what}")),
-    }
-}
-
-/// `node hub.js`, killed when dropped (also when the test panics). Its stdin stays open
-/// while this lives; the hub exits by itself when it closes, should this process die.
-struct Hub {
-    child: Child,
-    port: u16,
-}
-
-impl Hub {
-    fn start() -> Hub {
-        let mut child = Command::new("node")
-            .arg("hub.js")
-            .current_dir(project_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node hub.js");
-        let stdout = child.stdout.take().unwrap();
-        // From here on a panic drops the guard, which kills the hub.
-        let mut hub = Hub { child, port: 0 };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("hub.js did not print LISTENING within 10s");
-        hub.port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("hub.js printed {line:?}, not LISTENING <port>"));
-        hub
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// What the hub recorded: `{"requests": [...], "invocations": [...]}`.
-    async fn seen(&self) -> Value {
-        let answer = get(&format!("{}/__seen", self.url()), &[]).await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        answer.json()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct ClientRun {
     status: ExitStatus,
@@ -159,7 +50,7 @@ async fn run_client(proxy: String, token: String, mode: &'static str) -> ClientR
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new("node")
             .args(["client.js", &proxy, &token, mode])
-            .current_dir(project_dir())
+            .current_dir(signalr_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -205,7 +96,7 @@ fn token_for(sub: &str) -> String {
     mint_hs(&claims)
 }
 
-async fn proxy_for(hub: &Hub, upstream_auth: &str) -> TestProxy {
+async fn proxy_for(hub: &NodeHub, upstream_auth: &str) -> TestProxy {
     let toml = format!(
         r#"
 {HS_ISSUER}
@@ -238,7 +129,7 @@ struct Session {
 /// the message came back for the token's subject, the hub saw one negotiate and one upgrade,
 /// both with `X-Auth-Subject`, and no token or `access_token` in any URL it received.
 async fn session(mode: &'static str, upstream_auth: &str) -> Session {
-    let hub = Hub::start();
+    let hub = NodeHub::start(&[], &[]);
     let proxy = proxy_for(&hub, upstream_auth).await;
     let token = token_for(SUBJECT);
     let run = run_client(proxy.url(""), token.clone(), mode).await;

@@ -13,10 +13,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,71 +23,6 @@ use serde_json::{json, Value};
 use support::*;
 
 const SUBJECT: &str = "balanced-user";
-
-fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/signalr")
-}
-
-fn require_node(test: &str) -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok();
-    let deps = project_dir()
-        .join("node_modules/@microsoft/signalr/package.json")
-        .is_file();
-    require_component(
-        node && deps,
-        &format!("{test}: node and the npm packages of tests/signalr (npm ci)"),
-    )
-}
-
-/// `node hub.js <name>`, killed when dropped.
-struct Hub {
-    child: Child,
-    port: u16,
-}
-
-impl Hub {
-    fn start(name: &str) -> Hub {
-        let mut child = Command::new("node")
-            .args(["hub.js", name])
-            .current_dir(project_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node hub.js");
-        let stdout = child.stdout.take().unwrap();
-        let mut hub = Hub { child, port: 0 };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        hub.port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        hub
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn seen(&self) -> Value {
-        get(&format!("{}/__seen", self.url()), &[]).await.json()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn token() -> String {
     let mut claims = claims(ISS, "api", json!({}));
@@ -102,7 +34,7 @@ fn token() -> String {
     )
 }
 
-fn config(hubs: &[&Hub]) -> String {
+fn config(hubs: &[&NodeHub]) -> String {
     let list: Vec<String> = hubs.iter().map(|h| format!("{:?}", h.url())).collect();
     format!(
         r#"
@@ -126,7 +58,7 @@ tokens = ["header", "query:access_token"]
     )
 }
 
-async fn proxy(hubs: &[&Hub]) -> TestProxy {
+async fn proxy(hubs: &[&NodeHub]) -> TestProxy {
     TestProxy::start_with_secrets(&config(hubs), &[("HS", SECRET)]).await
 }
 
@@ -138,7 +70,7 @@ async fn run_client(base: String, mode: &'static str, transport: &'static str, n
             .args(["client.js", &base, &token, mode])
             .env("SIGNALR_TRANSPORT", transport)
             .env("SIGNALR_CONNECTIONS", n.to_string())
-            .current_dir(project_dir())
+            .current_dir(signalr_dir())
             .stdin(Stdio::null())
             .output()
             .expect("spawn node client.js");
@@ -161,7 +93,7 @@ async fn run_client(base: String, mode: &'static str, transport: &'static str, n
 /// Checks every connection of every run against what the hubs saw: each connection is
 /// known to exactly one hub, over the transport asked for, and that hub ran its `Send`
 /// for the caller; no hub ever saw a sealed id. Returns connections per hub.
-async fn connections_per_hub(runs: &[Value], hubs: &[&Hub]) -> Vec<usize> {
+async fn connections_per_hub(runs: &[Value], hubs: &[&NodeHub]) -> Vec<usize> {
     let mut seen = Vec::new();
     for hub in hubs {
         seen.push(hub.seen().await);
@@ -218,7 +150,7 @@ async fn node_clients_on_every_transport_reach_the_hub_that_issued_their_connect
     if !require_node("node_clients_on_every_transport_reach_the_hub_that_issued_their_connection") {
         return;
     }
-    let (a, b) = (Hub::start("a"), Hub::start("b"));
+    let (a, b) = (NodeHub::start(&["a"], &[]), NodeHub::start(&["b"], &[]));
     let gatehouse = proxy(&[&a, &b]).await;
     let mut runs = Vec::new();
     for (mode, transport, n) in [
@@ -302,7 +234,7 @@ async fn two_replicas_behind_tcp_round_robin_keep_every_connection_on_its_hub() 
     if !require_node(test) || !require_component(which("haproxy"), &format!("{test}: haproxy")) {
         return;
     }
-    let (a, b) = (Hub::start("a"), Hub::start("b"));
+    let (a, b) = (NodeHub::start(&["a"], &[]), NodeHub::start(&["b"], &[]));
     let (one, two) = (proxy(&[&a, &b]).await, proxy(&[&a, &b]).await);
     let lb = RoundRobin::start(&[&one, &two]).await;
     let base = format!("http://127.0.0.1:{}", lb.port);
@@ -360,7 +292,7 @@ async fn a_token_sealed_by_one_replica_is_unsealed_by_the_other_and_forgeries_ge
     if !require_node("a_token_sealed_by_one_replica_is_unsealed_by_the_other") {
         return;
     }
-    let (a, b) = (Hub::start("a"), Hub::start("b"));
+    let (a, b) = (NodeHub::start(&["a"], &[]), NodeHub::start(&["b"], &[]));
     let (one, two) = (proxy(&[&a, &b]).await, proxy(&[&a, &b]).await);
     let token = token();
     for (version, field) in [("1", "connectionToken"), ("0", "connectionId")] {
@@ -490,7 +422,7 @@ auth = "none"
 
 /// Serves the page and the SignalR browser bundle (from the npm package) for Chromium.
 async fn page_server() -> Upstream {
-    let bundle = project_dir().join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
+    let bundle = signalr_dir().join("node_modules/@microsoft/signalr/dist/browser/signalr.js");
     let bundle = Bytes::from(std::fs::read(bundle).unwrap());
     Upstream::start(move |req| {
         let bundle = bundle.clone();
@@ -518,7 +450,7 @@ async fn run_chromium(page: String, transport: &'static str, n: u32) -> Value {
     tokio::task::spawn_blocking(move || {
         let out = Command::new("node")
             .args(["browser.js", &page, &token, transport, &n.to_string()])
-            .current_dir(project_dir())
+            .current_dir(signalr_dir())
             .stdin(Stdio::null())
             .output()
             .expect("spawn node browser.js");
@@ -541,7 +473,7 @@ async fn run_chromium(page: String, transport: &'static str, n: u32) -> Value {
 async fn chromium_connections_over_websockets_and_long_polling_stick_to_their_hub() {
     let test = "chromium_connections_over_websockets_and_long_polling_stick_to_their_hub";
     let browser = std::path::Path::new("/usr/bin/chromium").exists()
-        && project_dir()
+        && signalr_dir()
             .join("../browser/node_modules/playwright-core/package.json")
             .is_file();
     if !require_node(test)
@@ -549,7 +481,7 @@ async fn chromium_connections_over_websockets_and_long_polling_stick_to_their_hu
     {
         return;
     }
-    let (a, b) = (Hub::start("a"), Hub::start("b"));
+    let (a, b) = (NodeHub::start(&["a"], &[]), NodeHub::start(&["b"], &[]));
     let pages = page_server().await;
     let toml = format!(
         "{}\n[[route]]\npath = \"/page\"\nupstream = \"{}\"\nauth = \"none\"\n",

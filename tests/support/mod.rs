@@ -6,7 +6,8 @@
 //! - [`Key`] and [`mint`] make tokens from the throwaway keys in `tests/fixtures/`;
 //! - [`ISS`], [`SECRET`], [`HS_ISSUER`] and [`mint_hs`] are the HMAC issuer most files share;
 //! - [`client`] and [`send`] speak plain HTTP/1.1 to the proxy;
-//! - [`WsHub`] is a WebSocket backend that records what reached it;
+//! - [`WsHub`] is a WebSocket backend that records what reached it; [`NodeHub`] the Node
+//!   SignalR hub of `tests/signalr`;
 //! - [`Ca`] issues TLS certificates for `localhost` and the client that trusts them;
 //! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`;
 //! - [`browser`] runs Debian's Chromium through playwright-core.
@@ -20,6 +21,7 @@ mod client;
 mod components;
 pub mod haproxy;
 mod hub;
+mod node_hub;
 mod proxy;
 mod redis;
 mod servers;
@@ -36,6 +38,8 @@ pub use self::client::*;
 pub use self::components::*;
 #[allow(unused_imports)]
 pub use self::hub::*;
+#[allow(unused_imports)]
+pub use self::node_hub::*;
 #[allow(unused_imports)]
 pub use self::proxy::*;
 #[allow(unused_imports)]

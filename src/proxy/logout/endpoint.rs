@@ -6,14 +6,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::{parse_request, LogoutDesk, MAX_BODY_BYTES};
-use crate::auth::error::AuthError;
 use crate::body::{empty, Body};
 use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
-use crate::proxy::authenticate::Credential;
+use crate::proxy::desk_call::{DeskBody, DeskLimit};
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::Proxy;
-use crate::proxy::ticket_desk::caller;
 
 impl Proxy {
     pub(crate) async fn logout_endpoint(
@@ -37,27 +35,17 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        let (parts, body) = request.into_parts();
-        let Credential { claims, token } =
-            self.auth.required(&parts, &[TokenSource::Header]).await?;
-        let token = token.ok_or(AuthError::Missing)?;
-        line.subject = self.subject(&claims);
-        self.rate_limits
-            .logouts
-            .check(
-                caller(&claims, &token, &self.claims.subject),
-                desk.config.rate_limit_per_minute,
-            )
-            .map_err(|retry_after_secs| ProxyError::RateLimited {
-                retry_after_secs,
-                limit: "logout_rate",
-            })?;
-        let body = self
-            .pre_auth
-            .read_body(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|e| ProxyError::from_body(e, "the body is not a sign-out request"))?;
-        let wanted = parse_request(&body)?;
+        let limit = DeskLimit {
+            limiter: &self.rate_limits.logouts,
+            per_minute: desk.config.rate_limit_per_minute,
+            name: "logout_rate",
+        };
+        let wanted = DeskBody {
+            max: MAX_BODY_BYTES,
+            refusal: "the body is not a sign-out request",
+        };
+        let call = (self.desk_call(request, &[TokenSource::Header], limit, wanted, line)).await?;
+        let (claims, wanted) = (call.claims, parse_request(&call.body)?);
         let revocations = self.auth.revocations();
         for entry in desk.entries(&claims, wanted.everywhere, revocations)? {
             revocations.revoke(entry).await.inspect_err(|_| {

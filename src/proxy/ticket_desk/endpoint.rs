@@ -7,13 +7,12 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{caller, parse_request, TicketDesk, MAX_BODY_BYTES};
+use super::{parse_request, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::claims::Claims;
-use crate::auth::error::AuthError;
 use crate::auth::policy;
 use crate::body::Body;
 use crate::proxy::access_log::AccessLine;
-use crate::proxy::authenticate::Credential;
+use crate::proxy::desk_call::{DeskBody, DeskCall, DeskLimit};
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::Proxy;
 use crate::tickets::{Grant, Issued};
@@ -40,26 +39,20 @@ impl Proxy {
         request: Request<Incoming>,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        let (parts, body) = request.into_parts();
-        let Credential { claims, token } = self.auth.required(&parts, &desk.config.tokens).await?;
-        let token = token.ok_or(AuthError::Missing)?;
-        line.subject = self.subject(&claims);
-        self.rate_limits
-            .tickets
-            .check(
-                caller(&claims, &token, &self.claims.subject),
-                desk.config.rate_limit_per_minute,
-            )
-            .map_err(|retry_after_secs| ProxyError::RateLimited {
-                retry_after_secs,
-                limit: "ticket_rate",
-            })?;
-        // Held against the pre-authentication budget and cut after limits.body_read_timeout.
-        let body = self
-            .pre_auth
-            .read_body(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|e| ProxyError::from_body(e, "the body is not a ticket request"))?;
+        let limit = DeskLimit {
+            limiter: &self.rate_limits.tickets,
+            per_minute: desk.config.rate_limit_per_minute,
+            name: "ticket_rate",
+        };
+        let wanted = DeskBody {
+            max: MAX_BODY_BYTES,
+            refusal: "the body is not a ticket request",
+        };
+        let DeskCall {
+            claims,
+            token,
+            body,
+        } = (self.desk_call(request, &desk.config.tokens, limit, wanted, line)).await?;
         let wanted = parse_request(&body)?;
         let route = self.bound_route(wanted.route.as_deref(), &claims)?;
         let keep_token = match &route {

@@ -17,10 +17,7 @@ mod endpoint;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::auth::claims::Claims;
-use crate::claim_path::ClaimPath;
 use crate::config::{Config, TicketsConfig, UpstreamAuth};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::Labels;
@@ -83,26 +80,6 @@ impl TicketDesk {
         });
         result
     }
-}
-
-/// Whose count a request adds to (tickets, sign-outs): the issuer and subject, or the token
-/// itself when it names no subject. Hashed, so every entry is the same small size.
-pub(crate) fn caller(claims: &Claims, token: &BearerToken, subject_claim: &ClaimPath) -> [u8; 32] {
-    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
-    let mut hash = Sha256::new();
-    match subject_claim.string(claims) {
-        Some(subject) => {
-            hash.update(b"subject\0");
-            hash.update(text("iss").unwrap_or_default());
-            hash.update(b"\0");
-            hash.update(subject);
-        }
-        None => {
-            hash.update(b"token\0");
-            hash.update(token.expose());
-        }
-    }
-    hash.finalize().into()
 }
 
 fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
