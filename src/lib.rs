@@ -64,6 +64,7 @@
 //!   `BearerToken`), [`ticket_keys`] (the TLS ticket key file; sealing and opening tickets), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
 //!   [`build_info`] (version, git commit and build date stamped in by `build.rs`),
+//!   [`log_sink`] (where the access log writes its own JSON lines),
 //!   [`claim_path`] (`realm_access.roles`, `["https://example.com/roles"]`: where a claim
 //!   lives, parsed by config, walked by policy and identity headers)
 //! - [`dev`]: `gatehouse demo` and `gatehouse token`; [`cli`]: the command line
@@ -82,6 +83,7 @@ pub mod edge;
 pub(crate) mod files;
 pub(crate) mod generation;
 pub mod http_client;
+pub mod log_sink;
 pub mod metrics;
 pub(crate) mod outbound;
 pub mod proxy;

@@ -1,27 +1,30 @@
 //! Log setup: `tracing` to stdout, JSON or text, filtered by `RUST_LOG` (default `info`).
 //! What is logged is the callers' business; this module only decides where it goes.
 //!
-//! A worker never writes to stdout itself: a formatted line goes into a bounded queue
-//! ([`QUEUE_LINES`]) and one writer thread writes whatever has queued up in one batch. A
-//! stdout that is slow or blocked (a full pipe, a stalled log collector) therefore never
-//! holds a request; when the queue is full the line is dropped and counted in
-//! `gatehouse_log_lines_dropped_total` instead.
+//! A worker never writes to stdout itself: it appends the formatted line to one shared
+//! buffer, and one writer thread writes whatever has gathered in one go. The writer is
+//! woken only by the first line after a write and then waits [`GATHER`] for more, so under
+//! load the workers pay a short uncontended lock per line and the process one wake-up and
+//! one `write` per batch, not per request. A stdout that is slow or blocked (a full pipe, a
+//! stalled log collector) therefore never holds a request: past [`MAX_BUFFERED`] bytes a
+//! line is dropped and counted in `gatehouse_log_lines_dropped_total` instead.
 
 use std::io::{self, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Lines that may wait for the writer thread; past this, lines are dropped.
-pub const QUEUE_LINES: usize = 16 * 1024;
-/// Bytes gathered before one write to stdout.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Bytes that may wait for the writer thread; past this, lines are dropped.
+pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// How long the writer lets lines gather after the first one: the longest a line waits.
+const GATHER: Duration = Duration::from_millis(10);
 
-/// Flushes the queued lines when dropped: hold it until the process is done logging.
+/// Flushes the buffered lines when dropped: hold it until the process is done logging.
 pub struct LogGuard {
     writer: Option<(Queue, JoinHandle<()>)>,
 }
@@ -29,11 +32,9 @@ pub struct LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         if let Some((queue, thread)) = self.writer.take() {
-            // The subscriber keeps its own sender, so the queue never disconnects: an empty
-            // line (which `tracing` never writes) tells the writer to finish.
-            if queue.tx.send(Vec::new()).is_ok() {
-                let _ = thread.join();
-            }
+            queue.shared.lock().stop = true;
+            queue.shared.ready.notify_one();
+            let _ = thread.join();
         }
     }
 }
@@ -42,11 +43,15 @@ impl Drop for LogGuard {
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let (queue, thread) = match spawn_writer(io::stdout()) {
+    let (queue, thread) = match spawn_writer(io::stdout(), MAX_BUFFERED) {
         Ok(started) => started,
         // No thread: log as before, straight to stdout.
         Err(_) => return init_with(format, filter, io::stdout),
     };
+    if format == LogFormat::Json {
+        let sink = queue.clone();
+        crate::log_sink::install(Box::new(move |line| sink.push(line)));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(queue.clone())
@@ -82,22 +87,44 @@ where
     LogGuard { writer: None }
 }
 
-/// The sending end of the line queue; `tracing` writes each formatted event once.
+struct Pending {
+    bytes: Vec<u8>,
+    stop: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled by the first line after a write, and by the guard's stop.
+    ready: Condvar,
+    max: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Only byte appends happen under the lock: a panic cannot leave it inconsistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The workers' end of the buffer; `tracing` writes each formatted event once.
 #[derive(Clone)]
 pub struct Queue {
-    tx: SyncSender<Vec<u8>>,
+    shared: Arc<Shared>,
 }
 
 impl Queue {
     fn push(&self, line: &[u8]) {
-        if line.is_empty() {
+        let mut pending = self.shared.lock();
+        if pending.bytes.len() + line.len() > self.shared.max {
+            drop(pending);
+            crate::metrics::count_dropped_log_line();
             return;
         }
-        match self.tx.try_send(line.to_vec()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                crate::metrics::count_dropped_log_line();
-            }
+        let first = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(line);
+        drop(pending);
+        if first {
+            self.shared.ready.notify_one();
         }
     }
 }
@@ -121,31 +148,46 @@ impl<'a> MakeWriter<'a> for Queue {
     }
 }
 
-/// Starts the writer thread over `out`.
-pub fn spawn_writer<W: Write + Send + 'static>(out: W) -> io::Result<(Queue, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+/// Starts the writer thread over `out`, buffering at most `max` bytes.
+pub fn spawn_writer<W: Write + Send + 'static>(
+    out: W,
+    max: usize,
+) -> io::Result<(Queue, JoinHandle<()>)> {
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending {
+            bytes: Vec::new(),
+            stop: false,
+        }),
+        ready: Condvar::new(),
+        max,
+    });
+    let theirs = shared.clone();
     let thread = std::thread::Builder::new()
         .name("gatehouse-log".into())
-        .spawn(move || write_batches(&rx, out))?;
-    Ok((Queue { tx }, thread))
+        .spawn(move || write_batches(&theirs, out))?;
+    Ok((Queue { shared }, thread))
 }
 
-/// Waits for a line, then takes every line already queued and writes them in one go;
-/// ends after an empty line (the guard's stop) or when every sender is gone.
-fn write_batches<W: Write>(rx: &Receiver<Vec<u8>>, mut out: W) {
-    let mut batch = Vec::with_capacity(BATCH_BYTES);
-    while let Ok(line) = rx.recv() {
-        let mut stop = line.is_empty();
-        batch.extend_from_slice(&line);
-        while !stop && batch.len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(line) => {
-                    stop = line.is_empty();
-                    batch.extend_from_slice(&line);
-                }
-                Err(_) => break,
-            }
+/// Waits for a line, lets more gather for [`GATHER`], then writes all of them in one go;
+/// after the guard's stop, writes what is left and ends.
+fn write_batches<W: Write>(shared: &Shared, mut out: W) {
+    let mut batch = Vec::new();
+    loop {
+        let mut pending = shared.lock();
+        while pending.bytes.is_empty() && !pending.stop {
+            pending = shared
+                .ready
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
         }
+        if !pending.stop {
+            drop(pending);
+            std::thread::sleep(GATHER);
+            pending = shared.lock();
+        }
+        std::mem::swap(&mut pending.bytes, &mut batch);
+        let stop = pending.stop;
+        drop(pending);
         // A failed write (stdout closed) loses this batch; logging must not stop serving.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
         batch.clear();
@@ -159,6 +201,7 @@ fn write_batches<W: Write>(rx: &Receiver<Vec<u8>>, mut out: W) {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
 
     /// A writer that blocks until released, as a stalled stdout pipe does.
     struct Blocked {
@@ -181,6 +224,12 @@ mod tests {
         }
     }
 
+    fn stop(queue: Queue, thread: JoinHandle<()>) {
+        drop(LogGuard {
+            writer: Some((queue, thread)),
+        });
+    }
+
     #[test]
     fn a_blocked_stdout_drops_and_counts_lines_instead_of_blocking() {
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -189,21 +238,46 @@ mod tests {
             gate: gate.clone(),
             seen: seen.clone(),
         };
-        let (queue, thread) = spawn_writer(out).unwrap();
+        let line = b"line\n";
+        let (queue, thread) = spawn_writer(out, 200 * line.len()).unwrap();
+        // The writer takes this one and then blocks on the stalled stdout.
+        (&queue).write_all(line).unwrap();
+        std::thread::sleep(GATHER * 5);
         let before = crate::metrics::dropped_log_lines();
-        // More lines than the queue holds, while the writer is stuck: none of this blocks.
-        for _ in 0..QUEUE_LINES + 100 {
-            (&queue).write_all(b"line\n").unwrap();
+        // More lines than the buffer holds, while the writer is stuck: none of this blocks.
+        for _ in 0..300 {
+            (&queue).write_all(line).unwrap();
         }
-        assert!(crate::metrics::dropped_log_lines() - before >= 99);
+        assert!(crate::metrics::dropped_log_lines() - before >= 100);
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
-        drop(queue);
-        thread.join().unwrap();
-        let written = seen.lock().unwrap().len() / b"line\n".len();
-        assert!(
-            (QUEUE_LINES..QUEUE_LINES + 100).contains(&written),
-            "{written}"
-        );
+        stop(queue, thread);
+        assert_eq!(seen.lock().unwrap().len(), 201 * line.len());
+    }
+
+    #[test]
+    fn a_line_is_written_soon_without_waiting_for_more() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (queue, thread) = spawn_writer(Shared(seen.clone()), MAX_BUFFERED).unwrap();
+        (&queue).write_all(b"one\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(&seen.lock().unwrap()[..], b"one\n");
+        // What is still buffered when the guard goes is written before it returns.
+        (&queue).write_all(b"two\n").unwrap();
+        stop(queue, thread);
+        assert_eq!(&seen.lock().unwrap()[..], b"one\ntwo\n");
     }
 }

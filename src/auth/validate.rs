@@ -92,6 +92,16 @@ impl Validator {
             return Ok(claims);
         }
         self.metrics.token_cache(false);
+        // Boxed: a signature check, a key fetch or an introspection call makes a large
+        // future, which would otherwise be moved with every request's, cached ones too.
+        Box::pin(self.validate_uncached(token, now)).await
+    }
+
+    async fn validate_uncached(
+        &self,
+        token: &BearerToken,
+        now: u64,
+    ) -> Result<Arc<Claims>, AuthError> {
         let (key, claims) = match (self.verify(token).await, &self.introspector) {
             // Not a JWT, or one from an issuer we hold no keys for: ask the IdP. Its answers
             // have their own cache, bounded by what introspection says.

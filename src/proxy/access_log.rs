@@ -115,6 +115,17 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
+        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
+            return;
+        }
+        if let Some(sink) = crate::log_sink::get() {
+            JSON_LINE.with_borrow_mut(|line| {
+                line.clear();
+                self.write_json(line, time::OffsetDateTime::now_utc());
+                sink(line);
+            });
+            return;
+        }
         let l = &self.line;
         tracing::info!(
             target: "gatehouse::access",
@@ -132,5 +143,181 @@ impl Drop for Pending {
             duration_ms = l.start.elapsed().as_secs_f64() * 1e3,
             bytes = self.bytes,
         );
+    }
+}
+
+thread_local! {
+    /// One line's bytes, reused: a worker formats one line at a time.
+    static JSON_LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Pending {
+    /// The line as `tracing`'s JSON formatter writes it (same keys, order and number
+    /// forms), so readers of the log cannot tell which one wrote it.
+    fn write_json(&self, out: &mut Vec<u8>, now: time::OffsetDateTime) {
+        let l = &self.line;
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(out, now);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        string(out, "request_id", &l.request_id);
+        string(out, "trace_id", l.trace_id.as_deref().unwrap_or("-"));
+        let mut client = [0u8; 64];
+        string(out, "client", display(&l.client, &mut client));
+        string(out, "method", l.method.as_str());
+        string(out, "path", &l.path);
+        string(out, "proto", version(l.version));
+        string(out, "route", &l.route);
+        number(out, "status", u64::from(self.status));
+        string(out, "subject", l.subject.as_deref().unwrap_or("-"));
+        string(out, "reason", l.reason.unwrap_or("-"));
+        let upstream = l.upstream_time.map_or(-1.0, |d| d.as_secs_f64() * 1e3);
+        float(out, "upstream_ms", upstream);
+        float(out, "duration_ms", l.start.elapsed().as_secs_f64() * 1e3);
+        number(out, "bytes", self.bytes);
+        out.extend_from_slice(b",\"target\":\"gatehouse::access\"}\n");
+    }
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn string(out: &mut Vec<u8>, name: &str, value: &str) {
+    key(out, name);
+    // serde_json escapes exactly as the formatter it stands in for; writing to a Vec
+    // cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn number(out: &mut Vec<u8>, name: &str, value: u64) {
+    key(out, name);
+    let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+fn float(out: &mut Vec<u8>, name: &str, value: f64) {
+    key(out, name);
+    let _ = serde_json::to_writer(&mut *out, &value);
+}
+
+/// `2026-11-30T11:47:02.332887Z`: RFC 3339, UTC, microseconds.
+fn timestamp(out: &mut Vec<u8>, now: time::OffsetDateTime) {
+    let digits = |out: &mut Vec<u8>, value: u32, width: u32| {
+        for place in (0..width).rev() {
+            let digit = (value / 10u32.pow(place)) % 10;
+            out.push(b'0' + digit as u8);
+        }
+    };
+    digits(out, now.year().unsigned_abs(), 4);
+    out.push(b'-');
+    digits(out, u32::from(u8::from(now.month())), 2);
+    out.push(b'-');
+    digits(out, u32::from(now.day()), 2);
+    out.push(b'T');
+    digits(out, u32::from(now.hour()), 2);
+    out.push(b':');
+    digits(out, u32::from(now.minute()), 2);
+    out.push(b':');
+    digits(out, u32::from(now.second()), 2);
+    out.push(b'.');
+    digits(out, now.microsecond(), 6);
+    out.push(b'Z');
+}
+
+/// An address as text, without an allocation (the longest IPv6 form is 45 bytes).
+fn display<'a>(ip: &IpAddr, buf: &'a mut [u8; 64]) -> &'a str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    std::str::from_utf8(&buf[..len]).unwrap_or("-")
+}
+
+fn version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(subject: Option<&str>, upstream: Option<Duration>) -> Pending {
+        let request = http::Request::get("/hub?access_token=secret&x=1")
+            .body(())
+            .unwrap();
+        let redactor = Redactor::new(["access_token"]);
+        let id = http::HeaderValue::from_static("rid-1");
+        let client = "2001:db8::1".parse().unwrap();
+        let mut line = AccessLine::begin(&request, client, &redactor, Arc::from("/hub"), &id);
+        line.subject = subject.map(str::to_string);
+        line.upstream_time = upstream;
+        line.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        Pending {
+            line,
+            status: 200,
+            bytes: 46,
+        }
+    }
+
+    #[test]
+    fn the_line_is_one_json_object_with_the_formatters_keys_in_order() {
+        // 2026-11-30T09:07:02.000305Z
+        let now =
+            time::OffsetDateTime::from_unix_timestamp_nanos(1_796_029_622_000_305_000).unwrap();
+        let mut out = Vec::new();
+        let p = pending(Some("al\"ice"), Some(Duration::from_micros(1500)));
+        p.write_json(&mut out, now);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("}\n"), "{text}");
+        assert!(text.starts_with("{\"timestamp\":\"2026-11-30T09:07:02.000305Z\",\"level\":\"INFO\",\"request_id\":\"rid-1\""), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap();
+        let keys = [
+            "timestamp",
+            "level",
+            "request_id",
+            "trace_id",
+            "client",
+            "method",
+            "path",
+            "proto",
+            "route",
+            "status",
+            "subject",
+            "reason",
+            "upstream_ms",
+            "duration_ms",
+            "bytes",
+            "target",
+        ];
+        assert_eq!(v.as_object().unwrap().len(), keys.len());
+        assert!(
+            keys.windows(2).all(|pair| at(pair[0]) < at(pair[1])),
+            "{text}"
+        );
+        assert_eq!(v["client"], "2001:db8::1");
+        assert_eq!(v["path"], "/hub?access_token=REDACTED&x=1");
+        assert_eq!(v["subject"], "al\"ice");
+        assert_eq!(v["upstream_ms"], 1.5);
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["proto"], "HTTP/1.1");
+        assert_eq!(v["target"], "gatehouse::access");
+        assert!(!text.contains("secret"));
+        let mut out = Vec::new();
+        pending(None, None).write_json(&mut out, now);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (v["subject"].as_str(), v["reason"].as_str()),
+            (Some("-"), Some("-"))
+        );
+        assert_eq!(v["upstream_ms"], -1.0);
     }
 }

@@ -70,7 +70,7 @@ impl Authenticator {
         };
         if found.origin == Origin::Ticket {
             let desk = desk.ok_or(ProxyError::NoRoute)?;
-            let grant = desk.redeem(&found.token, &route.path, metrics).await?;
+            let grant = Box::pin(desk.redeem(&found.token, &route.path, metrics)).await?;
             self.revocations.check(&grant.claims)?;
             return Ok(Some(Credential {
                 claims: grant.claims,

@@ -38,7 +38,8 @@ impl Proxy {
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         if cors::is_preflight(&request) {
-            return self.preflight(request, route, conn, request_id, line).await;
+            // Boxed, as every rare branch: it would enlarge every request's future.
+            return Box::pin(self.preflight(request, route, conn, request_id, line)).await;
         }
         let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
         if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {

@@ -264,9 +264,11 @@ impl Proxy {
         request_id: &HeaderValue,
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
+        // The desks are boxed: their futures are large and rare, and every request's
+        // future (moved as a whole) would otherwise be as large as theirs.
         match destination {
-            Destination::Tickets(desk) => self.ticket_endpoint(desk, request, line).await,
-            Destination::Logout(desk) => self.logout_endpoint(desk, request, line).await,
+            Destination::Tickets(desk) => Box::pin(self.ticket_endpoint(desk, request, line)).await,
+            Destination::Logout(desk) => Box::pin(self.logout_endpoint(desk, request, line)).await,
             Destination::Route(route) => {
                 self.pipeline(request, route, conn, request_id, line).await
             }

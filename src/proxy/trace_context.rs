@@ -71,14 +71,20 @@ impl TraceContext {
     }
 
     pub(crate) fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        let mut text = [0u8; 32];
+        hex_into(&self.trace_id, &mut text);
+        text.iter().map(|&b| char::from(b)).collect()
     }
 
     /// `00-<trace-id>-<our span id>-<flags>`.
     pub(crate) fn traceparent(&self) -> HeaderValue {
-        let flags = if self.sampled { "01" } else { "00" };
-        let text = format!("00-{}-{}-{flags}", hex(&self.trace_id), hex(&self.span_id));
-        HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&self.trace_id, &mut text[3..35]);
+        hex_into(&self.span_id, &mut text[36..52]);
+        if self.sampled {
+            text[54] = b'1';
+        }
+        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// Replaces whatever trace headers the client sent with ours.
@@ -112,8 +118,13 @@ fn new_span_id() -> [u8; 8] {
     id
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex of `bytes` into `out` (twice as long): once per request, so no formatter.
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
 }
 
 /// The one `traceparent` of a request, if it is valid per §3.2. Two or more fields are

@@ -74,8 +74,10 @@ impl Connections {
         mut request: Request<Sent>,
     ) -> Result<Response<Body>, SendError> {
         let upgrade = request.headers().contains_key(UPGRADE);
+        // What is not the common case (a reused HTTP/1.1 connection) is boxed: the
+        // request's future is moved whole, and these would make it several times larger.
         if self.http2 && !upgrade {
-            return self.send_h2(endpoint, request).await;
+            return Box::pin(self.send_h2(endpoint, request)).await;
         }
         origin_form(&mut request, endpoint.host(self.default_port));
         let mut reused = endpoint.idle.take(self.limits);
@@ -83,10 +85,10 @@ impl Connections {
             let fresh = reused.is_none();
             let lease = match reused.take() {
                 Some(lease) => lease,
-                None => self.open_h1(endpoint).await?,
+                None => Box::pin(self.open_h1(endpoint)).await?,
             };
             let sent = if upgrade {
-                exchange_upgrade(lease, request).await
+                Box::pin(exchange_upgrade(lease, request)).await
             } else {
                 self.exchange(lease, request, &endpoint.idle).await
             };

@@ -153,7 +153,7 @@ impl Targets {
         let (mut parts, body) = match (&self.sealer, plan.negotiate) {
             (Some(sealer), true) => {
                 let tag = in_flight.endpoint().tag;
-                negotiate::seal_response(response, sealer, &tag)
+                Box::pin(negotiate::seal_response(response, sealer, &tag))
                     .await
                     .map_err(UpstreamError::Negotiate)?
                     .into_parts()

@@ -81,16 +81,25 @@ pub fn accept(raw: String, max_bytes: usize) -> Result<BearerToken, AuthError> {
     if raw.len() > max_bytes {
         return Err(AuthError::TooLarge);
     }
-    if raw.is_empty() || !raw.bytes().all(is_token_byte) {
+    if raw.is_empty() || !raw.bytes().all(|b| TOKEN_BYTES[usize::from(b)]) {
         return Err(AuthError::Malformed);
     }
     Ok(BearerToken::new(raw))
 }
 
-/// RFC 6750 b64token characters, which cover JWTs and common opaque token formats.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-}
+/// RFC 6750 b64token characters, which cover JWTs and common opaque token formats. A
+/// table: every byte of every token is looked up, on every request.
+static TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests;

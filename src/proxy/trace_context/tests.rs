@@ -155,3 +155,9 @@ fn tracestate_is_joined_across_fields_and_refused_whole_when_invalid() {
         .join(",");
     assert_eq!(parse_tracestate(&headers(&[(&TRACESTATE, &long)])), None);
 }
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).unwrap()
+}
