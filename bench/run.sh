@@ -4,6 +4,7 @@
 # Measures throughput, p99 latency and, above all, proxy CPU time per request for:
 #   nginx            wrk -> nginx directly (the upstream alone; CPU column = nginx worker)
 #   haproxy_plain    wrk -> HAProxy (no checks) -> nginx
+#   nginx_proxy      wrk -> nginx proxy_pass (no checks) -> nginx
 #   haproxy_jwt      wrk -> HAProxy (jwt_verify RS256 + iss/aud/exp on every request) -> nginx
 #   gatehouse        wrk -> gatehouse -> nginx, the same token on every request
 #   gatehouse_fresh  wrk -> gatehouse -> nginx, a token never seen before on every request
@@ -289,6 +290,21 @@ start_nginx() {
   log "nginx on 127.0.0.1:$NGINX_PORT (master $NGINX_PID, worker $NGINX_WORKER, cpu $UPSTREAM_CPU)"
 }
 
+# start_nginx_proxy: nginx as a plain reverse proxy on PROXY_CPU; sets NGINX_PROXY_PORT
+# and NGINX_PROXY_WORKER, or returns 1.
+start_nginx_proxy() {
+  free_port NGINX_PROXY_PORT
+  render "$TPL/nginx-proxy.conf.tmpl" "$OUT/nginx-proxy.conf" OUT="$OUT" \
+    NGINX_PORT="$NGINX_PORT" PROXY_PORT="$NGINX_PROXY_PORT"
+  taskset -c "$PROXY_CPU" nginx -p "$OUT" -e "$OUT/nginx-proxy-error.log" -c "$OUT/nginx-proxy.conf" \
+    >/dev/null 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_http "http://127.0.0.1:$NGINX_PROXY_PORT/" "$pid" nginx_proxy 200 || return 1
+  NGINX_PROXY_WORKER=$(awk '{print $1}' "/proc/$pid/task/$pid/children" 2>/dev/null)
+  [[ -n $NGINX_PROXY_WORKER ]] && measured_pid_ok "$NGINX_PROXY_WORKER" nginx
+}
+
 # start_haproxy NAME TEMPLATE: sets HAPROXY_PORT and HAPROXY_PID, or returns 1.
 start_haproxy() {
   local name=$1 tpl=$2 cfg="$OUT/$1.cfg"
@@ -337,7 +353,7 @@ start_gatehouse() {
     log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml")>$ACCESS_LOG"
     GH_CMD_LOGGED=1
   fi
-  "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml" \
+  "${GH_ENV[@]}" RUST_LOG="${GH_LOG_LEVEL:-info}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml" \
     >"$ACCESS_LOG" 2>>"$OUT/gatehouse.stderr.log" &
   GH_PID=$!
   PIDS+=("$GH_PID")
@@ -403,12 +419,15 @@ run_one() {
   local round=$1 t=$2 url pid mode=repeat auth=yes hdr=() raw ok=1
   local c0 c1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
   case $t in
-    nginx | haproxy_plain) auth=no ;;
+    nginx | haproxy_plain | nginx_proxy) auth=no ;;
     *_fresh) mode=fresh ;;
   esac
   if [[ $auth == yes || $SEND_TOKEN_TO_ALL == 1 ]]; then hdr=(-H "Authorization: Bearer $TOKEN"); fi
 
   if [[ $t == gatehouse* ]]; then
+    # gatehouse_nolog: the same process with its access log filtered out (RUST_LOG=warn).
+    GH_LOG_LEVEL=info
+    [[ $t == gatehouse_nolog ]] && GH_LOG_LEVEL=warn
     if ! start_gatehouse; then
       log "FLAG $t: gatehouse did not become ready; round $round skipped"
       SKIP[$t]="did not start"
@@ -530,8 +549,9 @@ ratio() {  # A B
 }
 
 report() {
-  local md="$OUT/results.md" t runs rps p99 cpu pct non2xx sockerr base_plain base_jwt flag
+  local md="$OUT/results.md" t runs rps p99 cpu pct non2xx sockerr base_plain base_jwt base_ngx flag
   base_plain=$(col_median haproxy_plain 6)
+  base_ngx=$(col_median nginx_proxy 6)
   base_jwt=$(col_median haproxy_jwt 6)
   {
     echo "# gatehouse benchmark"
@@ -543,12 +563,12 @@ report() {
     [[ " $TARGETS " == *_fresh* ]] && echo "First-seen runs: ${FRESH_TOKENS} distinct tokens per run, each used once."
     [[ " $TARGETS " == *" gatehouse"* ]] && echo "gatehouse: restarted before every run, 1 worker thread, access log (stdout) to ${ACCESS_LOG}."
     echo
-    echo "| target | req/s | p99 ms | CPU-µs/req | proxy CPU % | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | req/s | p99 ms | CPU-µs/req | proxy CPU % | CPU vs nginx proxy | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for t in $TARGETS; do
       runs=$(awk -F, -v t="$t" '$2 == t' "$RESULTS" | wc -l)
       if ((runs == 0)); then
-        echo "| $t | – | – | – | – | – | – | – | 0 (${SKIP[$t]:-no run}) |"
+        echo "| $t | – | – | – | – | – | – | – | – | 0 (${SKIP[$t]:-no run}) |"
         continue
       fi
       rps=$(col_median "$t" 3)
@@ -561,8 +581,8 @@ report() {
       ((non2xx + sockerr == 0)) || flag=" ⚠"
       local label=$t
       [[ $t == nginx ]] && label="nginx (direct; CPU = nginx worker)"
-      printf '| %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" "$pct" \
-        "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
+      printf '| %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" "$pct" \
+        "$(ratio "$cpu" "$base_ngx")" "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
     done
     echo
     if ((FLAGGED)); then
@@ -587,16 +607,16 @@ main() {
   local t want=() gh_wanted=0 fresh_wanted=0
   for t in $TARGETS; do
     case $t in
-      nginx | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
-      gatehouse | gatehouse_fresh | gatehouse_balanced | gatehouse_affinity) gh_wanted=1 ;;
-      *) die "unknown target '$t' (known: nginx haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity)" ;;
+      nginx | nginx_proxy | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
+      gatehouse | gatehouse_nolog | gatehouse_fresh | gatehouse_balanced | gatehouse_affinity) gh_wanted=1 ;;
+      *) die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity)" ;;
     esac
     want+=("$t")
   done
   if ((gh_wanted)) && [[ ! -x $GATEHOUSE_BIN ]]; then
     log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
     log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
-    for t in gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="no binary"; done
+    for t in gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="no binary"; done
     gh_wanted=0
   fi
   # Fresh tokens take minutes to mint the first time: only when a row will use them.
@@ -625,6 +645,15 @@ main() {
   start_nginx
   URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
   PID_OF[nginx]=$NGINX_WORKER
+
+  if [[ " ${want[*]} " == *" nginx_proxy "* ]]; then
+    if start_nginx_proxy; then
+      URL[nginx_proxy]="http://127.0.0.1:$NGINX_PROXY_PORT/"
+      PID_OF[nginx_proxy]=$NGINX_PROXY_WORKER
+    else
+      SKIP[nginx_proxy]="did not start"
+    fi
+  fi
 
   local need_plain=0 need_jwt=0
   [[ " ${want[*]} " == *" haproxy_plain "* ]] && need_plain=1
@@ -656,7 +685,7 @@ main() {
     if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
       cat "$OUT/gatehouse.check.log" >&2
       log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
-      for t in gatehouse gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="config rejected"; done
+      for t in gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="config rejected"; done
     fi
   fi
 
@@ -667,7 +696,7 @@ main() {
     [[ -n ${SKIP[$t]:-} ]] && { log "skipping $t: ${SKIP[$t]}"; continue; }
     if [[ $t != gatehouse* ]]; then
       local auth=yes
-      [[ $t == nginx || $t == haproxy_plain ]] && auth=no
+      [[ $t == nginx || $t == haproxy_plain || $t == nginx_proxy ]] && auth=no
       if ! preflight "$t" "${URL[$t]}" "$auth"; then
         log "FLAG $t: preflight failed, not measured"
         SKIP[$t]="preflight failed"
