@@ -47,6 +47,22 @@ pub(crate) enum SendError {
     Failed(#[source] hyper::Error),
 }
 
+/// A failed exchange, with the request when no connection ever took it (connect or
+/// HTTP/2 handshake failed): the caller may send it elsewhere without having copied it.
+pub(crate) struct Failure {
+    pub(crate) error: SendError,
+    pub(crate) unsent: Option<Request<Sent>>,
+}
+
+impl Failure {
+    fn sent(error: SendError) -> Self {
+        Self {
+            error,
+            unsent: None,
+        }
+    }
+}
+
 /// A route's way to its endpoints: how it connects, what it keeps idle, which protocol.
 pub(crate) struct Connections {
     connector: Connector,
@@ -72,7 +88,7 @@ impl Connections {
         &self,
         endpoint: &Arc<Endpoint>,
         mut request: Request<Sent>,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Response<Body>, Failure> {
         let upgrade = request.headers().contains_key(UPGRADE);
         // What is not the common case (a reused HTTP/1.1 connection) is boxed: the
         // request's future is moved whole, and these would make it several times larger.
@@ -85,7 +101,15 @@ impl Connections {
             let fresh = reused.is_none();
             let lease = match reused.take() {
                 Some(lease) => lease,
-                None => Box::pin(self.open_h1(endpoint)).await?,
+                None => match Box::pin(self.open_h1(endpoint)).await {
+                    Ok(lease) => lease,
+                    Err(error) => {
+                        return Err(Failure {
+                            error,
+                            unsent: Some(request),
+                        })
+                    }
+                },
             };
             let sent = if upgrade {
                 Box::pin(exchange_upgrade(lease, request)).await
@@ -97,7 +121,7 @@ impl Connections {
                 Err(mut e) => match e.take_message() {
                     // Provably never written: the connection was dead before it took it.
                     Some(unsent) if !fresh => request = unsent,
-                    _ => return Err(SendError::Failed(e.into_error())),
+                    _ => return Err(Failure::sent(SendError::Failed(e.into_error()))),
                 },
             }
         }
@@ -141,20 +165,28 @@ impl Connections {
         &self,
         endpoint: &Endpoint,
         mut request: Request<Sent>,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Response<Body>, Failure> {
         h2_form(&mut request);
         let mut reused = endpoint.idle.h2();
         loop {
             let fresh = reused.is_none();
             let mut sender = match reused.take() {
                 Some(sender) => sender,
-                None => self.open_h2(endpoint).await?,
+                None => match self.open_h2(endpoint).await {
+                    Ok(sender) => sender,
+                    Err(error) => {
+                        return Err(Failure {
+                            error,
+                            unsent: Some(request),
+                        })
+                    }
+                },
             };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response.map(BodyExt::boxed)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if !fresh => request = unsent,
-                    _ => return Err(SendError::Failed(e.into_error())),
+                    _ => return Err(Failure::sent(SendError::Failed(e.into_error()))),
                 },
             }
         }

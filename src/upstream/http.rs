@@ -23,12 +23,12 @@ use hyper::body::Incoming;
 
 use super::connect::Connector;
 use super::endpoints::{Endpoint, InFlight};
-use super::exchange::{Connections, SendError};
+use super::exchange::{Connections, Failure, SendError};
 use super::forwarded::Hop;
 use super::headers;
 use super::pool::{Limits, Sent};
 use super::stall::{StallClock, Stalled};
-use super::targets::{copy_parts, take_parts, Targets};
+use super::targets::{take_parts, Targets};
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
@@ -154,7 +154,8 @@ impl Upstream {
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            return self.send(&endpoint, request.map(Either::Left)).await;
+            let sent = self.send(&endpoint, request.map(Either::Left)).await;
+            return sent.map_err(|(error, _)| error);
         }
         self.balanced(request).await
     }
@@ -166,68 +167,67 @@ impl Upstream {
         let (mut parts, body) = request.into_parts();
         let plan = self.targets.plan(&mut parts)?;
         let empty = body.is_end_stream();
-        let mut body = Some(body);
+        let body = match empty {
+            // Bodiless: an `Empty` can be sent again if the first endpoint refuses.
+            true => Either::Right(Empty::new()),
+            false => Either::Left(body),
+        };
+        let mut request = take_parts(&mut parts, body);
         let mut tried = Vec::new();
         loop {
             let endpoint = self
                 .targets
                 .next(&plan, &tried)
                 .ok_or(UpstreamError::NoConnection)?;
-            self.targets.aim(&mut parts, &endpoint)?;
+            self.targets.aim(&mut request, &endpoint)?;
             tried.push(endpoint.clone());
-            // Only a request that may be sent again needs its head kept: copying it costs
-            // about as much as balancing itself.
-            let again = empty && self.targets.may_retry(&plan, &tried);
-            let this = match body.take() {
-                Some(b) if !empty => Either::Left(b),
-                _ => Either::Right(Empty::new()),
-            };
-            let request = if again {
-                copy_parts(&parts, this)
-            } else {
-                take_parts(&mut parts, this)
-            };
             let in_flight = InFlight::start(endpoint.clone());
             match self.send(&endpoint, request).await {
                 Ok(response) => {
                     self.targets.pool.answered(&endpoint);
                     return self.targets.finish(&plan, response, in_flight).await;
                 }
-                Err(e @ UpstreamError::Connect(_)) => {
+                Err((e @ UpstreamError::Connect(_), unsent)) => {
                     self.targets.pool.eject(&endpoint);
-                    if !again {
-                        return Err(e);
+                    // A connection that never opened took nothing of the request, which
+                    // comes back whole; one with a body is still not sent twice.
+                    match unsent {
+                        Some(unsent) if empty && self.targets.may_retry(&plan, &tried) => {
+                            request = unsent;
+                        }
+                        _ => return Err(e),
                     }
                 }
-                Err(e) => return Err(e),
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
-    /// One attempt: response headers within the route's `timeout`.
+    /// One attempt: response headers within the route's `timeout`. A request no
+    /// connection took comes back with the error.
     async fn send(
         &self,
         endpoint: &Arc<Endpoint>,
         request: Request<Sent>,
-    ) -> Result<Response<Body>, UpstreamError> {
+    ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
         let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
         let mut response = match sent {
-            Err(_) => return Err(UpstreamError::Timeout),
-            Ok(Err(SendError::Failed(e))) if caused_by::<LengthLimitError>(&e) => {
-                return Err(UpstreamError::BodyTooLarge)
-            }
-            Ok(Err(SendError::Failed(e))) if caused_by::<Stalled>(&e) => {
-                return Err(UpstreamError::BodyStalled)
-            }
-            Ok(Err(e @ (SendError::Connect(_) | SendError::Handshake(_)))) => {
-                return Err(UpstreamError::Connect(e.into()))
-            }
-            Ok(Err(e)) => return Err(UpstreamError::Failed(e.into())),
+            Err(_) => return Err((UpstreamError::Timeout, None)),
+            Ok(Err(Failure { error, unsent })) => return Err((upstream_error(error), unsent)),
             Ok(Ok(response)) => response,
         };
         // A 101's Connection/Upgrade are the switch itself; `websocket` sets them again.
         headers::remove_hop_by_hop(response.headers_mut());
         Ok(response)
+    }
+}
+
+fn upstream_error(error: SendError) -> UpstreamError {
+    match error {
+        SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => UpstreamError::BodyTooLarge,
+        SendError::Failed(e) if caused_by::<Stalled>(&e) => UpstreamError::BodyStalled,
+        e @ (SendError::Connect(_) | SendError::Handshake(_)) => UpstreamError::Connect(e.into()),
+        e => UpstreamError::Failed(e.into()),
     }
 }
 

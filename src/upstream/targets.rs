@@ -130,13 +130,18 @@ impl Targets {
     }
 
     /// Points the request at `endpoint`.
-    pub(crate) fn aim(&self, parts: &mut Parts, endpoint: &Endpoint) -> Result<(), UpstreamError> {
-        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    pub(crate) fn aim<B>(
+        &self,
+        request: &mut Request<B>,
+        endpoint: &Endpoint,
+    ) -> Result<(), UpstreamError> {
+        let mut uri = std::mem::take(request.uri_mut()).into_parts();
         uri.scheme = Some(self.pool.scheme.clone());
         uri.authority = Some(endpoint.authority.clone());
-        parts.uri = Uri::from_parts(uri).map_err(|e| UpstreamError::BadRequest(e.into()))?;
+        *request.uri_mut() =
+            Uri::from_parts(uri).map_err(|e| UpstreamError::BadRequest(e.into()))?;
         if let Some(host) = &self.pool.host {
-            parts.headers.insert(HOST, host.clone());
+            request.headers_mut().insert(HOST, host.clone());
         }
         Ok(())
     }
@@ -187,17 +192,7 @@ fn unsealed_target(uri: &Uri, cut: std::ops::Range<usize>) -> Result<PathAndQuer
     PathAndQuery::from_maybe_shared(bytes.freeze()).map_err(|e| UpstreamError::BadRequest(e.into()))
 }
 
-/// A request of `parts`'s method, target, version and headers, for another attempt.
-pub(crate) fn copy_parts<B>(parts: &Parts, body: B) -> Request<B> {
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request
-}
-
-/// The request itself, for an attempt that will not be repeated; `parts` is left empty.
+/// The request itself; `parts` is left empty.
 pub(crate) fn take_parts<B>(parts: &mut Parts, body: B) -> Request<B> {
     let (empty, ()) = Request::new(()).into_parts();
     Request::from_parts(std::mem::replace(parts, empty), body)
