@@ -9,6 +9,8 @@
 # BENCH_PATH picks the route: /api/hello (default, one endpoint), /balanced/hello (two
 # endpoints, balanced) or /affinity/hub, which first negotiates and then sends the sealed
 # SignalR id on every request (the negotiate is in both runs, so it cancels out).
+# BENCH_QUERY is put in front of the query of the other paths: BENCH_QUERY=id=<45 chars>
+# on /api/hub asks the single upstream the same shape of request the affinity row sends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 n1=${2:-500} n2=${3:-2500}
@@ -22,7 +24,7 @@ count() { # count N: instructions of one run serving N requests
   valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" "$bin" run --config "$out/gatehouse.toml" >/dev/null 2>&1 &
   local vp=$!
   for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$admin/readyz" && break; sleep 0.2; done
-  local path=${BENCH_PATH:-/api/hello} query="x=[1-$1]" sealed
+  local path=${BENCH_PATH:-/api/hello} query="${BENCH_QUERY:+$BENCH_QUERY&}x=[1-$1]" sealed
   if [[ $path == /affinity/* ]]; then
     sealed=$(curl -s -X POST -H "Authorization: Bearer $token" \
       "http://$listen$path/negotiate?negotiateVersion=1" |

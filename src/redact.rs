@@ -185,10 +185,24 @@ impl Redactor {
 
 /// Each `&`- or `;`-separated pair with the separator before it (`""` for the first).
 fn pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    let mut separators = std::iter::once("").chain(query.matches(['&', ';']));
-    query
-        .split(['&', ';'])
-        .map(move |pair| (separators.next().unwrap_or_default(), pair))
+    query_pairs(query).map(|(at, pair)| {
+        let separator = at.checked_sub(1).and_then(|s| query.get(s..at));
+        (separator.unwrap_or_default(), pair)
+    })
+}
+
+/// Each `&`- or `;`-separated pair of `query` with its byte offset: the one way every
+/// reader of a query (redaction, SignalR affinity) splits it. Bytes, not chars: both
+/// separators are ASCII, and this runs over every query of every request.
+pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let at = start?;
+        let rest = query.get(at..)?;
+        let len = rest.bytes().position(|b| b == b'&' || b == b';');
+        start = len.map(|len| at + len + 1);
+        Some((at, len.and_then(|len| rest.get(..len)).unwrap_or(rest)))
+    })
 }
 
 fn name_of(pair: &str) -> &str {
@@ -207,6 +221,37 @@ pub fn mask_userinfo(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_pairs_split_exactly_as_str_split_on_both_separators() {
+        for query in [
+            "",
+            "a",
+            "a=1&b=2",
+            "a=1;b=2&",
+            "&&",
+            ";",
+            "x=é&y=ü;z",
+            "=&=;",
+            "a=%26&b",
+        ] {
+            let ours: Vec<(usize, &str)> = query_pairs(query).collect();
+            let mut at = 0;
+            let theirs: Vec<(usize, &str)> = query
+                .split(['&', ';'])
+                .map(|pair| {
+                    let here = at;
+                    at += pair.len() + 1;
+                    (here, pair)
+                })
+                .collect();
+            assert_eq!(ours, theirs, "{query:?}");
+            let rebuilt: String = pairs(query)
+                .map(|(sep, pair)| format!("{sep}{pair}"))
+                .collect();
+            assert_eq!(rebuilt, query);
+        }
+    }
 
     fn redactor() -> Redactor {
         Redactor::new(["access_token", "ticket"])

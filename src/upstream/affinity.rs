@@ -24,7 +24,7 @@ use dashmap::DashMap;
 use http::uri::Authority;
 use ring::hmac;
 
-use crate::redact::folds_to;
+use crate::redact::{folds_to, query_pairs};
 
 /// The keyed name of an endpoint inside a seal.
 pub(crate) type Tag = [u8; 6];
@@ -166,7 +166,7 @@ impl Sealer {
             return Located::Free;
         };
         let mut found = None;
-        for (start, pair) in pairs(query) {
+        for (start, pair) in query_pairs(query) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if !folds_to(name, "id") {
                 continue;
@@ -197,16 +197,6 @@ impl Sealer {
             _ => Pin::Free,
         }
     }
-}
-
-/// Each `&`- or `;`-separated pair with its byte offset, as the redactor splits them.
-fn pairs(query: &str) -> impl Iterator<Item = (usize, &str)> {
-    let mut start = 0;
-    query.split(['&', ';']).map(move |pair| {
-        let at = start;
-        start += pair.len() + 1;
-        (at, pair)
-    })
 }
 
 /// `%XX` decoded; `None` for a malformed escape. `+` stays `+`: the SignalR clients encode
