@@ -207,10 +207,13 @@ mod tests {
     struct Blocked {
         gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
         seen: Arc<Mutex<Vec<u8>>>,
+        entered: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl Write for Blocked {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.entered
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let (open, cv) = &*self.gate;
             let mut g = open.lock().unwrap();
             while !*g {
@@ -234,15 +237,19 @@ mod tests {
     fn a_blocked_stdout_drops_and_counts_lines_instead_of_blocking() {
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let out = Blocked {
             gate: gate.clone(),
             seen: seen.clone(),
+            entered: entered.clone(),
         };
         let line = b"line\n";
         let (queue, thread) = spawn_writer(out, 200 * line.len()).unwrap();
         // The writer takes this one and then blocks on the stalled stdout.
         (&queue).write_all(line).unwrap();
-        std::thread::sleep(GATHER * 5);
+        while !entered.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let before = crate::metrics::dropped_log_lines();
         // More lines than the buffer holds, while the writer is stuck: none of this blocks.
         for _ in 0..300 {
