@@ -233,19 +233,7 @@ async fn the_server_prefers_sha256_suites_and_the_configured_groups() {
                     | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
             )
         });
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.issuer.der().clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = handshake_with(&ca, provider, &[version], proxy.addr).await;
         let conn = tls.get_ref().1;
         let suite = conn.negotiated_cipher_suite().unwrap().suite();
         assert!(
@@ -280,21 +268,32 @@ async fn both_providers_handshake_and_aws_lc_rs_speaks_post_quantum() {
             extra.push_str(&format!("\ntls.provider = {provider:?}"));
         }
         let proxy = start_with(dir.path(), &upstream, &extra).await;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.issuer.der().clone()).unwrap();
         let client = rustls::crypto::aws_lc_rs::default_provider();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(client))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-        let tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
+        let versions = rustls::DEFAULT_VERSIONS;
+        let tls = handshake_with(&ca, client, versions, proxy.addr).await;
         let negotiated = tls.get_ref().1.negotiated_key_exchange_group().unwrap();
         assert_eq!(negotiated.name(), want, "provider {provider:?}");
     }
+}
+
+/// A TLS connection to `addr` from a client with `provider` and `versions` that trusts `ca`.
+async fn handshake_with(
+    ca: &Ca,
+    provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    addr: std::net::SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.issuer.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
 }
