@@ -1,4 +1,4 @@
-# Helpers shared by bench/run.sh, bench/ws.sh and bench/stores.sh; sourced, never run.
+# Helpers shared by the scripts in bench/; sourced, never run.
 # The sourcing script defines log() (its own prefix) and READY_TIMEOUT first.
 
 die() { log "ERROR: $*"; exit 1; }
@@ -27,6 +27,20 @@ stop_pid() {
   fi
   wait "$pid" 2>/dev/null || true
   forget_pid "$pid"
+}
+
+# stop_all: stops every process in PIDS, newest first.
+stop_all() {
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+}
+
+# stop_all_on_exit: whatever ends the script (error, Ctrl-C, normal end), stop_all runs
+# and the script keeps its exit status (130 for INT, 143 for TERM).
+stop_all_on_exit() {
+  trap 'rc=$?; trap - EXIT INT TERM; stop_all; exit "$rc"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
 }
 
 # free_port VAR: a TCP port on 127.0.0.1 that no socket uses (in any state) and that

@@ -67,9 +67,9 @@ done
 
 # ---------------------------------------------------------------- processes and teardown
 cleanup() {
-  local rc=$? i
+  local rc=$?
   trap - EXIT INT TERM
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+  stop_all
   if [[ -n ${NGINX_WORKER:-} ]] && kill -0 "$NGINX_WORKER" 2>/dev/null; then
     kill -KILL "$NGINX_WORKER" 2>/dev/null || true
   fi

@@ -36,15 +36,7 @@ cd "$ROOT"
 log() { printf '[tls %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 source "$BENCH/lib.sh"
 
-cleanup() {
-  local rc=$? i
-  trap - EXIT INT TERM
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_all_on_exit
 
 for t in nginx haproxy wrk openssl curl taskset ss; do
   command -v "$t" >/dev/null || die "'$t' is required (apt-get install nginx-light haproxy wrk openssl)"

@@ -77,15 +77,7 @@ done
 
 # ---------------------------------------------------------------- processes and teardown
 # Stops every process in PIDS (lib.sh), newest first, whatever ends the script.
-cleanup() {
-  local rc=$? i
-  trap - EXIT INT TERM
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_all_on_exit
 
 # ---------------------------------------------------------------- tools and builds
 ensure_tools() {

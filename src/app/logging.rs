@@ -42,7 +42,6 @@ impl Drop for LogGuard {
 /// Installs the global subscriber; a second call (tests starting several proxies) is a no-op.
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let (queue, thread) = match spawn_writer(io::stdout(), MAX_BUFFERED) {
         Ok(started) => started,
         // No thread: log as before, straight to stdout.
@@ -52,30 +51,23 @@ pub fn init(format: LogFormat) -> LogGuard {
         let sink = queue.clone();
         crate::log_sink::install(Box::new(move |line| sink.push(line)));
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(queue.clone())
-        .with_ansi(std::io::stdout().is_terminal());
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Text => builder.with_target(true).try_init(),
-    };
+    init_with(format, filter, queue.clone());
     LogGuard {
         writer: Some((queue, thread)),
     }
 }
 
+/// Installs the subscriber over `writer`; a guard that flushes nothing (the caller keeps
+/// the writer's own guard, if it has one).
 fn init_with<W>(format: LogFormat, filter: EnvFilter, writer: W) -> LogGuard
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(io::stdout().is_terminal());
     let _ = match format {
         LogFormat::Json => builder
             .json()

@@ -4,10 +4,8 @@
 
 #![allow(unreachable_pub)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// A backend kind: how to start it and what it needs installed.
@@ -98,16 +96,9 @@ impl Backend {
             child,
             ports: Vec::new(),
         };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
         // The JDK compiles the source first; on a busy two-core machine that takes a while.
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{} did not print LISTENING within 60s", kind.name));
+        let line = crate::support::first_line(stdout, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{} did not print LISTENING within 60s", kind.name));
         backend.ports = line
             .trim()
             .strip_prefix("LISTENING ")

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
@@ -63,6 +63,18 @@ pub fn require_node(test: &str) -> bool {
     }
 }
 
+/// The first line a child prints on `stdout`, or `None` if none comes within `within`.
+/// Read on a thread of its own, so a child that never prints cannot hang the test.
+pub fn first_line(stdout: ChildStdout, within: Duration) -> Option<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(within).ok()
+}
+
 /// `node hub.js [args]` with `env`, killed when dropped (also when the test panics). Its
 /// stdin stays open while this lives; the hub exits by itself when it closes, should the
 /// test process die.
@@ -86,14 +98,7 @@ impl NodeHub {
         let stdout = child.stdout.take().unwrap();
         // From here on a panic drops the guard, which kills the hub.
         let mut hub = NodeHub { child, port: 0 };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
+        let line = first_line(stdout, Duration::from_secs(10))
             .expect("hub.js did not print LISTENING within 10s");
         hub.port = line
             .trim()
