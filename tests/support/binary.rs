@@ -92,6 +92,15 @@ impl Proc {
     }
 }
 
+/// A test that ends without `terminate` (an early return, a failed assertion) must not
+/// leave its gatehouse running: each would hold ports and a worker pool after the suite.
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `[listen]` and `[admin]` tables of a binary's config: both on free loopback ports
 /// (the admin table may go on with more keys).
 pub const LOOPBACK_LISTENERS: &str =
