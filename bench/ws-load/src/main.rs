@@ -6,7 +6,9 @@
 //! ws-load connect --url U [auth] -c C -d D      new connections: connect, upgrade, one echo, close
 //! ws-load echo    --url U [auth] -c C -d D      round trips over C open connections
 //! ws-load hold    --url U [auth] -n N           open N connections, print READY, keep them open
-//!                                               until SIGTERM/SIGINT, then close them cleanly
+//!                                               until SIGTERM/SIGINT, then close them cleanly;
+//!                 [--message-every S]           ... and meanwhile send one message and wait for
+//!                                               its echo every S seconds on each (bench/soak.sh)
 //! auth: --auth none | query (--token, ?access_token=) | ticket (--ticket-url: POST, then ?ticket=)
 //! ```
 //!
@@ -60,7 +62,8 @@ enum Cmd {
     Connect(ConnectArgs),
     /// Round trips over open connections, one message in flight per connection.
     Echo(EchoArgs),
-    /// Open N connections, print READY, hold them until SIGTERM/SIGINT, then close them.
+    /// Open N connections, print READY, hold them until SIGTERM/SIGINT, then close them
+    /// (with --message-every: talking on each meanwhile).
     Hold(HoldArgs),
 }
 
@@ -167,6 +170,14 @@ struct HoldArgs {
     /// Give up opening after this many seconds.
     #[arg(long, default_value_t = 120)]
     open_timeout: u64,
+    /// Above 0: every connection sends one text message and waits for its echo every this
+    /// many seconds (first sends spread over one interval). A connection whose echo fails,
+    /// or that the server closes, is counted, reported as a `FAIL` line and not reopened.
+    #[arg(long, default_value_t = 0.0)]
+    message_every: f64,
+    /// Above 0 (with --message-every): a `PROGRESS` line every this many seconds.
+    #[arg(long, default_value_t = 0.0)]
+    report_every: f64,
 }
 
 // ------------------------------------------------------------------ shared pieces
@@ -898,6 +909,9 @@ async fn hold(args: HoldArgs) -> Result<(), String> {
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    if args.message_every > 0.0 {
+        return hold_talking(ctx, conns, errors.total(), &args, &mut term).await;
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -906,6 +920,137 @@ async fn hold(args: HoldArgs) -> Result<(), String> {
     let t1 = Instant::now();
     let closed = close_many(conns, args.concurrency).await;
     println!("CLOSED closed={closed} of={n} elapsed_s={:.3}", t1.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Seconds since the Unix epoch, for `FAIL` lines the script matches with its own events.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What one connection of `hold --message-every` did.
+#[derive(Default)]
+struct Talk {
+    echoes: u64,
+    failed: bool,
+    closed: bool,
+}
+
+/// `hold --message-every`: each connection is its own task that sends a message every
+/// interval and reads whatever the server sends in between (a close frame is reported
+/// with its code at once, not at the next send). Until SIGTERM/SIGINT; then every
+/// connection still open is closed cleanly.
+async fn hold_talking(
+    ctx: Arc<Ctx>,
+    conns: Vec<Ws>,
+    open_failures: u64,
+    args: &HoldArgs,
+    term: &mut tokio::signal::unix::Signal,
+) -> Result<(), String> {
+    let every = Duration::from_secs_f64(args.message_every);
+    let n = conns.len();
+    let echoes = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Talk>();
+    let start = Instant::now();
+    for (i, mut ws) in conns.into_iter().enumerate() {
+        let (ctx, echoes, failures, mut stop, done) =
+            (ctx.clone(), echoes.clone(), failures.clone(), stop_rx.clone(), done_tx.clone());
+        let first = start + every.mul_f64(i as f64 / n.max(1) as f64);
+        tokio::spawn(async move {
+            let mut talk = Talk::default();
+            let mut next = first;
+            let failure = loop {
+                enum Step {
+                    Stop,
+                    Send,
+                    Got(Option<Result<Message, WsError>>),
+                }
+                let step = tokio::select! {
+                    _ = stop.wait_for(|s| *s) => Step::Stop,
+                    _ = tokio::time::sleep_until(next.into()) => Step::Send,
+                    m = ws.next() => Step::Got(m),
+                };
+                match step {
+                    Step::Stop => break None,
+                    Step::Send => {
+                        next += every;
+                        match tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload)).await {
+                            Ok(Ok(())) => {
+                                talk.echoes += 1;
+                                echoes.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(Err(f)) => break Some(f),
+                            Err(_) => break Some(fail("timeout", "no echo within 10 s")),
+                        }
+                    }
+                    Step::Got(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                    Step::Got(Some(Ok(Message::Close(frame)))) => {
+                        break Some(match frame {
+                            Some(f) => fail(format!("server_close_{}", u16::from(f.code)), f.reason),
+                            None => fail("server_close", "no code"),
+                        })
+                    }
+                    Step::Got(Some(Ok(other))) => break Some(fail("unexpected_message", format!("{other:?}"))),
+                    Step::Got(Some(Err(e))) => break Some(fail("recv", e)),
+                    Step::Got(None) => break Some(fail("recv", "connection closed")),
+                }
+            };
+            if let Some(f) = failure {
+                talk.failed = true;
+                failures.fetch_add(1, Ordering::Relaxed);
+                // One line per failed connection, at most N in all.
+                println!("FAIL unix={:.3} conn={i} kind={} detail={:?}", unix_now(), f.kind, f.detail);
+            } else {
+                talk.closed = matches!(tokio::time::timeout(STEP_TIMEOUT, close(ws)).await, Ok(Ok(())));
+            }
+            let _ = done.send(talk);
+        });
+    }
+    drop(done_tx);
+    let report = if args.report_every > 0.0 { args.report_every } else { 1e9 };
+    let mut tick = tokio::time::interval_at(
+        (Instant::now() + Duration::from_secs_f64(report)).into(),
+        Duration::from_secs_f64(report),
+    );
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let f = failures.load(Ordering::Relaxed);
+                println!(
+                    "PROGRESS unix={:.3} open={} echoes={} failures={f}",
+                    unix_now(),
+                    n as u64 - f,
+                    echoes.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    let t1 = Instant::now();
+    let _ = stop_tx.send(true);
+    let (mut closed, mut failed, mut total_echoes, mut reported) = (0u64, 0u64, 0u64, 0usize);
+    let collect = async {
+        while let Some(t) = done_rx.recv().await {
+            reported += 1;
+            closed += u64::from(t.closed);
+            failed += u64::from(t.failed);
+            total_echoes += t.echoes;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), collect).await.is_err() {
+        eprintln!("ws-load: connections did not close within 60 s");
+    }
+    println!("CLOSED closed={closed} of={n} elapsed_s={:.3}", t1.elapsed().as_secs_f64());
+    println!(
+        "result mode=hold opened={n} open_failures={open_failures} echoes={total_echoes} failed_connections={failed} closed={closed} unaccounted={} elapsed_s={:.3}",
+        n - reported,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
