@@ -12,6 +12,16 @@
 -- is free first; at most one ticket per connection is still queued when the run ends.
 --
 -- done() prints: bench_tickets issued=N redeemed=N failed=N queued=N
+--
+-- TICKET_GAP_MS (optional, bench/soak.sh): each connection waits this long before each
+-- request, so the load has a fixed rate instead of saturating.
+
+local gap = tonumber(os.getenv("TICKET_GAP_MS") or "")
+if gap and gap > 0 then
+  function delay()
+    return gap
+  end
+end
 
 local threads = {}
 
