@@ -8,9 +8,10 @@
 #        bash bench/callgrind.sh BIN [N1 N2]      e.g. bash bench/callgrind.sh target/release/gatehouse
 # BENCH_PATH picks the route: /api/hello (default, one endpoint), /balanced/hello (two
 # endpoints, balanced) or /affinity/hub, which first negotiates and then sends the sealed
-# SignalR id on every request (the negotiate is in both runs, so it cancels out).
-# BENCH_QUERY is put in front of the query of the other paths: BENCH_QUERY=id=<45 chars>
-# on /api/hub asks the single upstream the same shape of request the affinity row sends.
+# SignalR id on every request (the negotiate is in both runs, so it cancels out), or
+# /single/hub, which sends the same sealed id to a route with one endpoint and no affinity
+# (bench/run.sh's gatehouse_hub row: the base for /affinity/hub).
+# BENCH_QUERY is put in front of the query of the other paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 n1=${2:-500} n2=${3:-2500}
@@ -25,9 +26,9 @@ count() { # count N: instructions of one run serving N requests
   local vp=$!
   for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$admin/readyz" && break; sleep 0.2; done
   local path=${BENCH_PATH:-/api/hello} query="${BENCH_QUERY:+$BENCH_QUERY&}x=[1-$1]" sealed
-  if [[ $path == /affinity/* ]]; then
+  if [[ $path == /affinity/* || $path == /single/* ]]; then
     sealed=$(curl -s -X POST -H "Authorization: Bearer $token" \
-      "http://$listen$path/negotiate?negotiateVersion=1" |
+      "http://$listen/affinity/hub/negotiate?negotiateVersion=1" |
       sed -n 's/.*"connectionToken":"\([^"]*\)".*/\1/p')
     query="id=$sealed&$query"
   fi

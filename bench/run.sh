@@ -11,6 +11,8 @@
 #   gatehouse_balanced  as gatehouse, on a route with two endpoints (both nginx), balanced
 #   gatehouse_affinity  as gatehouse_balanced with affinity = "signalr", every request
 #                    carrying a sealed SignalR ?id= (unsealed and pinned on each request)
+#   gatehouse_hub    the affinity row's request (the same sealed ?id=, forwarded as it is)
+#                    on a route with one endpoint: the base the affinity row is compared with
 # Optional (TARGETS=...): haproxy_jwt_fresh, the fresh-token driver against HAProxy,
 # which shows what the Lua-driven load generator itself costs.
 #
@@ -328,6 +330,7 @@ start_haproxy() {
 }
 
 GH_PID="" GH_PORT="" GH_ADMIN_PORT=""
+GH_TARGETS="gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity gatehouse_hub"
 
 gatehouse_config() {
   free_port GH_PORT
@@ -376,12 +379,12 @@ gatehouse_path() {
   local sealed
   case $1 in
     gatehouse_balanced) echo "/balanced/" ;;
-    gatehouse_affinity)
+    gatehouse_affinity | gatehouse_hub)
       sealed=$(curl -sS -X POST -H "Authorization: Bearer $TOKEN" \
         "http://127.0.0.1:$GH_PORT/affinity/hub/negotiate?negotiateVersion=1" |
         sed -n 's/.*"connectionToken":"\([^"]*\)".*/\1/p')
       [[ $sealed == *.* ]] || return 1
-      echo "/affinity/hub?id=$sealed"
+      [[ $1 == gatehouse_hub ]] && echo "/single/hub?id=$sealed" || echo "/affinity/hub?id=$sealed"
       ;;
     *) echo "/" ;;
   esac
@@ -548,6 +551,18 @@ ratio() {  # A B
   fi
 }
 
+# paired A B: A's CPU-µs/req over B's, round by round, as "median (min–max, N rounds)".
+# Both run in the same round minutes apart, so a slow spell of the machine (other guests'
+# load) weighs on both and cancels out of the ratio, where medians of each row would not.
+paired() {
+  awk -F, -v a="$1" -v b="$2" '$2 == a { x[$1] = $6 } $2 == b { y[$1] = $6 }
+    END { for (r in x) if ((r in y) && y[r] > 0) print x[r] / y[r] }' "$RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END {
+      if (NR == 0) exit;
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+      printf "%.3f× (%.3f–%.3f, %d rounds)\n", m, v[1], v[NR], NR }'
+}
+
 report() {
   local md="$OUT/results.md" t runs rps p99 cpu pct non2xx sockerr base_plain base_jwt base_ngx flag
   base_plain=$(col_median haproxy_plain 6)
@@ -584,6 +599,13 @@ report() {
       printf '| %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" "$pct" \
         "$(ratio "$cpu" "$base_ngx")" "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
     done
+    local pair pr
+    for pair in "gatehouse_balanced gatehouse" "gatehouse_affinity gatehouse_hub"; do
+      read -r -a pr <<<"$pair"
+      [[ " $TARGETS " == *" ${pr[0]} "* && " $TARGETS " == *" ${pr[1]} "* ]] || continue
+      echo
+      echo "CPU-µs/req of ${pr[0]} over ${pr[1]}, paired by round: $(paired "${pr[0]}" "${pr[1]}")"
+    done
     echo
     if ((FLAGGED)); then
       echo "**⚠ Some runs were flagged (non-2xx answers, socket errors or failed runs): their figures are not trustworthy. See the log and bench/out/wrk/.**"
@@ -608,15 +630,16 @@ main() {
   for t in $TARGETS; do
     case $t in
       nginx | nginx_proxy | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
-      gatehouse | gatehouse_nolog | gatehouse_fresh | gatehouse_balanced | gatehouse_affinity) gh_wanted=1 ;;
-      *) die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity)" ;;
+      gatehouse*) [[ " $GH_TARGETS " == *" $t "* ]] || die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh $GH_TARGETS)"
+        gh_wanted=1 ;;
+      *) die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh $GH_TARGETS)" ;;
     esac
     want+=("$t")
   done
   if ((gh_wanted)) && [[ ! -x $GATEHOUSE_BIN ]]; then
     log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
     log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
-    for t in gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="no binary"; done
+    for t in $GH_TARGETS; do SKIP[$t]="no binary"; done
     gh_wanted=0
   fi
   # Fresh tokens take minutes to mint the first time: only when a row will use them.
@@ -685,7 +708,7 @@ main() {
     if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
       cat "$OUT/gatehouse.check.log" >&2
       log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
-      for t in gatehouse gatehouse_nolog gatehouse_fresh gatehouse_balanced gatehouse_affinity; do SKIP[$t]="config rejected"; done
+      for t in $GH_TARGETS; do SKIP[$t]="config rejected"; done
     fi
   fi
 

@@ -167,7 +167,11 @@ impl Sealer {
         };
         let mut found = None;
         for (start, pair) in query_pairs(query) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // By byte: a char pattern costs more than the pair is long.
+            let (name, value) = match pair.bytes().position(|b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, ""),
+            };
             if !folds_to(name, "id") {
                 continue;
             }

@@ -173,6 +173,7 @@ impl Upstream {
             false => Either::Left(body),
         };
         let mut request = take_parts(&mut parts, body);
+        // Filled only when an endpoint refuses: the usual request allocates nothing here.
         let mut tried = Vec::new();
         loop {
             let endpoint = self
@@ -180,7 +181,6 @@ impl Upstream {
                 .next(&plan, &tried)
                 .ok_or(UpstreamError::NoConnection)?;
             self.targets.aim(&mut request, &endpoint)?;
-            tried.push(endpoint.clone());
             let in_flight = InFlight::start(endpoint.clone());
             match self.send(&endpoint, request).await {
                 Ok(response) => {
@@ -189,6 +189,7 @@ impl Upstream {
                 }
                 Err((e @ UpstreamError::Connect(_), unsent)) => {
                     self.targets.pool.eject(&endpoint);
+                    tried.push(endpoint);
                     // A connection that never opened took nothing of the request, which
                     // comes back whole; one with a body is still not sent twice.
                     match unsent {
