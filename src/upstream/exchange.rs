@@ -157,7 +157,7 @@ impl Connections {
             .map_err(SendError::Handshake)?;
         Ok(Lease {
             sender,
-            conn: Some(conn),
+            conn: Some(Box::new(conn)),
         })
     }
 
@@ -221,7 +221,7 @@ async fn exchange_upgrade(
     let Lease { mut sender, conn } = lease;
     if let Some(conn) = conn {
         tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
+            if let Err(e) = (*conn).with_upgrades().await {
                 tracing::debug!(error = %e, "upstream upgrade connection ended");
             }
         });

@@ -45,8 +45,9 @@ pub(crate) struct Limits {
 /// An HTTP/1.1 connection and its request handle, owned by one exchange at a time.
 pub(crate) struct Lease {
     pub(crate) sender: http1::SendRequest<Sent>,
-    /// `None` once the connection has ended.
-    pub(crate) conn: Option<H1Conn>,
+    /// `None` once the connection has ended. Boxed: a lease moves several times per request
+    /// (taken, into the exchange, into the body, parked) and the state is ~700 bytes.
+    pub(crate) conn: Option<Box<H1Conn>>,
 }
 
 impl Lease {
