@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the test command on a fresh machine: removes what `.ci/setup` installs (the Debian
-# packages redis-server, redis-tools, chromium and shellcheck), clones this repository's committed HEAD
+# packages redis-server, redis-tools, chromium, shellcheck, haproxy, prometheus, nginx-light
+# and wrk), clones this repository's committed HEAD
 # into a temporary folder (so no node_modules, .venv-ci or target/ comes along) and runs the
 # README's test command there, `CI=true bash .ci/run`. Not run by CI itself: it uninstalls
 # packages and builds everything from scratch (about 15 minutes on 2 cores).
@@ -12,10 +13,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 keep="${1:-}"
 
-echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck, haproxy and prometheus (promtool)"
+echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck, haproxy, prometheus (promtool), nginx and wrk"
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -qq \
-  redis-server redis-tools chromium chromium-common shellcheck haproxy prometheus >/dev/null 2>&1 || true
-for bin in redis-server /usr/bin/chromium shellcheck haproxy promtool; do
+  redis-server redis-tools chromium chromium-common shellcheck haproxy prometheus \
+  nginx-light nginx nginx-common libnginx-mod-http-echo wrk >/dev/null 2>&1 || true
+for bin in redis-server /usr/bin/chromium shellcheck haproxy promtool /usr/sbin/nginx wrk; do
   if command -v "$bin" >/dev/null; then echo "fresh-check: $bin is still installed"; exit 1; fi
 done
 
