@@ -33,6 +33,7 @@ cd "$ROOT"
 [[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
 
 log() { printf '[abuse %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
 stop_all_on_exit

@@ -140,3 +140,31 @@ stop_gatehouse() {
   [[ -n $GH_PID ]] && stop_pid "$GH_PID"
   GH_PID=""
 }
+
+# build_gatehouse: rebuilds the default binary (DEFAULT_BIN=1) when it is missing or older
+# than its sources, unless BUILD=0; a GATEHOUSE_BIN given by the caller is used as it is.
+# Other engineers may be editing the tree: when the build fails, an existing binary is used
+# and GH_NOTE says how old it is. Returns 1 when there is no binary to run. Uses the
+# caller's log, OUT, GATEHOUSE_BIN, BUILD and DEFAULT_BIN.
+GH_NOTE=""
+build_gatehouse() {
+  local stale="" built
+  if [[ ! -x $GATEHOUSE_BIN ]]; then
+    stale="missing"
+  elif [[ -n $(find src Cargo.toml Cargo.lock -newer "$GATEHOUSE_BIN" -print -quit 2>/dev/null) ]]; then
+    stale="older than its sources"
+  fi
+  if [[ -n $stale && $BUILD != 0 && $DEFAULT_BIN == 1 ]]; then
+    log "gatehouse binary $stale: cargo build --release (may wait for another build's lock)"
+    if ! timeout 1800 cargo build --release >"$OUT/gatehouse.build.log" 2>&1; then
+      tail -n 15 "$OUT/gatehouse.build.log" >&2
+      [[ -x $GATEHOUSE_BIN ]] || { log "the build failed and there is no binary"; return 1; }
+      built=$(date -r "$GATEHOUSE_BIN" '+%F %H:%M')
+      log "WARNING: the build failed; using the existing binary (built $built)"
+      GH_NOTE="the working tree did not build; measured the binary built $built"
+    fi
+  elif [[ -n $stale ]]; then
+    log "gatehouse binary $stale; not building (BUILD=$BUILD, GATEHOUSE_BIN=$GATEHOUSE_BIN)"
+    [[ -x $GATEHOUSE_BIN ]] || return 1
+  fi
+}

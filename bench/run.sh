@@ -59,6 +59,7 @@ cd "$ROOT"   # GATEHOUSE_BIN is relative to the repository root
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
+# shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
 for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS RATE FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT; do

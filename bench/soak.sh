@@ -57,7 +57,7 @@ cd "$ROOT"
 
 log() { printf '[soak %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness: shared.
-# shellcheck disable=SC1091  # lib.sh, found at run time
+# shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
 for v in DURATION RELOAD_EVERY REDIS_DOWN SAMPLE_EVERY WS_CONNECTIONS WS_MESSAGE_EVERY HTTP_RATE \
@@ -101,27 +101,6 @@ build_wsload() {
     || { tail -n 30 "$OUT/ws-load.build.log" >&2; die "building ws-load failed"; }
 }
 
-# As bench/ws.sh and stores.sh: the default binary is rebuilt when missing or older than
-# its sources (BUILD=0: never); GATEHOUSE_BIN=... is used as it is.
-build_gatehouse() {
-  local stale=""
-  if [[ ! -x $GATEHOUSE_BIN ]]; then
-    stale="missing"
-  elif [[ -n $(find src Cargo.toml Cargo.lock -newer "$GATEHOUSE_BIN" -print -quit 2>/dev/null) ]]; then
-    stale="older than its sources"
-  fi
-  if [[ -n $stale && $BUILD != 0 && $DEFAULT_BIN == 1 ]]; then
-    log "gatehouse binary $stale: cargo build --release (may wait for another build's lock)"
-    if ! timeout 1800 cargo build --release >"$OUT/gatehouse.build.log" 2>&1; then
-      tail -n 15 "$OUT/gatehouse.build.log" >&2
-      [[ -x $GATEHOUSE_BIN ]] || die "the build failed and there is no binary"
-      log "WARNING: the build failed; soaking the existing binary"
-    fi
-  elif [[ -n $stale ]]; then
-    [[ -x $GATEHOUSE_BIN ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
-    log "gatehouse binary $stale; not building (BUILD=$BUILD)"
-  fi
-}
 
 # ---------------------------------------------------------------- helpers
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -352,7 +331,7 @@ main() {
     "$OUT/ws-hold.log"
   ensure_tools
   build_wsload
-  build_gatehouse
+  build_gatehouse || die "no gatehouse binary at $GATEHOUSE_BIN"
 
   # 2 fds per relayed WebSocket in gatehouse, one in ws-load and in the echo server.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -56,6 +56,7 @@ cd "$ROOT"
 
 log() { printf '[stores %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
+# shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
 for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS REVOKED TOKEN_TTL READY_TIMEOUT IDLE MAX_OTHER RETRY_NOISY; do
@@ -97,30 +98,6 @@ ensure_tools() {
   done
 }
 
-# Rebuilt when the default binary is missing or older than its sources. Others may be
-# editing the tree: when the build fails, an existing binary is measured and the
-# report says which.
-GH_NOTE=""
-build_gatehouse() {
-  local stale=""
-  if [[ ! -x $GATEHOUSE_BIN ]]; then
-    stale="missing"
-  elif [[ -n $(find src Cargo.toml Cargo.lock -newer "$GATEHOUSE_BIN" -print -quit 2>/dev/null) ]]; then
-    stale="older than its sources"
-  fi
-  if [[ -n $stale && $BUILD != 0 && $DEFAULT_BIN == 1 ]]; then
-    log "gatehouse binary $stale: cargo build --release (may wait for another build's lock)"
-    if ! timeout 1800 cargo build --release >"$OUT/gatehouse.build.log" 2>&1; then
-      tail -n 15 "$OUT/gatehouse.build.log" >&2
-      [[ -x $GATEHOUSE_BIN ]] || die "the build failed and there is no binary"
-      log "WARNING: the build failed; measuring the existing binary"
-      GH_NOTE="the working tree did not build; measured the binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M')"
-    fi
-  elif [[ -n $stale ]]; then
-    [[ -x $GATEHOUSE_BIN ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
-    log "gatehouse binary $stale; not building (BUILD=$BUILD, GATEHOUSE_BIN=$GATEHOUSE_BIN)"
-  fi
-}
 
 # ---------------------------------------------------------------- CPU accounting
 
@@ -573,7 +550,7 @@ main() {
   mkdir -p "$OUT/wrk"
   rm -f "$OUT"/wrk/*.txt "$OUT/gatehouse.stderr.log"
   ensure_tools
-  build_gatehouse
+  build_gatehouse || die "no gatehouse binary at $GATEHOUSE_BIN"
   echo "round,test,store,rate,p99_ms,units,requests,gh_cpu_us,gh_cpu_pct,redis_cpu_us,redis_cpu_pct,redis_cmds_per_unit,nginx_cpu_us,other_pct,non2xx,socket_errors,idle_gh_pct,idle_redis_pct,note" >"$RESULTS"
 
   make_keys

@@ -66,6 +66,7 @@ DEFAULT_BIN=0
 
 log() { printf '[ws-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
+# shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
 for v in DURATION WARMUP ROUNDS CONNECT_CONCURRENCY ECHO_CONNECTIONS MSG_BYTES HOLD_CONNECTIONS \
@@ -100,32 +101,6 @@ build_wsload() {
     || { tail -n 30 "$OUT/ws-load.build.log" >&2; die "building ws-load failed"; }
 }
 
-# gatehouse is rebuilt when the default binary is missing or older than its sources.
-# Other engineers may be editing the tree: if the build fails, an existing binary is used
-# and the report says how old it is.
-GH_NOTE=""
-build_gatehouse() {
-  local stale=""
-  if [[ ! -x $GATEHOUSE_BIN ]]; then
-    stale="missing"
-  elif [[ -n $(find src Cargo.toml Cargo.lock -newer "$GATEHOUSE_BIN" -print -quit 2>/dev/null) ]]; then
-    stale="older than its sources"
-  fi
-  if [[ -n $stale && $BUILD != 0 && $DEFAULT_BIN == 1 ]]; then
-    log "gatehouse binary $stale: cargo build --release (may wait for another build's lock)"
-    if ! timeout 1800 cargo build --release >"$OUT/gatehouse.build.log" 2>&1; then
-      tail -n 15 "$OUT/gatehouse.build.log" >&2
-      if [[ -x $GATEHOUSE_BIN ]]; then
-        log "WARNING: the build failed; measuring the existing binary (built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'))"
-        GH_NOTE="the working tree did not build; measured the binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M')"
-      else
-        log "the build failed and there is no binary: the gatehouse rows are skipped"
-      fi
-    fi
-  elif [[ -n $stale ]]; then
-    log "gatehouse binary $stale; not building (BUILD=$BUILD, GATEHOUSE_BIN=$GATEHOUSE_BIN)"
-  fi
-}
 
 # ---------------------------------------------------------------- helpers
 
@@ -653,7 +628,7 @@ main() {
   mkdir -p "$OUT/ws"
   ensure_tools
   build_wsload
-  build_gatehouse
+  build_gatehouse || log "no gatehouse binary: the gatehouse rows are skipped"
   rm -f "$OUT"/ws/*.txt "$OUT/gatehouse-ws.stderr.log" "$OUT/ws-probe.err"
   echo "round,target,rate,p99_ms,units,cpu_us_per_conn,cpu_pct,errors,up_cpu_us,other_pct,note" >"$CONNECT_CSV"
   echo "round,target,round_trips_per_s,p99_ms,relayed_messages,cpu_us_per_msg,cpu_pct,errors,up_cpu_us,other_pct,connections" >"$ECHO_CSV"
