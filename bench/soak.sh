@@ -606,7 +606,8 @@ report() {
     echo "Warnings and errors in gatehouse's log (bench/out/soak/access-other.log), for information:"
     echo
     echo '```'
-    grep -E '"level":"(WARN|ERROR)"' "$OUT/access-other.log" | sed -E 's/.*"level":"([A-Z]+)","message":"([^"\\]{0,90}).*/\1 \2/' \
+    grep -E '"level":"(WARN|ERROR)"' "$OUT/access-other.log" \
+      | sed -E 's/.*"level":"([A-Z]+)","message":"((\\.|[^"\\])*)".*/\1 \2/; s/\\"/"/g' | cut -c1-100 \
       | sort | uniq -c | sort -rn | head -n 12 || true
     echo '```'
     echo
