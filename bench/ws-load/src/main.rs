@@ -46,7 +46,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 const EOF_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Parser)]
-#[command(name = "ws-load", about = "WebSocket load generator and echo server for bench/ws.sh")]
+#[command(
+    name = "ws-load",
+    about = "WebSocket load generator and echo server for bench/ws.sh"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -230,7 +233,8 @@ impl Ctx {
         }
         let mut token = t.token.clone();
         if let Some(file) = &t.token_file {
-            let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
             token = text.lines().next().unwrap_or("").trim().to_string();
         }
         if t.auth != Auth::None && token.is_empty() {
@@ -244,7 +248,11 @@ impl Ctx {
             (None, Auth::Ticket) => return Err("auth=ticket needs --ticket-url".into()),
             (None, _) => None,
         };
-        let payload: String = "0123456789abcdef".chars().cycle().take(t.msg_bytes).collect();
+        let payload: String = "0123456789abcdef"
+            .chars()
+            .cycle()
+            .take(t.msg_bytes)
+            .collect();
         Ok(Self {
             addr,
             url: t.url.clone(),
@@ -328,7 +336,10 @@ impl TicketClient {
                         self.conn = None;
                     }
                     if status != 201 {
-                        return Err(fail(format!("ticket_{status}"), String::from_utf8_lossy(&body)));
+                        return Err(fail(
+                            format!("ticket_{status}"),
+                            String::from_utf8_lossy(&body),
+                        ));
                     }
                     let json: serde_json::Value =
                         serde_json::from_slice(&body).map_err(|e| fail("ticket_body", e))?;
@@ -374,7 +385,9 @@ impl TicketClient {
                 let value = value.trim();
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+                } else if name.eq_ignore_ascii_case("connection")
+                    && value.eq_ignore_ascii_case("close")
+                {
                     keep = false;
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
                     chunked = value.eq_ignore_ascii_case("chunked");
@@ -434,7 +447,9 @@ async fn open(ctx: &Ctx, token: &str, tickets: &mut TicketClient) -> Result<Ws, 
 
 /// One text message and its echo.
 async fn echo_once(ws: &mut Ws, payload: &str) -> Result<(), Fail> {
-    ws.send(Message::text(payload)).await.map_err(|e| fail("send", e))?;
+    ws.send(Message::text(payload))
+        .await
+        .map_err(|e| fail("send", e))?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.as_str() == payload => return Ok(()),
@@ -501,7 +516,10 @@ fn all_ticks(pids: &[u32]) -> Vec<Option<u64>> {
 fn system_busy_ticks() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let f: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal
     Some(f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7)?)
 }
@@ -553,7 +571,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| format!("bind 127.0.0.1:{}: {e}", args.port))?;
-    println!("READY {}", listener.local_addr().map_err(|e| e.to_string())?);
+    println!(
+        "READY {}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(pair) => pair,
@@ -565,7 +586,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         };
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
+            let Ok(mut ws) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await
             else {
                 return;
             };
@@ -586,7 +608,10 @@ async fn probe(args: ProbeArgs) -> Result<(), String> {
     let url = match ctx.auth {
         Auth::Ticket => {
             let mut tickets = TicketClient::new();
-            match tickets.ticket(ctx.ticket.as_ref().expect("checked"), &ctx.token).await {
+            match tickets
+                .ticket(ctx.ticket.as_ref().expect("checked"), &ctx.token)
+                .await
+            {
                 Ok(t) => {
                     out.push("ticket_status=201".to_string());
                     Some(format!("{}?{}={}", ctx.url, ctx.ticket_param, t))
@@ -604,7 +629,9 @@ async fn probe(args: ProbeArgs) -> Result<(), String> {
     };
     if let Some(url) = url {
         let upgrade = |url: String| async {
-            let stream = TcpStream::connect(ctx.addr).await.map_err(|e| e.to_string())?;
+            let stream = TcpStream::connect(ctx.addr)
+                .await
+                .map_err(|e| e.to_string())?;
             let r = tokio::time::timeout(
                 STEP_TIMEOUT,
                 tokio_tungstenite::client_async_with_config(url, stream, Some(ctx.config)),
@@ -621,10 +648,25 @@ async fn probe(args: ProbeArgs) -> Result<(), String> {
             Ok((status, ws)) => {
                 out.push(format!("status={status}"));
                 if let Some(mut ws) = ws {
-                    let ok = tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload)).await;
-                    out.push(format!("echo={}", if matches!(ok, Ok(Ok(()))) { "ok" } else { "fail" }));
+                    let ok =
+                        tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload)).await;
+                    out.push(format!(
+                        "echo={}",
+                        if matches!(ok, Ok(Ok(()))) {
+                            "ok"
+                        } else {
+                            "fail"
+                        }
+                    ));
                     let closed = tokio::time::timeout(STEP_TIMEOUT, close(ws)).await;
-                    out.push(format!("close={}", if matches!(closed, Ok(Ok(()))) { "ok" } else { "fail" }));
+                    out.push(format!(
+                        "close={}",
+                        if matches!(closed, Ok(Ok(()))) {
+                            "ok"
+                        } else {
+                            "fail"
+                        }
+                    ));
                 }
             }
             Err(e) => out.push(format!("status=000 error={e:?}")),
@@ -661,7 +703,8 @@ async fn connect_phase(
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (ctx, next, tokens, exhausted) = (ctx.clone(), next.clone(), tokens.clone(), exhausted.clone());
+        let (ctx, next, tokens, exhausted) =
+            (ctx.clone(), next.clone(), tokens.clone(), exhausted.clone());
         workers.push(tokio::spawn(async move {
             let mut tickets = TicketClient::new();
             let (mut units, mut errors, mut latencies) = (0u64, Errors::default(), Vec::new());
@@ -726,7 +769,14 @@ async fn connect(args: ConnectArgs) -> Result<(), String> {
     };
     let c = args.concurrency.max(1);
     if args.warmup > 0.0 {
-        let w = connect_phase(&ctx, c, Instant::now() + Duration::from_secs_f64(args.warmup), 0, None).await;
+        let w = connect_phase(
+            &ctx,
+            c,
+            Instant::now() + Duration::from_secs_f64(args.warmup),
+            0,
+            None,
+        )
+        .await;
         if w.errors.total() > 0 {
             eprintln!("ws-load: warm-up errors:");
             w.errors.report();
@@ -754,7 +804,12 @@ async fn connect(args: ConnectArgs) -> Result<(), String> {
 }
 
 /// Opens `n` connections, `concurrency` at a time; returns them and the failures.
-async fn open_many(ctx: &Arc<Ctx>, n: usize, concurrency: usize, deadline: Instant) -> (Vec<Ws>, Errors) {
+async fn open_many(
+    ctx: &Arc<Ctx>,
+    n: usize,
+    concurrency: usize,
+    deadline: Instant,
+) -> (Vec<Ws>, Errors) {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency.clamp(1, n.max(1)) {
@@ -767,7 +822,8 @@ async fn open_many(ctx: &Arc<Ctx>, n: usize, concurrency: usize, deadline: Insta
                     errors.add(fail("open_timeout", "opening took too long"));
                     continue;
                 }
-                match tokio::time::timeout(STEP_TIMEOUT, open(&ctx, &ctx.token, &mut tickets)).await {
+                match tokio::time::timeout(STEP_TIMEOUT, open(&ctx, &ctx.token, &mut tickets)).await
+                {
                     Ok(Ok(ws)) => open_ws.push(ws),
                     Ok(Err(f)) => errors.add(f),
                     Err(_) => errors.add(fail("timeout", "an upgrade took longer than 10 s")),
@@ -812,9 +868,13 @@ async fn close_many(conns: Vec<Ws>, concurrency: usize) -> u64 {
 async fn echo(args: EchoArgs) -> Result<(), String> {
     let ctx = Arc::new(Ctx::new(&args.target)?);
     let c = args.connections.max(1);
-    let (conns, open_errors) = open_many(&ctx, c, c.min(64), Instant::now() + Duration::from_secs(60)).await;
+    let (conns, open_errors) =
+        open_many(&ctx, c, c.min(64), Instant::now() + Duration::from_secs(60)).await;
     if open_errors.total() > 0 {
-        eprintln!("ws-load: {} of {c} connections did not open:", open_errors.total());
+        eprintln!(
+            "ws-load: {} of {c} connections did not open:",
+            open_errors.total()
+        );
         open_errors.report();
     }
     let round_trips = Arc::new(AtomicU64::new(0));
@@ -823,8 +883,13 @@ async fn echo(args: EchoArgs) -> Result<(), String> {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let opened = conns.len();
     for mut ws in conns {
-        let (ctx, round_trips, measuring, mut stop, done) =
-            (ctx.clone(), round_trips.clone(), measuring.clone(), stop_rx.clone(), done_tx.clone());
+        let (ctx, round_trips, measuring, mut stop, done) = (
+            ctx.clone(),
+            round_trips.clone(),
+            measuring.clone(),
+            stop_rx.clone(),
+            done_tx.clone(),
+        );
         tokio::spawn(async move {
             let (mut errors, mut latencies) = (Errors::default(), Vec::new());
             let mut alive = true;
@@ -878,8 +943,14 @@ async fn echo(args: EchoArgs) -> Result<(), String> {
             latencies.extend(l);
         }
     };
-    if tokio::time::timeout(Duration::from_secs(30), collect).await.is_err() {
-        errors.add(fail("teardown_timeout", "connections did not close within 30 s"));
+    if tokio::time::timeout(Duration::from_secs(30), collect)
+        .await
+        .is_err()
+    {
+        errors.add(fail(
+            "teardown_timeout",
+            "connections did not close within 30 s",
+        ));
     }
     errors.report();
     let n = n1 - n0;
@@ -919,7 +990,10 @@ async fn hold(args: HoldArgs) -> Result<(), String> {
     let n = conns.len();
     let t1 = Instant::now();
     let closed = close_many(conns, args.concurrency).await;
-    println!("CLOSED closed={closed} of={n} elapsed_s={:.3}", t1.elapsed().as_secs_f64());
+    println!(
+        "CLOSED closed={closed} of={n} elapsed_s={:.3}",
+        t1.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -957,8 +1031,13 @@ async fn hold_talking(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Talk>();
     let start = Instant::now();
     for (i, mut ws) in conns.into_iter().enumerate() {
-        let (ctx, echoes, failures, mut stop, done) =
-            (ctx.clone(), echoes.clone(), failures.clone(), stop_rx.clone(), done_tx.clone());
+        let (ctx, echoes, failures, mut stop, done) = (
+            ctx.clone(),
+            echoes.clone(),
+            failures.clone(),
+            stop_rx.clone(),
+            done_tx.clone(),
+        );
         let first = start + every.mul_f64(i as f64 / n.max(1) as f64);
         tokio::spawn(async move {
             let mut talk = Talk::default();
@@ -978,7 +1057,9 @@ async fn hold_talking(
                     Step::Stop => break None,
                     Step::Send => {
                         next += every;
-                        match tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload)).await {
+                        match tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload))
+                            .await
+                        {
                             Ok(Ok(())) => {
                                 talk.echoes += 1;
                                 echoes.fetch_add(1, Ordering::Relaxed);
@@ -990,11 +1071,15 @@ async fn hold_talking(
                     Step::Got(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                     Step::Got(Some(Ok(Message::Close(frame)))) => {
                         break Some(match frame {
-                            Some(f) => fail(format!("server_close_{}", u16::from(f.code)), f.reason),
+                            Some(f) => {
+                                fail(format!("server_close_{}", u16::from(f.code)), f.reason)
+                            }
                             None => fail("server_close", "no code"),
                         })
                     }
-                    Step::Got(Some(Ok(other))) => break Some(fail("unexpected_message", format!("{other:?}"))),
+                    Step::Got(Some(Ok(other))) => {
+                        break Some(fail("unexpected_message", format!("{other:?}")))
+                    }
                     Step::Got(Some(Err(e))) => break Some(fail("recv", e)),
                     Step::Got(None) => break Some(fail("recv", "connection closed")),
                 }
@@ -1003,15 +1088,27 @@ async fn hold_talking(
                 talk.failed = true;
                 failures.fetch_add(1, Ordering::Relaxed);
                 // One line per failed connection, at most N in all.
-                println!("FAIL unix={:.3} conn={i} kind={} detail={:?}", unix_now(), f.kind, f.detail);
+                println!(
+                    "FAIL unix={:.3} conn={i} kind={} detail={:?}",
+                    unix_now(),
+                    f.kind,
+                    f.detail
+                );
             } else {
-                talk.closed = matches!(tokio::time::timeout(STEP_TIMEOUT, close(ws)).await, Ok(Ok(())));
+                talk.closed = matches!(
+                    tokio::time::timeout(STEP_TIMEOUT, close(ws)).await,
+                    Ok(Ok(()))
+                );
             }
             let _ = done.send(talk);
         });
     }
     drop(done_tx);
-    let report = if args.report_every > 0.0 { args.report_every } else { 1e9 };
+    let report = if args.report_every > 0.0 {
+        args.report_every
+    } else {
+        1e9
+    };
     let mut tick = tokio::time::interval_at(
         (Instant::now() + Duration::from_secs_f64(report)).into(),
         Duration::from_secs_f64(report),
@@ -1042,10 +1139,16 @@ async fn hold_talking(
             total_echoes += t.echoes;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(60), collect).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), collect)
+        .await
+        .is_err()
+    {
         eprintln!("ws-load: connections did not close within 60 s");
     }
-    println!("CLOSED closed={closed} of={n} elapsed_s={:.3}", t1.elapsed().as_secs_f64());
+    println!(
+        "CLOSED closed={closed} of={n} elapsed_s={:.3}",
+        t1.elapsed().as_secs_f64()
+    );
     println!(
         "result mode=hold opened={n} open_failures={open_failures} echoes={total_echoes} failed_connections={failed} closed={closed} unaccounted={} elapsed_s={:.3}",
         n - reported,
