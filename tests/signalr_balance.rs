@@ -387,7 +387,18 @@ auth = "none"
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     }
     assert_eq!(gatehouse.metric(ejections).await, 1.0);
-    assert_eq!(live.requests().len(), sent + 20);
+    let seen = live.requests();
+    assert_eq!(seen.len(), sent + 20);
+    // A request that came back from the dead endpoint names the live one it went to.
+    let host = live.addr.to_string();
+    for request in &seen {
+        assert_eq!(
+            request.headers.get("host").unwrap(),
+            host.as_str(),
+            "{}",
+            request.uri
+        );
+    }
 }
 
 #[tokio::test]

@@ -129,7 +129,9 @@ impl Targets {
         plan.pinned.is_none() && balance::has_untried(&self.pool, tried)
     }
 
-    /// Points the request at `endpoint`.
+    /// Points the request at `endpoint`, `Host` included: the route's, or none, so that the
+    /// connection writes the endpoint's own. A request handed back by an endpoint that
+    /// refused still carries that endpoint's `Host`, which must not reach the next one.
     pub(crate) fn aim<B>(
         &self,
         request: &mut Request<B>,
@@ -140,9 +142,10 @@ impl Targets {
         uri.authority = Some(endpoint.authority.clone());
         *request.uri_mut() =
             Uri::from_parts(uri).map_err(|e| UpstreamError::BadRequest(e.into()))?;
-        if let Some(host) = &self.pool.host {
-            request.headers_mut().insert(HOST, host.clone());
-        }
+        match &self.pool.host {
+            Some(host) => request.headers_mut().insert(HOST, host.clone()),
+            None => request.headers_mut().remove(HOST),
+        };
         Ok(())
     }
 
