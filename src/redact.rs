@@ -206,7 +206,16 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 fn name_of(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(name, _)| name)
+    split_pair(pair).0
+}
+
+/// A query pair's name and value (`""` when it has no `=`). By byte: a char pattern costs
+/// more than the pair is long, and this runs for every pair of every query.
+pub(crate) fn split_pair(pair: &str) -> (&str, &str) {
+    match memchr::memchr(b'=', pair.as_bytes()) {
+        Some(at) => (&pair[..at], &pair[at + 1..]),
+        None => (pair, ""),
+    }
 }
 
 /// `scheme://user:pass@host/...` with the credentials masked; `None` when there are none.

@@ -28,7 +28,7 @@ use super::forwarded::Hop;
 use super::headers;
 use super::pool::{Limits, Sent};
 use super::stall::{StallClock, Stalled};
-use super::targets::{take_parts, Targets};
+use super::targets::Targets;
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
@@ -172,7 +172,7 @@ impl Upstream {
             true => Either::Right(Empty::new()),
             false => Either::Left(body),
         };
-        let mut request = take_parts(&mut parts, body);
+        let mut request = Request::from_parts(parts, body);
         // Filled only when an endpoint refuses: the usual request allocates nothing here.
         let mut tried = Vec::new();
         loop {

@@ -195,12 +195,6 @@ fn unsealed_target(uri: &Uri, cut: std::ops::Range<usize>) -> Result<PathAndQuer
     PathAndQuery::from_maybe_shared(bytes.freeze()).map_err(|e| UpstreamError::BadRequest(e.into()))
 }
 
-/// The request itself; `parts` is left empty.
-pub(crate) fn take_parts<B>(parts: &mut Parts, body: B) -> Request<B> {
-    let (empty, ()) = Request::new(()).into_parts();
-    Request::from_parts(std::mem::replace(parts, empty), body)
-}
-
 /// A response body that keeps its endpoint's request outstanding until it is dropped.
 struct Counted {
     body: Body,
