@@ -650,23 +650,9 @@ async fn probe(args: ProbeArgs) -> Result<(), String> {
                 if let Some(mut ws) = ws {
                     let ok =
                         tokio::time::timeout(STEP_TIMEOUT, echo_once(&mut ws, &ctx.payload)).await;
-                    out.push(format!(
-                        "echo={}",
-                        if matches!(ok, Ok(Ok(()))) {
-                            "ok"
-                        } else {
-                            "fail"
-                        }
-                    ));
+                    out.push(format!("echo={}", verdict(&ok)));
                     let closed = tokio::time::timeout(STEP_TIMEOUT, close(ws)).await;
-                    out.push(format!(
-                        "close={}",
-                        if matches!(closed, Ok(Ok(()))) {
-                            "ok"
-                        } else {
-                            "fail"
-                        }
-                    ));
+                    out.push(format!("close={}", verdict(&closed)));
                 }
             }
             Err(e) => out.push(format!("status=000 error={e:?}")),
@@ -995,6 +981,15 @@ async fn hold(args: HoldArgs) -> Result<(), String> {
         t1.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `ok` or `fail` for a step run under a timeout.
+fn verdict<E1, E2>(step: &Result<Result<(), E1>, E2>) -> &'static str {
+    if matches!(step, Ok(Ok(()))) {
+        "ok"
+    } else {
+        "fail"
+    }
 }
 
 /// Seconds since the Unix epoch, for `FAIL` lines the script matches with its own events.
