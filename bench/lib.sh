@@ -105,6 +105,15 @@ cpu_ticks() {
   read -r -a f <<<"$rest"
   echo $((f[11] + f[12]))
 }
+
+# cpu_sys_ticks PID: stime alone (field 15), the kernel's share of cpu_ticks.
+cpu_sys_ticks() {
+  local stat rest f
+  stat=$(<"/proc/$1/stat") || return 1
+  rest=${stat##*) }
+  read -r -a f <<<"$rest"
+  echo $((f[12]))
+}
 CLK_TCK=$(getconf CLK_TCK)
 
 # measured_pid_ok PID NAME: the PID whose CPU we read must be the server itself, not a

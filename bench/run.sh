@@ -37,6 +37,9 @@ LOAD_CPU=${LOAD_CPU:-1}             # core for wrk
 UPSTREAM_CPU=${UPSTREAM_CPU:-$LOAD_CPU} # core for nginx; kept off the proxy's core
 SEND_TOKEN_TO_ALL=${SEND_TOKEN_TO_ALL:-1} # 1: plain targets get the same Authorization header
 ACCESS_LOG=${ACCESS_LOG:-/dev/null} # where gatehouse's stdout (access log) goes
+# 1: count the proxy's system calls and context switches per request with perf stat
+# (tracepoint counting costs a little per system call, so it is off by default).
+SYSCALLS=${SYSCALLS:-0}
 READY_TIMEOUT=${READY_TIMEOUT:-30}  # seconds to wait for a server to come up
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
 TARGETS=${TARGETS:-nginx haproxy_plain haproxy_jwt gatehouse gatehouse_fresh}
@@ -62,7 +65,7 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
 
-for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS RATE FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT; do
+for v in DURATION CONNECTIONS ROUNDS WARMUP WRK_THREADS RATE FRESH_TOKENS TOKEN_TTL FRESH_TOKEN_TTL READY_TIMEOUT SYSCALLS; do
   [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION > 0 && CONNECTIONS > 0 && ROUNDS > 0 && WRK_THREADS > 0)) \
@@ -421,7 +424,8 @@ FLAGGED=0
 # run_one ROUND TARGET: warm-up, one measured wrk run, one line in runs.csv.
 run_one() {
   local round=$1 t=$2 url pid mode=repeat auth=yes hdr=() raw ok=1
-  local c0 c1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
+  local c0 c1 s0 s1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
+  local sys_pct sc_req="" cs_req="" perf_pid="" perf_out="$OUT/wrk/r${round}-$t.perf"
   case $t in
     nginx | haproxy_plain | nginx_proxy) auth=no ;;
     *_fresh) mode=fresh ;;
@@ -479,13 +483,23 @@ run_one() {
     [[ $t == gatehouse* ]] && stop_gatehouse
     return 0
   fi
+  s0=$(cpu_sys_ticks "$pid") || s0=0
   u0=$(cpu_ticks "$NGINX_WORKER")
+  if ((SYSCALLS)); then
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches -p "$pid" -o "$perf_out" &
+    perf_pid=$!
+  fi
   # timeout: wrk stops itself after -d, the margin only catches a hung wrk.
   out=$(TOKENS_FILE="$FRESH_FILE" WRK_THREADS="$WRK_THREADS" RATE="$RATE" CONNECTIONS="$CONNECTIONS" \
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" \
     wrk --latency -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${script[@]}" "${hdr[@]}" "$url" 2>&1) || ok=0
   c1=$(cpu_ticks "$pid") || c1=""
+  s1=$(cpu_sys_ticks "$pid") || s1=$s0
   u1=$(cpu_ticks "$NGINX_WORKER")
+  if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+  fi
   printf '%s\n' "$out" >"$raw"
   [[ $t == gatehouse* ]] && stop_gatehouse
 
@@ -521,15 +535,21 @@ run_one() {
   cpu_us=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
   cpu_pct=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v s="$active" 'BEGIN { printf "%.0f", t / hz / s * 100 }')
   up_us=$(awk -v t="$uticks" -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')
+  sys_pct=$(awk -v s=$((s1 - s0)) -v t="$ticks" 'BEGIN { printf "%.0f", (t > 0) ? s * 100 / t : 0 }')
+  if [[ -n $perf_pid && -s $perf_out ]]; then
+    sc_req=$(awk -F, -v n="$requests" '$3 ~ /sys_enter/ { printf "%.2f", $1 / n }' "$perf_out")
+    cs_req=$(awk -F, -v n="$requests" '$3 ~ /context-switches/ { printf "%.3f", $1 / n }' "$perf_out")
+  fi
   p99=$(to_ms "$p99")
 
   if ((non2xx > 0 || sockerr > 0)); then
     log "FLAG $t round $round: $non2xx non-2xx responses, $sockerr socket errors (see $raw)"
     FLAGGED=1
   fi
-  echo "$round,$t,$rps,$p99,$requests,$cpu_us,$cpu_pct,$non2xx,$sockerr,$up_us,$note" >>"$RESULTS"
-  log "$(printf '%-17s r%s  %10s req/s  p99 %8s ms  %7s CPU-us/req  CPU %3s%%  non-2xx %s  sockerr %s %s' \
-    "$t" "$round" "$rps" "$p99" "$cpu_us" "$cpu_pct" "$non2xx" "$sockerr" "$note")"
+  echo "$round,$t,$rps,$p99,$requests,$cpu_us,$cpu_pct,$non2xx,$sockerr,$up_us,$sys_pct,$sc_req,$cs_req,$note" >>"$RESULTS"
+  log "$(printf '%-17s r%s  %10s req/s  p99 %8s ms  %7s CPU-us/req (%s%% kernel)  CPU %3s%%  non-2xx %s  sockerr %s %s' \
+    "$t" "$round" "$rps" "$p99" "$cpu_us" "$sys_pct" "$cpu_pct" "$non2xx" "$sockerr" "$note")"
+  [[ -n $sc_req ]] && log "$(printf '%-17s r%s  %s system calls and %s context switches per request' "$t" "$round" "$sc_req" "$cs_req")"
 }
 
 # ---------------------------------------------------------------- report
@@ -565,7 +585,7 @@ paired() {
 }
 
 report() {
-  local md="$OUT/results.md" t runs rps p99 cpu pct non2xx sockerr base_plain base_jwt base_ngx flag
+  local md="$OUT/results.md" t runs rps p99 cpu pct kpct scr csr non2xx sockerr base_plain base_jwt base_ngx flag
   base_plain=$(col_median haproxy_plain 6)
   base_ngx=$(col_median nginx_proxy 6)
   base_jwt=$(col_median haproxy_jwt 6)
@@ -579,25 +599,29 @@ report() {
     [[ " $TARGETS " == *_fresh* ]] && echo "First-seen runs: ${FRESH_TOKENS} distinct tokens per run, each used once."
     [[ " $TARGETS " == *" gatehouse"* ]] && echo "gatehouse: restarted before every run, 1 worker thread, access log (stdout) to ${ACCESS_LOG}."
     echo
-    echo "| target | req/s | p99 ms | CPU-µs/req | proxy CPU % | CPU vs nginx proxy | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | req/s | p99 ms | CPU-µs/req | kernel % | syscalls/req | switches/req | proxy CPU % | CPU vs nginx proxy | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for t in $TARGETS; do
       runs=$(awk -F, -v t="$t" '$2 == t' "$RESULTS" | wc -l)
       if ((runs == 0)); then
-        echo "| $t | – | – | – | – | – | – | – | – | 0 (${SKIP[$t]:-no run}) |"
+        echo "| $t | – | – | – | – | – | – | – | – | – | – | – | 0 (${SKIP[$t]:-no run}) |"
         continue
       fi
       rps=$(col_median "$t" 3)
       p99=$(col_median "$t" 4)
       cpu=$(col_median "$t" 6)
       pct=$(col_median "$t" 7)
+      kpct=$(col_median "$t" 11)
+      scr=$(col_median "$t" 12)
+      csr=$(col_median "$t" 13)
       non2xx=$(awk -F, -v t="$t" '$2 == t { s += $8 } END { print s + 0 }' "$RESULTS")
       sockerr=$(awk -F, -v t="$t" '$2 == t { s += $9 } END { print s + 0 }' "$RESULTS")
       flag=""
       ((non2xx + sockerr == 0)) || flag=" ⚠"
       local label=$t
       [[ $t == nginx ]] && label="nginx (direct; CPU = nginx worker)"
-      printf '| %s | %.0f | %.2f | %.1f | %.0f | %s | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" "$pct" \
+      printf '| %s | %.0f | %.2f | %.1f | %s | %s | %s | %.0f | %s | %s | %s | %s%s | %s |\n' "$label" "$rps" "$p99" "$cpu" \
+        "${kpct:-–}" "${scr:-–}" "${csr:-–}" "$pct" \
         "$(ratio "$cpu" "$base_ngx")" "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
     done
     local pair pr
@@ -625,7 +649,7 @@ main() {
   ensure_tools
   mkdir -p "$OUT/wrk"
   rm -f "$OUT"/wrk/*.txt "$OUT/gatehouse.stderr.log"
-  echo "round,target,rps,p99_ms,requests,cpu_us_per_req,cpu_pct,non2xx,socket_errors,up_cpu_us,note" >"$RESULTS"
+  echo "round,target,rps,p99_ms,requests,cpu_us_per_req,cpu_pct,non2xx,socket_errors,up_cpu_us,kernel_pct,syscalls_per_req,cswitch_per_req,note" >"$RESULTS"
 
   local t want=() gh_wanted=0 fresh_wanted=0
   for t in $TARGETS; do

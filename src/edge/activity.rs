@@ -7,6 +7,17 @@
 //! - `header_read_timeout` from the first byte of the next request: a head that trickles
 //!   in (slowloris) gets the connection dropped.
 //!
+//! A third runs whenever it must, in flight or not: `write_timeout` from the moment a write
+//! to the client found its socket full, until a write makes progress again (nginx's
+//! `send_timeout`). A client that stops reading an HTTP/1.1 response gets the connection
+//! dropped, which drops the response and releases its upstream connection.
+//!
+//! One timer serves the three clocks, and it is lazy: a deadline that moves later (the next
+//! request's head, the end of the next response) does not touch it. When it fires early,
+//! the watcher reads the clocks again and sets it for the real deadline. Only a deadline
+//! earlier than the timer wakes the watcher (`armed`), so a busy keep-alive connection pays
+//! no timer and no wake-up per request.
+//!
 //! hyper has only the second, and starts it when it begins waiting for a head, so an idle
 //! HTTP/1.1 connection would be cut after the header timeout and an idle HTTP/2 one never.
 //! While a request is in flight neither clock runs: a long SSE response or a slow upstream
@@ -15,15 +26,15 @@
 //! that are not requests (WINDOW_UPDATE, PING, SETTINGS acks), which must not start the
 //! header clock and get an idle connection dropped.
 //!
-//! [`Tracked`] wraps the connection's IO to see the first byte (and to show every byte to
-//! the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies (see
+//! [`Tracked`] wraps the connection's IO to see the first byte and blocked writes (and to
+//! show every byte to the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies (see
 //! `response_clock.rs`), so a request counts until its body is done, not until its headers
 //! are.
 //!
 //! The same record collects what the connection task must act on besides the clocks
 //! ([`Trouble`]): an HTTP/2 request dropped before its response ended (the client reset
-//! the stream) counts toward `http2_max_resets`, and a response abandoned for a client that
-//! stopped reading is reported (on HTTP/1.1 the connection cannot carry on after it).
+//! the stream) counts toward `http2_max_resets`, and an HTTP/2 response abandoned for a
+//! stream that granted no window (`response_clock.rs`) is reported.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -45,14 +56,27 @@ pub(crate) enum Expiry {
     Idle,
     /// A request head started but did not arrive within `header_read_timeout`: drop.
     Head,
+    /// A write to the client has been blocked for `write_timeout`: drop.
+    Write,
 }
+
+/// The connection's three clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clocks {
+    pub idle: Duration,
+    pub header: Duration,
+    pub write: Duration,
+}
+
+/// `armed` when the watcher has no timer set: every earlier deadline wakes it.
+const UNARMED: u64 = u64::MAX;
 
 /// Something the connection task must act on now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trouble {
-    /// A response was abandoned after `write_timeout`; `cut` when the connection cannot
-    /// carry on (HTTP/1.1, the rest of that response will never be written).
-    Stalled { cut: bool },
+    /// An HTTP/2 response was abandoned after `write_timeout` without window; the
+    /// connection carries on.
+    Stalled,
     /// More HTTP/2 streams were reset after acceptance than `http2_max_resets`; returned
     /// again for every further reset.
     TooManyResets,
@@ -61,10 +85,20 @@ pub(crate) enum Trouble {
 /// The activity of one connection. Times are milliseconds since `base`.
 pub(crate) struct Activity {
     base: Instant,
+    /// The clocks' lengths in ms.
+    idle_ms: u64,
+    header_ms: u64,
+    write_ms: u64,
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
     /// When the first byte arrived after the connection went idle, plus one (0 = not yet).
     head_started: AtomicU64,
+    /// When a write found the client's socket full, plus one (0 = writes go through).
+    write_blocked: AtomicU64,
+    /// When the watcher's timer fires ([`UNARMED`]: it has none). A clock that now runs out
+    /// before that wakes it through `changed`; one that runs out later is found when the
+    /// timer fires.
+    armed: AtomicU64,
     changed: Notify,
     framing: Mutex<Framing>,
     /// Cleared once the framing check has turned itself off: reads skip the lock.
@@ -75,25 +109,29 @@ pub(crate) struct Activity {
     resets: AtomicU32,
     /// `resets` when [`Trouble::TooManyResets`] was last returned.
     resets_reported: AtomicU32,
-    stalled_http1: AtomicBool,
     stalled_http2: AtomicU32,
     trouble: Notify,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(clocks: Clocks) -> Arc<Self> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Arc::new(Self {
             base: Instant::now(),
+            idle_ms: ms(clocks.idle),
+            header_ms: ms(clocks.header),
+            write_ms: ms(clocks.write),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
+            write_blocked: AtomicU64::new(0),
+            armed: AtomicU64::new(UNARMED),
             changed: Notify::new(),
             framing: Mutex::new(Framing::default()),
             scanning: AtomicBool::new(true),
             http2: AtomicBool::new(false),
             resets: AtomicU32::new(0),
             resets_reported: AtomicU32::new(0),
-            stalled_http1: AtomicBool::new(false),
             stalled_http2: AtomicU32::new(0),
             trouble: Notify::new(),
         })
@@ -133,14 +171,11 @@ impl Activity {
             let notified = self.trouble.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.stalled_http1.swap(false, Ordering::AcqRel) {
-                return Trouble::Stalled { cut: true };
-            }
             let taken = self
                 .stalled_http2
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
             if taken.is_ok() {
-                return Trouble::Stalled { cut: false };
+                return Trouble::Stalled;
             }
             let resets = self.resets.load(Ordering::Acquire);
             if resets > max_resets && self.resets_reported.swap(resets, Ordering::AcqRel) < resets {
@@ -150,12 +185,8 @@ impl Activity {
         }
     }
 
-    fn stalled(&self, http2: bool) {
-        if http2 {
-            self.stalled_http2.fetch_add(1, Ordering::AcqRel);
-        } else {
-            self.stalled_http1.store(true, Ordering::Release);
-        }
+    fn stalled(&self) {
+        self.stalled_http2.fetch_add(1, Ordering::AcqRel);
         self.trouble.notify_waiters();
     }
 
@@ -195,41 +226,90 @@ impl Activity {
     }
 
     fn read_some(&self) {
-        // Two loads per read on the hot path; the store and wake-up happen once per request.
+        // Two loads per read on the hot path; the store happens once per request.
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_started.load(Ordering::Acquire) == 0
             && !self.http2.load(Ordering::Relaxed)
         {
+            let now = self.now_ms();
             self.head_started
-                .store(self.now_ms().saturating_add(1), Ordering::Release);
+                .store(now.saturating_add(1), Ordering::SeqCst);
+            self.wake_if_before(now.saturating_add(self.header_ms));
+        }
+    }
+
+    /// A write to the client returned: `blocked` when its socket was full.
+    fn wrote(&self, blocked: bool) {
+        // One load per write on the hot path: writes to a reading client never block.
+        let since = self.write_blocked.load(Ordering::Relaxed);
+        if blocked && since == 0 {
+            let now = self.now_ms();
+            self.write_blocked
+                .store(now.saturating_add(1), Ordering::SeqCst);
+            self.wake_if_before(now.saturating_add(self.write_ms));
+        } else if !blocked && since != 0 {
+            self.write_blocked.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes the watcher when a clock now runs out at `deadline`, before its timer fires.
+    ///
+    /// The clock's state is stored (SeqCst) before `armed` is read here, and the watcher
+    /// stores `armed` before it reads the state: one of the two sees the other.
+    fn wake_if_before(&self, deadline: u64) {
+        if deadline < self.armed.load(Ordering::SeqCst) {
             self.changed.notify_one();
         }
     }
 
-    /// Resolves when one of the clocks runs out; pending for as long as requests are in flight.
-    pub(crate) async fn expired(&self, idle_timeout: Duration, header_timeout: Duration) -> Expiry {
+    /// The clock that runs out first, and when (ms since `base`); none while a request is
+    /// in flight and its writes go through.
+    fn next_deadline(&self) -> Option<(u64, Expiry)> {
+        let write = match self.write_blocked.load(Ordering::SeqCst) {
+            0 => None,
+            since => Some((since - 1 + self.write_ms, Expiry::Write)),
+        };
+        let quiet = match self.in_flight.load(Ordering::SeqCst) {
+            0 => Some(match self.head_started.load(Ordering::SeqCst) {
+                0 => {
+                    let since = self.idle_since.load(Ordering::SeqCst);
+                    (since.saturating_add(self.idle_ms), Expiry::Idle)
+                }
+                started => ((started - 1).saturating_add(self.header_ms), Expiry::Head),
+            }),
+            _ => None,
+        };
+        write.into_iter().chain(quiet).min_by_key(|(at, _)| *at)
+    }
+
+    /// Resolves when one of the clocks runs out.
+    pub(crate) async fn expired(&self) -> Expiry {
+        let timer = tokio::time::sleep_until(self.base);
+        tokio::pin!(timer);
+        // When the timer is set for (ms since `base`); `None` before it is set and once it fired.
+        let mut set_for: Option<u64> = None;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
-            // Registered before the state is read, so a change in between is not missed.
             changed.as_mut().enable();
-            if self.in_flight.load(Ordering::Acquire) > 0 {
-                changed.await;
-                continue;
-            }
-            let (deadline, expiry) = match self.head_started.load(Ordering::Acquire) {
-                0 => {
-                    let since = self.idle_since.load(Ordering::Acquire);
-                    (self.at(since) + idle_timeout, Expiry::Idle)
+            // From here any change wakes us, until `armed` holds the timer again below.
+            self.armed.store(UNARMED, Ordering::SeqCst);
+            if let Some((at, expiry)) = self.next_deadline() {
+                if self.now_ms() >= at {
+                    return expiry;
                 }
-                started => (self.at(started - 1) + header_timeout, Expiry::Head),
-            };
-            if Instant::now() >= deadline {
-                return expiry;
+                if set_for.is_none_or(|set| set > at) {
+                    timer.as_mut().reset(self.at(at));
+                    set_for = Some(at);
+                }
+            }
+            if let Some(set) = set_for {
+                self.armed.store(set, Ordering::SeqCst);
             }
             tokio::select! {
-                _ = changed => {}
-                _ = tokio::time::sleep_until(deadline) => {}
+                biased;
+                () = changed.as_mut() => {}
+                () = timer.as_mut(), if set_for.is_some() => set_for = None,
             }
         }
     }
@@ -251,10 +331,14 @@ impl InFlight {
         self.finished.store(true, Ordering::Release);
     }
 
-    /// The client stopped reading and the response was abandoned.
+    /// The client granted no window and the HTTP/2 response was abandoned.
     pub(crate) fn stalled(&self) {
         self.finish();
-        self.activity.stalled(self.http2);
+        self.activity.stalled();
+    }
+
+    pub(crate) fn is_http2(&self) -> bool {
+        self.http2
     }
 }
 
@@ -265,11 +349,10 @@ impl Drop for InFlight {
             activity.resets.fetch_add(1, Ordering::AcqRel);
             activity.trouble.notify_waiters();
         }
-        activity
-            .idle_since
-            .store(activity.now_ms(), Ordering::Release);
-        if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            activity.changed.notify_one();
+        let now = activity.now_ms();
+        activity.idle_since.store(now, Ordering::SeqCst);
+        if activity.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            activity.wake_if_before(now.saturating_add(activity.idle_ms));
         }
     }
 }
@@ -308,7 +391,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.activity.wrote(poll.is_pending());
+        poll
     }
 
     fn poll_write_vectored(
@@ -316,7 +402,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.activity.wrote(poll.is_pending());
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -324,11 +413,27 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        // A flush that completes says nothing of the writes before it (plain TCP always
+        // completes one); only a blocked one counts.
+        if poll.is_pending() {
+            this.activity.wrote(true);
+        }
+        poll
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn clocks(idle: u64, header: u64, write: u64) -> Clocks {
+    Clocks {
+        idle: Duration::from_secs(idle),
+        header: Duration::from_secs(header),
+        write: Duration::from_secs(write),
     }
 }
 
@@ -338,40 +443,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn idle_clock_runs_only_between_requests() {
-        let activity = Activity::new();
+        let activity = Activity::new(clocks(5, 1, 30));
         let guard = activity.begin(http::Version::HTTP_11);
-        let waiting = tokio::time::timeout(
-            Duration::from_secs(100),
-            activity.expired(Duration::from_secs(5), Duration::from_secs(1)),
-        );
+        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired());
         assert!(waiting.await.is_err(), "expired with a request in flight");
         drop(guard);
         let started = Instant::now();
-        let expiry = activity
-            .expired(Duration::from_secs(5), Duration::from_secs(1))
-            .await;
-        assert_eq!(expiry, Expiry::Idle);
+        assert_eq!(activity.expired().await, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 5);
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_an_http2_request_frames_between_requests_leave_the_idle_clock() {
-        let activity = Activity::new();
+        let activity = Activity::new(clocks(60, 2, 30));
         drop(activity.begin(http::Version::HTTP_2));
         let started = Instant::now();
         activity.read_some();
-        let expiry = activity
-            .expired(Duration::from_secs(60), Duration::from_secs(2))
-            .await;
-        assert_eq!(expiry, Expiry::Idle);
+        assert_eq!(activity.expired().await, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 60);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_started_head_switches_to_the_header_clock() {
-        let activity = Activity::new();
+        let activity = Activity::new(clocks(60, 2, 30));
         let started = Instant::now();
-        let expired = activity.expired(Duration::from_secs(60), Duration::from_secs(2));
+        let expired = activity.expired();
         tokio::pin!(expired);
         tokio::select! {
             _ = &mut expired => panic!("expired early"),
@@ -380,5 +476,68 @@ mod tests {
         activity.read_some();
         assert_eq!(expired.await, Expiry::Head);
         assert_eq!(started.elapsed().as_secs(), 12);
+    }
+
+    /// The watcher keeps running across requests, as on a keep-alive connection: its timer
+    /// fires at deadlines that have since moved, and it follows them.
+    #[tokio::test(start_paused = true)]
+    async fn a_running_watcher_follows_deadlines_that_moved_later() {
+        let activity = Activity::new(clocks(5, 2, 30));
+        let started = Instant::now();
+        let expired = activity.expired();
+        tokio::pin!(expired);
+        let at = |secs| tokio::time::sleep_until(started + Duration::from_secs(secs));
+        for (head, end) in [(1, 3), (4, 6), (8, 9)] {
+            tokio::select! {
+                _ = &mut expired => panic!("expired before the head at {head}s"),
+                () = at(head) => activity.read_some(),
+            }
+            tokio::select! {
+                _ = &mut expired => panic!("expired before the request at {head}s began"),
+                () = at(head + 1) => {}
+            }
+            let request = activity.begin(http::Version::HTTP_11);
+            tokio::select! {
+                _ = &mut expired => panic!("expired with a request in flight"),
+                () = at(end) => drop(request),
+            }
+        }
+        assert_eq!(expired.await, Expiry::Idle);
+        assert_eq!(started.elapsed().as_secs(), 9 + 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_write_runs_the_write_clock_also_in_flight() {
+        let activity = Activity::new(clocks(60, 10, 3));
+        let _request = activity.begin(http::Version::HTTP_11);
+        let started = Instant::now();
+        let expired = activity.expired();
+        tokio::pin!(expired);
+        activity.wrote(true);
+        tokio::select! {
+            _ = &mut expired => panic!("expired before write_timeout"),
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        // The client read a little: the clock starts again from the next blocked write.
+        activity.wrote(false);
+        activity.wrote(true);
+        assert_eq!(expired.await, Expiry::Write);
+        assert_eq!(started.elapsed().as_secs(), 2 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_that_go_through_run_no_clock() {
+        let activity = Activity::new(clocks(60, 10, 3));
+        let _request = activity.begin(http::Version::HTTP_11);
+        for _ in 0..10 {
+            activity.wrote(true);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            activity.wrote(false);
+        }
+        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired());
+        assert!(
+            waiting.await.is_err(),
+            "a client that reads lost its response"
+        );
     }
 }

@@ -24,14 +24,10 @@ pub(crate) enum Step {
 
 pub(crate) fn on_trouble(trouble: Trouble, metrics: &Metrics, conn: &Conn) -> Step {
     match trouble {
-        Trouble::Stalled { cut } => {
+        Trouble::Stalled => {
             metrics.limit_hit("write_timeout");
-            if cut {
-                tracing::debug!(peer = %conn.peer, "client stopped reading the response");
-                Step::Drop
-            } else {
-                Step::Carry
-            }
+            tracing::debug!(peer = %conn.peer, "HTTP/2 stream abandoned: no window");
+            Step::Carry
         }
         Trouble::TooManyResets => {
             metrics.limit_hit("http2_max_resets");
@@ -50,6 +46,11 @@ pub(crate) fn on_expiry(expiry: Expiry, metrics: &Metrics, conn: &Conn) -> Step 
         Expiry::Head => {
             metrics.limit_hit("header_read_timeout");
             tracing::debug!(peer = %conn.peer, "request head not received in time");
+            Step::Drop
+        }
+        Expiry::Write => {
+            metrics.limit_hit("write_timeout");
+            tracing::debug!(peer = %conn.peer, "client stopped reading the response");
             Step::Drop
         }
     }

@@ -20,8 +20,9 @@
 //! No peer behaviour stops a connection's clocks. A connection asked to close (idle, drain,
 //! too many resets) must be gone `close_grace` after it last had a request in flight: an
 //! HTTP/2 client that never acknowledges hyper's closing PING would otherwise keep it
-//! forever. A response the client stops reading is abandoned after `write_timeout`
-//! (`response_clock.rs`), and an HTTP/1.1 connection that abandoned one is dropped.
+//! forever. A connection whose client stops reading for `write_timeout` is dropped
+//! (`activity.rs`); an HTTP/2 stream that gets no window for as long is reset
+//! (`response_clock.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -175,6 +176,14 @@ impl Clocks {
             max_resets: config.http2_max_resets,
         }
     }
+
+    fn activity(&self) -> crate::edge::activity::Clocks {
+        crate::edge::activity::Clocks {
+            idle: self.idle,
+            header: self.header,
+            write: self.write,
+        }
+    }
 }
 
 impl Served {
@@ -261,7 +270,7 @@ impl Served {
             connections,
             ..
         } = self;
-        let activity = Activity::new();
+        let activity = Activity::new(clocks.activity());
         let service = per_request(current, conn.clone(), activity.clone(), clocks.write);
         let io = TokioIo::new(Tracked::new(io, activity.clone()));
         let connection = http.serve_connection_with_upgrades(io, service);
@@ -270,7 +279,9 @@ impl Served {
         let mut closing: Option<Instant> = None;
         let result = loop {
             let gone_by = closing.unwrap_or_else(Instant::now);
+            // In order, and without select!'s random start: the connection is what runs.
             let step = tokio::select! {
+                biased;
                 result = connection.as_mut() => break result,
                 _ = connections.cut.cancelled() => Step::Drop,
                 _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
@@ -278,7 +289,7 @@ impl Served {
                     grace_over(&activity, &metrics, &conn, &mut closing, clocks.close_grace)
                 }
                 trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
-                expiry = activity.expired(clocks.idle, clocks.header), if closing.is_none() => {
+                expiry = activity.expired(), if closing.is_none() => {
                     on_expiry(expiry, &metrics, &conn)
                 }
             };

@@ -1,14 +1,18 @@
-//! A response body on its way to the client, and its write clock (`limits.write_timeout`).
+//! A response body on its way to the client, and, on HTTP/2, its write clock
+//! (`limits.write_timeout`).
 //!
-//! The body holds its request's [`InFlight`] until it ends or is dropped. Whenever hyper
-//! owes the body a poll (from the start, and after each frame it took until it asks for
-//! the next), it is the client we are waiting for: hyper asks again only once the previous
-//! bytes are written (HTTP/1.1) or the stream has window (HTTP/2). If that lasts
+//! The body holds its request's [`InFlight`] until it ends or is dropped.
+//!
+//! On HTTP/1.1 a client that stops reading blocks the connection's writes, and the
+//! connection's own write clock (`activity.rs`) drops it; no clock runs here.
+//!
+//! On HTTP/2 one stream can starve while the connection flows: the client grants it no
+//! window. Whenever hyper owes such a body a poll (from the start, and after each frame it
+//! took until it asks for the next), it is the client we are waiting for. If that lasts
 //! `write_timeout`, the response is abandoned: the upstream body is dropped, which releases
 //! its connection, the request stops counting as in flight, and a later poll fails the
-//! stream (RST_STREAM on HTTP/2; on HTTP/1.1 the listener drops the connection). While the
-//! body waits on the upstream (a quiet SSE stream) no clock runs: the route's timeouts and
-//! the upstream govern that.
+//! stream (RST_STREAM). While the body waits on the upstream (a quiet SSE stream) no clock
+//! runs: the route's timeouts and the upstream govern that.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,7 +94,9 @@ where
     B: Body<Data = Bytes> + Unpin + Send + 'static,
 {
     pub(crate) fn new(body: B, in_flight: InFlight, write_timeout: Duration) -> Self {
-        let ends_now = body.is_end_stream();
+        // An empty body is never polled; it has nothing to wait for. A watch is a task and a
+        // timer per response, so HTTP/1.1 does without (see the module comment).
+        let watched = !body.is_end_stream() && in_flight.is_http2();
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 body: Some(body),
@@ -99,8 +105,7 @@ where
             base: Instant::now(),
             owed_since: AtomicU64::new(1),
         });
-        // An empty body is never polled; it has nothing to wait for.
-        let watch = (!ends_now).then(|| {
+        let watch = watched.then(|| {
             let stop = CancellationToken::new();
             tokio::spawn(watch(Arc::downgrade(&shared), write_timeout, stop.clone()));
             stop.drop_guard()
@@ -187,7 +192,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::activity::{Activity, Trouble};
+    use crate::edge::activity::{clocks, Activity, Trouble};
     use http_body_util::{BodyExt, Empty, StreamBody};
 
     type Chunks =
@@ -209,7 +214,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_waiting_on_its_upstream_is_never_abandoned() {
-        let activity = Activity::new();
+        let activity = Activity::new(clocks(60, 10, 1));
         let mut body = Guarded::new(quiet(), activity.begin(http::Version::HTTP_11), WRITE);
         let first = tokio::time::timeout(Duration::from_millis(10), body.frame()).await;
         assert!(first.is_err(), "a quiet upstream yielded a frame");
@@ -218,22 +223,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_body_nobody_polls_after_a_frame_is_abandoned() {
-        let activity = Activity::new();
-        let mut body = Guarded::new(endless(), activity.begin(http::Version::HTTP_11), WRITE);
+    async fn an_http2_body_nobody_polls_after_a_frame_is_abandoned() {
+        let activity = Activity::new(clocks(60, 10, 1));
+        let mut body = Guarded::new(endless(), activity.begin(http::Version::HTTP_2), WRITE);
         assert!(body.frame().await.is_some_and(|f| f.is_ok()));
         tokio::time::sleep(WRITE / 2).await;
         assert_eq!(activity.in_flight(), 1, "abandoned before write_timeout");
         tokio::time::sleep(WRITE).await;
         assert_eq!(activity.in_flight(), 0);
-        assert_eq!(activity.trouble(100).await, Trouble::Stalled { cut: true });
+        assert_eq!(activity.trouble(100).await, Trouble::Stalled);
         let next = body.frame().await;
         assert!(next.is_some_and(|f| f.is_err_and(|e| e.is::<Abandoned>())));
     }
 
+    /// HTTP/1.1 leaves a client that stops reading to the connection's write clock, which
+    /// sees the blocked socket (`activity.rs`); the body itself runs none.
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_body_runs_no_clock_of_its_own() {
+        let activity = Activity::new(clocks(60, 10, 1));
+        let mut body = Guarded::new(endless(), activity.begin(http::Version::HTTP_11), WRITE);
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        tokio::time::sleep(WRITE * 30).await;
+        assert_eq!(activity.in_flight(), 1);
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn only_an_http2_response_dropped_before_its_end_counts_as_a_reset() {
-        let activity = Activity::new();
+        let activity = Activity::new(clocks(60, 10, 1));
         let empty = Empty::<Bytes>::new().map_err(|never| -> BoxError { match never {} });
         let done = Guarded::new(empty, activity.begin(http::Version::HTTP_2), WRITE);
         assert!(done.is_end_stream());

@@ -81,25 +81,28 @@ pub fn accept(raw: String, max_bytes: usize) -> Result<BearerToken, AuthError> {
     if raw.len() > max_bytes {
         return Err(AuthError::TooLarge);
     }
-    if raw.is_empty() || !raw.bytes().all(|b| TOKEN_BYTES[usize::from(b)]) {
+    if raw.is_empty() || !is_b64token(raw.as_bytes()) {
         return Err(AuthError::Malformed);
     }
     Ok(BearerToken::new(raw))
 }
 
-/// RFC 6750 b64token characters, which cover JWTs and common opaque token formats. A
-/// table: every byte of every token is looked up, on every request.
-static TOKEN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
-        b += 1;
-    }
-    table
-};
+/// Whether every byte is an RFC 6750 b64token character, which covers JWTs and common
+/// opaque token formats. Every byte of every token is checked on every request, so the
+/// test is branch-free within 32-byte blocks, which the compiler turns into vector code.
+fn is_b64token(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(32)
+        .all(|block| block.iter().fold(true, |ok, &b| ok & is_b64token_byte(b)))
+}
+
+fn is_b64token_byte(b: u8) -> bool {
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    let mark = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~');
+    let b64 = (b == b'+') | (b == b'/') | (b == b'=');
+    letter | digit | mark | b64
+}
 
 #[cfg(test)]
 mod tests;

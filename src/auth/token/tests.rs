@@ -81,3 +81,21 @@ fn oversized_and_malformed_tokens_are_refused() {
         AuthError::Malformed
     );
 }
+
+#[test]
+fn the_b64token_check_takes_exactly_the_rfc_6750_characters() {
+    for b in 0..=255u8 {
+        let rfc = b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+        assert_eq!(is_b64token_byte(b), rfc, "byte {b:#04x}");
+    }
+    // One bad byte anywhere in a long token, in every block position, is found.
+    let good = "aZ09-._~+/=".repeat(70);
+    assert!(is_b64token(good.as_bytes()));
+    for at in [0, 31, 32, 33, 500, good.len() - 1] {
+        for bad in [b' ', b'%', b'\xc3', b'@', b'[', b'`', b'{'] {
+            let mut token = good.clone().into_bytes();
+            token[at] = bad;
+            assert!(!is_b64token(&token), "byte {bad:#04x} at {at}");
+        }
+    }
+}
