@@ -4,11 +4,64 @@
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::edge::activity::{Activity, Expiry, Trouble};
 use crate::metrics::Metrics;
 use crate::proxy::service::Conn;
+
+/// What a connection's task waits for besides the connection itself.
+pub(crate) enum Event {
+    /// The drain ran out: drop.
+    Cut,
+    /// The drain began: close gracefully.
+    Close,
+    /// `close_grace` passed since the connection was asked to close.
+    GraceOver,
+    Trouble(Trouble),
+    Expiry(Expiry),
+}
+
+/// The events a connection's task waits for, given whether (and by when) it is closing.
+///
+/// They wait in a `FuturesUnordered`, which polls only the one whose waker fired: the
+/// connection task wakes several times per request, and polling every watcher each time
+/// cost more than the request's own header rewrite.
+pub(crate) fn watchers<'a>(
+    activity: &'a Activity,
+    drain: (&'a CancellationToken, &'a CancellationToken),
+    closing: Option<Instant>,
+    max_resets: u32,
+) -> FuturesUnordered<BoxFuture<'a, Event>> {
+    let (close, cut) = drain;
+    let watch = FuturesUnordered::<BoxFuture<'a, Event>>::new();
+    watch.push(Box::pin(async move {
+        cut.cancelled().await;
+        Event::Cut
+    }));
+    watch.push(Box::pin(async move {
+        Event::Trouble(activity.trouble(max_resets).await)
+    }));
+    match closing {
+        None => {
+            watch.push(Box::pin(async move {
+                close.cancelled().await;
+                Event::Close
+            }));
+            watch.push(Box::pin(
+                async move { Event::Expiry(activity.expired().await) },
+            ));
+        }
+        Some(gone_by) => watch.push(Box::pin(async move {
+            tokio::time::sleep_until(gone_by).await;
+            Event::GraceOver
+        })),
+    }
+    watch
+}
 
 /// What the connection task does after an event.
 pub(crate) enum Step {

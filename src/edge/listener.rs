@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -42,7 +43,9 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::edge::activity::{Activity, Tracked};
 use crate::edge::admission::{Admission, ConnSlot, Refusal};
-use crate::edge::conn_events::{grace_over, next, on_expiry, on_trouble, Next, Step};
+use crate::edge::conn_events::{
+    grace_over, next, on_expiry, on_trouble, watchers, Event, Next, Step,
+};
 use crate::edge::proxy_protocol::read_header;
 use crate::edge::response_clock::Guarded;
 use crate::edge::rewind::Rewind;
@@ -277,21 +280,24 @@ impl Served {
         tokio::pin!(connection);
         // Set once the connection was asked to close: when it must be gone by.
         let mut closing: Option<Instant> = None;
+        let drain = (&connections.closing, &connections.cut);
         let result = loop {
-            let gone_by = closing.unwrap_or_else(Instant::now);
+            let mut watch = watchers(&activity, drain, closing, clocks.max_resets);
             // In order, and without select!'s random start: the connection is what runs.
-            let step = tokio::select! {
+            let event = tokio::select! {
                 biased;
                 result = connection.as_mut() => break result,
-                _ = connections.cut.cancelled() => Step::Drop,
-                _ = connections.closing.cancelled(), if closing.is_none() => Step::Close,
-                _ = tokio::time::sleep_until(gone_by), if closing.is_some() => {
+                Some(event) = watch.next() => event,
+            };
+            drop(watch);
+            let step = match event {
+                Event::Cut => Step::Drop,
+                Event::Close => Step::Close,
+                Event::GraceOver => {
                     grace_over(&activity, &metrics, &conn, &mut closing, clocks.close_grace)
                 }
-                trouble = activity.trouble(clocks.max_resets) => on_trouble(trouble, &metrics, &conn),
-                expiry = activity.expired(), if closing.is_none() => {
-                    on_expiry(expiry, &metrics, &conn)
-                }
+                Event::Trouble(trouble) => on_trouble(trouble, &metrics, &conn),
+                Event::Expiry(expiry) => on_expiry(expiry, &metrics, &conn),
             };
             match next(step, &mut closing, clocks.close_grace) {
                 Next::Carry => {}

@@ -73,7 +73,7 @@ impl TraceContext {
     pub(crate) fn trace_id_hex(&self) -> String {
         let mut text = [0u8; 32];
         hex_into(&self.trace_id, &mut text);
-        String::from_utf8_lossy(&text).into_owned()
+        String::from_utf8(text.to_vec()).unwrap_or_default()
     }
 
     /// `00-<trace-id>-<our span id>-<flags>`.
