@@ -83,7 +83,14 @@ fn node(ip: IpAddr) -> String {
 
 /// A value as an RFC 9110 token when it is one, else as a quoted-string.
 fn token_or_quoted(value: &str) -> String {
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let tchar = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+            )
+            || matches!(b, b'^' | b'_' | b'`' | b'|' | b'~')
+    };
     if !value.is_empty() && value.bytes().all(tchar) {
         return value.to_string();
     }
