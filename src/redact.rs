@@ -199,7 +199,7 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (usize, &str)> {
     std::iter::from_fn(move || {
         let at = start?;
         let rest = query.get(at..)?;
-        let len = rest.bytes().position(|b| b == b'&' || b == b';');
+        let len = memchr::memchr2(b'&', b';', rest.as_bytes());
         start = len.map(|len| at + len + 1);
         Some((at, len.and_then(|len| rest.get(..len)).unwrap_or(rest)))
     })

@@ -10,7 +10,7 @@ pub(super) fn find(
 ) -> Result<Option<String>, AuthError> {
     let Some(query) = query else { return Ok(None) };
     for pair in query.split('&') {
-        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (raw_name, raw_value) = crate::redact::split_pair(pair);
         if raw_name != name {
             continue;
         }
@@ -18,11 +18,59 @@ pub(super) fn find(
         if raw_value.len() > max_bytes.saturating_mul(3) {
             return Err(AuthError::TooLarge);
         }
-        let value = form_urlencoded::parse(format!("v={raw_value}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        return Ok(Some(value));
+        return Ok(Some(decode(raw_value)));
     }
     Ok(None)
+}
+
+/// A query value as a form decoder reads it (`+` is a space, `%XX` a byte). A JWT or a
+/// ticket has neither, and is taken as it is: the decoder would copy it twice and check
+/// its UTF-8 again, on every upgrade.
+fn decode(raw: &str) -> String {
+    if memchr::memchr2(b'%', b'+', raw.as_bytes()).is_none() {
+        return raw.to_string();
+    }
+    form_urlencoded::parse(format!("v={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_decode_as_a_form_decoder_reads_them() {
+        for raw in [
+            "abc.DEF-_~",
+            "a%2Eb",
+            "a+b",
+            "%zz",
+            "%C3%A9",
+            "%FF",
+            "",
+            "=x=",
+        ] {
+            let form = form_urlencoded::parse(format!("v={raw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            assert_eq!(decode(raw), form, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_exact_name_wins() {
+        let q = Some("x=1&access_token=a%2Eb&access_token=c");
+        assert_eq!(
+            find(q, "access_token", 100).unwrap().as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(
+            find(Some("Access_Token=a"), "access_token", 100).unwrap(),
+            None
+        );
+        assert!(find(Some("access_token=aaaa"), "access_token", 1).is_err());
+    }
 }
