@@ -48,6 +48,16 @@ pub fn target(t: &Target<'_>, rules: &PathRules) -> Result<Canonical, Refusal> {
         };
     }
     let canonical = path(raw, rules)?;
+    // Usually nothing changed: the client's target is shared, not copied and parsed again
+    // (a query can carry a 600-byte token).
+    if canonical == raw {
+        if let Some(unchanged) = t.uri.path_and_query() {
+            return Ok(Canonical {
+                uri: Uri::from(unchanged.clone()),
+                host,
+            });
+        }
+    }
     let path_and_query = match t.uri.query() {
         Some(query) => PathAndQuery::try_from(format!("{canonical}?{query}")),
         None => PathAndQuery::try_from(canonical),

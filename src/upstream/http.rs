@@ -157,7 +157,9 @@ impl Upstream {
             let sent = self.send(&endpoint, request.map(Either::Left)).await;
             return sent.map_err(|(error, _)| error);
         }
-        self.balanced(request).await
+        // Boxed: balancing holds more across its await, and every request's future would
+        // be as large as its.
+        Box::pin(self.balanced(request)).await
     }
 
     async fn balanced(
