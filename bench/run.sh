@@ -549,7 +549,9 @@ run_one() {
   echo "$round,$t,$rps,$p99,$requests,$cpu_us,$cpu_pct,$non2xx,$sockerr,$up_us,$sys_pct,$sc_req,$cs_req,$note" >>"$RESULTS"
   log "$(printf '%-17s r%s  %10s req/s  p99 %8s ms  %7s CPU-us/req (%s%% kernel)  CPU %3s%%  non-2xx %s  sockerr %s %s' \
     "$t" "$round" "$rps" "$p99" "$cpu_us" "$sys_pct" "$cpu_pct" "$non2xx" "$sockerr" "$note")"
-  [[ -n $sc_req ]] && log "$(printf '%-17s r%s  %s system calls and %s context switches per request' "$t" "$round" "$sc_req" "$cs_req")"
+  if [[ -n $sc_req ]]; then
+    log "$(printf '%-17s r%s  %s system calls and %s context switches per request' "$t" "$round" "$sc_req" "$cs_req")"
+  fi
 }
 
 # ---------------------------------------------------------------- report

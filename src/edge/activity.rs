@@ -7,10 +7,18 @@
 //! - `header_read_timeout` from the first byte of the next request: a head that trickles
 //!   in (slowloris) gets the connection dropped.
 //!
-//! A third runs whenever it must, in flight or not: `write_timeout` from the moment a write
-//! to the client found its socket full, until a write makes progress again (nginx's
-//! `send_timeout`). A client that stops reading an HTTP/1.1 response gets the connection
-//! dropped, which drops the response and releases its upstream connection.
+//! hyper has only the second, and starts it when it begins waiting for a head, so an idle
+//! HTTP/1.1 connection would be cut after the header timeout and an idle HTTP/2 one never.
+//! While a request is in flight neither of these runs: a long SSE response or a slow
+//! upstream is bounded by the route's timeouts, not by these. Once a connection has carried
+//! an HTTP/2 request only the idle clock runs: between requests an HTTP/2 client sends
+//! frames that are not requests (WINDOW_UPDATE, PING, SETTINGS acks), which must not start
+//! the header clock and get an idle connection dropped.
+//!
+//! A third clock runs whenever it must, in flight or not: `write_timeout` from the moment a
+//! write to the client found its socket full, until a write goes through again (nginx's
+//! `send_timeout`). A client that stops reading gets the connection dropped, which drops
+//! the response and releases its upstream connection.
 //!
 //! One timer serves the three clocks, and it is lazy: a deadline that moves later (the next
 //! request's head, the end of the next response) does not touch it. When it fires early,
@@ -18,18 +26,10 @@
 //! earlier than the timer wakes the watcher (`armed`), so a busy keep-alive connection pays
 //! no timer and no wake-up per request.
 //!
-//! hyper has only the second, and starts it when it begins waiting for a head, so an idle
-//! HTTP/1.1 connection would be cut after the header timeout and an idle HTTP/2 one never.
-//! While a request is in flight neither clock runs: a long SSE response or a slow upstream
-//! is bounded by the route's timeouts, not by these. Once a connection has carried an
-//! HTTP/2 request only the idle clock runs: between requests an HTTP/2 client sends frames
-//! that are not requests (WINDOW_UPDATE, PING, SETTINGS acks), which must not start the
-//! header clock and get an idle connection dropped.
-//!
 //! [`Tracked`] wraps the connection's IO to see the first byte and blocked writes (and to
-//! show every byte to the framing check, see `framing.rs`); [`InFlight`] guards ride on response bodies (see
-//! `response_clock.rs`), so a request counts until its body is done, not until its headers
-//! are.
+//! show every byte to the framing check, see `framing.rs`); [`InFlight`] guards ride on
+//! response bodies (see `response_clock.rs`), so a request counts until its body is done,
+//! not until its headers are.
 //!
 //! The same record collects what the connection task must act on besides the clocks
 //! ([`Trouble`]): an HTTP/2 request dropped before its response ended (the client reset
@@ -263,14 +263,15 @@ impl Activity {
     }
 
     /// The clock that runs out first, and when (ms since `base`); none while a request is
-    /// in flight and its writes go through.
-    fn next_deadline(&self) -> Option<(u64, Expiry)> {
+    /// in flight and its writes go through. `quiet`: also the idle and header clocks.
+    fn next_deadline(&self, quiet: bool) -> Option<(u64, Expiry)> {
         let write = match self.write_blocked.load(Ordering::SeqCst) {
             0 => None,
-            since => Some((since - 1 + self.write_ms, Expiry::Write)),
+            since => Some(((since - 1).saturating_add(self.write_ms), Expiry::Write)),
         };
-        let quiet = match self.in_flight.load(Ordering::SeqCst) {
-            0 => Some(match self.head_started.load(Ordering::SeqCst) {
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        let quiet = match quiet.then_some(in_flight) {
+            Some(0) => Some(match self.head_started.load(Ordering::SeqCst) {
                 0 => {
                     let since = self.idle_since.load(Ordering::SeqCst);
                     (since.saturating_add(self.idle_ms), Expiry::Idle)
@@ -282,8 +283,9 @@ impl Activity {
         write.into_iter().chain(quiet).min_by_key(|(at, _)| *at)
     }
 
-    /// Resolves when one of the clocks runs out.
-    pub(crate) async fn expired(&self) -> Expiry {
+    /// Resolves when one of the clocks runs out: all three, or with `quiet` false (the
+    /// connection is closing already) the write clock alone.
+    pub(crate) async fn expired(&self, quiet: bool) -> Expiry {
         let timer = tokio::time::sleep_until(self.base);
         tokio::pin!(timer);
         // When the timer is set for (ms since `base`); `None` before it is set and once it fired.
@@ -294,7 +296,7 @@ impl Activity {
             changed.as_mut().enable();
             // From here any change wakes us, until `armed` holds the timer again below.
             self.armed.store(UNARMED, Ordering::SeqCst);
-            if let Some((at, expiry)) = self.next_deadline() {
+            if let Some((at, expiry)) = self.next_deadline(quiet) {
                 if self.now_ms() >= at {
                     return expiry;
                 }
@@ -445,11 +447,11 @@ mod tests {
     async fn idle_clock_runs_only_between_requests() {
         let activity = Activity::new(clocks(5, 1, 30));
         let guard = activity.begin(http::Version::HTTP_11);
-        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired());
+        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired(true));
         assert!(waiting.await.is_err(), "expired with a request in flight");
         drop(guard);
         let started = Instant::now();
-        assert_eq!(activity.expired().await, Expiry::Idle);
+        assert_eq!(activity.expired(true).await, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 5);
     }
 
@@ -459,7 +461,7 @@ mod tests {
         drop(activity.begin(http::Version::HTTP_2));
         let started = Instant::now();
         activity.read_some();
-        assert_eq!(activity.expired().await, Expiry::Idle);
+        assert_eq!(activity.expired(true).await, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 60);
     }
 
@@ -467,7 +469,7 @@ mod tests {
     async fn a_started_head_switches_to_the_header_clock() {
         let activity = Activity::new(clocks(60, 2, 30));
         let started = Instant::now();
-        let expired = activity.expired();
+        let expired = activity.expired(true);
         tokio::pin!(expired);
         tokio::select! {
             _ = &mut expired => panic!("expired early"),
@@ -484,7 +486,7 @@ mod tests {
     async fn a_running_watcher_follows_deadlines_that_moved_later() {
         let activity = Activity::new(clocks(5, 2, 30));
         let started = Instant::now();
-        let expired = activity.expired();
+        let expired = activity.expired(true);
         tokio::pin!(expired);
         let at = |secs| tokio::time::sleep_until(started + Duration::from_secs(secs));
         for (head, end) in [(1, 3), (4, 6), (8, 9)] {
@@ -511,7 +513,7 @@ mod tests {
         let activity = Activity::new(clocks(60, 10, 3));
         let _request = activity.begin(http::Version::HTTP_11);
         let started = Instant::now();
-        let expired = activity.expired();
+        let expired = activity.expired(true);
         tokio::pin!(expired);
         activity.wrote(true);
         tokio::select! {
@@ -526,6 +528,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_closing_connection_keeps_only_the_write_clock() {
+        let activity = Activity::new(clocks(5, 1, 3));
+        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired(false));
+        assert!(waiting.await.is_err(), "the idle clock ran while closing");
+        let _request = activity.begin(http::Version::HTTP_11);
+        activity.wrote(true);
+        let started = Instant::now();
+        assert_eq!(activity.expired(false).await, Expiry::Write);
+        assert_eq!(started.elapsed().as_secs(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn writes_that_go_through_run_no_clock() {
         let activity = Activity::new(clocks(60, 10, 3));
         let _request = activity.begin(http::Version::HTTP_11);
@@ -534,7 +548,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(2)).await;
             activity.wrote(false);
         }
-        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired());
+        let waiting = tokio::time::timeout(Duration::from_secs(100), activity.expired(true));
         assert!(
             waiting.await.is_err(),
             "a client that reads lost its response"

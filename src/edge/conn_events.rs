@@ -45,16 +45,17 @@ pub(crate) fn watchers<'a>(
     watch.push(Box::pin(async move {
         Event::Trouble(activity.trouble(max_resets).await)
     }));
+    // Closing, the idle and header clocks have had their say; a client that stops reading
+    // still loses the connection.
+    let quiet = closing.is_none();
+    watch.push(Box::pin(async move {
+        Event::Expiry(activity.expired(quiet).await)
+    }));
     match closing {
-        None => {
-            watch.push(Box::pin(async move {
-                close.cancelled().await;
-                Event::Close
-            }));
-            watch.push(Box::pin(
-                async move { Event::Expiry(activity.expired().await) },
-            ));
-        }
+        None => watch.push(Box::pin(async move {
+            close.cancelled().await;
+            Event::Close
+        })),
         Some(gone_by) => watch.push(Box::pin(async move {
             tokio::time::sleep_until(gone_by).await;
             Event::GraceOver
