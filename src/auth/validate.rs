@@ -34,6 +34,9 @@ use crate::auth::claims::{unix_now, Claims};
 
 pub struct Validator {
     issuers: Vec<Arc<KeyStore>>,
+    /// Each issuer's checks for each algorithm it allows, by the issuer's index: built
+    /// with the generation, not for every token.
+    validations: Vec<Vec<(Algorithm, Validation)>>,
     introspector: Option<Introspector>,
     cache: TokenCache<CacheEntry>,
     metrics: Arc<Metrics>,
@@ -63,8 +66,17 @@ impl Validator {
         if !crate::auth::jwt_crypto::install() {
             tracing::warn!("jsonwebtoken was used before gatehouse chose its verifier; using RustCrypto (slower)");
         }
+        let validations = issuers
+            .iter()
+            .map(|store| {
+                let issuer = store.issuer();
+                let each = issuer.algorithms.iter();
+                each.map(|&alg| (alg, validation(issuer, alg))).collect()
+            })
+            .collect();
         Self {
             issuers,
+            validations,
             introspector,
             cache: TokenCache::new(cache_capacity),
             metrics,
@@ -157,9 +169,10 @@ impl Validator {
         }
         let (index, store) = self.issuer_of(raw)?;
         let issuer = store.issuer();
-        if !issuer.algorithms.contains(&header.alg) {
-            return Err(AuthError::DisallowedAlgorithm);
-        }
+        // Only an algorithm on the issuer's list has checks built.
+        let validation = self
+            .validation(index, header.alg)
+            .ok_or(AuthError::DisallowedAlgorithm)?;
         if let Some(required) = &issuer.typ {
             if !header
                 .typ
@@ -180,11 +193,9 @@ impl Validator {
         if candidates.is_empty() {
             return Err(AuthError::UnknownKey);
         }
-        let validation = validation(issuer, header.alg);
         let mut last = AuthError::BadSignature;
         for key in candidates {
-            match prepared_key::decode::<Claims>(raw, &key.key, key.prepared.as_ref(), &validation)
-            {
+            match prepared_key::decode::<Claims>(raw, &key.key, key.prepared.as_ref(), validation) {
                 Ok(data) if !data.claims.contains_key("exp") => {
                     return Err(AuthError::MissingClaim);
                 }
@@ -210,6 +221,11 @@ impl Validator {
     }
 
     /// The configured issuer named by the token's (not yet verified) `iss`.
+    fn validation(&self, issuer: usize, alg: Algorithm) -> Option<&Validation> {
+        let each = self.validations.get(issuer)?;
+        each.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)
+    }
+
     fn issuer_of(&self, raw: &str) -> Result<(usize, &Arc<KeyStore>), AuthError> {
         #[derive(serde::Deserialize)]
         struct Iss {
