@@ -96,23 +96,28 @@ wait_http() {
   return 1
 }
 
-# cpu_ticks PID: utime + stime (fields 14 and 15 of /proc/PID/stat), all threads.
+# cpu_times PID: "utime stime" (fields 14 and 15 of /proc/PID/stat), all threads.
 # The command name (field 2) may contain spaces, so split after its closing ')'.
-cpu_ticks() {
+cpu_times() {
   local stat rest f
   stat=$(<"/proc/$1/stat") || return 1
   rest=${stat##*) }          # now field 3 (state) is f[0], so field N is f[N-3]
   read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))
+  echo "${f[11]} ${f[12]}"
 }
 
-# cpu_sys_ticks PID: stime alone (field 15), the kernel's share of cpu_ticks.
+# cpu_ticks PID: utime + stime.
+cpu_ticks() {
+  local t
+  t=$(cpu_times "$1") || return 1
+  echo $((${t% *} + ${t#* }))
+}
+
+# cpu_sys_ticks PID: stime alone, the kernel's share of cpu_ticks.
 cpu_sys_ticks() {
-  local stat rest f
-  stat=$(<"/proc/$1/stat") || return 1
-  rest=${stat##*) }
-  read -r -a f <<<"$rest"
-  echo $((f[12]))
+  local t
+  t=$(cpu_times "$1") || return 1
+  echo "${t#* }"
 }
 CLK_TCK=$(getconf CLK_TCK)
 

@@ -269,17 +269,14 @@ impl Activity {
             0 => None,
             since => Some(((since - 1).saturating_add(self.write_ms), Expiry::Write)),
         };
-        let in_flight = self.in_flight.load(Ordering::SeqCst);
-        let quiet = match quiet.then_some(in_flight) {
-            Some(0) => Some(match self.head_started.load(Ordering::SeqCst) {
-                0 => {
-                    let since = self.idle_since.load(Ordering::SeqCst);
-                    (since.saturating_add(self.idle_ms), Expiry::Idle)
-                }
-                started => ((started - 1).saturating_add(self.header_ms), Expiry::Head),
-            }),
-            _ => None,
-        };
+        let between_requests = quiet && self.in_flight.load(Ordering::SeqCst) == 0;
+        let quiet = between_requests.then(|| match self.head_started.load(Ordering::SeqCst) {
+            0 => {
+                let since = self.idle_since.load(Ordering::SeqCst);
+                (since.saturating_add(self.idle_ms), Expiry::Idle)
+            }
+            started => ((started - 1).saturating_add(self.header_ms), Expiry::Head),
+        });
         write.into_iter().chain(quiet).min_by_key(|(at, _)| *at)
     }
 

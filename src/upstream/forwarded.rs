@@ -55,11 +55,11 @@ impl Hop {
     /// Sets the forwarding headers, replacing any the request still has.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         // The strings become the values' bytes as they are (no second copy).
-        let value = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
-        if let Ok(value) = value(self.forwarded()) {
+        let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
+        if let Ok(value) = owned(self.forwarded()) {
             headers.insert(FORWARDED.clone(), value);
         }
-        if let Ok(value) = value(self.peer.to_string()) {
+        if let Ok(value) = owned(self.peer.to_string()) {
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
         headers.insert(
