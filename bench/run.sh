@@ -14,7 +14,9 @@
 #   gatehouse_hub    the affinity row's request (the same sealed ?id=, forwarded as it is)
 #                    on a route with one endpoint: the base the affinity row is compared with
 # Optional (TARGETS=...): haproxy_jwt_fresh, the fresh-token driver against HAProxy,
-# which shows what the Lua-driven load generator itself costs.
+# which shows what the Lua-driven load generator itself costs; and with BASE_BIN set, any
+# gatehouse row with "_base" appended (gatehouse_nolog_base): the same row run by the
+# BASE_BIN build, so two builds are compared in one interleaved run.
 #
 # Everything listens on 127.0.0.1 only. Generated files go to bench/out/ (gitignored).
 # See bench/README.md for how to read the figures.
@@ -42,6 +44,7 @@ ACCESS_LOG=${ACCESS_LOG:-/dev/null} # where gatehouse's stdout (access log) goes
 SYSCALLS=${SYSCALLS:-0}
 READY_TIMEOUT=${READY_TIMEOUT:-30}  # seconds to wait for a server to come up
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
+BASE_BIN=${BASE_BIN:-}
 TARGETS=${TARGETS:-nginx haproxy_plain haproxy_jwt gatehouse gatehouse_fresh}
 # The signing algorithm of every token in the run, for HAProxy jwt_verify and gatehouse
 # alike: RS256 (RSA 2048) or ES256 (P-256).
@@ -59,6 +62,7 @@ OUT="$BENCH/out"
 TPL="$BENCH/templates"
 cd "$ROOT"   # GATEHOUSE_BIN is relative to the repository root
 [[ $GATEHOUSE_BIN == /* ]] || GATEHOUSE_BIN="$ROOT/$GATEHOUSE_BIN"
+[[ -z $BASE_BIN || $BASE_BIN == /* ]] || BASE_BIN="$ROOT/$BASE_BIN"
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # die, process bookkeeping, ports, templates, readiness, CPU accounting: shared.
@@ -351,16 +355,16 @@ gatehouse_config() {
 # GATEHOUSE_BIN is dropped so that no bench knob can look like a config override.
 # It is an array, not a function: "function &" would run in a forked bash, and $!
 # would be that shell's PID instead of gatehouse's (whose CPU time we read).
-GH_ENV=(env -u GATEHOUSE_BIN GATEHOUSE_RUNTIME__WORKER_THREADS=1)
+GH_ENV=(env -u GATEHOUSE_BIN -u BASE_BIN GATEHOUSE_RUNTIME__WORKER_THREADS=1)
 
-# A fresh gatehouse process for every run: the first-seen runs need an empty token
-# cache, and the repeated-token runs then start from the same state.
+# start_gatehouse BIN: a fresh gatehouse process for every run: the first-seen runs need
+# an empty token cache, and the repeated-token runs then start from the same state.
 start_gatehouse() {
   if [[ -z ${GH_CMD_LOGGED:-} ]]; then
-    log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml")>$ACCESS_LOG"
+    log "gatehouse command: $(printf '%q ' "${GH_ENV[@]}" taskset -c "$PROXY_CPU" "$1" run --config "$OUT/gatehouse.toml")>$ACCESS_LOG"
     GH_CMD_LOGGED=1
   fi
-  "${GH_ENV[@]}" RUST_LOG="${GH_LOG_LEVEL:-info}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run --config "$OUT/gatehouse.toml" \
+  "${GH_ENV[@]}" RUST_LOG="${GH_LOG_LEVEL:-info}" taskset -c "$PROXY_CPU" "$1" run --config "$OUT/gatehouse.toml" \
     >"$ACCESS_LOG" 2>>"$OUT/gatehouse.stderr.log" &
   GH_PID=$!
   PIDS+=("$GH_PID")
@@ -424,9 +428,12 @@ FLAGGED=0
 # run_one ROUND TARGET: warm-up, one measured wrk run, one line in runs.csv.
 run_one() {
   local round=$1 t=$2 url pid mode=repeat auth=yes hdr=() raw ok=1
+  # kind: the row without its "_base" (which only picks the binary).
+  local kind=${2%_base} bin=$GATEHOUSE_BIN
+  [[ $t == *_base ]] && bin=$BASE_BIN
   local c0 c1 s0 s1 u0 u1 out requests rps p99 non2xx sockerr active ticks uticks cpu_us cpu_pct up_us note=""
   local sys_pct sc_req="" cs_req="" perf_pid="" perf_out="$OUT/wrk/r${round}-$t.perf"
-  case $t in
+  case $kind in
     nginx | haproxy_plain | nginx_proxy) auth=no ;;
     *_fresh) mode=fresh ;;
   esac
@@ -435,14 +442,14 @@ run_one() {
   if [[ $t == gatehouse* ]]; then
     # gatehouse_nolog: the same process with its access log filtered out (RUST_LOG=warn).
     GH_LOG_LEVEL=info
-    [[ $t == gatehouse_nolog ]] && GH_LOG_LEVEL=warn
-    if ! start_gatehouse; then
+    [[ $kind == gatehouse_nolog ]] && GH_LOG_LEVEL=warn
+    if ! start_gatehouse "$bin"; then
       log "FLAG $t: gatehouse did not become ready; round $round skipped"
       SKIP[$t]="did not start"
       FLAGGED=1
       return 0
     fi
-    URL[$t]="http://127.0.0.1:$GH_PORT$(gatehouse_path "$t")" || {
+    URL[$t]="http://127.0.0.1:$GH_PORT$(gatehouse_path "$kind")" || {
       log "FLAG $t: no sealed connection token from negotiate; round $round skipped"
       SKIP[$t]="negotiate failed"
       FLAGGED=1
@@ -600,6 +607,7 @@ report() {
     echo "Tokens: ${JWT_ALG} (JWT_ALG), the same algorithm for HAProxy jwt_verify and gatehouse."
     [[ " $TARGETS " == *_fresh* ]] && echo "First-seen runs: ${FRESH_TOKENS} distinct tokens per run, each used once."
     [[ " $TARGETS " == *" gatehouse"* ]] && echo "gatehouse: restarted before every run, 1 worker thread, access log (stdout) to ${ACCESS_LOG}."
+    [[ " $TARGETS " == *_base* ]] && echo "Rows ending in _base: the same row run by ${BASE_BIN} (BASE_BIN); the others by ${GATEHOUSE_BIN}."
     echo
     echo "| target | req/s | p99 ms | CPU-µs/req | kernel % | syscalls/req | switches/req | proxy CPU % | CPU vs nginx proxy | CPU vs HAProxy plain | CPU vs HAProxy jwt_verify | non-2xx | runs |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -626,8 +634,9 @@ report() {
         "${kpct:-–}" "${scr:-–}" "${csr:-–}" "$pct" \
         "$(ratio "$cpu" "$base_ngx")" "$(ratio "$cpu" "$base_plain")" "$(ratio "$cpu" "$base_jwt")" "$non2xx" "$flag" "$runs"
     done
-    local pair pr
-    for pair in "gatehouse_balanced gatehouse" "gatehouse_affinity gatehouse_hub"; do
+    local pair pr pairs=("gatehouse_balanced gatehouse" "gatehouse_affinity gatehouse_hub")
+    for t in $TARGETS; do [[ $t == *_base ]] && pairs+=("${t%_base} $t"); done
+    for pair in "${pairs[@]}"; do
       read -r -a pr <<<"$pair"
       [[ " $TARGETS " == *" ${pr[0]} "* && " $TARGETS " == *" ${pr[1]} "* ]] || continue
       echo
@@ -657,7 +666,8 @@ main() {
   for t in $TARGETS; do
     case $t in
       nginx | nginx_proxy | haproxy_plain | haproxy_jwt | haproxy_jwt_fresh) ;;
-      gatehouse*) [[ " $GH_TARGETS " == *" $t "* ]] || die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh $GH_TARGETS)"
+      gatehouse*) [[ " $GH_TARGETS " == *" ${t%_base} "* ]] || die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh $GH_TARGETS, and with BASE_BIN each gatehouse row + _base)"
+        [[ $t != *_base || -x $BASE_BIN ]] || die "$t needs BASE_BIN=/path/to/another/gatehouse"
         gh_wanted=1 ;;
       *) die "unknown target '$t' (known: nginx nginx_proxy haproxy_plain haproxy_jwt haproxy_jwt_fresh $GH_TARGETS)" ;;
     esac
@@ -666,12 +676,12 @@ main() {
   if ((gh_wanted)) && [[ ! -x $GATEHOUSE_BIN ]]; then
     log "gatehouse binary not found at $GATEHOUSE_BIN: skipping the gatehouse rows."
     log "  build it (cargo build --release) or set GATEHOUSE_BIN=/path/to/gatehouse, then rerun."
-    for t in $GH_TARGETS; do SKIP[$t]="no binary"; done
+    for t in "${want[@]}"; do [[ $t == gatehouse* ]] && SKIP[$t]="no binary"; done
     gh_wanted=0
   fi
   # Fresh tokens take minutes to mint the first time: only when a row will use them.
   for t in "${want[@]}"; do
-    [[ $t == *_fresh && -z ${SKIP[$t]:-} ]] && fresh_wanted=1
+    [[ ${t%_base} == *_fresh && -z ${SKIP[$t]:-} ]] && fresh_wanted=1
   done
   NUM_TARGETS=${#want[@]}
   # Tokens must outlive the run: about (warm-up + run + 10 s start-up) per target and round.
@@ -735,7 +745,7 @@ main() {
     if ! "${GH_ENV[@]}" "$GATEHOUSE_BIN" check --config "$OUT/gatehouse.toml" >"$OUT/gatehouse.check.log" 2>&1; then
       cat "$OUT/gatehouse.check.log" >&2
       log "gatehouse check rejected $OUT/gatehouse.toml: skipping the gatehouse rows"
-      for t in $GH_TARGETS; do SKIP[$t]="config rejected"; done
+      for t in "${want[@]}"; do [[ $t == gatehouse* ]] && SKIP[$t]="config rejected"; done
     fi
   fi
 

@@ -133,7 +133,8 @@ start_gatehouse() {
     CERT="$CERT" KEY="$KEY" UP_PORT="$UP_PORT" PUB_PEM="$PUB" RESUMPTION="$2" \
     PROVIDER="$provider"
   "$GATEHOUSE_BIN" check --config "$OUT/$name.toml" >/dev/null || die "$name: gatehouse check failed"
-  env GATEHOUSE_RUNTIME__WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run \
+  # Access log off, as nginx's and HAProxy's are here (GH_LOG_LEVEL=info turns it on).
+  env GATEHOUSE_RUNTIME__WORKER_THREADS=1 RUST_LOG="${GH_LOG_LEVEL:-warn}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run \
     --config "$OUT/$name.toml" >/dev/null 2>>"$OUT/$name.stderr.log" &
   local pid=$!
   PIDS+=("$pid")
