@@ -4,6 +4,10 @@
 #
 # Tests (each a table; one interleaved run, ROUNDS rounds, medians):
 #   keepalive  wrk over https, 32 keep-alive connections           -> CPU-µs per request
+#   plain      the same over plain http to each proxy's listener without TLS: subtracted
+#              from keepalive, it gives what TLS itself adds to a keep-alive request
+#   h2         h2load over https, 32 HTTP/2 connections, one stream in flight on each
+#              (what a browser speaks over TLS)                   -> CPU-µs per request
 #   newconn    wrk over https with "Connection: close": a new TCP and TLS connection per
 #              request (wrk resumes the session when the server offers it; the *_nores
 #              rows offer none, so every connection is a full handshake)
@@ -23,7 +27,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 READY_TIMEOUT=${READY_TIMEOUT:-30}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
-TESTS=${TESTS:-keepalive newconn full reuse}
+TESTS=${TESTS:-keepalive plain h2 newconn full reuse}
 
 export PATH="$PATH:/usr/sbin:/sbin"
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,6 +46,9 @@ stop_all_on_exit
 for t in nginx haproxy wrk openssl curl taskset ss; do
   command -v "$t" >/dev/null || die "'$t' is required (apt-get install nginx-light haproxy wrk openssl)"
 done
+if [[ " $TESTS " == *" h2 "* ]]; then
+  command -v h2load >/dev/null || die "the h2 test needs h2load (apt-get install nghttp2-client), or TESTS without h2"
+fi
 [[ -x $GATEHOUSE_BIN ]] || die "no $GATEHOUSE_BIN; build it with cargo build --release"
 
 mkdir -p "$OUT/tmp" "$OUT/raw"
@@ -101,30 +108,34 @@ declare -A PORT_OF PID_OF PATH_OF
 start_nginx_tls() {
   free_port NG_PORT
   free_port NG_NORES
+  free_port NG_PLAIN
   render "$TPL/nginx-tls.conf.tmpl" "$OUT/nginx-tls.conf" OUT="$OUT" PORT="$NG_PORT" \
-    NORES_PORT="$NG_NORES" UP_PORT="$UP_PORT" CERT="$CERT" KEY="$KEY"
+    NORES_PORT="$NG_NORES" PLAIN_PORT="$NG_PLAIN" UP_PORT="$UP_PORT" CERT="$CERT" KEY="$KEY"
   taskset -c "$PROXY_CPU" nginx -p "$OUT" -e "$OUT/nginx-tls-error.log" -c "$OUT/nginx-tls.conf" &
   local master=$!
   PIDS+=("$master")
   wait_https "https://127.0.0.1:$NG_PORT/" "$master" nginx_tls || die "nginx TLS did not start"
   PID_OF[nginx]=$(child_of "$master") PORT_OF[nginx]=$NG_PORT
   PID_OF[nginx_nores]=${PID_OF[nginx]} PORT_OF[nginx_nores]=$NG_NORES
+  PID_OF[nginx_plain]=${PID_OF[nginx]} PORT_OF[nginx_plain]=$NG_PLAIN
 }
 
 start_haproxy_tls() {
   free_port HA_PORT
   free_port HA_NORES
+  free_port HA_PLAIN
   render "$TPL/haproxy-tls.cfg.tmpl" "$OUT/haproxy-tls.cfg" PORT="$HA_PORT" NORES_PORT="$HA_NORES" \
-    UP_PORT="$UP_PORT" PEM="$PEM"
+    PLAIN_PORT="$HA_PLAIN" UP_PORT="$UP_PORT" PEM="$PEM"
   taskset -c "$PROXY_CPU" haproxy -db -f "$OUT/haproxy-tls.cfg" >"$OUT/haproxy.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   wait_https "https://127.0.0.1:$HA_PORT/" "$pid" haproxy_tls || die "HAProxy TLS did not start"
   PID_OF[haproxy]=$pid PORT_OF[haproxy]=$HA_PORT
   PID_OF[haproxy_nores]=$pid PORT_OF[haproxy_nores]=$HA_NORES
+  PID_OF[haproxy_plain]=$pid PORT_OF[haproxy_plain]=$HA_PLAIN
 }
 
-# start_gatehouse NAME RESUMPTION-LINE [PROVIDER]
+# start_gatehouse NAME RESUMPTION-LINE [PROVIDER]; NAME gatehouse_plain listens without TLS.
 start_gatehouse() {
   local name=$1 port admin provider=${3:-aws-lc-rs}
   free_port port
@@ -132,6 +143,9 @@ start_gatehouse() {
   render "$TPL/gatehouse-tls.toml.tmpl" "$OUT/$name.toml" PORT="$port" ADMIN_PORT="$admin" \
     CERT="$CERT" KEY="$KEY" UP_PORT="$UP_PORT" PUB_PEM="$PUB" RESUMPTION="$2" \
     PROVIDER="$provider"
+  if [[ $name == gatehouse_plain ]]; then
+    sed -i '/^tls\./d' "$OUT/$name.toml"
+  fi
   "$GATEHOUSE_BIN" check --config "$OUT/$name.toml" >/dev/null || die "$name: gatehouse check failed"
   # Access log off, as nginx's and HAProxy's are here (GH_LOG_LEVEL=info turns it on).
   env GATEHOUSE_RUNTIME__WORKER_THREADS=1 RUST_LOG="${GH_LOG_LEVEL:-warn}" taskset -c "$PROXY_CPU" "$GATEHOUSE_BIN" run \
@@ -148,22 +162,35 @@ RESULTS="$OUT/runs.csv"
 # measure TEST TARGET ROUND: one run; appends "test,target,round,units,cpu_us,up_accepts,up_us".
 measure() {
   local test=$1 t=$2 round=$3 pid=${PID_OF[$2]} port=${PORT_OF[$2]} path=/ hdr=() c0 c1 u0 u1 a0 a1
-  local units raw="$OUT/raw/r$3-$1-$2.txt"
+  local units raw="$OUT/raw/r$3-$1-$2.txt" scheme=https
   if [[ $t == gatehouse_jwt ]]; then path=/auth; fi
+  [[ $test == plain ]] && scheme=http
   hdr=(-H "Authorization: Bearer $TOKEN")
-  local url="https://127.0.0.1:$port$path"
+  local url="$scheme://127.0.0.1:$port$path"
   [[ $test == newconn ]] && hdr+=(-H "Connection: close")
   case $test in
-    keepalive | newconn)
+    keepalive | newconn | plain)
       ((WARMUP > 0)) && taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "${hdr[@]}" "$url" >/dev/null 2>&1
+      ;;
+    h2)
+      ((WARMUP > 0)) && taskset -c "$LOAD_CPU" h2load -t1 -c"$CONNECTIONS" -m1 -D"$WARMUP" "${hdr[@]}" "$url" >/dev/null 2>&1
       ;;
   esac
   c0=$(cpu_ticks "$pid") u0=$(cpu_ticks "$UP_WORKER") a0=$(upstream_accepts)
   case $test in
-    keepalive | newconn)
+    keepalive | newconn | plain)
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${hdr[@]}" "$url" >"$raw" 2>&1
       units=$(awk '/requests in/ {print $1}' "$raw")
       grep -q "Non-2xx\|Socket errors" "$raw" && log "FLAG $test $t round $round: errors in $raw"
+      ;;
+    h2)
+      # h2load counts a request as succeeded on any answer: every one must be a 2xx, and
+      # every connection must have negotiated h2 (h2load refuses anything else).
+      taskset -c "$LOAD_CPU" h2load -t1 -c"$CONNECTIONS" -m1 -D"$DURATION" "${hdr[@]}" "$url" >"$raw" 2>&1
+      units=$(awk '/^status codes:/ {print $3; exit}' "$raw")
+      [[ $(awk '/^requests:/ {print $8; exit}' "$raw") == "$units" ]] \
+        || log "FLAG $test $t round $round: answers other than 2xx in $raw"
+      grep -q "^Application protocol: h2" "$raw" || log "FLAG $test $t round $round: not h2 (see $raw)"
       ;;
     full)
       taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$port" -new -time "$DURATION" >"$raw" 2>&1
@@ -184,6 +211,8 @@ measure() {
 targets_for() {
   case $1 in
     keepalive) echo "nginx haproxy gatehouse gatehouse_jwt" ;;
+    plain) echo "nginx_plain haproxy_plain gatehouse_plain" ;;
+    h2) echo "nginx haproxy gatehouse gatehouse_jwt" ;;
     newconn) echo "nginx nginx_nores haproxy haproxy_nores gatehouse gatehouse_nores gatehouse_jwt gatehouse_ring" ;;
     full) echo "nginx_nores haproxy_nores gatehouse_nores gatehouse_nores_ring" ;;
     reuse) echo "nginx haproxy gatehouse gatehouse_cache gatehouse_ring" ;;
@@ -205,6 +234,7 @@ report() {
         '$1 == a && $2 == b {print $6 * 1000 / $4}' "$RESULTS" | median) up=$(col "$t" 7)
       base=nginx
       [[ $t == *_nores || $test == full ]] && base=nginx_nores
+      [[ $test == plain ]] && base=nginx_plain
       ng=$(col "$base" 5)
       ha=$(col "${base/nginx/haproxy}" 5)
       printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
@@ -212,6 +242,22 @@ report() {
         "$(awk -v a="$cpu" -v b="$ng" 'BEGIN {printf "%.2fx", a / b}')" \
         "$(awk -v a="$cpu" -v b="$ha" 'BEGIN {printf "%.2fx", a / b}')" "$acc" "$up"
     done
+  done
+  [[ " $TESTS " == *" keepalive "* && " $TESTS " == *" plain "* ]] || return 0
+  # Round by round, so that drift between rounds cancels out of the difference.
+  tls_share() { # PROXY: median over rounds of keepalive CPU-µs minus plain CPU-µs
+    awk -F, -v p="$1" '$1 == "keepalive" && $2 == p {k[$3] = $5}
+      $1 == "plain" && $2 == p "_plain" {q[$3] = $5}
+      END {for (r in k) if (r in q) printf "%.1f\n", k[r] - q[r]}' "$RESULTS" | median
+  }
+  printf '\n### what TLS adds to a keep-alive request (keepalive - plain, per round; median)\n\n'
+  echo "| proxy | CPU-µs | vs nginx |"
+  echo "|---|---:|---:|"
+  local share ng_share
+  ng_share=$(tls_share nginx)
+  for t in nginx haproxy gatehouse; do
+    share=$(tls_share "$t")
+    printf '| %s | %s | %s |\n' "$t" "$share" "$(awk -v a="$share" -v b="$ng_share" 'BEGIN {printf "%.2fx", a / b}')"
   done
 }
 
@@ -226,6 +272,7 @@ main() {
   start_gatehouse gatehouse_nores "tls.resumption = false"
   start_gatehouse gatehouse_ring "tls.session_ticket_keys_file = \"$TICKETS\"" ring
   start_gatehouse gatehouse_nores_ring "tls.resumption = false" ring
+  start_gatehouse gatehouse_plain ""
   PID_OF[gatehouse_jwt]=${PID_OF[gatehouse]} PORT_OF[gatehouse_jwt]=${PORT_OF[gatehouse]}
   [[ $(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:${PORT_OF[gatehouse]}/auth" \
     -H "Authorization: Bearer $TOKEN") == 200 ]] || die "gatehouse_jwt preflight: the token is refused"

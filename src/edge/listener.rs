@@ -337,7 +337,10 @@ fn per_request(
         let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
         let proxy = current.load().proxy.clone();
         let conn = conn.clone();
-        async move {
+        // Boxed: the request's future is ~5.8 KB, and HTTP/2 spawns it as a task per
+        // stream, which moved it whole several times (6 % of an HTTP/2 request's
+        // instructions); HTTP/1.1 copied it into hyper's dispatcher once as well.
+        Box::pin(async move {
             let response = proxy.handle(request, conn).await;
             if let Some(activity) = activity {
                 activity.answered(&method, response.status());
@@ -345,7 +348,7 @@ fn per_request(
             Ok::<_, std::convert::Infallible>(
                 response.map(|body| Guarded::new(body, in_flight, write)),
             )
-        }
+        })
     })
 }
 
