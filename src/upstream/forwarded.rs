@@ -6,6 +6,7 @@
 //! every spelling): each header names one hop, the client gatehouse resolved, so an
 //! upstream that trusts gatehouse alone reads the right client without walking a chain.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -43,11 +44,32 @@ impl Hop {
     }
 
     /// `for=…;proto=…;host=…`; the host is left out when it is not visible ASCII.
-    pub(crate) fn forwarded(&self) -> String {
-        let mut value = format!("for={};proto={}", node(self.peer), self.proto());
-        if let Some(host) = self.host.as_ref().and_then(|h| h.to_str().ok()) {
+    #[cfg(test)]
+    fn forwarded(&self) -> String {
+        self.forwarded_for(&address_text(self.peer))
+    }
+
+    /// `Forwarded` for the client whose address reads `address`.
+    fn forwarded_for(&self, address: &str) -> String {
+        let host = self.host.as_ref().and_then(|h| h.to_str().ok());
+        let host = host.map(token_or_quoted);
+        let host_len = host.as_ref().map_or(0, |h| h.len() + ";host=".len());
+        let mut value = String::with_capacity(address.len() + 24 + host_len);
+        value.push_str("for=");
+        // RFC 7239 §6: an IPv6 node is bracketed, and then must be quoted (`:` is not a tchar).
+        match self.peer {
+            IpAddr::V4(_) => value.push_str(address),
+            IpAddr::V6(_) => {
+                value.push_str("\"[");
+                value.push_str(address);
+                value.push_str("]\"");
+            }
+        }
+        value.push_str(";proto=");
+        value.push_str(self.proto());
+        if let Some(host) = host {
             value.push_str(";host=");
-            value.push_str(&token_or_quoted(host));
+            value.push_str(&host);
         }
         value
     }
@@ -56,10 +78,11 @@ impl Hop {
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         // The strings become the values' bytes as they are (no second copy).
         let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
-        if let Ok(value) = owned(self.forwarded()) {
+        let address = address_text(self.peer);
+        if let Ok(value) = owned(self.forwarded_for(&address)) {
             headers.insert(FORWARDED.clone(), value);
         }
-        if let Ok(value) = owned(self.peer.to_string()) {
+        if let Ok(value) = owned(address) {
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
         headers.insert(
@@ -73,16 +96,33 @@ impl Hop {
     }
 }
 
-/// RFC 7239 §6: an IPv6 node is bracketed, and then must be quoted (`:` is not a tchar).
-fn node(ip: IpAddr) -> String {
+/// An address as `Display` writes it. IPv4, which nearly every client has, is written
+/// by hand: `Ipv4Addr`'s `Display` formats four `u8`s with padding support, and the two
+/// headers cost 3,300 instructions a request that way, 5 % of a proxied request.
+fn address_text(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity("255.255.255.255".len());
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+            text
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
 /// A value as an RFC 9110 token when it is one, else as a quoted-string.
-fn token_or_quoted(value: &str) -> String {
+fn token_or_quoted(value: &str) -> Cow<'_, str> {
     let tchar = |b: u8| {
         b.is_ascii_alphanumeric()
             || matches!(
@@ -92,7 +132,7 @@ fn token_or_quoted(value: &str) -> String {
             || matches!(b, b'^' | b'_' | b'`' | b'|' | b'~')
     };
     if !value.is_empty() && value.bytes().all(tchar) {
-        return value.to_string();
+        return Cow::Borrowed(value);
     }
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('"');
@@ -103,7 +143,7 @@ fn token_or_quoted(value: &str) -> String {
         quoted.push(c);
     }
     quoted.push('"');
-    quoted
+    Cow::Owned(quoted)
 }
 
 #[cfg(test)]
@@ -136,6 +176,21 @@ mod tests {
             hop("192.0.2.60", true, Some("a\"b\\c d")).forwarded(),
             "for=192.0.2.60;proto=https;host=\"a\\\"b\\\\c d\""
         );
+    }
+
+    #[test]
+    fn ipv4_is_written_as_display_writes_it() {
+        // Every octet value, in every position, next to every width of its neighbours.
+        for n in 0..=255u8 {
+            for (a, b) in [(0, 0), (9, 10), (99, 100), (255, 1)] {
+                for octets in [[n, a, b, 7], [a, n, 7, b], [b, 7, n, a], [7, b, a, n]] {
+                    let ip = IpAddr::from(octets);
+                    assert_eq!(address_text(ip), ip.to_string());
+                }
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(address_text(v6), "2001:db8::1");
     }
 
     #[test]

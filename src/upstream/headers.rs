@@ -168,8 +168,10 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+            // Encoded on the stack: `to_string` goes through `Display` and grows a String.
+            let mut text = uuid::Uuid::encode_buffer();
+            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
         })
 }
 
