@@ -43,13 +43,14 @@ impl Hop {
         }
     }
 
-    /// `for=…;proto=…;host=…`; the host is left out when it is not visible ASCII.
     #[cfg(test)]
     fn forwarded(&self) -> String {
         self.forwarded_for(&address_text(self.peer))
     }
 
-    /// `Forwarded` for the client whose address reads `address`.
+    /// `for=…;proto=…;host=…` for the client whose address reads `address` (the text of
+    /// `self.peer`, which `X-Forwarded-For` carries too); the host is left out when it is
+    /// not visible ASCII.
     fn forwarded_for(&self, address: &str) -> String {
         let host = self.host.as_ref().and_then(|h| h.to_str().ok());
         let host = host.map(token_or_quoted);
