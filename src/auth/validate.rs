@@ -220,12 +220,14 @@ impl Validator {
         Err(last)
     }
 
-    /// The configured issuer named by the token's (not yet verified) `iss`.
+    /// The checks for `alg` tokens of the issuer at `issuer`; none when the issuer does not
+    /// allow `alg`.
     fn validation(&self, issuer: usize, alg: Algorithm) -> Option<&Validation> {
         let each = self.validations.get(issuer)?;
         each.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)
     }
 
+    /// The configured issuer named by the token's (not yet verified) `iss`.
     fn issuer_of(&self, raw: &str) -> Result<(usize, &Arc<KeyStore>), AuthError> {
         #[derive(serde::Deserialize)]
         struct Iss {
