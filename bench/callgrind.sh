@@ -12,6 +12,8 @@
 # /single/hub, which sends the same sealed id to a route with one endpoint and no affinity
 # (bench/run.sh's gatehouse_hub row: the base for /affinity/hub).
 # BENCH_QUERY is put in front of the query of the other paths.
+# BIN `nginx` counts bench/run.sh's nginx_proxy instead (its config, one process, no
+# master), serving the same requests on the same path: the floor a plain hop sets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$1 n1=${2:-500} n2=${3:-2500}
@@ -20,11 +22,25 @@ token=$(cat "$out/token.txt")
 listen=$(sed -n 's/^addr = "\(.*\)"/\1/p' "$out/gatehouse.toml" | sed -n 1p)
 admin=$(sed -n 's/^addr = "\(.*\)"/\1/p' "$out/gatehouse.toml" | sed -n 2p)
 nginx -c "$PWD/$out/nginx.conf" &
-trap 'kill $! 2>/dev/null || true' EXIT
+upstream=$!
+trap 'kill $upstream 2>/dev/null || true' EXIT
+if [[ $bin == nginx ]]; then
+  # One process, so callgrind follows the worker; its own pid file, so run.sh's is left alone.
+  sed -e 's/^master_process on;/master_process off;/' -e "s#^pid .*#pid $PWD/$out/nginx-proxy-cg.pid;#" \
+    "$out/nginx-proxy.conf" >"$out/nginx-proxy-cg.conf"
+  listen=$(sed -n 's/^ *listen \([0-9.:]*\);/\1/p' "$out/nginx-proxy-cg.conf" | head -n 1)
+fi
 count() { # count N: instructions of one run serving N requests
-  valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" "$bin" run --config "$out/gatehouse.toml" >/dev/null 2>&1 &
+  if [[ $bin == nginx ]]; then
+    valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" \
+      nginx -c "$PWD/$out/nginx-proxy-cg.conf" >/dev/null 2>&1 &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$1" "$bin" run --config "$out/gatehouse.toml" >/dev/null 2>&1 &
+  fi
   local vp=$!
-  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$admin/readyz" && break; sleep 0.2; done
+  local ready=http://$admin/readyz
+  [[ $bin == nginx ]] && ready=http://$listen/
+  for _ in $(seq 1 300); do curl -s -o /dev/null "$ready" && break; sleep 0.2; done
   local path=${BENCH_PATH:-/api/hello} query="${BENCH_QUERY:+$BENCH_QUERY&}x=[1-$1]" sealed
   if [[ $path == /affinity/* || $path == /single/* ]]; then
     sealed=$(curl -s -X POST -H "Authorization: Bearer $token" \
@@ -33,7 +49,8 @@ count() { # count N: instructions of one run serving N requests
     query="id=$sealed&$query"
   fi
   curl -s -o /dev/null -H "Authorization: Bearer $token" "http://$listen$path?$query"
-  kill -TERM "$vp"
+  # QUIT is nginx's graceful stop; TERM would end it before callgrind writes its counts.
+  kill "-$([[ $bin == nginx ]] && echo QUIT || echo TERM)" "$vp"
   wait "$vp" || true
   sed -n 's/^summary: //p' "$out/callgrind.$1"
 }

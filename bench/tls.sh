@@ -159,9 +159,10 @@ start_gatehouse() {
 
 RESULTS="$OUT/runs.csv"
 
-# measure TEST TARGET ROUND: one run; appends "test,target,round,units,cpu_us,up_accepts,up_us".
+# measure TEST TARGET ROUND: one run; appends
+# "test,target,round,units,cpu_us,up_accepts,up_us,kernel_us" (kernel_us: cpu_us's stime part).
 measure() {
-  local test=$1 t=$2 round=$3 pid=${PID_OF[$2]} port=${PORT_OF[$2]} path=/ hdr=() c0 c1 u0 u1 a0 a1
+  local test=$1 t=$2 round=$3 pid=${PID_OF[$2]} port=${PORT_OF[$2]} path=/ hdr=() c0 c1 u0 u1 a0 a1 k0 k1
   local units raw="$OUT/raw/r$3-$1-$2.txt" scheme=https
   if [[ $t == gatehouse_jwt ]]; then path=/auth; fi
   [[ $test == plain ]] && scheme=http
@@ -176,7 +177,7 @@ measure() {
       ((WARMUP > 0)) && taskset -c "$LOAD_CPU" h2load -t1 -c"$CONNECTIONS" -m1 -D"$WARMUP" "${hdr[@]}" "$url" >/dev/null 2>&1
       ;;
   esac
-  c0=$(cpu_ticks "$pid") u0=$(cpu_ticks "$UP_WORKER") a0=$(upstream_accepts)
+  c0=$(cpu_ticks "$pid") k0=$(cpu_sys_ticks "$pid") u0=$(cpu_ticks "$UP_WORKER") a0=$(upstream_accepts)
   case $test in
     keepalive | newconn | plain)
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "${hdr[@]}" "$url" >"$raw" 2>&1
@@ -201,10 +202,11 @@ measure() {
       units=$(awk '/connections in .* real seconds/ {print $1; exit}' "$raw")
       ;;
   esac
-  c1=$(cpu_ticks "$pid") u1=$(cpu_ticks "$UP_WORKER") a1=$(upstream_accepts)
+  c1=$(cpu_ticks "$pid") k1=$(cpu_sys_ticks "$pid") u1=$(cpu_ticks "$UP_WORKER") a1=$(upstream_accepts)
   [[ ${units:-0} -gt 0 ]] || { log "FLAG $test $t round $round: no units (see $raw)"; return 0; }
   echo "$test,$t,$round,$units,$(awk -v c=$((c1 - c0)) -v n="$units" -v hz="$CLK_TCK" \
     'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$((a1 - a0 - 1)),$(awk -v c=$((u1 - u0)) -v n="$units" \
+    -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$(awk -v c=$((k1 - k0)) -v n="$units" \
     -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}')" >>"$RESULTS"
 }
 
@@ -222,23 +224,26 @@ targets_for() {
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 report() {
-  local test t cpu ng ha units acc up base
+  local test t cpu ng ha units acc up base user kernel
   for test in $TESTS; do
     printf '\n### %s (CPU-µs per %s, median of %s rounds)\n\n' "$test" \
       "$([[ $test == full || $test == reuse ]] && echo handshake || echo request)" "$ROUNDS"
-    echo "| target | units/s | proxy CPU-µs | vs nginx | vs HAProxy | upstream conns per 1k | upstream CPU-µs |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| target | units/s | proxy CPU-µs | user | kernel | vs nginx | vs HAProxy | upstream conns per 1k | upstream CPU-µs |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for t in $(targets_for "$test"); do
       col() { awk -F, -v a="$test" -v b="$1" -v c="$2" '$1 == a && $2 == b {print $c}' "$RESULTS" | median; }
       cpu=$(col "$t" 5) units=$(col "$t" 4) acc=$(awk -F, -v a="$test" -v b="$t" \
         '$1 == a && $2 == b {print $6 * 1000 / $4}' "$RESULTS" | median) up=$(col "$t" 7)
+      # Each a median over rounds of its own, so user + kernel need not add up to the total.
+      user=$(awk -F, -v a="$test" -v b="$t" '$1 == a && $2 == b {printf "%.1f\n", $5 - $8}' "$RESULTS" | median)
+      kernel=$(col "$t" 8)
       base=nginx
       [[ $t == *_nores || $test == full ]] && base=nginx_nores
       [[ $test == plain ]] && base=nginx_plain
       ng=$(col "$base" 5)
       ha=$(col "${base/nginx/haproxy}" 5)
-      printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
-        "$(awk -v u="$units" -v d="$DURATION" 'BEGIN {printf "%.0f", u / d}')" "$cpu" \
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
+        "$(awk -v u="$units" -v d="$DURATION" 'BEGIN {printf "%.0f", u / d}')" "$cpu" "$user" "$kernel" \
         "$(awk -v a="$cpu" -v b="$ng" 'BEGIN {printf "%.2fx", a / b}')" \
         "$(awk -v a="$cpu" -v b="$ha" 'BEGIN {printf "%.2fx", a / b}')" "$acc" "$up"
     done
