@@ -7,8 +7,11 @@
 //! other escapes in upper-case hex, dot segments resolved (RFC 3986 5.2.4), slashes merged.
 //! What backends read differently and cannot be made unambiguous is refused: encoded `/`,
 //! `\`, `;`, encoded dot segments, double encoding, `;` parameters, NUL and control bytes,
-//! backslashes, malformed escapes, escapes that are not UTF-8 and characters whose Unicode
-//! case folds to ASCII (`ſ`, `ı`, the Kelvin sign). [`target`] (in `target.rs`) handles the
+//! backslashes, malformed escapes, escapes that are not UTF-8, characters whose Unicode
+//! case folds to ASCII (`ſ`, `ı`, the Kelvin sign) and segments that end in a dot or a
+//! space or start with a space (Windows drops trailing dots and spaces from a path's
+//! names, and Spring's older path matcher trims spaces: `/api/admin.` is `/api/admin` to
+//! them). [`target`] (in `target.rs`) handles the
 //! request-target forms and HTTP/2 pseudo-headers around it. The query is left untouched:
 //! token extraction and redaction read it as sent.
 
@@ -78,6 +81,8 @@ pub enum Refusal {
     NotUtf8,
     #[error("a character whose case folds to ASCII in the path")]
     CaseFoldsToAscii,
+    #[error("a path segment that ends in a dot or a space, or starts with a space")]
+    TrimmedSegment,
     #[error("a ; parameter in the path")]
     PathParameter,
     #[error("a backslash in the path")]
@@ -105,6 +110,7 @@ impl Refusal {
             | Refusal::BadEscape
             | Refusal::NotUtf8
             | Refusal::CaseFoldsToAscii
+            | Refusal::TrimmedSegment
             | Refusal::PathParameter
             | Refusal::Backslash => "ambiguous_path",
             Refusal::ControlByte => "bad_path",
@@ -196,6 +202,7 @@ fn segment(raw: &str, rules: &PathRules) -> Result<Segment, Refusal> {
             return Err(Refusal::PathParameter)
         }
         "" => Segment::Empty,
+        _ if trimmed_elsewhere(&name) => return Err(Refusal::TrimmedSegment),
         _ => Segment::Name(name),
     };
     match (kind, params) {
@@ -206,6 +213,14 @@ fn segment(raw: &str, rules: &PathRules) -> Result<Segment, Refusal> {
         }
         (kind, _) => Ok(kind),
     }
+}
+
+/// A name (canonical spelling, so a space is `%20`) that a backend may read without its
+/// last dots or its outer spaces: Windows' path rules drop trailing dots and spaces, and
+/// Spring's `AntPathMatcher` trimmed spaces before 4.3.1 (CVE-2016-5007). Routes would
+/// then match one name while the backend served another.
+fn trimmed_elsewhere(name: &str) -> bool {
+    name.ends_with('.') || name.ends_with("%20") || name.starts_with("%20")
 }
 
 /// Parameters kept under `path_params = "keep"`: escaped like a segment, and a further

@@ -61,6 +61,19 @@ fn unreserved_escapes_decode_and_others_are_upper_case() {
 }
 
 #[test]
+fn dots_and_spaces_inside_a_name_are_kept() {
+    for (raw, canonical) in [
+        ("/files/my%20report.pdf", "/files/my%20report.pdf"),
+        ("/v1.2/.well-known/x", "/v1.2/.well-known/x"),
+        ("/a/.hidden", "/a/.hidden"),
+        ("/a/..b", "/a/..b"),
+        ("/a%20b/c", "/a%20b/c"),
+    ] {
+        assert_eq!(strict(raw).as_deref(), Ok(canonical), "{raw}");
+    }
+}
+
+#[test]
 fn ambiguous_spellings_are_refused() {
     for (raw, why) in [
         ("/%2e%2e/api", Refusal::EncodedDotSegment),
@@ -82,6 +95,13 @@ fn ambiguous_spellings_are_refused() {
         ("/api/adm%C4%B1n", Refusal::CaseFoldsToAscii),
         ("/api/%C5%BFecret", Refusal::CaseFoldsToAscii),
         ("/api/\u{212a}ey", Refusal::CaseFoldsToAscii),
+        ("/api/admin.", Refusal::TrimmedSegment),
+        ("/api/admin../x", Refusal::TrimmedSegment),
+        ("/api/.../admin", Refusal::TrimmedSegment),
+        ("/api/admin%2E", Refusal::TrimmedSegment),
+        ("/api/admin%20", Refusal::TrimmedSegment),
+        ("/api/%20admin/", Refusal::TrimmedSegment),
+        ("/api/admin%20%20/x", Refusal::TrimmedSegment),
         ("api/admin", Refusal::NotOriginForm),
     ] {
         assert_eq!(strict(raw), Err(why), "{raw}");
