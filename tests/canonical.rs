@@ -75,9 +75,14 @@ struct Raw {
 
 /// Sends one HTTP/1.1 request with the target exactly as written.
 async fn raw(addr: SocketAddr, method: &str, target: &str, headers: &str) -> Raw {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
     let head =
         format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
+    exchange(addr, &head).await
+}
+
+/// Sends `head` as it is and reads the answer to the end.
+async fn exchange(addr: SocketAddr, head: &str) -> Raw {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
     socket.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     socket.read_to_end(&mut answer).await.unwrap();
@@ -189,6 +194,43 @@ async fn absolute_form_targets_must_name_this_listener_and_host() {
     ] {
         let (status, forwarded, body) = w.send("GET", &target).await;
         assert_eq!((status, forwarded), (400, None), "{target}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_one_well_formed_host_is_refused() {
+    let w = world().await;
+    let before = w.upstream.requests().len();
+    let heads = [
+        "GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n".to_string(),
+        "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n".into(),
+        "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: a\r\nConnection: close\r\n\r\n".into(),
+        "GET /public/x HTTP/1.1\r\nHost: app.example, evil.example\r\nConnection: close\r\n\r\n"
+            .into(),
+        "GET /public/x HTTP/1.1\r\nHost: user@app.example\r\nConnection: close\r\n\r\n".into(),
+        "GET /public/x HTTP/1.1\r\nHost: app.example:99999\r\nConnection: close\r\n\r\n".into(),
+    ];
+    for head in &heads {
+        let answer = exchange(w.proxy.addr, head).await;
+        assert_eq!(answer.status, 400, "{head:?}: {}", answer.body);
+        assert!(
+            answer.body.contains("\"bad_target\""),
+            "{head:?}: {}",
+            answer.body
+        );
+    }
+    assert_eq!(
+        w.upstream.requests().len(),
+        before,
+        "a refused request reached the upstream"
+    );
+    // HTTP/1.0 needs no Host; a bracketed IPv6 address with a port is a host.
+    for head in [
+        "GET /public/x HTTP/1.0\r\n\r\n",
+        "GET /public/x HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = exchange(w.proxy.addr, head).await;
+        assert_eq!(answer.status, 200, "{head:?}: {}", answer.body);
     }
 }
 

@@ -95,6 +95,8 @@ pub enum Refusal {
     TargetMismatch,
     #[error("the Host header does not match :authority")]
     HostMismatch,
+    #[error("no Host header on HTTP/1.1, more than one, or one that is not a host and port")]
+    BadHost,
     #[error("CONNECT is not proxied")]
     Connect,
 }
@@ -114,9 +116,10 @@ impl Refusal {
             | Refusal::PathParameter
             | Refusal::Backslash => "ambiguous_path",
             Refusal::ControlByte => "bad_path",
-            Refusal::NotOriginForm | Refusal::TargetMismatch | Refusal::HostMismatch => {
-                "bad_target"
-            }
+            Refusal::NotOriginForm
+            | Refusal::TargetMismatch
+            | Refusal::HostMismatch
+            | Refusal::BadHost => "bad_target",
             Refusal::Connect => "connect_refused",
         }
     }

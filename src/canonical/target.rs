@@ -73,7 +73,7 @@ pub fn target(t: &Target<'_>, rules: &PathRules) -> Result<Canonical, Refusal> {
 /// connection and `Host`; returns a `Host` to add when HTTP/2 sent none.
 fn authority_check(t: &Target<'_>) -> Result<Option<HeaderValue>, Refusal> {
     let Some(authority) = t.uri.authority() else {
-        return Ok(None);
+        return host_check(t).map(|()| None);
     };
     let Some(scheme) = t.uri.scheme_str() else {
         // Authority-form (`host:port`) belongs to CONNECT, refused above.
@@ -86,7 +86,7 @@ fn authority_check(t: &Target<'_>) -> Result<Option<HeaderValue>, Refusal> {
         Version::HTTP_2 => is("http") || is("https"),
         _ => is(if t.https { "https" } else { "http" }),
     };
-    if !scheme_ok || authority.as_str().contains('@') {
+    if !scheme_ok || !valid_host(authority.as_str().as_bytes()) {
         return Err(Refusal::TargetMismatch);
     }
     let host = t.headers.get_all(HOST);
@@ -101,6 +101,64 @@ fn authority_check(t: &Target<'_>) -> Result<Option<HeaderValue>, Refusal> {
             .map_err(|_| Refusal::TargetMismatch),
         (None, _, _) => Err(Refusal::TargetMismatch),
     }
+}
+
+/// An origin-form request's `Host` (RFC 9112 3.2): exactly one on HTTP/1.1, at most one
+/// otherwise, and a host name or address with an optional port. What gatehouse forwards
+/// as `X-Forwarded-Host` and `Forwarded: host=` is then one name a backend cannot split
+/// (`a, b`) or read another way (`user@host`, `host:99999`).
+fn host_check(t: &Target<'_>) -> Result<(), Refusal> {
+    let mut hosts = t.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err(Refusal::BadHost),
+        (Some(host), None) if host.is_empty() || valid_host(host.as_bytes()) => Ok(()),
+        (Some(_), None) => Err(Refusal::BadHost),
+        (None, _) if t.version == Version::HTTP_11 => Err(Refusal::BadHost),
+        (None, _) => Ok(()),
+    }
+}
+
+/// `host [":" port]`: a DNS name or IPv4 address (letters, digits, `-._~`), or an IPv6
+/// literal in brackets; a port of 1 to 5 digits up to 65535. Stricter than the URI
+/// grammar's reg-name, whose sub-delimiters (`,;=&`) no host name uses.
+fn valid_host(authority: &[u8]) -> bool {
+    let (host, port) = match authority.first() {
+        Some(b'[') => match authority.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &authority[1..end];
+                let ipv6 = literal
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b".:".contains(b));
+                if !ipv6 || literal.is_empty() {
+                    return false;
+                }
+                (&authority[..=end], &authority[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match authority.iter().position(|&b| b == b':') {
+            Some(colon) => (&authority[..colon], &authority[colon..]),
+            None => (authority, &[][..]),
+        },
+    };
+    let name_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b)));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            (1..=5).contains(&digits.len())
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<u16>().ok())
+                    .is_some()
+        }
+        _ => false,
+    };
+    name_ok && port_ok
 }
 
 fn same_host(header: &HeaderValue, authority: &str) -> bool {

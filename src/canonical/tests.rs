@@ -264,3 +264,81 @@ fn mismatched_forms_and_connect_are_refused() {
     assert_eq!(R::Connect.reason(), "connect_refused");
     assert_eq!(R::HostMismatch.reason(), "bad_target");
 }
+
+#[test]
+fn an_origin_form_request_has_one_host_that_is_a_host_and_port() {
+    let h =
+        |version: Version, host: Option<&str>| run(Method::GET, "/api", version, host, false).err();
+    for good in [
+        "api.example",
+        "api.example:8443",
+        "API-1.example_x~",
+        "10.0.0.1:80",
+        "[::1]",
+        "[2001:db8::1]:443",
+        "localhost:65535",
+        "",
+    ] {
+        assert_eq!(h(Version::HTTP_11, Some(good)), None, "{good:?}");
+    }
+    for bad in [
+        "a, b",
+        "a,b",
+        "a b",
+        "a;for=1.2.3.4",
+        "x\";for=\"1.2.3.4",
+        "user@api.example",
+        "api.example:65536",
+        "api.example:99999",
+        "api.example:",
+        "api.example:+80",
+        "api.example:80:80",
+        "a/b",
+        "[::1",
+        "[]",
+        "[fe80::1%25eth0]",
+        "[::1]x",
+        ":80",
+    ] {
+        assert_eq!(
+            h(Version::HTTP_11, Some(bad)),
+            Some(Refusal::BadHost),
+            "{bad:?}"
+        );
+        assert_eq!(
+            h(Version::HTTP_2, Some(bad)),
+            Some(Refusal::BadHost),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(h(Version::HTTP_11, None), Some(Refusal::BadHost));
+    assert_eq!(h(Version::HTTP_10, None), None);
+    assert_eq!(h(Version::HTTP_2, None), None);
+    let uri: Uri = "/api".parse().unwrap();
+    let mut headers = HeaderMap::new();
+    headers.append(HOST, HeaderValue::from_static("a"));
+    headers.append(HOST, HeaderValue::from_static("a"));
+    let twice = Target {
+        method: &Method::GET,
+        uri: &uri,
+        version: Version::HTTP_11,
+        headers: &headers,
+        https: false,
+    };
+    assert_eq!(
+        target(&twice, &PathRules::default()).err(),
+        Some(Refusal::BadHost)
+    );
+    assert_eq!(Refusal::BadHost.reason(), "bad_target");
+    assert_eq!(
+        run(
+            Method::GET,
+            "http://a,b/x",
+            Version::HTTP_11,
+            Some("a,b"),
+            false
+        )
+        .err(),
+        Some(Refusal::TargetMismatch)
+    );
+}
