@@ -278,8 +278,13 @@ async fn java_httpserver_acts_on_what_gatehouse_judged() {
 /// The rules the judge applies, pinned: a judge that passes everything would prove nothing.
 #[test]
 fn the_judge_folds_and_routes_as_frameworks_do() {
-    use judge::{dispatch, fold, forwarding, identity, route_of};
+    use judge::{dispatch, fold, forwarding, identity, route_of, routing, trim_names};
     assert_eq!(route_of("/api/ADMIN/x"), Some("/api/admin"));
+    assert_eq!(trim_names("/api/admin. /x"), "/api/admin/x");
+    assert_eq!(trim_names("/api/ admin../..."), "/api/admin");
+    assert_eq!(trim_names("/a/../b/./c"), "/a/../b/./c");
+    let report = json!({"paths": {"raw": "/api/admin."}});
+    assert_eq!(routing("/api", Caller::Admin, &report).len(), 1);
     assert_eq!(route_of("/api/adminx"), Some("/api"));
     assert_eq!(route_of("/api/admin;x=1"), Some("/api"));
     assert_eq!(route_of("/public/../api/admin"), Some("/public"));

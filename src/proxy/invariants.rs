@@ -5,7 +5,8 @@
 //! For every target that is accepted: canonicalising again changes nothing; the output
 //! holds no `//`, dot segment, encoded `/` `\` `.`, double encoding, backslash or NUL;
 //! and the route gatehouse picks for it is the route a lenient backend would pick after
-//! fully decoding it, resolving dots, merging slashes, dropping `;params` and folding case.
+//! fully decoding it, resolving dots, merging slashes, dropping `;params`, folding case
+//! and trimming names as Windows does (trailing dots and spaces, and leading spaces).
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
@@ -116,13 +117,17 @@ fn same_route(table: &RouteTable<&str>, path: &str, rules: &PathRules) -> Result
 }
 
 /// What a forgiving backend makes of a path: every escape decoded, dots resolved, slashes
-/// merged, `;params` dropped, Unicode case folded.
+/// merged, `;params` dropped, names trimmed, Unicode case folded.
 fn lenient(path: &str) -> String {
     let decoded: Vec<u8> = percent_decode(path.as_bytes());
     let text = String::from_utf8_lossy(&decoded);
     let mut out: Vec<String> = Vec::new();
     for segment in text.split(['/', '\\']) {
         let name = segment.split(';').next().unwrap_or_default();
+        let name = match name {
+            "." | ".." => name,
+            _ => name.trim_start_matches(' ').trim_end_matches(['.', ' ']),
+        };
         match name {
             "" | "." => {}
             ".." => {
@@ -173,6 +178,9 @@ mod tests {
             "/public/..;/api/admin",
             "/public/..%2fapi/admin",
             "/%2e%2e/api",
+            "/api/admin.",
+            "/api/admin%20",
+            "/api/.../admin",
             "http://gatehouse.test/public/../api",
         ] {
             check(raw.as_bytes()).unwrap();

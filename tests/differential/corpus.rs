@@ -110,6 +110,12 @@ fn paths() -> Vec<Case> {
         case("dot-dot under api", "/api/x/../admin"),
         case("dot under api", "/api/./admin"),
         case("encoded dot under api", "/api/%2e/admin"),
+        case("trailing dot", "/api/admin."),
+        case("trailing dots mid", "/api/admin../x"),
+        case("encoded trailing dot", "/api/admin%2e"),
+        case("trailing space", "/api/admin%20"),
+        case("leading space", "/api/%20admin/x"),
+        case("three dots", "/api/.../admin"),
         Case {
             method: "CONNECT",
             ..case("CONNECT", "{authority}").h1_only()

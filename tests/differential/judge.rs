@@ -136,7 +136,14 @@ pub fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    for (how, path) in readings {
+    // Windows' path rules, and Spring's matcher before 4.3.1, read every name without its
+    // trailing dots and spaces (Spring: outer spaces): a reading of its own.
+    let trimmed: Vec<(String, String)> = readings
+        .iter()
+        .map(|(how, path)| (format!("{how}, names trimmed"), trim_names(path)))
+        .filter(|(_, t)| !readings.iter().any(|(_, p)| p == t))
+        .collect();
+    for (how, path) in readings.into_iter().chain(trimmed) {
         let acted = route_of(&path);
         if acted != Some(applied) {
             let acted_name = acted.unwrap_or("no route");
@@ -153,6 +160,20 @@ pub fn routing(applied: &str, caller: Caller, report: &Value) -> Vec<String> {
     }
     problems.extend(dispatch(applied, report));
     problems
+}
+
+/// `path` with every name's trailing dots and spaces and leading spaces removed; a name
+/// that is nothing else disappears.
+pub fn trim_names(path: &str) -> String {
+    let names: Vec<&str> = path
+        .split('/')
+        .map(|name| match name {
+            "." | ".." => name,
+            _ => name.trim_start_matches(' ').trim_end_matches(['.', ' ']),
+        })
+        .filter(|name| !name.is_empty())
+        .collect();
+    format!("/{}", names.join("/"))
 }
 
 /// A backend that routes by itself (the JDK's HttpServer contexts) reports the route it
