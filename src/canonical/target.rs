@@ -122,43 +122,38 @@ fn host_check(t: &Target<'_>) -> Result<(), Refusal> {
 /// literal in brackets; a port of 1 to 5 digits up to 65535. Stricter than the URI
 /// grammar's reg-name, whose sub-delimiters (`,;=&`) no host name uses.
 fn valid_host(authority: &[u8]) -> bool {
-    let (host, port) = match authority.first() {
-        Some(b'[') => match authority.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let literal = &authority[1..end];
-                let ipv6 = literal
-                    .iter()
-                    .all(|b| b.is_ascii_hexdigit() || b".:".contains(b));
-                if !ipv6 || literal.is_empty() {
+    let port = if let Some(literal) = authority.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let ipv6 = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b':' | b'.');
+        if end == 0 || !literal[..end].iter().all(ipv6) {
+            return false;
+        }
+        &literal[end + 1..]
+    } else {
+        let colon = authority.iter().position(|&b| b == b':');
+        let (name, port) = authority.split_at(colon.unwrap_or(authority.len()));
+        let dns = |b: &u8| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~');
+        if name.is_empty() || !name.iter().all(dns) {
+            return false;
+        }
+        port
+    };
+    match port {
+        [] => true,
+        [b':', digits @ ..] if (1..=5).contains(&digits.len()) => {
+            let mut value = 0u32;
+            for &d in digits {
+                if !d.is_ascii_digit() {
                     return false;
                 }
-                (&authority[..=end], &authority[end + 1..])
+                value = value * 10 + u32::from(d - b'0');
             }
-            None => return false,
-        },
-        _ => match authority.iter().position(|&b| b == b':') {
-            Some(colon) => (&authority[..colon], &authority[colon..]),
-            None => (authority, &[][..]),
-        },
-    };
-    let name_ok = host.first() == Some(&b'[')
-        || (!host.is_empty()
-            && host
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b)));
-    let port_ok = match port {
-        [] => true,
-        [b':', digits @ ..] => {
-            (1..=5).contains(&digits.len())
-                && digits.iter().all(u8::is_ascii_digit)
-                && std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|d| d.parse::<u16>().ok())
-                    .is_some()
+            value <= u32::from(u16::MAX)
         }
         _ => false,
-    };
-    name_ok && port_ok
+    }
 }
 
 fn same_host(header: &HeaderValue, authority: &str) -> bool {
