@@ -11,9 +11,9 @@
 //! case folds to ASCII (`ſ`, `ı`, the Kelvin sign) and segments that end in a dot or a
 //! space or start with a space (Windows drops trailing dots and spaces from a path's
 //! names, and Spring's older path matcher trims spaces: `/api/admin.` is `/api/admin` to
-//! them). [`target`] (in `target.rs`) handles the
-//! request-target forms and HTTP/2 pseudo-headers around it. The query is left untouched:
-//! token extraction and redaction read it as sent.
+//! them). [`target`] (in `target.rs`) handles the request-target forms, `Host` and HTTP/2
+//! pseudo-headers around it. The query is left untouched: token extraction and redaction
+//! read it as sent.
 
 mod target;
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //!
 //! hyper hands HTTP/2 requests over with an absolute URI built from `:scheme`,
 //! `:authority` and `:path`, and HTTP/1.1 absolute-form targets the same way; both become
-//! origin-form here, so routing never sees an authority the client chose.
+//! origin-form here, so routing never sees an authority the client chose. An origin-form
+//! request carries one well-formed `Host`, which gatehouse passes on as
+//! `X-Forwarded-Host`.
 
 use http::header::HOST;
 use http::uri::PathAndQuery;
