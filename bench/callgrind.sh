@@ -48,7 +48,16 @@ count() { # count N: instructions of one run serving N requests
       sed -n 's/.*"connectionToken":"\([^"]*\)".*/\1/p')
     query="id=$sealed&$query"
   fi
-  curl -s -o /dev/null -H "Authorization: Bearer $token" "http://$listen$path?$query"
+  # Every answer must be a 2xx: an expired token.txt would otherwise price its rejection.
+  local refused
+  refused=$(curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $token" \
+    "http://$listen$path?$query" | grep -cv '^2' || true)
+  if ((refused > 0)); then
+    kill -TERM "$vp"
+    wait "$vp" || true
+    echo "$refused of $1 answers were not 2xx (has $out/token.txt expired? bench/run.sh mints a new one)" >&2
+    exit 1
+  fi
   # QUIT is nginx's graceful stop; TERM would end it before callgrind writes its counts.
   kill "-$([[ $bin == nginx ]] && echo QUIT || echo TERM)" "$vp"
   wait "$vp" || true
