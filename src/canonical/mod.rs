@@ -21,6 +21,7 @@ mod tests;
 
 use std::borrow::Cow;
 
+pub(crate) use target::valid_host;
 pub use target::{target, Canonical, Target};
 
 /// `[paths]`: how the paths that some applications need differently are treated.

@@ -123,7 +123,7 @@ fn host_check(t: &Target<'_>) -> Result<(), Refusal> {
 /// `host [":" port]`: a DNS name or IPv4 address (letters, digits, `-._~`), or an IPv6
 /// literal in brackets; a port of 1 to 5 digits up to 65535. Stricter than the URI
 /// grammar's reg-name, whose sub-delimiters (`,;=&`) no host name uses.
-fn valid_host(authority: &[u8]) -> bool {
+pub(crate) fn valid_host(authority: &[u8]) -> bool {
     let port = if let Some(literal) = authority.strip_prefix(b"[") {
         let Some(end) = literal.iter().position(|&b| b == b']') else {
             return false;

@@ -25,9 +25,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::canonical::valid_host;
 use crate::cidr::CidrSet;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -149,9 +149,9 @@ fn scheme(value: &str) -> Option<bool> {
 }
 
 /// A host\[:port\] that a `Host` header could carry: no user info, path or spaces.
+/// The same rule as a client's own `Host` (see `canonical::valid_host`).
 fn host(value: &str) -> Option<HeaderValue> {
-    let authority = value.parse::<Authority>().ok()?;
-    if value.contains('@') || authority.host().is_empty() {
+    if !valid_host(value.as_bytes()) {
         return None;
     }
     HeaderValue::from_str(value).ok()

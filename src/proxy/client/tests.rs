@@ -190,6 +190,8 @@ fn a_trusted_hop_keeps_proto_and_host() {
         ("javascript", "evil@app.example"),
         ("", "app.example/x"),
         ("https x", "a b"),
+        ("ftp", "app.example:99999"),
+        ("gopher", "app;example"),
     ] {
         let client = resolve(&[("x-forwarded-proto", proto), ("x-forwarded-host", host)]);
         assert!(!client.https, "{proto}");
