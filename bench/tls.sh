@@ -204,10 +204,8 @@ measure() {
   esac
   c1=$(cpu_ticks "$pid") k1=$(cpu_sys_ticks "$pid") u1=$(cpu_ticks "$UP_WORKER") a1=$(upstream_accepts)
   [[ ${units:-0} -gt 0 ]] || { log "FLAG $test $t round $round: no units (see $raw)"; return 0; }
-  echo "$test,$t,$round,$units,$(awk -v c=$((c1 - c0)) -v n="$units" -v hz="$CLK_TCK" \
-    'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$((a1 - a0 - 1)),$(awk -v c=$((u1 - u0)) -v n="$units" \
-    -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}'),$(awk -v c=$((k1 - k0)) -v n="$units" \
-    -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}')" >>"$RESULTS"
+  per_unit() { awk -v c="$1" -v n="$units" -v hz="$CLK_TCK" 'BEGIN {printf "%.1f", c * 1e6 / hz / n}'; }
+  echo "$test,$t,$round,$units,$(per_unit $((c1 - c0))),$((a1 - a0 - 1)),$(per_unit $((u1 - u0))),$(per_unit $((k1 - k0)))" >>"$RESULTS"
 }
 
 targets_for() {

@@ -148,8 +148,7 @@ fn scheme(value: &str) -> Option<bool> {
     }
 }
 
-/// A host\[:port\] that a `Host` header could carry: no user info, path or spaces.
-/// The same rule as a client's own `Host` (see `canonical::valid_host`).
+/// A host\[:port\] by the rule a client's own `Host` follows (`canonical::valid_host`).
 fn host(value: &str) -> Option<HeaderValue> {
     if !valid_host(value.as_bytes()) {
         return None;
