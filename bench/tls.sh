@@ -15,6 +15,10 @@
 #   reuse      openssl s_time -reuse -www /: resumed handshakes (and one GET each, which
 #              TLS 1.3 needs: the ticket arrives after the handshake)
 #
+# keepalive and plain also measure hyper_floor (bench/hyper-floor): a proxy on gatehouse's
+# own stack (hyper, tokio, rustls with aws-lc-rs) that checks and adds nothing, so the
+# tables show what the stack costs and what gatehouse adds to it.
+#
 # Everything listens on 127.0.0.1; the proxy under test is pinned to PROXY_CPU, the load
 # and the upstream to LOAD_CPU. See bench/README.md ("TLS termination").
 set -euo pipefail
@@ -50,6 +54,12 @@ if [[ " $TESTS " == *" h2 "* ]]; then
   command -v h2load >/dev/null || die "the h2 test needs h2load (apt-get install nghttp2-client), or TESTS without h2"
 fi
 [[ -x $GATEHOUSE_BIN ]] || die "no $GATEHOUSE_BIN; build it with cargo build --release"
+FLOOR_BIN="$BENCH/hyper-floor/target/release/hyper-floor"
+if [[ " $TESTS " == *" keepalive "* || " $TESTS " == *" plain "* ]]; then
+  log "building bench/hyper-floor"
+  cargo build --release --quiet --manifest-path "$BENCH/hyper-floor/Cargo.toml" \
+    || die "building bench/hyper-floor failed"
+fi
 
 mkdir -p "$OUT/tmp" "$OUT/raw"
 CERT="$OUT/cert.pem" KEY="$OUT/key.pem" PEM="$OUT/haproxy.pem" TICKETS="$OUT/ticket.keys"
@@ -157,6 +167,23 @@ start_gatehouse() {
   PID_OF[$name]=$pid PORT_OF[$name]=$port
 }
 
+# start_floor NAME [CERT KEY]: bench/hyper-floor, over TLS when given the certificate.
+start_floor() {
+  local name=$1 port
+  shift
+  free_port port
+  taskset -c "$PROXY_CPU" "$FLOOR_BIN" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" "$@" \
+    >/dev/null 2>>"$OUT/$name.stderr.log" &
+  local pid=$!
+  PIDS+=("$pid")
+  if (($#)); then
+    wait_https "https://127.0.0.1:$port/" "$pid" "$name" || die "$name did not start"
+  else
+    wait_http "http://127.0.0.1:$port/" "$pid" "$name" 200 || die "$name did not start"
+  fi
+  PID_OF[$name]=$pid PORT_OF[$name]=$port
+}
+
 RESULTS="$OUT/runs.csv"
 
 # measure TEST TARGET ROUND: one run; appends
@@ -210,8 +237,8 @@ measure() {
 
 targets_for() {
   case $1 in
-    keepalive) echo "nginx haproxy gatehouse gatehouse_jwt" ;;
-    plain) echo "nginx_plain haproxy_plain gatehouse_plain" ;;
+    keepalive) echo "nginx haproxy hyper_floor gatehouse gatehouse_jwt" ;;
+    plain) echo "nginx_plain haproxy_plain hyper_floor_plain gatehouse_plain" ;;
     h2) echo "nginx haproxy gatehouse gatehouse_jwt" ;;
     newconn) echo "nginx nginx_nores haproxy haproxy_nores gatehouse gatehouse_nores gatehouse_jwt gatehouse_ring" ;;
     full) echo "nginx_nores haproxy_nores gatehouse_nores gatehouse_nores_ring" ;;
@@ -258,7 +285,7 @@ report() {
   echo "|---|---:|---:|"
   local share ng_share
   ng_share=$(tls_share nginx)
-  for t in nginx haproxy gatehouse; do
+  for t in nginx haproxy hyper_floor gatehouse; do
     share=$(tls_share "$t")
     printf '| %s | %s | %s |\n' "$t" "$share" "$(awk -v a="$share" -v b="$ng_share" 'BEGIN {printf "%.2fx", a / b}')"
   done
@@ -276,6 +303,10 @@ main() {
   start_gatehouse gatehouse_ring "tls.session_ticket_keys_file = \"$TICKETS\"" ring
   start_gatehouse gatehouse_nores_ring "tls.resumption = false" ring
   start_gatehouse gatehouse_plain ""
+  if [[ " $TESTS " == *" keepalive "* || " $TESTS " == *" plain "* ]]; then
+    start_floor hyper_floor "$CERT" "$KEY"
+    start_floor hyper_floor_plain
+  fi
   PID_OF[gatehouse_jwt]=${PID_OF[gatehouse]} PORT_OF[gatehouse_jwt]=${PORT_OF[gatehouse]}
   [[ $(curl -sk -o /dev/null -w '%{http_code}' "https://127.0.0.1:${PORT_OF[gatehouse]}/auth" \
     -H "Authorization: Bearer $TOKEN") == 200 ]] || die "gatehouse_jwt preflight: the token is refused"
