@@ -129,8 +129,25 @@ impl Framing {
     }
 
     fn head_bytes<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        if self.head.is_empty() {
+            // The usual case, a whole head in one read: judged where it lies, not copied.
+            return match head_end(bytes) {
+                Some(end) if end <= MAX_HEAD => {
+                    self.judge(&bytes[..end]).map_or(&[], |()| &bytes[end..])
+                }
+                Some(_) => {
+                    self.lose();
+                    &[]
+                }
+                None => {
+                    self.gather(bytes);
+                    &[]
+                }
+            };
+        }
         // Search only where the end of the head can newly be: the last 3 old bytes on.
         let search_from = self.head.len().saturating_sub(3);
+        let before = self.head.len();
         self.head.extend_from_slice(bytes);
         let Some(end) = head_end(&self.head[search_from..]).map(|e| e + search_from) else {
             if self.head.len() > MAX_HEAD {
@@ -142,29 +159,49 @@ impl Framing {
             self.lose();
             return &[];
         }
-        let consumed_here = end.saturating_sub(self.head.len() - bytes.len());
-        match self.parse_head(end) {
+        let head = std::mem::take(&mut self.head);
+        let judged = self.judge(&head[..end]);
+        if !self.is_off() {
+            // Keeps the allocation for the next head that arrives in pieces.
+            self.head = head;
+            self.head.clear();
+        }
+        judged.map_or(&[], |()| &bytes[end.saturating_sub(before)..])
+    }
+
+    /// Keeps the start of a head that has not ended yet.
+    fn gather(&mut self, bytes: &[u8]) {
+        self.head.extend_from_slice(bytes);
+        if self.head.len() > MAX_HEAD {
+            self.lose();
+        }
+    }
+
+    /// Judges one whole head (up to its blank line) and moves on to its body; `None` when
+    /// the stream cannot be followed from here (it is then off or lost).
+    fn judge(&mut self, head: &[u8]) -> Option<()> {
+        match self.parse_head(head) {
             Some(next) => {
-                self.head.clear();
                 self.state = next;
-                &bytes[consumed_here..]
+                Some(())
             }
-            None if self.head.starts_with(b"PRI * HTTP/2.0\r\n") => {
+            None if head.starts_with(b"PRI * HTTP/2.0\r\n") => {
                 self.off();
-                &[]
+                None
             }
             None => {
                 self.lose();
-                &[]
+                None
             }
         }
     }
 
-    /// Parses `self.head[..end]`; records its verdict and returns how its body is framed.
-    fn parse_head(&mut self, end: usize) -> Option<State> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&self.head[..end]) {
+    /// Parses one head; records its verdict and returns how its body is framed.
+    fn parse_head(&mut self, head: &[u8]) -> Option<State> {
+        // Uninitialised: httparse writes only the fields it finds (no 4 KiB zeroing per head).
+        let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        match request.parse_with_uninit_headers(head, &mut headers) {
             Ok(httparse::Status::Complete(_)) => {}
             _ => return None,
         }

@@ -35,9 +35,15 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) struct Abandoned;
 
 /// A response body that holds its request's [`InFlight`] and runs the write clock.
-pub(crate) struct Guarded<B> {
-    shared: Arc<Shared<B>>,
-    _watch: Option<DropGuard>,
+pub(crate) struct Guarded<B>(Inner<B>);
+
+enum Inner<B> {
+    /// HTTP/1.1, and any empty body: no clock, so nothing shared with a watch either.
+    Plain(Slot<B>),
+    Watched {
+        shared: Arc<Shared<B>>,
+        _watch: DropGuard,
+    },
 }
 
 struct Shared<B> {
@@ -96,24 +102,61 @@ where
     pub(crate) fn new(body: B, in_flight: InFlight, write_timeout: Duration) -> Self {
         // An empty body is never polled; it has nothing to wait for. A watch is a task and a
         // timer per response, so HTTP/1.1 does without (see the module comment).
-        let watched = !body.is_end_stream() && in_flight.is_http2();
+        let watched = in_flight.is_http2() && !body.is_end_stream();
+        let slot = Slot {
+            body: Some(body),
+            in_flight: Some(in_flight),
+        };
+        if !watched {
+            return Self(Inner::Plain(slot));
+        }
         let shared = Arc::new(Shared {
-            slot: Mutex::new(Slot {
-                body: Some(body),
-                in_flight: Some(in_flight),
-            }),
+            slot: Mutex::new(slot),
             base: Instant::now(),
             owed_since: AtomicU64::new(1),
         });
-        let watch = watched.then(|| {
-            let stop = CancellationToken::new();
-            tokio::spawn(watch(Arc::downgrade(&shared), write_timeout, stop.clone()));
-            stop.drop_guard()
-        });
-        Self {
+        let stop = CancellationToken::new();
+        tokio::spawn(watch(Arc::downgrade(&shared), write_timeout, stop.clone()));
+        Self(Inner::Watched {
             shared,
-            _watch: watch,
+            _watch: stop.drop_guard(),
+        })
+    }
+}
+
+impl<B> Slot<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// The body's next frame; its end (or failure) ends the request's time in flight.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(body) = self.body.as_mut() else {
+            return Poll::Ready(Some(Err(Abandoned.into())));
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &polled {
+            if let Some(in_flight) = &self.in_flight {
+                in_flight.finish();
+            }
         }
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.body.as_ref().is_some_and(Body::is_end_stream);
+        if ended {
+            if let Some(in_flight) = &self.in_flight {
+                in_flight.finish();
+            }
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body
+            .as_ref()
+            .map_or_else(SizeHint::default, Body::size_hint)
     }
 }
 
@@ -150,42 +193,32 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let shared = &self.shared;
-        let mut slot = shared.lock();
-        let Some(body) = slot.body.as_mut() else {
-            return Poll::Ready(Some(Err(Abandoned.into())));
+        let shared = match &mut self.get_mut().0 {
+            Inner::Plain(slot) => return slot.poll_frame(cx),
+            Inner::Watched { shared, .. } => shared,
         };
-        let polled = Pin::new(body).poll_frame(cx);
+        let polled = shared.lock().poll_frame(cx);
         match &polled {
-            Poll::Pending => shared.owed_since.store(0, Ordering::Release),
             Poll::Ready(Some(Ok(_))) => shared.owe(),
-            Poll::Ready(None | Some(Err(_))) => {
-                shared.owed_since.store(0, Ordering::Release);
-                if let Some(in_flight) = &slot.in_flight {
-                    in_flight.finish();
-                }
+            Poll::Pending | Poll::Ready(None | Some(Err(_))) => {
+                shared.owed_since.store(0, Ordering::Release)
             }
         }
-        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        let slot = self.shared.lock();
-        let ended = slot.body.as_ref().is_some_and(Body::is_end_stream);
-        if ended {
-            if let Some(in_flight) = &slot.in_flight {
-                in_flight.finish();
-            }
+        match &self.0 {
+            Inner::Plain(slot) => slot.is_end_stream(),
+            Inner::Watched { shared, .. } => shared.lock().is_end_stream(),
         }
-        ended
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.shared
-            .lock()
-            .body
-            .as_ref()
-            .map_or_else(SizeHint::default, Body::size_hint)
+        match &self.0 {
+            Inner::Plain(slot) => slot.size_hint(),
+            Inner::Watched { shared, .. } => shared.lock().size_hint(),
+        }
     }
 }
 

@@ -39,6 +39,10 @@ use crate::body::Body;
 use crate::redact::Redactor;
 
 pub(crate) struct AccessLine {
+    /// Whether access lines were being written when the request began. When not, the
+    /// line's text is never built and the response body is not wrapped (a reload that
+    /// turns the log on takes effect from the next request).
+    logged: bool,
     start: Instant,
     request_id: String,
     client: IpAddr,
@@ -61,13 +65,21 @@ impl AccessLine {
         route: Arc<str>,
         request_id: &http::HeaderValue,
     ) -> Self {
+        let logged = tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO);
         Self {
+            logged,
             start: Instant::now(),
-            request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+            request_id: match logged {
+                true => String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+                false => String::new(),
+            },
             client,
             method: request.method().clone(),
             version: request.version(),
-            path: redactor.path_and_query_for_log(request.uri()),
+            path: match logged {
+                true => redactor.path_and_query_for_log(request.uri()),
+                false => String::new(),
+            },
             route,
             subject: None,
             upstream_time: None,
@@ -76,12 +88,20 @@ impl AccessLine {
         }
     }
 
+    /// Whether this request's line will be written (see `logged`).
+    pub(crate) fn logged(&self) -> bool {
+        self.logged
+    }
+
     pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 
     /// Wraps the response body so the line is written once the body has been sent or dropped.
     pub(crate) fn finish(self, response: Response<Body>) -> Response<Body> {
+        if !self.logged {
+            return response;
+        }
         let mut pending = Pending {
             line: self,
             status: response.status().as_u16(),
@@ -256,7 +276,14 @@ mod tests {
         let redactor = Redactor::new(["access_token"]);
         let id = http::HeaderValue::from_static("rid-1");
         let client = "2001:db8::1".parse().unwrap();
-        let mut line = AccessLine::begin(&request, client, &redactor, Arc::from("/hub"), &id);
+        let log_on = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        let mut line = tracing::subscriber::with_default(log_on, || {
+            AccessLine::begin(&request, client, &redactor, Arc::from("/hub"), &id)
+        });
+        assert!(line.logged());
         line.subject = subject.map(str::to_string);
         line.upstream_time = upstream;
         line.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
@@ -265,6 +292,23 @@ mod tests {
             status: 200,
             bytes: 46,
         }
+    }
+
+    #[test]
+    fn with_the_log_off_a_request_builds_no_line() {
+        let request = http::Request::get("/hub?x=1").body(()).unwrap();
+        let id = http::HeaderValue::from_static("rid-1");
+        let client = "192.0.2.1".parse().unwrap();
+        let redactor = Redactor::new(["access_token"]);
+        let log_off = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(std::io::sink)
+            .finish();
+        let line = tracing::subscriber::with_default(log_off, || {
+            AccessLine::begin(&request, client, &redactor, Arc::from("/hub"), &id)
+        });
+        assert!(!line.logged());
+        assert!(line.path.is_empty() && line.request_id.is_empty());
     }
 
     #[test]

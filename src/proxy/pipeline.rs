@@ -54,7 +54,9 @@ impl Proxy {
             self.auth
                 .request(&parts, &route.config, self.tickets.as_ref(), &self.metrics);
         let credential = self.counted(upgrade, route, credential.await)?;
-        line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
+        if line.logged() {
+            line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));
+        }
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
             Some(pending) if credential.is_none() && wants_first_message => {

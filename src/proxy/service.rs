@@ -295,7 +295,7 @@ impl Proxy {
         request.extensions_mut().insert(span.context.clone());
         let (redactor, name) = (&labels.redactor, labels.name.clone());
         let mut line = AccessLine::begin(request, client.addr, redactor, name, request_id);
-        line.trace_id = Some(span.context.trace_id_hex());
+        line.trace_id = line.logged().then(|| span.context.trace_id_hex());
         let addr = client.addr;
         request.extensions_mut().insert(client);
         (line, addr)

@@ -118,38 +118,47 @@ pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPat
     }
 }
 
-fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+/// The field names the `Connection` fields list, as spelled (compared case-insensitively:
+/// made into `HeaderName`s they would cost an allocation each on every response).
+fn connection_tokens(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(|token| token.trim_matches([' ', '\t']))
         .collect()
+}
+
+fn listed(tokens: &[&str], name: &HeaderName) -> bool {
+    tokens.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named = named_by_connection(headers);
-    remove_present(headers, |name| {
-        named.contains(name) || hop_by_hop().contains(&name)
+    remove_present(headers, |tokens, name| {
+        hop_by_hop().contains(&name) || listed(tokens, name)
     });
 }
 
 /// [`remove_hop_by_hop`] for a client request: a protected field named in `Connection`
 /// stays, so a client cannot have the proxy drop a header it vouches for.
 pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
-    let named = named_by_connection(headers);
-    remove_present(headers, |name| {
-        hop_by_hop().contains(&name) || (named.contains(name) && !is_protected(name, identity))
+    remove_present(headers, |tokens, name| {
+        hop_by_hop().contains(&name) || (listed(tokens, name) && !is_protected(name, identity))
     });
 }
 
-/// Removes every field whose name `doomed` picks. One pass over the fields the message
-/// has: most of the names a proxy must remove are absent, and asking the map for each one
-/// would hash it.
-fn remove_present(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let present: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+/// Removes every field whose name `doomed` picks, given what `Connection` lists. One pass
+/// over the fields the message has: most of the names a proxy must remove are absent, and
+/// asking the map for each one would hash it.
+fn remove_present(headers: &mut HeaderMap, doomed: impl Fn(&[&str], &HeaderName) -> bool) {
+    let tokens = connection_tokens(headers);
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| doomed(&tokens, n))
+        .cloned()
+        .collect();
     for name in present {
         headers.remove(name);
     }

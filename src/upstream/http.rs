@@ -237,6 +237,10 @@ fn upstream_error(error: SendError) -> UpstreamError {
 /// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
 /// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
 /// the headers gatehouse vouches for are set last.
+/// The most fields the rewrite adds besides identity headers: `Authorization`, four
+/// forwarding headers, `X-Request-Id`, `traceparent` and `tracestate`.
+const ADDED_FIELDS: usize = 8;
+
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     route: &RouteConfig,
@@ -244,6 +248,11 @@ fn rewrite_headers(
     hop: &Hop,
     (ctx, access): (&Rewrite<'_>, &Access),
 ) {
+    // Room for what is added below (forwarding, request id, identity, trace context) at
+    // once: the map hyper parsed fits the client's fields, and grew twice on the way. It
+    // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
+    // far below the map's limit.
+    let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.len());
     headers::remove_client_hop_by_hop(h, ctx.identity);
     headers::remove_spoofed(h, ctx.identity);
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.

@@ -96,10 +96,10 @@ impl Idle {
         }
     }
 
-    /// Parks a connection whose exchange has fully ended, if it can take another request
-    /// and the endpoint has room; otherwise it is closed.
-    fn give_back(&self, mut lease: Lease, limits: Limits) {
-        if limits.max_idle == 0 || !lease.reusable() {
+    /// Parks a connection whose exchange has fully ended and that [`Lease::reusable`] found
+    /// ready for another request, if the endpoint has room; otherwise it is closed.
+    fn give_back(&self, lease: Lease, limits: Limits) {
+        if limits.max_idle == 0 {
             return;
         }
         let mut parked = self.lock();
@@ -212,8 +212,11 @@ impl Drop for PooledBody {
 /// limit, and the connection is parked when hyper is done with it. Cutting it instead
 /// would hand the upstream a truncated body.
 fn finish(mut lease: Lease, home: Arc<Idle>, limits: Limits) {
-    if lease.reusable() || lease.conn.is_none() {
+    if lease.reusable() {
         home.give_back(lease, limits);
+        return;
+    }
+    if lease.conn.is_none() {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -228,7 +231,7 @@ fn finish(mut lease: Lease, home: Arc<Idle>, limits: Limits) {
             lease.sender.poll_ready(cx).map(|r| r.is_ok())
         })
         .await;
-        if ready {
+        if ready && lease.reusable() {
             home.give_back(lease, limits);
         }
     });
