@@ -94,6 +94,16 @@ const SPOOFED: &[&str] = &[
     "X-HTTP-Method: DELETE",
     "X-Method-Override: DELETE",
     "X-Forwarded-For: 6.6.6.6",
+    "Client-IP: 6.6.6.6",
+    "CF-Connecting-IP: 6.6.6.6",
+    "X-ARR-ClientCert: MIIBforged",
+    "X_SSL_Client_Verify: SUCCESS",
+    "Remote-User: root",
+    "X-Auth-Request-User: root",
+    "X_Auth_Request_Groups: admins",
+    "X-Amzn-Oidc-Identity: root",
+    "X-MS-CLIENT-PRINCIPAL-NAME: root",
+    "X-Goog-Authenticated-User-Email: accounts.google.com:root@example.com",
 ];
 
 const NEVER_FROM_CLIENT: &[&str] = &[
@@ -106,6 +116,16 @@ const NEVER_FROM_CLIENT: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "client-ip",
+    "cf-connecting-ip",
+    "x-arr-clientcert",
+    "x-ssl-client-verify",
+    "remote-user",
+    "x-auth-request-user",
+    "x-auth-request-groups",
+    "x-amzn-oidc-identity",
+    "x-ms-client-principal-name",
+    "x-goog-authenticated-user-email",
 ];
 
 #[tokio::test]
@@ -153,6 +173,36 @@ async fn spoofed_identity_and_forwarding_headers_never_reach_the_upstream() {
     assert!(values_folded(&seen, "x-auth-subject").is_empty());
     assert!(values_folded(&seen, "x-auth-roles").is_empty());
     assert_eq!(values_folded(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+}
+
+/// A backend that already trusts oauth2-proxy's user header keeps working when gatehouse
+/// sets it: the client's spellings never arrive, gatehouse's verified subject does.
+#[tokio::test]
+async fn an_asserted_header_set_as_identity_carries_only_the_verified_subject() {
+    let upstream = Upstream::echo().await;
+    let config = format!(
+        r#"
+{HS_ISSUER}
+
+[identity]
+headers = {{ "X-Auth-Request-User" = "sub" }}
+
+[[route]]
+path = "/api"
+upstream = "{}"
+"#,
+        upstream.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&config, &[("HS", SECRET)]).await;
+    let request = format!(
+        "GET /api/x HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {}\r\n\
+         X-Auth-Request-User: root\r\nX_AUTH_REQUEST_USER: root\r\nConnection: close\r\n\r\n",
+        token("alice"),
+    );
+    let reply = raw(&proxy, &request).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = upstream.last().headers;
+    assert_eq!(values_folded(&seen, "x-auth-request-user"), ["alice"]);
 }
 
 /// A stock WSGI server (Python's wsgiref) answering with the identity it read.

@@ -57,12 +57,60 @@ const FORWARDING: &[&str] = &[
     "x-client-ip",
     "true-client-ip",
     "x-cluster-client-ip",
+    // Rails' `remote_ip` reads it; Cloudflare, Fastly and ingress-nginx set the next three.
+    "client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    // ASP.NET Core's forwarded-headers middleware keeps the values it replaced in these.
+    "x-original-for",
+    "x-original-proto",
     "x-original-url",
     "x-rewrite-url",
     "x-original-host",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+];
+
+/// Client headers in which a TLS terminator or an authenticating proxy tells its backend
+/// who the caller is: the client certificate, and the user of oauth2-proxy, Kubernetes'
+/// front proxy, Grafana's auth proxy, AWS ALB, Google IAP and Azure App Service. A backend
+/// moved behind gatehouse may still believe them, and no client sends them honestly, so
+/// they never pass. Unlike the forwarding names, an operator may have gatehouse set one
+/// as an identity header (`[identity]`), for a backend that already reads it.
+const ASSERTED: &[&str] = &[
+    "x-arr-clientcert",
+    "x-client-cert",
+    "x-client-verify",
+    "x-client-dn",
+    "x-ssl-cert",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-ssl-client-dn",
+    "x-ssl-client-s-dn",
+    "ssl-client-cert",
+    "remote-user",
+    "x-remote-user",
+    "x-remote-group",
+    "x-webauth-user",
+    "x-authenticated-user",
+    "x-goog-authenticated-user-email",
+    "x-goog-authenticated-user-id",
+    "x-goog-iap-jwt-assertion",
+    "x-ms-client-principal",
+    "x-ms-client-principal-id",
+    "x-ms-client-principal-name",
+    "x-ms-client-principal-idp",
+];
+
+/// Families of [`ASSERTED`] names, by prefix.
+const ASSERTED_PREFIXES: &[&str] = &[
+    "x-auth-request-",
+    "x-remote-extra-",
+    "x-amzn-oidc-",
+    "x-amzn-mtls-",
+    "x-ms-token-",
 ];
 
 /// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
@@ -75,12 +123,19 @@ pub fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
+/// Whether `name` begins with `prefix`, folded as [`same_name`] folds.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| same_name(head, prefix))
+}
+
 fn is_forwarding(name: &str) -> bool {
-    let prefix = "x-forwarded-";
-    FORWARDING.iter().any(|f| same_name(f, name))
-        || name
-            .get(..prefix.len())
-            .is_some_and(|head| same_name(head, prefix))
+    FORWARDING.iter().any(|f| same_name(f, name)) || has_prefix(name, "x-forwarded-")
+}
+
+fn is_asserted(name: &str) -> bool {
+    ASSERTED.iter().any(|a| same_name(a, name))
+        || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p))
 }
 
 /// Headers the proxy manages itself; an identity header may not be one of them.
@@ -89,9 +144,10 @@ pub fn is_reserved(name: &HeaderName) -> bool {
 }
 
 /// A client header that must not reach the upstream in any spelling: an identity header,
-/// a forwarding header, or an `_` spelling of a header the proxy manages.
+/// a forwarding or asserted header, or an `_` spelling of a header the proxy manages.
 fn is_spoofed(name: &str, identity: &[(HeaderName, ClaimPath)]) -> bool {
     is_forwarding(name)
+        || is_asserted(name)
         || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
         || (name.contains('_')
             && hop_by_hop()
@@ -279,6 +335,16 @@ mod tests {
             "x_request_id",
             "transfer_encoding",
             "sec_websocket_protocol",
+            "client_ip",
+            "cf-connecting-ip",
+            "x-arr-clientcert",
+            "x_ssl_client_cert",
+            "remote_user",
+            "x-auth-request-user",
+            "x_auth_request_email",
+            "x-amzn-oidc-identity",
+            "x-ms-client-principal-name",
+            "x_goog_authenticated_user_email",
         ];
         let mut h = map(&spoofed.map(|n| (n, "evil")));
         h.insert("x-keep", HeaderValue::from_static("1"));
@@ -295,6 +361,26 @@ mod tests {
             assert!(is_reserved(&HeaderName::from_static(name)), "{name}");
         }
         assert!(!is_reserved(&HeaderName::from_static("x-auth-subject")));
+    }
+
+    /// An operator whose backend already reads, say, oauth2-proxy's header may have
+    /// gatehouse set it: the client's spellings go, and gatehouse's own value is added.
+    #[test]
+    fn an_asserted_name_may_be_an_identity_header() {
+        for name in [
+            "x-remote-user",
+            "x-auth-request-user",
+            "x-ms-client-principal-name",
+        ] {
+            assert!(!is_reserved(&HeaderName::from_static(name)), "{name}");
+        }
+        let identity = vec![(
+            HeaderName::from_static("x-remote-user"),
+            ClaimPath::top("sub"),
+        )];
+        let mut h = map(&[("X_Remote_User", "root"), ("x-remote-user", "root")]);
+        remove_spoofed(&mut h, &identity);
+        assert!(h.is_empty());
     }
 
     #[test]
