@@ -89,12 +89,12 @@ impl TraceContext {
 
     /// Replaces whatever trace headers the client sent with ours.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        headers.remove(&TRACEPARENT);
-        headers.remove(&TRACESTATE);
+        // `insert` replaces every value the client sent under the name.
         headers.insert(TRACEPARENT.clone(), self.traceparent());
-        if let Some(state) = &self.tracestate {
-            headers.insert(TRACESTATE.clone(), state.clone());
-        }
+        match &self.tracestate {
+            Some(state) => headers.insert(TRACESTATE.clone(), state.clone()),
+            None => headers.remove(&TRACESTATE),
+        };
     }
 }
 

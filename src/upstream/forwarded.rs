@@ -54,8 +54,19 @@ impl Hop {
     fn forwarded_for(&self, address: &str) -> String {
         let host = self.host.as_ref().and_then(|h| h.to_str().ok());
         let host = host.map(token_or_quoted);
-        let host_len = host.as_ref().map_or(0, |h| h.len() + ";host=".len());
-        let mut value = String::with_capacity(address.len() + 24 + host_len);
+        // Exactly as long as the value: a string with spare room becomes `Bytes` through a
+        // second allocation (`apply`).
+        let len = "for=".len()
+            + address.len()
+            + if self.peer.is_ipv6() {
+                "\"[]\"".len()
+            } else {
+                0
+            }
+            + ";proto=".len()
+            + self.proto().len()
+            + host.as_ref().map_or(0, |h| ";host=".len() + h.len());
+        let mut value = String::with_capacity(len);
         value.push_str("for=");
         // RFC 7239 §6: an IPv6 node is bracketed, and then must be quoted (`:` is not a tchar).
         match self.peer {
@@ -77,7 +88,8 @@ impl Hop {
 
     /// Sets the forwarding headers, replacing any the request still has.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        // The strings become the values' bytes as they are (no second copy).
+        // The strings become the values' bytes as they are: no copy, and, as each string is
+        // exactly as long as its capacity, no allocation either.
         let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
         let address = address_text(self.peer);
         if let Ok(value) = owned(self.forwarded_for(&address)) {
@@ -103,8 +115,10 @@ impl Hop {
 fn address_text(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
-            let mut text = String::with_capacity("255.255.255.255".len());
-            for (i, octet) in v4.octets().into_iter().enumerate() {
+            let digits = |octet: u8| 1 + usize::from(octet >= 10) + usize::from(octet >= 100);
+            let octets = v4.octets();
+            let mut text = String::with_capacity(3 + octets.into_iter().map(digits).sum::<usize>());
+            for (i, octet) in octets.into_iter().enumerate() {
                 if i > 0 {
                     text.push('.');
                 }
@@ -157,6 +171,25 @@ mod tests {
             https,
             host.map(|h| HeaderValue::from_str(h).unwrap()),
         )
+    }
+
+    #[test]
+    /// IPv4 addresses and every `Forwarded` value; an IPv6 address is `Display`'s.
+    fn the_values_fill_their_strings_exactly() {
+        for (peer, host) in [
+            ("192.0.2.60", Some("api.example")),
+            ("10.0.0.1", None),
+            ("255.255.255.255", Some("a b")),
+            ("2001:db8:cafe::17", Some("api.example:8443")),
+        ] {
+            let hop = hop(peer, false, host);
+            let address = address_text(hop.peer);
+            if hop.peer.is_ipv4() {
+                assert_eq!(address.len(), address.capacity(), "{peer}");
+            }
+            let forwarded = hop.forwarded_for(&address);
+            assert_eq!(forwarded.len(), forwarded.capacity(), "{forwarded}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use http::header::{self, HeaderName};
 
 use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use http::header::GetAll;
 use http::{HeaderMap, HeaderValue};
 
 use crate::claim_path::ClaimPath;
@@ -174,45 +175,62 @@ pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPat
     }
 }
 
-/// The field names the `Connection` fields list, as spelled (compared case-insensitively:
-/// made into `HeaderName`s they would cost an allocation each on every response).
-fn connection_tokens(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(header::CONNECTION)
+/// The tokens of the `Connection` fields, trimmed.
+fn tokens<'a>(connection: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a [u8]> {
+    connection
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|token| token.trim_matches([' ', '\t']))
-        .collect()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
 }
 
-fn listed(tokens: &[&str], name: &HeaderName) -> bool {
-    tokens.iter().any(|t| t.eq_ignore_ascii_case(name.as_str()))
+/// The `Connection` fields, when they name a field beyond the fixed hop-by-hop set: they
+/// rarely do (`keep-alive`, `close`, `upgrade`), and then no field is looked for in them.
+fn naming_more<'a, 'm>(
+    connection: &'a GetAll<'m, HeaderValue>,
+) -> Option<&'a GetAll<'m, HeaderValue>> {
+    let fixed = |t: &[u8]| {
+        t.is_empty()
+            || t.eq_ignore_ascii_case(b"close")
+            || hop_by_hop()
+                .iter()
+                .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
+    };
+    tokens(connection).any(|t| !fixed(t)).then_some(connection)
+}
+
+/// Whether `Connection` lists `name`: its tokens are compared where they lie, ignoring
+/// case (made into `HeaderName`s they cost an allocation each on every response).
+fn listed(connection: Option<&GetAll<'_, HeaderValue>>, name: &HeaderName) -> bool {
+    connection.is_some_and(|c| tokens(c).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes())))
 }
 
 /// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_present(headers, |tokens, name| {
-        hop_by_hop().contains(&name) || listed(tokens, name)
+    remove_present(headers, |connection, name| {
+        hop_by_hop().contains(&name) || listed(connection, name)
     });
 }
 
 /// [`remove_hop_by_hop`] for a client request: a protected field named in `Connection`
 /// stays, so a client cannot have the proxy drop a header it vouches for.
 pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
-    remove_present(headers, |tokens, name| {
-        hop_by_hop().contains(&name) || (listed(tokens, name) && !is_protected(name, identity))
+    remove_present(headers, |connection, name| {
+        hop_by_hop().contains(&name) || (listed(connection, name) && !is_protected(name, identity))
     });
 }
 
-/// Removes every field whose name `doomed` picks, given what `Connection` lists. One pass
-/// over the fields the message has: most of the names a proxy must remove are absent, and
-/// asking the map for each one would hash it.
-fn remove_present(headers: &mut HeaderMap, doomed: impl Fn(&[&str], &HeaderName) -> bool) {
-    let tokens = connection_tokens(headers);
+/// Removes every field whose name `doomed` picks, given the `Connection` fields when they
+/// name more than the fixed set. One pass over the fields the message has: most of the
+/// names a proxy must remove are absent, and asking the map for each one would hash it.
+fn remove_present(
+    headers: &mut HeaderMap,
+    doomed: impl Fn(Option<&GetAll<'_, HeaderValue>>, &HeaderName) -> bool,
+) {
+    let connection = headers.get_all(header::CONNECTION);
+    let connection = naming_more(&connection);
     let present: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| doomed(&tokens, n))
+        .filter(|n| doomed(connection, n))
         .cloned()
         .collect();
     for name in present {
@@ -274,7 +292,9 @@ mod tests {
     fn hop_by_hop_and_connection_named_fields_go() {
         let mut h = map(&[
             ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "close,\tX-OTHER-hop ,"),
             ("x-secret-hop", "1"),
+            ("x-other-hop", "1"),
             ("te", "trailers"),
             ("upgrade", "h2c"),
             ("x-keep", "1"),
@@ -282,6 +302,11 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+
+        // Only the fixed set named: nothing else goes.
+        let mut h = map(&[("connection", "Keep-Alive, close"), ("x-keep", "1")]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]
