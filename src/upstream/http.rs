@@ -234,13 +234,13 @@ fn upstream_error(error: SendError) -> UpstreamError {
     }
 }
 
-/// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
-/// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
-/// the headers gatehouse vouches for are set last.
 /// The most fields the rewrite adds besides identity headers: `Authorization`, four
 /// forwarding headers, `X-Request-Id`, `traceparent` and `tracestate`.
 const ADDED_FIELDS: usize = 8;
 
+/// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
+/// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
+/// the headers gatehouse vouches for are set last.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     route: &RouteConfig,
