@@ -113,7 +113,7 @@ upstream_accepts() {
   curl -s "http://127.0.0.1:$STATUS_PORT/" | awk 'NR == 3 {print $1}'
 }
 
-declare -A PORT_OF PID_OF PATH_OF
+declare -A PORT_OF PID_OF
 
 start_nginx_tls() {
   free_port NG_PORT
