@@ -69,16 +69,18 @@ impl AccessLine {
         Self {
             logged,
             start: Instant::now(),
-            request_id: match logged {
-                true => String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
-                false => String::new(),
+            request_id: if logged {
+                String::from_utf8_lossy(request_id.as_bytes()).into_owned()
+            } else {
+                String::new()
             },
             client,
             method: request.method().clone(),
             version: request.version(),
-            path: match logged {
-                true => redactor.path_and_query_for_log(request.uri()),
-                false => String::new(),
+            path: if logged {
+                redactor.path_and_query_for_log(request.uri())
+            } else {
+                String::new()
             },
             route,
             subject: None,

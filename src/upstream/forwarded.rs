@@ -88,8 +88,8 @@ impl Hop {
 
     /// Sets the forwarding headers, replacing any the request still has.
     pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        // The strings become the values' bytes as they are: no copy, and, as each string is
-        // exactly as long as its capacity, no allocation either.
+        // The strings become the values' bytes as they are: no copy, and, as they are built
+        // exactly as long as their capacity (an IPv6 address aside), no allocation either.
         let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
         let address = address_text(self.peer);
         if let Ok(value) = owned(self.forwarded_for(&address)) {
@@ -173,8 +173,8 @@ mod tests {
         )
     }
 
-    #[test]
     /// IPv4 addresses and every `Forwarded` value; an IPv6 address is `Display`'s.
+    #[test]
     fn the_values_fill_their_strings_exactly() {
         for (peer, host) in [
             ("192.0.2.60", Some("api.example")),

@@ -5,10 +5,9 @@
 //! Backends behind CGI, WSGI and Rack read `X_Auth_Subject` as `X-Auth-Subject` (both
 //! become `HTTP_X_AUTH_SUBJECT`), so every comparison here folds ASCII case and `_`/`-`.
 
-use http::header::{self, HeaderName};
+use http::header::{self, GetAll, HeaderName};
 
 use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
-use http::header::GetAll;
 use http::{HeaderMap, HeaderValue};
 
 use crate::claim_path::ClaimPath;
