@@ -133,7 +133,11 @@ impl Framing {
             // The usual case, a whole head in one read: judged where it lies, not copied.
             return match head_end(bytes) {
                 Some(end) if end <= MAX_HEAD => {
-                    self.judge(&bytes[..end]).map_or(&[], |()| &bytes[end..])
+                    if self.judge(&bytes[..end]) {
+                        &bytes[end..]
+                    } else {
+                        &[]
+                    }
                 }
                 Some(_) => {
                     self.lose();
@@ -160,13 +164,13 @@ impl Framing {
             return &[];
         }
         let head = std::mem::take(&mut self.head);
-        let judged = self.judge(&head[..end]);
-        if !self.is_off() {
-            // Keeps the allocation for the next head that arrives in pieces.
-            self.head = head;
-            self.head.clear();
+        if !self.judge(&head[..end]) {
+            return &[];
         }
-        judged.map_or(&[], |()| &bytes[end.saturating_sub(before)..])
+        // Keeps the allocation for the next head that arrives in pieces.
+        self.head = head;
+        self.head.clear();
+        &bytes[end.saturating_sub(before)..]
     }
 
     /// Keeps the start of a head that has not ended yet.
@@ -177,23 +181,15 @@ impl Framing {
         }
     }
 
-    /// Judges one whole head (up to its blank line) and moves on to its body; `None` when
+    /// Judges one whole head (up to its blank line) and moves on to its body; `false` when
     /// the stream cannot be followed from here (it is then off or lost).
-    fn judge(&mut self, head: &[u8]) -> Option<()> {
+    fn judge(&mut self, head: &[u8]) -> bool {
         match self.parse_head(head) {
-            Some(next) => {
-                self.state = next;
-                Some(())
-            }
-            None if head.starts_with(b"PRI * HTTP/2.0\r\n") => {
-                self.off();
-                None
-            }
-            None => {
-                self.lose();
-                None
-            }
+            Some(next) => self.state = next,
+            None if head.starts_with(b"PRI * HTTP/2.0\r\n") => self.off(),
+            None => self.lose(),
         }
+        !self.is_off()
     }
 
     /// Parses one head; records its verdict and returns how its body is framed.
