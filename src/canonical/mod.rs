@@ -126,8 +126,44 @@ impl Refusal {
     }
 }
 
-/// The canonical spelling of an origin-form path (no query).
-pub fn path(raw: &str, rules: &PathRules) -> Result<String, Refusal> {
+/// The canonical spelling of an origin-form path (no query); nearly every path already
+/// is one, and is then returned as it is.
+pub fn path<'a>(raw: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, Refusal> {
+    if is_canonical(raw, rules) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    respell(raw, rules).map(Cow::Owned)
+}
+
+/// Whether [`respell`] would return `raw` unchanged, decided without building anything: no
+/// byte that it decodes, escapes, refuses or reads as a parameter (`%`, `;`, `\`, space,
+/// control and non-ASCII bytes), no dot segment and no name ending in a dot, and no empty
+/// segment that merging would remove.
+fn is_canonical(raw: &str, rules: &PathRules) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    let plain = |b: &u8| matches!(b, 0x21..=0x7e) && !matches!(b, b'%' | b';' | b'\\');
+    if !rest.as_bytes().iter().all(plain) {
+        return false;
+    }
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        let fine = match segment {
+            "" => last || !rules.merge_slashes,
+            // `.`, `..` and a name Windows would trim all end in a dot.
+            _ => !segment.ends_with('.'),
+        };
+        if !fine {
+            return false;
+        }
+    }
+    true
+}
+
+/// [`path`] the long way: every segment decoded and spelled again.
+fn respell(raw: &str, rules: &PathRules) -> Result<String, Refusal> {
     let Some(rest) = raw.strip_prefix('/') else {
         return Err(Refusal::NotOriginForm);
     };

@@ -62,7 +62,7 @@ pub fn target(t: &Target<'_>, rules: &PathRules) -> Result<Canonical, Refusal> {
     }
     let path_and_query = match t.uri.query() {
         Some(query) => PathAndQuery::try_from(format!("{canonical}?{query}")),
-        None => PathAndQuery::try_from(canonical),
+        None => PathAndQuery::try_from(canonical.into_owned()),
     }
     .map_err(|_| Refusal::NotOriginForm)?;
     Ok(Canonical {

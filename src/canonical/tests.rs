@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use super::*;
 
 fn strict(raw: &str) -> Result<String, Refusal> {
-    path(raw, &PathRules::default())
+    path(raw, &PathRules::default()).map(Cow::into_owned)
 }
 
 fn with(
@@ -17,7 +17,7 @@ fn with(
         escaped_slashes,
         path_params,
     };
-    path(raw, &rules)
+    path(raw, &rules).map(Cow::into_owned)
 }
 
 #[test]
@@ -341,4 +341,72 @@ fn an_origin_form_request_has_one_host_that_is_a_host_and_port() {
         .err(),
         Some(Refusal::TargetMismatch)
     );
+}
+
+/// The shortcut for paths that are already canonical agrees with spelling them again: it
+/// is taken only where respelling changes nothing, and every other path takes the long way.
+#[test]
+fn a_path_is_taken_as_it_is_only_when_respelling_changes_nothing() {
+    let merge = PathRules::default();
+    let keep_empty = PathRules {
+        merge_slashes: false,
+        ..merge
+    };
+    let keep_params = PathRules {
+        path_params: PathParams::Keep,
+        ..merge
+    };
+    let inputs = [
+        "/",
+        "/a",
+        "/a/",
+        "/api/v1/users/42",
+        "/static/app.min.js",
+        "/.well-known/x",
+        "/a/.b",
+        "/~user/x-y_z",
+        "/a:b@c!$&'()*+,=",
+        "/A/B",
+        "/a.",
+        "/a/.",
+        "/a/..",
+        "/a/../b",
+        "/./a",
+        "//",
+        "//a",
+        "/a//b",
+        "/a//",
+        "/a b",
+        "/a\"b<c>",
+        "/a%41",
+        "/a;b",
+        "/a\\b",
+        "/a\u{7f}",
+        "/é",
+        "a",
+        "",
+        "/a?b",
+        "/a#b",
+        "/..a",
+        "/a..",
+        "/a/...",
+    ];
+    for rules in [merge, keep_empty, keep_params] {
+        for raw in inputs {
+            let respelled = respell(raw, &rules);
+            if is_canonical(raw, &rules) {
+                assert_eq!(respelled.as_deref(), Ok(raw), "{raw:?} taken as it is");
+            }
+            assert_eq!(path(raw, &rules).map(Cow::into_owned), respelled, "{raw:?}");
+        }
+        for plain in [
+            "/",
+            "/a/",
+            "/api/v1/users/42",
+            "/static/app.min.js",
+            "/a:b@c!$&'()*+,=",
+        ] {
+            assert!(is_canonical(plain, &rules), "{plain:?} takes the long way");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! `X-Forwarded-Proto` and `X-Forwarded-Host`, built from the request's resolved client
 //! (`client.rs`: the peer, or what a trusted proxy said).
 //!
-//! The client's own values are never passed on (`headers::remove_spoofed` drops them in
+//! The client's own values are never passed on (`headers::strip_client` drops them in
 //! every spelling): each header names one hop, the client gatehouse resolved, so an
 //! upstream that trusts gatehouse alone reads the right client without walking a chain.
 

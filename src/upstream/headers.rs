@@ -5,6 +5,8 @@
 //! Backends behind CGI, WSGI and Rack read `X_Auth_Subject` as `X-Auth-Subject` (both
 //! become `HTTP_X_AUTH_SUBJECT`), so every comparison here folds ASCII case and `_`/`-`.
 
+use std::sync::LazyLock;
+
 use http::header::{self, GetAll, HeaderName};
 
 use super::forwarded::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
@@ -133,27 +135,54 @@ fn is_forwarding(name: &str) -> bool {
     FORWARDING.iter().any(|f| same_name(f, name)) || has_prefix(name, "x-forwarded-")
 }
 
-fn is_asserted(name: &str) -> bool {
-    ASSERTED.iter().any(|a| same_name(a, name))
-        || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p))
-}
-
 /// Headers the proxy manages itself; an identity header may not be one of them.
 pub fn is_reserved(name: &HeaderName) -> bool {
     hop_by_hop().contains(&name) || managed().contains(&name) || is_forwarding(name.as_str())
 }
 
+/// The fixed names [`is_spoofed`] looks for, by length, each with whether it is spoofed
+/// only when spelled with `_` (a name the proxy manages: its `-` spelling is handled where
+/// it is managed). Every client field is looked up here, a dozen per browser request, so
+/// a name meets only the few of its own length, not all sixty.
+static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::new(|| {
+    let always = FORWARDING.iter().chain(ASSERTED).map(|n| (*n, false));
+    let underscored = hop_by_hop()
+        .into_iter()
+        .chain(managed())
+        .map(|n| (n.as_str(), true));
+    let mut by_length: Vec<Vec<(&str, bool)>> = Vec::new();
+    for (name, only_underscored) in always.chain(underscored) {
+        if by_length.len() <= name.len() {
+            by_length.resize_with(name.len() + 1, Vec::new);
+        }
+        by_length[name.len()].push((name, only_underscored));
+    }
+    by_length
+});
+
+/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. All
+/// begin with `x-`, which most names do not.
+fn spoofed_prefix(name: &str) -> bool {
+    name.as_bytes()
+        .first()
+        .is_some_and(|b| b.eq_ignore_ascii_case(&b'x'))
+        && (has_prefix(name, "x-forwarded-")
+            || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p)))
+}
+
 /// A client header that must not reach the upstream in any spelling: an identity header,
 /// a forwarding or asserted header, or an `_` spelling of a header the proxy manages.
 fn is_spoofed(name: &str, identity: &[(HeaderName, ClaimPath)]) -> bool {
-    is_forwarding(name)
-        || is_asserted(name)
-        || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
-        || (name.contains('_')
-            && hop_by_hop()
-                .into_iter()
-                .chain(managed())
-                .any(|n| same_name(n.as_str(), name)))
+    // No listed name begins with `_`: a different first byte rules a candidate out.
+    let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
+    let fixed = SPOOFED_BY_LENGTH.get(name.len()).is_some_and(|names| {
+        names.iter().any(|(candidate, only_underscored)| {
+            candidate.as_bytes().first() == first.as_ref()
+                && same_name(candidate, name)
+                && (!only_underscored || name.contains('_'))
+        })
+    });
+    fixed || spoofed_prefix(name) || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
 }
 
 /// A field `Connection` may not take away, whatever the client says is hop-by-hop.
@@ -161,17 +190,77 @@ fn is_protected(name: &HeaderName, identity: &[(HeaderName, ClaimPath)]) -> bool
     managed().contains(&name) || is_spoofed(name.as_str(), identity)
 }
 
-/// Removes every client header [`is_spoofed`] names; the proxy sets its own afterwards.
-pub fn remove_spoofed(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_spoofed(name.as_str(), identity))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        tracing::debug!(header = %name, "removed a client-supplied identity or forwarding header");
-        headers.remove(&name);
+/// What [`strip_client`] saw of the fields the rewrite handles next, so that it asks the
+/// map only for those that are there.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Seen {
+    pub authorization: bool,
+    pub cookie: bool,
+    pub websocket_protocol: bool,
+}
+
+/// Removes from a client request the hop-by-hop fields (a protected field named in
+/// `Connection` stays, so a client cannot have the proxy drop a header it vouches for) and
+/// every one [`is_spoofed`] names; the proxy sets its own afterwards.
+pub fn strip_client(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) -> Seen {
+    strip(
+        headers,
+        |name| {
+            let spoofed = is_spoofed(name.as_str(), identity);
+            if spoofed {
+                tracing::debug!(header = %name, "removed a client-supplied identity or forwarding header");
+            }
+            spoofed
+        },
+        |name| !is_protected(name, identity),
+    )
+}
+
+/// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, |_| false, |_| true);
+}
+
+/// Removes the fixed hop-by-hop set, the fields `also` picks, and the ones `Connection`
+/// names that `may_list` allows, in one pass over the fields the message has: most names
+/// a proxy must remove are absent, and asking the map for each one would hash it.
+fn strip(
+    headers: &mut HeaderMap,
+    also: impl Fn(&HeaderName) -> bool,
+    may_list: impl Fn(&HeaderName) -> bool,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut connection = false;
+    // Besides `Connection`, which nearly every response has, there is rarely anything to
+    // remove, and then this allocates nothing.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if *name == header::CONNECTION {
+            connection = true;
+            continue;
+        }
+        seen.authorization |= *name == header::AUTHORIZATION;
+        seen.cookie |= *name == header::COOKIE;
+        seen.websocket_protocol |= *name == header::SEC_WEBSOCKET_PROTOCOL;
+        if hop_by_hop().contains(&name) || also(name) {
+            doomed.push(name.clone());
+        }
     }
+    if connection {
+        let listing = headers.get_all(header::CONNECTION);
+        if let Some(listing) = naming_more(&listing) {
+            let named = headers
+                .keys()
+                .filter(|n| listed(listing, n) && may_list(n))
+                .cloned();
+            doomed.extend(named);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    for name in doomed {
+        headers.remove(name);
+    }
+    seen
 }
 
 /// The tokens of the `Connection` fields, trimmed.
@@ -199,42 +288,8 @@ fn naming_more<'a, 'm>(
 
 /// Whether `Connection` lists `name`: its tokens are compared where they lie, ignoring
 /// case (made into `HeaderName`s they cost an allocation each on every response).
-fn listed(connection: Option<&GetAll<'_, HeaderValue>>, name: &HeaderName) -> bool {
-    connection.is_some_and(|c| tokens(c).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes())))
-}
-
-/// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_present(headers, |connection, name| {
-        hop_by_hop().contains(&name) || listed(connection, name)
-    });
-}
-
-/// [`remove_hop_by_hop`] for a client request: a protected field named in `Connection`
-/// stays, so a client cannot have the proxy drop a header it vouches for.
-pub fn remove_client_hop_by_hop(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) {
-    remove_present(headers, |connection, name| {
-        hop_by_hop().contains(&name) || (listed(connection, name) && !is_protected(name, identity))
-    });
-}
-
-/// Removes every field whose name `doomed` picks, given the `Connection` fields when they
-/// name more than the fixed set. One pass over the fields the message has: most of the
-/// names a proxy must remove are absent, and asking the map for each one would hash it.
-fn remove_present(
-    headers: &mut HeaderMap,
-    doomed: impl Fn(Option<&GetAll<'_, HeaderValue>>, &HeaderName) -> bool,
-) {
-    let connection = headers.get_all(header::CONNECTION);
-    let connection = naming_more(&connection);
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| doomed(connection, n))
-        .cloned()
-        .collect();
-    for name in present {
-        headers.remove(name);
-    }
+fn listed(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+    tokens(connection).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
 }
 
 /// The client's `X-Request-Id` when it is a sane id (up to 128 of `[A-Za-z0-9._-]`), else a new one.
@@ -324,18 +379,14 @@ mod tests {
         for name in fields {
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
         }
-        remove_client_hop_by_hop(&mut h, &identity());
-        for name in [
-            "x-auth-subject",
-            "authorization",
-            "host",
-            "cookie",
-            "x-request-id",
-        ] {
+        let seen = strip_client(&mut h, &identity());
+        assert!(seen.authorization && seen.cookie && !seen.websocket_protocol);
+        // The managed fields stay for the rewrite to handle; the identity and forwarding
+        // ones go anyway, as spoofed.
+        for name in ["authorization", "host", "cookie", "x-request-id"] {
             assert!(h.contains_key(name), "{name} was dropped");
         }
-        assert!(!h.contains_key("x-other"));
-        assert!(!h.contains_key("connection"));
+        assert_eq!(h.len(), 4);
     }
 
     #[test]
@@ -373,7 +424,7 @@ mod tests {
         let mut h = map(&spoofed.map(|n| (n, "evil")));
         h.insert("x-keep", HeaderValue::from_static("1"));
         h.insert("x-keep_me", HeaderValue::from_static("1"));
-        remove_spoofed(&mut h, &identity());
+        strip_client(&mut h, &identity());
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-keep", "x-keep_me"]);
@@ -403,7 +454,7 @@ mod tests {
             ClaimPath::top("sub"),
         )];
         let mut h = map(&[("X_Remote_User", "root"), ("x-remote-user", "root")]);
-        remove_spoofed(&mut h, &identity);
+        strip_client(&mut h, &identity);
         assert!(h.is_empty());
     }
 

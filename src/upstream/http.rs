@@ -253,14 +253,19 @@ fn rewrite_headers(
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
     let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.len());
-    headers::remove_client_hop_by_hop(h, ctx.identity);
-    headers::remove_spoofed(h, ctx.identity);
+    let seen = headers::strip_client(h, ctx.identity);
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
     h.remove(HOST);
-    join_cookies(h);
-    remove_token_cookies(h, redactor);
-    crate::websocket::remove_token_protocols(h);
-    h.remove(AUTHORIZATION);
+    if seen.cookie {
+        join_cookies(h);
+        remove_token_cookies(h, redactor);
+    }
+    if seen.websocket_protocol {
+        crate::websocket::remove_token_protocols(h);
+    }
+    if seen.authorization {
+        h.remove(AUTHORIZATION);
+    }
     if route.upstream_auth == UpstreamAuth::Bearer {
         if let Some(token) = ctx.token {
             if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {

@@ -1,30 +1,19 @@
 //! Identity headers: the configured header names are removed from every client request in
-//! every spelling a backend reads as the same name (any case, `_` for `-`), then set from
-//! the verified identity, so a client can never hand the upstream an `X-Auth-Subject` of
-//! its choosing. The upstream rewrite calls [`attach`] last, after hop-by-hop removal.
+//! every spelling a backend reads as the same name (any case, `_` for `-`; that is
+//! `headers::strip_client`), then set here from the verified identity, so a client can
+//! never hand the upstream an `X-Auth-Subject` of its choosing. The upstream rewrite calls
+//! [`attach`] last.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::auth::policy::Access;
 use crate::claim_path::ClaimPath;
-use crate::upstream::headers::same_name;
 
-/// Strips every configured identity header, then sets those the identity has claims for.
+/// Sets the identity headers the verified identity has claims for. Every client spelling
+/// of them is already gone: `headers::strip_client` removes them with the other spoofed
+/// names.
 pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, ClaimPath)], access: &Access) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|key| {
-            mapping
-                .iter()
-                .any(|(n, _)| same_name(n.as_str(), key.as_str()))
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        tracing::debug!(header = %name, "removed a client-supplied identity header");
-        headers.remove(name);
-    }
     let Some(identity) = access.identity() else {
         return;
     };
@@ -76,6 +65,7 @@ mod tests {
             );
         }
         h.insert("x-other", HeaderValue::from_static("1"));
+        crate::upstream::headers::strip_client(&mut h, &mapping);
         attach(&mut h, &mapping, &Access::Anonymous);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
