@@ -9,13 +9,17 @@
 //! a connection reads, finds each request head, and says for each whether it carried both.
 //!
 //! It follows message framing (fixed-length and chunked bodies) only to find the next
-//! head. It stays on for every request until the connection really switches protocols:
+//! head. A head with no line that names a body or a switch (nearly every `GET`) needs no
+//! parse for that: it has no body and no ambiguity, and whatever else is wrong with it is
+//! hyper's to refuse. The others are parsed in full. It stays on for every request until
+//! the connection really switches protocols:
 //!
 //! - a request asking to switch (`Upgrade:` or `CONNECT`) holds the bytes that follow it
 //!   until its answer is known ([`Framing::answered`]); a `101` (or a `2xx` to `CONNECT`)
 //!   turns the scanner off, anything else resumes scanning the held bytes as HTTP/1.1;
 //! - the HTTP/2 preface turns it off (HTTP/2 has no such ambiguity);
-//! - anything else it cannot follow (a head it cannot parse or larger than [`MAX_HEAD`],
+//! - anything else it cannot follow (a head it must parse and cannot, one larger than
+//!   [`MAX_HEAD`],
 //!   framing it does not understand, more held bytes than [`MAX_HEAD`]) leaves it *lost*:
 //!   every later request on the connection is flagged and refused. hyper refuses such
 //!   bytes itself and closes, so in practice this only fails closed where the two parsers
@@ -132,8 +136,8 @@ impl Framing {
         if self.head.is_empty() {
             // The usual case, a whole head in one read: judged where it lies, not copied.
             return match head_end(bytes) {
-                Some(end) if end <= MAX_HEAD => {
-                    if self.judge(&bytes[..end]) {
+                Some((end, plain)) if end <= MAX_HEAD => {
+                    if self.judge(&bytes[..end], plain) {
                         &bytes[end..]
                     } else {
                         &[]
@@ -153,7 +157,7 @@ impl Framing {
         let search_from = self.head.len().saturating_sub(3);
         let before = self.head.len();
         self.head.extend_from_slice(bytes);
-        let Some(end) = head_end(&self.head[search_from..]).map(|e| e + search_from) else {
+        let Some(end) = head_end(&self.head[search_from..]).map(|(e, _)| e + search_from) else {
             if self.head.len() > MAX_HEAD {
                 self.lose();
             }
@@ -164,7 +168,7 @@ impl Framing {
             return &[];
         }
         let head = std::mem::take(&mut self.head);
-        if !self.judge(&head[..end]) {
+        if !self.judge(&head[..end], frames_nothing(&head[..end])) {
             return &[];
         }
         // Keeps the allocation for the next head that arrives in pieces.
@@ -183,8 +187,8 @@ impl Framing {
 
     /// Judges one whole head (up to its blank line) and moves on to its body; `false` when
     /// the stream cannot be followed from here (it is then off or lost).
-    fn judge(&mut self, head: &[u8]) -> bool {
-        match self.parse_head(head) {
+    fn judge(&mut self, head: &[u8], plain: bool) -> bool {
+        match self.parse_head(head, plain) {
             Some(next) => self.state = next,
             None if head.starts_with(b"PRI * HTTP/2.0\r\n") => self.off(),
             None => self.lose(),
@@ -193,7 +197,20 @@ impl Framing {
     }
 
     /// Parses one head; records its verdict and returns how its body is framed.
-    fn parse_head(&mut self, head: &[u8]) -> Option<State> {
+    /// `plain`: the head [frames nothing](frames_nothing).
+    fn parse_head(&mut self, head: &[u8], plain: bool) -> Option<State> {
+        if plain {
+            // No body, no ambiguity and no switch, whatever else the head holds: hyper
+            // judges the rest, and refuses and closes on anything it cannot parse.
+            self.verdicts.push_back(false);
+            self.heads += 1;
+            return Some(State::Head);
+        }
+        self.parse_fully(head)
+    }
+
+    /// [`Framing::parse_head`] by a full parse of the head.
+    fn parse_fully(&mut self, head: &[u8]) -> Option<State> {
         // Uninitialised: httparse writes only the fields it finds (no 4 KiB zeroing per head).
         let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
@@ -307,14 +324,48 @@ impl Framing {
     }
 }
 
-/// The index just past the blank line that ends a head (`\r\n\r\n` or `\n\n`).
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    // memchr: every byte of every request head passes through here.
-    memchr::memchr_iter(b'\n', bytes).find_map(|i| match bytes.get(i + 1..) {
-        Some([b'\n', ..]) => Some(i + 2),
-        Some([b'\r', b'\n', ..]) => Some(i + 3),
-        _ => None,
+/// Whether no line of `head` begins with a name that frames a body or switches protocols:
+/// `Content-Length`, `Transfer-Encoding` or `Upgrade` followed by `:` or whitespace, or the
+/// `CONNECT` and `PRI` (HTTP/2 preface) methods followed by a space, in any case.
+///
+/// Every field name and method hyper reads begins a line, so a head that passes has no
+/// body and asks for no switch. Most heads pass; the few that do not (a body, an upgrade)
+/// are parsed in full. Matching more than hyper would (a space before the colon, which it
+/// refuses) only sends a head the long way.
+fn frames_nothing(head: &[u8]) -> bool {
+    head_end(head).is_some_and(|(_, plain)| plain)
+}
+
+/// Whether `line` begins with one of the names [`frames_nothing`] looks for.
+fn names_framing(line: &[u8]) -> bool {
+    const NAMED: [&[u8]; 5] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"upgrade",
+        b"connect",
+        b"pri",
+    ];
+    NAMED.iter().any(|name| {
+        line.get(..name.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(name))
+            && matches!(line.get(name.len()), Some(b':' | b' ' | b'\t'))
     })
+}
+
+/// The index just past the blank line that ends the head `bytes` begins with (`\r\n\r\n`
+/// or `\n\n`), and whether the head [frames nothing](frames_nothing): one pass finds both.
+fn head_end(bytes: &[u8]) -> Option<(usize, bool)> {
+    let mut named = names_framing(bytes);
+    // memchr: every byte of every request head passes through here.
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        match bytes.get(i + 1..) {
+            Some([b'\n', ..]) => return Some((i + 2, !named)),
+            Some([b'\r', b'\n', ..]) => return Some((i + 3, !named)),
+            Some(line) => named = named || names_framing(line),
+            None => {}
+        }
+    }
+    None
 }
 
 fn ends_chunked(value: &[u8]) -> bool {
@@ -362,8 +413,11 @@ mod tests {
         assert!(matches!(h2.state, State::Off));
         assert!(!h2.next_is_ambiguous());
 
+        // A head that names its framing is parsed in full, and one that cannot be parsed
+        // leaves the scanner lost.
         let mut garbage = Framing::default();
-        garbage.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nG(T / HTTP/1.1\r\n\r\n");
+        garbage
+            .feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nG(T / HTTP/1.1\r\nContent-Length: 1\r\n\r\n");
         assert!(garbage.is_off());
         assert!(!garbage.next_is_ambiguous(), "the first head parsed");
         assert!(garbage.next_is_ambiguous());
@@ -420,5 +474,38 @@ mod tests {
         flood.answered(false);
         assert!(!flood.next_is_ambiguous());
         assert!(flood.next_is_ambiguous());
+    }
+
+    /// A head that names no framing and no switch is judged without a parse: bodiless and
+    /// unambiguous, as the full parse finds it. Names that only begin like one of those, or
+    /// appear inside a line, do not count; a near spelling that hyper would refuse does.
+    #[test]
+    fn a_head_that_frames_nothing_is_judged_without_a_parse() {
+        let plain: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\r\nGET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: x\nUpgrade-Insecure-Requests: 1\nX: Content-Length: 5\n\n",
+            b"GET / HTTP/1.1\r\nContent-Lengths: 5\r\nPriority: u=1\r\nConnection: close\r\n\r\n",
+            b"DELETE /x HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\r\n",
+        ];
+        for head in plain {
+            assert!(frames_nothing(head), "{}", String::from_utf8_lossy(head));
+            let mut parsed = Framing::default();
+            let state = parsed.parse_fully(head);
+            assert!(matches!(state, Some(State::Head)));
+            assert_eq!(parsed.verdicts, [false]);
+        }
+        let named: [&[u8]; 7] = [
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\ncontent-length:5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+            b"GET / HTTP/1.1\nUpgrade:\twebsocket\n\n",
+            b"CONNECT x:443 HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\n",
+        ];
+        for head in named {
+            assert!(!frames_nothing(head), "{}", String::from_utf8_lossy(head));
+        }
     }
 }
