@@ -345,6 +345,13 @@ fn names_framing(line: &[u8]) -> bool {
         b"connect",
         b"pri",
     ];
+    // Most lines begin with none of the names' first letters.
+    if !matches!(
+        line.first().map(u8::to_ascii_lowercase),
+        Some(b'c' | b't' | b'u' | b'p')
+    ) {
+        return false;
+    }
     NAMED.iter().any(|name| {
         line.get(..name.len())
             .is_some_and(|start| start.eq_ignore_ascii_case(name))

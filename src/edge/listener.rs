@@ -264,6 +264,7 @@ impl Served {
             hop: self.hop,
             https: self.https,
             hold: Arc::new(self.slot),
+            forwarding: Arc::default(),
         };
         let Served {
             current,

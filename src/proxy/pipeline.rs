@@ -149,6 +149,7 @@ impl Proxy {
             request_id,
             token,
             identity: &self.identity_headers,
+            forwarding: &conn.forwarding,
         };
         route
             .upstream

@@ -42,6 +42,7 @@ use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarge
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
 use crate::tickets::TicketStore;
+use crate::upstream::forwarded::Remembered;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::Upstream;
 
@@ -99,6 +100,8 @@ pub(crate) struct Conn {
     /// not on a request, so no request can lose it or carry another connection's; a
     /// WebSocket session clones it and holds it until the session ends.
     pub(crate) hold: ConnHold,
+    /// The forwarding header values of the connection's last request.
+    pub(crate) forwarding: Arc<Remembered>,
 }
 
 /// What keeps a connection counted against the connection limits. Opaque here: the edge

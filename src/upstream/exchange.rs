@@ -233,10 +233,8 @@ async fn exchange_upgrade(
 /// HTTP/1.1 wants the origin form (`/path?query`) and a `Host`: the endpoint's, unless the
 /// route set one (a discovered endpoint is asked by its service name).
 fn origin_form(request: &mut Request<Sent>, host: Option<http::HeaderValue>) {
-    if !request.headers().contains_key(HOST) {
-        if let Some(host) = host {
-            request.headers_mut().insert(HOST, host);
-        }
+    if let Some(host) = host {
+        request.headers_mut().entry(HOST).or_insert(host);
     }
     let target = request
         .uri()

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -17,7 +18,7 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 static FORWARDED: HeaderName = http::header::FORWARDED;
 
 /// What gatehouse knows about the hop it received a request on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hop {
     /// The resolved client; an IPv4-mapped IPv6 address is written as IPv4.
     peer: IpAddr,
@@ -86,16 +87,14 @@ impl Hop {
         value
     }
 
-    /// Sets the forwarding headers, replacing any the request still has.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
-        // The strings become the values' bytes as they are: no copy, and, as they are built
-        // exactly as long as their capacity (an IPv6 address aside), no allocation either.
-        let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text));
-        let address = address_text(self.peer);
-        if let Ok(value) = owned(self.forwarded_for(&address)) {
+    /// Sets the forwarding headers, replacing any the request still has. `remembered` is
+    /// the connection's: its last request's values are used again while the hop is the same.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, remembered: &Remembered) {
+        let (forwarded, forwarded_for) = remembered.values(self);
+        if let Some(value) = forwarded {
             headers.insert(FORWARDED.clone(), value);
         }
-        if let Ok(value) = owned(address) {
+        if let Some(value) = forwarded_for {
             headers.insert(X_FORWARDED_FOR.clone(), value);
         }
         headers.insert(
@@ -106,6 +105,61 @@ impl Hop {
             Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
             None => headers.remove(&X_FORWARDED_HOST),
         };
+    }
+
+    /// The `Forwarded` and `X-Forwarded-For` values, each when it is a valid header value.
+    fn values(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        // The strings become the values' bytes as they are: no copy, and, as they are built
+        // exactly as long as their capacity (an IPv6 address aside), no allocation either.
+        let owned = |text: String| HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok();
+        let address = address_text(self.peer);
+        (owned(self.forwarded_for(&address)), owned(address))
+    }
+}
+
+/// The forwarding values of a connection's last request. On a keep-alive connection the
+/// client, scheme and host nearly always stay the same, and building the two strings
+/// again cost about as much as setting all four headers.
+#[derive(Debug, Default)]
+pub(crate) struct Remembered(Mutex<Option<Last>>);
+
+#[derive(Debug)]
+struct Last {
+    /// The hop, its host copied: a `Host` value shares the connection's read buffer,
+    /// which hyper could then never reuse.
+    hop: Hop,
+    forwarded: Option<HeaderValue>,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Remembered {
+    fn values(&self, hop: &Hop) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = last.as_ref().filter(|last| last.hop == *hop) {
+            return (last.forwarded.clone(), last.forwarded_for.clone());
+        }
+        let built = Last::of(hop);
+        let values = (built.forwarded.clone(), built.forwarded_for.clone());
+        *last = Some(built);
+        values
+    }
+}
+
+impl Last {
+    /// Once per connection, nearly always: kept out of line, so that the request path it
+    /// sits in stays small enough to be inlined into its caller.
+    #[cold]
+    fn of(hop: &Hop) -> Self {
+        let (forwarded, forwarded_for) = hop.values();
+        let copied = |h: &HeaderValue| HeaderValue::from_bytes(h.as_bytes()).ok();
+        Self {
+            hop: Hop {
+                host: hop.host.as_ref().and_then(copied),
+                ..hop.clone()
+            },
+            forwarded,
+            forwarded_for,
+        }
     }
 }
 
@@ -234,13 +288,59 @@ mod tests {
         h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("spoofed"));
         h.insert(&X_FORWARDED_HOST, HeaderValue::from_static("evil"));
         h.insert(&FORWARDED, HeaderValue::from_static("for=10.0.0.1"));
-        hop("127.0.0.1", true, Some("api.example")).apply(&mut h);
+        let remembered = Remembered::default();
+        hop("127.0.0.1", true, Some("api.example")).apply(&mut h, &remembered);
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
         assert_eq!(h[&X_FORWARDED_HOST], "api.example");
         assert_eq!(h[&FORWARDED], "for=127.0.0.1;proto=https;host=api.example");
-        hop("127.0.0.1", false, None).apply(&mut h);
+        hop("127.0.0.1", false, None).apply(&mut h, &remembered);
         assert!(h.get(&X_FORWARDED_HOST).is_none());
         assert_eq!(h.len(), 3);
+    }
+
+    /// A connection's next request from the same hop gets the same values; any change of
+    /// client, scheme or host gets values of its own.
+    #[test]
+    fn remembered_values_serve_only_the_same_hop() {
+        let remembered = Remembered::default();
+        let sent = |hop: Hop| {
+            let mut h = HeaderMap::new();
+            hop.apply(&mut h, &remembered);
+            (h[&FORWARDED].clone(), h[&X_FORWARDED_FOR].clone())
+        };
+        let first = sent(hop("192.0.2.60", true, Some("a.example")));
+        assert_eq!(sent(hop("192.0.2.60", true, Some("a.example"))), first);
+        for (peer, https, host, forwarded) in [
+            (
+                "192.0.2.61",
+                true,
+                Some("a.example"),
+                "for=192.0.2.61;proto=https;host=a.example",
+            ),
+            (
+                "192.0.2.61",
+                false,
+                Some("a.example"),
+                "for=192.0.2.61;proto=http;host=a.example",
+            ),
+            (
+                "192.0.2.61",
+                false,
+                Some("b.example"),
+                "for=192.0.2.61;proto=http;host=b.example",
+            ),
+            ("192.0.2.61", false, None, "for=192.0.2.61;proto=http"),
+            (
+                "192.0.2.60",
+                true,
+                Some("a.example"),
+                "for=192.0.2.60;proto=https;host=a.example",
+            ),
+        ] {
+            let (f, xff) = sent(hop(peer, https, host));
+            assert_eq!(f, forwarded);
+            assert_eq!(xff, peer);
+        }
     }
 }

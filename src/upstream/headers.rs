@@ -276,14 +276,22 @@ fn tokens<'a>(connection: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a 
 fn naming_more<'a, 'm>(
     connection: &'a GetAll<'m, HeaderValue>,
 ) -> Option<&'a GetAll<'m, HeaderValue>> {
+    // Every response has one (`keep-alive` mostly): the common tokens first.
     let fixed = |t: &[u8]| {
         t.is_empty()
+            || t.eq_ignore_ascii_case(b"keep-alive")
             || t.eq_ignore_ascii_case(b"close")
             || hop_by_hop()
                 .iter()
                 .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
     };
-    tokens(connection).any(|t| !fixed(t)).then_some(connection)
+    let more = connection.iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| !fixed(t.trim_ascii()))
+    });
+    more.then_some(connection)
 }
 
 /// Whether `Connection` lists `name`: its tokens are compared where they lie, ignoring

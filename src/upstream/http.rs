@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use super::connect::Connector;
 use super::endpoints::{Endpoint, InFlight};
 use super::exchange::{Connections, Failure, SendError};
-use super::forwarded::Hop;
+use super::forwarded::{Hop, Remembered};
 use super::headers;
 use super::pool::{Limits, Sent};
 use super::stall::{StallClock, Stalled};
@@ -60,6 +60,8 @@ pub struct Rewrite<'a> {
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
     pub identity: &'a [(HeaderName, ClaimPath)],
+    /// The connection's last forwarding values.
+    pub(crate) forwarding: &'a Remembered,
 }
 
 impl Upstream {
@@ -273,7 +275,7 @@ fn rewrite_headers(
             }
         }
     }
-    hop.apply(h);
+    hop.apply(h, ctx.forwarding);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
     crate::upstream::identity::attach(h, ctx.identity, access);
 }
