@@ -14,11 +14,9 @@ use crate::auth::policy::{self, Permitted};
 use crate::body::Body;
 use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
-use crate::proxy::client::Client;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
-use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
-use crate::proxy::trace_context;
+use crate::proxy::service::{Caller, Conn, ConnHold, Proxy, Route};
 use crate::secret::BearerToken;
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
@@ -33,13 +31,13 @@ impl Proxy {
         self: &Arc<Self>,
         mut request: Request<Incoming>,
         route: &Arc<Route>,
-        conn: &Conn,
-        request_id: &HeaderValue,
+        (conn, caller, request_id): (&Conn, &Caller, &HeaderValue),
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         if cors::is_preflight(&request) {
             // Boxed, as every rare branch: it would enlarge every request's future.
-            return Box::pin(self.preflight(request, route, conn, request_id, line)).await;
+            let context = (conn, caller, request_id);
+            return Box::pin(self.preflight(request, route, context, line)).await;
         }
         let upgrade = route.config.websocket && websocket::is_upgrade_request(&request);
         if upgrade && !websocket::origin_allowed(request.headers(), &route.config.allowed_origins) {
@@ -60,7 +58,8 @@ impl Proxy {
         let wants_first_message = route.config.tokens.last() == Some(&TokenSource::FirstMessage);
         let client_upgrade = match client_upgrade {
             Some(pending) if credential.is_none() && wants_first_message => {
-                return self.first_message(route, parts, body, conn, pending, request_id);
+                let context = (conn, caller, request_id);
+                return self.first_message(route, parts, body, context, pending);
             }
             other => other,
         };
@@ -68,7 +67,7 @@ impl Proxy {
         let permitted = policy::authorize(&route.config, &self.claims, claims, parts);
         let mut permitted = self.counted(upgrade, route, permitted.map_err(ProxyError::from))?;
         let token = credential.as_ref().and_then(|c| c.token.as_ref());
-        self.rewrite(route, &mut permitted, conn, request_id, token)?;
+        self.rewrite(route, &mut permitted, (conn, caller, request_id), token)?;
         let mut protocols = Vec::new();
         if upgrade {
             let headers = &mut permitted.get_mut().headers;
@@ -130,22 +129,14 @@ impl Proxy {
         &self,
         route: &Route,
         permitted: &mut Permitted<Parts>,
-        conn: &Conn,
-        request_id: &HeaderValue,
+        (conn, caller, request_id): (&Conn, &Caller, &HeaderValue),
         token: Option<&BearerToken>,
     ) -> Result<(), ProxyError> {
-        let parts = permitted.get();
-        let client = parts
-            .extensions
-            .get::<Client>()
-            .cloned()
-            .unwrap_or_else(|| {
-                Client::resolve(conn.hop, conn.https, &parts.headers, &self.trusted_proxies)
-            });
+        let client = &caller.client;
         let rewrite = Rewrite {
             client_ip: client.addr,
             https: client.https,
-            host: client.host,
+            host: client.host.clone(),
             request_id,
             token,
             identity: &self.identity_headers,
@@ -154,7 +145,7 @@ impl Proxy {
         route
             .upstream
             .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
-        trace_context::apply_or_strip(permitted.get_mut());
+        caller.trace.apply(&mut permitted.get_mut().headers);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use crate::config::{origin_listed, CorsConfig};
 use crate::proxy::access_log::AccessLine;
 use crate::proxy::cors::answer_preflight;
 use crate::proxy::error::ProxyError;
-use crate::proxy::service::{Conn, Proxy, Route};
+use crate::proxy::service::{Caller, Conn, Proxy, Route};
 
 impl Proxy {
     /// A preflight on `route`: answered here, or passed upstream without credentials.
@@ -21,8 +21,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         route: &Route,
-        conn: &Conn,
-        request_id: &HeaderValue,
+        context: (&Conn, &Caller, &HeaderValue),
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         let config = &route.config;
@@ -35,7 +34,7 @@ impl Proxy {
                 Ok(("answered", answer_preflight(answer, origin)))
             }
             (CorsConfig::Pass, _) if listed || config.allowed_origins.is_empty() => self
-                .pass_preflight(request, route, conn, request_id, line)
+                .pass_preflight(request, route, context, line)
                 .await
                 .map(|r| ("passed", r)),
             _ => Err(ProxyError::OriginNotAllowed),
@@ -53,8 +52,7 @@ impl Proxy {
         &self,
         request: Request<Incoming>,
         route: &Route,
-        conn: &Conn,
-        request_id: &HeaderValue,
+        context: (&Conn, &Caller, &HeaderValue),
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
@@ -63,7 +61,7 @@ impl Proxy {
         // cookies, token and ticket parameters and `bearer.` subprotocols, and sets no
         // identity headers (it strips the client's).
         let mut permitted = policy::preflight(parts);
-        self.rewrite(route, &mut permitted, conn, request_id, None)?;
+        self.rewrite(route, &mut permitted, context, None)?;
         let sent = std::time::Instant::now();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
         let response = route.upstream.forward(request).await?;

@@ -41,6 +41,7 @@ use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarget};
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
+use crate::proxy::trace_context::TraceContext;
 use crate::tickets::TicketStore;
 use crate::upstream::forwarded::Remembered;
 use crate::upstream::headers::{self, X_REQUEST_ID};
@@ -102,6 +103,14 @@ pub(crate) struct Conn {
     pub(crate) hold: ConnHold,
     /// The forwarding header values of the connection's last request.
     pub(crate) forwarding: Arc<Remembered>,
+}
+
+/// Who sent a request and its place in a trace, resolved once by `handle`: the upstream
+/// rewrite sets the forwarding and trace headers from them.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    pub(crate) client: Client,
+    pub(crate) trace: TraceContext,
 }
 
 /// What keeps a connection counted against the connection limits. Opaque here: the edge
@@ -214,15 +223,16 @@ impl Proxy {
         let cors_seen = cors::Seen::of(&request);
         let method = request.method().clone();
         let span = self.begin_span(&request, &path, &labels.name, conn.hop);
-        let (mut line, client) = self.begin(&mut request, &conn, &span, labels, &request_id);
+        let (mut line, caller) = self.begin(&request, &conn, &span, labels, &request_id);
         // Refused targets still count against the client's request rate.
         let admissible = self
-            .admissible(&request, client)
+            .admissible(&request, caller.client.addr)
             .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
         let result = match admissible {
             Err(e) => Err(e),
             Ok(()) => {
-                self.dispatch(destination, request, &conn, &request_id, &mut line)
+                let context = (&conn, &caller, &request_id);
+                self.dispatch(destination, request, context, &mut line)
                     .await
             }
         };
@@ -263,8 +273,7 @@ impl Proxy {
         self: &Arc<Self>,
         destination: Destination<'_>,
         request: Request<Incoming>,
-        conn: &Conn,
-        request_id: &HeaderValue,
+        (conn, caller, request_id): (&Conn, &Caller, &HeaderValue),
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
         // The desks are boxed: their futures are large and rare, and every request's
@@ -273,39 +282,38 @@ impl Proxy {
             Destination::Tickets(desk) => Box::pin(self.ticket_endpoint(desk, request, line)).await,
             Destination::Logout(desk) => Box::pin(self.logout_endpoint(desk, request, line)).await,
             Destination::Route(route) => {
-                self.pipeline(request, route, conn, request_id, line).await
+                self.pipeline(request, route, (conn, caller, request_id), line)
+                    .await
             }
             Destination::Nowhere => Err(ProxyError::NoRoute),
         }
     }
 
-    /// The request's one client address (which `rewrite` reads from the extensions) and
-    /// its access line, begun before anything can refuse it.
+    /// The request's one client and trace context, and its access line, begun before
+    /// anything can refuse it.
     fn begin(
         &self,
-        request: &mut Request<Incoming>,
+        request: &Request<Incoming>,
         conn: &Conn,
         span: &RequestSpan,
         labels: &Labels,
         request_id: &HeaderValue,
-    ) -> (AccessLine, IpAddr) {
+    ) -> (AccessLine, Caller) {
         let client = Client::resolve(
             conn.hop,
             conn.https,
             request.headers(),
             &self.trusted_proxies,
         );
-        request.extensions_mut().insert(span.context.clone());
         let (redactor, name) = (&labels.redactor, labels.name.clone());
         let mut line = AccessLine::begin(request, client.addr, redactor, name, request_id);
         line.trace_id = line.logged().then(|| span.context.trace_id_hex());
-        let addr = client.addr;
-        request.extensions_mut().insert(client);
-        (line, addr)
+        let trace = span.context.clone();
+        (line, Caller { client, trace })
     }
 
-    /// Starts the request's span; `handle` puts its trace context in the request's
-    /// extensions, where the upstream rewrite finds it.
+    /// Starts the request's span; its trace context goes to the upstream rewrite in the
+    /// request's [`Caller`].
     fn begin_span(
         &self,
         request: &Request<Incoming>,

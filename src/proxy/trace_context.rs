@@ -98,18 +98,6 @@ impl TraceContext {
     }
 }
 
-/// The upstream request's trace headers: ours when the request has a context, none at all
-/// otherwise (the client's are never passed on as they came).
-pub(crate) fn apply_or_strip(parts: &mut http::request::Parts) {
-    match parts.extensions.get::<TraceContext>() {
-        Some(context) => context.apply(&mut parts.headers),
-        None => {
-            parts.headers.remove(&TRACEPARENT);
-            parts.headers.remove(&TRACESTATE);
-        }
-    }
-}
-
 fn new_span_id() -> [u8; 8] {
     let mut id = [0u8; 8];
     while id == [0; 8] {

@@ -26,7 +26,7 @@ use crate::proxy::authenticate::Credential;
 use crate::proxy::error::ProxyError;
 use crate::proxy::pre_auth::metered::{self, MeteredSocket};
 use crate::proxy::pre_auth::OverBudget;
-use crate::proxy::service::{Conn, ConnHold, Proxy, Route};
+use crate::proxy::service::{Caller, Conn, ConnHold, Proxy, Route};
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::error::UpstreamError;
 use crate::websocket::read_text::{read_text, NotText};
@@ -162,9 +162,8 @@ impl Proxy {
         route: &Arc<Route>,
         parts: Parts,
         body: Incoming,
-        conn: &Conn,
+        (conn, caller, request_id): (&Conn, &Caller, &HeaderValue),
         client_upgrade: OnUpgrade,
-        request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
         let key = parts
             .headers
@@ -188,7 +187,7 @@ impl Proxy {
             h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
         }
         let (proxy, route) = (self.clone(), route.clone());
-        let request_id = request_id.clone();
+        let (caller, request_id) = (caller.clone(), request_id.clone());
         // Held apart from `conn`, which the authentication may let go of early.
         let (conn, slot) = (conn.clone(), conn.hold.clone());
         self.sessions.spawn(async move {
@@ -199,6 +198,7 @@ impl Proxy {
                 parts,
                 body,
                 conn,
+                caller,
                 protocol,
                 request_id,
             };
@@ -222,6 +222,7 @@ impl Proxy {
             parts,
             body,
             conn,
+            caller,
             protocol,
             request_id,
         } = pending;
@@ -237,7 +238,8 @@ impl Proxy {
         // Authenticated: from here only the route's own limits apply.
         client.release();
         let token = credential.token.as_ref();
-        if let Err(e) = self.rewrite(route, &mut permitted, &conn, &request_id, token) {
+        let context = (&conn, &caller, &request_id);
+        if let Err(e) = self.rewrite(route, &mut permitted, context, token) {
             return self.refuse(route, client, &e, 1011).await;
         }
         ws::prepare_upstream_request(&mut permitted.get_mut().headers, protocol.as_slice());
@@ -338,6 +340,7 @@ struct Pending {
     parts: Parts,
     body: Incoming,
     conn: Conn,
+    caller: Caller,
     protocol: Option<String>,
     request_id: HeaderValue,
 }
