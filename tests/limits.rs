@@ -297,6 +297,15 @@ const SMUGGLING: &[(&str, &[u8])] = &[
         b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
     ),
     (
+        "Content-Length with Transfer-Encoding after an empty line",
+        b"\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    (
+        // Empty lines hyper skips must not count as a request of their own.
+        "Content-Length with Transfer-Encoding after two empty lines",
+        b"\r\n\r\nPOST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    (
         "two different Content-Lengths",
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nhello",
     ),

@@ -324,14 +324,20 @@ impl Framing {
     }
 }
 
-/// Whether no line of `head` begins with a name that frames a body or switches protocols:
-/// `Content-Length`, `Transfer-Encoding` or `Upgrade` followed by `:` or whitespace, or the
-/// `CONNECT` and `PRI` (HTTP/2 preface) methods followed by a space, in any case.
+/// Whether `head` opens with its request line and no line begins with a name that frames a
+/// body or switches protocols: `Content-Length`, `Transfer-Encoding` or `Upgrade` followed
+/// by `:` or whitespace, or the `CONNECT` and `PRI` (HTTP/2 preface) methods followed by a
+/// space, in any case.
 ///
 /// Every field name and method hyper reads begins a line, so a head that passes has no
 /// body and asks for no switch. Most heads pass; the few that do not (a body, an upgrade)
 /// are parsed in full. Matching more than hyper would (a space before the colon, which it
 /// refuses) only sends a head the long way.
+///
+/// A head that opens with an empty line may be nothing but empty lines: hyper skips them
+/// before a request line, so they are no request of their own, and counting them as one
+/// would hand the next request this one's verdict (an ambiguous request would pass under
+/// it). It takes the long way, where it does not parse and the scanner fails closed.
 fn frames_nothing(head: &[u8]) -> bool {
     head_end(head).is_some_and(|(_, plain)| plain)
 }
@@ -362,7 +368,7 @@ fn names_framing(line: &[u8]) -> bool {
 /// The index just past the blank line that ends the head `bytes` begins with (`\r\n\r\n`
 /// or `\n\n`), and whether the head [frames nothing](frames_nothing): one pass finds both.
 fn head_end(bytes: &[u8]) -> Option<(usize, bool)> {
-    let mut named = names_framing(bytes);
+    let mut named = matches!(bytes.first(), Some(b'\r' | b'\n')) || names_framing(bytes);
     // memchr: every byte of every request head passes through here.
     for i in memchr::memchr_iter(b'\n', bytes) {
         match bytes.get(i + 1..) {
@@ -490,7 +496,7 @@ mod tests {
     fn a_head_that_frames_nothing_is_judged_without_a_parse() {
         let plain: [&[u8]; 5] = [
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"\r\nGET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
             b"GET / HTTP/1.1\nHost: x\nUpgrade-Insecure-Requests: 1\nX: Content-Length: 5\n\n",
             b"GET / HTTP/1.1\r\nContent-Lengths: 5\r\nPriority: u=1\r\nConnection: close\r\n\r\n",
             b"DELETE /x HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\r\n",
@@ -502,7 +508,9 @@ mod tests {
             assert!(matches!(state, Some(State::Head)));
             assert_eq!(parsed.verdicts, [false]);
         }
-        let named: [&[u8]; 7] = [
+        let named: [&[u8]; 9] = [
+            b"\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
             b"POST / HTTP/1.1\r\ncontent-length:5\r\n\r\n",
             b"POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
@@ -513,6 +521,21 @@ mod tests {
         ];
         for head in named {
             assert!(!frames_nothing(head), "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    /// Empty lines that hyper skips before a request are no head of their own: an
+    /// ambiguous request after two of them is still flagged, at every read size.
+    #[test]
+    fn empty_lines_before_a_request_never_take_its_verdict() {
+        let stream: &[u8] = b"\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\n\
+            Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for read_size in [1, 2, 5, stream.len()] {
+            let mut framing = Framing::default();
+            for piece in stream.chunks(read_size) {
+                framing.feed(piece);
+            }
+            assert!(framing.next_is_ambiguous(), "read size {read_size}");
         }
     }
 }
