@@ -30,21 +30,28 @@ pub(crate) struct Reloader {
     path: PathBuf,
     current: Current,
     shared: Shared,
+    /// The files' fingerprint when the watch began.
+    started: Fingerprint,
 }
 
 impl Reloader {
+    /// Takes the files' fingerprint now, before the caller goes on: taken later, in the
+    /// spawned watch, it could already include a change made after start-up, which would
+    /// then never be loaded.
     pub(crate) fn new(path: PathBuf, current: Current, shared: Shared) -> Self {
+        let started = fingerprint(&path, &current.load().config);
         Self {
             path,
             current,
             shared,
+            started,
         }
     }
 
     /// Waits for SIGHUP or a changed file, reloads, and repeats until `stop`.
     pub(crate) async fn run(self, stop: CancellationToken) {
         let mut hangups = hangup_signals();
-        let mut seen = self.fingerprint().await;
+        let mut seen = Some(self.started);
         loop {
             let reload = self.current.load().config.reload.clone();
             let hangup = async {
@@ -67,11 +74,27 @@ impl Reloader {
                     "file changed"
                 }
             };
+            // Taken before the reload reads anything: a file written while it reads (one of
+            // two secrets rotated a moment apart) is then still a change on the next tick.
+            // Taken after it, the reload could have read the old contents and recorded
+            // the new ones as seen, and would never load them.
+            let (watched, before) = (self.watched(), self.fingerprint().await);
             let _ = self.reload(why).await;
-            // Taken with the files the (possibly new) config names, so a reload that changed
-            // the set of files does not look like another change.
-            seen = self.fingerprint().await;
+            // A reload that changed which files are watched is compared by the new set, or
+            // the set itself would look like another change.
+            seen = match self.watched() == watched {
+                true => before,
+                false => self.fingerprint().await,
+            };
         }
+    }
+
+    /// The files the current config has watched, the config file first.
+    fn watched(&self) -> Vec<PathBuf> {
+        let current = self.current.load();
+        std::iter::once(self.path.clone())
+            .chain(named_files(&current.config))
+            .collect()
     }
 
     /// The watched files' fingerprint, read on the blocking pool.
