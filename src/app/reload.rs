@@ -82,19 +82,17 @@ impl Reloader {
             let _ = self.reload(why).await;
             // A reload that changed which files are watched is compared by the new set, or
             // the set itself would look like another change.
-            seen = match self.watched() == watched {
-                true => before,
-                false => self.fingerprint().await,
+            seen = if self.watched() == watched {
+                before
+            } else {
+                self.fingerprint().await
             };
         }
     }
 
-    /// The files the current config has watched, the config file first.
+    /// The files the current config has watched.
     fn watched(&self) -> Vec<PathBuf> {
-        let current = self.current.load();
-        std::iter::once(self.path.clone())
-            .chain(named_files(&current.config))
-            .collect()
+        watched_files(&self.path, &self.current.load().config).collect()
     }
 
     /// The watched files' fingerprint, read on the blocking pool.
@@ -195,7 +193,7 @@ struct Fingerprint([u8; 32]);
 
 fn fingerprint(path: &Path, config: &Config) -> Fingerprint {
     let mut hash = Sha256::new();
-    for file in std::iter::once(path.to_path_buf()).chain(named_files(config)) {
+    for file in watched_files(path, config) {
         hash.update(file.as_os_str().as_encoded_bytes());
         match crate::files::read(&file) {
             Ok(contents) => hash.update(Sha256::digest(&contents)),
@@ -204,6 +202,11 @@ fn fingerprint(path: &Path, config: &Config) -> Fingerprint {
         }
     }
     Fingerprint(hash.finalize().into())
+}
+
+/// The config file, then the files it names.
+fn watched_files<'a>(path: &Path, config: &'a Config) -> impl Iterator<Item = PathBuf> + 'a {
+    std::iter::once(path.to_path_buf()).chain(named_files(config))
 }
 
 /// Files the config points at whose contents a reload re-reads. TLS files are not here:
