@@ -136,7 +136,7 @@ impl Proxy {
         let rewrite = Rewrite {
             client_ip: client.addr,
             https: client.https,
-            host: client.host.clone(),
+            host: client.host.as_ref(),
             request_id,
             token,
             identity: &self.identity_headers,

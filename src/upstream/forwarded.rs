@@ -309,8 +309,21 @@ mod tests {
             hop.apply(&mut h, &remembered);
             (h[&FORWARDED].clone(), h[&X_FORWARDED_FOR].clone())
         };
-        let first = sent(hop("192.0.2.60", true, Some("a.example")));
-        assert_eq!(sent(hop("192.0.2.60", true, Some("a.example"))), first);
+        let same = hop("192.0.2.60", true, Some("a.example"));
+        let first = sent(same.clone());
+        let again = sent(same.clone());
+        assert_eq!(again, first);
+        // Used again, not built again: the very same bytes.
+        assert_eq!(again.0.as_bytes().as_ptr(), first.0.as_bytes().as_ptr());
+        assert_eq!(again.1.as_bytes().as_ptr(), first.1.as_bytes().as_ptr());
+        // The remembered host is a copy, not a share of the request's (its read buffer).
+        {
+            let last = remembered.0.lock().unwrap();
+            let kept = last.as_ref().and_then(|l| l.hop.host.as_ref()).unwrap();
+            let asked = same.host.as_ref().unwrap();
+            assert_eq!(kept, asked);
+            assert_ne!(kept.as_bytes().as_ptr(), asked.as_bytes().as_ptr());
+        }
         for (peer, https, host, forwarded) in [
             (
                 "192.0.2.61",

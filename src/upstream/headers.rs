@@ -75,6 +75,9 @@ const FORWARDING: &[&str] = &[
     "x-method-override",
 ];
 
+/// Every `X-Forwarded-*` name is a forwarding header.
+const X_FORWARDED_PREFIX: &str = "x-forwarded-";
+
 /// Client headers in which a TLS terminator or an authenticating proxy tells its backend
 /// who the caller is: the client certificate, and the user of oauth2-proxy, Kubernetes'
 /// front proxy, Grafana's auth proxy, AWS ALB, Google IAP and Azure App Service. A backend
@@ -132,7 +135,7 @@ fn has_prefix(name: &str, prefix: &str) -> bool {
 }
 
 fn is_forwarding(name: &str) -> bool {
-    FORWARDING.iter().any(|f| same_name(f, name)) || has_prefix(name, "x-forwarded-")
+    FORWARDING.iter().any(|f| same_name(f, name)) || has_prefix(name, X_FORWARDED_PREFIX)
 }
 
 /// Headers the proxy manages itself; an identity header may not be one of them.
@@ -166,7 +169,7 @@ fn spoofed_prefix(name: &str) -> bool {
     name.as_bytes()
         .first()
         .is_some_and(|b| b.eq_ignore_ascii_case(&b'x'))
-        && (has_prefix(name, "x-forwarded-")
+        && (has_prefix(name, X_FORWARDED_PREFIX)
             || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p)))
 }
 
@@ -263,12 +266,16 @@ fn strip(
     seen
 }
 
-/// The tokens of the `Connection` fields, trimmed.
-fn tokens<'a>(connection: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a [u8]> {
-    connection
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+/// Whether any token of the `Connection` fields, trimmed, passes `test`. Nested loops, not
+/// a flattened iterator: every response has a `Connection`, and the adapter chain cost
+/// several times the comparisons.
+fn any_token(connection: &GetAll<'_, HeaderValue>, test: impl Fn(&[u8]) -> bool) -> bool {
+    connection.iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| test(t.trim_ascii()))
+    })
 }
 
 /// The `Connection` fields, when they name a field beyond the fixed hop-by-hop set: they
@@ -276,7 +283,7 @@ fn tokens<'a>(connection: &GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a 
 fn naming_more<'a, 'm>(
     connection: &'a GetAll<'m, HeaderValue>,
 ) -> Option<&'a GetAll<'m, HeaderValue>> {
-    // Every response has one (`keep-alive` mostly): the common tokens first.
+    // The common tokens first.
     let fixed = |t: &[u8]| {
         t.is_empty()
             || t.eq_ignore_ascii_case(b"keep-alive")
@@ -285,19 +292,15 @@ fn naming_more<'a, 'm>(
                 .iter()
                 .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
     };
-    let more = connection.iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| !fixed(t.trim_ascii()))
-    });
-    more.then_some(connection)
+    any_token(connection, |t| !fixed(t)).then_some(connection)
 }
 
 /// Whether `Connection` lists `name`: its tokens are compared where they lie, ignoring
 /// case (made into `HeaderName`s they cost an allocation each on every response).
 fn listed(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
-    tokens(connection).any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
+    any_token(connection, |t| {
+        t.eq_ignore_ascii_case(name.as_str().as_bytes())
+    })
 }
 
 /// The client's `X-Request-Id` when it is a sane id (up to 128 of `[A-Za-z0-9._-]`), else a new one.

@@ -54,7 +54,7 @@ pub struct Rewrite<'a> {
     pub client_ip: IpAddr,
     pub https: bool,
     /// The host a trusted proxy says the client asked for; `None`: the request's `Host`.
-    pub host: Option<HeaderValue>,
+    pub host: Option<&'a HeaderValue>,
     pub request_id: &'a HeaderValue,
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
@@ -105,7 +105,7 @@ impl Upstream {
         let path_and_query = upstream_target(&parts.uri, route, redactor)?;
         let original_host = ctx
             .host
-            .clone()
+            .cloned()
             .or_else(|| parts.headers.get(HOST).cloned())
             .or_else(|| {
                 parts
