@@ -128,6 +128,17 @@ async fn open_websockets_get_1001_when_the_grace_period_ends() {
 /// when the grace period ends, and the process exits 0.
 #[tokio::test]
 async fn the_binary_drains_on_sigterm_and_exits_zero() {
+    drains_on_sigterm(2).await;
+}
+
+/// The same on one worker thread, which Tokio's current-thread scheduler serves: the
+/// signal, the drain and the connections all share that thread.
+#[tokio::test]
+async fn the_binary_on_one_thread_drains_on_sigterm_too() {
+    drains_on_sigterm(1).await;
+}
+
+async fn drains_on_sigterm(worker_threads: usize) {
     let upstream = Upstream::start(|_| async {
         tokio::time::sleep(Duration::from_millis(800)).await;
         http::Response::new(full("finished"))
@@ -140,6 +151,7 @@ async fn the_binary_drains_on_sigterm_and_exits_zero() {
         &config,
         format!(
             "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+             [runtime]\nworker_threads = {worker_threads}\n\
              [shutdown]\ngrace = \"1500ms\"\n\
              [[route]]\npath = \"/slow\"\nupstream = \"{}\"\nauth = \"none\"\n\
              [[route]]\npath = \"/hub\"\nupstream = \"{}\"\nauth = \"none\"\nwebsocket = true\n",

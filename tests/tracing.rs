@@ -95,6 +95,10 @@ async fn spans_reach_a_real_otlp_receiver_and_the_upstream_continues_the_trace()
 addr = "127.0.0.1:0"
 [admin]
 addr = "127.0.0.1:0"
+# One thread, the current-thread scheduler: the batch exporter's own thread hands its
+# sends to the runtime, and the flush at shutdown waits for them on that one thread.
+[runtime]
+worker_threads = 1
 [trace]
 trust_incoming = true
 otlp_endpoint = "http://127.0.0.1:{port}/v1/traces"

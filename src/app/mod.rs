@@ -266,10 +266,44 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 }
 
 /// The Tokio runtime `run` and `demo` serve on; `worker_threads = 0` means one per core.
+///
+/// One thread gets Tokio's current-thread scheduler. The multi-thread scheduler with a
+/// single worker still pays for the stealing it cannot do: atomic queues, and two clock
+/// reads per batch of tasks to tune the global queue. That was 2 % of a keep-alive
+/// request's CPU (`bench/README.md`). Nothing else runs on the thread: signals, reloads and
+/// span exports are tasks either way, and their blocking parts go to the blocking pool.
 pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    use tokio::runtime::Builder;
+    if one_thread(worker_threads) {
+        return Builder::new_current_thread().enable_all().build();
+    }
+    let mut builder = Builder::new_multi_thread();
     if worker_threads > 0 {
         builder.worker_threads(worker_threads);
     }
     builder.enable_all().build()
+}
+
+/// Whether `worker_threads` comes to one thread: `1`, or `0` on one core (a container
+/// limited to one CPU) unless `TOKIO_WORKER_THREADS` asks Tokio for more.
+fn one_thread(worker_threads: usize) -> bool {
+    match worker_threads {
+        0 => {
+            std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+                && std::thread::available_parallelism().is_ok_and(|n| n.get() == 1)
+        }
+        n => n == 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
+    #[test]
+    fn one_worker_thread_gets_the_current_thread_scheduler() {
+        let flavor = |threads| super::runtime(threads).map(|rt| rt.handle().runtime_flavor());
+        assert_eq!(flavor(1).ok(), Some(RuntimeFlavor::CurrentThread));
+        assert_eq!(flavor(2).ok(), Some(RuntimeFlavor::MultiThread));
+    }
 }

@@ -78,8 +78,9 @@ impl Proxy {
         let sent = Instant::now();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
         let response = route.upstream.forward(request).await?;
-        line.upstream_time = Some(sent.elapsed());
-        route.labels.metrics.upstream(sent.elapsed());
+        let upstream_time = sent.elapsed();
+        line.upstream_time = Some(upstream_time);
+        route.labels.metrics.upstream(upstream_time);
         let relay = client_upgrade.map(|client| (client, conn.hold.clone(), protocols, session));
         self.answer_upgrade(route, response, relay, request_id)
     }

@@ -208,7 +208,7 @@ impl Proxy {
 
     /// Answers one request; never fails: every error becomes a response here.
     pub(crate) async fn handle(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut request: Request<Incoming>,
         conn: Conn,
     ) -> Response<Body> {
