@@ -664,3 +664,46 @@ async fn a_close_is_never_put_inside_a_frame_left_half_sent() {
     assert!(ended.is_ok(), "the client was not cut");
     assert!(rest.is_empty(), "bytes after the half frame: {rest:?}");
 }
+
+/// Bytes sent with the handshake would reach the upstream ahead of the relayed stream,
+/// where it could read them as frames the relay never checked (an unmasked frame, a close
+/// in gatehouse's range). A handshake with a body is refused on both kinds of route, in
+/// both framings, and the upstream never hears of it.
+#[tokio::test]
+async fn a_handshake_with_a_body_is_refused_and_never_reaches_the_upstream() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j12"));
+    // An unmasked text frame, then a masked close 4401 "token expired".
+    let mut frames = vec![0x81, 2, b'h', b'i'];
+    frames.extend(masked_frame(
+        0x88,
+        [0, 0, 0, 0],
+        b"\x11\x31token expired",
+        false,
+    ));
+    let sized = format!("{auth}Content-Length: {}\r\n", frames.len());
+    let chunked = format!("{auth}Transfer-Encoding: chunked\r\n");
+    let mut chunk = format!("{:x}\r\n", frames.len()).into_bytes();
+    chunk.extend(&frames);
+    chunk.extend(b"\r\n0\r\n\r\n");
+    for (path, headers, body) in [
+        ("/ws", &sized, &frames),
+        ("/ws", &chunked, &chunk),
+        ("/fm", &sized, &frames),
+    ] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{UPGRADE}{headers}\r\n");
+        client.write_all(head.as_bytes()).await.unwrap();
+        client.write_all(body).await.unwrap();
+        let answer = read_head(&mut client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{path} {headers}: {answer}"
+        );
+    }
+    assert!(
+        upstreams.try_recv().is_err(),
+        "a handshake with a body reached the upstream"
+    );
+}

@@ -164,3 +164,122 @@ async fn a_huge_head_gets_431_and_a_slow_client_is_cut_off() {
     assert!(read.is_ok(), "the proxy kept a stalled client open");
     assert!(upstream.requests().is_empty());
 }
+
+// === Request trailers ===
+
+/// What an HTTP/2 upstream received: the version it was spoken to in, the body, the trailers.
+type H2Seen =
+    std::sync::Arc<std::sync::Mutex<Vec<(http::Version, Bytes, Option<http::HeaderMap>)>>>;
+
+/// An h2c upstream (`upstream_http2 = true` speaks HTTP/2 without TLS) that reads each
+/// request to its end, records it and answers `done`.
+async fn h2_upstream() -> (String, H2Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = H2Seen::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let record = record.clone();
+                        async move {
+                            let version = req.version();
+                            let collected = req.into_body().collect().await.unwrap();
+                            let trailers = collected.trailers().cloned();
+                            record
+                                .lock()
+                                .unwrap()
+                                .push((version, collected.to_bytes(), trailers));
+                            Ok::<_, Infallible>(http::Response::new(full("done")))
+                        }
+                    });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A trailer section is a header block no rule of gatehouse reads: spoofed identity,
+/// credentials and `Host` would ride in it past the stripping, and over HTTP/2 a
+/// connection-specific field in it once left the upstream stream open until the route's
+/// timeout, holding one of the streams every caller of the route shares. None goes
+/// upstream: the body ends where the trailers were, and the answer comes at once.
+#[tokio::test]
+async fn client_trailers_never_reach_an_http2_upstream() {
+    let (url, seen) = h2_upstream().await;
+    let toml = format!(
+        "[[route]]\npath = \"/\"\nupstream = \"{url}\"\nauth = \"none\"\n\
+         upstream_http2 = true\ntimeout = \"30s\"\n"
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let trailer_sections = [
+        "X-Auth-Subject: root\r\nAuthorization: Bearer zzz\r\nCookie: gh_token=leak\r\nHost: evil\r\n",
+        "Connection: close\r\n",
+        "Transfer-Encoding: chunked\r\n",
+    ];
+    for trailers in trailer_sections {
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!(
+            "POST /up HTTP/1.1\r\nHost: gatehouse\r\nTransfer-Encoding: chunked\r\n\r\n\
+             3\r\nabc\r\n0\r\n{trailers}\r\n"
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        // Far inside the route's 30 s: an upstream stream left open would only end there.
+        let mut answer = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            while !answer.ends_with(b"done") {
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{trailers:?}: {answer}");
+    }
+
+    // The same from an HTTP/2 client, whose trailers are a HEADERS frame of their own.
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-auth-subject", http::HeaderValue::from_static("root"));
+    trailers.insert("x-forwarded-for", http::HeaderValue::from_static("6.6.6.6"));
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"abc"))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let request = http::Request::post(format!("http://{}/up", proxy.addr))
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    for (version, body, trailers) in seen.iter() {
+        assert_eq!(*version, http::Version::HTTP_2);
+        assert_eq!(body.as_ref(), b"abc");
+        assert!(
+            trailers.is_none(),
+            "trailers reached the upstream: {trailers:?}"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -44,6 +45,12 @@ impl Proxy {
             self.metrics
                 .upgrade(&route.labels.name, "origin_not_allowed");
             return Err(ProxyError::OriginNotAllowed);
+        }
+        if upgrade && !request.body().is_end_stream() {
+            // The body would reach the upstream ahead of the relayed stream, where it could
+            // read it as frames the relay never checked.
+            let refused = Err(ProxyError::BadRequest("a WebSocket handshake with a body"));
+            return self.counted(upgrade, route, refused);
         }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));

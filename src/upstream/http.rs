@@ -29,6 +29,7 @@ use super::headers;
 use super::pool::{Limits, Sent};
 use super::stall::{StallClock, Stalled};
 use super::targets::Targets;
+use super::trailers::WithoutTrailers;
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
@@ -152,7 +153,8 @@ impl Upstream {
             return Err(UpstreamError::BodyTooLarge);
         }
         let stall = self.body_stall;
-        let request = request.map(|body| StallClock::new(Limited::new(body, limit), stall));
+        let request = request
+            .map(|body| StallClock::new(Limited::new(WithoutTrailers::new(body), limit), stall));
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
@@ -166,7 +168,7 @@ impl Upstream {
 
     async fn balanced(
         &self,
-        request: Request<StallClock<Limited<Incoming>>>,
+        request: Request<StallClock<Limited<WithoutTrailers<Incoming>>>>,
     ) -> Result<Response<Body>, UpstreamError> {
         let (mut parts, body) = request.into_parts();
         let plan = self.targets.plan(&mut parts)?;

@@ -19,5 +19,6 @@ pub(crate) mod negotiate;
 pub(crate) mod pool;
 pub(crate) mod stall;
 pub(crate) mod targets;
+pub(crate) mod trailers;
 
 pub use self::http::Upstream;

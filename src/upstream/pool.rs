@@ -30,9 +30,10 @@ use hyper_util::rt::TokioIo;
 
 use super::connect::Stream;
 use super::stall::StallClock;
+use super::trailers::WithoutTrailers;
 
 /// The client's body, or none for another attempt of a request that had none.
-pub(crate) type Sent = Either<StallClock<Limited<Incoming>>, Empty<Bytes>>;
+pub(crate) type Sent = Either<StallClock<Limited<WithoutTrailers<Incoming>>>, Empty<Bytes>>;
 pub(crate) type H1Conn = http1::Connection<TokioIo<Stream>, Sent>;
 
 /// How many idle connections an endpoint keeps, and for how long.
