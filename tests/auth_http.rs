@@ -256,6 +256,31 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// `sub` and `jti` are strings (RFC 7519): revocation, sign-out and the access log read
+/// them so, and a token with a number there could not be revoked while the upstream still
+/// got its `X-Auth-Subject`. Such a token is refused, correctly signed or not.
+#[tokio::test]
+async fn a_sub_or_jti_that_is_not_a_string_is_refused() {
+    let w = world().await;
+    // jsonwebtoken itself refuses a `sub` that is an array (`malformed_token`).
+    for (extra, reason) in [
+        (json!({"sub": 4242}), "bad_id_claim"),
+        (json!({"jti": 99}), "bad_id_claim"),
+        (json!({"jti": {"id": "x"}}), "bad_id_claim"),
+        (json!({"sub": ["a"]}), "malformed_token"),
+    ] {
+        let token = mint(&rsa(), &w.claims(extra.clone()));
+        w.assert_refused(&extra.to_string(), &token).await;
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.json()["error"], reason, "{extra}");
+    }
+    // The positive control: the same values as strings pass.
+    let token = mint(&rsa(), &w.claims(json!({"sub": "4242", "jti": "99"})));
+    let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(w.upstream.last().headers["x-auth-subject"], "4242");
+}
+
 #[tokio::test]
 async fn policy_answers_403_with_the_required_scope_and_200_when_met() {
     let w = world().await;

@@ -315,3 +315,36 @@ async fn tls_behind_haproxy_send_proxy_v2_names_the_client_and_https() {
     );
     assert_eq!(gate.logged_clients(1).await, ["127.0.0.2"]);
 }
+
+/// A header that names no address (v1 `UNKNOWN`, v2 `LOCAL`, v2 `UNSPEC`, v2 over a unix
+/// socket) from the trusted balancer: the balancer does not say who the client is, and
+/// behind an L4 balancer the HTTP headers are the client's own, so the client's
+/// `X-Forwarded-For` must not choose the address. The peer is the client.
+#[tokio::test]
+async fn an_addressless_proxy_header_leaves_the_peer_as_the_client() {
+    let gate = gate("proxy_protocol = true", "").await;
+    let v2 = |command: u8, family: u8, addresses: usize| {
+        let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        header.extend([command, family]);
+        header.extend(u16::try_from(addresses).unwrap().to_be_bytes());
+        header.extend(std::iter::repeat_n(0u8, addresses));
+        header
+    };
+    let headers = [
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        b"PROXY UNKNOWN 203.0.113.9 127.0.0.1 4000 443\r\n".to_vec(),
+        v2(0x20, 0x00, 0),   // LOCAL
+        v2(0x21, 0x00, 0),   // PROXY, UNSPEC
+        v2(0x21, 0x31, 216), // PROXY, UNIX stream
+    ];
+    for header in &headers {
+        let mut socket = connect_from("127.0.0.1", gate.addr).await;
+        socket.write_all(header).await.unwrap();
+        let spoof = "X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: https\r\n";
+        let answer = request(&mut socket, "/h", spoof).await.unwrap();
+        assert_eq!(answer.status, 200, "{header:?}");
+        assert_eq!(gate.forwarded()[..2], ["127.0.0.1", "http"], "{header:?}");
+    }
+    let logged = gate.logged_clients(headers.len()).await;
+    assert!(logged.iter().all(|c| c == "127.0.0.1"), "{logged:?}");
+}

@@ -707,3 +707,50 @@ async fn a_handshake_with_a_body_is_refused_and_never_reaches_the_upstream() {
         "a handshake with a body reached the upstream"
     );
 }
+
+/// A revocation applied while the upstream is still connecting or answering `101` came
+/// before the session listened for revocations; the session still ends with 4401 as soon
+/// as it starts, not at the token's `exp`. The upstream here holds its `101` until the
+/// revocation is in.
+#[tokio::test]
+async fn a_token_revoked_during_the_handshake_closes_the_session_as_it_starts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (heard, mut heads) = mpsc::unbounded_channel();
+    let (go, gate) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let head = read_head(&mut stream).await;
+        let _ = heard.send(());
+        let _ = gate.await;
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        // Keeps the upstream side open for as long as the test runs.
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    });
+    let proxy = proxy(&url, "").await;
+    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j13"));
+    let addr = proxy.addr;
+    let client = tokio::spawn(async move { raw_upgrade(addr, "/ws", &auth).await });
+    // Authenticated and on its way upstream: now the token is revoked.
+    heads.recv().await.unwrap();
+    revoke_jti(&proxy, "j13").await;
+    go.send(()).unwrap();
+    let (mut client, head) = client.await.unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(
+        raw_close_code(&mut client, Duration::from_secs(5)).await,
+        Some(4401),
+        "a session whose token was revoked before it started stayed open"
+    );
+}

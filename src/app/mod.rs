@@ -270,8 +270,9 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
 /// One thread gets Tokio's current-thread scheduler. The multi-thread scheduler with a
 /// single worker still pays for the stealing it cannot do: atomic queues, and two clock
 /// reads per batch of tasks to tune the global queue. That was 2 % of a keep-alive
-/// request's CPU (`bench/README.md`). Nothing else runs on the thread: signals, reloads and
-/// span exports are tasks either way, and their blocking parts go to the blocking pool.
+/// request's CPU (`bench/README.md`). The one thread also runs the future `block_on` is
+/// given, which only waits for a signal and then for the drain; reloads and span exports
+/// are tasks on either scheduler, and their blocking parts go to the blocking pool.
 pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     use tokio::runtime::Builder;
     if one_thread(worker_threads) {

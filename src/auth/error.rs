@@ -32,6 +32,8 @@ pub enum AuthError {
     MissingClaim,
     #[error("token exp, nbf or iat is not a date between 1970 and 9999")]
     BadDateClaim,
+    #[error("token sub or jti is not a string")]
+    BadIdClaim,
     #[error("issuer keys are not available")]
     KeysUnavailable,
     #[error("token is not active")]
@@ -60,6 +62,7 @@ impl AuthError {
             AuthError::WrongAudience => "wrong_audience",
             AuthError::MissingClaim => "missing_claim",
             AuthError::BadDateClaim => "bad_date_claim",
+            AuthError::BadIdClaim => "bad_id_claim",
             AuthError::KeysUnavailable => "keys_unavailable",
             AuthError::Inactive => "token_inactive",
             AuthError::IntrospectionUnavailable => "introspection_unavailable",

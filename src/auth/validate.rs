@@ -30,7 +30,7 @@ use crate::auth::token_cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::secret::BearerToken;
 
-use crate::auth::claims::{unix_now, Claims};
+use crate::auth::claims::{check_identifiers, unix_now, Claims};
 
 pub struct Validator {
     issuers: Vec<Arc<KeyStore>>,
@@ -120,11 +120,13 @@ impl Validator {
             (Err(AuthError::Malformed | AuthError::UnknownIssuer), Some(introspector)) => {
                 let claims = introspector.introspect(token).await?;
                 numeric_date::check(&claims)?;
+                check_identifiers(&claims)?;
                 return Ok(claims);
             }
             (result, _) => result?,
         };
         numeric_date::check(&claims)?;
+        check_identifiers(&claims)?;
         let claims = Arc::new(claims);
         self.remember(token.expose(), key, &claims, now);
         Ok(claims)

@@ -109,6 +109,7 @@ pub(crate) async fn accept_loop(
             http: generation.http.clone(),
             peer,
             hop: peer.ip(),
+            vouches: true,
             https: tls.is_some(),
             slot,
             clocks: Clocks::of(config),
@@ -128,6 +129,9 @@ struct Served {
     peer: SocketAddr,
     /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
     hop: IpAddr,
+    /// Whether the hop may vouch for the client in `X-Forwarded-*`: not when a trusted
+    /// balancer's PROXY header named no address.
+    vouches: bool,
     https: bool,
     slot: ConnSlot,
     clocks: Clocks,
@@ -236,6 +240,12 @@ impl Served {
             }
         };
         let stream = Rewind::new(rest, stream);
+        if source.is_none() {
+            // `UNKNOWN`, `LOCAL`, a unix socket: the balancer does not say who the client
+            // is, and the HTTP headers behind an L4 balancer are the client's own, so its
+            // `X-Forwarded-For` must not choose the address. The peer is the client.
+            self.vouches = false;
+        }
         let Some(source) = source.filter(|_| self.header.believed) else {
             return Some(stream);
         };
@@ -262,6 +272,7 @@ impl Served {
         let conn = Conn {
             peer: self.peer,
             hop: self.hop,
+            vouches: self.vouches,
             https: self.https,
             hold: Arc::new(self.slot),
             forwarding: Arc::default(),

@@ -81,14 +81,12 @@ fn walk(hop: IpAddr, headers: &HeaderMap, trusted: &CidrSet) -> IpAddr {
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .rev()
-        // A line that is not visible ASCII is one entry that does not parse.
-        .flat_map(|line| line.to_str().unwrap_or("\u{0}").rsplit(','))
-        .map(|entry| entry.trim_matches([' ', '\t']))
-        // RFC 9110 §5.6.1: empty list elements are ignored.
-        .filter(|entry| !entry.is_empty());
+        // Split as bytes: a byte that is not visible ASCII spoils only its own entry, never
+        // the entries a trusted proxy appended after it on the same line.
+        .flat_map(|line| elements(line.as_bytes()));
     let mut client = hop;
     for entry in entries.take(MAX_HOPS) {
-        let Some(ip) = entry_address(entry) else {
+        let Some(ip) = std::str::from_utf8(entry).ok().and_then(entry_address) else {
             tracing::debug!(hop = %client, "unreadable X-Forwarded-For entry; the hop is the client");
             break;
         };
@@ -130,12 +128,18 @@ fn is_port(text: &str) -> bool {
         && text.parse::<u16>().is_ok()
 }
 
-/// The last element of a comma list over all of a field's lines.
+/// A field line's comma-list elements, last first, without their spaces and tabs; empty
+/// elements are skipped (RFC 9110 §5.6.1).
+fn elements(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.rsplit(|b| *b == b',')
+        .map(|e| e.trim_ascii())
+        .filter(|e| !e.is_empty())
+}
+
+/// The last element of a comma list over all of a field's lines, if it is readable.
 fn last_element<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
-    let line = headers.get_all(name).iter().next_back()?.to_str().ok()?;
-    line.rsplit(',')
-        .map(|e| e.trim_matches([' ', '\t']))
-        .find(|e| !e.is_empty())
+    let line = headers.get_all(name).iter().next_back()?;
+    std::str::from_utf8(elements(line.as_bytes()).next()?).ok()
 }
 
 fn scheme(value: &str) -> Option<bool> {

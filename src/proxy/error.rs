@@ -299,7 +299,8 @@ fn auth_status(e: &AuthError) -> StatusCode {
         | AuthError::WrongAudience
         | AuthError::Inactive
         | AuthError::MissingClaim
-        | AuthError::BadDateClaim => StatusCode::UNAUTHORIZED,
+        | AuthError::BadDateClaim
+        | AuthError::BadIdClaim => StatusCode::UNAUTHORIZED,
     }
 }
 

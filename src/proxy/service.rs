@@ -96,6 +96,9 @@ pub(crate) struct Conn {
     pub peer: SocketAddr,
     /// What sent us the requests: the peer, or a trusted peer's PROXY header source.
     pub hop: IpAddr,
+    /// Whether a trusted hop may speak for the client (`X-Forwarded-*`, trace context):
+    /// not when a PROXY header named no address, where the headers are the client's own.
+    pub vouches: bool,
     pub https: bool,
     /// The connection's place under the connection limits. It rides on the connection,
     /// not on a request, so no request can lose it or carry another connection's; a
@@ -222,7 +225,7 @@ impl Proxy {
         let request_id = headers::request_id(request.headers());
         let cors_seen = cors::Seen::of(&request);
         let method = request.method().clone();
-        let span = self.begin_span(&request, &path, &labels.name, conn.hop);
+        let span = self.begin_span(&request, &path, &labels.name, &conn);
         let (mut line, caller) = self.begin(&request, &conn, &span, labels, &request_id);
         // Refused targets still count against the client's request rate.
         let admissible = self
@@ -299,12 +302,12 @@ impl Proxy {
         labels: &Labels,
         request_id: &HeaderValue,
     ) -> (AccessLine, Caller) {
-        let client = Client::resolve(
-            conn.hop,
-            conn.https,
-            request.headers(),
-            &self.trusted_proxies,
-        );
+        let no_one = CidrSet::default();
+        let trusted = match conn.vouches {
+            true => &self.trusted_proxies,
+            false => &no_one,
+        };
+        let client = Client::resolve(conn.hop, conn.https, request.headers(), trusted);
         let (redactor, name) = (&labels.redactor, labels.name.clone());
         let mut line = AccessLine::begin(request, client.addr, redactor, name, request_id);
         line.trace_id = line.logged().then(|| span.context.trace_id_hex());
@@ -319,7 +322,7 @@ impl Proxy {
         request: &Request<Incoming>,
         path: &str,
         route: &str,
-        hop: IpAddr,
+        conn: &Conn,
     ) -> RequestSpan {
         let target = SpanTarget {
             method: request.method(),
@@ -328,7 +331,8 @@ impl Proxy {
         };
         // With trusted proxies listed, only they may continue a trace: a client that
         // reaches the listener directly must not choose trace ids.
-        let trusted_hop = self.trusted_proxies.is_empty() || self.trusted_proxies.contains(hop);
+        let trusted_hop = self.trusted_proxies.is_empty()
+            || (conn.vouches && self.trusted_proxies.contains(conn.hop));
         self.tracer.start(request.headers(), &target, trusted_hop)
     }
 

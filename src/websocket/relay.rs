@@ -102,10 +102,16 @@ pub(crate) struct RevocationWatch {
 
 impl RevocationWatch {
     /// Resolves when a revocation covering this caller arrives; never, without a watch.
+    /// The view is read once first: a revocation applied after the caller was
+    /// authenticated and before the watch subscribed (while the upstream connected and
+    /// answered `101`) sent its event to nobody here.
     async fn revoked(watch: &mut Option<RevocationWatch>) {
         let Some(w) = watch else {
             return std::future::pending().await;
         };
+        if w.revocations.is_revoked(&w.claims) {
+            return;
+        }
         loop {
             match w.events.recv().await {
                 Ok(entry) if entry.matches(&w.claims) => return,

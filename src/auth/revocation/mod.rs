@@ -180,8 +180,8 @@ impl Revocations {
     }
 
     pub(crate) fn is_revoked(&self, claims: &Claims) -> bool {
-        let now = unix_now();
-        let live = |r: &Revoked| r.expires() > now && r.matches(claims);
+        // The clock is read only for an entry found: nearly every token has none.
+        let live = |r: &Revoked| r.expires() > unix_now() && r.matches(claims);
         let jti = claims.get("jti").and_then(serde_json::Value::as_str);
         let sub = claims.get("sub").and_then(serde_json::Value::as_str);
         jti.and_then(|j| self.tokens.get(j))
@@ -215,7 +215,9 @@ impl Revocations {
         match (jti, sub) {
             (Some(jti), None) if !jti.is_empty() => Some(Revoked::Token { jti, expires }),
             (None, Some(sub)) if !sub.is_empty() && before.is_none_or(|b| b <= MAX_BEFORE) => {
-                let before = before.unwrap_or_else(unix_now);
+                // `iat` counts whole seconds: "now" covers every token of this second too,
+                // or one refreshed a moment before the revocation would survive it.
+                let before = before.unwrap_or_else(|| unix_now() + 1);
                 // A token issued before `before` lives at most `retain` past it.
                 let expires = before
                     .saturating_add(self.config.retain.as_secs())

@@ -128,3 +128,16 @@ async fn the_memory_store_never_narrows_a_subject_revocation() {
         "a before past year 9999 is no time"
     );
 }
+
+/// `iat` counts whole seconds: a subject revoked "now" must cover a token issued this very
+/// second (a refresh a moment earlier), and an explicit `before` keeps its meaning.
+#[test]
+fn revoking_a_subject_now_covers_tokens_of_this_second() {
+    let view = memory();
+    let now = unix_now();
+    let entry = view.entry(None, Some("gina".into()), None).unwrap();
+    assert!(entry.matches(&claims(json!({"sub": "gina", "iat": now}))));
+    assert!(!entry.matches(&claims(json!({"sub": "gina", "iat": now + 5}))));
+    let explicit = view.entry(None, Some("gina".into()), Some(now)).unwrap();
+    assert!(!explicit.matches(&claims(json!({"sub": "gina", "iat": now}))));
+}

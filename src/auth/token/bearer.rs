@@ -16,12 +16,19 @@ pub(super) fn find(headers: &HeaderMap) -> Result<Option<String>, AuthError> {
         return Err(AuthError::Malformed);
     }
     let bytes = value.as_bytes();
-    let Some(split) = bytes.iter().position(|b| *b == b' ') else {
-        return Ok(None);
-    };
+    // The scheme ends at the first space or tab, or with the value: hyper trims a trailing
+    // space, so `Bearer ` arrives as `Bearer`, which is a bearer header without a token.
+    let split = bytes
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\t')
+        .unwrap_or(bytes.len());
     let (scheme, rest) = bytes.split_at(split);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
+    }
+    if !rest.starts_with(b" ") {
+        // Nothing after the scheme, or a tab where RFC 9110 wants a space.
+        return Err(AuthError::Malformed);
     }
     let token = std::str::from_utf8(rest)
         .map_err(|_| AuthError::Malformed)?

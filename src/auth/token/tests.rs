@@ -51,6 +51,20 @@ fn bearer_scheme_is_case_insensitive_and_other_schemes_are_ignored() {
         extract(&empty, &sources(), 100).unwrap_err(),
         AuthError::Malformed
     );
+    // hyper trims the trailing space, so `Bearer ` arrives as `Bearer`; a tab is no
+    // separator. Both are malformed, never a reason to try the next source's token.
+    for value in ["Bearer", "bearer", "Bearer\ta.b.c", "Bearer\t"] {
+        let p = parts("/x?access_token=q.q.q", &[("authorization", value)]);
+        assert_eq!(
+            extract(&p, &sources(), 100).err(),
+            Some(AuthError::Malformed),
+            "{value:?}"
+        );
+    }
+    assert_eq!(
+        found(&parts("/", &[("authorization", "Bearerish a.b.c")])),
+        None
+    );
 }
 
 #[test]

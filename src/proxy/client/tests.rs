@@ -139,6 +139,36 @@ fn an_unreadable_entry_stops_the_walk_at_the_hop_that_handed_it_over() {
     assert_eq!(client_of("10.1.1.1", &obs_text), ip("10.1.1.1"));
 }
 
+/// nginx's `$proxy_add_x_forwarded_for` appends the client it saw to the client's own
+/// line: an unreadable byte the client wrote spoils its own entry only, never the address
+/// the trusted proxy appended after it (which would make the proxy itself the client).
+#[test]
+fn a_bad_byte_spoils_its_own_entry_and_not_what_a_proxy_appended() {
+    let xff = |value: &[u8]| {
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_bytes(value).unwrap());
+        h.append(
+            &X_FORWARDED_PROTO,
+            HeaderValue::from_bytes(b"\xff, https").unwrap(),
+        );
+        Client::resolve(ip("10.1.1.1"), false, &h, &trusted())
+    };
+    for spoiled in [
+        &b"\xc3\xa9, 203.0.113.9"[..],
+        b"\xff6.6.6.6, 203.0.113.9",
+        b"\xff,203.0.113.9",
+    ] {
+        let client = xff(spoiled);
+        assert_eq!(client.addr, ip("203.0.113.9"), "{spoiled:?}");
+        assert!(
+            client.https,
+            "the nearest hop's proto, after the client's bad byte"
+        );
+    }
+    // The bad entry itself still stops the walk where it stands.
+    assert_eq!(xff(b"203.0.113.9, \xff, 10.2.2.2").addr, ip("10.2.2.2"));
+}
+
 #[test]
 fn only_the_exact_name_is_read() {
     for name in [

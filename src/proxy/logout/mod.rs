@@ -1,6 +1,6 @@
 //! The caller's own sign-out, answered before routing: `POST {endpoint}` with a valid token
 //! revokes that token (its `jti`, until its `exp`), and with `{"everywhere": true}` every
-//! token of its subject issued before now. `204` on success, `Cache-Control: no-store`.
+//! token of its subject issued up to the end of this second. `204` on success, `Cache-Control: no-store`.
 //!
 //! The token comes from the `Authorization` header only: a browser attaches cookies to a
 //! cross-site form post by itself, so a cookie source would let any page sign a user out.
@@ -96,13 +96,13 @@ impl LogoutDesk {
         let sub = text("sub")
             .filter(|s| !s.is_empty())
             .ok_or(ProxyError::BadRequest("this token names no subject"))?;
-        // Without a jti, the presenting token itself must fall under `before`, even when it
-        // was issued this very second.
+        // Every token issued up to the end of this second (`iat` counts whole seconds, so a
+        // token refreshed a moment ago falls under it), and the presenting token itself even
+        // when the IdP's clock runs ahead of ours.
         let iat = numeric_date::get(claims, "iat");
-        let before = match (&own, iat) {
-            (None, Some(iat)) => iat.saturating_add(1).clamp(now, now + IAT_SKEW_SECS),
-            _ => now,
-        };
+        let before = iat.map_or(now + 1, |iat| {
+            iat.saturating_add(1).clamp(now + 1, now + IAT_SKEW_SECS)
+        });
         // Kept `revocation.retain` past `before`, as the admin API keeps it: the endpoint
         // cannot know how long the subject's other tokens live.
         let subject = revocations
