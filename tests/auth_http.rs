@@ -281,6 +281,37 @@ async fn a_sub_or_jti_that_is_not_a_string_is_refused() {
     assert_eq!(w.upstream.last().headers["x-auth-subject"], "4242");
 }
 
+/// The page that sent a request may carry a token in its own URL; `Referer` would hand it
+/// to the upstream. Its query loses the same parameters as the request's, on every route.
+#[tokio::test]
+async fn a_token_in_the_referers_query_never_reaches_the_upstream() {
+    let w = world().await;
+    let page = "https://app.example/chat";
+    for (sent, forwarded) in [
+        (
+            format!("{page}?access_token=s3cr3t&room=7#top"),
+            Some(format!("{page}?room=7#top")),
+        ),
+        (
+            format!("{page}?ACCESS%5Ftoken=s3cr3t"),
+            Some(page.to_string()),
+        ),
+        (format!("{page}?room=7"), Some(format!("{page}?room=7"))),
+        (page.to_string(), Some(page.to_string())),
+        // Unreadable with a query: it cannot be judged, so it goes.
+        (format!("{page}?access_token=s3cr3t&x=\u{e9}"), None),
+    ] {
+        let answer = get(&w.proxy.url("/open/x"), &[("referer", &sent)]).await;
+        assert_eq!(answer.status, 200, "{sent}");
+        let seen = w.upstream.last();
+        let referer = seen
+            .headers
+            .get("referer")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        assert_eq!(referer, forwarded, "{sent}");
+    }
+}
+
 #[tokio::test]
 async fn policy_answers_403_with_the_required_scope_and_200_when_met() {
     let w = world().await;

@@ -200,6 +200,7 @@ pub struct Seen {
     pub authorization: bool,
     pub cookie: bool,
     pub websocket_protocol: bool,
+    pub referer: bool,
 }
 
 /// Removes from a client request the hop-by-hop fields (a protected field named in
@@ -245,6 +246,7 @@ fn strip(
         seen.authorization |= *name == header::AUTHORIZATION;
         seen.cookie |= *name == header::COOKIE;
         seen.websocket_protocol |= *name == header::SEC_WEBSOCKET_PROTOCOL;
+        seen.referer |= *name == header::REFERER;
         if hop_by_hop().contains(&name) || also(name) {
             doomed.push(name.clone());
         }

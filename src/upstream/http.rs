@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, COOKIE, HOST};
+use http::header::{AUTHORIZATION, COOKIE, HOST, REFERER};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::HeaderName;
@@ -270,6 +270,9 @@ fn rewrite_headers(
     if seen.authorization {
         h.remove(AUTHORIZATION);
     }
+    if seen.referer {
+        redact_referer(h, redactor);
+    }
     if route.upstream_auth == UpstreamAuth::Bearer {
         if let Some(token) = ctx.token {
             if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", token.expose())) {
@@ -324,6 +327,39 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
 }
 
 /// HTTP/2 clients may split `Cookie` over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+/// The page that sent the request may have had a token in its own URL (a SignalR page
+/// opened with `?access_token=`): `Referer` would carry it upstream as surely as the
+/// request's URL. Its query loses the same parameters; a `Referer` that cannot be read
+/// (not visible ASCII, or more than one) goes if it has a query at all.
+fn redact_referer(h: &mut http::HeaderMap, redactor: &Redactor) {
+    let mut values = h.get_all(REFERER).iter();
+    let (Some(value), single) = (values.next(), values.next().is_none()) else {
+        return;
+    };
+    let Some(mark) = memchr::memchr(b'?', value.as_bytes()) else {
+        if !single {
+            h.remove(REFERER);
+        }
+        return;
+    };
+    let Some(text) = value.to_str().ok().filter(|_| single) else {
+        h.remove(REFERER);
+        return;
+    };
+    let (page, after) = (&text[..mark], &text[mark + 1..]);
+    let (query, fragment) = after.split_at(after.find('#').unwrap_or(after.len()));
+    let kept = match redactor.for_upstream(query) {
+        Some(std::borrow::Cow::Borrowed(_)) => return,
+        Some(std::borrow::Cow::Owned(kept)) => format!("{page}?{kept}{fragment}"),
+        None if query.is_empty() => return,
+        None => format!("{page}{fragment}"),
+    };
+    match HeaderValue::from_str(&kept) {
+        Ok(value) => h.insert(REFERER, value),
+        Err(_) => h.remove(REFERER),
+    };
+}
+
 fn join_cookies(h: &mut http::HeaderMap) {
     if h.get_all(COOKIE).iter().nth(1).is_none() {
         return;
