@@ -516,3 +516,40 @@ async fn the_ticket_endpoint_answers_with_the_same_cors_rules() {
     assert_eq!(other.status, 403);
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+/// A browser attaches cookies to a request from any site: when the ticket endpoint reads a
+/// token from a cookie, another route's `"*"` (any page may call that public route) does
+/// not open the endpoint to every page; only origins a route names do. With header tokens
+/// alone, `"*"` still reaches it.
+#[tokio::test]
+async fn a_routes_star_does_not_open_a_cookie_reading_ticket_endpoint() {
+    let upstream = Upstream::echo().await;
+    let public = format!(
+        "[[route]]\npath = \"/pub\"\nupstream = \"{}\"\nauth = \"none\"\nallowed_origins = [\"*\"]\n",
+        upstream.url()
+    );
+    let post = |proxy: &TestProxy, origin: &'static str| {
+        let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+            .header("origin", origin)
+            .body(Full::default())
+            .unwrap();
+        send(request)
+    };
+    let with_cookies = raw_config(&upstream.url(), &public).replace(
+        "[tickets]\n",
+        "[tickets]\ntokens = [\"header\", \"cookie:at\"]\n",
+    );
+    let proxy = TestProxy::start_with_secrets(&with_cookies, &[("HS", SECRET)]).await;
+    assert_eq!(post(&proxy, "https://evil.example").await.status, 403);
+    assert_eq!(post(&proxy, "null").await.status, 403);
+    assert_eq!(
+        post(&proxy, APP).await.status,
+        401,
+        "a listed origin gets on to the token"
+    );
+
+    let headers_only = raw_config(&upstream.url(), &public);
+    let proxy = TestProxy::start_with_secrets(&headers_only, &[("HS", SECRET)]).await;
+    let any = post(&proxy, "https://evil.example").await;
+    assert_eq!(any.status, 401, "{}", any.body);
+}

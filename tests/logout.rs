@@ -324,3 +324,49 @@ async fn a_store_outage_fails_closed() {
         "a sign-out during a store outage did not fail closed"
     );
 }
+
+/// A `jti` (and a subject) is unique only within its issuer, and revocations name none:
+/// with a second issuer whose holders can choose their `jti` (an HMAC issuer here), a
+/// sign-out could revoke another issuer's token that shares it. Sign-out of either kind is
+/// refused, and the other issuer's token keeps working.
+#[tokio::test]
+async fn with_two_issuers_sign_out_is_refused_and_revokes_nothing() {
+    let (hub, echo) = (WsHub::start().await, Upstream::echo().await);
+    let partner_secret = "fedcba9876543210fedcba9876543210";
+    let toml = format!(
+        "{}\n[[issuer]]\nname = \"partner\"\nissuer = \"https://partner.example/\"\n\
+         audiences = [\"api\"]\nhmac_secret_env = \"PARTNER\"\n",
+        config(&hub, &echo, "memory", 100)
+    );
+    let proxy =
+        TestProxy::start_with_secrets(&toml, &[("HS", SECRET), ("PARTNER", partner_secret)]).await;
+    proxy.wait_ready().await;
+    let victim = token_at("alice", now() - 10, json!({ "jti": "shared-1" }));
+    let mut forged = claims(
+        "https://partner.example/",
+        "api",
+        json!({ "jti": "shared-1" }),
+    );
+    forged["sub"] = json!("mallory");
+    let attacker = mint_with(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &jsonwebtoken::EncodingKey::from_secret(partner_secret.as_bytes()),
+        &forged,
+    );
+    assert_eq!(
+        api(&proxy, &attacker).await.status,
+        200,
+        "the partner's token is valid"
+    );
+    for body in ["", r#"{"everywhere": true}"#] {
+        let answer = logout(&proxy, Some(&attacker), body, None).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(answer.body.contains("single issuer"), "{}", answer.body);
+    }
+    assert_eq!(
+        api(&proxy, &victim).await.status,
+        200,
+        "another issuer's token was revoked"
+    );
+    assert_eq!(api(&proxy, &attacker).await.status, 200);
+}

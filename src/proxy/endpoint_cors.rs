@@ -20,11 +20,15 @@ pub(crate) struct EndpointCors {
 }
 
 impl EndpointCors {
-    pub(crate) fn new(all: &Config) -> Self {
+    /// `cookies`: the endpoint reads a token from a cookie, which a browser attaches to a
+    /// request from any site. A route's `"*"` (any page may call that route) then does not
+    /// open the endpoint to every page: only origins a route names do.
+    pub(crate) fn new(all: &Config, cookies: bool) -> Self {
         let mut origins: Vec<String> = all
             .routes
             .iter()
             .flat_map(|r| r.allowed_origins.clone())
+            .filter(|o| !(cookies && o == "*"))
             .collect();
         origins.sort();
         origins.dedup();

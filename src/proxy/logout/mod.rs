@@ -35,7 +35,7 @@ pub(crate) struct LogoutDesk {
     pub(crate) cors: EndpointCors,
     /// The longest `leeway` of any issuer: a token is accepted that long past its `exp`.
     leeway_secs: u64,
-    /// Subjects are unique only within one issuer, so `everywhere` needs a single one.
+    /// A `jti` or subject is unique only within one issuer, so sign-out needs a single one.
     single_issuer: bool,
     pub(crate) labels: Labels,
 }
@@ -51,7 +51,8 @@ impl LogoutDesk {
     pub(crate) fn new(config: &LogoutConfig, all: &Config, metrics: &Metrics) -> Self {
         Self {
             config: config.clone(),
-            cors: EndpointCors::new(all),
+            // The token comes from `Authorization` only.
+            cors: EndpointCors::new(all, false),
             leeway_secs: all
                 .issuers
                 .iter()
@@ -70,6 +71,14 @@ impl LogoutDesk {
         everywhere: bool,
         revocations: &Revocations,
     ) -> Result<Vec<Revoked>, ProxyError> {
+        // Revocations name a `jti` or a subject, not an issuer, and each is unique only
+        // within its issuer: with two, a caller could sign out another issuer's token that
+        // shares its `jti` (an HMAC or partner issuer lets it choose one) or its subject.
+        if !self.single_issuer {
+            return Err(ProxyError::BadRequest(
+                "sign-out needs a single issuer: a jti or subject of one issuer may name another's token",
+            ));
+        }
         let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
         let now = unix_now();
         // A token without `exp` (introspection may say none) is held for the longest time
@@ -86,11 +95,6 @@ impl LogoutDesk {
         if !everywhere {
             return own.map(|e| vec![e]).ok_or(ProxyError::BadRequest(
                 "this token has no jti; send {\"everywhere\": true} to sign out every token of its subject",
-            ));
-        }
-        if !self.single_issuer {
-            return Err(ProxyError::BadRequest(
-                "signing out everywhere needs a single issuer: subjects of two issuers may collide",
             ));
         }
         let sub = text("sub")

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::{Config, TicketsConfig, UpstreamAuth};
+use crate::config::{Config, TicketsConfig, TokenSource, UpstreamAuth};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::Labels;
 use crate::proxy::endpoint_cors::EndpointCors;
@@ -54,7 +54,7 @@ impl TicketDesk {
         Self {
             // `Stores::build` makes a ticket store whenever `[tickets]` is set.
             store: store.unwrap_or_else(|| Arc::new(TicketStore::memory(config.ttl))),
-            cors: EndpointCors::new(all),
+            cors: EndpointCors::new(all, reads_cookies(&config.tokens)),
             bearer_routes: all
                 .routes
                 .iter()
@@ -80,6 +80,11 @@ impl TicketDesk {
         });
         result
     }
+}
+
+/// Whether the desk reads a token from a cookie (which any site's request carries along).
+fn reads_cookies(sources: &[TokenSource]) -> bool {
+    sources.iter().any(|s| matches!(s, TokenSource::Cookie(_)))
 }
 
 fn parse_request(body: &[u8]) -> Result<TicketRequest, ProxyError> {
