@@ -57,6 +57,14 @@ async fn idp(short_lived_exp: u64) -> Idp {
                 Some("opaque-no-scope") => {
                     json!({ "active": true, "sub": "eve", "exp": now() + 3600 })
                 }
+                Some("opaque-for-orders") => json!({
+                    "active": true, "sub": "olga", "scope": "orders", "aud": ["billing-api", "orders-api"],
+                    "exp": now() + 3600,
+                }),
+                Some("opaque-for-billing") => json!({
+                    "active": true, "sub": "bill", "scope": "orders", "aud": "billing-api",
+                    "exp": now() + 3600,
+                }),
                 _ => json!({ "active": false }),
             };
             http::Response::new(full(answer.to_string()))
@@ -72,6 +80,10 @@ fn base64_std(s: &str) -> String {
 }
 
 async fn proxy(introspect_url: &str, upstream: &Upstream) -> TestProxy {
+    proxy_with(introspect_url, upstream, "").await
+}
+
+async fn proxy_with(introspect_url: &str, upstream: &Upstream, extra: &str) -> TestProxy {
     let toml = format!(
         r#"
 [[introspection]]
@@ -80,6 +92,7 @@ url = "{introspect_url}"
 client_id = "gatehouse"
 client_secret_env = "CLIENT_SECRET"
 cache = "60s"
+{extra}
 
 [identity]
 headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Scopes" = "scope" }}
@@ -136,6 +149,33 @@ async fn active_tokens_pass_with_their_identity_and_inactive_ones_do_not() {
         idp.calls.load(Ordering::SeqCst),
         before,
         "the cache did not answer"
+    );
+}
+
+/// RFC 7662 §4 leaves the audience to the resource server: with `audiences` set, a token
+/// the same authorization server issued for another API is not active here, and neither
+/// is one whose answer names no audience.
+#[tokio::test]
+async fn with_audiences_a_token_for_another_api_is_inactive() {
+    let idp = idp(0).await;
+    let upstream = Upstream::echo().await;
+    let url = format!("{}/introspect", idp.server.url());
+    let proxy = proxy_with(&url, &upstream, "audiences = [\"orders-api\"]").await;
+    let mine = bearer(&proxy.url("/orders/1"), "opaque-for-orders").await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(upstream.last().headers["x-auth-subject"], "olga");
+    for other in ["opaque-for-billing", "opaque-alice"] {
+        let answer = bearer(&proxy.url("/orders/1"), other).await;
+        assert_eq!(answer.status, 401, "{other}: {}", answer.body);
+        assert_eq!(answer.json()["error"], "token_inactive", "{other}");
+    }
+    // Without `audiences`, the billing token passes: the setting is what refuses it.
+    let open = proxy_with(&url, &upstream, "").await;
+    assert_eq!(
+        bearer(&open.url("/orders/1"), "opaque-for-billing")
+            .await
+            .status,
+        200
     );
 }
 

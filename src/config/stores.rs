@@ -159,6 +159,9 @@ pub(super) fn validate_introspection(
                 None
             }
         };
+    if raw.audiences.iter().any(String::is_empty) {
+        e.push(format!("{path}.audiences"), "an audience may not be empty");
+    }
     let cache = duration(e, &format!("{path}.cache"), &raw.cache);
     let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
     if e.count() > errors_before {
@@ -175,5 +178,6 @@ pub(super) fn validate_introspection(
         max_calls_per_second: raw.max_calls_per_second,
         allow_http: raw.allow_http,
         timeout,
+        audiences: raw.audiences.clone(),
     })
 }

@@ -273,6 +273,8 @@ pub struct IntrospectionConfig {
     pub max_calls_per_second: u32,
     pub allow_http: bool,
     pub timeout: Duration,
+    /// Empty: any audience. Otherwise an active answer's `aud` must name one of these.
+    pub audiences: Vec<String>,
 }
 
 /// `[tickets]`: the single-use ticket endpoint.

@@ -66,6 +66,26 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Answer, BadAnswer> {
     })
 }
 
+/// Whether an active answer's `aud` (a string or an array of them) names one of
+/// `audiences`; any answer does when none are configured. RFC 7662 §4 leaves this check to
+/// the resource server: without it, a token the same authorization server issued for
+/// another API would pass here.
+pub(super) fn for_audience(claims: &Claims, audiences: &[String]) -> bool {
+    if audiences.is_empty() {
+        return true;
+    }
+    let listed = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .is_some_and(|a| audiences.iter().any(|w| w == a))
+    };
+    match claims.get("aud") {
+        Some(serde_json::Value::Array(values)) => values.iter().any(listed),
+        Some(value) => listed(value),
+        None => false,
+    }
+}
+
 fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, BadAnswer> {
     let Some(value) = claims.get(name) else {
         return Ok(None);
@@ -79,6 +99,26 @@ fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, BadA
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audience_is_a_string_or_an_array_and_none_listed_takes_any() {
+        let claims = |aud: serde_json::Value| {
+            active(&serde_json::json!({"active": true, "aud": aud}).to_string())
+        };
+        let wanted = ["orders".to_string()];
+        assert!(for_audience(&claims("orders".into()), &wanted));
+        assert!(for_audience(
+            &claims(serde_json::json!(["x", "orders"])),
+            &wanted
+        ));
+        assert!(!for_audience(&claims("Orders".into()), &wanted));
+        assert!(!for_audience(
+            &claims(serde_json::json!([7, "other"])),
+            &wanted
+        ));
+        assert!(!for_audience(&active(r#"{"active": true}"#), &wanted));
+        assert!(for_audience(&active(r#"{"active": true}"#), &[]));
+    }
 
     fn active(text: &str) -> Claims {
         match parse(text.as_bytes()) {

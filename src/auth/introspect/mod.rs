@@ -144,6 +144,9 @@ impl Introspector {
         let mut unavailable = false;
         for endpoint in &self.endpoints {
             match self.ask(endpoint, token).await {
+                // Active, but issued for another resource server: not a token for us.
+                Ok(Answer::Active(claims))
+                    if !answer::for_audience(&claims, &endpoint.config.audiences) => {}
                 Ok(Answer::Active(claims)) => {
                     let claims = Arc::new(claims);
                     self.caches
@@ -302,6 +305,7 @@ mod tests {
             max_calls_per_second: 100,
             allow_http: false,
             timeout: Duration::from_secs(5),
+            audiences: Vec::new(),
         };
         let introspector = Introspector::new(&[config], Arc::new(Metrics::new().unwrap()))
             .unwrap()

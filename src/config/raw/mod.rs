@@ -254,6 +254,8 @@ pub struct FileIntrospection {
     /// Accept a plain `http://` (non-loopback) `url`.
     pub allow_http: bool,
     pub timeout: String,
+    /// When set, an active answer's `aud` must name one of these.
+    pub audiences: Vec<String>,
 }
 
 impl Default for FileIntrospection {
@@ -270,6 +272,7 @@ impl Default for FileIntrospection {
             max_calls_per_second: 50,
             allow_http: false,
             timeout: "5s".into(),
+            audiences: Vec::new(),
         }
     }
 }
