@@ -283,3 +283,40 @@ async fn client_trailers_never_reach_an_http2_upstream() {
         );
     }
 }
+
+/// A client that stops its upload half-way (closes, or resets its HTTP/2 stream) broke its
+/// own request: the access line says `body_broken`, and no upstream failure is counted or
+/// logged, which any client could otherwise raise at will.
+#[tokio::test]
+async fn a_client_that_abandons_its_upload_is_not_an_upstream_failure() {
+    let reads_bodies = Upstream::start(|request| async move {
+        let _ = request.into_body().collect().await;
+        http::Response::new(full("read"))
+    })
+    .await;
+    let proxy = proxy(&reads_bodies.url(), "").await;
+    let mut socket = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nContent-Length: 10\r\n\r\nabc",
+        token()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !reads_bodies.requests().is_empty()
+        })
+        .await,
+        "the request never reached the upstream"
+    );
+    drop(socket);
+    let answered = "gatehouse_requests_total{code=\"400\",method=\"POST\",route=\"/\"}";
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            proxy.metric(answered).await == 1.0
+        })
+        .await,
+        "the broken upload was not answered 400"
+    );
+    let failed = "gatehouse_upstream_errors_total{kind=\"failed\",route=\"/\"}";
+    assert_eq!(proxy.metric(failed).await, 0.0);
+}

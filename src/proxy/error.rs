@@ -238,7 +238,7 @@ impl ProxyError {
 }
 
 fn upstream_reason(e: &UpstreamError) -> Reason {
-    use Counted::{Limit, QuietUpstream, Upstream};
+    use Counted::{Limit, Nothing, QuietUpstream, Upstream};
     match e {
         UpstreamError::Connect(_) | UpstreamError::Failed(_) | UpstreamError::BadSubprotocol => {
             row(StatusCode::BAD_GATEWAY, e.kind(), Upstream)
@@ -255,6 +255,8 @@ fn upstream_reason(e: &UpstreamError) -> Reason {
             "request_timeout",
             Limit("body_stall_timeout"),
         ),
+        // The client's own doing, and nothing to alert on: the access line says it.
+        UpstreamError::BodyBroken => row(StatusCode::BAD_REQUEST, e.kind(), Nothing),
         // The client's fault (a stale or edited SignalR id): counted, not logged.
         UpstreamError::NoConnection => row(StatusCode::NOT_FOUND, e.kind(), QuietUpstream),
         UpstreamError::Negotiate(_) => row(StatusCode::BAD_GATEWAY, e.kind(), Upstream),
@@ -270,6 +272,7 @@ fn upstream_message(e: &UpstreamError) -> &'static str {
             "the upstream chose a subprotocol the client did not offer"
         }
         UpstreamError::BodyStalled => "the request body stopped arriving",
+        UpstreamError::BodyBroken => "the request body broke off",
         UpstreamError::BadRequest(_) => "the request could not be forwarded",
         UpstreamError::NoConnection => "no connection with that id",
         UpstreamError::Negotiate(_) => "the upstream's negotiate answer could not be used",

@@ -20,6 +20,10 @@ pub enum UpstreamError {
     /// The client's body stopped arriving for `limits.body_stall_timeout`: its fault (408).
     #[error("request body stalled")]
     BodyStalled,
+    /// The client's body broke off (it reset its stream, or closed mid-upload): its doing,
+    /// not the upstream's (400, to a client that is usually gone).
+    #[error("the client's request body broke off")]
+    BodyBroken,
     /// A SignalR `id` this route did not seal, or whose endpoint is gone (404, as the hub).
     #[error("no connection with that id")]
     NoConnection,
@@ -38,6 +42,7 @@ impl UpstreamError {
             UpstreamError::BodyTooLarge => "body_too_large",
             UpstreamError::BadSubprotocol => "bad_subprotocol",
             UpstreamError::BodyStalled => "body_stalled",
+            UpstreamError::BodyBroken => "body_broken",
             UpstreamError::NoConnection => "no_connection",
             UpstreamError::Negotiate(_) => "negotiate",
         }

@@ -233,6 +233,7 @@ fn upstream_error(error: SendError) -> UpstreamError {
     match error {
         SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => UpstreamError::BodyTooLarge,
         SendError::Failed(e) if caused_by::<Stalled>(&e) => UpstreamError::BodyStalled,
+        SendError::Failed(e) if client_body_broke(&e) => UpstreamError::BodyBroken,
         e @ (SendError::Connect(_) | SendError::Handshake(_)) => UpstreamError::Connect(e.into()),
         e => UpstreamError::Failed(e.into()),
     }
@@ -315,6 +316,14 @@ fn upstream_target(
 }
 
 /// Whether `error` or one of its causes is an `E` (our body's own errors come back wrapped).
+/// hyper calls a failure of the body we gave it a user error, with the body's own error as
+/// its source; of the bodies we give it, only the client's `Incoming` fails with a
+/// `hyper::Error` of its own (a reset stream, a connection closed mid-upload).
+fn client_body_broke(error: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    error.is_user() && error.source().is_some_and(caused_by::<hyper::Error>)
+}
+
 fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
