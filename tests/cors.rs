@@ -548,6 +548,21 @@ async fn a_routes_star_does_not_open_a_cookie_reading_ticket_endpoint() {
         "a listed origin gets on to the token"
     );
 
+    // No route names an origin: only the endpoint's own site may use the cookie.
+    // (The route then reads no cookie itself: a WebSocket route that does must name origins.)
+    let unnamed = with_cookies
+        .replace(&format!("allowed_origins = [\"{APP}\"]\n"), "")
+        .replace("\"cookie:at\", ", "");
+    let proxy = TestProxy::start_with_secrets(&unnamed, &[("HS", SECRET)]).await;
+    assert_eq!(post(&proxy, "https://evil.example").await.status, 403);
+    assert_eq!(post(&proxy, "null").await.status, 403);
+    let own: &'static str = format!("http://{}", proxy.addr).leak();
+    assert_eq!(
+        post(&proxy, own).await.status,
+        401,
+        "the endpoint's own site"
+    );
+
     let headers_only = raw_config(&upstream.url(), &public);
     let proxy = TestProxy::start_with_secrets(&headers_only, &[("HS", SECRET)]).await;
     let any = post(&proxy, "https://evil.example").await;

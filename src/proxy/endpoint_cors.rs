@@ -15,6 +15,8 @@ use crate::proxy::error::ProxyError;
 pub(crate) struct EndpointCors {
     /// Union of the routes' `allowed_origins`.
     origins: Vec<String>,
+    /// The endpoint reads a token from a cookie.
+    cookies: bool,
     /// Always answered here: the endpoint is gatehouse's own.
     mode: CorsConfig,
 }
@@ -22,7 +24,8 @@ pub(crate) struct EndpointCors {
 impl EndpointCors {
     /// `cookies`: the endpoint reads a token from a cookie, which a browser attaches to a
     /// request from any site. A route's `"*"` (any page may call that route) then does not
-    /// open the endpoint to every page: only origins a route names do.
+    /// open the endpoint to every page: only origins a route names do, or, when none is
+    /// named, the endpoint's own origin.
     pub(crate) fn new(all: &Config, cookies: bool) -> Self {
         let mut origins: Vec<String> = all
             .routes
@@ -34,6 +37,7 @@ impl EndpointCors {
         origins.dedup();
         Self {
             origins,
+            cookies,
             mode: CorsConfig::Answer(CorsAnswer {
                 methods: vec![Method::POST],
                 headers: vec![header::AUTHORIZATION, header::CONTENT_TYPE],
@@ -78,6 +82,11 @@ impl EndpointCors {
             return Ok(None);
         };
         if self.origins.is_empty() {
+            // No list: a cross-site page may call the endpoint but never read it, unless
+            // its cookie would be the credential.
+            if self.cookies && !same_origin(origin, request.headers().get(header::HOST)) {
+                return Err(ProxyError::OriginNotAllowed);
+            }
             return Ok(None);
         }
         if origin_listed(&self.origins, origin) {
@@ -85,5 +94,18 @@ impl EndpointCors {
         } else {
             Err(ProxyError::OriginNotAllowed)
         }
+    }
+}
+
+/// Whether `Origin` names the host the request was sent to (its `Host`), as a page of the
+/// endpoint's own site sends it; `null` and every other site are not.
+fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let origin = origin.as_bytes();
+    let authority = origin
+        .strip_prefix(b"https://")
+        .or_else(|| origin.strip_prefix(b"http://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.as_bytes()),
+        _ => false,
     }
 }
