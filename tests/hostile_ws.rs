@@ -536,22 +536,25 @@ async fn raw_upstream() -> (String, mpsc::UnboundedReceiver<TcpStream>) {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let head = read_head(&mut stream).await;
-            let key = head
-                .lines()
-                .find_map(|l| l.strip_prefix("sec-websocket-key: "))
-                .unwrap()
-                .trim()
-                .to_string();
-            let accept =
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-            let answer = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            );
+            let answer = switching_protocols(&head);
             stream.write_all(answer.as_bytes()).await.unwrap();
             let _ = tx.send(stream);
         }
     });
     (url, rx)
+}
+
+/// The `101` an upstream answers to the handshake `head` (its key accepted).
+fn switching_protocols(head: &str) -> String {
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+        .unwrap()
+        .trim();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
 }
 
 /// Exactly `n` bytes, or what came before the stream ended or 5 s passed.
@@ -723,16 +726,7 @@ async fn a_token_revoked_during_the_handshake_closes_the_session_as_it_starts() 
         let head = read_head(&mut stream).await;
         let _ = heard.send(());
         let _ = gate.await;
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
-            .unwrap()
-            .trim()
-            .to_string();
-        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-        let answer = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
+        let answer = switching_protocols(&head);
         stream.write_all(answer.as_bytes()).await.unwrap();
         // Keeps the upstream side open for as long as the test runs.
         let mut sink = Vec::new();
