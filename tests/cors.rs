@@ -568,3 +568,39 @@ async fn a_routes_star_does_not_open_a_cookie_reading_ticket_endpoint() {
     let any = post(&proxy, "https://evil.example").await;
     assert_eq!(any.status, 401, "{}", any.body);
 }
+
+/// A cookie rides along with any site's request, so a token read from one speaks for the
+/// caller only from the site itself or an origin the route names: another page's request
+/// (CSRF) is refused before its token is even validated, while a header token, a request
+/// without `Origin` (a navigation) and the listed origin pass.
+#[tokio::test]
+async fn a_cookie_token_from_another_site_is_refused() {
+    let upstream = Upstream::echo().await;
+    let proxy =
+        TestProxy::start_with_secrets(&raw_config(&upstream.url(), ""), &[("HS", SECRET)]).await;
+    let token = token();
+    let cookie = format!("at={token}");
+    let own = format!("http://{}", proxy.addr);
+    let url = proxy.url("/api/x");
+    let with = |origin: Option<&str>, auth: (&'static str, String)| {
+        let mut request = http::Request::post(&url).header(auth.0, auth.1);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        send(request.body(Full::default()).unwrap())
+    };
+    for origin in ["https://evil.example", "null"] {
+        let refused = with(Some(origin), ("cookie", cookie.clone())).await;
+        assert_eq!(refused.status, 403, "{origin}");
+        assert_eq!(refused.json()["error"], "origin_not_allowed");
+    }
+    let before = upstream.requests().len();
+    for origin in [Some(APP), Some(own.as_str()), None] {
+        let passed = with(origin, ("cookie", cookie.clone())).await;
+        assert_eq!(passed.status, 200, "{origin:?}: {}", passed.body);
+    }
+    let bearer = format!("Bearer {token}");
+    let header = with(Some("https://evil.example"), ("authorization", bearer)).await;
+    assert_eq!(header.status, 200, "a header token is the page's own doing");
+    assert_eq!(upstream.requests().len(), before + 4);
+}

@@ -13,6 +13,7 @@ use crate::auth::token::{self, Origin};
 use crate::auth::validate::Validator;
 use crate::config::{AuthMode, RouteConfig, TokenSource};
 use crate::metrics::Metrics;
+use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::ticket_desk::TicketDesk;
 use crate::secret::BearerToken;
@@ -68,6 +69,11 @@ impl Authenticator {
         let Some(found) = token::extract(parts, &route.tokens, self.max_token_bytes)? else {
             return Ok(None);
         };
+        if found.origin == Origin::Cookie
+            && !cors::cookie_credential_allowed(&parts.headers, &route.allowed_origins)
+        {
+            return Err(ProxyError::OriginNotAllowed);
+        }
         if found.origin == Origin::Ticket {
             let desk = desk.ok_or(ProxyError::NoRoute)?;
             let grant = Box::pin(desk.redeem(&found.token, &route.path, metrics)).await?;

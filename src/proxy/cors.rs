@@ -59,6 +59,33 @@ impl<'a> Rules<'a> {
 }
 
 /// A browser's CORS preflight. One with a body is not: it is authenticated like any request.
+/// Whether `Origin` names the host the request was sent to (its `Host`), as a page of the
+/// site itself sends it; `null` and every other site are not.
+pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let origin = origin.as_bytes();
+    let authority = origin
+        .strip_prefix(b"https://")
+        .or_else(|| origin.strip_prefix(b"http://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.as_bytes()),
+        _ => false,
+    }
+}
+
+/// A browser attaches a cookie to any site's request, so a token read from one speaks for
+/// the caller only when the request has no `Origin` (a navigation, a client that is not a
+/// browser), comes from the site itself, or from an origin the route names (`"*"` names
+/// none): otherwise any page could act as the user (CSRF).
+pub(crate) fn cookie_credential_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    same_origin(origin, headers.get(header::HOST))
+        || allowed
+            .iter()
+            .any(|o| o != "*" && o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+}
+
 pub(crate) fn is_preflight<B: hyper::body::Body>(request: &Request<B>) -> bool {
     let h = request.headers();
     request.method() == Method::OPTIONS

@@ -84,7 +84,7 @@ impl EndpointCors {
         if self.origins.is_empty() {
             // No list: a cross-site page may call the endpoint but never read it, unless
             // its cookie would be the credential.
-            if self.cookies && !same_origin(origin, request.headers().get(header::HOST)) {
+            if self.cookies && !cors::same_origin(origin, request.headers().get(header::HOST)) {
                 return Err(ProxyError::OriginNotAllowed);
             }
             return Ok(None);
@@ -94,18 +94,5 @@ impl EndpointCors {
         } else {
             Err(ProxyError::OriginNotAllowed)
         }
-    }
-}
-
-/// Whether `Origin` names the host the request was sent to (its `Host`), as a page of the
-/// endpoint's own site sends it; `null` and every other site are not.
-fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
-    let origin = origin.as_bytes();
-    let authority = origin
-        .strip_prefix(b"https://")
-        .or_else(|| origin.strip_prefix(b"http://"));
-    match (authority, host) {
-        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.as_bytes()),
-        _ => false,
     }
 }

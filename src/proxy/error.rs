@@ -196,7 +196,7 @@ impl ProxyError {
                 "the shared store is unavailable; try again"
             }
             ProxyError::Revoked => "the token has been revoked",
-            ProxyError::OriginNotAllowed => "this origin may not open connections here",
+            ProxyError::OriginNotAllowed => "this origin is not allowed here",
             ProxyError::RateLimited { .. } => "slow down",
             ProxyError::BadRequest(why) => why,
             ProxyError::MethodNotAllowed => "use POST",
