@@ -409,6 +409,22 @@ async fn a_ticket_body_that_never_finishes_is_cut_after_its_timeout() {
     );
 }
 
+/// The admin listener's `POST /revocations` reads its body on the same clock: a body that
+/// trickles in (the caller has the admin secret, but may be a stuck script) is cut.
+#[tokio::test]
+async fn an_admin_body_that_never_finishes_is_cut_after_its_timeout() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "body_read_timeout = \"500ms\"").await;
+    let mut s = TcpStream::connect(proxy.admin).await.unwrap();
+    let head = format!(
+        "POST /revocations HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"jti\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_head(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+}
+
 // === Clocks that keep running while a peer does not read ===
 
 #[tokio::test]

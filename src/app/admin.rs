@@ -161,10 +161,18 @@ impl Admin {
     }
 
     async fn revoke(&self, request: Request<Incoming>) -> Response<Body> {
-        let Ok(body) = Limited::new(request.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        else {
+        // A body that trickles in would hold the connection for ever: the same clock as the
+        // bodies the public listener reads itself.
+        let within = self.current.load().config.pre_auth.body_read_timeout;
+        let read = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+        let Ok(read) = tokio::time::timeout(within, read).await else {
+            return json(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive within limits.body_read_timeout",
+            );
+        };
+        let Ok(body) = read else {
             return json(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
