@@ -104,6 +104,16 @@ const SPOOFED: &[&str] = &[
     "X-Amzn-Oidc-Identity: root",
     "X-MS-CLIENT-PRINCIPAL-NAME: root",
     "X-Goog-Authenticated-User-Email: accounts.google.com:root@example.com",
+    "Client-Cert: :MIIB:",
+    "Client-Cert-Chain: :MIIB:",
+    "SSL_CLIENT_S_DN: CN=admin",
+    "SSL_CLIENT_VERIFY: SUCCESS",
+    "X-SSL-Client-CN: admin",
+    "X-SSL-Verified: SUCCESS",
+    "X-Client-Certificate: x",
+    "X-TLS-Client-Cert: x",
+    "Front-End-Https: on",
+    "X-Url-Scheme: https",
 ];
 
 const NEVER_FROM_CLIENT: &[&str] = &[
@@ -126,6 +136,16 @@ const NEVER_FROM_CLIENT: &[&str] = &[
     "x-amzn-oidc-identity",
     "x-ms-client-principal-name",
     "x-goog-authenticated-user-email",
+    "client-cert",
+    "client-cert-chain",
+    "ssl-client-s-dn",
+    "ssl-client-verify",
+    "x-ssl-client-cn",
+    "x-ssl-verified",
+    "x-client-certificate",
+    "x-tls-client-cert",
+    "front-end-https",
+    "x-url-scheme",
 ];
 
 #[tokio::test]

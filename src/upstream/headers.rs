@@ -107,15 +107,26 @@ const ASSERTED: &[&str] = &[
     "x-ms-client-principal-id",
     "x-ms-client-principal-name",
     "x-ms-client-principal-idp",
+    // IIS and Rack take these as "the client used https".
+    "front-end-https",
+    "x-url-scheme",
 ];
 
-/// Families of [`ASSERTED`] names, by prefix.
+/// Families of [`ASSERTED`] names, by prefix. gatehouse asks no client for a certificate,
+/// so every client-certificate header is made up: RFC 9440's `Client-Cert` and
+/// `Client-Cert-Chain`, Apache's `SSL_CLIENT_*` (as CGI names them), nginx's and HAProxy's
+/// customary `X-SSL-*`, and the `X-Client-Cert*` and `X-TLS-Client-*` spellings.
 const ASSERTED_PREFIXES: &[&str] = &[
     "x-auth-request-",
     "x-remote-extra-",
     "x-amzn-oidc-",
     "x-amzn-mtls-",
     "x-ms-token-",
+    "x-ssl-",
+    "x-client-cert",
+    "x-tls-client-",
+    "ssl-client-",
+    "client-cert",
 ];
 
 /// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
@@ -166,9 +177,10 @@ static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::n
 /// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. All
 /// begin with `x-`, which most names do not.
 fn spoofed_prefix(name: &str) -> bool {
+    // Every prefix begins with `x`, `s` or `c`: other names skip the comparisons.
     name.as_bytes()
         .first()
-        .is_some_and(|b| b.eq_ignore_ascii_case(&b'x'))
+        .is_some_and(|b| matches!(b.to_ascii_lowercase(), b'x' | b's' | b'c'))
         && (has_prefix(name, X_FORWARDED_PREFIX)
             || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p)))
 }
