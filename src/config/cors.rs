@@ -246,8 +246,13 @@ pub fn normalize_origin(raw: &str) -> Option<String> {
 /// Whether a request's `Origin` is on the list: `*`, or one entry equal to it as a whole
 /// (ASCII case folded; browsers send origins in lower case anyway).
 pub fn origin_listed(list: &[String], origin: &HeaderValue) -> bool {
+    list.iter().any(|o| o == "*") || origin_named(list, origin)
+}
+
+/// Whether the list names `Origin` itself; `*` names no origin.
+pub fn origin_named(list: &[String], origin: &HeaderValue) -> bool {
     list.iter()
-        .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+        .any(|o| o != "*" && o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
 }
 
 #[cfg(test)]

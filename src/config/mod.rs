@@ -32,7 +32,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 
-pub use cors::{normalize_origin, origin_listed, CorsAnswer, CorsConfig};
+pub use cors::{normalize_origin, origin_listed, origin_named, CorsAnswer, CorsConfig};
 pub use fields::ConfigErrors;
 pub use listen::ClientTrust;
 pub use raw::*;

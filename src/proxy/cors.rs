@@ -23,7 +23,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::body::{empty, Body};
-use crate::config::{origin_listed, CorsAnswer, CorsConfig, RouteConfig};
+use crate::config::{origin_listed, origin_named, CorsAnswer, CorsConfig, RouteConfig};
 
 /// Headers a page may read on gatehouse's own error answers.
 const ERROR_EXPOSED: &str = "www-authenticate, retry-after, x-request-id";
@@ -58,7 +58,6 @@ impl<'a> Rules<'a> {
     }
 }
 
-/// A browser's CORS preflight. One with a body is not: it is authenticated like any request.
 /// Whether `Origin` names the host the request was sent to (its `Host`), as a page of the
 /// site itself sends it; `null` and every other site are not.
 pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
@@ -80,12 +79,10 @@ pub(crate) fn cookie_credential_allowed(headers: &HeaderMap, allowed: &[String])
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    same_origin(origin, headers.get(header::HOST))
-        || allowed
-            .iter()
-            .any(|o| o != "*" && o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()))
+    same_origin(origin, headers.get(header::HOST)) || origin_named(allowed, origin)
 }
 
+/// A browser's CORS preflight. One with a body is not: it is authenticated like any request.
 pub(crate) fn is_preflight<B: hyper::body::Body>(request: &Request<B>) -> bool {
     let h = request.headers();
     request.method() == Method::OPTIONS

@@ -174,15 +174,14 @@ static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::n
     by_length
 });
 
-/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. All
-/// begin with `x-`, which most names do not.
+/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. Only
+/// the prefixes that begin with the name's first letter are compared: a browser sends
+/// several `Sec-*` and `Content-*` fields, and most prefixes begin with `x`.
 fn spoofed_prefix(name: &str) -> bool {
-    // Every prefix begins with `x`, `s` or `c`: other names skip the comparisons.
-    name.as_bytes()
-        .first()
-        .is_some_and(|b| matches!(b.to_ascii_lowercase(), b'x' | b's' | b'c'))
-        && (has_prefix(name, X_FORWARDED_PREFIX)
-            || ASSERTED_PREFIXES.iter().any(|p| has_prefix(name, p)))
+    let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
+    std::iter::once(X_FORWARDED_PREFIX)
+        .chain(ASSERTED_PREFIXES.iter().copied())
+        .any(|p| p.as_bytes().first() == first.as_ref() && has_prefix(name, p))
 }
 
 /// A client header that must not reach the upstream in any spelling: an identity header,

@@ -315,7 +315,6 @@ fn upstream_target(
     PathAndQuery::try_from(target).map_err(|e| UpstreamError::BadRequest(e.into()))
 }
 
-/// Whether `error` or one of its causes is an `E` (our body's own errors come back wrapped).
 /// hyper calls a failure of the body we gave it a user error, with the body's own error as
 /// its source; of the bodies we give it, only the client's `Incoming` fails with a
 /// `hyper::Error` of its own (a reset stream, a connection closed mid-upload).
@@ -324,6 +323,7 @@ fn client_body_broke(error: &hyper::Error) -> bool {
     error.is_user() && error.source().is_some_and(caused_by::<hyper::Error>)
 }
 
+/// Whether `error` or one of its causes is an `E` (our body's own errors come back wrapped).
 fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
@@ -335,23 +335,20 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
     false
 }
 
-/// HTTP/2 clients may split `Cookie` over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
 /// The page that sent the request may have had a token in its own URL (a SignalR page
 /// opened with `?access_token=`): `Referer` would carry it upstream as surely as the
-/// request's URL. Its query loses the same parameters; a `Referer` that cannot be read
-/// (not visible ASCII, or more than one) goes if it has a query at all.
+/// request's URL. Its query loses the same parameters; a second `Referer` goes, and so does
+/// one with a query that is not visible ASCII.
 fn redact_referer(h: &mut http::HeaderMap, redactor: &Redactor) {
     let mut values = h.get_all(REFERER).iter();
-    let (Some(value), single) = (values.next(), values.next().is_none()) else {
+    let (Some(value), None) = (values.next(), values.next()) else {
+        h.remove(REFERER);
         return;
     };
     let Some(mark) = memchr::memchr(b'?', value.as_bytes()) else {
-        if !single {
-            h.remove(REFERER);
-        }
         return;
     };
-    let Some(text) = value.to_str().ok().filter(|_| single) else {
+    let Ok(text) = value.to_str() else {
         h.remove(REFERER);
         return;
     };
@@ -369,6 +366,7 @@ fn redact_referer(h: &mut http::HeaderMap, redactor: &Redactor) {
     };
 }
 
+/// HTTP/2 clients may split `Cookie` over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
 fn join_cookies(h: &mut http::HeaderMap) {
     if h.get_all(COOKIE).iter().nth(1).is_none() {
         return;
