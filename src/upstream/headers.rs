@@ -174,14 +174,18 @@ static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::n
     by_length
 });
 
-/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. Only
-/// the prefixes that begin with the name's first letter are compared: a browser sends
-/// several `Sec-*` and `Content-*` fields, and most prefixes begin with `x`.
+/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. All
+/// begin with `x`, `s` or `c`, and only those that begin with the name's first letter are
+/// compared: a browser sends several `Sec-*` and `Content-*` fields.
 fn spoofed_prefix(name: &str) -> bool {
-    let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
-    std::iter::once(X_FORWARDED_PREFIX)
-        .chain(ASSERTED_PREFIXES.iter().copied())
-        .any(|p| p.as_bytes().first() == first.as_ref() && has_prefix(name, p))
+    let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
+        return false;
+    };
+    matches!(first, b'x' | b's' | b'c')
+        && ((first == b'x' && has_prefix(name, X_FORWARDED_PREFIX))
+            || ASSERTED_PREFIXES
+                .iter()
+                .any(|p| p.as_bytes().first() == Some(&first) && has_prefix(name, p)))
 }
 
 /// A client header that must not reach the upstream in any spelling: an identity header,
