@@ -281,6 +281,37 @@ async fn a_sub_or_jti_that_is_not_a_string_is_refused() {
     assert_eq!(w.upstream.last().headers["x-auth-subject"], "4242");
 }
 
+/// HTTP trims whitespace around a field value and list readers split on `,`: a claim that
+/// would reach the upstream as another identity than the one gatehouse judged is left out.
+#[tokio::test]
+async fn an_identity_the_upstream_would_read_differently_is_left_out() {
+    let w = world().await;
+    for claims in [
+        json!({"sub": " victim"}),
+        json!({"sub": "victim\t", "role": ["user", " admin"]}),
+        json!({"role": ["user", "x,admin"]}),
+        json!({"role": ["user", {"admin": true}]}),
+        json!({"role": 1e2}),
+    ] {
+        let token = mint(&rsa(), &w.claims(claims.clone()));
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.status, 200, "{claims}: {}", answer.body);
+        let seen = w.upstream.last().headers;
+        for (claim, header) in [("sub", "x-auth-subject"), ("role", "x-auth-roles")] {
+            if claims.get(claim).is_some() {
+                assert!(seen.get(header).is_none(), "{claims}: {header} {seen:?}");
+            }
+        }
+    }
+    // The positive control: the same claims, faithfully renderable, pass through.
+    let claims = json!({"sub": "victim", "role": ["user", "admin", 7]});
+    let token = mint(&rsa(), &w.claims(claims));
+    assert_eq!(bearer(&w.proxy.url("/api/x"), &token).await.status, 200);
+    let seen = w.upstream.last().headers;
+    assert_eq!(seen["x-auth-subject"], "victim");
+    assert_eq!(seen["x-auth-roles"], "user,admin,7");
+}
+
 /// The page that sent a request may carry a token in its own URL; `Referer` would hand it
 /// to the upstream. Its query loses the same parameters as the request's, on every route.
 #[tokio::test]

@@ -25,25 +25,52 @@ pub fn attach(headers: &mut HeaderMap, mapping: &[(HeaderName, ClaimPath)], acce
     }
 }
 
-/// Strings as they are, arrays joined with `,`, numbers and booleans as written.
-/// A value with bytes not allowed in a header (CR, LF, NUL...) is left out, not forwarded.
+/// The claim as one field value the upstream reads back as exactly that claim, or `None`
+/// (the header is then left out). Strings go as they are and booleans as written; integers
+/// as written (a fraction, an exponent or a value past 64 bits would reach the upstream
+/// reformatted, so those are left out); arrays as their items joined with `,`.
+///
+/// HTTP trims whitespace around a field value, and list-reading upstreams split on `,` and
+/// trim each item. So a string with whitespace at either end, and an array with an item
+/// that holds a `,`, is empty, has such whitespace or is not a string or integer, would be
+/// read as another identity than the one gatehouse checked: a token whose `role` is
+/// `[" admin"]` or `["x,admin"]` fails `require.roles = ["admin"]` here, and must not read
+/// as `admin` upstream on a route without that rule.
 fn header_value(value: &Value) -> Option<HeaderValue> {
     let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Number(n) => n.to_string(),
+        Value::String(s) if trimmed(s) => s.clone(),
+        Value::Array(items) => {
+            let mut joined = String::new();
+            for item in items {
+                let text = match item {
+                    Value::String(s) if !s.is_empty() && trimmed(s) && !s.contains(',') => {
+                        s.clone()
+                    }
+                    Value::Number(n) => integer(n)?,
+                    _ => return None,
+                };
+                if !joined.is_empty() {
+                    joined.push(',');
+                }
+                joined.push_str(&text);
+            }
+            joined
+        }
+        Value::Number(n) => integer(n)?,
         Value::Bool(b) => b.to_string(),
-        Value::Null | Value::Object(_) => return None,
+        Value::String(_) | Value::Null | Value::Object(_) => return None,
     };
     HeaderValue::from_str(&text).ok()
+}
+
+/// No whitespace at either end, which a field value would lose on the way.
+fn trimmed(s: &str) -> bool {
+    s.trim_matches([' ', '\t']).len() == s.len()
+}
+
+/// An integer as written; JSON allows no other spelling of one that fits 64 bits.
+fn integer(n: &serde_json::Number) -> Option<String> {
+    (n.is_i64() || n.is_u64()).then(|| n.to_string())
 }
 
 #[cfg(test)]
@@ -78,5 +105,34 @@ mod tests {
         assert_eq!(header_value(&json!(42)).unwrap(), "42");
         assert!(header_value(&json!("evil\r\nX-Admin: 1")).is_none());
         assert!(header_value(&json!({"a": 1})).is_none());
+    }
+
+    #[test]
+    fn a_value_the_upstream_would_read_differently_is_left_out() {
+        assert_eq!(header_value(&json!("Doe, John")).unwrap(), "Doe, John");
+        assert_eq!(header_value(&json!(-7)).unwrap(), "-7");
+        assert_eq!(header_value(&json!(true)).unwrap(), "true");
+        assert_eq!(header_value(&json!([])).unwrap(), "");
+        assert_eq!(
+            header_value(&json!(u64::MAX)).unwrap(),
+            u64::MAX.to_string()
+        );
+        for bad in [
+            json!(" victim"),
+            json!("victim\t"),
+            json!(["user", " admin"]),
+            json!(["user", "x,admin"]),
+            json!(["user", ""]),
+            json!(["user", null]),
+            json!(["user", true]),
+            json!(["user", ["admin"]]),
+            json!(["user", 1.5]),
+            json!(1e2),
+            json!(100.0),
+            json!(-0.0),
+            serde_json::from_str::<Value>("18446744073709551616").unwrap(),
+        ] {
+            assert!(header_value(&bad).is_none(), "{bad}");
+        }
     }
 }
