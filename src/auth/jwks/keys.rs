@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, JwkSet, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::auth::prepared_key::PreparedKey;
@@ -91,9 +93,18 @@ impl Keys {
     pub(crate) fn from_jwks(set: &JwkSet) -> Self {
         let mut keys = Keys::default();
         for jwk in &set.keys {
-            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            if !for_verifying(&jwk.common) {
                 continue;
             }
+            // A key that names an algorithm is for that one only; one we cannot name
+            // (`RSA-OAEP`, `ECDH-ES`: an encryption key) is for none of ours.
+            let alg = match jwk.common.key_algorithm {
+                None => None,
+                Some(named) => match named.to_string().parse::<Algorithm>() {
+                    Ok(alg) => Some(alg),
+                    Err(_) => continue,
+                },
+            };
             // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
             // IdPs publish keys for other consumers too.
             let key = match &jwk.algorithm {
@@ -104,10 +115,6 @@ impl Keys {
             let Some(key) = key else {
                 continue;
             };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
             let entry = VerifyKey::new(key, alg);
             match &jwk.common.key_id {
                 Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
@@ -116,6 +123,18 @@ impl Keys {
         }
         keys
     }
+}
+
+/// RFC 7517 §4.2–4.3: a key whose `use` is anything but `sig`, or whose `key_ops` leave
+/// out `verify`, was published for another job (encryption, key wrapping). Its private half
+/// may decrypt or unwrap for anyone at the IdP, which must never make it a signing oracle.
+fn for_verifying(common: &CommonParameters) -> bool {
+    let by_use = matches!(common.public_key_use, None | Some(PublicKeyUse::Signature));
+    let by_ops = common
+        .key_operations
+        .as_ref()
+        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    by_use && by_ops
 }
 
 /// An HMAC secret as the one, unnamed key.

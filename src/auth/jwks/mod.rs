@@ -5,7 +5,8 @@
 //! we do not know may trigger one early refresh, but only one at a time (single flight)
 //! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the
 //! IdP. A failed fetch never replaces the last good key set: an IdP outage keeps serving
-//! the keys we had, and the age of those keys is exported as a metric.
+//! the keys we had, and the age of those keys is exported as a metric. A fetched set
+//! always replaces it, even one with no usable key: the IdP has withdrawn the others.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -163,6 +164,12 @@ impl KeyStore {
                 let count = keys.len();
                 self.install(keys);
                 self.metrics.jwks_refresh(&self.issuer.name, "ok");
+                if count == 0 {
+                    tracing::warn!(
+                        issuer = %self.issuer.name,
+                        "the key set holds no usable signing key: every token of this issuer is refused until it publishes one"
+                    );
+                }
                 tracing::debug!(issuer = %self.issuer.name, keys = count, "key set refreshed");
                 true
             }
@@ -188,11 +195,9 @@ impl KeyStore {
         let document = self.timed(Endpoint::Jwks, self.get(&jwks_url)).await?;
         let set: JwkSet =
             serde_json::from_slice(&document).map_err(|e| format!("JWKS document: {e}"))?;
-        let keys = Keys::from_jwks(&set);
-        if keys.is_empty() {
-            return Err("JWKS holds no usable signing key".into());
-        }
-        Ok(keys)
+        // A document that parses is the IdP's word, even with no key we may use: keys it
+        // stopped publishing (a pulled, compromised key) must stop verifying here too.
+        Ok(Keys::from_jwks(&set))
     }
 
     /// Counts one document fetch, with its latency, in `gatehouse_idp_request_duration_seconds`.
