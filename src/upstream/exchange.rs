@@ -24,13 +24,14 @@ use std::time::Duration;
 use http::header::{HOST, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::connect::{ConnectError, Connector};
 use super::endpoints::{Endpoint, Pool};
 use super::pool::{Idle, Lease, Limits, PooledBody, Sent};
+use super::upload::Progress;
 use crate::body::Body;
 
 /// Why an exchange failed.
@@ -135,6 +136,10 @@ impl Connections {
         request: Request<Sent>,
         idle: &Arc<Idle>,
     ) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
+        let upload = match request.body() {
+            Either::Left(body) => body.progress(),
+            Either::Right(_) => Progress::none(),
+        };
         let mut response = pin!(lease.sender.try_send_request(request));
         let response = poll_fn(|cx| {
             // The connection first: it writes the request and reads the answer.
@@ -142,8 +147,9 @@ impl Connections {
             response.as_mut().poll(cx)
         })
         .await?;
-        let (idle, limits) = (idle.clone(), self.limits);
-        Ok(response.map(|body| PooledBody::new(body, lease, idle, limits).boxed()))
+        let home = upload.complete().then(|| idle.clone());
+        let limits = self.limits;
+        Ok(response.map(|body| PooledBody::new(body, lease, home, limits).boxed()))
     }
 
     async fn open_h1(&self, endpoint: &Endpoint) -> Result<Lease, SendError> {
