@@ -420,3 +420,48 @@ async fn a_request_the_upstream_may_have_received_is_never_sent_twice() {
         .count();
     assert_eq!(posts, 1, "{:?}", upstream.requests());
 }
+
+/// RFC 9112 §6.3: a response framed by `Transfer-Encoding` that also names a length is
+/// forwarded without the length; the client must not be told a length the body lacks.
+#[tokio::test]
+async fn a_length_next_to_a_transfer_coding_is_not_forwarded() {
+    let upstream = RawUpstream::start(|_, mut socket, seen| async move {
+        while read_head(&mut socket, &seen).await.is_some() {
+            let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+            if socket.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let answer = get(&proxy.url("/framed"), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "hello");
+    assert_eq!(answer.header("content-length"), None);
+}
+
+/// A `101` to a request that asked for no upgrade is a broken upstream: `502`, and the
+/// connection (the upstream now speaks something else on it) is never reused.
+#[tokio::test]
+async fn an_unasked_switch_of_protocols_is_a_502_and_its_connection_is_dropped() {
+    let upstream = RawUpstream::start(|index, mut socket, seen| async move {
+        if index == 0 {
+            read_head(&mut socket, &seen).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n")
+                .await;
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest).await;
+            return;
+        }
+        serve_paths(socket, seen).await;
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let answer = get(&proxy.url("/plain"), &[]).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    let answer = get(&proxy.url("/after"), &[]).await;
+    assert_eq!(answer.body, "/after");
+    assert_eq!(upstream.connections(), 2);
+}
