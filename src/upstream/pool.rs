@@ -146,7 +146,8 @@ impl Idle {
 }
 
 /// A response body that drives its connection and, once read to the end, parks it in
-/// `home`; with no `home` (the answer came before the upload ended) it closes it.
+/// `home`; with no `home` (the answer came before the upload ended, or switched protocols
+/// unasked) it closes it.
 pub(crate) struct PooledBody {
     body: Incoming,
     lease: Option<Lease>,
