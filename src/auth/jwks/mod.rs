@@ -6,7 +6,8 @@
 //! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the
 //! IdP. A failed fetch never replaces the last good key set: an IdP outage keeps serving
 //! the keys we had, and the age of those keys is exported as a metric. A fetched set
-//! always replaces it, even one with no usable key: the IdP has withdrawn the others.
+//! always replaces it, even one with no usable key: the IdP has withdrawn the others. Only
+//! the first set must hold a usable key, for the issuer to be ready.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,6 +160,12 @@ impl KeyStore {
     async fn fetch_and_install(&self) -> bool {
         let result = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await;
         let result = result.unwrap_or_else(|_| Err("timed out".into()));
+        // Before the first usable set, an empty one leaves the issuer not ready (`503`, and
+        // `/readyz` waits); after it, an empty one withdraws what the IdP stopped publishing.
+        let result = result.and_then(|keys| match keys.is_empty() && !self.is_ready() {
+            true => Err("the key set holds no usable signing key yet".to_string()),
+            false => Ok(keys),
+        });
         match result {
             Ok(keys) => {
                 let count = keys.len();
