@@ -354,26 +354,35 @@ async fn an_identity_the_upstream_would_read_differently_is_left_out() {
         json!({"sub": " victim"}),
         json!({"sub": "victim\t", "role": ["user", " admin"]}),
         json!({"role": ["user", "x,admin"]}),
+        json!({"role": "user,admin"}),
         json!({"role": ["user", {"admin": true}]}),
         json!({"role": 1e2}),
+        // A scope header is read on spaces too: `x read` would read as granting `read`.
+        json!({"scope": ["chat", "x read"]}),
     ] {
         let token = mint(&rsa(), &w.claims(claims.clone()));
         let answer = bearer(&w.proxy.url("/api/x"), &token).await;
         assert_eq!(answer.status, 200, "{claims}: {}", answer.body);
         let seen = w.upstream.last().headers;
-        for (claim, header) in [("sub", "x-auth-subject"), ("role", "x-auth-roles")] {
+        for (claim, header) in [
+            ("sub", "x-auth-subject"),
+            ("role", "x-auth-roles"),
+            ("scope", "x-auth-scopes"),
+        ] {
             if claims.get(claim).is_some() {
                 assert!(seen.get(header).is_none(), "{claims}: {header} {seen:?}");
             }
         }
     }
     // The positive control: the same claims, faithfully renderable, pass through.
-    let claims = json!({"sub": "victim", "role": ["user", "admin", 7]});
+    let claims =
+        json!({"sub": "victim", "role": ["user", "Domain Admins", 7], "scope": "chat read"});
     let token = mint(&rsa(), &w.claims(claims));
     assert_eq!(bearer(&w.proxy.url("/api/x"), &token).await.status, 200);
     let seen = w.upstream.last().headers;
     assert_eq!(seen["x-auth-subject"], "victim");
-    assert_eq!(seen["x-auth-roles"], "user,admin,7");
+    assert_eq!(seen["x-auth-roles"], "user,Domain Admins,7");
+    assert_eq!(seen["x-auth-scopes"], "chat read");
 }
 
 /// The page that sent a request may carry a token in its own URL; `Referer` would hand it
