@@ -73,6 +73,10 @@ async fn idp(short_lived_exp: u64) -> Idp {
                     "active": true, "sub": "alice", "scope": "orders",
                     "token_type": "refresh_token", "exp": now() + 3600,
                 }),
+                Some("opaque-hydra-refresh") => json!({
+                    "active": true, "sub": "alice", "scope": "orders",
+                    "token_use": "refresh_token", "exp": now() + 3600,
+                }),
                 Some("opaque-keycloak-refresh") => json!({
                     "active": true, "sub": "alice", "scope": "orders", "typ": "Refresh",
                     "exp": now() + 3600,
@@ -215,7 +219,11 @@ async fn an_endpoints_issuer_binds_its_answers_and_refresh_tokens_are_inactive()
         "https://main.example/"
     );
     for proxy in [&bound, &open] {
-        for refresh in ["opaque-refresh", "opaque-keycloak-refresh"] {
+        for refresh in [
+            "opaque-refresh",
+            "opaque-keycloak-refresh",
+            "opaque-hydra-refresh",
+        ] {
             let answer = bearer(&proxy.url("/orders/1"), refresh).await;
             assert_eq!(answer.status, 401, "{refresh}: {}", answer.body);
             assert_eq!(answer.json()["error"], "token_inactive", "{refresh}");

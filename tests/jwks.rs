@@ -376,6 +376,13 @@ async fn a_key_published_for_another_job_never_verifies() {
         ("use", json!("enc"), false),
         ("use", json!("ENC"), false),
         ("key_ops", json!(["encrypt", "wrapKey"]), false),
+        // A member of the wrong JSON type is not an absent one.
+        ("key_ops", json!(["encrypt", null]), false),
+        ("key_ops", json!("verify"), false),
+        ("alg", json!(["RSA-OAEP"]), false),
+        ("alg", json!(null), false),
+        ("use", json!(["enc"]), false),
+        ("use", json!(null), false),
         // The positive controls: a signing key said so in each field.
         ("alg", json!("RS256"), true),
         ("key_ops", json!(["verify"]), true),

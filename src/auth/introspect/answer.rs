@@ -105,17 +105,26 @@ pub(super) fn bind_issuer(claims: &mut Claims, issuer: Option<&str>) -> bool {
 }
 
 /// gatehouse asks about access tokens (`token_type_hint=access_token`), but a hint binds
-/// no server: an answer that says it described a refresh token (`token_type` as
-/// `refresh_token`, or Keycloak's `typ` `Refresh` or `Offline`) is no bearer credential for
-/// an API, and counts as inactive.
+/// no server: an answer that says it described another kind of token is no bearer
+/// credential for an API, and counts as inactive. The spellings servers use: `token_type`
+/// `refresh_token` or `id_token` (also as RFC 8693 URNs), Keycloak's `typ` `Refresh`,
+/// `Offline` or `ID`, and a `token_use` (Ory Hydra, Amazon Cognito) other than an access
+/// token's.
 fn an_access_token(claims: &Claims) -> bool {
-    let says = |name: &str, refresh: &[&str]| {
-        claims
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|v| refresh.iter().any(|r| v.eq_ignore_ascii_case(r)))
-    };
-    !says("token_type", &["refresh_token", "refresh"]) && !says("typ", &["refresh", "offline"])
+    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let is_any = |value: &str, names: &[&str]| names.iter().any(|n| value.eq_ignore_ascii_case(n));
+    let other_type = text("token_type").is_some_and(|t| {
+        let t = t
+            .strip_prefix("urn:ietf:params:oauth:token-type:")
+            .unwrap_or(t);
+        is_any(t, &["refresh_token", "refresh", "id_token"])
+    });
+    let other_typ = text("typ").is_some_and(|t| is_any(t, &["refresh", "offline", "id"]));
+    let other_use = claims.get("token_use").is_some_and(|u| {
+        !u.as_str()
+            .is_some_and(|u| is_any(u, &["access_token", "access"]))
+    });
+    !(other_type || other_typ || other_use)
 }
 
 fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, BadAnswer> {
@@ -169,6 +178,11 @@ mod tests {
             r#"{"active": true, "token_type": "refresh_token"}"#,
             r#"{"active": true, "token_type": "Refresh"}"#,
             r#"{"active": true, "typ": "Offline"}"#,
+            r#"{"active": true, "token_use": "refresh_token"}"#,
+            r#"{"active": true, "token_use": "id"}"#,
+            r#"{"active": true, "token_use": null}"#,
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:refresh_token"}"#,
+            r#"{"active": true, "token_type": "id_token"}"#,
         ] {
             assert!(
                 matches!(parse(text.as_bytes()), Ok(Answer::Inactive)),
@@ -176,6 +190,11 @@ mod tests {
             );
         }
         active(r#"{"active": true, "token_type": "Bearer", "typ": "Bearer"}"#);
+        active(r#"{"active": true, "token_use": "access_token"}"#);
+        active(r#"{"active": true, "token_use": "access"}"#);
+        active(
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:access_token"}"#,
+        );
     }
 
     fn active(text: &str) -> Claims {

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, JwkSet, KeyOperations, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::auth::prepared_key::PreparedKey;
@@ -90,27 +88,23 @@ impl Keys {
         self.len() == 0
     }
 
-    pub(crate) fn from_jwks(set: &JwkSet) -> Self {
+    /// The keys of a JWKS document gatehouse may verify with. Each key is read on its own,
+    /// so one it cannot use (another job, type or curve) leaves the others usable.
+    pub(crate) fn from_document(document: &Document) -> Self {
         let mut keys = Keys::default();
-        for jwk in &set.keys {
-            if !for_verifying(&jwk.common) {
+        for raw in &document.keys {
+            let Some(alg) = published_for_verifying(raw) else {
                 continue;
-            }
-            // A key that names an algorithm is for that one only; one we cannot name
-            // (`RSA-OAEP`, `ECDH-ES`: an encryption key) is for none of ours.
-            let alg = match jwk.common.key_algorithm {
-                None => None,
-                Some(named) => match named.to_string().parse::<Algorithm>() {
-                    Ok(alg) => Some(alg),
-                    Err(_) => continue,
-                },
+            };
+            let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+                continue;
             };
             // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
             // IdPs publish keys for other consumers too.
             let key = match &jwk.algorithm {
                 // Only Ed25519, checked: jsonwebtoken would take any OKP curve.
-                AlgorithmParameters::OctetKeyPair(_) => crate::auth::ed25519::from_jwk(jwk),
-                _ => DecodingKey::from_jwk(jwk).ok(),
+                AlgorithmParameters::OctetKeyPair(_) => crate::auth::ed25519::from_jwk(&jwk),
+                _ => DecodingKey::from_jwk(&jwk).ok(),
             };
             let Some(key) = key else {
                 continue;
@@ -125,16 +119,36 @@ impl Keys {
     }
 }
 
-/// RFC 7517 §4.2–4.3: a key whose `use` is anything but `sig`, or whose `key_ops` leave
-/// out `verify`, was published for another job (encryption, key wrapping). Its private half
-/// may decrypt or unwrap for anyone at the IdP, which must never make it a signing oracle.
-fn for_verifying(common: &CommonParameters) -> bool {
-    let by_use = matches!(common.public_key_use, None | Some(PublicKeyUse::Signature));
-    let by_ops = common
-        .key_operations
-        .as_ref()
-        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
-    by_use && by_ops
+/// A JWKS document: its `keys`, each still raw JSON.
+#[derive(serde::Deserialize)]
+pub(crate) struct Document {
+    keys: Vec<serde_json::Value>,
+}
+
+/// RFC 7517 §4.2–4.4, read from the key's own members before any library reads them (a
+/// member of the wrong JSON type must not read as absent): a key whose `use` is anything
+/// but `"sig"`, whose `key_ops` is not a list of strings holding `"verify"`, or whose `alg`
+/// is not a signature algorithm gatehouse knows (`RSA-OAEP`, `ECDH-ES`: an encryption key)
+/// was published for another job. Its private half may decrypt or unwrap for anyone at
+/// the IdP, which must never make it a signing oracle. `Some(alg)`: usable, for the
+/// algorithm it names if it names one.
+fn published_for_verifying(raw: &serde_json::Value) -> Option<Option<Algorithm>> {
+    use serde_json::Value;
+    let by_use = raw.get("use").is_none_or(|u| u == "sig");
+    let by_ops = match raw.get("key_ops") {
+        None => true,
+        Some(Value::Array(ops)) => {
+            ops.iter().all(Value::is_string) && ops.iter().any(|op| op == "verify")
+        }
+        Some(_) => false,
+    };
+    if !(by_use && by_ops) {
+        return None;
+    }
+    match raw.get("alg") {
+        None => Some(None),
+        Some(alg) => alg.as_str()?.parse::<Algorithm>().ok().map(Some),
+    }
 }
 
 /// An HMAC secret as the one, unnamed key.
@@ -174,9 +188,9 @@ pub fn public_key_file(path: &Path, alg: Algorithm) -> Result<Keys, String> {
 /// The signing keys of a JWKS document on disk; none usable is an error.
 pub fn jwks_file(path: &Path) -> Result<Keys, String> {
     let text = crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_slice(&text)
+    let document: Document = serde_json::from_slice(&text)
         .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
-    let keys = Keys::from_jwks(&set);
+    let keys = Keys::from_document(&document);
     if keys.is_empty() {
         return Err(format!("{} holds no usable signing key", path.display()));
     }

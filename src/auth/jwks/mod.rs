@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::Algorithm;
 use tokio_util::sync::CancellationToken;
 
@@ -200,11 +199,11 @@ impl KeyStore {
             _ => return Err("not a remote key source".into()),
         };
         let document = self.timed(Endpoint::Jwks, self.get(&jwks_url)).await?;
-        let set: JwkSet =
+        let document: keys::Document =
             serde_json::from_slice(&document).map_err(|e| format!("JWKS document: {e}"))?;
         // A document that parses is the IdP's word, even with no key we may use: keys it
         // stopped publishing (a pulled, compromised key) must stop verifying here too.
-        Ok(Keys::from_jwks(&set))
+        Ok(Keys::from_document(&document))
     }
 
     /// Counts one document fetch, with its latency, in `gatehouse_idp_request_duration_seconds`.
