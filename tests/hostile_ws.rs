@@ -92,7 +92,19 @@ async fn read_head(stream: &mut TcpStream) -> String {
 }
 
 async fn raw_upgrade(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    raw_upgrade_from("127.0.0.1", addr, path, headers).await
+}
+
+/// [`raw_upgrade`] from another loopback address: another client, as gatehouse counts them.
+async fn raw_upgrade_from(
+    from: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (TcpStream, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{UPGRADE}{headers}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let head = read_head(&mut stream).await;
@@ -346,9 +358,11 @@ async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
     let hub = WsHub::start().await;
     let proxy = proxy(&hub.url(), "pre_auth_total_bytes = 65536").await;
     // Each announces 12 000 bytes (+ an 8-byte header): five fit in 64 KiB, three do not.
+    // From eight client addresses, so no one address reaches its own share first.
     let mut conns = Vec::new();
-    for _ in 0..8 {
-        let (mut s, head) = raw_upgrade(proxy.addr, "/fm", "").await;
+    for i in 0..8 {
+        let from = format!("127.0.0.{}", i + 2);
+        let (mut s, head) = raw_upgrade_from(&from, proxy.addr, "/fm", "").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         s.write_all(&unfinished_fragment(12_000, 100))
             .await
@@ -386,6 +400,55 @@ async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
     })
     .await;
     assert!(passed, "the pre-auth budget was never given back");
+}
+
+/// One client address holds at most a sixteenth of the budget (here `pre_auth_bytes`, the
+/// larger): its second connection announcing a large frame gets `1013`, while another
+/// address, and a real auth message, still get in.
+#[tokio::test]
+async fn one_client_address_cannot_spend_the_pre_auth_budget_of_everyone() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "pre_auth_total_bytes = 160000").await;
+    let mut first = raw_upgrade_from("127.0.0.9", proxy.addr, "/fm", "").await.0;
+    first
+        .write_all(&unfinished_fragment(12_000, 100))
+        .await
+        .unwrap();
+    let mut second = raw_upgrade_from("127.0.0.9", proxy.addr, "/fm", "").await.0;
+    second
+        .write_all(&unfinished_fragment(12_000, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_close_code(&mut second, Duration::from_millis(1500)).await,
+        Some(1013)
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_limit_hits_total{limit=\"pre_auth_client_bytes\"}")
+            .await,
+        1.0
+    );
+    let mut other = raw_upgrade_from("127.0.0.10", proxy.addr, "/fm", "")
+        .await
+        .0;
+    other
+        .write_all(&unfinished_fragment(12_000, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_close_code(&mut other, Duration::from_millis(500)).await,
+        None
+    );
+    // A real caller from a third address authenticates while both are held.
+    let (mut c, _) = ws_connect(&format!("ws://{}/fm", proxy.addr), &[])
+        .await
+        .unwrap();
+    let auth = json!({"type": "auth", "token": token("alice", 600, "j9")});
+    c.send(Message::text(auth.to_string())).await.unwrap();
+    c.send(Message::text("hi")).await.unwrap();
+    assert!(matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi"));
+    drop((first, other));
 }
 
 #[tokio::test]

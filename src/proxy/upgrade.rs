@@ -192,7 +192,7 @@ impl Proxy {
         let (conn, slot) = (conn.clone(), conn.hold.clone());
         self.sessions.spawn(async move {
             let Ok(io) = client_upgrade.await else { return };
-            let held = proxy.pre_auth.holder();
+            let held = proxy.pre_auth.holder(Some(caller.client.addr));
             let client = metered::socket(io, held);
             let pending = Pending {
                 parts,
@@ -316,7 +316,7 @@ impl Proxy {
             ProxyError::OverBudget(OverBudget::Holder) => {
                 (1009, "too big before authentication", "pre_auth_budget")
             }
-            ProxyError::OverBudget(OverBudget::All) => {
+            ProxyError::OverBudget(OverBudget::All | OverBudget::Client) => {
                 (1013, "busy, try again later", "pre_auth_budget")
             }
             _ => (code, refusal_text(code), "auth_failed"),
