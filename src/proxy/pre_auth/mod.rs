@@ -75,9 +75,17 @@ pub(crate) struct Held {
     permit: Option<OwnedSemaphorePermit>,
     taken: u64,
     limit: u64,
-    /// The client address it is charged to, with that address's share; none for a caller
-    /// that has already authenticated.
-    client: Option<(IpAddr, Arc<DashMap<IpAddr, u64>>, u64)>,
+    /// The client address it is charged to; none for a caller that has already
+    /// authenticated.
+    client: Option<ClientShare>,
+}
+
+/// One client address's part of the budget.
+#[derive(Debug)]
+struct ClientShare {
+    addr: IpAddr,
+    holding: Arc<DashMap<IpAddr, u64>>,
+    limit: u64,
 }
 
 impl Held {
@@ -87,9 +95,9 @@ impl Held {
         if total > self.limit {
             return Err(OverBudget::Holder);
         }
-        if let Some((addr, clients, share)) = &self.client {
-            let mut held = clients.entry(*addr).or_insert(0);
-            if held.saturating_add(bytes) > *share {
+        if let Some(share) = &self.client {
+            let mut held = share.holding.entry(share.addr).or_insert(0);
+            if held.saturating_add(bytes) > share.limit {
                 return Err(OverBudget::Client);
             }
             *held += bytes;
@@ -124,9 +132,9 @@ impl Held {
     }
 
     fn give_back_to_client(&self, bytes: u64) {
-        if let Some((addr, clients, _)) = &self.client {
+        if let Some(share) = &self.client {
             // Removed when it reaches zero, so the map holds only addresses holding bytes.
-            clients.remove_if_mut(addr, |_, held| {
+            share.holding.remove_if_mut(&share.addr, |_, held| {
                 *held = held.saturating_sub(bytes);
                 *held == 0
             });
@@ -161,9 +169,10 @@ impl PreAuthBudget {
             permit: None,
             taken: 0,
             limit: self.per_holder as u64,
-            client: client.map(|addr| {
-                let key = crate::cidr::client_key(addr);
-                (key, self.clients.clone(), self.per_client)
+            client: client.map(|addr| ClientShare {
+                addr: crate::cidr::client_key(addr),
+                holding: self.clients.clone(),
+                limit: self.per_client,
             }),
         }
     }
