@@ -1,6 +1,6 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
 //! for ([`forwarded`]), HTTP forwarding ([`http`]) over gatehouse's own connections
-//! ([`exchange`], [`pool`], [`connect`]) and the upload clock ([`stall`]); a route's
+//! ([`exchange`], [`pool`], [`multiplex`], [`preface`], [`connect`]) and the upload clock ([`stall`]); a route's
 //! endpoints ([`endpoints`], [`discovery`]), picking one ([`balance`], [`targets`]) and
 //! SignalR affinity ([`affinity`], [`negotiate`]).
 
@@ -15,8 +15,10 @@ pub(crate) mod forwarded;
 pub mod headers;
 pub mod http;
 pub mod identity;
+pub(crate) mod multiplex;
 pub(crate) mod negotiate;
 pub(crate) mod pool;
+pub(crate) mod preface;
 pub(crate) mod stall;
 pub(crate) mod targets;
 pub(crate) mod trailers;
