@@ -174,36 +174,62 @@ type H2Seen =
 /// An h2c upstream (`upstream_http2 = true` speaks HTTP/2 without TLS) that reads each
 /// request to its end, records it and answers `done`.
 async fn h2_upstream() -> (String, H2Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = H2Seen::default();
     let record = seen.clone();
+    let url = serve_h2c(H2Limits::default(), move |req| {
+        let record = record.clone();
+        async move {
+            let version = req.version();
+            let collected = req.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned();
+            record
+                .lock()
+                .unwrap()
+                .push((version, collected.to_bytes(), trailers));
+            http::Response::new(full("done"))
+        }
+    })
+    .await;
+    (url, seen)
+}
+
+/// What an h2c test upstream advertises in its `SETTINGS`.
+#[derive(Clone, Copy, Default)]
+struct H2Limits {
+    max_concurrent_streams: Option<u32>,
+    max_header_list_size: Option<u32>,
+}
+
+/// An h2c upstream on 127.0.0.1:0 answering with `answer`; hyper's server respects flow
+/// control, like any real upstream.
+async fn serve_h2c<F, Fut>(limits: H2Limits, answer: F) -> String
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<TestBody>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let record = record.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let record = record.clone();
-                        async move {
-                            let version = req.version();
-                            let collected = req.into_body().collect().await.unwrap();
-                            let trailers = collected.trailers().cloned();
-                            record
-                                .lock()
-                                .unwrap()
-                                .push((version, collected.to_bytes(), trailers));
-                            Ok::<_, Infallible>(http::Response::new(full("done")))
-                        }
-                    });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                let service = hyper::service::service_fn(move |req| {
+                    let answer = answer.clone();
+                    async move { Ok::<_, Infallible>(answer(req).await) }
+                });
+                let mut builder =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                builder.max_concurrent_streams(limits.max_concurrent_streams);
+                if let Some(size) = limits.max_header_list_size {
+                    builder.max_header_list_size(size);
+                }
+                let _ = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
-    (url, seen)
+    url
 }
 
 /// A trailer section is a header block no rule of gatehouse reads: spoofed identity,
@@ -282,6 +308,172 @@ async fn client_trailers_never_reach_an_http2_upstream() {
             "trailers reached the upstream: {trailers:?}"
         );
     }
+}
+
+fn h2_route(url: &str, extra: &str) -> String {
+    format!(
+        "[[route]]\npath = \"/\"\nupstream = \"{url}\"\nauth = \"none\"\n\
+         upstream_http2 = true\ntimeout = \"30s\"\n{extra}"
+    )
+}
+
+/// A GET that must be answered in full within 10 s (far inside the route's 30 s and the
+/// default 60 s `write_timeout`, after which a stalled neighbour would be cut off anyway).
+async fn answered_within_10s(url: &str) -> Answer {
+    tokio::time::timeout(Duration::from_secs(10), get(url, &[]))
+        .await
+        .expect("no whole answer within 10 s")
+}
+
+/// An HTTP/2 client that opens `streams` requests for `path` and reads none of the
+/// answers: its window is 0, so every byte the upstream sends for it stays in gatehouse.
+async fn non_reading_client(proxy: &TestProxy, path: &str, streams: usize) -> Vec<h2::RecvStream> {
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut held = Vec::new();
+    for _ in 0..streams {
+        let mut client = client.clone().ready().await.unwrap();
+        let request = http::Request::get(format!("http://{}{path}", proxy.addr))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("no response head within 10 s")
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        held.push(response.into_body());
+    }
+    held
+}
+
+/// Every client of an `upstream_http2` route shares the endpoint's connection. A client
+/// that never reads its large answers must not leave their bytes holding the connection's
+/// receive window: the upstream could then send nothing to anyone else until
+/// `write_timeout`. Each stream's window is its own, and the connection's holds them all.
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_stall_the_shared_http2_upstream() {
+    let url = serve_h2c(H2Limits::default(), |req| async move {
+        match req.uri().path() {
+            "/big" => http::Response::new(full(vec![b'x'; 4 << 20])),
+            _ => http::Response::new(full("small")),
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&h2_route(&url, "")).await;
+    assert_eq!(
+        answered_within_10s(&proxy.url("/small")).await.body,
+        "small"
+    );
+
+    // 8 × 4 MiB: more than hyper's default 5 MiB connection window, several times over.
+    let _held = non_reading_client(&proxy, "/big", 8).await;
+    // Let the upstream push what the windows allow into gatehouse.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    for _ in 0..3 {
+        let answer = answered_within_10s(&proxy.url("/small")).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.body.as_str()),
+            (200, "small")
+        );
+    }
+}
+
+/// A client that holds as many slow requests as the upstream allows streams on one
+/// connection (its `SETTINGS_MAX_CONCURRENT_STREAMS`) must not queue everybody else behind
+/// them: gatehouse never opens more streams on a connection than the upstream allows, and
+/// opens another connection to the endpoint instead.
+#[tokio::test]
+async fn a_client_holding_every_upstream_stream_does_not_queue_the_others() {
+    let in_flight = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = in_flight.clone();
+    let limits = H2Limits {
+        max_concurrent_streams: Some(10),
+        ..H2Limits::default()
+    };
+    let url = serve_h2c(limits, move |req| {
+        let counting = counting.clone();
+        async move {
+            if req.uri().path() == "/slow" {
+                counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            http::Response::new(full("fast"))
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&h2_route(&url, "")).await;
+
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let url = proxy.url("/slow");
+        slow.spawn(async move { get(&url, &[]).await });
+    }
+    let all_held = eventually(Duration::from_secs(10), || {
+        let n = in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        async move { n == 10 }
+    })
+    .await;
+    assert!(all_held, "the upstream never saw the 10 slow requests");
+
+    let answer = answered_within_10s(&proxy.url("/fast")).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.body.as_str()),
+        (200, "fast")
+    );
+    slow.abort_all();
+}
+
+/// A header list larger than the upstream's `SETTINGS_MAX_HEADER_LIST_SIZE` is refused
+/// with 431 before it is sent: an upstream may answer it with `GOAWAY` (python-h2 does),
+/// which would fail every other client's request on the shared connection.
+#[tokio::test]
+async fn a_header_list_the_http2_upstream_refuses_gets_431_and_is_never_sent() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let limits = H2Limits {
+        max_header_list_size: Some(16 * 1024),
+        ..H2Limits::default()
+    };
+    let url = serve_h2c(limits, move |req| {
+        let record = record.clone();
+        async move {
+            record.lock().unwrap().push(req.uri().path().to_string());
+            if req.uri().path() == "/slow" {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            http::Response::new(full("ok"))
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&h2_route(&url, "")).await;
+    let slow_url = proxy.url("/slow");
+    let slow = tokio::spawn(async move { get(&slow_url, &[]).await });
+
+    // Under gatehouse's own 64 KiB limit, over the upstream's 16 KiB.
+    let big = "a".repeat(20 * 1024);
+    let answer = get(&proxy.url("/big"), &[("x-big", &big)]).await;
+    assert_eq!(answer.status, 431, "{}", answer.body);
+    // Just under the upstream's limit, with what gatehouse adds: still sent.
+    let fits = "a".repeat(15 * 1024);
+    assert_eq!(
+        get(&proxy.url("/fits"), &[("x-big", &fits)]).await.status,
+        200
+    );
+
+    let slow = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the slow request never ended")
+        .unwrap();
+    assert_eq!((slow.status.as_u16(), slow.body.as_str()), (200, "ok"));
+    let seen = seen.lock().unwrap();
+    assert!(!seen.iter().any(|p| p == "/big"), "{seen:?}");
 }
 
 /// A client that stops its upload half-way (closes, or resets its HTTP/2 stream) broke its
