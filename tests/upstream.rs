@@ -198,6 +198,9 @@ async fn h2_upstream() -> (String, H2Seen) {
 struct H2Limits {
     max_concurrent_streams: Option<u32>,
     max_header_list_size: Option<u32>,
+    /// Close the whole connection, as python-h2 does (`GOAWAY`), when a header block is
+    /// larger than `max_header_list_size` (hyper would refuse only the stream, with 431).
+    strict_header_list: bool,
 }
 
 /// An h2c upstream on 127.0.0.1:0 answering with `answer`; hyper's server respects flow
@@ -223,6 +226,11 @@ where
                 if let Some(size) = limits.max_header_list_size {
                     builder.max_header_list_size(size);
                 }
+                let limit = match limits.max_header_list_size {
+                    Some(size) if limits.strict_header_list => size as usize,
+                    _ => usize::MAX,
+                };
+                let stream = StrictHeaders::new(stream, limit);
                 let _ = builder
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
@@ -307,6 +315,101 @@ async fn client_trailers_never_reach_an_http2_upstream() {
             trailers.is_none(),
             "trailers reached the upstream: {trailers:?}"
         );
+    }
+}
+
+/// An upstream socket that fails (the connection, with every stream on it) as soon as the
+/// client sends a header block larger than `limit` bytes. The test sends values whose
+/// HPACK coding is as long as they are, so block and header list sizes are comparable.
+struct StrictHeaders {
+    inner: tokio::net::TcpStream,
+    limit: usize,
+    header: Vec<u8>,
+    /// The client preface ("PRI * HTTP/2.0...", 24 bytes), then each frame's payload.
+    skip: usize,
+    block: usize,
+}
+
+impl StrictHeaders {
+    fn new(inner: tokio::net::TcpStream, limit: usize) -> Self {
+        Self {
+            inner,
+            limit,
+            header: Vec::new(),
+            skip: 24,
+            block: 0,
+        }
+    }
+
+    /// Walks the frames in `bytes`; `false` once a header block crossed the limit.
+    fn walk(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            self.header.push(bytes[0]);
+            bytes = &bytes[1..];
+            if self.header.len() < 9 {
+                continue;
+            }
+            let h = std::mem::take(&mut self.header);
+            let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+            // HEADERS starts a block, CONTINUATION adds to it.
+            match h[3] {
+                0x1 => self.block = len,
+                0x9 => self.block += len,
+                _ => {}
+            }
+            if self.block > self.limit {
+                return false;
+            }
+            self.skip = len;
+        }
+        true
+    }
+}
+
+impl tokio::io::AsyncRead for StrictHeaders {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let new = buf.filled()[before..].to_vec();
+        if this.limit != usize::MAX && !this.walk(&new) {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()));
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for StrictHeaders {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
@@ -409,6 +512,8 @@ async fn a_client_holding_every_upstream_stream_does_not_queue_the_others() {
     })
     .await;
     let proxy = TestProxy::start(&h2_route(&url, "")).await;
+    // The route's connection is open before the slow requests arrive, as on a busy route.
+    assert_eq!(answered_within_10s(&proxy.url("/fast")).await.status, 200);
 
     let mut slow = tokio::task::JoinSet::new();
     for _ in 0..10 {
@@ -439,6 +544,7 @@ async fn a_header_list_the_http2_upstream_refuses_gets_431_and_is_never_sent() {
     let record = seen.clone();
     let limits = H2Limits {
         max_header_list_size: Some(16 * 1024),
+        strict_header_list: true,
         ..H2Limits::default()
     };
     let url = serve_h2c(limits, move |req| {
@@ -446,7 +552,7 @@ async fn a_header_list_the_http2_upstream_refuses_gets_431_and_is_never_sent() {
         async move {
             record.lock().unwrap().push(req.uri().path().to_string());
             if req.uri().path() == "/slow" {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
             http::Response::new(full("ok"))
         }
@@ -455,13 +561,23 @@ async fn a_header_list_the_http2_upstream_refuses_gets_431_and_is_never_sent() {
     let proxy = TestProxy::start(&h2_route(&url, "")).await;
     let slow_url = proxy.url("/slow");
     let slow = tokio::spawn(async move { get(&slow_url, &[]).await });
+    let slow_in_flight = eventually(Duration::from_secs(10), || {
+        let seen = seen.lock().unwrap().contains(&"/slow".to_string());
+        async move { seen }
+    })
+    .await;
+    assert!(
+        slow_in_flight,
+        "the slow request never reached the upstream"
+    );
 
-    // Under gatehouse's own 64 KiB limit, over the upstream's 16 KiB.
-    let big = "a".repeat(20 * 1024);
+    // Under gatehouse's own 64 KiB limit, over the upstream's 16 KiB. `X` takes 8 bits in
+    // HPACK's Huffman code: the block on the wire is as large as the list.
+    let big = "X".repeat(20 * 1024);
     let answer = get(&proxy.url("/big"), &[("x-big", &big)]).await;
     assert_eq!(answer.status, 431, "{}", answer.body);
     // Just under the upstream's limit, with what gatehouse adds: still sent.
-    let fits = "a".repeat(15 * 1024);
+    let fits = "X".repeat(15 * 1024);
     assert_eq!(
         get(&proxy.url("/fits"), &[("x-big", &fits)]).await.status,
         200
