@@ -535,6 +535,68 @@ async fn a_client_holding_every_upstream_stream_does_not_queue_the_others() {
     slow.abort_all();
 }
 
+/// At `upstream_http2_max_connections` with every stream taken, a request waits for a
+/// stream instead of overrunning the upstream's limit, and gets one as soon as an answer
+/// ends, or as soon as a client abandons its answer half-read.
+#[tokio::test]
+async fn at_the_connection_cap_a_request_waits_for_a_stream_given_back() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let now = std::sync::Arc::new(AtomicUsize::new(0));
+    let most = std::sync::Arc::new(AtomicUsize::new(0));
+    let (count, peak) = (now.clone(), most.clone());
+    let limits = H2Limits {
+        max_concurrent_streams: Some(2),
+        ..H2Limits::default()
+    };
+    let url = serve_h2c(limits, move |req| {
+        let (count, peak) = (count.clone(), peak.clone());
+        async move {
+            let n = count.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(n, SeqCst);
+            let body = match req.uri().path() {
+                "/slow" => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    full("slow")
+                }
+                "/big" => full(vec![b'x'; 4 << 20]),
+                _ => full("fast"),
+            };
+            count.fetch_sub(1, SeqCst);
+            http::Response::new(body)
+        }
+    })
+    .await;
+    let proxy = TestProxy::start(&h2_route(&url, "upstream_http2_max_connections = 1\n")).await;
+
+    let mut all = tokio::task::JoinSet::new();
+    for path in ["/slow", "/slow", "/fast", "/fast"] {
+        let url = proxy.url(path);
+        all.spawn(async move { answered_within_10s(&url).await });
+    }
+    while let Some(answer) = all.join_next().await {
+        assert_eq!(answer.unwrap().status, 200);
+    }
+    assert!(
+        most.load(SeqCst) <= 2,
+        "the upstream saw {} streams",
+        most.load(SeqCst)
+    );
+
+    // Two answers that stay half-read hold both streams; abandoning them gives them back.
+    let held = non_reading_client(&proxy, "/big", 2).await;
+    let waiting = tokio::spawn({
+        let url = proxy.url("/fast");
+        async move { answered_within_10s(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third stream was opened past the cap"
+    );
+    drop(held);
+    assert_eq!(waiting.await.unwrap().body, "fast");
+}
+
 /// A header list larger than the upstream's `SETTINGS_MAX_HEADER_LIST_SIZE` is refused
 /// with 431 before it is sent: an upstream may answer it with `GOAWAY` (python-h2 does),
 /// which would fail every other client's request on the shared connection.
