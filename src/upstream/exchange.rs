@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -298,7 +298,16 @@ fn header_list_size<B: http_body::Body>(request: &Request<B>) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + PER_FIELD)
         .sum::<usize>();
-    let added_length = request.body().size_hint().exact();
+    // hyper's rule: a known length, unless it is 0 for a method without a payload meaning.
+    let bodiless_method = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+    );
+    let added_length = request
+        .body()
+        .size_hint()
+        .exact()
+        .filter(|len| *len != 0 || !bodiless_method);
     if let (Some(len), false) = (added_length, request.headers().contains_key(CONTENT_LENGTH)) {
         let digits = len.checked_ilog10().map_or(1, |d| d as usize + 1);
         size += "content-length".len() + digits + PER_FIELD;
@@ -373,4 +382,28 @@ pub(crate) fn spawn_sweeper(pool: &Arc<Pool>, limits: Limits) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_list_is_counted_as_http2_counts_it() {
+        let request = Request::post("http://up:8080/a?b")
+            .header("x-one", "12345")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"abc")))
+            .unwrap();
+        // :method POST, :scheme http, :authority up:8080, :path /a?b, x-one, and the
+        // content-length: 3 hyper adds; 32 bytes each on top of name and value.
+        let want = (7 + 4) + (7 + 4) + (10 + 7) + (5 + 4) + (5 + 5) + (14 + 1) + 6 * 32;
+        assert_eq!(header_list_size(&request), want);
+        let bodiless =
+            Request::get("http://up/").body(http_body_util::Empty::<bytes::Bytes>::new());
+        // An empty GET gets no content-length from hyper.
+        assert_eq!(
+            header_list_size(&bodiless.unwrap()),
+            (7 + 3) + (7 + 4) + (10 + 2) + (5 + 1) + 4 * 32
+        );
+    }
 }
