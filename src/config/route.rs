@@ -51,6 +51,20 @@ pub(super) fn validate_route(
         timeout: timeout(e, "timeout", &raw.timeout),
         upstream_ca_file: raw.upstream_ca_file.clone(),
         upstream_http2: raw.upstream_http2,
+        upstream_http2_max_streams: within(
+            e,
+            path,
+            "upstream_http2_max_streams",
+            raw.upstream_http2_max_streams,
+            1000,
+        ),
+        upstream_http2_max_connections: within(
+            e,
+            path,
+            "upstream_http2_max_connections",
+            raw.upstream_http2_max_connections,
+            1024,
+        ),
         upstream_max_idle: raw.upstream_max_idle,
         upstream_idle_timeout: timeout(e, "upstream_idle_timeout", &raw.upstream_idle_timeout),
         max_body_bytes: raw.max_body_bytes,
@@ -59,6 +73,17 @@ pub(super) fn validate_route(
         cors,
     };
     (e.count() == errors_before).then_some(route)
+}
+
+/// A count that must be between 1 and `max`.
+fn within(e: &mut ConfigErrors, path: &str, key: &str, value: usize, max: usize) -> usize {
+    if !(1..=max).contains(&value) {
+        e.push(
+            format!("{path}.{key}"),
+            format!("must be between 1 and {max}"),
+        );
+    }
+    value
 }
 
 /// `auth`: whether the route demands, accepts or ignores a token.

@@ -311,3 +311,20 @@ fn edge_clocks_and_http2_limits_have_safe_defaults_and_refuse_zero() {
         assert!(errors.contains(key), "missing {key:?} in\n{errors}");
     }
 }
+
+#[test]
+fn upstream_http2_caps_default_to_100_streams_and_16_connections_and_refuse_zero() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let config = validate(&load_str(route).unwrap(), &secrets).unwrap();
+    assert_eq!(config.routes[0].upstream_http2_max_streams, 100);
+    assert_eq!(config.routes[0].upstream_http2_max_connections, 16);
+    for (key, bad) in [
+        ("upstream_http2_max_streams", 0),
+        ("upstream_http2_max_streams", 1001),
+        ("upstream_http2_max_connections", 0),
+        ("upstream_http2_max_connections", 1025),
+    ] {
+        let errors = errors_of(&format!("{route}{key} = {bad}\n")).join("\n");
+        assert!(errors.contains(key), "{key} = {bad} passed:\n{errors}");
+    }
+}

@@ -201,6 +201,12 @@ pub struct RouteConfig {
     pub upstream_ca_file: Option<PathBuf>,
     /// Speak HTTP/2 to the upstream (h2c for http://, ALPN h2 for https://).
     pub upstream_http2: bool,
+    /// Streams on one upstream HTTP/2 connection (1 to 1000; never more than the upstream
+    /// allows).
+    pub upstream_http2_max_streams: usize,
+    /// HTTP/2 connections to one endpoint (1 to 1024); a request that finds them all full
+    /// waits for a stream, within `timeout`.
+    pub upstream_http2_max_connections: usize,
     /// Idle upstream connections kept per endpoint; 0 = none kept.
     pub upstream_max_idle: usize,
     /// An idle upstream connection is closed after this long.

@@ -259,6 +259,11 @@ fn upstream_reason(e: &UpstreamError) -> Reason {
         UpstreamError::BodyBroken => row(StatusCode::BAD_REQUEST, e.kind(), Nothing),
         // The client's fault (a stale or edited SignalR id): counted, not logged.
         UpstreamError::NoConnection => row(StatusCode::NOT_FOUND, e.kind(), QuietUpstream),
+        UpstreamError::HeadersTooLarge => row(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            e.kind(),
+            Limit("upstream_max_header_list_size"),
+        ),
         UpstreamError::Negotiate(_) => row(StatusCode::BAD_GATEWAY, e.kind(), Upstream),
     }
 }
@@ -275,6 +280,9 @@ fn upstream_message(e: &UpstreamError) -> &'static str {
         UpstreamError::BodyBroken => "the request body broke off",
         UpstreamError::BadRequest(_) => "the request could not be forwarded",
         UpstreamError::NoConnection => "no connection with that id",
+        UpstreamError::HeadersTooLarge => {
+            "the request headers are larger than the upstream accepts"
+        }
         UpstreamError::Negotiate(_) => "the upstream's negotiate answer could not be used",
     }
 }

@@ -65,6 +65,11 @@ impl Connector {
         Ok(Self { tls, timeout })
     }
 
+    /// `connect_timeout`.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub(crate) async fn connect(&self, authority: &Authority) -> Result<Stream, ConnectError> {
         tokio::time::timeout(self.timeout, self.open(authority))
             .await

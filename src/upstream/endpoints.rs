@@ -13,6 +13,7 @@ use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
 use super::affinity::Tag;
+use super::multiplex::Multiplexed;
 use super::pool::Idle;
 
 /// First ejection; each further consecutive failure doubles it, up to [`MAX_EJECTION`].
@@ -29,6 +30,8 @@ pub(crate) struct Endpoint {
     failures: AtomicU32,
     /// Idle connections to this endpoint: they go when the endpoint leaves the set.
     pub(crate) idle: Arc<Idle>,
+    /// HTTP/2 connections to this endpoint (`upstream_http2`); they close with it too.
+    pub(crate) h2: Arc<Multiplexed>,
     /// `Host` for a request to this endpoint, made once.
     host: OnceLock<Option<HeaderValue>>,
 }
@@ -42,6 +45,7 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             failures: AtomicU32::new(0),
             idle: Arc::default(),
+            h2: Arc::default(),
             host: OnceLock::new(),
         }
     }

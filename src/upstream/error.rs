@@ -24,6 +24,11 @@ pub enum UpstreamError {
     /// not the upstream's (400, to a client that is usually gone).
     #[error("the client's request body broke off")]
     BodyBroken,
+    /// The header list is larger than the HTTP/2 upstream accepts
+    /// (`SETTINGS_MAX_HEADER_LIST_SIZE`): never sent, as the upstream would close the
+    /// connection every other client's requests share (431).
+    #[error("request header list larger than the upstream accepts")]
+    HeadersTooLarge,
     /// A SignalR `id` this route did not seal, or whose endpoint is gone (404, as the hub).
     #[error("no connection with that id")]
     NoConnection,
@@ -44,6 +49,7 @@ impl UpstreamError {
             UpstreamError::BodyStalled => "body_stalled",
             UpstreamError::BodyBroken => "body_broken",
             UpstreamError::NoConnection => "no_connection",
+            UpstreamError::HeadersTooLarge => "headers_too_large",
             UpstreamError::Negotiate(_) => "negotiate",
         }
     }

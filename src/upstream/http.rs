@@ -26,6 +26,7 @@ use super::endpoints::{Endpoint, InFlight};
 use super::exchange::{Connections, Failure, SendError};
 use super::forwarded::{Hop, Remembered};
 use super::headers;
+use super::multiplex::Caps;
 use super::pool::{ClientBody, Limits, Sent};
 use super::stall::{StallClock, Stalled};
 use super::targets::Targets;
@@ -85,7 +86,7 @@ impl Upstream {
         let targets = Targets::new(route, ejections)?;
         super::exchange::spawn_sweeper(&targets.pool, limits);
         Ok(Self {
-            conns: Connections::new(connector, &scheme, limits, route.upstream_http2),
+            conns: Connections::new(connector, &scheme, limits, http2_caps(route)),
             scheme,
             authority: parts.authority.ok_or("upstream has no authority")?,
             targets,
@@ -234,12 +235,23 @@ impl Upstream {
     }
 }
 
+/// A route's HTTP/2 caps, if it speaks HTTP/2 upstream.
+fn http2_caps(route: &RouteConfig) -> Option<Caps> {
+    route.upstream_http2.then_some(Caps {
+        streams: route.upstream_http2_max_streams,
+        connections: route.upstream_http2_max_connections,
+    })
+}
+
 fn upstream_error(error: SendError) -> UpstreamError {
     match error {
         SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => UpstreamError::BodyTooLarge,
         SendError::Failed(e) if caused_by::<Stalled>(&e) => UpstreamError::BodyStalled,
         SendError::Failed(e) if client_body_broke(&e) => UpstreamError::BodyBroken,
-        e @ (SendError::Connect(_) | SendError::Handshake(_)) => UpstreamError::Connect(e.into()),
+        e @ (SendError::Connect(_) | SendError::Handshake(_) | SendError::Preface) => {
+            UpstreamError::Connect(e.into())
+        }
+        SendError::HeaderListTooLarge { .. } => UpstreamError::HeadersTooLarge,
         e => UpstreamError::Failed(e.into()),
     }
 }

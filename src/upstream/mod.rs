@@ -1,8 +1,9 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
 //! for ([`forwarded`]), HTTP forwarding ([`http`]) over gatehouse's own connections
-//! ([`exchange`], [`pool`], [`connect`]), the upload clock ([`stall`]) and its progress
-//! ([`upload`]); a route's endpoints ([`endpoints`], [`discovery`]), picking one
-//! ([`balance`], [`targets`]) and SignalR affinity ([`affinity`], [`negotiate`]).
+//! ([`exchange`], [`pool`], [`multiplex`], [`preface`], [`connect`]), the upload clock
+//! ([`stall`]) and its progress ([`upload`]); a route's endpoints ([`endpoints`],
+//! [`discovery`]), picking one ([`balance`], [`targets`]) and SignalR affinity
+//! ([`affinity`], [`negotiate`]).
 
 pub(crate) mod affinity;
 pub(crate) mod balance;
@@ -15,8 +16,10 @@ pub(crate) mod forwarded;
 pub mod headers;
 pub mod http;
 pub mod identity;
+pub(crate) mod multiplex;
 pub(crate) mod negotiate;
 pub(crate) mod pool;
+pub(crate) mod preface;
 pub(crate) mod stall;
 pub(crate) mod targets;
 pub(crate) mod trailers;

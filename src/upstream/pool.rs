@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use super::connect::Stream;
@@ -77,11 +77,10 @@ struct Parked {
     since: Instant,
 }
 
-/// One endpoint's idle connections (newest last) and its shared HTTP/2 connection.
+/// One endpoint's idle HTTP/1.1 connections, newest last.
 #[derive(Default)]
 pub(crate) struct Idle {
     parked: Mutex<VecDeque<Parked>>,
-    h2: Mutex<Option<http2::SendRequest<Sent>>>,
 }
 
 impl Idle {
@@ -121,22 +120,6 @@ impl Idle {
     pub(crate) fn sweep(&self, limits: Limits) {
         let mut parked = self.lock();
         parked.retain_mut(|p| p.since.elapsed() < limits.idle_timeout && p.lease.reusable());
-    }
-
-    /// The endpoint's HTTP/2 connection, while it is open.
-    pub(crate) fn h2(&self) -> Option<http2::SendRequest<Sent>> {
-        let mut slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.as_ref() {
-            Some(sender) if !sender.is_closed() => Some(sender.clone()),
-            _ => {
-                *slot = None;
-                None
-            }
-        }
-    }
-
-    pub(crate) fn set_h2(&self, sender: http2::SendRequest<Sent>) {
-        *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Parked>> {

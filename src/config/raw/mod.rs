@@ -328,6 +328,10 @@ pub struct FileRoute {
     pub upstream_ca_file: Option<PathBuf>,
     /// Speak HTTP/2 to the upstream (prior knowledge for http://, ALPN h2 for https://).
     pub upstream_http2: bool,
+    /// Streams gatehouse opens on one upstream HTTP/2 connection.
+    pub upstream_http2_max_streams: usize,
+    /// HTTP/2 connections gatehouse opens to one endpoint.
+    pub upstream_http2_max_connections: usize,
     /// Idle upstream connections kept per endpoint.
     pub upstream_max_idle: usize,
     /// How long an idle upstream connection is kept.
@@ -365,6 +369,8 @@ impl Default for FileRoute {
             timeout: "30s".into(),
             upstream_ca_file: None,
             upstream_http2: false,
+            upstream_http2_max_streams: 100,
+            upstream_http2_max_connections: 16,
             upstream_max_idle: 64,
             upstream_idle_timeout: "60s".into(),
             max_body_bytes: 10 << 20,
