@@ -153,3 +153,54 @@ async fn connections_that_went_silently_dead_are_replaced_and_revocations_flow_a
         "G still accepts the revoked token"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_closed_by_redis_is_made_anew() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (hub, api) = (WsHub::start().await, Upstream::echo().await);
+    let toml = config(&hub, &api, &redis.url());
+    let (g, h) = (replica(&toml).await, replica(&toml).await);
+    let both = eventually(Duration::from_secs(5), || async {
+        subscribers(&redis).await.len() == 2
+    })
+    .await;
+    assert!(both, "G and H never both subscribed");
+    let before = subscribers(&redis).await.into_iter().max().unwrap_or(0);
+
+    let mut kill = redis::cmd("CLIENT");
+    kill.arg("KILL").arg("TYPE").arg("pubsub");
+    let killed: i64 = redis.command(0, &kill).await;
+    assert_eq!(killed, 2);
+    let again = eventually(Duration::from_secs(10), || async {
+        subscribers(&redis)
+            .await
+            .into_iter()
+            .filter(|id| *id > before)
+            .count()
+            == 2
+    })
+    .await;
+    assert!(again, "a replica never subscribed again");
+
+    let (t, jti) = token("carol");
+    let (mut socket, _) = ws_connect(
+        &format!("ws://{}/hub", g.addr),
+        &[("authorization", &format!("Bearer {t}"))],
+    )
+    .await
+    .unwrap();
+    let revoke = http::Request::post(h.admin_url("/revocations"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({ "jti": jti }).to_string(),
+        )))
+        .unwrap();
+    assert_eq!(send(revoke).await.status, 204);
+    assert_eq!(
+        close_of(&mut socket, Duration::from_secs(5)).await,
+        Some((4401, "token revoked".to_string())),
+        "the revocation did not reach G over its new subscription"
+    );
+}

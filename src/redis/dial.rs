@@ -11,7 +11,7 @@ use super::StoreError;
 use crate::secret::Secret;
 
 /// Connect, TLS and the HELLO/AUTH/SELECT handshake together must finish within this.
-pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A peer that vanished (host gone, partition, a proxy that forgot the session) sends no
 /// FIN or RST. Keepalive probes make the kernel notice on an idle socket, and the user

@@ -11,10 +11,11 @@
 //! anew; each new subscription is followed by a full resync, for what was published while
 //! there was none.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio_util::sync::CancellationToken;
 
@@ -25,11 +26,19 @@ use crate::redis::{RedisHandle, StoreError, COMMAND_TIMEOUT};
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// No entry the admin API can make is near this; longer messages are not read at all.
 const MAX_MESSAGE: usize = 64 * 1024;
+/// At most this many keys per re-read.
+const MAX_BATCH: usize = 256;
 
 /// `gatehouse:revocations:db<N>`: deployments on different databases of one server must
 /// not hear each other, and the unqualified name of earlier versions is no longer heard.
 pub(super) fn name(db: i64) -> String {
     format!("gatehouse:revocations:db{db}")
+}
+
+/// Why [`Revocations::listen`] returned.
+enum Ended {
+    Stopped,
+    Lost,
 }
 
 impl Revocations {
@@ -49,10 +58,10 @@ impl Revocations {
             if let Ok((sink, messages)) = subscribed {
                 failures = 0;
                 self.resync_soon();
-                if self.listen(&redis, sink, messages, &stop).await.is_none() {
-                    return;
+                match self.listen(&redis, sink, messages, &stop).await {
+                    Ended::Stopped => return,
+                    Ended::Lost => tracing::warn!("revocation channel lost; subscribing again"),
                 }
-                tracing::warn!("revocation channel lost; subscribing again");
             }
             failures = failures.saturating_add(1);
             tokio::select! {
@@ -62,23 +71,33 @@ impl Revocations {
         }
     }
 
-    /// Applies what messages name until the subscription fails or misses a ping (then
-    /// `Some`), or until `stop` (`None`).
+    /// Applies what messages name until the subscription fails or misses a ping, or `stop`.
     async fn listen(
         &self,
         redis: &RedisHandle,
         mut sink: PubSubSink,
         mut messages: PubSubStream,
         stop: &CancellationToken,
-    ) -> Option<()> {
+    ) -> Ended {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return None,
+                _ = stop.cancelled() => return Ended::Stopped,
                 message = messages.next() => {
-                    let message = message?;
-                    self.reread(redis, message.get_payload_bytes()).await;
+                    let Some(first) = message else { return Ended::Lost };
+                    // Everything already queued goes into one read: a flood of messages
+                    // costs one MGET per batch, not one round trip each.
+                    let mut keys = BTreeSet::new();
+                    keys.extend(named_key(first.get_payload_bytes()));
+                    while keys.len() < MAX_BATCH {
+                        match messages.next().now_or_never() {
+                            Some(Some(m)) => keys.extend(named_key(m.get_payload_bytes())),
+                            Some(None) => return Ended::Lost,
+                            None => break,
+                        }
+                    }
+                    self.reread(redis, keys).await;
                 }
                 _ = ping.tick() => {
                     let answered = tokio::time::timeout(
@@ -87,35 +106,41 @@ impl Revocations {
                     )
                     .await;
                     if !matches!(answered, Ok(Ok(_))) {
-                        return Some(());
+                        return Ended::Lost;
                     }
                 }
             }
         }
     }
 
-    /// Applies the stored entry the message names, if the database holds one.
-    async fn reread(&self, redis: &RedisHandle, payload: &[u8]) {
-        if payload.len() > MAX_MESSAGE {
+    /// Applies the stored entries under `keys`, where the database holds them.
+    async fn reread(&self, redis: &RedisHandle, keys: BTreeSet<String>) {
+        if keys.is_empty() {
             return;
         }
-        let Ok(named) = serde_json::from_slice::<Revoked>(payload) else {
-            return;
-        };
-        let mut get = redis::cmd("GET");
-        get.arg(named.key());
-        match redis.run::<Option<String>>(&get).await {
-            Ok(Some(stored)) => match serde_json::from_str::<Revoked>(&stored) {
-                // The key decides what an entry is for; a value under another key's name
-                // (written by hand) must not revoke someone else.
-                Ok(entry) if entry.key() == named.key() => self.apply(entry),
-                _ => tracing::debug!("a revocation message named an entry that does not parse"),
-            },
-            Ok(None) => tracing::debug!("a revocation message named no stored entry"),
-            // The next resync reads it.
-            Err(StoreError) => {}
+        let mut mget = redis::cmd("MGET");
+        for key in &keys {
+            mget.arg(key);
+        }
+        // On failure the next resync reads them.
+        if let Ok(values) = redis.run::<Vec<Option<String>>>(&mget).await {
+            for (key, value) in keys.iter().zip(values) {
+                if let Some(value) = value {
+                    self.apply_stored(key, &value);
+                }
+            }
         }
     }
+}
+
+/// The key of the entry a message names; nothing else of the message is used.
+fn named_key(payload: &[u8]) -> Option<String> {
+    if payload.len() > MAX_MESSAGE {
+        return None;
+    }
+    serde_json::from_slice::<Revoked>(payload)
+        .ok()
+        .map(|named| named.key())
 }
 
 async fn subscribe(

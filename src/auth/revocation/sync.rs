@@ -89,6 +89,15 @@ impl Revocations {
         }
     }
 
+    /// Applies `value` as stored under `key`. An entry counts only under its own key: a
+    /// value written by hand under another name must not revoke someone else.
+    pub(super) fn apply_stored(&self, key: &str, value: &str) {
+        match serde_json::from_str::<Revoked>(value) {
+            Ok(entry) if entry.key() == key => self.apply(entry),
+            _ => tracing::debug!("a stored revocation does not parse or is under another key"),
+        }
+    }
+
     /// Re-reads every revocation key, so a replica that missed a message still converges.
     async fn resync(&self) -> Result<(), StoreError> {
         let Some(redis) = &self.redis else {
@@ -120,12 +129,8 @@ impl Revocations {
         }
         let values: Vec<Option<String>> = redis.run(&mget).await?;
         for (key, value) in keys.iter().zip(values) {
-            let Some(value) = value else { continue };
-            match serde_json::from_str::<Revoked>(&value) {
-                // An entry counts only under its own key: a value written by hand under
-                // another name must not revoke someone else.
-                Ok(entry) if entry.key() == *key => self.apply(entry),
-                _ => {}
+            if let Some(value) = value {
+                self.apply_stored(key, &value);
             }
         }
         Ok(())
