@@ -88,7 +88,9 @@ impl RedisHandle {
                 Err(StoreError)
             }
             Err(_) => {
-                // A late answer could still arrive on this connection; nothing may read it.
+                // A connection that stopped answering may be dead without a sign (a failover
+                // behind a proxy, a partition): only a new one can tell. Commands already
+                // sent on it keep their own clone and their own timeout.
                 tracing::warn!("Redis command timed out; dropping the connection");
                 self.link.lock().await.discard(id);
                 Err(StoreError)
