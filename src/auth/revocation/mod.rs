@@ -5,9 +5,10 @@
 //! `redis://` store, a revocation is written as a key that expires when no token it matches
 //! can still be valid, and published on the database's channel; a replica re-reads the key a
 //! message names and applies what its database holds ([`channel`]), and re-reads every key
-//! each `resync`, so one that missed a message converges anyway. Each applied entry is also sent on a broadcast channel that open WebSocket
-//! sessions watch. When Redis is unreachable, the view is stale: requests then get 503
-//! (`on_store_error = "deny"`) or pass with a logged, counted warning (`"allow"`).
+//! each `resync`, so one that missed a message converges anyway. Each applied entry is also
+//! sent on a broadcast channel that open WebSocket sessions watch. When Redis is unreachable,
+//! the view is stale: requests then get 503 (`on_store_error = "deny"`) or pass with a
+//! logged, counted warning (`"allow"`).
 //!
 //! Revocations only tighten: a new entry for a `jti` or subject already revoked is merged
 //! with the old one ([`Revoked::widened`]), keeping the later expiry and the later `before`,

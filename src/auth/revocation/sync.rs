@@ -1,7 +1,8 @@
 //! The Redis side of revocations: the atomic merge-and-publish on write, and the periodic
 //! re-read that lets a replica that missed a message converge (the channel every replica
-//! follows is in [`super::channel`]). Applying any of these locally goes through [`Revocations::apply`], which only
-//! tightens, so messages may arrive late, twice or out of order.
+//! follows is in [`super::channel`]). Applying any of these locally goes through
+//! [`Revocations::apply`], which only tightens, so messages may arrive late, twice or out of
+//! order.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
