@@ -9,13 +9,15 @@
 //! - [`WsHub`] is a WebSocket backend that records what reached it; [`NodeHub`] the Node
 //!   SignalR hub of `tests/signalr`;
 //! - [`Ca`] issues TLS certificates for `localhost` and the client that trusts them;
-//! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`;
+//! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`, [`Blackhole`] a
+//!   relay in front of it whose connections can go silently dead;
 //! - [`browser`] runs Debian's Chromium through playwright-core.
 //!
 //! One file per helper kind; this file only declares and re-exports them.
 #![allow(dead_code, unreachable_pub)]
 
 mod binary;
+mod blackhole;
 pub mod browser;
 mod client;
 mod components;
@@ -32,6 +34,8 @@ mod tokens;
 // Each test binary uses some of these; the rest must not count as its unused imports.
 #[allow(unused_imports)]
 pub use self::binary::*;
+#[allow(unused_imports)]
+pub use self::blackhole::*;
 #[allow(unused_imports)]
 pub use self::client::*;
 #[allow(unused_imports)]

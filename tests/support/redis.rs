@@ -27,7 +27,19 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        self.url_db(0)
+    }
+
+    /// The URL of database `db` of this server.
+    pub fn url_db(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs one command on database `db`, as any other client of the server could.
+    pub async fn command<T: ::redis::FromRedisValue>(&self, db: u32, command: &::redis::Cmd) -> T {
+        let client = ::redis::Client::open(self.url_db(db)).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        command.query_async(&mut connection).await.unwrap()
     }
 
     /// Stops the server (the port then refuses connections).

@@ -3,17 +3,19 @@
 //!
 //! Every replica checks a local view (two maps), so no request waits on Redis. With a
 //! `redis://` store, a revocation is written as a key that expires when no token it matches
-//! can still be valid, and published on a channel; replicas apply published entries as they
-//! arrive and re-read every key each `resync`, so one that missed a message converges
-//! anyway. Each applied entry is also sent on a broadcast channel that open WebSocket
-//! sessions watch. When Redis is unreachable, the view is stale: requests then get 503
-//! (`on_store_error = "deny"`) or pass with a logged, counted warning (`"allow"`).
+//! can still be valid, and published on the database's channel; a replica re-reads the key a
+//! message names and applies what its database holds ([`channel`]), and re-reads every key
+//! each `resync`, so one that missed a message converges anyway. Each applied entry is also
+//! sent on a broadcast channel that open WebSocket sessions watch. When Redis is unreachable,
+//! the view is stale: requests then get 503 (`on_store_error = "deny"`) or pass with a
+//! logged, counted warning (`"allow"`).
 //!
 //! Revocations only tighten: a new entry for a `jti` or subject already revoked is merged
 //! with the old one ([`Revoked::widened`]), keeping the later expiry and the later `before`,
 //! here and in Redis (atomically, in one script), so no later request, published message or
 //! resync can give a revoked token back its access. The Redis side lives in [`sync`].
 
+mod channel;
 mod sync;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,6 +132,8 @@ pub(crate) struct Revocations {
     last_warning: AtomicU64,
     /// A resync succeeded since Redis was last unreachable.
     synced: AtomicBool,
+    /// Wakes the resync loop before its next turn (a new subscription missed messages).
+    resync_now: tokio::sync::Notify,
 }
 
 impl Revocations {
@@ -147,6 +151,7 @@ impl Revocations {
             metrics,
             last_warning: AtomicU64::new(0),
             synced: AtomicBool::new(false),
+            resync_now: tokio::sync::Notify::new(),
         }
     }
 
@@ -284,7 +289,7 @@ impl Revocations {
     /// Background work: with Redis, follow the channel and resync; always drop expired entries.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         if let Some(redis) = self.redis.clone() {
-            tokio::spawn(self.clone().follow_channel(stop.clone()));
+            tokio::spawn(self.clone().follow_channel(redis.clone(), stop.clone()));
             tokio::spawn(self.clone().keep_synced(redis, stop.clone()));
         }
         loop {
@@ -294,6 +299,11 @@ impl Revocations {
                 _ = tokio::time::sleep(self.config.resync) => {}
             }
         }
+    }
+
+    /// Asks for a full re-read now rather than at the next `resync`.
+    fn resync_soon(&self) {
+        self.resync_now.notify_one();
     }
 
     fn sweep(&self) {

@@ -1,20 +1,19 @@
-//! The Redis side of revocations: the atomic merge-and-publish on write, the channel every
-//! replica follows, and the periodic re-read that lets a replica that missed a message
-//! converge. Applying any of these locally goes through [`Revocations::apply`], which only
-//! tightens, so messages may arrive late, twice or out of order.
+//! The Redis side of revocations: the atomic merge-and-publish on write, and the periodic
+//! re-read that lets a replica that missed a message converge (the channel every replica
+//! follows is in [`super::channel`]). Applying any of these locally goes through
+//! [`Revocations::apply`], which only tightens, so messages may arrive late, twice or out of
+//! order.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{Revocations, Revoked, KEY_PREFIX};
 use crate::auth::claims::unix_now;
 use crate::redis::{RedisHandle, StoreError};
 
-const CHANNEL: &str = "gatehouse:revocations";
 /// How often the sync loop looks at Redis health (a resync itself runs every `resync`).
 const SYNC_TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -49,7 +48,7 @@ pub(super) async fn store(redis: &RedisHandle, entry: &Revoked) -> Result<Revoke
         .arg(1)
         .arg(entry.key())
         .arg(&value)
-        .arg(CHANNEL)
+        .arg(super::channel::name(redis.db()))
         .arg(unix_now());
     let merged: String = redis.run(&eval).await?;
     serde_json::from_str(&merged).map_err(|_| {
@@ -59,19 +58,21 @@ pub(super) async fn store(redis: &RedisHandle, entry: &Revoked) -> Result<Revoke
 }
 
 impl Revocations {
-    /// Re-reads every entry each `resync`, and at once whenever Redis comes back: until
-    /// then the view may lack revocations made during the outage, and counts as unhealthy.
+    /// Re-reads every entry each `resync`, at once whenever Redis comes back (until then the
+    /// view may lack revocations made during the outage, and counts as unhealthy), and at
+    /// once when asked ([`Revocations::resync_soon`]).
     pub(super) async fn keep_synced(
         self: Arc<Self>,
         redis: Arc<RedisHandle>,
         stop: CancellationToken,
     ) {
         let mut last_sync: Option<std::time::Instant> = None;
+        let mut asked = false;
         loop {
             if !redis.is_healthy() {
                 self.synced.store(false, Ordering::Release);
             }
-            let due = last_sync.is_none_or(|t| t.elapsed() >= self.config.resync);
+            let due = asked || last_sync.is_none_or(|t| t.elapsed() >= self.config.resync);
             if due || !self.synced.load(Ordering::Acquire) {
                 match self.resync().await {
                     Ok(()) => {
@@ -81,10 +82,20 @@ impl Revocations {
                     Err(StoreError) => tracing::debug!("revocation resync failed"),
                 }
             }
-            tokio::select! {
+            asked = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(SYNC_TICK) => {}
-            }
+                _ = self.resync_now.notified() => true,
+                _ = tokio::time::sleep(SYNC_TICK) => false,
+            };
+        }
+    }
+
+    /// Applies `value` as stored under `key`. An entry counts only under its own key: a
+    /// value written by hand under another name must not revoke someone else.
+    pub(super) fn apply_stored(&self, key: &str, value: &str) {
+        match serde_json::from_str::<Revoked>(value) {
+            Ok(entry) if entry.key() == key => self.apply(entry),
+            _ => tracing::debug!("a stored revocation does not parse or is under another key"),
         }
     }
 
@@ -112,54 +123,17 @@ impl Revocations {
         if keys.is_empty() {
             return Ok(());
         }
+        let keys: Vec<String> = keys.into_iter().collect();
         let mut mget = redis::cmd("MGET");
         for key in &keys {
             mget.arg(key);
         }
         let values: Vec<Option<String>> = redis.run(&mget).await?;
-        for value in values.into_iter().flatten() {
-            if let Ok(entry) = serde_json::from_str::<Revoked>(&value) {
-                self.apply(entry);
+        for (key, value) in keys.iter().zip(values) {
+            if let Some(value) = value {
+                self.apply_stored(key, &value);
             }
         }
         Ok(())
-    }
-
-    pub(super) async fn follow_channel(self: Arc<Self>, stop: CancellationToken) {
-        let Some(redis) = self.redis.clone() else {
-            return;
-        };
-        loop {
-            let subscribed = async {
-                let mut pubsub = redis.client().get_async_pubsub().await.ok()?;
-                pubsub.subscribe(CHANNEL).await.ok()?;
-                Some(pubsub)
-            };
-            let pubsub = tokio::select! {
-                _ = stop.cancelled() => return,
-                p = tokio::time::timeout(crate::redis::COMMAND_TIMEOUT * 2, subscribed) => p.ok().flatten(),
-            };
-            if let Some(pubsub) = pubsub {
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        _ = stop.cancelled() => return,
-                        m = messages.next() => m,
-                    };
-                    let Some(message) = message else { break };
-                    let Ok(payload) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    if let Ok(entry) = serde_json::from_str::<Revoked>(&payload) {
-                        self.apply(entry);
-                    }
-                }
-            }
-            // Disconnected: the resync keeps the view right meanwhile; try again shortly.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            }
-        }
     }
 }

@@ -2,15 +2,21 @@
 //!
 //! The handle connects lazily (gatehouse starts, and answers 503 where it must, while Redis
 //! is down), bounds every command with a short timeout, and pings once a second so
-//! `/readyz` can say within a few seconds that the store is gone and when it is back. The
-//! connection manager reconnects by itself; nothing here ever falls back to memory, which
-//! would silently break single use and revocation across replicas.
+//! `/readyz` can say within a few seconds that the store is gone and when it is back. A
+//! connection that fails or does not answer in time is dropped and a new one dialled
+//! ([`link`]), so a Redis that answers at the configured address is reached again within a
+//! few seconds even when the old socket is silently dead. Nothing here ever falls back to
+//! memory, which would silently break single use and revocation across replicas.
+
+mod dial;
+mod link;
+
+pub(crate) use link::backoff as dial_backoff;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::secret::Secret;
@@ -29,7 +35,9 @@ pub(crate) struct StoreError;
 
 pub(crate) struct RedisHandle {
     client: redis::Client,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
+    /// The database the URL names: pub/sub ignores it, so channels carry it in their name.
+    db: i64,
+    link: tokio::sync::Mutex<link::Link>,
     /// Milliseconds after `born` of the last success (0: never); read on every request.
     last_ok: AtomicU64,
     born: Instant,
@@ -37,48 +45,34 @@ pub(crate) struct RedisHandle {
 
 impl RedisHandle {
     pub(crate) fn new(url: &Secret) -> Result<Self, String> {
-        let client =
-            redis::Client::open(url.expose()).map_err(|_| "invalid Redis URL".to_string())?;
+        let (client, db) = dial::client(url)?;
         Ok(Self {
             client,
-            connection: tokio::sync::Mutex::new(None),
+            db,
+            link: tokio::sync::Mutex::new(link::Link::default()),
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
         })
     }
 
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
+    /// A new pub/sub connection; the subscriber keeps it alive (or not) itself.
+    pub(crate) async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        dial::pubsub(&self.client).await
     }
 
-    /// A connection, made on first use. The manager behind it reconnects on its own.
-    pub(crate) async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let mut slot = self.connection.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let manager = tokio::time::timeout(
-            COMMAND_TIMEOUT * 2,
-            self.client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| StoreError)?
-        .map_err(|_| StoreError)?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+    pub(crate) fn db(&self) -> i64 {
+        self.db
     }
 
-    /// Runs one command under [`COMMAND_TIMEOUT`], recording success for health.
+    /// Runs one command under [`COMMAND_TIMEOUT`], recording success for health. A failure
+    /// that may have left the connection unusable drops it, so the next command dials anew.
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
         command: &redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
+        // The lock is held while dialling only: concurrent callers wait for one dial
+        // instead of each opening a connection.
+        let link::Leased { id, mut connection } = self.link.lock().await.get(&self.client).await?;
         let result =
             tokio::time::timeout(COMMAND_TIMEOUT, command.query_async::<T>(&mut connection)).await;
         match result {
@@ -88,10 +82,17 @@ impl RedisHandle {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error_kind = ?e.kind(), "Redis command failed");
+                if !dial::connection_survives(&e) {
+                    self.link.lock().await.discard(id);
+                }
                 Err(StoreError)
             }
             Err(_) => {
-                tracing::warn!("Redis command timed out");
+                // A connection that stopped answering may be dead without a sign (a failover
+                // behind a proxy, a partition): only a new one can tell. Commands already
+                // sent on it keep their own clone and their own timeout.
+                tracing::warn!("Redis command timed out; dropping the connection");
+                self.link.lock().await.discard(id);
                 Err(StoreError)
             }
         }
