@@ -10,7 +10,8 @@
 //!   SignalR hub of `tests/signalr`;
 //! - [`Ca`] issues TLS certificates for `localhost` and the client that trusts them;
 //! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`;
-//! - [`browser`] runs Debian's Chromium through playwright-core.
+//! - [`browser`] runs Debian's Chromium through playwright-core; [`Demo`] runs
+//!   `gatehouse demo` and reads its printed walkthrough.
 //!
 //! One file per helper kind; this file only declares and re-exports them.
 #![allow(dead_code, unreachable_pub)]
@@ -19,6 +20,7 @@ mod binary;
 pub mod browser;
 mod client;
 mod components;
+mod demo;
 pub mod haproxy;
 mod hub;
 mod node_hub;
@@ -36,6 +38,8 @@ pub use self::binary::*;
 pub use self::client::*;
 #[allow(unused_imports)]
 pub use self::components::*;
+#[allow(unused_imports)]
+pub use self::demo::*;
 #[allow(unused_imports)]
 pub use self::hub::*;
 #[allow(unused_imports)]
