@@ -73,7 +73,9 @@ fn tables(e: &mut ConfigErrors, raw: &FileConfig, secrets: SecretLookup<'_>) -> 
         .enumerate()
         .filter_map(|(i, x)| validate_introspection(e, &format!("introspection[{i}]"), x, secrets))
         .collect();
-    let can_validate = !issuers.is_empty() || !introspections.is_empty();
+    // Judged by the tables present, not the ones that passed: an issuer with an error of its
+    // own must not add "needs at least one [[issuer]]" to every route that uses it.
+    let can_validate = !raw.issuers.is_empty() || !raw.introspections.is_empty();
     let tickets = raw.tickets.as_ref().and_then(|t| validate_tickets(e, t));
     if tickets.is_some() && !can_validate {
         e.push(
