@@ -9,6 +9,7 @@
 
 mod claims;
 mod cors;
+mod effective;
 pub mod fields;
 mod issuer;
 mod limits;
@@ -54,8 +55,51 @@ const ENV_PREFIX: &str = "GATEHOUSE_";
 pub enum LoadError {
     #[error("{0}")]
     Parse(String),
+    /// Keys nobody reads; the config read without them comes along, so its other errors can
+    /// be reported in the same run.
     #[error("unknown keys: {}", .0.join(", "))]
-    UnknownKeys(Vec<String>),
+    UnknownKeys(Vec<String>, Box<FileConfig>),
+}
+
+/// Why [`load_validated`] refused a config file.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not read, or not TOML: nothing in it could be checked.
+    Unreadable(String),
+    /// Every problem found: unknown keys first, then what validation found in the rest.
+    Invalid(Vec<String>),
+}
+
+impl Refused {
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            Refused::Unreadable(message) => vec![message.clone()],
+            Refused::Invalid(messages) => messages.clone(),
+        }
+    }
+}
+
+/// Reads and validates `path` as `check`, `run` and a reload do. A file with unknown keys
+/// is still validated, so one run reports them together with every other error.
+pub fn load_validated(
+    path: &Path,
+    secrets: fields::SecretLookup<'_>,
+) -> Result<(FileConfig, Config), Refused> {
+    let (raw, mut errors) = match load_file(path) {
+        Ok(raw) => (raw, Vec::new()),
+        Err(LoadError::UnknownKeys(keys, raw)) => {
+            (*raw, vec![format!("unknown keys: {}", keys.join(", "))])
+        }
+        Err(e @ LoadError::Parse(_)) => return Err(Refused::Unreadable(e.to_string())),
+    };
+    match validate::validate(&raw, secrets) {
+        Ok(config) if errors.is_empty() => Ok((raw, config)),
+        Ok(_) => Err(Refused::Invalid(errors)),
+        Err(invalid) => {
+            errors.extend(invalid.messages().iter().cloned());
+            Err(Refused::Invalid(errors))
+        }
+    }
 }
 
 /// Reads `path` and the process environment into a raw config.
@@ -94,7 +138,7 @@ fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
     if unknown.is_empty() {
         Ok(parsed)
     } else {
-        Err(LoadError::UnknownKeys(unknown))
+        Err(LoadError::UnknownKeys(unknown, Box::new(parsed)))
     }
 }
 
@@ -129,7 +173,9 @@ impl FileConfig {
     /// The effective config as TOML, for `gatehouse check`. It holds no secret values
     /// (secrets are named by `*_env` keys), and credentials inside URLs are masked.
     pub fn to_masked_toml(&self) -> String {
-        let mut value = match toml::Value::try_from(self) {
+        let mut filled = self.clone();
+        effective::fill_defaults(&mut filled);
+        let mut value = match toml::Value::try_from(&filled) {
             Ok(v) => v,
             Err(e) => return format!("# could not render config: {e}\n"),
         };

@@ -159,7 +159,7 @@ fn affinity(e: &mut ConfigErrors, path: &str, raw: &RawEndpoints<'_>) -> Affinit
         if affinity == Affinity::None {
             e.push(format!("{path}.affinity_key_file"), "only with affinity");
         } else if !file.is_file() {
-            let why = format!("{} is not a readable file", file.display());
+            let why = crate::files::not_readable(file);
             e.push(format!("{path}.affinity_key_file"), why);
         }
     }

@@ -84,12 +84,13 @@ fn tables(e: &mut ConfigErrors, raw: &FileConfig, secrets: SecretLookup<'_>) -> 
         );
     }
     let logout = super::logout::validate_logout(e, raw, can_validate);
-    let routes = routes(
-        e,
-        raw,
-        can_validate,
-        tickets.as_ref().map(|t| t.param.as_str()),
-    );
+    // The table's own param even when the table has errors of its own: a route's ticket
+    // source must not add "needs a [tickets] table" next to them.
+    let ticket_param = tickets
+        .as_ref()
+        .map(|t| t.param.as_str())
+        .or_else(|| raw.tickets.as_ref().map(|t| t.param.as_str()));
+    let routes = routes(e, raw, can_validate, ticket_param);
     check_limits(e, raw);
     let paths = validate_paths(e, &raw.paths);
     check_route_paths(e, raw, &paths);
@@ -209,7 +210,12 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            reload_interval: duration_or(e, "listen.tls.reload_interval", &t.reload_interval, "2s"),
+            reload_interval: duration_or(
+                e,
+                "listen.tls.reload_interval",
+                &t.reload_interval,
+                super::tls::DEFAULT_RELOAD_INTERVAL,
+            ),
             resumption: super::tls::resumption(e, t),
             kx_groups,
             provider,
