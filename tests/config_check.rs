@@ -136,6 +136,51 @@ fn environment_overrides_show_in_the_effective_config() {
     );
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("max_token_bytes"));
+
+    // An override under an absent optional table creates it, and so switches it on.
+    let created = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LOGOUT__RATE_LIMIT_PER_MINUTE", "5"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        stdout.contains("[logout]\nendpoint = \"/.gatehouse/logout\"\nrate_limit_per_minute = 5"),
+        "{stdout}"
+    );
+
+    // Arrays are TOML; arrays of tables cannot be overridden, and the errors say so.
+    let listed = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LISTEN__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("trusted_proxies = [\"10.0.0.0/8\"]"));
+    let bare = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LISTEN__TRUSTED_PROXIES", "10.0.0.0/8"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains("GATEHOUSE_LISTEN__TRUSTED_PROXIES='[\"a\", \"b\"]'"),
+        "{stderr}"
+    );
+    let element = gatehouse(
+        &["check", "--config", demo],
+        &[DEMO_SECRET, ("GATEHOUSE_ISSUER__0__LEEWAY", "1m")],
+    );
+    let stderr = String::from_utf8_lossy(&element.stderr);
+    assert!(
+        stderr.contains("GATEHOUSE_ISSUER__0__LEEWAY is an environment override inside [[issuer]]: arrays of tables cannot be overridden"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod limits;
 mod listen;
 mod logout;
 pub mod outbound;
+mod overrides;
 mod paths;
 mod raw;
 pub mod redaction;
@@ -29,7 +30,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 
@@ -46,9 +47,6 @@ pub use validate::{
 
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "config/gatehouse.toml";
-
-/// The environment prefix of overrides; `__` separates key levels.
-const ENV_PREFIX: &str = "GATEHOUSE_";
 
 /// A config file could not be turned into a `FileConfig`.
 #[derive(Debug, thiserror::Error)]
@@ -109,32 +107,27 @@ pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
         .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
     let figment = Figment::new()
         .merge(Toml::string(&text))
-        .merge(env_overrides());
-    from_figment(&figment)
+        .merge(overrides::provider());
+    from_figment(&figment, &overrides::present())
 }
 
 /// Reads TOML text (no file, no environment) into a raw config; demo and tests use it.
 pub fn load_str(toml: &str) -> Result<FileConfig, LoadError> {
-    from_figment(&Figment::new().merge(Toml::string(toml)))
+    from_figment(&Figment::new().merge(Toml::string(toml)), &[])
 }
 
-fn env_overrides() -> Env {
-    // Only variables under a config table are overrides: `GATEHOUSE_CONFIG` and the
-    // secrets that `*_env` keys name live under the same prefix and must not be read as keys.
-    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
-        let top = key.as_str().split('.').next().unwrap_or_default();
-        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
-    })
-}
-
-fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
+/// `overrides`: the environment overrides set, as [`overrides::present`] lists them.
+fn from_figment(
+    figment: &Figment,
+    overrides: &[(String, String)],
+) -> Result<FileConfig, LoadError> {
     let dict: Dict = figment
         .extract()
-        .map_err(|e| LoadError::Parse(describe(e)))?;
+        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     let value = Value::from(dict);
     let mut unknown = Vec::new();
     let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
-        .map_err(|e| LoadError::Parse(describe(e)))?;
+        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     if unknown.is_empty() {
         Ok(parsed)
     } else {
@@ -142,12 +135,16 @@ fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
     }
 }
 
-fn describe(error: figment::Error) -> String {
+fn describe(error: figment::Error, overrides: &[(String, String)]) -> String {
     error
         .into_iter()
         .map(|e| {
             let path = e.path.join(".");
             let kind = without_source_lines(&e.kind.to_string());
+            let kind = match overrides::hint(&path, &kind, overrides) {
+                Some(hint) => format!("{kind} ({hint})"),
+                None => kind,
+            };
             if path.is_empty() {
                 kind
             } else {
