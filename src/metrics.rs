@@ -23,6 +23,18 @@ pub const COMMIT: &str = match option_env!("GATEHOUSE_COMMIT") {
     None => "unknown",
 };
 
+/// Every `result` of `gatehouse_websocket_upgrades_total`.
+pub const UPGRADE_RESULTS: [&str; 8] = [
+    "ok",
+    "refused",
+    "origin_not_allowed",
+    "upstream_refused",
+    "bad_subprotocol",
+    "upgrade_failed",
+    "auth_failed",
+    "pre_auth_budget",
+];
+
 pub struct Metrics {
     registry: Registry,
     /// Mirrors [`LOG_LINES_DROPPED`] when rendered.
@@ -227,7 +239,9 @@ impl Metrics {
         self.websockets_open.with_label_values(&[route])
     }
 
+    /// `result` is one of [`UPGRADE_RESULTS`], the values the README documents.
     pub fn upgrade(&self, route: &str, result: &'static str) {
+        debug_assert!(UPGRADE_RESULTS.contains(&result), "{result}");
         self.upgrades.with_label_values(&[route, result]).inc();
     }
 
