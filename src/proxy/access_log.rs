@@ -149,23 +149,41 @@ impl Drop for Pending {
             return;
         }
         let l = &self.line;
-        tracing::info!(
-            target: "gatehouse::access",
-            request_id = %l.request_id,
-            trace_id = l.trace_id.as_deref().unwrap_or("-"),
-            client = %l.client,
-            method = %l.method,
-            path = %l.path,
-            proto = ?l.version,
-            route = %l.route,
-            status = self.status,
-            subject = l.subject.as_deref().unwrap_or("-"),
-            reason = l.reason.unwrap_or("-"),
-            upstream_ms = l.upstream_time.map_or(-1.0, |d| d.as_secs_f64() * 1e3),
-            duration_ms = l.start.elapsed().as_secs_f64() * 1e3,
-            bytes = self.bytes,
-        );
+        // Twice, for `upstream_ms`: a float when the upstream was asked, else the integer -1.
+        macro_rules! line {
+            ($upstream_ms:expr) => {
+                tracing::info!(
+                    target: "gatehouse::access",
+                    request_id = %l.request_id,
+                    trace_id = l.trace_id.as_deref().unwrap_or("-"),
+                    client = %l.client,
+                    method = %l.method,
+                    path = %l.path,
+                    proto = ?l.version,
+                    route = %l.route,
+                    status = self.status,
+                    subject = l.subject.as_deref().unwrap_or("-"),
+                    reason = l.reason.unwrap_or("-"),
+                    upstream_ms = $upstream_ms,
+                    duration_ms = millis(l.start.elapsed()),
+                    bytes = self.bytes,
+                )
+            };
+        }
+        match l.upstream_time {
+            Some(upstream) => line!(millis(upstream)),
+            None => line!(NOT_ASKED),
+        }
     }
+}
+
+/// `upstream_ms` of a request the upstream never saw.
+const NOT_ASKED: i64 = -1;
+
+/// Milliseconds to the microsecond: `3.432`, never `3.4326399999999997`. An integer count
+/// of microseconds over 1000 is the double nearest that decimal, which prints as written.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
 }
 
 thread_local! {
@@ -192,9 +210,14 @@ impl Pending {
         number(out, "status", u64::from(self.status));
         string(out, "subject", l.subject.as_deref().unwrap_or("-"));
         string(out, "reason", l.reason.unwrap_or("-"));
-        let upstream = l.upstream_time.map_or(-1.0, |d| d.as_secs_f64() * 1e3);
-        float(out, "upstream_ms", upstream);
-        float(out, "duration_ms", l.start.elapsed().as_secs_f64() * 1e3);
+        match l.upstream_time {
+            Some(upstream) => float(out, "upstream_ms", millis(upstream)),
+            None => {
+                key(out, "upstream_ms");
+                let _ = serde_json::to_writer(&mut *out, &NOT_ASKED);
+            }
+        }
+        float(out, "duration_ms", millis(l.start.elapsed()));
         number(out, "bytes", self.bytes);
         out.extend_from_slice(b",\"target\":\"gatehouse::access\"}\n");
     }
@@ -364,6 +387,27 @@ mod tests {
             (v["subject"].as_str(), v["reason"].as_str()),
             (Some("-"), Some("-"))
         );
-        assert_eq!(v["upstream_ms"], -1.0);
+        assert!(
+            String::from_utf8_lossy(&out).contains("\"upstream_ms\":-1,"),
+            "the README's -1, not -1.0"
+        );
+    }
+
+    #[test]
+    fn milliseconds_are_rounded_to_the_microsecond_without_float_noise() {
+        assert_eq!(
+            serde_json::to_string(&millis(Duration::from_nanos(3_432_639))).unwrap(),
+            "3.432"
+        );
+        assert_eq!(millis(Duration::from_micros(1500)), 1.5);
+        let mut out = Vec::new();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_796_029_622).unwrap();
+        pending(None, Some(Duration::from_nanos(3_432_639_999))).write_json(&mut out, now);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"upstream_ms\":3432.639,"), "{text}");
+        let duration = text.split("\"duration_ms\":").nth(1).unwrap_or_default();
+        let digits = duration.split(',').next().unwrap_or_default();
+        let decimals = digits.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "{text}");
     }
 }
