@@ -11,6 +11,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+#[cfg(target_os = "linux")]
+mod process;
 mod registry;
 
 use registry::*;
