@@ -468,3 +468,39 @@ fn a_relative_path_not_found_names_the_working_directory() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_masks_query_values_and_refuses_upstream_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[[issuer]]\nname = \"a\"\nissuer = \"https://a.example/\"\naudiences = [\"x\"]\n\
+                jwks_url = \"https://a.example/jwks?key=querysecret\"\n[[route]]\npath = \"/x\"\n";
+    let out = check_text(
+        dir.path(),
+        &format!("{base}upstream = \"http://u:1\"\n"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(!shown.contains("querysecret"), "{shown}");
+    assert!(
+        shown.contains("jwks_url = \"https://a.example/jwks?key=REDACTED\""),
+        "{shown}"
+    );
+
+    let out = check_text(
+        dir.path(),
+        &format!("{base}upstream = \"http://user:upstreampass@u:1\"\n"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("route[0].upstream: user:password@ in an upstream URL is never sent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("upstreampass"), "{stderr}");
+}

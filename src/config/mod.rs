@@ -184,7 +184,7 @@ impl FileConfig {
 fn mask_urls(value: &mut toml::Value) {
     match value {
         toml::Value::String(s) => {
-            if let Some(masked) = crate::redact::mask_userinfo(s) {
+            if let Some(masked) = crate::redact::mask_url(s) {
                 *s = masked;
             }
         }
