@@ -238,6 +238,13 @@ pub fn mask_url(url: &str) -> Option<String> {
     Some(format!("{head}?{}", pairs.join("&")))
 }
 
+/// A URL for a log line: no query or fragment (either may carry a secret) and its
+/// credentials masked.
+pub fn url_for_logs(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    mask_userinfo(bare).unwrap_or_else(|| bare.to_string())
+}
+
 /// `scheme://user:pass@host/...` with the credentials masked; `None` when there are none.
 pub fn mask_userinfo(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -401,6 +408,10 @@ mod tests {
         );
         assert_eq!(mask_url("https://idp.example/jwks"), None);
         assert_eq!(mask_url("not a url?a=b"), None);
+        assert_eq!(
+            url_for_logs("https://u:p@idp.example/jwks?key=s#x"),
+            "https://REDACTED@idp.example/jwks"
+        );
     }
 
     #[test]

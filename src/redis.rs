@@ -29,6 +29,10 @@ pub(crate) struct StoreError;
 
 pub(crate) struct RedisHandle {
     client: redis::Client,
+    /// Which store this is (`tickets`, `revocation`) and its `host:port`, for log lines:
+    /// never the URL, which may hold a password.
+    store: &'static str,
+    address: String,
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     /// Milliseconds after `born` of the last success (0: never); read on every request.
     last_ok: AtomicU64,
@@ -36,11 +40,14 @@ pub(crate) struct RedisHandle {
 }
 
 impl RedisHandle {
-    pub(crate) fn new(url: &Secret) -> Result<Self, String> {
+    pub(crate) fn new(store: &'static str, url: &Secret) -> Result<Self, String> {
         let client =
             redis::Client::open(url.expose()).map_err(|_| "invalid Redis URL".to_string())?;
+        let address = client.get_connection_info().addr().to_string();
         Ok(Self {
             client,
+            store,
+            address,
             connection: tokio::sync::Mutex::new(None),
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
@@ -87,11 +94,20 @@ impl RedisHandle {
                 Ok(value)
             }
             Ok(Err(e)) => {
-                tracing::warn!(error_kind = ?e.kind(), "Redis command failed");
+                tracing::warn!(
+                    store = self.store,
+                    address = %self.address,
+                    error = %e,
+                    "Redis command failed"
+                );
                 Err(StoreError)
             }
             Err(_) => {
-                tracing::warn!("Redis command timed out");
+                tracing::warn!(
+                    store = self.store,
+                    address = %self.address,
+                    "Redis command timed out"
+                );
                 Err(StoreError)
             }
         }
