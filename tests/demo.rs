@@ -110,3 +110,38 @@ async fn every_step_of_the_printed_walkthrough_does_what_it_says() {
         Some(1.0)
     );
 }
+
+/// The README's "What the demo does" shows the same commands the demo prints (with the
+/// default addresses), so the two cannot drift apart.
+#[test]
+fn the_readme_shows_the_commands_the_demo_prints() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let section = readme
+        .split("### What the demo does")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .unwrap_or_default();
+    let readme_commands: Vec<String> = section
+        .replace("\\\n", " ")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| l.starts_with("curl "))
+        .collect();
+    let demo = Demo::start();
+    let (base, admin) = (demo.base.clone(), demo.admin.clone());
+    let printed: Vec<String> = (1..=5)
+        .flat_map(|n| demo.step_commands(n))
+        .chain(
+            demo.log()
+                .lines()
+                .filter_map(|l| l.strip_prefix("Metrics: "))
+                .map(str::to_string),
+        )
+        .map(|l| {
+            l.replace(&base, "http://127.0.0.1:8080")
+                .replace(&admin, "http://127.0.0.1:9090")
+        })
+        .collect();
+    assert_eq!(readme_commands, printed);
+}

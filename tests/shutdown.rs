@@ -233,7 +233,10 @@ async fn a_request_cut_by_the_grace_period_leaves_an_access_line() {
         .await
         .unwrap();
     assert_eq!(code, 0, "{logs}");
-    assert!(in_flight.await.unwrap().is_err(), "the request was answered");
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the request was answered"
+    );
     let cut: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
