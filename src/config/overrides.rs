@@ -32,8 +32,9 @@ pub(super) fn present() -> Vec<(String, String)> {
     std::env::vars_os()
         .filter_map(|(name, _)| name.into_string().ok())
         .filter_map(|name| {
-            let rest = name.get(ENV_PREFIX.len()..)?;
-            if !name[..ENV_PREFIX.len()].eq_ignore_ascii_case(ENV_PREFIX) {
+            // `get`, not slicing: a name may hold a multi-byte character anywhere.
+            let (prefix, rest) = (name.get(..ENV_PREFIX.len())?, name.get(ENV_PREFIX.len()..)?);
+            if !prefix.eq_ignore_ascii_case(ENV_PREFIX) {
                 return None;
             }
             let dotted = rest.to_ascii_lowercase().replace("__", ".");
