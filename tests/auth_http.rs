@@ -263,22 +263,126 @@ fn base64_url(bytes: &[u8]) -> String {
 async fn a_sub_or_jti_that_is_not_a_string_is_refused() {
     let w = world().await;
     // jsonwebtoken itself refuses a `sub` that is an array (`malformed_token`).
+    let long = "x".repeat(1025);
     for (extra, reason) in [
         (json!({"sub": 4242}), "bad_id_claim"),
         (json!({"jti": 99}), "bad_id_claim"),
         (json!({"jti": {"id": "x"}}), "bad_id_claim"),
         (json!({"sub": ["a"]}), "malformed_token"),
+        (json!({"sub": "", "jti": "j"}), "bad_id_claim"),
+        (json!({"jti": ""}), "bad_id_claim"),
+        (json!({"sub": long}), "bad_id_claim"),
+        (json!({"jti": long}), "bad_id_claim"),
     ] {
         let token = mint(&rsa(), &w.claims(extra.clone()));
         w.assert_refused(&extra.to_string(), &token).await;
         let answer = bearer(&w.proxy.url("/api/x"), &token).await;
         assert_eq!(answer.json()["error"], reason, "{extra}");
     }
-    // The positive control: the same values as strings pass.
+    // `null` is no string either; `claims` drops a key set to `null`, so set it after.
+    for name in ["sub", "jti"] {
+        let mut claims = w.claims(json!({}));
+        claims[name] = serde_json::Value::Null;
+        let token = mint(&rsa(), &claims);
+        w.assert_refused(name, &token).await;
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.json()["error"], "bad_id_claim", "{name}: null");
+    }
+    // Neither: nothing could revoke it.
+    let token = mint(&rsa(), &w.claims(json!({"sub": null, "jti": null})));
+    w.assert_refused("neither sub nor jti", &token).await;
+    let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+    assert_eq!(answer.json()["error"], "missing_claim");
+    // The positive control: the same values as strings pass, and one of the two suffices.
+    for extra in [json!({"sub": null}), json!({"jti": null})] {
+        let token = mint(&rsa(), &w.claims(extra.clone()));
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.status, 200, "{extra}: {}", answer.body);
+    }
     let token = mint(&rsa(), &w.claims(json!({"sub": "4242", "jti": "99"})));
     let answer = bearer(&w.proxy.url("/api/x"), &token).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(w.upstream.last().headers["x-auth-subject"], "4242");
+}
+
+/// The token's time window as the README states it: `exp` fractions are dropped (not
+/// rounded up by the JWT library), an `iat` in the future is not valid yet, and a `crit`
+/// member with any value, `null` included, is refused.
+#[tokio::test]
+async fn the_time_window_and_crit_are_judged_as_documented() {
+    let w = world().await;
+    // The issuer's leeway is 30 s.
+    let past = now() - 31;
+    for (extra, reason) in [
+        (json!({"exp": past as f64 + 0.5}), "token_expired"),
+        (json!({"exp": past as f64 + 0.9}), "token_expired"),
+        (json!({"iat": now() + 120}), "token_not_yet_valid"),
+    ] {
+        let token = mint(&rsa(), &w.claims(extra.clone()));
+        w.assert_refused(&extra.to_string(), &token).await;
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.json()["error"], reason, "{extra}");
+    }
+    let header = json!({"alg": "RS256", "typ": "JWT", "crit": null});
+    let token = sign_raw(header, w.claims(json!({})), &rsa());
+    w.assert_refused("crit: null", &token).await;
+    let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+    assert_eq!(answer.json()["error"], "critical_header");
+    // The positive controls: within the leeway either way, and no `crit`.
+    for extra in [
+        json!({"exp": past as f64 + 3.0}),
+        json!({"iat": now() + 20}),
+    ] {
+        let token = mint(&rsa(), &w.claims(extra.clone()));
+        assert_eq!(
+            bearer(&w.proxy.url("/api/x"), &token).await.status,
+            200,
+            "{extra}"
+        );
+    }
+    let header = json!({"alg": "RS256", "typ": "JWT"});
+    let token = sign_raw(header, w.claims(json!({})), &rsa());
+    assert_eq!(bearer(&w.proxy.url("/api/x"), &token).await.status, 200);
+}
+
+/// HTTP trims whitespace around a field value and list readers split on `,`: a claim that
+/// would reach the upstream as another identity than the one gatehouse judged is left out.
+#[tokio::test]
+async fn an_identity_the_upstream_would_read_differently_is_left_out() {
+    let w = world().await;
+    for claims in [
+        json!({"sub": " victim"}),
+        json!({"sub": "victim\t", "role": ["user", " admin"]}),
+        json!({"role": ["user", "x,admin"]}),
+        json!({"role": "user,admin"}),
+        json!({"role": ["user", {"admin": true}]}),
+        json!({"role": 1e2}),
+        // A scope header is read on spaces too: `x read` would read as granting `read`.
+        json!({"scope": ["chat", "x read"]}),
+    ] {
+        let token = mint(&rsa(), &w.claims(claims.clone()));
+        let answer = bearer(&w.proxy.url("/api/x"), &token).await;
+        assert_eq!(answer.status, 200, "{claims}: {}", answer.body);
+        let seen = w.upstream.last().headers;
+        for (claim, header) in [
+            ("sub", "x-auth-subject"),
+            ("role", "x-auth-roles"),
+            ("scope", "x-auth-scopes"),
+        ] {
+            if claims.get(claim).is_some() {
+                assert!(seen.get(header).is_none(), "{claims}: {header} {seen:?}");
+            }
+        }
+    }
+    // The positive control: the same claims, faithfully renderable, pass through.
+    let claims =
+        json!({"sub": "victim", "role": ["user", "Domain Admins", 7], "scope": "chat read"});
+    let token = mint(&rsa(), &w.claims(claims));
+    assert_eq!(bearer(&w.proxy.url("/api/x"), &token).await.status, 200);
+    let seen = w.upstream.last().headers;
+    assert_eq!(seen["x-auth-subject"], "victim");
+    assert_eq!(seen["x-auth-roles"], "user,Domain Admins,7");
+    assert_eq!(seen["x-auth-scopes"], "chat read");
 }
 
 /// The page that sent a request may carry a token in its own URL; `Referer` would hand it

@@ -265,6 +265,12 @@ async fn routes_match_in_any_case_unless_exact_and_strip_by_matched_length() {
 
 /// One h2c request; the status and the target the upstream received.
 async fn h2c(w: &World, path: &str, host: Option<&str>) -> (u16, Option<String>) {
+    let extra: Vec<(&str, &str)> = host.map(|h| ("host", h)).into_iter().collect();
+    h2c_with(w, path, &extra).await
+}
+
+/// One h2c request with `extra` fields; the status and the target the upstream received.
+async fn h2c_with(w: &World, path: &str, extra: &[(&str, &str)]) -> (u16, Option<String>) {
     let before = w.upstream.requests().len();
     let tcp = TcpStream::connect(w.proxy.addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -272,8 +278,8 @@ async fn h2c(w: &World, path: &str, host: Option<&str>) -> (u16, Option<String>)
     let mut client = client.ready().await.unwrap();
     let mut request = Request::get(format!("http://{}{path}", w.proxy.addr))
         .header("authorization", format!("Bearer {}", w.user));
-    if let Some(host) = host {
-        request = request.header("host", host);
+    for (name, value) in extra {
+        request = request.header(*name, *value);
     }
     let (response, _) = client
         .send_request(request.body(()).unwrap(), true)
@@ -286,6 +292,21 @@ async fn h2c(w: &World, path: &str, host: Option<&str>) -> (u16, Option<String>)
         assert_eq!(forwarded_host, &w.proxy.addr.to_string());
     }
     (status, forwarded.map(|s| s.uri))
+}
+
+/// RFC 9113 §8.2.1: an HTTP/2 field value must not begin or end with whitespace, and an
+/// intermediary must not forward such a request. HTTP/1.1 parsers trim it, so an HTTP/1.1
+/// upstream reads another value than the one judged here; an HTTP/2 one may take the
+/// whole connection down, every other caller's streams with it.
+#[tokio::test]
+async fn an_http2_field_value_with_whitespace_at_either_end_is_refused() {
+    let w = world().await;
+    for value in [" padded", "padded ", "\tpadded", "padded\t"] {
+        let sent = h2c_with(&w, "/api/x", &[("x-note", value)]).await;
+        assert_eq!(sent, (400, None), "{value:?}");
+    }
+    let sent = h2c_with(&w, "/api/x", &[("x-note", "in side")]).await;
+    assert_eq!(sent, (200, Some("/api/x".to_string())));
 }
 
 #[tokio::test]

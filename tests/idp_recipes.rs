@@ -101,18 +101,6 @@ fn example(name: &str, idp_base: &str, provider: &Provider, upstream: &Upstream)
         .replace("addr = \"127.0.0.1:9090\"", "addr = \"127.0.0.1:0\"")
 }
 
-/// A JWS with exactly this JOSE header, signed by `key`.
-fn sign(header: Value, claims: Value, key: &Key) -> String {
-    gatehouse::auth::jwt_crypto::install();
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
-    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding_key(), key.alg);
-    format!("{input}.{}", signature.unwrap())
-}
-
 /// The key as the IdP's JWKS lists it: its usual members around `n`/`e`.
 fn published(key: &Key, extra: Value) -> Value {
     let mut jwk = key.jwk();
@@ -173,7 +161,7 @@ async fn keycloak_realm_and_client_roles_by_claim_path() {
 
     let token = |key: &Key, realm_roles: Value, client_roles: Value, aud: Value| {
         let kid = key.kid.clone().unwrap();
-        sign(
+        sign_raw(
             json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
             json!({
                 "exp": now() + 300, "iat": now(), "auth_time": now(), "jti": "onrtac:6f1c",
@@ -230,7 +218,7 @@ async fn keycloak_realm_and_client_roles_by_claim_path() {
         )
         .unwrap();
         claims["resource_access.orders-api.roles"] = json!(["admin"]);
-        sign(
+        sign_raw(
             json!({"alg": "RS256", "typ": "JWT", "kid": "kc-sig-1"}),
             claims,
             &signing,
@@ -290,7 +278,7 @@ async fn entra_v2_scp_roles_and_only_the_listed_tenants() {
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
-        sign(
+        sign_raw(
             json!({"typ": "JWT", "alg": "RS256", "kid": "nOo3ZDrODXEK1jKWhXslHR_KXEg", "x5t": "nOo3ZDrODXEK1jKWhXslHR_KXEg"}),
             claims,
             &key,
@@ -371,7 +359,7 @@ async fn auth0_namespaced_claims_and_permissions() {
         for (k, v) in extra.as_object().unwrap() {
             claims[k] = v.clone();
         }
-        sign(
+        sign_raw(
             json!({"alg": "RS256", "typ": "JWT", "kid": "Yw3ZCnGa4aEzF-9Pb9nWf"}),
             claims,
             &key,
@@ -425,7 +413,7 @@ async fn okta_custom_authorization_server_scp_array_and_groups() {
     proxy.wait_ready().await;
 
     let token = |scp: Value, groups: Value| {
-        sign(
+        sign_raw(
             // Okta's access token header: kid and alg, no typ.
             json!({"kid": "2d1pXqOTCsFf8QhQJ8eLpDk3JQyDHW3yy5C5Ma4q9Do", "alg": "RS256"}),
             json!({

@@ -65,6 +65,22 @@ async fn idp(short_lived_exp: u64) -> Idp {
                     "active": true, "sub": "bill", "scope": "orders", "aud": "billing-api",
                     "exp": now() + 3600,
                 }),
+                Some("opaque-naming-main") => json!({
+                    "active": true, "sub": "mallory", "scope": "orders",
+                    "iss": "https://main.example/", "exp": now() + 3600,
+                }),
+                Some("opaque-refresh") => json!({
+                    "active": true, "sub": "alice", "scope": "orders",
+                    "token_type": "refresh_token", "exp": now() + 3600,
+                }),
+                Some("opaque-hydra-refresh") => json!({
+                    "active": true, "sub": "alice", "scope": "orders",
+                    "token_use": "refresh_token", "exp": now() + 3600,
+                }),
+                Some("opaque-keycloak-refresh") => json!({
+                    "active": true, "sub": "alice", "scope": "orders", "typ": "Refresh",
+                    "exp": now() + 3600,
+                }),
                 _ => json!({ "active": false }),
             };
             http::Response::new(full(answer.to_string()))
@@ -95,7 +111,7 @@ cache = "60s"
 {extra}
 
 [identity]
-headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Scopes" = "scope" }}
+headers = {{ "X-Auth-Subject" = "sub", "X-Auth-Scopes" = "scope", "X-Auth-Iss" = "iss" }}
 
 [[route]]
 path = "/orders"
@@ -177,6 +193,42 @@ async fn with_audiences_a_token_for_another_api_is_inactive() {
             .status,
         200
     );
+}
+
+/// With `issuer`, an endpoint answers for that issuer only: an answer naming another `iss`
+/// (a partner's endpoint claiming the main IdP, to meet a route's `iss` pin) is not active,
+/// and one naming none gets the endpoint's. A refresh token is never an access token.
+#[tokio::test]
+async fn an_endpoints_issuer_binds_its_answers_and_refresh_tokens_are_inactive() {
+    let idp = idp(0).await;
+    let upstream = Upstream::echo().await;
+    let url = format!("{}/introspect", idp.server.url());
+    let bound = proxy_with(&url, &upstream, "issuer = \"https://as.example/\"").await;
+    let mine = bearer(&bound.url("/orders/1"), "opaque-alice").await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(upstream.last().headers["x-auth-iss"], "https://as.example/");
+    let foreign = bearer(&bound.url("/orders/1"), "opaque-naming-main").await;
+    assert_eq!(foreign.status, 401, "{}", foreign.body);
+    assert_eq!(foreign.json()["error"], "token_inactive");
+    // Without `issuer`, the answer's `iss` stands as the endpoint wrote it.
+    let open = proxy_with(&url, &upstream, "").await;
+    let named = bearer(&open.url("/orders/1"), "opaque-naming-main").await;
+    assert_eq!(named.status, 200, "{}", named.body);
+    assert_eq!(
+        upstream.last().headers["x-auth-iss"],
+        "https://main.example/"
+    );
+    for proxy in [&bound, &open] {
+        for refresh in [
+            "opaque-refresh",
+            "opaque-keycloak-refresh",
+            "opaque-hydra-refresh",
+        ] {
+            let answer = bearer(&proxy.url("/orders/1"), refresh).await;
+            assert_eq!(answer.status, 401, "{refresh}: {}", answer.body);
+            assert_eq!(answer.json()["error"], "token_inactive", "{refresh}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -346,3 +346,91 @@ async fn a_key_replaced_under_the_same_kid_ends_cached_validations() {
         "a token signed with the replaced key still passed (from the cache)"
     );
 }
+
+/// Waits until gatehouse has fetched the key set at least twice more, so whatever the IdP
+/// publishes now is what it holds.
+async fn refreshed(idp: &Idp) {
+    let before = idp.hits("/jwks");
+    let seen = eventually(Duration::from_secs(10), || async {
+        idp.hits("/jwks") >= before + 2
+    })
+    .await;
+    assert!(seen, "gatehouse did not fetch the key set again");
+}
+
+/// RFC 7517 §4.2–4.3: a key published for encryption or key wrapping, or one that names an
+/// algorithm gatehouse does not verify with, never verifies a signature.
+#[tokio::test]
+async fn a_key_published_for_another_job_never_verifies() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1")]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    proxy.wait_ready().await;
+    let signer = Key::rsa("rsa2", "k2");
+    for (field, value, verifies) in [
+        ("alg", json!("RSA-OAEP"), false),
+        ("alg", json!("RSA-OAEP-256"), false),
+        ("alg", json!("ECDH-ES"), false),
+        ("alg", json!("RS999"), false),
+        ("alg", json!(""), false),
+        ("use", json!("enc"), false),
+        ("use", json!("ENC"), false),
+        ("key_ops", json!(["encrypt", "wrapKey"]), false),
+        // A member of the wrong JSON type is not an absent one.
+        ("key_ops", json!(["encrypt", null]), false),
+        ("key_ops", json!("verify"), false),
+        ("alg", json!(["RSA-OAEP"]), false),
+        ("alg", json!(null), false),
+        ("use", json!(["enc"]), false),
+        ("use", json!(null), false),
+        // The positive controls: a signing key said so in each field.
+        ("alg", json!("RS256"), true),
+        ("key_ops", json!(["verify"]), true),
+        ("use", json!("sig"), true),
+    ] {
+        let mut jwk = signer.jwk();
+        jwk[field] = value.clone();
+        *idp.jwks.lock().unwrap() = json!({"keys": [Key::rsa("rsa1", "k1").jwk(), jwk]});
+        refreshed(&idp).await;
+        let status = status_with(&proxy, &signer, &idp.issuer()).await;
+        let expected = if verifies { 200 } else { 401 };
+        assert_eq!(status, expected, "{field} = {value}");
+    }
+}
+
+/// A key set the IdP serves is its word even when no key in it is usable: keys it stopped
+/// publishing stop verifying (an IdP pulling a compromised key), and cached validations end.
+#[tokio::test]
+async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
+    let idp = Idp::start(&[Key::rsa("rsa1", "k1")]).await;
+    let upstream = Upstream::echo().await;
+    let proxy = TestProxy::start(&config(&idp.issuer(), "discovery = true", &upstream.url())).await;
+    proxy.wait_ready().await;
+    let cached = mint(
+        &Key::rsa("rsa1", "k1"),
+        &claims(&idp.issuer(), "api", json!({})),
+    );
+    assert_eq!(bearer(&proxy.url("/x"), &cached).await.status, 200);
+
+    let mut encryption = Key::rsa("rsa1", "k1").jwk();
+    encryption["use"] = json!("enc");
+    for published in [json!({"keys": []}), json!({"keys": [encryption]})] {
+        *idp.jwks.lock().unwrap() = published.clone();
+        refreshed(&idp).await;
+        for token in [
+            cached.clone(),
+            mint(
+                &Key::rsa("rsa1", "k1"),
+                &claims(&idp.issuer(), "api", json!({})),
+            ),
+        ] {
+            let answer = bearer(&proxy.url("/x"), &token).await;
+            assert_eq!(answer.status, 401, "{published}: {}", answer.body);
+            assert_eq!(answer.json()["error"], "unknown_key", "{published}");
+        }
+        // Publishing the key again brings it back.
+        idp.set_keys(&[Key::rsa("rsa1", "k1")]);
+        refreshed(&idp).await;
+        assert_eq!(bearer(&proxy.url("/x"), &cached).await.status, 200);
+    }
+}

@@ -218,6 +218,28 @@ async fn a_token_without_jti_signs_out_only_everywhere() {
     );
 }
 
+/// An IdP clock that runs ahead by more than a minute, within the issuer's `leeway`: the
+/// presenting token is still covered; a 204 never leaves it working.
+#[tokio::test]
+async fn signing_out_everywhere_covers_a_token_from_an_idp_clock_far_ahead() {
+    let hub = WsHub::start().await;
+    let echo = Upstream::echo().await;
+    let toml = config(&hub, &echo, "memory", 100).replace(
+        "audiences = [\"api\"]",
+        "audiences = [\"api\"]\nleeway = \"5m\"",
+    );
+    let proxy = replica(&toml).await;
+    let ahead = token_at("gina", now() + 100, json!({ "jti": null }));
+    assert_eq!(api(&proxy, &ahead).await.status, 200);
+    let answer = logout(&proxy, Some(&ahead), r#"{"everywhere": true}"#, None).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    assert_eq!(
+        api(&proxy, &ahead).await.status,
+        401,
+        "signed out, still valid"
+    );
+}
+
 #[tokio::test]
 async fn no_token_is_401_get_is_405_and_bodies_are_checked() {
     let Some(redis) = RedisServer::start() else {

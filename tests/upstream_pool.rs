@@ -252,8 +252,10 @@ async fn an_early_answer_while_the_body_streams_keeps_the_connection_out_of_the_
     drop(tx);
 }
 
+/// An upstream that answers early and still reads gets the whole upload; its connection
+/// is closed afterwards all the same (see the next test for why).
 #[tokio::test]
-async fn an_upload_goes_on_after_an_early_answer_and_its_connection_is_reused() {
+async fn an_upload_goes_on_after_an_early_answer_but_its_connection_is_not_reused() {
     let (body_tx, body_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
     let body_tx = Arc::new(Mutex::new(Some(body_tx)));
     let upstream = RawUpstream::start(move |index, mut socket, seen| {
@@ -289,16 +291,77 @@ async fn an_upload_goes_on_after_an_early_answer_and_its_connection_is_reused() 
         .expect("the upload was cut after the early answer")
         .unwrap();
     assert_eq!(&body[..], b"first-last");
-    assert!(
-        eventually(Duration::from_secs(2), || async {
-            get(&proxy.url("/after"), &[]).await.body == "/after"
-        })
-        .await
-    );
+    let answer = get(&proxy.url("/after"), &[]).await;
+    assert_eq!(answer.body, "/after");
     assert_eq!(
         upstream.connections(),
-        1,
-        "the finished upload's connection was not reused"
+        2,
+        "the early answer's connection was reused"
+    );
+}
+
+/// An upstream that answers without reading the body (a handler that ignores it) reads the
+/// body's bytes as the start of the next request on that connection. Reused, the
+/// connection would append the next caller's request (its cookies, its identity headers)
+/// to a request the attacker wrote, and hand the attacker's answer to the next caller.
+#[tokio::test]
+async fn a_body_sent_after_an_early_answer_never_prefixes_the_next_request() {
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let finish_rx = Arc::new(Mutex::new(Some(finish_rx)));
+    let upstream = RawUpstream::start(move |index, mut socket, seen| {
+        let finish_rx = finish_rx.clone();
+        async move {
+            if index == 0 {
+                read_head(&mut socket, &seen).await;
+                // The head and part of the body of the answer, at once, unread body or not.
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nea";
+                socket.write_all(head.as_bytes()).await.unwrap();
+                let finish = finish_rx.lock().unwrap().take();
+                if let Some(finish) = finish {
+                    let _ = finish.await;
+                }
+                socket.write_all(b"rly").await.unwrap();
+            }
+            // A naive keep-alive server: whatever comes next is a request.
+            serve_paths(socket, seen).await;
+        }
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let smuggled = "GET /smuggled HTTP/1.1\r\nx-auth-subject: root\r\nx-ignore: ";
+    let mut tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+        smuggled.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    // The whole body after the answer's head, before its end.
+    tcp.write_all(smuggled.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    finish_tx.send(()).unwrap();
+    let mut rest = Vec::new();
+    while !String::from_utf8_lossy(&answer[..n]).ends_with("early")
+        && !String::from_utf8_lossy(&rest).ends_with("rly")
+    {
+        let mut chunk = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await {
+            Ok(Ok(m)) if m > 0 => rest.extend_from_slice(&chunk[..m]),
+            _ => break,
+        }
+    }
+
+    let victim = get(&proxy.url("/victim"), &[("cookie", "session=VICTIM")]).await;
+    assert_eq!(
+        victim.body, "/victim",
+        "the victim got another request's answer"
+    );
+    assert!(
+        !upstream.requests().iter().any(|r| r.contains("/smuggled")),
+        "the upstream read the attacker's body as a request: {:?}",
+        upstream.requests()
     );
 }
 
@@ -356,4 +419,49 @@ async fn a_request_the_upstream_may_have_received_is_never_sent_twice() {
         .filter(|l| l.starts_with("POST /pay"))
         .count();
     assert_eq!(posts, 1, "{:?}", upstream.requests());
+}
+
+/// RFC 9112 §6.3: a response framed by `Transfer-Encoding` that also names a length is
+/// forwarded without the length; the client must not be told a length the body lacks.
+#[tokio::test]
+async fn a_length_next_to_a_transfer_coding_is_not_forwarded() {
+    let upstream = RawUpstream::start(|_, mut socket, seen| async move {
+        while read_head(&mut socket, &seen).await.is_some() {
+            let answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+            if socket.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let answer = get(&proxy.url("/framed"), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "hello");
+    assert_eq!(answer.header("content-length"), None);
+}
+
+/// A `101` to a request that asked for no upgrade is a broken upstream: `502`, and the
+/// connection (the upstream now speaks something else on it) is never reused.
+#[tokio::test]
+async fn an_unasked_switch_of_protocols_is_a_502_and_its_connection_is_dropped() {
+    let upstream = RawUpstream::start(|index, mut socket, seen| async move {
+        if index == 0 {
+            read_head(&mut socket, &seen).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n")
+                .await;
+            let mut rest = Vec::new();
+            let _ = socket.read_to_end(&mut rest).await;
+            return;
+        }
+        serve_paths(socket, seen).await;
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let answer = get(&proxy.url("/plain"), &[]).await;
+    assert_eq!(answer.status, 502, "{}", answer.body);
+    let answer = get(&proxy.url("/after"), &[]).await;
+    assert_eq!(answer.body, "/after");
+    assert_eq!(upstream.connections(), 2);
 }

@@ -29,6 +29,21 @@ pub(crate) fn check(claims: &Claims) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// The JWT's time window as this module reads it: `exp` with its fraction dropped
+/// (jsonwebtoken rounds `N.5` up to `N + 1`, so its own check lets such a token live a
+/// second longer than it names), and an `iat` later than now (with `leeway`), which
+/// jsonwebtoken does not check: a token cannot be issued in the future, and revocation
+/// by issue time would never cover it.
+pub(crate) fn check_window(claims: &Claims, now: u64, leeway: u64) -> Result<(), AuthError> {
+    if get(claims, "exp").is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        return Err(AuthError::Expired);
+    }
+    if get(claims, "iat").is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(AuthError::NotYetValid);
+    }
+    Ok(())
+}
+
 /// The claim in whole seconds; `None` when absent (or unusable, which [`check`] refuses).
 pub(crate) fn get(claims: &Claims, name: &str) -> Option<u64> {
     claims.get(name).and_then(seconds)
@@ -64,6 +79,17 @@ mod tests {
         assert_eq!(get(&c, "d"), Some(0));
         assert_eq!(get(&c, "e"), Some(LATEST));
         assert_eq!(get(&c, "missing"), None);
+    }
+
+    #[test]
+    fn the_window_drops_fractions_and_refuses_tokens_from_the_future() {
+        let now = 1_893_456_000;
+        let window = |text: &str| check_window(&serde_json::from_str(text).unwrap(), now, 5);
+        assert_eq!(window(r#"{"exp":1893455995}"#), Ok(()));
+        assert_eq!(window(r#"{"exp":1893455994.9}"#), Err(AuthError::Expired));
+        assert_eq!(window(r#"{"exp":1893455994.5}"#), Err(AuthError::Expired));
+        assert_eq!(window(r#"{"iat":1893456005.9}"#), Ok(()));
+        assert_eq!(window(r#"{"iat":1893456006}"#), Err(AuthError::NotYetValid));
     }
 
     #[test]

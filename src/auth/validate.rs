@@ -30,7 +30,7 @@ use crate::auth::token_cache::TokenCache;
 use crate::metrics::Metrics;
 use crate::secret::BearerToken;
 
-use crate::auth::claims::{check_identifiers, unix_now, Claims};
+use crate::auth::claims::{check_identifiers, check_revocable, unix_now, Claims};
 
 pub struct Validator {
     issuers: Vec<Arc<KeyStore>>,
@@ -126,7 +126,13 @@ impl Validator {
             (result, _) => result?,
         };
         numeric_date::check(&claims)?;
+        let leeway = self
+            .issuers
+            .get(key.issuer)
+            .map_or(0, |s| s.issuer().leeway.as_secs());
+        numeric_date::check_window(&claims, now, leeway)?;
         check_identifiers(&claims)?;
+        check_revocable(&claims)?;
         let claims = Arc::new(claims);
         self.remember(token.expose(), key, &claims, now);
         Ok(claims)
@@ -166,7 +172,7 @@ impl Validator {
     async fn verify(&self, token: &BearerToken) -> Result<(KeyUsed, Claims), AuthError> {
         let raw = token.expose();
         let header = jsonwebtoken::decode_header(raw).map_err(|_| AuthError::Malformed)?;
-        if header.crit.is_some() {
+        if header.crit.is_some() || names_crit(raw) {
             return Err(AuthError::CriticalHeader);
         }
         let (index, store) = self.issuer_of(raw)?;
@@ -247,6 +253,20 @@ impl Validator {
             .find(|(_, s)| s.issuer().issuer == iss)
             .ok_or(AuthError::UnknownIssuer)
     }
+}
+
+/// Whether the JOSE header has a `crit` member at all: jsonwebtoken reads `"crit": null`
+/// as no `crit`, but RFC 7515 §4.1.11 allows only a non-empty list, which gatehouse
+/// understands none of.
+fn names_crit(raw: &str) -> bool {
+    let Some(header) = raw.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+        .is_ok_and(|members| members.contains_key("crit"))
 }
 
 fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validation {

@@ -179,5 +179,6 @@ pub(super) fn validate_introspection(
         allow_http: raw.allow_http,
         timeout,
         audiences: raw.audiences.clone(),
+        issuer: Some(raw.issuer.clone()).filter(|i| !i.is_empty()),
     })
 }

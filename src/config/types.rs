@@ -275,6 +275,9 @@ pub struct IntrospectionConfig {
     pub timeout: Duration,
     /// Empty: any audience. Otherwise an active answer's `aud` must name one of these.
     pub audiences: Vec<String>,
+    /// The issuer this endpoint speaks for: an answer naming another `iss` is not ours, and
+    /// one naming none gets this one.
+    pub issuer: Option<String>,
 }
 
 /// `[tickets]`: the single-use ticket endpoint.

@@ -148,6 +148,7 @@ impl Proxy {
             request_id,
             token,
             identity: &self.identity_headers,
+            scope_claims: &self.claims.scopes,
             forwarding: &conn.forwarding,
         };
         route

@@ -362,6 +362,12 @@ impl Proxy {
                 "Content-Length and Transfer-Encoding together",
             ));
         }
+        // RFC 9113 §8.2.1 (HTTP/1.1 parsers trim such whitespace before it reaches us).
+        if request.version() == http::Version::HTTP_2 && request.headers().values().any(padded) {
+            return Err(ProxyError::BadRequest(
+                "a header value with whitespace at either end",
+            ));
+        }
         if self.requests_per_ip == 0 {
             return Ok(());
         }
@@ -373,6 +379,13 @@ impl Proxy {
                 limit: "requests_per_ip",
             })
     }
+}
+
+/// Whether a field value begins or ends with whitespace, which HTTP/1.1 would trim: an
+/// HTTP/2 request with one is malformed, and an upstream would read another value.
+fn padded(value: &http::HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    matches!(bytes.first(), Some(b' ' | b'\t')) || matches!(bytes.last(), Some(b' ' | b'\t'))
 }
 
 /// The redactor of a route's access lines: on SignalR affinity routes the connection token

@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use http::header::{HOST, UPGRADE};
 use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Either};
 use hyper::client::conn::{http1, http2, TrySendError};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::connect::{ConnectError, Connector};
 use super::endpoints::{Endpoint, Pool};
 use super::pool::{Idle, Lease, Limits, PooledBody, Sent};
+use super::upload::Progress;
 use crate::body::Body;
 
 /// Why an exchange failed.
@@ -45,6 +46,10 @@ pub(crate) enum SendError {
     /// The request was handed to a connection and then failed.
     #[error("upstream exchange failed")]
     Failed(#[source] hyper::Error),
+    /// A `101` to a request that asked for no upgrade: the upstream now speaks something
+    /// nobody agreed on, on a connection that is closed, never reused.
+    #[error("the upstream switched protocols unasked")]
+    UnaskedSwitch,
 }
 
 /// A failed exchange, with the request when no connection ever took it (connect or
@@ -117,6 +122,11 @@ impl Connections {
                 self.exchange(lease, request, &endpoint.idle).await
             };
             match sent {
+                Ok(response)
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade =>
+                {
+                    return Err(Failure::sent(SendError::UnaskedSwitch))
+                }
                 Ok(response) => return Ok(response),
                 Err(mut e) => match e.take_message() {
                     // Provably never written: the connection was dead before it took it.
@@ -135,6 +145,10 @@ impl Connections {
         request: Request<Sent>,
         idle: &Arc<Idle>,
     ) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
+        let upload = match request.body() {
+            Either::Left(body) => body.progress(),
+            Either::Right(_) => Progress::none(),
+        };
         let mut response = pin!(lease.sender.try_send_request(request));
         let response = poll_fn(|cx| {
             // The connection first: it writes the request and reads the answer.
@@ -142,8 +156,10 @@ impl Connections {
             response.as_mut().poll(cx)
         })
         .await?;
-        let (idle, limits) = (idle.clone(), self.limits);
-        Ok(response.map(|body| PooledBody::new(body, lease, idle, limits).boxed()))
+        let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let home = (upload.complete() && !switched).then(|| idle.clone());
+        let limits = self.limits;
+        Ok(response.map(|body| PooledBody::new(body, lease, home, limits).boxed()))
     }
 
     async fn open_h1(&self, endpoint: &Endpoint) -> Result<Lease, SendError> {

@@ -212,6 +212,7 @@ fn is_protected(name: &HeaderName, identity: &[(HeaderName, ClaimPath)]) -> bool
 /// map only for those that are there.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Seen {
+    pub transfer_encoding: bool,
     pub authorization: bool,
     pub cookie: bool,
     pub websocket_protocol: bool,
@@ -236,8 +237,13 @@ pub fn strip_client(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)
 }
 
 /// Removes the fixed hop-by-hop set and every field that `Connection` names (responses).
+/// A `Content-Length` next to `Transfer-Encoding` goes too (RFC 9112 §6.3: the coding
+/// framed the body, and a sender must remove the length before forwarding): the client
+/// would otherwise be told a length the body we pass on does not have.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, |_| false, |_| true);
+    if strip(headers, |_| false, |_| true).transfer_encoding {
+        headers.remove(header::CONTENT_LENGTH);
+    }
 }
 
 /// Removes the fixed hop-by-hop set, the fields `also` picks, and the ones `Connection`
@@ -258,6 +264,7 @@ fn strip(
             connection = true;
             continue;
         }
+        seen.transfer_encoding |= *name == header::TRANSFER_ENCODING;
         seen.authorization |= *name == header::AUTHORIZATION;
         seen.cookie |= *name == header::COOKIE;
         seen.websocket_protocol |= *name == header::SEC_WEBSOCKET_PROTOCOL;
@@ -384,6 +391,12 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+        let mut framed = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
+        remove_hop_by_hop(&mut framed);
+        assert!(framed.is_empty());
+        let mut sized = map(&[("content-length", "3")]);
+        remove_hop_by_hop(&mut sized);
+        assert_eq!(sized.len(), 1);
 
         // Only the fixed set named: nothing else goes.
         let mut h = map(&[("connection", "Keep-Alive, close"), ("x-keep", "1")]);

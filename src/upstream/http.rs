@@ -26,10 +26,11 @@ use super::endpoints::{Endpoint, InFlight};
 use super::exchange::{Connections, Failure, SendError};
 use super::forwarded::{Hop, Remembered};
 use super::headers;
-use super::pool::{Limits, Sent};
+use super::pool::{ClientBody, Limits, Sent};
 use super::stall::{StallClock, Stalled};
 use super::targets::Targets;
 use super::trailers::WithoutTrailers;
+use super::upload::Upload;
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
@@ -61,6 +62,8 @@ pub struct Rewrite<'a> {
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
     pub identity: &'a [(HeaderName, ClaimPath)],
+    /// `[identity] scope_claims`: an identity header that carries one is read as scopes.
+    pub scope_claims: &'a [ClaimPath],
     /// The connection's last forwarding values.
     pub(crate) forwarding: &'a Remembered,
 }
@@ -158,7 +161,9 @@ impl Upstream {
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            let sent = self.send(&endpoint, request.map(Either::Left)).await;
+            let sent = self
+                .send(&endpoint, request.map(|b| Either::Left(Upload::new(b))))
+                .await;
             return sent.map_err(|(error, _)| error);
         }
         // Boxed: balancing holds more across its await, and every request's future would
@@ -168,7 +173,7 @@ impl Upstream {
 
     async fn balanced(
         &self,
-        request: Request<StallClock<Limited<WithoutTrailers<Incoming>>>>,
+        request: Request<ClientBody>,
     ) -> Result<Response<Body>, UpstreamError> {
         let (mut parts, body) = request.into_parts();
         let plan = self.targets.plan(&mut parts)?;
@@ -176,7 +181,7 @@ impl Upstream {
         let body = match empty {
             // Bodiless: an `Empty` can be sent again if the first endpoint refuses.
             true => Either::Right(Empty::new()),
-            false => Either::Left(body),
+            false => Either::Left(Upload::new(body)),
         };
         let mut request = Request::from_parts(parts, body);
         // Filled only when an endpoint refuses: the usual request allocates nothing here.
@@ -291,7 +296,7 @@ fn rewrite_headers(
     }
     hop.apply(h, ctx.forwarding);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::upstream::identity::attach(h, ctx.identity, access);
+    crate::upstream::identity::attach(h, ctx.identity, ctx.scope_claims, access);
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the

@@ -1,8 +1,8 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
 //! for ([`forwarded`]), HTTP forwarding ([`http`]) over gatehouse's own connections
-//! ([`exchange`], [`pool`], [`connect`]) and the upload clock ([`stall`]); a route's
-//! endpoints ([`endpoints`], [`discovery`]), picking one ([`balance`], [`targets`]) and
-//! SignalR affinity ([`affinity`], [`negotiate`]).
+//! ([`exchange`], [`pool`], [`connect`]), the upload clock ([`stall`]) and its progress
+//! ([`upload`]); a route's endpoints ([`endpoints`], [`discovery`]), picking one
+//! ([`balance`], [`targets`]) and SignalR affinity ([`affinity`], [`negotiate`]).
 
 pub(crate) mod affinity;
 pub(crate) mod balance;
@@ -20,5 +20,6 @@ pub(crate) mod pool;
 pub(crate) mod stall;
 pub(crate) mod targets;
 pub(crate) mod trailers;
+pub(crate) mod upload;
 
 pub use self::http::Upstream;

@@ -10,9 +10,10 @@
 //!
 //! A connection goes back only after its response body was read to its end *and* hyper
 //! is ready for the next request on it (the request body fully sent, the upstream did not
-//! say `Connection: close`). A body dropped half-read, an error, or an exchange that is
-//! still writing closes the connection instead: no later request can ever read what was
-//! meant for an earlier one.
+//! say `Connection: close`), and only when the request body was all sent before the answer
+//! came ([`upload`](super::upload)). A body dropped half-read, an error, an early answer or
+//! an exchange that is still writing closes the connection instead: no later request can
+//! ever read what was meant for an earlier one, nor be read as the rest of one.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,9 +32,12 @@ use hyper_util::rt::TokioIo;
 use super::connect::Stream;
 use super::stall::StallClock;
 use super::trailers::WithoutTrailers;
+use super::upload::Upload;
 
 /// The client's body, or none for another attempt of a request that had none.
-pub(crate) type Sent = Either<StallClock<Limited<WithoutTrailers<Incoming>>>, Empty<Bytes>>;
+pub(crate) type Sent = Either<Upload<ClientBody>, Empty<Bytes>>;
+/// The client's body with the rules every upload is under.
+pub(crate) type ClientBody = StallClock<Limited<WithoutTrailers<Incoming>>>;
 pub(crate) type H1Conn = http1::Connection<TokioIo<Stream>, Sent>;
 
 /// How many idle connections an endpoint keeps, and for how long.
@@ -141,17 +145,24 @@ impl Idle {
     }
 }
 
-/// A response body that drives its connection and, once read to the end, parks it.
+/// A response body that drives its connection and, once read to the end, parks it in
+/// `home`; with no `home` (the answer came before the upload ended, or switched protocols
+/// unasked) it closes it.
 pub(crate) struct PooledBody {
     body: Incoming,
     lease: Option<Lease>,
-    home: Arc<Idle>,
+    home: Option<Arc<Idle>>,
     limits: Limits,
     done: bool,
 }
 
 impl PooledBody {
-    pub(crate) fn new(body: Incoming, lease: Lease, home: Arc<Idle>, limits: Limits) -> Self {
+    pub(crate) fn new(
+        body: Incoming,
+        lease: Lease,
+        home: Option<Arc<Idle>>,
+        limits: Limits,
+    ) -> Self {
         let done = body.is_end_stream();
         Self {
             body,
@@ -199,7 +210,7 @@ impl Drop for PooledBody {
     fn drop(&mut self) {
         match self.lease.take() {
             Some(lease) if self.done || self.body.is_end_stream() => {
-                finish(lease, self.home.clone(), self.limits)
+                finish(lease, self.home.take(), self.limits)
             }
             // Dropped half-read: the rest of the body is still on the wire.
             _ => {}
@@ -207,14 +218,15 @@ impl Drop for PooledBody {
     }
 }
 
-/// Parks a connection whose response was read to its end. An upstream may answer before
-/// the request body is in (a `100`-less early answer to an upload it keeps reading): the
-/// upload then goes on in a task of its own, bounded by the body's stall clock and size
-/// limit, and the connection is parked when hyper is done with it. Cutting it instead
-/// would hand the upstream a truncated body.
-fn finish(mut lease: Lease, home: Arc<Idle>, limits: Limits) {
+/// Parks a connection whose response was read to its end, when it has a `home`. An
+/// upstream may answer before the request body is in and still read it: the upload then
+/// goes on in a task of its own, bounded by the body's stall clock and size limit, so the
+/// upstream gets the whole body rather than a cut one; the connection is closed after it.
+fn finish(mut lease: Lease, home: Option<Arc<Idle>>, limits: Limits) {
     if lease.reusable() {
-        home.give_back(lease, limits);
+        if let Some(home) = home {
+            home.give_back(lease, limits);
+        }
         return;
     }
     if lease.conn.is_none() {
@@ -232,7 +244,7 @@ fn finish(mut lease: Lease, home: Arc<Idle>, limits: Limits) {
             lease.sender.poll_ready(cx).map(|r| r.is_ok())
         })
         .await;
-        if ready && lease.reusable() {
+        if let Some(home) = home.filter(|_| ready && lease.reusable()) {
             home.give_back(lease, limits);
         }
     });

@@ -38,7 +38,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Answer, BadAnswer> {
         .remove("active")
         .and_then(|v| v.as_bool())
         .ok_or(BadAnswer::NoActive)?;
-    if !active {
+    if !active || !an_access_token(&claims) {
         return Ok(Answer::Inactive);
     }
     let now = unix_now();
@@ -86,6 +86,47 @@ pub(super) fn for_audience(claims: &Claims, audiences: &[String]) -> bool {
     }
 }
 
+/// Binds an active answer to the issuer its endpoint speaks for. With `issuer` set, another
+/// `iss` is not a token for us, and an answer without one gets it: a route pinned with
+/// `require.claims = { iss = ... }` then reads introspected tokens as it reads JWTs, and a
+/// partner's endpoint cannot meet a pin to another issuer by naming it. Without `issuer`,
+/// the answer's `iss` stands as the endpoint wrote it.
+pub(super) fn bind_issuer(claims: &mut Claims, issuer: Option<&str>) -> bool {
+    let Some(issuer) = issuer else {
+        return true;
+    };
+    match claims.get("iss") {
+        None => {
+            claims.insert("iss".into(), issuer.into());
+            true
+        }
+        Some(named) => named.as_str() == Some(issuer),
+    }
+}
+
+/// gatehouse asks about access tokens (`token_type_hint=access_token`), but a hint binds
+/// no server: an answer that says it described another kind of token is no bearer
+/// credential for an API, and counts as inactive. The spellings servers use: `token_type`
+/// `refresh_token` or `id_token` (also as RFC 8693 URNs), Keycloak's `typ` `Refresh`,
+/// `Offline` or `ID`, and a `token_use` (Ory Hydra, Amazon Cognito) other than an access
+/// token's.
+fn an_access_token(claims: &Claims) -> bool {
+    let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+    let is_any = |value: &str, names: &[&str]| names.iter().any(|n| value.eq_ignore_ascii_case(n));
+    let other_type = text("token_type").is_some_and(|t| {
+        let t = t
+            .strip_prefix("urn:ietf:params:oauth:token-type:")
+            .unwrap_or(t);
+        is_any(t, &["refresh_token", "refresh", "id_token"])
+    });
+    let other_typ = text("typ").is_some_and(|t| is_any(t, &["refresh", "offline", "id"]));
+    let other_use = claims.get("token_use").is_some_and(|u| {
+        !u.as_str()
+            .is_some_and(|u| is_any(u, &["access_token", "access"]))
+    });
+    !(other_type || other_typ || other_use)
+}
+
 fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<f64>, BadAnswer> {
     let Some(value) = claims.get(name) else {
         return Ok(None);
@@ -118,6 +159,42 @@ mod tests {
         ));
         assert!(!for_audience(&active(r#"{"active": true}"#), &wanted));
         assert!(for_audience(&active(r#"{"active": true}"#), &[]));
+    }
+
+    #[test]
+    fn an_endpoints_issuer_binds_its_answers() {
+        let mut bare = active(r#"{"active": true}"#);
+        assert!(bind_issuer(&mut bare, Some("https://as.example/")));
+        assert_eq!(bare["iss"], "https://as.example/");
+        let mut other = active(r#"{"active": true, "iss": "https://idp.example/"}"#);
+        assert!(!bind_issuer(&mut other, Some("https://as.example/")));
+        assert!(bind_issuer(&mut other, None));
+        assert_eq!(other["iss"], "https://idp.example/");
+    }
+
+    #[test]
+    fn a_refresh_token_is_never_active() {
+        for text in [
+            r#"{"active": true, "token_type": "refresh_token"}"#,
+            r#"{"active": true, "token_type": "Refresh"}"#,
+            r#"{"active": true, "typ": "Offline"}"#,
+            r#"{"active": true, "token_use": "refresh_token"}"#,
+            r#"{"active": true, "token_use": "id"}"#,
+            r#"{"active": true, "token_use": null}"#,
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:refresh_token"}"#,
+            r#"{"active": true, "token_type": "id_token"}"#,
+        ] {
+            assert!(
+                matches!(parse(text.as_bytes()), Ok(Answer::Inactive)),
+                "{text}"
+            );
+        }
+        active(r#"{"active": true, "token_type": "Bearer", "typ": "Bearer"}"#);
+        active(r#"{"active": true, "token_use": "access_token"}"#);
+        active(r#"{"active": true, "token_use": "access"}"#);
+        active(
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:access_token"}"#,
+        );
     }
 
     fn active(text: &str) -> Claims {

@@ -144,10 +144,14 @@ impl Introspector {
         let mut unavailable = false;
         for endpoint in &self.endpoints {
             match self.ask(endpoint, token).await {
-                // Active, but issued for another resource server: not a token for us.
-                Ok(Answer::Active(claims))
-                    if !answer::for_audience(&claims, &endpoint.config.audiences) => {}
-                Ok(Answer::Active(claims)) => {
+                // Active, but issued for another resource server or by another issuer than
+                // the endpoint speaks for: not a token for us.
+                Ok(Answer::Active(mut claims)) => {
+                    let ours = answer::for_audience(&claims, &endpoint.config.audiences)
+                        && answer::bind_issuer(&mut claims, endpoint.config.issuer.as_deref());
+                    if !ours {
+                        continue;
+                    }
                     let claims = Arc::new(claims);
                     self.caches
                         .remember_active(digest, claims.clone(), endpoint.config.cache);
@@ -306,6 +310,7 @@ mod tests {
             allow_http: false,
             timeout: Duration::from_secs(5),
             audiences: Vec::new(),
+            issuer: None,
         };
         let introspector = Introspector::new(&[config], Arc::new(Metrics::new().unwrap()))
             .unwrap()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::auth::prepared_key::PreparedKey;
@@ -88,26 +88,27 @@ impl Keys {
         self.len() == 0
     }
 
-    pub(crate) fn from_jwks(set: &JwkSet) -> Self {
+    /// The keys of a JWKS document gatehouse may verify with. Each key is read on its own,
+    /// so one it cannot use (another job, type or curve) leaves the others usable.
+    pub(crate) fn from_document(document: &Document) -> Self {
         let mut keys = Keys::default();
-        for jwk in &set.keys {
-            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        for raw in &document.keys {
+            let Some(alg) = published_for_verifying(raw) else {
                 continue;
-            }
+            };
+            let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+                continue;
+            };
             // A key we cannot use (unsupported type or parameters) is skipped, not fatal:
             // IdPs publish keys for other consumers too.
             let key = match &jwk.algorithm {
                 // Only Ed25519, checked: jsonwebtoken would take any OKP curve.
-                AlgorithmParameters::OctetKeyPair(_) => crate::auth::ed25519::from_jwk(jwk),
-                _ => DecodingKey::from_jwk(jwk).ok(),
+                AlgorithmParameters::OctetKeyPair(_) => crate::auth::ed25519::from_jwk(&jwk),
+                _ => DecodingKey::from_jwk(&jwk).ok(),
             };
             let Some(key) = key else {
                 continue;
             };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
             let entry = VerifyKey::new(key, alg);
             match &jwk.common.key_id {
                 Some(kid) => keys.by_kid.entry(kid.clone()).or_default().push(entry),
@@ -115,6 +116,38 @@ impl Keys {
             }
         }
         keys
+    }
+}
+
+/// A JWKS document: its `keys`, each still raw JSON.
+#[derive(serde::Deserialize)]
+pub(crate) struct Document {
+    keys: Vec<serde_json::Value>,
+}
+
+/// RFC 7517 §4.2–4.4, read from the key's own members before any library reads them (a
+/// member of the wrong JSON type must not read as absent): a key whose `use` is anything
+/// but `"sig"`, whose `key_ops` is not a list of strings holding `"verify"`, or whose `alg`
+/// is not a signature algorithm gatehouse knows (`RSA-OAEP`, `ECDH-ES`: an encryption key)
+/// was published for another job. Its private half may decrypt or unwrap for anyone at
+/// the IdP, which must never make it a signing oracle. `Some(alg)`: usable, for the
+/// algorithm it names if it names one.
+fn published_for_verifying(raw: &serde_json::Value) -> Option<Option<Algorithm>> {
+    use serde_json::Value;
+    let by_use = raw.get("use").is_none_or(|u| u == "sig");
+    let by_ops = match raw.get("key_ops") {
+        None => true,
+        Some(Value::Array(ops)) => {
+            ops.iter().all(Value::is_string) && ops.iter().any(|op| op == "verify")
+        }
+        Some(_) => false,
+    };
+    if !(by_use && by_ops) {
+        return None;
+    }
+    match raw.get("alg") {
+        None => Some(None),
+        Some(alg) => alg.as_str()?.parse::<Algorithm>().ok().map(Some),
     }
 }
 
@@ -155,9 +188,9 @@ pub fn public_key_file(path: &Path, alg: Algorithm) -> Result<Keys, String> {
 /// The signing keys of a JWKS document on disk; none usable is an error.
 pub fn jwks_file(path: &Path) -> Result<Keys, String> {
     let text = crate::files::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_slice(&text)
+    let document: Document = serde_json::from_slice(&text)
         .map_err(|e| format!("{} is not a JWKS document: {e}", path.display()))?;
-    let keys = Keys::from_jwks(&set);
+    let keys = Keys::from_document(&document);
     if keys.is_empty() {
         return Err(format!("{} holds no usable signing key", path.display()));
     }

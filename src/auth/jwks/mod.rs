@@ -5,7 +5,9 @@
 //! we do not know may trigger one early refresh, but only one at a time (single flight)
 //! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the
 //! IdP. A failed fetch never replaces the last good key set: an IdP outage keeps serving
-//! the keys we had, and the age of those keys is exported as a metric.
+//! the keys we had, and the age of those keys is exported as a metric. A fetched set
+//! always replaces it, even one with no usable key: the IdP has withdrawn the others. Only
+//! the first set must hold a usable key, for the issuer to be ready.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +15,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::Algorithm;
 use tokio_util::sync::CancellationToken;
 
@@ -163,11 +164,23 @@ impl KeyStore {
                 self.first_url()
             ))
         });
+        // Before the first usable set, an empty one leaves the issuer not ready (`503`, and
+        // `/readyz` waits); after it, an empty one withdraws what the IdP stopped publishing.
+        let result = result.and_then(|keys| match keys.is_empty() && !self.is_ready() {
+            true => Err("the key set holds no usable signing key yet".to_string()),
+            false => Ok(keys),
+        });
         match result {
             Ok(keys) => {
                 let count = keys.len();
                 self.install(keys);
                 self.metrics.jwks_refresh(&self.issuer.name, "ok");
+                if count == 0 {
+                    tracing::warn!(
+                        issuer = %self.issuer.name,
+                        "the key set holds no usable signing key: every token of this issuer is refused until it publishes one"
+                    );
+                }
                 tracing::debug!(issuer = %self.issuer.name, keys = count, "key set refreshed");
                 true
             }
@@ -191,13 +204,11 @@ impl KeyStore {
             _ => return Err("not a remote key source".into()),
         };
         let document = self.timed(Endpoint::Jwks, self.get(&jwks_url)).await?;
-        let set: JwkSet =
+        let document: keys::Document =
             serde_json::from_slice(&document).map_err(|e| format!("JWKS document: {e}"))?;
-        let keys = Keys::from_jwks(&set);
-        if keys.is_empty() {
-            return Err("JWKS holds no usable signing key".into());
-        }
-        Ok(keys)
+        // A document that parses is the IdP's word, even with no key we may use: keys it
+        // stopped publishing (a pulled, compromised key) must stop verifying here too.
+        Ok(Keys::from_document(&document))
     }
 
     /// Counts one document fetch, with its latency, in `gatehouse_idp_request_duration_seconds`.

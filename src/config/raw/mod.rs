@@ -256,6 +256,8 @@ pub struct FileIntrospection {
     pub timeout: String,
     /// When set, an active answer's `aud` must name one of these.
     pub audiences: Vec<String>,
+    /// When set, the issuer the endpoint answers for (an answer's `iss` must be it).
+    pub issuer: String,
 }
 
 impl Default for FileIntrospection {
@@ -273,6 +275,7 @@ impl Default for FileIntrospection {
             allow_http: false,
             timeout: "5s".into(),
             audiences: Vec::new(),
+            issuer: String::new(),
         }
     }
 }

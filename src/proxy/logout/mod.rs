@@ -26,9 +26,6 @@ use crate::proxy::error::ProxyError;
 
 /// A body larger than this is not a sign-out request.
 const MAX_BODY_BYTES: usize = 256;
-/// How far ahead of our clock a jti-less token's `iat` may be and still be covered by
-/// `everywhere` (clock skew between the IdP and us).
-const IAT_SKEW_SECS: u64 = 60;
 
 pub(crate) struct LogoutDesk {
     pub config: LogoutConfig,
@@ -103,10 +100,12 @@ impl LogoutDesk {
             .ok_or(ProxyError::BadRequest("this token names no subject"))?;
         // Every token issued up to the end of this second (`iat` counts whole seconds, so a
         // token refreshed a moment ago falls under it), and the presenting token itself even
-        // when the IdP's clock runs ahead of ours.
+        // when the IdP's clock runs ahead of ours: validation refuses an `iat` later than
+        // now plus the issuer's `leeway`, so the clamp never leaves it out.
         let iat = numeric_date::get(claims, "iat");
         let before = iat.map_or(now + 1, |iat| {
-            iat.saturating_add(1).clamp(now + 1, now + IAT_SKEW_SECS)
+            iat.saturating_add(1)
+                .clamp(now + 1, now.saturating_add(1 + self.leeway_secs))
         });
         // Kept `revocation.retain` past `before`, as the admin API keeps it: the endpoint
         // cannot know how long the subject's other tokens live.
