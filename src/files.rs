@@ -26,7 +26,7 @@ pub(crate) fn read_to_string(path: &Path) -> io::Result<String> {
 }
 
 fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    let file = open_nonblocking(path)?;
+    let file = open_nonblocking(path).map_err(|e| located(path, e))?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -43,6 +43,39 @@ fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(contents)
+}
+
+/// A relative path that is not found gets the directory it was looked for in: the sample
+/// config's `config/example/tls.crt` is only found from the repository's root, and "No such
+/// file or directory" alone does not say so.
+fn located(path: &Path, err: io::Error) -> io::Error {
+    match where_relative(path) {
+        Some(hint) if err.kind() == io::ErrorKind::NotFound => {
+            io::Error::new(err.kind(), format!("{err}; {hint}"))
+        }
+        _ => err,
+    }
+}
+
+/// For a relative path: "relative paths are resolved from the working directory, DIR".
+pub(crate) fn where_relative(path: &Path) -> Option<String> {
+    if path.is_absolute() {
+        return None;
+    }
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| "(unknown)".into());
+    Some(format!(
+        "relative paths are resolved from the working directory, {cwd}"
+    ))
+}
+
+/// "PATH is not a readable file", naming the working directory for a relative path.
+pub(crate) fn not_readable(path: &Path) -> String {
+    match where_relative(path) {
+        Some(hint) => format!("{} is not a readable file ({hint})", path.display()),
+        None => format!("{} is not a readable file", path.display()),
+    }
 }
 
 #[cfg(unix)]

@@ -59,7 +59,7 @@
 //!   (every error at once); the redaction names and plain-http warnings it implies
 //! - leaves, which import no layer: [`canonical`] (the one canonical request target),
 //!   [`cidr`] (address ranges, the per-client key: IPv6 per /64),
-//!   [`redact`] (query strings and URLs), [`outbound`] (where gatehouse may fetch keys and
+//!   [`redact`] (query strings and URLs), [`causes`] (an error's cause chain for logs), [`outbound`] (where gatehouse may fetch keys and
 //!   introspect from), [`redis`] (the Redis handle, `StoreError`), [`secret`] (`Secret`,
 //!   `BearerToken`), [`ticket_keys`] (the TLS ticket key file; sealing and opening tickets), [`metrics`] (Prometheus registry), [`http_client`] (the outbound
 //!   client), [`body`] (the response body type), [`files`] (capped, non-blocking reads),
@@ -74,6 +74,7 @@ pub mod auth;
 pub(crate) mod body;
 pub mod build_info;
 pub mod canonical;
+pub(crate) mod causes;
 pub mod cidr;
 pub mod claim_path;
 pub mod cli;

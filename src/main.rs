@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use gatehouse::app::logging;
 use gatehouse::cli::{Cli, Command, ConfigArg, TokenArgs};
-use gatehouse::config::{self, fields::process_env, Config, FileConfig};
+use gatehouse::config::{self, fields::process_env, Config, FileConfig, Refused};
 use gatehouse::dev::mint;
 use gatehouse::Gatehouse;
 
@@ -60,18 +60,18 @@ fn config_path(arg: &ConfigArg) -> PathBuf {
 /// Loads and validates; on failure prints every error and returns exit code 64.
 fn load(arg: &ConfigArg) -> Result<(FileConfig, Config), ExitCode> {
     let path = config_path(arg);
-    let raw = config::load_file(&path).map_err(|e| {
-        eprintln!("{}: {e}", path.display());
-        ExitCode::from(EX_USAGE)
-    })?;
-    let config = config::validate::validate(&raw, &process_env).map_err(|errors| {
-        eprintln!("{}: invalid config", path.display());
-        for e in errors.messages() {
-            eprintln!("  {e}");
+    config::load_validated(&path, &process_env).map_err(|refused| {
+        match refused {
+            Refused::Unreadable(why) => eprintln!("{}: {why}", path.display()),
+            Refused::Invalid(errors) => {
+                eprintln!("{}: invalid config", path.display());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+            }
         }
         ExitCode::from(EX_USAGE)
-    })?;
-    Ok((raw, config))
+    })
 }
 
 fn run(config: Config, arg: &ConfigArg) -> ExitCode {

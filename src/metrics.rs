@@ -11,6 +11,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+#[cfg(target_os = "linux")]
+mod process;
 mod registry;
 
 use registry::*;
@@ -22,6 +24,18 @@ pub const COMMIT: &str = match option_env!("GATEHOUSE_COMMIT") {
     Some(commit) => commit,
     None => "unknown",
 };
+
+/// Every `result` of `gatehouse_websocket_upgrades_total`.
+pub const UPGRADE_RESULTS: [&str; 8] = [
+    "ok",
+    "refused",
+    "origin_not_allowed",
+    "upstream_refused",
+    "bad_subprotocol",
+    "upgrade_failed",
+    "auth_failed",
+    "pre_auth_budget",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -227,7 +241,9 @@ impl Metrics {
         self.websockets_open.with_label_values(&[route])
     }
 
+    /// `result` is one of [`UPGRADE_RESULTS`], the values the README documents.
     pub fn upgrade(&self, route: &str, result: &'static str) {
+        debug_assert!(UPGRADE_RESULTS.contains(&result), "{result}");
         self.upgrades.with_label_values(&[route, result]).inc();
     }
 

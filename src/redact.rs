@@ -218,6 +218,33 @@ pub(crate) fn split_pair(pair: &str) -> (&str, &str) {
     }
 }
 
+/// A URL as `check` and warnings print it: credentials (`user:pass@`) and every query value
+/// masked (`?key=REDACTED`), since either may be a secret; `None` when there is nothing to
+/// mask. The fragment goes too: no one configures one, and it could hold anything.
+pub fn mask_url(url: &str) -> Option<String> {
+    let masked_userinfo = mask_userinfo(url);
+    let base = masked_userinfo.as_deref().unwrap_or(url);
+    let (head, query) = match base.split_once('?') {
+        Some((head, query)) if base.contains("://") => (head, query),
+        _ => return masked_userinfo,
+    };
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    let pairs: Vec<String> = query_pairs(query)
+        .map(|(_, pair)| match split_pair(pair) {
+            (name, "") => name.to_string(),
+            (name, _) => format!("{name}={REDACTED}"),
+        })
+        .collect();
+    Some(format!("{head}?{}", pairs.join("&")))
+}
+
+/// A URL for a log line: no query or fragment (either may carry a secret) and its
+/// credentials masked.
+pub fn url_for_logs(url: &str) -> String {
+    let bare = url.split(['?', '#']).next().unwrap_or_default();
+    mask_userinfo(bare).unwrap_or_else(|| bare.to_string())
+}
+
 /// `scheme://user:pass@host/...` with the credentials masked; `None` when there are none.
 pub fn mask_userinfo(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -367,6 +394,24 @@ mod tests {
         );
         assert_eq!(mask_userinfo("http://host/path?a=b@c"), None);
         assert_eq!(mask_userinfo("plain"), None);
+    }
+
+    #[test]
+    fn urls_are_printed_without_credentials_or_query_values() {
+        assert_eq!(
+            mask_url("https://u:pw@idp.example/jwks?key=s3cret&v=2#frag").as_deref(),
+            Some("https://REDACTED@idp.example/jwks?key=REDACTED&v=REDACTED")
+        );
+        assert_eq!(
+            mask_url("https://idp.example/jwks?flag").as_deref(),
+            Some("https://idp.example/jwks?flag")
+        );
+        assert_eq!(mask_url("https://idp.example/jwks"), None);
+        assert_eq!(mask_url("not a url?a=b"), None);
+        assert_eq!(
+            url_for_logs("https://u:p@idp.example/jwks?key=s#x"),
+            "https://REDACTED@idp.example/jwks"
+        );
     }
 
     #[test]

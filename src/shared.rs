@@ -67,7 +67,7 @@ impl Stores {
                 let StoreConfig::Redis(url) = store else {
                     return Ok(None);
                 };
-                let handle = Arc::new(RedisHandle::new(url)?);
+                let handle = Arc::new(RedisHandle::new(what, url)?);
                 handles.push((what, handle.clone()));
                 Ok(Some(handle))
             };

@@ -12,128 +12,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::browser::{browser_dir, describe, prerequisites, run_bounded, CHROMIUM};
+use support::Demo;
 
-const PAGE_LINE: &str = "Open the demo page in a browser: ";
-const RUNNING_LINE: &str = "gatehouse demo is running: proxy ";
 /// demo.js gives itself 30 s; Chromium's start and the process exit get the rest.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `gatehouse demo` on free ports; killed on drop, so a failed assertion does not leave it.
-struct Demo {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-    page: String,
-    admin: String,
-}
-
-impl Demo {
-    fn start() -> Demo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        // Both streams are read until the process ends: a full pipe would stall its logging.
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line.clone());
-                    output.lock().unwrap().push(line);
-                }
-            });
-        }
-        drop(tx);
-        let mut demo = Demo {
-            child,
-            output,
-            page: String::new(),
-            admin: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while demo.page.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(e) => panic!(
-                    "gatehouse demo printed no demo page URL ({e:?}); it printed:\n{}",
-                    demo.log()
-                ),
-            };
-            if let Some(rest) = line.split_once(RUNNING_LINE).map(|(_, r)| r) {
-                // "proxy http://A, admin http://B."
-                if let Some((_, admin)) = rest.split_once(", admin ") {
-                    demo.admin = admin.trim().trim_end_matches('.').to_string();
-                }
-            }
-            if let Some((_, url)) = line.split_once(PAGE_LINE) {
-                demo.page = url.trim().to_string();
-            }
-        }
-        assert!(
-            demo.page.starts_with("http://127.0.0.1:") && demo.page.ends_with("/demo"),
-            "unexpected demo page URL {:?}",
-            demo.page
-        );
-        assert!(
-            demo.admin.starts_with("http://127.0.0.1:"),
-            "no admin address in the walkthrough:\n{}",
-            demo.log()
-        );
-        demo
-    }
-
-    fn log(&self) -> String {
-        self.output.lock().unwrap().join("\n")
-    }
-
-    /// One sample of the admin listener's `/metrics`, by its full name and labels.
-    fn metric(&self, series: &str) -> Option<f64> {
-        let addr = self.admin.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn the_demo_page_chats_refuses_a_spent_ticket_and_closes_with_4401_on_expiry() {

@@ -136,6 +136,51 @@ fn environment_overrides_show_in_the_effective_config() {
     );
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("max_token_bytes"));
+
+    // An override under an absent optional table creates it, and so switches it on.
+    let created = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LOGOUT__RATE_LIMIT_PER_MINUTE", "5"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        stdout.contains("[logout]\nendpoint = \"/.gatehouse/logout\"\nrate_limit_per_minute = 5"),
+        "{stdout}"
+    );
+
+    // Arrays are TOML; arrays of tables cannot be overridden, and the errors say so.
+    let listed = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LISTEN__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("trusted_proxies = [\"10.0.0.0/8\"]"));
+    let bare = gatehouse(
+        &["check", "--config", demo],
+        &[
+            DEMO_SECRET,
+            ("GATEHOUSE_LISTEN__TRUSTED_PROXIES", "10.0.0.0/8"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        stderr.contains("GATEHOUSE_LISTEN__TRUSTED_PROXIES='[\"a\", \"b\"]'"),
+        "{stderr}"
+    );
+    let element = gatehouse(
+        &["check", "--config", demo],
+        &[DEMO_SECRET, ("GATEHOUSE_ISSUER__0__LEEWAY", "1m")],
+    );
+    let stderr = String::from_utf8_lossy(&element.stderr);
+    assert!(
+        stderr.contains("GATEHOUSE_ISSUER__0__LEEWAY is an environment override inside [[issuer]]: arrays of tables cannot be overridden"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -292,4 +337,170 @@ fn jwks_hosts_takes_bare_host_names_and_only_with_discovery() {
     );
     let error = load(&without, &[]).unwrap_err();
     assert!(error.contains("issuer[0].jwks_hosts"), "{error}");
+}
+
+/// Runs `check` on `toml` written to a file in `dir`, from `dir` as working directory.
+fn check_text(dir: &std::path::Path, toml: &str, env: &[(&str, &str)]) -> Output {
+    let path = dir.join("c.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    cmd.args(["check", "--config", "c.toml"])
+        .current_dir(dir)
+        .env_remove("GATEHOUSE_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_effective_config_prints_every_default_and_checks_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example/tls");
+    let toml = format!(
+        "[listen.tls]\ncert = \"{tls}.crt\"\nkey = \"{tls}.key\"\n\
+         [[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\nhmac_secret_env = \"HS\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://u:1\"\n"
+    );
+    let secret = ("HS", "0123456789abcdef0123456789abcdef");
+    let out = check_text(dir.path(), &toml, &[secret]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).unwrap();
+    for default in [
+        "pre_auth_bytes = 17408",
+        "provider = \"aws-lc-rs\"",
+        "resumption = true",
+        "session_cache_size = 20000",
+        "reload_interval = \"2s\"",
+        "session_ticket_lifetime = \"12h\"",
+        "leeway = \"30s\"",
+        "refresh = \"10m\"",
+        "algorithms = [\"HS256\"]",
+    ] {
+        assert!(shown.contains(default), "{default} not printed:\n{shown}");
+    }
+    assert!(
+        shown.contains("kx_groups = [\n    \"X25519\",\n    \"P-256\",\n]"),
+        "{shown}"
+    );
+    let again = check_text(dir.path(), &shown, &[secret]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), shown);
+}
+
+#[test]
+fn unknown_keys_come_with_every_other_error_and_no_error_follows_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unknown key and a real error, reported in one run.
+    let out = check_text(
+        dir.path(),
+        "[listen]\nadress = \"x\"\n[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\n\
+         audiences = [\"x\"]\njwks_url = \"https://a/j\"\nalgorithms = [\"none\"]\n\
+         [[route]]\npath = \"/x\"\nupstream = \"http://u\"\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("c.toml: invalid config\n  unknown keys: listen.adress\n")
+            && stderr.contains("issuer[0].algorithms[0]: \"none\" can never be allowed"),
+        "{stderr}"
+    );
+
+    // The demo config without its secret: that one error, not the issuer's algorithms or
+    // every route that uses the issuer.
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    let out = check_text(dir.path(), &demo, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        "c.toml: invalid config\n  issuer[0].hmac_secret_env: environment variable \
+         GATEHOUSE_DEMO_SECRET is not set\n"
+    );
+    // Set but empty is said so.
+    let out = check_text(dir.path(), &demo, &[("GATEHOUSE_DEMO_SECRET", "")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("environment variable GATEHOUSE_DEMO_SECRET is set but empty"),
+        "{stderr}"
+    );
+    // A short secret: its own error only.
+    let out = check_text(dir.path(), &demo, &[("GATEHOUSE_DEMO_SECRET", "short")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+
+    // An invalid tickets.store: not also "the ticket source needs a [tickets] table".
+    let out = check_text(
+        dir.path(),
+        "[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\n\
+         jwks_url = \"https://a/j\"\n[tickets]\nstore = \"redis-typo://x\"\n\
+         [[route]]\npath = \"/x\"\nupstream = \"http://u\"\ntokens = [\"ticket\", \"header\"]\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tickets.store") && stderr.lines().count() == 2,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_relative_path_not_found_names_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check_text(
+        dir.path(),
+        "[listen.tls]\ncert = \"certs/tls.crt\"\nkey = \"certs/tls.key\"\n\
+         [[route]]\npath = \"/x\"\nupstream = \"http://u\"\nauth = \"none\"\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let cwd = dir.path().canonicalize().unwrap();
+    assert!(
+        stderr.contains("reading certs/tls.crt: No such file or directory")
+            && stderr.contains(&format!(
+                "relative paths are resolved from the working directory, {}",
+                cwd.display()
+            )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_masks_query_values_and_refuses_upstream_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[[issuer]]\nname = \"a\"\nissuer = \"https://a.example/\"\naudiences = [\"x\"]\n\
+                jwks_url = \"https://a.example/jwks?key=querysecret\"\n[[route]]\npath = \"/x\"\n";
+    let out = check_text(
+        dir.path(),
+        &format!("{base}upstream = \"http://u:1\"\n"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(!shown.contains("querysecret"), "{shown}");
+    assert!(
+        shown.contains("jwks_url = \"https://a.example/jwks?key=REDACTED\""),
+        "{shown}"
+    );
+
+    let out = check_text(
+        dir.path(),
+        &format!("{base}upstream = \"http://user:upstreampass@u:1\"\n"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("route[0].upstream: user:password@ in an upstream URL is never sent"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("upstreampass"), "{stderr}");
 }

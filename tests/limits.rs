@@ -58,10 +58,12 @@ async fn connections_per_ip_over_the_cap_get_429_until_one_closes() {
         })
         .await
     );
-    let refused = get(&proxy.url("/x"), &[]).await;
+    let refused = get(&proxy.url("/x"), &[("x-request-id", "held-3")]).await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert_eq!(refused.json()["error"], "rate_limited");
+    // Written by gatehouse before any request is served, it still carries the request's id.
+    assert_eq!(refused.header("x-request-id"), Some("held-3"));
     assert_eq!(hits(&proxy, "max_connections_per_ip").await, 1.0);
     assert!(upstream.requests().is_empty());
 

@@ -105,4 +105,24 @@ tokens = ["query:custom_param"]
         .filter(|l| l.contains("gatehouse::access"))
         .count();
     assert_eq!(access, sent);
+
+    // Times as the README writes them: `-1` when the upstream was not asked (no route),
+    // else milliseconds to the microsecond, never float noise.
+    for line in logs.lines().filter(|l| l.contains("gatehouse::access")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let raw = |key: &str| {
+            let rest = line
+                .split(&format!("\"{key}\":"))
+                .nth(1)
+                .unwrap_or_default();
+            rest.split(',').next().unwrap_or_default().to_string()
+        };
+        if v["route"] == "-" {
+            assert_eq!(raw("upstream_ms"), "-1", "{line}");
+        }
+        for key in ["upstream_ms", "duration_ms"] {
+            let decimals = raw(key).split('.').nth(1).map_or(0, str::len);
+            assert!(decimals <= 3, "{key} in {line}");
+        }
+    }
 }

@@ -198,3 +198,54 @@ async fn drains_on_sigterm(worker_threads: usize) {
         .unwrap();
     assert_eq!(code, 0, "{logs}");
 }
+
+/// A request the grace period cuts before it was answered still gets its access line:
+/// status 0 (no response was sent) and reason `unfinished`.
+#[tokio::test]
+async fn a_request_cut_by_the_grace_period_leaves_an_access_line() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        http::Response::new(full("too late"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{LOOPBACK_LISTENERS}\n[shutdown]\ngrace = \"500ms\"\n\
+             [[route]]\npath = \"/slow\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let (process, addr) = Proc::start(&config);
+    let slow = format!("http://{addr}/slow/x");
+    let in_flight = tokio::spawn(async move { client().get(slow.parse().unwrap()).await });
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !upstream.requests().is_empty()
+        })
+        .await
+    );
+    process.signal("TERM");
+    let (code, logs) = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{logs}");
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the request was answered"
+    );
+    let cut: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "gatehouse::access" && v["path"] == "/slow/x")
+        .collect();
+    assert_eq!(cut.len(), 1, "{logs}");
+    assert_eq!(
+        (&cut[0]["status"], &cut[0]["reason"]),
+        (&serde_json::json!(0), &serde_json::json!("unfinished")),
+        "{logs}"
+    );
+}

@@ -536,6 +536,12 @@ async fn websocket_sessions_keep_their_connection_slot() {
     let refused = get(&url, &[]).await;
     assert_eq!(refused.status, 503, "a third connection was served");
     assert_eq!(refused.header("retry-after"), Some("1"));
+    let fresh = refused.header("x-request-id").unwrap_or_default();
+    assert_eq!(
+        fresh.len(),
+        36,
+        "no fresh X-Request-Id on the 503: {fresh:?}"
+    );
     assert_eq!(
         proxy
             .metric("gatehouse_limit_hits_total{limit=\"max_connections\"}")

@@ -160,9 +160,9 @@ impl Reloader {
 }
 
 fn load(path: &Path) -> Result<Config, Vec<String>> {
-    let raw = config::load_file(path).map_err(|e| vec![e.to_string()])?;
-    config::validate::validate(&raw, &config::fields::process_env)
-        .map_err(|errors| errors.messages().to_vec())
+    config::load_validated(path, &config::fields::process_env)
+        .map(|(_, config)| config)
+        .map_err(|refused| refused.messages())
 }
 
 /// The settings a running process cannot change, by key, when they differ.

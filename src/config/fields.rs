@@ -94,7 +94,11 @@ pub(super) fn secret(
 ) -> Option<Secret> {
     match secrets(var) {
         Some(value) if !value.is_empty() => Some(Secret::new(value)),
-        _ => {
+        Some(_) => {
+            e.push(key, format!("environment variable {var} is set but empty"));
+            None
+        }
+        None => {
             e.push(key, format!("environment variable {var} is not set"));
             None
         }
@@ -144,7 +148,7 @@ pub(super) fn secret_source(
                     }
                 }
                 Err(err) => {
-                    e.push(key, format!("reading {}: {}", path.display(), err.kind()));
+                    e.push(key, format!("reading {}: {err}", path.display()));
                     SecretSource::Invalid
                 }
             }

@@ -61,19 +61,33 @@ fn check_names(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) {
     }
 }
 
+/// Clock skew allowed on `exp`/`nbf` when `leeway` is unset.
+pub(super) const DEFAULT_LEEWAY: &str = "30s";
+/// How often remote keys are fetched when `refresh` is unset.
+pub(super) const DEFAULT_REFRESH: &str = "10m";
+
+/// The allow-list when `algorithms` is unset: the HMAC family's first for an HMAC issuer.
+pub(super) fn default_algorithms(hmac: bool) -> Vec<Algorithm> {
+    if hmac {
+        vec![Algorithm::HS256]
+    } else {
+        vec![Algorithm::RS256, Algorithm::ES256]
+    }
+}
+
 /// `leeway` (clock skew, at most 1h) and `refresh` (how often keys are fetched, at least 1s).
 fn timings(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) -> (Duration, Duration) {
     let leeway = duration_or(
         e,
         &format!("{path}.leeway"),
         raw.leeway.as_deref().unwrap_or(""),
-        "30s",
+        DEFAULT_LEEWAY,
     );
     let refresh = duration_or(
         e,
         &format!("{path}.refresh"),
         raw.refresh.as_deref().unwrap_or(""),
-        "10m",
+        DEFAULT_REFRESH,
     );
     if leeway > Duration::from_secs(3600) {
         e.push(
@@ -108,7 +122,7 @@ fn check_key_files(
         if !file.is_file() {
             e.push(
                 format!("{path}.private_key_file"),
-                format!("{} is not a readable file", file.display()),
+                crate::files::not_readable(file),
             );
         }
     }
@@ -213,13 +227,10 @@ fn algorithms(
     raw: &FileIssuer,
     keys: Option<&KeySource>,
 ) -> Vec<Algorithm> {
-    let hmac = matches!(keys, Some(KeySource::Hmac(_)));
+    let family = hmac_family(raw, keys);
+    let hmac = family == Some(true);
     if raw.algorithms.is_empty() {
-        return if hmac {
-            vec![Algorithm::HS256]
-        } else {
-            vec![Algorithm::RS256, Algorithm::ES256]
-        };
+        return default_algorithms(hmac);
     }
     let mut out = Vec::new();
     for (i, name) in raw.algorithms.iter().enumerate() {
@@ -229,7 +240,7 @@ fn algorithms(
             continue;
         }
         match name.parse::<Algorithm>() {
-            Ok(alg) if is_hmac(alg) != hmac => e.push(
+            Ok(alg) if family.is_some_and(|hmac| is_hmac(alg) != hmac) => e.push(
                 key,
                 if hmac {
                     format!(
@@ -246,6 +257,25 @@ fn algorithms(
         }
     }
     out
+}
+
+/// Whether the issuer's keys are an HMAC secret: from the source that loaded or, when none
+/// did (its secret unset, say), from the sources the file names, so that one error is not
+/// followed by "HS256 needs hmac_secret_env" on an issuer that has one. `None` when the
+/// file names an HMAC secret and another source (already an error of its own).
+fn hmac_family(raw: &FileIssuer, keys: Option<&KeySource>) -> Option<bool> {
+    if let Some(keys) = keys {
+        return Some(matches!(keys, KeySource::Hmac(_)));
+    }
+    let hmac_named = raw.hmac_secret_env.is_some() || raw.hmac_secret_file.is_some();
+    let other_named = raw.discovery
+        || raw.jwks_url.is_some()
+        || raw.jwks_file.is_some()
+        || raw.public_key_file.is_some();
+    match (hmac_named, other_named) {
+        (true, true) => None,
+        (hmac, _) => Some(hmac),
+    }
 }
 
 fn is_hmac(alg: Algorithm) -> bool {

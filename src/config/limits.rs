@@ -7,6 +7,11 @@ use super::FileLimits;
 /// Room around the token in an auth message: `{"type":"auth","token":""}`, other fields the
 /// client adds, and the frame header.
 const AUTH_MESSAGE_OVERHEAD: usize = 1024;
+
+/// `pre_auth_bytes` when unset: the largest token allowed with room for the message around it.
+pub(super) fn default_pre_auth_bytes(max_token_bytes: usize) -> usize {
+    max_token_bytes.saturating_add(AUTH_MESSAGE_OVERHEAD)
+}
 /// The least room besides the token that still fits the bare auth message and its header.
 const SMALLEST_OVERHEAD: usize = 64;
 /// The shared budget is a memory bound; more than this is not one.
@@ -16,7 +21,7 @@ pub(super) fn pre_auth(e: &mut ConfigErrors, limits: &FileLimits) -> PreAuthLimi
     let token = limits.max_token_bytes;
     let bytes = limits
         .pre_auth_bytes
-        .unwrap_or(token.saturating_add(AUTH_MESSAGE_OVERHEAD));
+        .unwrap_or(default_pre_auth_bytes(token));
     if bytes < token.saturating_add(SMALLEST_OVERHEAD) {
         e.push(
             "limits.pre_auth_bytes",

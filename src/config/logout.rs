@@ -26,10 +26,22 @@ pub(super) fn validate_logout(
     if logout.rate_limit_per_minute == 0 {
         e.push("logout.rate_limit_per_minute", "must be at least 1");
     }
+    let validators = raw.issuers.len() + raw.introspections.len();
     if !can_validate {
         e.push(
             "logout",
             "signing out needs at least one [[issuer]] or [[introspection]]",
+        );
+    } else if validators > 1 {
+        // Revocations name a `jti` or a subject, each unique only within its issuer, so the
+        // endpoint refuses every sign-out when there are two: a config that can never work.
+        e.push(
+            "logout",
+            format!(
+                "sign-out needs exactly one [[issuer]] or [[introspection]], this config has \
+                 {validators}: a jti or subject of one issuer may name another's token; remove \
+                 [logout], or revoke through the admin API (POST /revocations) instead"
+            ),
         );
     }
     (e.count() == errors_before).then_some(LogoutConfig {
@@ -96,5 +108,27 @@ upstream = "http://api:5000"
             clash.iter().any(|m| m.contains("tickets.endpoint")),
             "{clash:?}"
         );
+    }
+
+    #[test]
+    fn logout_with_two_token_sources_is_refused_with_the_fix_named() {
+        let second_issuer = "\n[[issuer]]\nname = \"b\"\nissuer = \"https://b.example.com/\"\n\
+                             audiences = [\"api\"]\nhmac_secret_env = \"HS\"\n";
+        let introspection = "\n[[introspection]]\nname = \"idp\"\n\
+                             url = \"https://idp/introspect\"\nclient_id = \"gh\"\n\
+                             client_secret_env = \"HS\"\n";
+        for extra in [second_issuer, introspection] {
+            let errors = errors_of(&format!("{extra}\n[logout]\n"));
+            assert!(
+                errors
+                    .iter()
+                    .any(|m| m.starts_with("logout: sign-out needs exactly one")
+                        && m.contains("this config has 2")
+                        && m.contains("remove [logout]")),
+                "{errors:?}"
+            );
+            // Without [logout] the same config is fine.
+            assert_eq!(errors_of(extra), Vec::<String>::new());
+        }
     }
 }

@@ -9,12 +9,14 @@
 
 mod claims;
 mod cors;
+mod effective;
 pub mod fields;
 mod issuer;
 mod limits;
 mod listen;
 mod logout;
 pub mod outbound;
+mod overrides;
 mod paths;
 mod raw;
 pub mod redaction;
@@ -28,7 +30,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Value};
 use figment::Figment;
 
@@ -46,16 +48,56 @@ pub use validate::{
 /// Where `run` and `check` look when `--config` is not given and `$GATEHOUSE_CONFIG` is unset.
 pub const DEFAULT_PATH: &str = "config/gatehouse.toml";
 
-/// The environment prefix of overrides; `__` separates key levels.
-const ENV_PREFIX: &str = "GATEHOUSE_";
-
 /// A config file could not be turned into a `FileConfig`.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{0}")]
     Parse(String),
+    /// Keys nobody reads; the config read without them comes along, so its other errors can
+    /// be reported in the same run.
     #[error("unknown keys: {}", .0.join(", "))]
-    UnknownKeys(Vec<String>),
+    UnknownKeys(Vec<String>, Box<FileConfig>),
+}
+
+/// Why [`load_validated`] refused a config file.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not read, or not TOML: nothing in it could be checked.
+    Unreadable(String),
+    /// Every problem found: unknown keys first, then what validation found in the rest.
+    Invalid(Vec<String>),
+}
+
+impl Refused {
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            Refused::Unreadable(message) => vec![message.clone()],
+            Refused::Invalid(messages) => messages.clone(),
+        }
+    }
+}
+
+/// Reads and validates `path` as `check`, `run` and a reload do. A file with unknown keys
+/// is still validated, so one run reports them together with every other error.
+pub fn load_validated(
+    path: &Path,
+    secrets: fields::SecretLookup<'_>,
+) -> Result<(FileConfig, Config), Refused> {
+    let (raw, mut errors) = match load_file(path) {
+        Ok(raw) => (raw, Vec::new()),
+        Err(LoadError::UnknownKeys(keys, raw)) => {
+            (*raw, vec![format!("unknown keys: {}", keys.join(", "))])
+        }
+        Err(e @ LoadError::Parse(_)) => return Err(Refused::Unreadable(e.to_string())),
+    };
+    match validate::validate(&raw, secrets) {
+        Ok(config) if errors.is_empty() => Ok((raw, config)),
+        Ok(_) => Err(Refused::Invalid(errors)),
+        Err(invalid) => {
+            errors.extend(invalid.messages().iter().cloned());
+            Err(Refused::Invalid(errors))
+        }
+    }
 }
 
 /// Reads `path` and the process environment into a raw config.
@@ -65,45 +107,44 @@ pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
         .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
     let figment = Figment::new()
         .merge(Toml::string(&text))
-        .merge(env_overrides());
-    from_figment(&figment)
+        .merge(overrides::provider());
+    from_figment(&figment, &overrides::present())
 }
 
 /// Reads TOML text (no file, no environment) into a raw config; demo and tests use it.
 pub fn load_str(toml: &str) -> Result<FileConfig, LoadError> {
-    from_figment(&Figment::new().merge(Toml::string(toml)))
+    from_figment(&Figment::new().merge(Toml::string(toml)), &[])
 }
 
-fn env_overrides() -> Env {
-    // Only variables under a config table are overrides: `GATEHOUSE_CONFIG` and the
-    // secrets that `*_env` keys name live under the same prefix and must not be read as keys.
-    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
-        let top = key.as_str().split('.').next().unwrap_or_default();
-        TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
-    })
-}
-
-fn from_figment(figment: &Figment) -> Result<FileConfig, LoadError> {
+/// `overrides`: the environment overrides set, as [`overrides::present`] lists them.
+fn from_figment(
+    figment: &Figment,
+    overrides: &[(String, String)],
+) -> Result<FileConfig, LoadError> {
     let dict: Dict = figment
         .extract()
-        .map_err(|e| LoadError::Parse(describe(e)))?;
+        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     let value = Value::from(dict);
     let mut unknown = Vec::new();
     let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
-        .map_err(|e| LoadError::Parse(describe(e)))?;
+        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     if unknown.is_empty() {
         Ok(parsed)
     } else {
-        Err(LoadError::UnknownKeys(unknown))
+        Err(LoadError::UnknownKeys(unknown, Box::new(parsed)))
     }
 }
 
-fn describe(error: figment::Error) -> String {
+fn describe(error: figment::Error, overrides: &[(String, String)]) -> String {
     error
         .into_iter()
         .map(|e| {
             let path = e.path.join(".");
             let kind = without_source_lines(&e.kind.to_string());
+            let kind = match overrides::hint(&path, &kind, overrides) {
+                Some(hint) => format!("{kind} ({hint})"),
+                None => kind,
+            };
             if path.is_empty() {
                 kind
             } else {
@@ -129,7 +170,9 @@ impl FileConfig {
     /// The effective config as TOML, for `gatehouse check`. It holds no secret values
     /// (secrets are named by `*_env` keys), and credentials inside URLs are masked.
     pub fn to_masked_toml(&self) -> String {
-        let mut value = match toml::Value::try_from(self) {
+        let mut filled = self.clone();
+        effective::fill_defaults(&mut filled);
+        let mut value = match toml::Value::try_from(&filled) {
             Ok(v) => v,
             Err(e) => return format!("# could not render config: {e}\n"),
         };
@@ -141,7 +184,7 @@ impl FileConfig {
 fn mask_urls(value: &mut toml::Value) {
     match value {
         toml::Value::String(s) => {
-            if let Some(masked) = crate::redact::mask_userinfo(s) {
+            if let Some(masked) = crate::redact::mask_url(s) {
                 *s = masked;
             }
         }

@@ -3,7 +3,7 @@
 
 use super::{Config, KeySource};
 use crate::outbound::plain_http;
-use crate::redact::mask_userinfo;
+use crate::redact::mask_url;
 
 /// One line per plain-http URL the config accepts, for `check` and the startup log.
 pub fn warnings(config: &Config) -> Vec<String> {
@@ -19,7 +19,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
                 "issuer {:?}: keys are fetched over plain http ({kind}) from {}; whoever can \
                  alter that traffic can sign tokens gatehouse accepts",
                 issuer.name,
-                mask_userinfo(url).unwrap_or_else(|| url.to_string())
+                mask_url(url).unwrap_or_else(|| url.to_string())
             ));
         }
     }
@@ -30,7 +30,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
                 "introspection {:?}: the client secret and callers' tokens go over plain http \
                  ({kind}) to {}",
                 i.name,
-                mask_userinfo(&url).unwrap_or(url)
+                mask_url(&url).unwrap_or(url)
             ));
         }
     }

@@ -141,7 +141,7 @@ fn upstream_auth(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> UpstreamA
 fn endpoints(e: &mut ConfigErrors, path: &str, raw: &FileRoute) -> Option<Endpoints> {
     if let Some(ca) = &raw.upstream_ca_file {
         if !ca.is_file() {
-            let why = format!("{} is not a readable file", ca.display());
+            let why = crate::files::not_readable(ca);
             e.push(format!("{path}.upstream_ca_file"), why);
         }
     }

@@ -220,7 +220,7 @@ fn secrets_may_come_from_files_which_the_reload_watch_follows() {
     assert!(
         missing
             .iter()
-            .any(|m| m.starts_with("issuer[0].hmac_secret_file") && m.contains("not found")),
+            .any(|m| m.starts_with("issuer[0].hmac_secret_file") && m.contains("No such file")),
         "{missing:?}"
     );
     std::fs::write(&hmac, "short").unwrap();

@@ -10,10 +10,12 @@ use crate::ticket_keys::KeyRing;
 
 /// Cheapest first, by the figures in bench/README.md ("TLS handshakes").
 pub(super) const DEFAULT_KX_GROUPS: [KxGroup; 2] = [KxGroup::X25519, KxGroup::P256];
-const DEFAULT_CACHE_SIZE: usize = 20_000;
+pub(super) const DEFAULT_CACHE_SIZE: usize = 20_000;
+/// How often the certificate and ticket key files are checked for a change.
+pub(super) const DEFAULT_RELOAD_INTERVAL: &str = "2s";
 /// A client cannot resume after this; the key file's rotation must keep a key listed at
 /// least this long after it stops sealing.
-const DEFAULT_TICKET_LIFETIME: &str = "12h";
+pub(super) const DEFAULT_TICKET_LIFETIME: &str = "12h";
 /// rustls sends the lifetime as a 32-bit count of seconds; RFC 8446 caps it at 7 days.
 const LONGEST_TICKET_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fields::ConfigErrors;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileTrace {
     /// Continue a valid incoming `traceparent` instead of starting a new trace.

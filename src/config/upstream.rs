@@ -159,7 +159,7 @@ fn affinity(e: &mut ConfigErrors, path: &str, raw: &RawEndpoints<'_>) -> Affinit
         if affinity == Affinity::None {
             e.push(format!("{path}.affinity_key_file"), "only with affinity");
         } else if !file.is_file() {
-            let why = format!("{} is not a readable file", file.display());
+            let why = crate::files::not_readable(file);
             e.push(format!("{path}.affinity_key_file"), why);
         }
     }
@@ -168,6 +168,15 @@ fn affinity(e: &mut ConfigErrors, path: &str, raw: &RawEndpoints<'_>) -> Affinit
 
 fn one_url(e: &mut ConfigErrors, key: &str, url: &str) -> Option<(Scheme, Authority)> {
     match http_url(url) {
+        // Never sent: gatehouse does not authenticate to upstreams, so a password here would
+        // only sit unused in the file (and `check` hides it).
+        Some(uri) if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
+            e.push(
+                key,
+                "user:password@ in an upstream URL is never sent upstream; remove it",
+            );
+            None
+        }
         Some(uri) if uri.path() == "/" && uri.query().is_none() => {
             let parts = uri.into_parts();
             Some((parts.scheme?, parts.authority?))

@@ -73,7 +73,9 @@ fn tables(e: &mut ConfigErrors, raw: &FileConfig, secrets: SecretLookup<'_>) -> 
         .enumerate()
         .filter_map(|(i, x)| validate_introspection(e, &format!("introspection[{i}]"), x, secrets))
         .collect();
-    let can_validate = !issuers.is_empty() || !introspections.is_empty();
+    // Judged by the tables present, not the ones that passed: an issuer with an error of its
+    // own must not add "needs at least one [[issuer]]" to every route that uses it.
+    let can_validate = !raw.issuers.is_empty() || !raw.introspections.is_empty();
     let tickets = raw.tickets.as_ref().and_then(|t| validate_tickets(e, t));
     if tickets.is_some() && !can_validate {
         e.push(
@@ -82,12 +84,13 @@ fn tables(e: &mut ConfigErrors, raw: &FileConfig, secrets: SecretLookup<'_>) -> 
         );
     }
     let logout = super::logout::validate_logout(e, raw, can_validate);
-    let routes = routes(
-        e,
-        raw,
-        can_validate,
-        tickets.as_ref().map(|t| t.param.as_str()),
-    );
+    // The table's own param even when the table has errors of its own: a route's ticket
+    // source must not add "needs a [tickets] table" next to them.
+    let ticket_param = tickets
+        .as_ref()
+        .map(|t| t.param.as_str())
+        .or_else(|| raw.tickets.as_ref().map(|t| t.param.as_str()));
+    let routes = routes(e, raw, can_validate, ticket_param);
     check_limits(e, raw);
     let paths = validate_paths(e, &raw.paths);
     check_route_paths(e, raw, &paths);
@@ -207,7 +210,12 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            reload_interval: duration_or(e, "listen.tls.reload_interval", &t.reload_interval, "2s"),
+            reload_interval: duration_or(
+                e,
+                "listen.tls.reload_interval",
+                &t.reload_interval,
+                super::tls::DEFAULT_RELOAD_INTERVAL,
+            ),
             resumption: super::tls::resumption(e, t),
             kx_groups,
             provider,

@@ -19,10 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use http::HeaderValue;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::cidr::client_key;
+use crate::upstream::headers::X_REQUEST_ID;
 
 /// Why a connection was turned away; also its metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +41,49 @@ impl Refusal {
         }
     }
 
-    fn response(self) -> &'static [u8] {
-        match self {
-            Refusal::MaxConnections => b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
-                content-type: application/json\r\ncontent-length: 70\r\nconnection: close\r\n\r\n\
-                {\"error\":\"over_capacity\",\"message\":\"too many connections, try again\"}\n",
-            Refusal::PerIp => b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\n\
-                content-type: application/json\r\ncontent-length: 76\r\nconnection: close\r\n\r\n\
-                {\"error\":\"rate_limited\",\"message\":\"too many connections from this address\"}\n",
+    /// The answer, with the `X-Request-Id` every answer of the proxy listener carries.
+    fn response(self, request_id: &HeaderValue) -> Vec<u8> {
+        let (status, body) = match self {
+            Refusal::MaxConnections => (
+                "503 Service Unavailable",
+                "{\"error\":\"over_capacity\",\"message\":\"too many connections, try again\"}\n",
+            ),
+            Refusal::PerIp => (
+                "429 Too Many Requests",
+                "{\"error\":\"rate_limited\",\"message\":\"too many connections from this address\"}\n",
+            ),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nretry-after: 1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\nx-request-id: ",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(request_id.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+}
+
+/// The client's `X-Request-Id` from a request head when it is a sane one, as for every
+/// other request, else a fresh one.
+fn request_id(head: &[u8]) -> HeaderValue {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut slots);
+    let mut headers = http::HeaderMap::new();
+    // A head that does not parse (or has more headers than slots) gets a fresh id.
+    if parsed.parse(head).is_ok() {
+        let sent = parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(X_REQUEST_ID.as_str()))
+            .and_then(|h| HeaderValue::from_bytes(h.value).ok());
+        if let Some(value) = sent {
+            headers.insert(X_REQUEST_ID.clone(), value);
         }
     }
+    crate::upstream::headers::request_id(&headers)
 }
 
 /// The open-connection counts every accepted connection is checked against.
@@ -168,7 +203,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, refusal: Refus
                 n => head.extend_from_slice(&chunk[..n]),
             }
         }
-        stream.write_all(refusal.response()).await?;
+        stream
+            .write_all(&refusal.response(&request_id(&head)))
+            .await?;
         stream.shutdown().await?;
         // Whatever else the client sends (a body) is read and dropped until it closes.
         while stream.read(&mut chunk).await? > 0 {}
@@ -184,7 +221,8 @@ mod tests {
     #[test]
     fn bodies_match_their_content_length() {
         for refusal in [Refusal::MaxConnections, Refusal::PerIp] {
-            let text = std::str::from_utf8(refusal.response()).unwrap_or_default();
+            let response = refusal.response(&HeaderValue::from_static("id-1"));
+            let text = std::str::from_utf8(&response).unwrap_or_default();
             let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
             let declared = head
                 .lines()
@@ -192,6 +230,15 @@ mod tests {
                 .and_then(|n| n.parse::<usize>().ok());
             assert_eq!(declared, Some(body.len()), "{head}");
         }
+    }
+
+    #[test]
+    fn the_answer_echoes_a_sane_request_id_and_makes_one_otherwise() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc-1\r\n\r\n";
+        assert_eq!(request_id(head), "abc-1");
+        let insane = b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-Id: a b\r\n\r\n";
+        assert_eq!(request_id(insane).len(), 36);
+        assert_eq!(request_id(b"garbage").len(), 36);
     }
 
     #[test]

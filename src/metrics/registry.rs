@@ -199,9 +199,7 @@ pub(super) fn build_info(
 /// /proc; other systems have no /proc and get none.
 pub(super) fn process_collector(registry: &Registry) -> Result<(), prometheus::Error> {
     #[cfg(target_os = "linux")]
-    registry.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))?;
+    registry.register(Box::new(super::process::ProcessMetrics::for_self()?))?;
     #[cfg(not(target_os = "linux"))]
     let _ = registry;
     Ok(())

@@ -55,6 +55,9 @@ pub(crate) struct AccessLine {
     pub reason: Option<&'static str>,
     /// W3C trace id (32 hex digits) of the request's trace.
     pub trace_id: Option<String>,
+    /// Set once a response took the line over ([`AccessLine::finish`]); a line dropped
+    /// before that belongs to a request cut before it was answered (see `Drop`).
+    answered: bool,
 }
 
 impl AccessLine {
@@ -87,6 +90,7 @@ impl AccessLine {
             upstream_time: None,
             reason: None,
             trace_id: None,
+            answered: false,
         }
     }
 
@@ -100,7 +104,8 @@ impl AccessLine {
     }
 
     /// Wraps the response body so the line is written once the body has been sent or dropped.
-    pub(crate) fn finish(self, response: Response<Body>) -> Response<Body> {
+    pub(crate) fn finish(mut self, response: Response<Body>) -> Response<Body> {
+        self.answered = true;
         if !self.logged {
             return response;
         }
@@ -137,35 +142,74 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
-            return;
-        }
-        if let Some(sink) = crate::log_sink::get() {
-            JSON_LINE.with_borrow_mut(|line| {
-                line.clear();
-                self.write_json(line, time::OffsetDateTime::now_utc());
-                sink(line);
-            });
-            return;
-        }
-        let l = &self.line;
-        tracing::info!(
-            target: "gatehouse::access",
-            request_id = %l.request_id,
-            trace_id = l.trace_id.as_deref().unwrap_or("-"),
-            client = %l.client,
-            method = %l.method,
-            path = %l.path,
-            proto = ?l.version,
-            route = %l.route,
-            status = self.status,
-            subject = l.subject.as_deref().unwrap_or("-"),
-            reason = l.reason.unwrap_or("-"),
-            upstream_ms = l.upstream_time.map_or(-1.0, |d| d.as_secs_f64() * 1e3),
-            duration_ms = l.start.elapsed().as_secs_f64() * 1e3,
-            bytes = self.bytes,
-        );
+        write(&self.line, self.status, self.bytes);
     }
+}
+
+/// The `status` of a request cut before any response (its connection closed under it, or
+/// the shutdown grace period ended); its `reason` is [`UNFINISHED`].
+const NO_RESPONSE: u16 = 0;
+const UNFINISHED: &str = "unfinished";
+
+impl Drop for AccessLine {
+    /// A request whose future is dropped before it was answered still gets its line: a
+    /// request cut by the end of a drain would otherwise leave no trace in the access log.
+    fn drop(&mut self) {
+        if self.answered || !self.logged {
+            return;
+        }
+        self.reason = Some(self.reason.unwrap_or(UNFINISHED));
+        write(self, NO_RESPONSE, 0);
+    }
+}
+
+/// Writes `l`'s line with the response's `status` and the body `bytes` sent.
+fn write(l: &AccessLine, status: u16, bytes: u64) {
+    if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
+        return;
+    }
+    if let Some(sink) = crate::log_sink::get() {
+        JSON_LINE.with_borrow_mut(|line| {
+            line.clear();
+            write_json(l, status, bytes, line, time::OffsetDateTime::now_utc());
+            sink(line);
+        });
+        return;
+    }
+    // Twice, for `upstream_ms`: a float when the upstream was asked, else the integer -1.
+    macro_rules! line {
+        ($upstream_ms:expr) => {
+            tracing::info!(
+                target: "gatehouse::access",
+                request_id = %l.request_id,
+                trace_id = l.trace_id.as_deref().unwrap_or("-"),
+                client = %l.client,
+                method = %l.method,
+                path = %l.path,
+                proto = ?l.version,
+                route = %l.route,
+                status,
+                subject = l.subject.as_deref().unwrap_or("-"),
+                reason = l.reason.unwrap_or("-"),
+                upstream_ms = $upstream_ms,
+                duration_ms = millis(l.start.elapsed()),
+                bytes,
+            )
+        };
+    }
+    match l.upstream_time {
+        Some(upstream) => line!(millis(upstream)),
+        None => line!(NOT_ASKED),
+    }
+}
+
+/// `upstream_ms` of a request the upstream never saw.
+const NOT_ASKED: i64 = -1;
+
+/// Milliseconds to the microsecond: `3.432`, never `3.4326399999999997`. An integer count
+/// of microseconds over 1000 is the double nearest that decimal, which prints as written.
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
 }
 
 thread_local! {
@@ -173,31 +217,46 @@ thread_local! {
     static JSON_LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+#[cfg(test)]
 impl Pending {
-    /// The line as `tracing`'s JSON formatter writes it (same keys, order and number
-    /// forms), so readers of the log cannot tell which one wrote it.
     fn write_json(&self, out: &mut Vec<u8>, now: time::OffsetDateTime) {
-        let l = &self.line;
-        out.extend_from_slice(b"{\"timestamp\":\"");
-        timestamp(out, now);
-        out.extend_from_slice(b"\",\"level\":\"INFO\"");
-        string(out, "request_id", &l.request_id);
-        string(out, "trace_id", l.trace_id.as_deref().unwrap_or("-"));
-        let mut client = [0u8; 64];
-        string(out, "client", display(&l.client, &mut client));
-        string(out, "method", l.method.as_str());
-        string(out, "path", &l.path);
-        string(out, "proto", version(l.version));
-        string(out, "route", &l.route);
-        number(out, "status", u64::from(self.status));
-        string(out, "subject", l.subject.as_deref().unwrap_or("-"));
-        string(out, "reason", l.reason.unwrap_or("-"));
-        let upstream = l.upstream_time.map_or(-1.0, |d| d.as_secs_f64() * 1e3);
-        float(out, "upstream_ms", upstream);
-        float(out, "duration_ms", l.start.elapsed().as_secs_f64() * 1e3);
-        number(out, "bytes", self.bytes);
-        out.extend_from_slice(b",\"target\":\"gatehouse::access\"}\n");
+        write_json(&self.line, self.status, self.bytes, out, now);
     }
+}
+
+/// The line as `tracing`'s JSON formatter writes it (same keys, order and number forms),
+/// so readers of the log cannot tell which one wrote it.
+fn write_json(
+    l: &AccessLine,
+    status: u16,
+    bytes: u64,
+    out: &mut Vec<u8>,
+    now: time::OffsetDateTime,
+) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out, now);
+    out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    string(out, "request_id", &l.request_id);
+    string(out, "trace_id", l.trace_id.as_deref().unwrap_or("-"));
+    let mut client = [0u8; 64];
+    string(out, "client", display(&l.client, &mut client));
+    string(out, "method", l.method.as_str());
+    string(out, "path", &l.path);
+    string(out, "proto", version(l.version));
+    string(out, "route", &l.route);
+    number(out, "status", u64::from(status));
+    string(out, "subject", l.subject.as_deref().unwrap_or("-"));
+    string(out, "reason", l.reason.unwrap_or("-"));
+    match l.upstream_time {
+        Some(upstream) => float(out, "upstream_ms", millis(upstream)),
+        None => {
+            key(out, "upstream_ms");
+            let _ = serde_json::to_writer(&mut *out, &NOT_ASKED);
+        }
+    }
+    float(out, "duration_ms", millis(l.start.elapsed()));
+    number(out, "bytes", bytes);
+    out.extend_from_slice(b",\"target\":\"gatehouse::access\"}\n");
 }
 
 fn key(out: &mut Vec<u8>, name: &str) {
@@ -289,6 +348,7 @@ mod tests {
         line.subject = subject.map(str::to_string);
         line.upstream_time = upstream;
         line.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        line.answered = true;
         Pending {
             line,
             status: 200,
@@ -364,6 +424,27 @@ mod tests {
             (v["subject"].as_str(), v["reason"].as_str()),
             (Some("-"), Some("-"))
         );
-        assert_eq!(v["upstream_ms"], -1.0);
+        assert!(
+            String::from_utf8_lossy(&out).contains("\"upstream_ms\":-1,"),
+            "the README's -1, not -1.0"
+        );
+    }
+
+    #[test]
+    fn milliseconds_are_rounded_to_the_microsecond_without_float_noise() {
+        assert_eq!(
+            serde_json::to_string(&millis(Duration::from_nanos(3_432_639))).unwrap(),
+            "3.432"
+        );
+        assert_eq!(millis(Duration::from_micros(1500)), 1.5);
+        let mut out = Vec::new();
+        let now = time::OffsetDateTime::from_unix_timestamp(1_796_029_622).unwrap();
+        pending(None, Some(Duration::from_nanos(3_432_639_999))).write_json(&mut out, now);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"upstream_ms\":3432.639,"), "{text}");
+        let duration = text.split("\"duration_ms\":").nth(1).unwrap_or_default();
+        let digits = duration.split(',').next().unwrap_or_default();
+        let decimals = digits.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "{text}");
     }
 }

@@ -15,7 +15,7 @@ use crate::auth::revocation::RevocationError;
 use crate::body::Body;
 use crate::metrics::Metrics;
 use crate::tickets::TicketError;
-use crate::upstream::error::UpstreamError;
+use crate::upstream::error::{AtEndpoint, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ProxyError {
@@ -170,13 +170,26 @@ impl ProxyError {
             Counted::Limit(limit) => metrics.limit_hit(limit),
             Counted::Upstream => {
                 metrics.upstream_error(route, reason.code);
-                let cause = std::error::Error::source(self);
-                tracing::warn!(route, error = %self, cause = ?cause, "upstream request failed");
+                self.warn_upstream(route);
             }
             Counted::QuietUpstream => metrics.upstream_error(route, reason.code),
             Counted::Nothing => {}
         }
         reason.code
+    }
+
+    /// One warning line naming the endpoint (when there was one) and the cause chain in
+    /// words: refused, DNS or TLS, not a `Debug` dump.
+    fn warn_upstream(&self, route: &str) {
+        let source = std::error::Error::source(self);
+        let at = source.and_then(AtEndpoint::find);
+        let upstream = at.map_or_else(|| "-".to_string(), |at| at.authority.to_string());
+        let cause = match (at, source) {
+            (Some(at), _) => crate::causes::chain(&at.error),
+            (None, Some(source)) => crate::causes::chain(source),
+            (None, None) => "-".to_string(),
+        };
+        tracing::warn!(route, upstream, error = %self, cause, "upstream request failed");
     }
 
     pub(crate) fn into_response(self) -> Response<Body> {

@@ -38,18 +38,25 @@ pub(crate) struct RedisHandle {
     /// The database the URL names: pub/sub ignores it, so channels carry it in their name.
     db: i64,
     link: tokio::sync::Mutex<link::Link>,
+    /// Which store this is (`tickets`, `revocation`) and its `host:port`, for log lines:
+    /// never the URL, which may hold a password.
+    store: &'static str,
+    address: String,
     /// Milliseconds after `born` of the last success (0: never); read on every request.
     last_ok: AtomicU64,
     born: Instant,
 }
 
 impl RedisHandle {
-    pub(crate) fn new(url: &Secret) -> Result<Self, String> {
+    pub(crate) fn new(store: &'static str, url: &Secret) -> Result<Self, String> {
         let (client, db) = dial::client(url)?;
+        let address = client.get_connection_info().addr().to_string();
         Ok(Self {
             client,
             db,
             link: tokio::sync::Mutex::new(link::Link::default()),
+            store,
+            address,
             last_ok: AtomicU64::new(0),
             born: Instant::now(),
         })
@@ -81,7 +88,12 @@ impl RedisHandle {
                 Ok(value)
             }
             Ok(Err(e)) => {
-                tracing::warn!(error_kind = ?e.kind(), "Redis command failed");
+                tracing::warn!(
+                    store = self.store,
+                    address = %self.address,
+                    error = %e,
+                    "Redis command failed"
+                );
                 if !dial::connection_survives(&e) {
                     self.link.lock().await.discard(id);
                 }
@@ -91,7 +103,11 @@ impl RedisHandle {
                 // A connection that stopped answering may be dead without a sign (a failover
                 // behind a proxy, a partition): only a new one can tell. Commands already
                 // sent on it keep their own clone and their own timeout.
-                tracing::warn!("Redis command timed out; dropping the connection");
+                tracing::warn!(
+                    store = self.store,
+                    address = %self.address,
+                    "Redis command timed out; dropping the connection"
+                );
                 self.link.lock().await.discard(id);
                 Err(StoreError)
             }

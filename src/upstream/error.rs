@@ -54,3 +54,27 @@ impl UpstreamError {
         }
     }
 }
+
+/// A connect or exchange failure with the endpoint it happened at: the cause of
+/// `UpstreamError::Connect` and `Failed`, so the warning line can name the address.
+#[derive(Debug, thiserror::Error)]
+#[error("at {authority}")]
+pub(crate) struct AtEndpoint {
+    pub(crate) authority: http::uri::Authority,
+    #[source]
+    pub(crate) error: super::exchange::SendError,
+}
+
+impl AtEndpoint {
+    /// The endpoint and the failure's cause chain, when `error` is (or is caused by) one.
+    pub(crate) fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AtEndpoint> {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(at) = e.downcast_ref::<AtEndpoint>() {
+                return Some(at);
+            }
+            cause = e.source();
+        }
+        None
+    }
+}

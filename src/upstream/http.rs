@@ -226,7 +226,9 @@ impl Upstream {
         let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
         let mut response = match sent {
             Err(_) => return Err((UpstreamError::Timeout, None)),
-            Ok(Err(Failure { error, unsent })) => return Err((upstream_error(error), unsent)),
+            Ok(Err(Failure { error, unsent })) => {
+                return Err((upstream_error(error, endpoint), unsent))
+            }
             Ok(Ok(response)) => response,
         };
         // A 101's Connection/Upgrade are the switch itself; `websocket` sets them again.
@@ -243,16 +245,22 @@ fn http2_caps(route: &RouteConfig) -> Option<Caps> {
     })
 }
 
-fn upstream_error(error: SendError) -> UpstreamError {
+fn upstream_error(error: SendError, endpoint: &Endpoint) -> UpstreamError {
+    let at = |error| {
+        Box::new(super::error::AtEndpoint {
+            authority: endpoint.authority.clone(),
+            error,
+        })
+    };
     match error {
         SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => UpstreamError::BodyTooLarge,
         SendError::Failed(e) if caused_by::<Stalled>(&e) => UpstreamError::BodyStalled,
         SendError::Failed(e) if client_body_broke(&e) => UpstreamError::BodyBroken,
         e @ (SendError::Connect(_) | SendError::Handshake(_) | SendError::Preface) => {
-            UpstreamError::Connect(e.into())
+            UpstreamError::Connect(at(e))
         }
         SendError::HeaderListTooLarge { .. } => UpstreamError::HeadersTooLarge,
-        e => UpstreamError::Failed(e.into()),
+        e => UpstreamError::Failed(at(e)),
     }
 }
 

@@ -480,6 +480,7 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
             "names GATEHOUSE_HS_SECRET, but no secret provides it",
         ),
         ({"secrets": {"extra": {"GATEHOUSE_LOG__FORMAT": {"value": "x"}}}}, "would be read by gatehouse as an override"),
+        ({"secrets": {"extra": {"GATEHOUSE_TRACE__SERVICE_NAME": {"value": "x"}}}}, "would be read by gatehouse as an override"),
         ({"tls": {"enabled": True}}, "tls.enabled needs exactly one of"),
         ({"tls": {"sessionTicketKeys": {"existingSecret": "keys"}}}, "tls.sessionTicketKeys.existingSecret needs tls.enabled"),
         (

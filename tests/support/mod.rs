@@ -11,7 +11,8 @@
 //! - [`Ca`] issues TLS certificates for `localhost` and the client that trusts them;
 //! - [`Proc`] runs the real binary, [`RedisServer`] a real `redis-server`, [`Blackhole`] a
 //!   relay in front of it whose connections can go silently dead;
-//! - [`browser`] runs Debian's Chromium through playwright-core.
+//! - [`browser`] runs Debian's Chromium through playwright-core; [`Demo`] runs
+//!   `gatehouse demo` and reads its printed walkthrough.
 //!
 //! One file per helper kind; this file only declares and re-exports them.
 #![allow(dead_code, unreachable_pub)]
@@ -21,6 +22,7 @@ mod blackhole;
 pub mod browser;
 mod client;
 mod components;
+mod demo;
 pub mod haproxy;
 mod hub;
 mod node_hub;
@@ -40,6 +42,8 @@ pub use self::blackhole::*;
 pub use self::client::*;
 #[allow(unused_imports)]
 pub use self::components::*;
+#[allow(unused_imports)]
+pub use self::demo::*;
 #[allow(unused_imports)]
 pub use self::hub::*;
 #[allow(unused_imports)]

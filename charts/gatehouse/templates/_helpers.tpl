@@ -388,7 +388,7 @@ keys refuse. Integral numbers are written as integers; nulls are left out. */}}
 
 {{/* Environment variable names that gatehouse would read as config overrides. */}}
 {{- define "gatehouse.checkEnvNames" -}}
-{{- $tables := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "logout" "revocation" "log" "route" "shutdown" "limits" }}
+{{- $tables := list "listen" "admin" "runtime" "issuer" "introspection" "identity" "tickets" "logout" "revocation" "log" "route" "shutdown" "limits" "reload" "paths" "trace" }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
 {{- if not (regexMatch "^[A-Za-z_][A-Za-z0-9_]*$" $ref.env) }}
 {{- fail (printf "%s: %q is not an environment variable name" $ref.what $ref.env) }}

@@ -158,7 +158,12 @@ impl KeyStore {
 
     async fn fetch_and_install(&self) -> bool {
         let result = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await;
-        let result = result.unwrap_or_else(|_| Err("timed out".into()));
+        let result = result.unwrap_or_else(|_| {
+            Err(format!(
+                "no key set within {FETCH_TIMEOUT:?} from {}",
+                self.first_url()
+            ))
+        });
         // Before the first usable set, an empty one leaves the issuer not ready (`503`, and
         // `/readyz` waits); after it, an empty one withdraws what the IdP stopped publishing.
         let result = result.and_then(|keys| match keys.is_empty() && !self.is_ready() {
@@ -229,8 +234,7 @@ impl KeyStore {
             issuer: Option<String>,
             jwks_uri: String,
         }
-        let base = self.issuer.issuer.trim_end_matches('/');
-        let url = format!("{base}/.well-known/openid-configuration");
+        let url = self.discovery_url();
         let doc: Discovery = serde_json::from_slice(&self.get(&url).await?)
             .map_err(|e| format!("discovery document: {e}"))?;
         match doc.issuer {
@@ -260,7 +264,27 @@ impl KeyStore {
         Ok(doc.jwks_uri)
     }
 
+    /// Where a refresh starts: the `jwks_url`, or the discovery document's URL.
+    fn first_url(&self) -> String {
+        match &self.issuer.keys {
+            KeySource::JwksUrl(url) => crate::redact::url_for_logs(url),
+            _ => crate::redact::url_for_logs(&self.discovery_url()),
+        }
+    }
+
+    fn discovery_url(&self) -> String {
+        let base = self.issuer.issuer.trim_end_matches('/');
+        format!("{base}/.well-known/openid-configuration")
+    }
+
+    /// A document, or why not, naming the URL (for a log line: no query, no credentials).
     async fn get(&self, url: &str) -> Result<Bytes, String> {
+        self.get_document(url)
+            .await
+            .map_err(|why| format!("GET {}: {why}", crate::redact::url_for_logs(url)))
+    }
+
+    async fn get_document(&self, url: &str) -> Result<Bytes, String> {
         let uri: http::Uri = url.parse().map_err(|_| "invalid URL".to_string())?;
         let request = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
@@ -270,7 +294,7 @@ impl KeyStore {
             .client
             .request(request)
             .await
-            .map_err(|e| format!("fetch: {e}"))?;
+            .map_err(|e| crate::causes::chain(&e))?;
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileShutdown {
     pub grace: String,
@@ -17,7 +17,7 @@ impl Default for FileShutdown {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileLimits {
     pub max_header_bytes: usize,
@@ -73,7 +73,7 @@ impl Default for FileLimits {
 
 /// `[reload]`: SIGHUP always reloads; `watch` also polls the config file and the files it
 /// names (issuer keys, upstream CAs) for changed content.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileReload {
     pub watch: bool,
@@ -90,7 +90,7 @@ impl Default for FileReload {
 }
 
 /// `[paths]`: how request paths are canonicalised (see `canonical`).
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FilePaths {
     pub merge_slashes: bool,

@@ -11,7 +11,7 @@ mod limits;
 pub use limits::{FileLimits, FilePaths, FileReload, FileShutdown};
 
 /// The raw configuration, as written, with defaults filled in.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileConfig {
     pub listen: FileListen,
@@ -55,7 +55,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "trace",
 ];
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileListen {
     pub addr: String,
@@ -76,7 +76,7 @@ impl Default for FileListen {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileTls {
     pub cert: Option<PathBuf>,
@@ -98,7 +98,7 @@ pub struct FileTls {
     pub provider: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileAdmin {
     pub addr: String,
@@ -116,14 +116,14 @@ impl Default for FileAdmin {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileRuntime {
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileIssuer {
     pub name: String,
@@ -146,7 +146,7 @@ pub struct FileIssuer {
     pub allow_http: bool,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileIdentity {
     pub subject_claim: String,
@@ -170,7 +170,7 @@ impl Default for FileIdentity {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileTickets {
     pub endpoint: String,
@@ -197,7 +197,7 @@ impl Default for FileTickets {
 }
 
 /// `[logout]`: the caller's own sign-out endpoint; present = enabled.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileLogout {
     pub endpoint: String,
@@ -214,7 +214,7 @@ impl Default for FileLogout {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileRevocation {
     pub store: String,
@@ -237,7 +237,7 @@ impl Default for FileRevocation {
 }
 
 /// An RFC 7662 introspection endpoint for opaque tokens.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileIntrospection {
     pub name: String,
@@ -280,7 +280,7 @@ impl Default for FileIntrospection {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileLog {
     pub format: String,
@@ -298,7 +298,7 @@ impl Default for FileLog {
     }
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileRoute {
     pub path: String,
@@ -381,7 +381,7 @@ impl Default for FileRoute {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct FileRequire {
     pub scopes: Vec<String>,

@@ -26,6 +26,9 @@ const SECRET_VAR: &str = "GATEHOUSE_DEMO_SECRET";
 /// Routes with this upstream host are sent to the built-in backend.
 const DEMO_HOST: &str = "demo-hub";
 const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Every demo token carries both scopes: `/api` requires `api`, `/chat` (and a ticket bound
+/// to it) requires `chat`, and the walkthrough uses the printed tokens for both.
+const SCOPES: &str = "scope=api chat";
 
 #[derive(Debug, clap::Args)]
 /// `gatehouse demo`'s options (the CLI flattens them in).
@@ -90,11 +93,11 @@ async fn serve(mut config: Config) -> ExitCode {
 
     let user = mint::Request {
         subject: "alice",
-        claims: &["scope=api".into()],
+        claims: &[SCOPES.into()],
         ttl: TOKEN_TTL,
         issuer: None,
     };
-    let admin_claims = ["scope=api".to_string(), "role=admin".to_string()];
+    let admin_claims = [SCOPES.to_string(), "role=admin".to_string()];
     let admin = mint::Request {
         subject: "root",
         claims: &admin_claims,
@@ -196,8 +199,8 @@ through the proxy until the token expires; add ?ttl=20 for a quicker expiry)
    curl -i -H "Authorization: Bearer $TOKEN" {base}/api/admin
    curl -s -H "Authorization: Bearer $ADMIN_TOKEN" {base}/api/admin
 
-5. The ticket flow by hand: trade the token for a single-use ticket bound to /chat
-   curl -s -X POST -H "Authorization: Bearer $TOKEN" -d '{{"route":"/chat"}}' {base}/.gatehouse/ticket
+5. The ticket flow by hand: trade the token for a single-use ticket bound to /chat (201)
+   curl -i -X POST -H "Authorization: Bearer $TOKEN" -d '{{"route":"/chat"}}' {base}/.gatehouse/ticket
    then open ws://{addr}/chat?ticket=<ticket> with any WebSocket client (once: a ticket is single-use)
 
 Metrics: curl -s http://{admin}/metrics | grep gatehouse_

@@ -83,7 +83,7 @@ impl DemoUpstream {
             .clamp(TTL_RANGE.0, TTL_RANGE.1);
         let n = rand::random::<u16>() % 1000;
         let subject = format!("guest-{n}");
-        let claims = ["scope=api chat".to_string()];
+        let claims = [super::SCOPES.to_string()];
         let request = mint::Request {
             subject: &subject,
             claims: &claims,

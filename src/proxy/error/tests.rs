@@ -99,3 +99,124 @@ fn a_revoked_token_and_a_store_outage_are_not_upstream_errors() {
         ("store_unavailable", 503)
     );
 }
+
+/// Every refusal the reason table can make, one per row and reason code.
+fn every_refusal() -> Vec<ProxyError> {
+    use crate::canonical::Refusal;
+    use crate::proxy::pre_auth::OverBudget;
+    let auth = [
+        AuthError::Missing,
+        AuthError::TooLarge,
+        AuthError::Malformed,
+        AuthError::DisallowedAlgorithm,
+        AuthError::CriticalHeader,
+        AuthError::WrongType,
+        AuthError::UnknownIssuer,
+        AuthError::UnknownKey,
+        AuthError::BadSignature,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::WrongAudience,
+        AuthError::MissingClaim,
+        AuthError::BadDateClaim,
+        AuthError::BadIdClaim,
+        AuthError::KeysUnavailable,
+        AuthError::Inactive,
+        AuthError::IntrospectionUnavailable,
+        AuthError::Forbidden {
+            required_scopes: String::new(),
+        },
+    ];
+    let unbuildable = http::Response::builder().header("a\nb", "x").body(()).err();
+    let mut upstream = vec![
+        UpstreamError::Connect("refused".into()),
+        UpstreamError::Failed("reset".into()),
+        UpstreamError::Timeout,
+        UpstreamError::BodyTooLarge,
+        UpstreamError::BadSubprotocol,
+        UpstreamError::BodyStalled,
+        UpstreamError::BodyBroken,
+        UpstreamError::NoConnection,
+        UpstreamError::Negotiate(crate::upstream::negotiate::NegotiateError::NotJson),
+    ];
+    upstream.extend(unbuildable.map(UpstreamError::BadRequest));
+    let mut all = vec![
+        ProxyError::NoRoute,
+        ProxyError::Ticket(TicketError::Invalid),
+        ProxyError::Ticket(TicketError::WrongRoute),
+        ProxyError::Ticket(TicketError::Unavailable),
+        ProxyError::OriginNotAllowed,
+        ProxyError::RateLimited {
+            retry_after_secs: 1,
+            limit: "requests_per_ip",
+        },
+        ProxyError::BadRequest("x"),
+        ProxyError::MethodNotAllowed,
+        ProxyError::Revoked,
+        ProxyError::StoreUnavailable,
+        ProxyError::OverBudget(OverBudget::Holder),
+        ProxyError::OverBudget(OverBudget::All),
+        ProxyError::BodyTimeout,
+    ];
+    for refusal in [
+        Refusal::Backslash,
+        Refusal::ControlByte,
+        Refusal::NotOriginForm,
+        Refusal::Connect,
+    ] {
+        all.push(ProxyError::Path(refusal));
+    }
+    all.extend(auth.into_iter().map(ProxyError::Auth));
+    all.extend(upstream.into_iter().map(ProxyError::Upstream));
+    all
+}
+
+fn readme_section(heading: &str) -> &'static str {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let start = readme.find(heading).unwrap_or(0);
+    let rest = &readme[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The README's Responses table lists every reason code with its status, and the
+/// auth-failure metric's row every code counted there.
+#[test]
+fn the_readme_lists_every_reason_code_with_its_status() {
+    let table = readme_section("\n## Responses\n");
+    let metrics = readme_section("\n## Admin endpoints and metrics");
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("| `gatehouse_auth_failures_total`"))
+        .unwrap_or_default();
+    for error in every_refusal() {
+        let row = error.reason();
+        let (status, code) = (
+            format!("| `{}` |", row.status.as_u16()),
+            format!("`{}`", row.code),
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&status) && l.contains(&code)),
+            "README Responses has no {status} row naming {code}"
+        );
+        if row.counted == Counted::AuthFailure {
+            assert!(
+                failures.contains(&code),
+                "auth_failures_total does not list {code}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_readme_lists_every_websocket_upgrade_result() {
+    let metrics = readme_section("\n## Admin endpoints and metrics");
+    let upgrades = metrics
+        .lines()
+        .find(|l| l.starts_with("| `gatehouse_websocket_upgrades_total`"))
+        .unwrap_or_default();
+    for result in crate::metrics::UPGRADE_RESULTS {
+        assert!(upgrades.contains(&format!("`{result}`")), "{result}");
+    }
+}

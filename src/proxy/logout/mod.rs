@@ -71,6 +71,7 @@ impl LogoutDesk {
         // Revocations name a `jti` or a subject, not an issuer, and each is unique only
         // within its issuer: with two, a caller could sign out another issuer's token that
         // shares its `jti` (an HMAC or partner issuer lets it choose one) or its subject.
+        // Validation refuses such a config; this holds for a `Config` built without it.
         if !self.single_issuer {
             return Err(ProxyError::BadRequest(
                 "sign-out needs a single issuer: a jti or subject of one issuer may name another's token",

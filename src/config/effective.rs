@@ -1,0 +1,65 @@
+//! The effective config `gatehouse check` prints: the file as read, with the defaults that
+//! validation applies to keys left out written in, so the printed config says what runs
+//! and, checked again, prints itself.
+
+use super::raw::{FileConfig, FileIssuer, FileTls};
+use super::types::{KxGroup, TlsProvider};
+
+/// Defaults of keys that stay unset (`Option`, or an empty string) in the raw config
+/// because validation resolves them; each default comes from the module that applies it.
+pub(super) fn fill_defaults(raw: &mut FileConfig) {
+    if let Some(tls) = raw.listen.tls.as_mut() {
+        tls_defaults(tls);
+    }
+    for issuer in &mut raw.issuers {
+        issuer_defaults(issuer);
+    }
+    let limits = &mut raw.limits;
+    limits
+        .pre_auth_bytes
+        .get_or_insert(super::limits::default_pre_auth_bytes(
+            limits.max_token_bytes,
+        ));
+}
+
+fn tls_defaults(tls: &mut FileTls) {
+    tls.resumption.get_or_insert(true);
+    tls.session_cache_size
+        .get_or_insert(super::tls::DEFAULT_CACHE_SIZE);
+    tls.kx_groups.get_or_insert_with(|| {
+        super::tls::DEFAULT_KX_GROUPS
+            .iter()
+            .filter_map(|group| KxGroup::ALL.iter().find(|(_, g)| g == group))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    });
+    tls.provider.get_or_insert_with(|| {
+        TlsProvider::ALL
+            .iter()
+            .find(|(_, p)| *p == TlsProvider::AwsLcRs)
+            .map_or("aws-lc-rs", |(name, _)| name)
+            .to_string()
+    });
+    if tls.reload_interval.is_empty() {
+        tls.reload_interval = super::tls::DEFAULT_RELOAD_INTERVAL.into();
+    }
+    if tls.session_ticket_lifetime.is_empty() {
+        tls.session_ticket_lifetime = super::tls::DEFAULT_TICKET_LIFETIME.into();
+    }
+}
+
+fn issuer_defaults(issuer: &mut FileIssuer) {
+    issuer
+        .leeway
+        .get_or_insert_with(|| super::issuer::DEFAULT_LEEWAY.into());
+    issuer
+        .refresh
+        .get_or_insert_with(|| super::issuer::DEFAULT_REFRESH.into());
+    if issuer.algorithms.is_empty() {
+        let hmac = issuer.hmac_secret_env.is_some() || issuer.hmac_secret_file.is_some();
+        issuer.algorithms = super::issuer::default_algorithms(hmac)
+            .iter()
+            .map(|alg| format!("{alg:?}"))
+            .collect();
+    }
+}

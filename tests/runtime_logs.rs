@@ -1,0 +1,123 @@
+//! The warnings an operator reads when something outside gatehouse fails name that thing and
+//! why, in words: the key set URL (without its query) and whether the connection was
+//! refused; the Redis store and its address; the upstream address and the cause chain, not
+//! a Rust `Debug` dump. None of them carries a query string or a token.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// A loopback port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The JSON log lines of `proc` with this `message`, waiting up to 10 s for one.
+fn lines_with(proc: &Proc, message: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<Value> = proc
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_outside_gatehouse_are_logged_with_what_failed_and_why() {
+    let redis = RedisServer::start();
+    let (keys, upstream) = (dead_port(), dead_port());
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hs");
+    std::fs::write(&secret, SECRET).unwrap();
+    let revocation = match &redis {
+        Some(r) => format!("[revocation]\nstore = \"{}\"\n", r.url()),
+        None => String::new(),
+    };
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+{LOOPBACK_LISTENERS}
+[log]
+format = "json"
+{revocation}
+[[issuer]]
+name = "remote"
+issuer = "https://remote.example/"
+audiences = ["api"]
+jwks_url = "http://127.0.0.1:{keys}/jwks?key=jwkssecret"
+[[issuer]]
+name = "sts"
+issuer = "{ISS}"
+audiences = ["api"]
+hmac_secret_file = {secret:?}
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:{upstream}"
+"#
+        ),
+    )
+    .unwrap();
+    let (proc, addr) = Proc::start(&config);
+    let token = mint_hs(&claims(ISS, "api", json!({})));
+
+    // The upstream: refused, at its address.
+    let answer = bearer(&format!("http://{addr}/api/x?access_token=q"), &token).await;
+    assert_eq!(answer.status, 502);
+    let failed = lines_with(&proc, "upstream request failed");
+    let line = failed
+        .first()
+        .unwrap_or_else(|| panic!("{}", proc.output()));
+    assert_eq!(line["upstream"], format!("127.0.0.1:{upstream}"), "{line}");
+    let cause = line["cause"].as_str().unwrap_or_default();
+    assert!(
+        cause.to_ascii_lowercase().contains("connection refused") && !cause.contains("Some("),
+        "{line}"
+    );
+
+    // The key set: its URL without the query, and refused.
+    let refresh = lines_with(&proc, "key set refresh failed");
+    let line = refresh
+        .first()
+        .unwrap_or_else(|| panic!("{}", proc.output()));
+    let error = line["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!("GET http://127.0.0.1:{keys}/jwks: "))
+            && error.to_ascii_lowercase().contains("connection refused"),
+        "{line}"
+    );
+
+    // The Redis store: which one, and where.
+    if let Some(mut redis) = redis {
+        redis.stop();
+        let failed = lines_with(&proc, "Redis command failed");
+        let line = failed
+            .first()
+            .unwrap_or_else(|| panic!("{}", proc.output()));
+        assert_eq!(line["store"], "revocation", "{line}");
+        assert_eq!(line["address"], format!("127.0.0.1:{}", redis.port));
+    }
+
+    let (_, logs) = proc.terminate();
+    for secret in ["jwkssecret", token.as_str(), "access_token=q"] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
+}
