@@ -69,6 +69,11 @@ const FORWARDING: &[&str] = &[
     "x-original-proto",
     "x-original-url",
     "x-rewrite-url",
+    // nginx's `auth_request` convention and Envoy's path before its rewrite: an upstream
+    // that authorizes a subrequest reads the original target from them.
+    "x-original-uri",
+    "x-original-method",
+    "x-envoy-original-path",
     "x-original-host",
     "x-http-method-override",
     "x-http-method",

@@ -93,9 +93,11 @@ fn plain(s: &str) -> bool {
     !s.contains(',') && trimmed(s)
 }
 
-/// No whitespace at either end, which a field value would lose on the way.
+/// No whitespace at either end, which a field value would lose on the way; Unicode
+/// whitespace too (`U+00A0`), which Go's `strings.TrimSpace`, .NET's `Trim()` and
+/// JavaScript's `trim()` drop when an upstream tidies the value.
 fn trimmed(s: &str) -> bool {
-    s.trim_matches([' ', '\t']).len() == s.len()
+    s.trim().len() == s.len()
 }
 
 /// An integer as written; JSON allows no other spelling of one that fits 64 bits.
@@ -159,6 +161,8 @@ mod tests {
         for bad in [
             json!(" victim"),
             json!("user,admin"),
+            json!("\u{a0}admin"),
+            json!(["user", "admin\u{2003}"]),
             json!("victim\t"),
             json!(["user", " admin"]),
             json!(["user", "x,admin"]),
