@@ -24,7 +24,6 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::client::conn::http2;
 use tokio::sync::Notify;
 
-use super::exchange::SendError;
 use super::pool::Sent;
 
 /// A request body on its way up an HTTP/2 connection, holding its stream's slot.
@@ -129,14 +128,11 @@ impl Drop for Opening<'_> {
 impl Multiplexed {
     /// A stream slot on a connection with room, on a new connection if none has room and
     /// the endpoint may open one, or the first slot given back.
-    pub(crate) async fn lease<F, Fut>(
-        self: &Arc<Self>,
-        caps: Caps,
-        open: F,
-    ) -> Result<Lease, SendError>
+    /// `open` makes a connection; its error is the caller's (`exchange`'s), passed through.
+    pub(crate) async fn lease<F, Fut, E>(self: &Arc<Self>, caps: Caps, open: F) -> Result<Lease, E>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Opened, SendError>>,
+        Fut: std::future::Future<Output = Result<Opened, E>>,
     {
         loop {
             // Registered before looking, so a slot given back after the look wakes us.
@@ -178,10 +174,10 @@ impl Multiplexed {
         })
     }
 
-    async fn open_with<F, Fut>(self: &Arc<Self>, caps: Caps, open: &F) -> Result<Lease, SendError>
+    async fn open_with<F, Fut, E>(self: &Arc<Self>, caps: Caps, open: &F) -> Result<Lease, E>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Opened, SendError>>,
+        Fut: std::future::Future<Output = Result<Opened, E>>,
     {
         let mut opening = Opening {
             home: self,
