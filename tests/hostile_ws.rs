@@ -276,13 +276,7 @@ async fn slow_reader(addr: SocketAddr, path: &str, bearer: &str) -> WsClient {
 }
 
 async fn revoke_jti(proxy: &TestProxy, jti: &str) {
-    let request = http::Request::post(proxy.admin_url("/revocations"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            json!({ "jti": jti }).to_string(),
-        )))
-        .unwrap();
-    assert_eq!(send(request).await.status, 204);
+    assert_eq!(proxy.revoke(ADMIN, json!({ "jti": jti })).await, 204);
 }
 
 // === Before authentication ===

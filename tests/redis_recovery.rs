@@ -135,13 +135,7 @@ async fn connections_that_went_silently_dead_are_replaced_and_revocations_flow_a
     assert!(resubscribed, "G never subscribed again");
     assert!(relay.accepted() > accepted, "G opened no new connection");
 
-    let revoke = http::Request::post(h.admin_url("/revocations"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            json!({ "jti": jti }).to_string(),
-        )))
-        .unwrap();
-    assert_eq!(send(revoke).await.status, 204);
+    assert_eq!(h.revoke(ADMIN, json!({ "jti": jti })).await, 204);
     assert_eq!(
         close_of(&mut socket, Duration::from_secs(5)).await,
         Some((4401, "token revoked".to_string())),
@@ -191,13 +185,7 @@ async fn a_subscription_closed_by_redis_is_made_anew() {
     )
     .await
     .unwrap();
-    let revoke = http::Request::post(h.admin_url("/revocations"))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            json!({ "jti": jti }).to_string(),
-        )))
-        .unwrap();
-    assert_eq!(send(revoke).await.status, 204);
+    assert_eq!(h.revoke(ADMIN, json!({ "jti": jti })).await, 204);
     assert_eq!(
         close_of(&mut socket, Duration::from_secs(5)).await,
         Some((4401, "token revoked".to_string())),

@@ -148,7 +148,7 @@ impl Proxy {
             request_id,
             token,
             identity: &self.identity_headers,
-            scope_claims: &self.claims.scopes,
+            identity_scopes: &self.identity_scopes,
             forwarding: &conn.forwarding,
         };
         route

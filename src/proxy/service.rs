@@ -139,6 +139,9 @@ pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) auth: Authenticator,
     pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// For each of `identity_headers`, whether it carries a scope claim (read upstream as
+    /// scopes); decided once here, not per request.
+    pub(crate) identity_scopes: Vec<bool>,
     /// The subject, role and scope claim paths of `[identity]`.
     pub(crate) claims: IdentityClaims,
     pub(crate) metrics: Arc<Metrics>,
@@ -187,6 +190,11 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
+            identity_scopes: config
+                .identity_headers
+                .iter()
+                .map(|(_, claim)| config.claims.scopes.contains(claim))
+                .collect(),
             claims: config.claims.clone(),
             tickets: config
                 .tickets

@@ -63,8 +63,8 @@ pub struct Rewrite<'a> {
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
     pub identity: &'a [(HeaderName, ClaimPath)],
-    /// `[identity] scope_claims`: an identity header that carries one is read as scopes.
-    pub scope_claims: &'a [ClaimPath],
+    /// For each of `identity`, whether it carries a scope claim (read upstream as scopes).
+    pub identity_scopes: &'a [bool],
     /// The connection's last forwarding values.
     pub(crate) forwarding: &'a Remembered,
 }
@@ -308,7 +308,7 @@ fn rewrite_headers(
     }
     hop.apply(h, ctx.forwarding);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::upstream::identity::attach(h, ctx.identity, ctx.scope_claims, access);
+    crate::upstream::identity::attach(h, ctx.identity, ctx.identity_scopes, access);
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the

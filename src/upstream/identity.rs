@@ -12,21 +12,21 @@ use crate::claim_path::ClaimPath;
 
 /// Sets the identity headers the verified identity has claims for. Every client spelling
 /// of them is already gone: `headers::strip_client` removes them with the other spoofed
-/// names. A header that carries one of `scope_claims` is read upstream as scopes, split on
-/// spaces too.
+/// names. A header whose `scopes` entry is set carries a scope claim, which the upstream
+/// reads as scopes, split on spaces too.
 pub fn attach(
     headers: &mut HeaderMap,
     mapping: &[(HeaderName, ClaimPath)],
-    scope_claims: &[ClaimPath],
+    scopes: &[bool],
     access: &Access,
 ) {
     let Some(identity) = access.identity() else {
         return;
     };
-    for (name, claim) in mapping {
-        let shape = match scope_claims.contains(claim) {
-            true => Shape::Scopes,
-            false => Shape::List,
+    for (index, (name, claim)) in mapping.iter().enumerate() {
+        let shape = match scopes.get(index) {
+            Some(true) => Shape::Scopes,
+            _ => Shape::List,
         };
         let value = claim.resolve(identity.claims());
         let Some(value) = value.and_then(|v| header_value(v, shape)) else {

@@ -1,6 +1,6 @@
 //! The proxy: gatehouse in-process from TOML text ([`TestProxy`]), and config loading.
 
-use super::client::{eventually, get};
+use super::client::{eventually, get, send};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,6 +64,17 @@ impl TestProxy {
         })
         .await;
         assert!(ready, "gatehouse never became ready");
+    }
+
+    /// `POST /revocations` on the admin listener with `admin` as its bearer; the status.
+    pub async fn revoke(&self, admin: &str, body: serde_json::Value) -> u16 {
+        let request = http::Request::post(self.admin_url("/revocations"))
+            .header("authorization", format!("Bearer {admin}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap();
+        send(request).await.status.as_u16()
     }
 
     /// The value of one metric line (`name{labels}`), 0 when absent.
