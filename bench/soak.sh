@@ -525,6 +525,10 @@ report() {
     w_from=$(iso $((kill_at - 1)))
     w_to=$(iso $((${recovered:-$((restart_at + 30))} + 5)))
   fi
+  # The load generators are stopped and started again at every segment and at the end; a
+  # request of theirs in flight then is cut by its own client (status 0, `unfinished`), at
+  # most one per generator connection and stop.
+  local cut_max=$(((DURATION / _seg + 1) * 32))
   awk -v from="$w_from" -v to="$w_to" '
     function field(k,   v) { v = $0; if (!sub(".*\"" k "\":", "", v)) return "?"; sub(/^"/, "", v); sub(/["},].*/, "", v); return v }
     /"status":/ {
@@ -534,6 +538,7 @@ report() {
       why = "UNEXPLAINED"
       if (ticket && ts >= from && ts <= to && st == 503 && rs == "store_unavailable") why = "redis-down"
       else if (p == "/t" && ts >= from && ts <= to && st == 401 && rs == "invalid_ticket") why = "ticket-lost-with-redis"
+      else if (st == 0 && rs == "unfinished") why = "load-restart"
       n[why "\t" st "\t" rs "\t" p]++
       next
     }
@@ -547,6 +552,9 @@ report() {
   non2xx_log=$(awk -F'\t' '$3 != "ws-close" { n += $1 } END { print n + 0 }' "$OUT/answers.txt")
   ticket_explained=$(awk -F'\t' '$2 != "UNEXPLAINED" && $3 != "ws-close" { n += $1 } END { print n + 0 }' "$OUT/answers.txt")
   ((unexplained == 0)) || fails+=("$unexplained answers unexplained (see below)")
+  local cut
+  cut=$(awk -F'\t' '$2 == "load-restart" { n += $1 } END { print n + 0 }' "$OUT/answers.txt")
+  ((cut <= cut_max)) || fails+=("$cut requests cut by their clients, more than load restarts explain ($cut_max)")
 
   # -- wrk: requests, non-2xx, socket errors, ticket failures
   local f req=0 non=0 sock=0 tk_issued=0 tk_redeemed=0 tk_failed=0 line
