@@ -59,6 +59,7 @@ pub struct Metrics {
     websockets_open: IntGaugeVec,
     upgrades: IntCounterVec,
     websocket_closes: IntCounterVec,
+    stream_cuts: IntCounterVec,
     tickets: IntCounterVec,
     store_errors: IntCounterVec,
     limit_hits: IntCounterVec,
@@ -156,6 +157,7 @@ impl Metrics {
             )?,
             upgrades: r.counter(UPGRADES)?,
             websocket_closes: r.counter(WEBSOCKET_CLOSES)?,
+            stream_cuts: r.counter(STREAM_CUTS)?,
             tickets: r.counter(TICKETS)?,
             store_errors: r.counter(STORE_ERRORS)?,
             limit_hits: r.counter(LIMIT_HITS)?,
@@ -251,6 +253,11 @@ impl Metrics {
         self.websocket_closes
             .with_label_values(&[route, reason])
             .inc();
+    }
+
+    /// A streamed response cut at its token's end: `token_expired` or `token_revoked`.
+    pub fn stream_cut(&self, route: &str, reason: &'static str) {
+        self.stream_cuts.with_label_values(&[route, reason]).inc();
     }
 
     /// `issued`, `redeemed`, or a rejection reason code.

@@ -27,7 +27,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::edge::activity::InFlight;
 
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) use crate::body::BoxError;
 
 /// Why a response stream was failed by gatehouse.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,7 @@ where
 impl<B> Slot<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
+    B::Error: std::error::Error + Send + Sync + 'static,
 {
     /// The body's next frame; its end (or failure) ends the request's time in flight.
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -140,7 +140,7 @@ where
                 in_flight.finish();
             }
         }
-        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+        polled.map_err(|error| -> BoxError { Box::new(error) })
     }
 
     fn is_end_stream(&self) -> bool {
@@ -184,7 +184,7 @@ async fn watch<B>(shared: Weak<Shared<B>>, timeout: Duration, stop: Cancellation
 impl<B> Body for Guarded<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
+    B::Error: std::error::Error + Send + Sync + 'static,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -225,11 +225,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::BodyError;
     use crate::edge::activity::{clocks, Activity, Trouble};
     use http_body_util::{BodyExt, Empty, StreamBody};
 
     type Chunks =
-        StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BoxError>>>;
+        StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, BodyError>>>;
 
     fn endless() -> Chunks {
         use futures_util::StreamExt;
@@ -284,7 +285,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn only_an_http2_response_dropped_before_its_end_counts_as_a_reset() {
         let activity = Activity::new(clocks(60, 10, 1));
-        let empty = Empty::<Bytes>::new().map_err(|never| -> BoxError { match never {} });
+        let empty = Empty::<Bytes>::new().map_err(|never| -> BodyError { match never {} });
         let done = Guarded::new(empty, activity.begin(http::Version::HTTP_2), WRITE);
         assert!(done.is_end_stream());
         drop(done);

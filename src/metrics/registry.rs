@@ -79,6 +79,11 @@ pub(super) const WEBSOCKET_CLOSES: Def = (
     "Ended WebSocket sessions, by route and reason",
     &["route", "reason"],
 );
+pub(super) const STREAM_CUTS: Def = (
+    "stream_cuts_total",
+    "Streamed responses cut because their token expired or was revoked, by route and reason",
+    &["route", "reason"],
+);
 pub(super) const TICKETS: Def = (
     "tickets_total",
     "Tickets issued, redeemed and rejected (by reason)",

@@ -25,5 +25,6 @@ pub(crate) mod request_span;
 pub mod route;
 pub(crate) mod service;
 pub(crate) mod ticket_desk;
+pub(crate) mod token_bound;
 pub(crate) mod trace_context;
 pub(crate) mod upgrade;

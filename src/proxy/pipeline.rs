@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
@@ -18,6 +19,7 @@ use crate::proxy::access_log::AccessLine;
 use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Caller, Conn, ConnHold, Proxy, Route};
+use crate::proxy::token_bound::{Bounds, TokenBound};
 use crate::secret::BearerToken;
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
@@ -88,8 +90,35 @@ impl Proxy {
         let upstream_time = sent.elapsed();
         line.upstream_time = Some(upstream_time);
         route.labels.metrics.upstream(upstream_time);
-        let relay = client_upgrade.map(|client| (client, conn.hold.clone(), protocols, session));
+        let Some(client) = client_upgrade else {
+            return Ok(self.bound_to_token(route, response, &session, request_id));
+        };
+        let relay = (client, conn.hold.clone(), protocols, session);
         self.answer_upgrade(route, response, relay, request_id)
+    }
+
+    /// A response still streaming on an authenticated route ends with its token, as a
+    /// WebSocket does (`token_bound.rs`); one already whole is passed on as it is.
+    fn bound_to_token(
+        self: &Arc<Self>,
+        route: &Arc<Route>,
+        response: Response<Body>,
+        session: &Permitted<()>,
+        request_id: &HeaderValue,
+    ) -> Response<Body> {
+        let claims = session.access().identity().map(|i| i.shared_claims());
+        match claims {
+            Some(claims) if route.config.close_on_expiry && !response.body().is_end_stream() => {
+                let bounds = Bounds {
+                    proxy: self.clone(),
+                    route: route.clone(),
+                    claims,
+                    request_id: request_id.clone(),
+                };
+                response.map(|body| TokenBound::new(body, bounds).boxed())
+            }
+            _ => response,
+        }
     }
 
     /// For an upgrade the upstream accepted (`101`), starts the relay; passes the response on.
@@ -97,12 +126,9 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         mut response: Response<Body>,
-        relay: Option<PendingRelay>,
+        (client_upgrade, slot, protocols, session): PendingRelay,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
-        let Some((client_upgrade, slot, protocols, session)) = relay else {
-            return Ok(response);
-        };
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             self.metrics.upgrade(&route.labels.name, "upstream_refused");
             return Ok(response);

@@ -35,7 +35,7 @@ use super::multiplex::{self, Caps, Held, Opened};
 use super::pool::{Idle, Lease, Limits, PooledBody, Sent};
 use super::preface::Preface;
 use super::upload::Progress;
-use crate::body::Body;
+use crate::body::{Body, BodyError};
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +233,10 @@ impl Connections {
             } = lease;
             let held = request.map(|body| Held::new(body, slot.clone()));
             match sender.try_send_request(held).await {
-                Ok(response) => return Ok(response.map(|body| Held::new(body, slot).boxed())),
+                Ok(response) => {
+                    let body = |body| Held::new(body, slot).map_err(BodyError::Upstream).boxed();
+                    return Ok(response.map(body));
+                }
                 Err(mut e) => match e.take_message() {
                     // Provably never written: the connection was closing before it took it.
                     Some(unsent) if !fresh => {
@@ -346,7 +349,7 @@ async fn exchange_upgrade(
         });
     }
     let response = sender.try_send_request(request).await?;
-    Ok(response.map(BodyExt::boxed))
+    Ok(response.map(|body| body.map_err(BodyError::Upstream).boxed()))
 }
 
 /// HTTP/1.1 wants the origin form (`/path?query`) and a `Host`: the endpoint's, unless the

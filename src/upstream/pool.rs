@@ -33,6 +33,7 @@ use super::connect::Stream;
 use super::stall::StallClock;
 use super::trailers::WithoutTrailers;
 use super::upload::Upload;
+use crate::body::BodyError;
 
 /// The client's body, or none for another attempt of a request that had none.
 pub(crate) type Sent = Either<Upload<ClientBody>, Empty<Bytes>>;
@@ -159,12 +160,12 @@ impl PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         if let Some(lease) = this.lease.as_mut() {
             lease.drive(cx);
@@ -177,7 +178,7 @@ impl Body for PooledBody {
             Poll::Ready(Some(Err(_))) => this.lease = None,
             Poll::Pending => {}
         }
-        polled
+        polled.map_err(BodyError::Upstream)
     }
 
     fn is_end_stream(&self) -> bool {

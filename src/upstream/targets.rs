@@ -19,7 +19,7 @@ use super::affinity::{Located, Sealer};
 use super::balance;
 use super::endpoints::{Endpoint, InFlight, Pool};
 use super::negotiate;
-use crate::body::Body;
+use crate::body::{Body, BodyError};
 use crate::config::upstream::Affinity;
 use crate::config::RouteConfig;
 use crate::upstream::error::UpstreamError;
@@ -209,12 +209,12 @@ enum Hold {
 
 impl http_body::Body for Counted {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         std::pin::Pin::new(&mut self.body).poll_frame(cx)
     }
 

@@ -105,7 +105,7 @@ impl RevocationWatch {
     /// The view is read once first: a revocation applied after the caller was
     /// authenticated and before the watch subscribed (while the upstream connected and
     /// answered `101`) sent its event to nobody here.
-    async fn revoked(watch: &mut Option<RevocationWatch>) {
+    pub(crate) async fn revoked(watch: &mut Option<RevocationWatch>) {
         let Some(w) = watch else {
             return std::future::pending().await;
         };

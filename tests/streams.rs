@@ -1,0 +1,213 @@
+//! A streamed response on an authenticated route (SSE: SignalR's fallback transport) ends
+//! when the token that opened it expires or is revoked, as a WebSocket does. The client
+//! sees a cut response (HTTP/1.1: the connection closes without the last chunk; HTTP/2:
+//! the stream is reset), the upstream's stream is dropped, and the cut is counted. With
+//! `close_on_expiry = false`, or on an anonymous route, the stream goes on.
+
+// Test code: a failed unwrap is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::json;
+use support::*;
+use tokio::net::TcpStream;
+
+const ADMIN: &str = "admin-secret-for-stream-tests";
+
+/// Counts the upstream's event streams that were dropped (their client went away).
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An upstream whose every answer is an endless event stream, an event each 100 ms.
+async fn events() -> (Upstream, Arc<AtomicUsize>) {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let seen = dropped.clone();
+    let upstream = Upstream::start(move |_| {
+        let guard = Dropped(seen.clone());
+        async move {
+            let stream = futures_util::stream::unfold((0u64, guard), |(i, guard)| async move {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let event = Frame::data(Bytes::from(format!("data: event {i}\n\n")));
+                Some((Ok::<_, Infallible>(event), (i + 1, guard)))
+            });
+            let mut response = http::Response::new(StreamBody::new(stream).boxed());
+            response
+                .headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            response
+        }
+    })
+    .await;
+    (upstream, dropped)
+}
+
+async fn proxy(upstream: &str) -> TestProxy {
+    let toml = format!(
+        r#"
+[admin]
+addr = "127.0.0.1:0"
+token_env = "ADMIN"
+
+{HS_ISSUER}
+leeway = "0s"
+
+[[route]]
+path = "/events"
+upstream = "{upstream}"
+
+[[route]]
+path = "/unbound"
+upstream = "{upstream}"
+close_on_expiry = false
+
+[[route]]
+path = "/public"
+upstream = "{upstream}"
+auth = "none"
+"#
+    );
+    TestProxy::start_with_secrets(&toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await
+}
+
+fn token(sub: &str, ttl_secs: u64, jti: &str) -> String {
+    let mut claims = claims(ISS, "api", json!({ "jti": jti }));
+    claims["sub"] = json!(sub);
+    claims["exp"] = json!(now() + ttl_secs);
+    mint_hs(&claims)
+}
+
+/// How an HTTP/1.1 stream ended: `Ok(events)` when it ended cleanly, `Err(events)` when it
+/// was cut, or `None` when it was still going at `within`.
+async fn read_stream(url: &str, token: &str, within: Duration) -> Option<Result<usize, usize>> {
+    let request = http::Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut events = 0;
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, body.frame()).await {
+            Err(_) => return None,
+            Ok(None) => return Some(Ok(events)),
+            Ok(Some(Err(_))) => return Some(Err(events)),
+            Ok(Some(Ok(frame))) => events += usize::from(frame.is_data()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_is_cut_when_its_token_expires() {
+    let (upstream, dropped) = events().await;
+    let p = proxy(&upstream.url()).await;
+    let started = Instant::now();
+    let ended = read_stream(
+        &p.url("/events"),
+        &token("alice", 2, "a1"),
+        Duration::from_secs(6),
+    )
+    .await;
+    let Some(Err(events)) = ended else {
+        panic!("the stream was not cut at the token's exp: {ended:?}");
+    };
+    assert!(events >= 5, "events flowed before the cut: {events}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "cut before the token expired"
+    );
+    let upstream_dropped = eventually(Duration::from_secs(2), || async {
+        dropped.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert!(upstream_dropped, "the upstream's stream stayed open");
+    let cut = "gatehouse_stream_cuts_total{reason=\"token_expired\",route=\"/events\"}";
+    assert_eq!(p.metric(cut).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_stream_is_cut_when_its_token_is_revoked() {
+    let (upstream, _) = events().await;
+    let p = proxy(&upstream.url()).await;
+    let url = p.url("/events");
+    let reader = tokio::spawn(async move {
+        read_stream(&url, &token("bob", 600, "b1"), Duration::from_secs(10)).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.revoke(ADMIN, json!({ "sub": "bob" })).await, 204);
+    let revoked = Instant::now();
+    let ended = reader.await.unwrap();
+    assert!(matches!(ended, Some(Err(n)) if n > 0), "{ended:?}");
+    assert!(revoked.elapsed() < Duration::from_secs(3), "cut late");
+    let cut = "gatehouse_stream_cuts_total{reason=\"token_revoked\",route=\"/events\"}";
+    assert_eq!(p.metric(cut).await, 1.0);
+}
+
+#[tokio::test]
+async fn an_http2_stream_is_reset_when_its_token_expires() {
+    let (upstream, _) = events().await;
+    let p = proxy(&upstream.url()).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{}/events", p.addr))
+        .header(
+            "authorization",
+            format!("Bearer {}", token("carol", 2, "c1")),
+        )
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut events = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match body.data().await {
+                Some(Ok(_)) => events += 1,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await
+    .expect("the HTTP/2 stream was not cut at the token's exp");
+    let reset = ended.expect_err("the stream ended as if it were complete");
+    assert_eq!(reset.reason(), Some(h2::Reason::INTERNAL_ERROR), "{reset}");
+    assert!(events >= 5, "events flowed before the cut: {events}");
+}
+
+#[tokio::test]
+async fn without_close_on_expiry_or_a_token_the_stream_goes_on() {
+    let (upstream, _) = events().await;
+    let p = proxy(&upstream.url()).await;
+    let (unbound_url, public_url, dan) =
+        (p.url("/unbound"), p.url("/public"), token("dan", 1, "d1"));
+    let unbound = read_stream(&unbound_url, &dan, Duration::from_secs(3));
+    let public = read_stream(&public_url, "not-read", Duration::from_secs(3));
+    let (unbound, public) = tokio::join!(unbound, public);
+    assert_eq!(unbound, None, "a close_on_expiry = false stream was ended");
+    assert_eq!(public, None, "an anonymous stream was ended");
+    let cuts = "gatehouse_stream_cuts_total{reason=\"token_expired\",route=\"/unbound\"}";
+    assert_eq!(p.metric(cuts).await, 0.0);
+}
