@@ -297,3 +297,44 @@ async fn handshake_with(
         .await
         .unwrap()
 }
+
+/// A leaf for `localhost` signed by `ca`, valid until 1 January of `year`: (certificate
+/// PEM, key PEM).
+fn leaf_until(ca: &Ca, year: i32) -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A renewal that does not load (here, a certificate whose key was not written) leaves the
+/// old chain in service, so the expiry gauge, which the expiry alerts read, must stay on
+/// the old chain's date rather than the file's.
+#[tokio::test]
+async fn the_expiry_gauge_follows_the_served_certificate_not_the_file() {
+    const UNTIL_2031: f64 = 1_924_992_000.0;
+    const UNTIL_2040: f64 = 2_208_988_800.0;
+    let series = "gatehouse_certificate_expiry_timestamp_seconds{certificate=\"listen\"}";
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let (cert, key) = leaf_until(&ca, 2031);
+    std::fs::write(dir.path().join("tls.key"), key).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), cert).unwrap();
+    let upstream = Upstream::echo().await;
+    let proxy = start(dir.path(), &upstream).await;
+    assert_eq!(proxy.metric(series).await, UNTIL_2031);
+
+    let (renewed, renewed_key) = leaf_until(&ca, 2040);
+    std::fs::write(dir.path().join("tls.crt"), renewed).unwrap();
+    // Ten reload intervals: the pair was tried, refused, and the gauge read again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(proxy.metric(series).await, UNTIL_2031);
+
+    std::fs::write(dir.path().join("tls.key"), renewed_key).unwrap();
+    let moved = eventually(Duration::from_secs(5), || async {
+        proxy.metric(series).await == UNTIL_2040
+    })
+    .await;
+    assert!(moved, "the gauge did not follow the renewal once it loaded");
+}

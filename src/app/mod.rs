@@ -151,13 +151,18 @@ fn tls_acceptor(
         return Ok(None);
     };
     let background = &shared.background;
-    let (acceptor, watches) =
-        crate::edge::tls::acceptor(files, background.clone()).map_err(StartError::Setup)?;
-    for watch in watches {
-        tokio::spawn(watch);
+    let tls = crate::edge::tls::acceptor(files, background.clone()).map_err(StartError::Setup)?;
+    for task in tls.tasks {
+        tokio::spawn(task);
     }
-    tokio::spawn(cert_expiry::watch(files, &shared.metrics, background));
-    Ok(Some(acceptor))
+    let every = files.reload_interval;
+    tokio::spawn(cert_expiry::watch(
+        tls.served,
+        every,
+        &shared.metrics,
+        background,
+    ));
+    Ok(Some(tls.acceptor))
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on the admin listener.

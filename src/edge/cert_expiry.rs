@@ -1,20 +1,21 @@
 //! `gatehouse_certificate_expiry_timestamp_seconds`: when the certificate we serve runs
-//! out. The chain file is read on the TLS reload interval, like the reload itself, so a
-//! renewed certificate moves the gauge without a restart.
+//! out. The served chain is read on the TLS reload interval, like the reload itself, so a
+//! renewed certificate moves the gauge without a restart. It is the chain being served,
+//! not the file: a renewal that fails to load (a certificate whose key is missing or does
+//! not match) leaves the old chain in service, and the alerts must keep counting down on it.
 //!
 //! The value is the earliest `notAfter` in the served chain: an expired intermediate fails
-//! clients as surely as an expired leaf. A file that does not parse leaves the last value.
+//! clients as surely as an expired leaf.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
 use der::{Decode, Reader, SliceReader, Tag, TagNumber};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::validate::TlsFiles;
+use crate::edge::tls::ReloadingCert;
 use crate::metrics::Metrics;
 
 /// The label of the public listener's certificate.
@@ -22,15 +23,18 @@ pub(crate) const LISTEN: &str = "listen";
 
 /// The task that sets the gauge now and again every `listen.tls.reload_interval`.
 pub(crate) fn watch(
-    files: &TlsFiles,
+    served: Arc<ReloadingCert>,
+    every: Duration,
     metrics: &Arc<Metrics>,
     stop: &CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
-    let (cert, every) = (files.cert.clone(), files.reload_interval);
     let (metrics, stop) = (metrics.clone(), stop.clone());
     async move {
         loop {
-            refresh(&cert, &metrics).await;
+            match earliest_of(&served.served().cert) {
+                Some(unix) => metrics.certificate_expiry(LISTEN, unix),
+                None => tracing::warn!("no certificate expiry readable from the served TLS chain"),
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
@@ -39,28 +43,11 @@ pub(crate) fn watch(
     }
 }
 
-async fn refresh(cert: &Path, metrics: &Metrics) {
-    let path = cert.to_path_buf();
-    let earliest = tokio::task::spawn_blocking(move || {
-        crate::files::read(&path)
-            .ok()
-            .and_then(|pem| earliest_not_after(&pem))
-    })
-    .await
-    .ok()
-    .flatten();
-    match earliest {
-        Some(unix) => metrics.certificate_expiry(LISTEN, unix),
-        None => {
-            tracing::warn!(cert = %cert.display(), "no certificate expiry readable from the TLS chain")
-        }
-    }
-}
-
-/// The earliest `notAfter` (Unix seconds) of the PEM certificates in `pem`.
-pub(crate) fn earliest_not_after(pem: &[u8]) -> Option<i64> {
-    CertificateDer::pem_slice_iter(pem)
-        .map(|der| der.ok().and_then(|d| not_after(d.as_ref())))
+/// The earliest `notAfter` (Unix seconds) of a chain.
+fn earliest_of(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    chain
+        .iter()
+        .map(|der| not_after(der.as_ref()))
         .collect::<Option<Vec<_>>>()?
         .into_iter()
         .min()
@@ -117,6 +104,15 @@ fn skip_rest<'a, R: Reader<'a>>(r: &mut R) -> der::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject;
+
+    /// The earliest `notAfter` (Unix seconds) of the PEM certificates in `pem`.
+    fn earliest_not_after(pem: &[u8]) -> Option<i64> {
+        let chain = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        earliest_of(&chain)
+    }
 
     fn cert_until(year: i32) -> String {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();

@@ -67,18 +67,29 @@ pub struct ReloadingCert {
     current: ArcSwap<CertifiedKey>,
 }
 
+impl ReloadingCert {
+    /// The certificate chain being served now: a renewal that did not load is not in it.
+    pub(crate) fn served(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+}
+
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
     }
 }
 
-/// Builds the acceptor and the tasks that reload the certificate and the ticket keys
-/// when their files change.
-pub fn acceptor(
-    files: &TlsFiles,
-    stop: CancellationToken,
-) -> Result<(tokio_rustls::TlsAcceptor, Vec<BoxFuture<'static, ()>>), String> {
+/// What the listener's TLS is made of: the acceptor, the certificate it serves (for the
+/// expiry gauge), and the tasks that reload the certificate and the ticket keys when
+/// their files change.
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub served: Arc<ReloadingCert>,
+    pub tasks: Vec<BoxFuture<'static, ()>>,
+}
+
+pub fn acceptor(files: &TlsFiles, stop: CancellationToken) -> Result<Tls, String> {
     let resolver = Arc::new(ReloadingCert {
         current: ArcSwap::new(load_certified_key(&files.cert, &files.key, files.provider)?),
     });
@@ -93,7 +104,7 @@ pub fn acceptor(
     // first, and its SHA-384 key schedule costs more per handshake than SHA-256.
     config.ignore_client_order = true;
     let mut tasks: Vec<BoxFuture<'static, ()>> = vec![Box::pin(watch(
-        resolver,
+        resolver.clone(),
         files.cert.clone(),
         files.key.clone(),
         files.provider,
@@ -101,7 +112,11 @@ pub fn acceptor(
         stop.clone(),
     ))];
     tasks.extend(resumption(&mut config, files, stop)?);
-    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), tasks))
+    Ok(Tls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        served: resolver,
+        tasks,
+    })
 }
 
 fn base_provider(provider: TlsProvider) -> rustls::crypto::CryptoProvider {
