@@ -557,6 +557,10 @@ async fn a_routes_star_does_not_open_a_cookie_reading_ticket_endpoint() {
     assert_eq!(post(&proxy, "https://evil.example").await.status, 403);
     assert_eq!(post(&proxy, "null").await.status, 403);
     let own: &'static str = format!("http://{}", proxy.addr).leak();
+    // The same host over the other scheme is another site (a plain-http page of an https
+    // site, rewritten by anyone on its path).
+    let other_scheme: &'static str = format!("https://{}", proxy.addr).leak();
+    assert_eq!(post(&proxy, other_scheme).await.status, 403);
     assert_eq!(
         post(&proxy, own).await.status,
         401,
@@ -581,6 +585,8 @@ async fn a_cookie_token_from_another_site_is_refused() {
     let token = token();
     let cookie = format!("at={token}");
     let own = format!("http://{}", proxy.addr);
+    // The listener is plain http: its own host over https is another origin.
+    let other_scheme = format!("https://{}", proxy.addr);
     let url = proxy.url("/api/x");
     let with = |origin: Option<&str>, auth: (&'static str, String)| {
         let mut request = http::Request::post(&url).header(auth.0, auth.1);
@@ -589,7 +595,7 @@ async fn a_cookie_token_from_another_site_is_refused() {
         }
         send(request.body(Full::default()).unwrap())
     };
-    for origin in ["https://evil.example", "null"] {
+    for origin in ["https://evil.example", "null", other_scheme.as_str()] {
         let refused = with(Some(origin), ("cookie", cookie.clone())).await;
         assert_eq!(refused.status, 403, "{origin}");
         assert_eq!(refused.json()["error"], "origin_not_allowed");

@@ -55,10 +55,11 @@ impl Authenticator {
     }
 
     /// The route's token or ticket as a credential; `None` when the route does not
-    /// authenticate or the request carries none (policy decides what that means).
+    /// authenticate or the request carries none (policy decides what that means). `https`:
+    /// the client's scheme, for the cookie's same-site check.
     pub(crate) async fn request(
         &self,
-        parts: &Parts,
+        (parts, https): (&Parts, bool),
         route: &RouteConfig,
         desk: Option<&TicketDesk>,
         metrics: &Metrics,
@@ -70,7 +71,7 @@ impl Authenticator {
             return Ok(None);
         };
         if found.origin == Origin::Cookie
-            && !cors::cookie_credential_allowed(&parts.headers, &route.allowed_origins)
+            && !cors::cookie_credential_allowed(&parts.headers, &route.allowed_origins, https)
         {
             return Err(ProxyError::OriginNotAllowed);
         }

@@ -58,13 +58,14 @@ impl<'a> Rules<'a> {
     }
 }
 
-/// Whether `Origin` names the host the request was sent to (its `Host`), as a page of the
-/// site itself sends it; `null` and every other site are not.
-pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
-    let origin = origin.as_bytes();
-    let authority = origin
-        .strip_prefix(b"https://")
-        .or_else(|| origin.strip_prefix(b"http://"));
+/// Whether `Origin` names the site the request was sent to (its `Host`, over the scheme the
+/// client used: `https` for a TLS listener or a trusted hop's `X-Forwarded-Proto: https`),
+/// as a page of the site itself sends it; `null` and every other site are not. The scheme
+/// counts: a page served over plain http on the same host (or rewritten by anyone on the
+/// path to it) is another origin, and must not speak for the https site's cookie.
+pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>, https: bool) -> bool {
+    let scheme: &[u8] = if https { b"https://" } else { b"http://" };
+    let authority = origin.as_bytes().strip_prefix(scheme);
     match (authority, host) {
         (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.as_bytes()),
         _ => false,
@@ -75,11 +76,15 @@ pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> b
 /// the caller only when the request has no `Origin` (a navigation, a client that is not a
 /// browser), comes from the site itself, or from an origin the route names (`"*"` names
 /// none): otherwise any page could act as the user (CSRF).
-pub(crate) fn cookie_credential_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+pub(crate) fn cookie_credential_allowed(
+    headers: &HeaderMap,
+    allowed: &[String],
+    https: bool,
+) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    same_origin(origin, headers.get(header::HOST)) || origin_named(allowed, origin)
+    same_origin(origin, headers.get(header::HOST), https) || origin_named(allowed, origin)
 }
 
 /// A browser's CORS preflight. One with a body is not: it is authenticated like any request.

@@ -61,8 +61,9 @@ impl EndpointCors {
     pub(crate) fn screen<B>(
         &self,
         request: &Request<B>,
+        https: bool,
     ) -> Result<Option<Response<Body>>, ProxyError> {
-        let origin = self.origin(request)?;
+        let origin = self.origin(request, https)?;
         if request.method() != Method::OPTIONS {
             return Ok(None);
         }
@@ -77,14 +78,19 @@ impl EndpointCors {
     }
 
     /// `Some(origin)` to echo in CORS headers, `None` for none; `Err` when it is not allowed.
-    fn origin<B>(&self, request: &Request<B>) -> Result<Option<HeaderValue>, ProxyError> {
+    fn origin<B>(
+        &self,
+        request: &Request<B>,
+        https: bool,
+    ) -> Result<Option<HeaderValue>, ProxyError> {
         let Some(origin) = request.headers().get(header::ORIGIN) else {
             return Ok(None);
         };
         if self.origins.is_empty() {
             // No list: a cross-site page may call the endpoint but never read it, unless
             // its cookie would be the credential.
-            if self.cookies && !cors::same_origin(origin, request.headers().get(header::HOST)) {
+            let host = request.headers().get(header::HOST);
+            if self.cookies && !cors::same_origin(origin, host, https) {
                 return Err(ProxyError::OriginNotAllowed);
             }
             return Ok(None);

@@ -57,9 +57,12 @@ impl Proxy {
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (parts, body) = request.into_parts();
-        let credential =
-            self.auth
-                .request(&parts, &route.config, self.tickets.as_ref(), &self.metrics);
+        let credential = self.auth.request(
+            (&parts, caller.client.https),
+            &route.config,
+            self.tickets.as_ref(),
+            &self.metrics,
+        );
         let credential = self.counted(upgrade, route, credential.await)?;
         if line.logged() {
             line.subject = credential.as_ref().and_then(|c| self.subject(&c.claims));

@@ -290,8 +290,14 @@ impl Proxy {
         // The desks are boxed: their futures are large and rare, and every request's
         // future (moved as a whole) would otherwise be as large as theirs.
         match destination {
-            Destination::Tickets(desk) => Box::pin(self.ticket_endpoint(desk, request, line)).await,
-            Destination::Logout(desk) => Box::pin(self.logout_endpoint(desk, request, line)).await,
+            Destination::Tickets(desk) => {
+                let request = (request, caller.client.https);
+                Box::pin(self.ticket_endpoint(desk, request, line)).await
+            }
+            Destination::Logout(desk) => {
+                let request = (request, caller.client.https);
+                Box::pin(self.logout_endpoint(desk, request, line)).await
+            }
             Destination::Route(route) => {
                 self.pipeline(request, route, (conn, caller, request_id), line)
                     .await

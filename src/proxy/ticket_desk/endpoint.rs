@@ -21,10 +21,10 @@ impl Proxy {
     pub(crate) async fn ticket_endpoint(
         &self,
         desk: &TicketDesk,
-        request: Request<Incoming>,
+        (request, https): (Request<Incoming>, bool),
         line: &mut AccessLine,
     ) -> Result<Response<Body>, ProxyError> {
-        if let Some(preflight) = desk.cors.screen(&request)? {
+        if let Some(preflight) = desk.cors.screen(&request, https)? {
             return Ok(preflight);
         }
         match *request.method() {
