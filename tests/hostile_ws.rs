@@ -466,6 +466,38 @@ async fn a_ticket_body_that_never_finishes_is_cut_after_its_timeout() {
     );
 }
 
+/// A ticket request announcing a body over the endpoint's 4 KiB is refused on its head:
+/// the answer comes while the body has not been sent at all, not after `body_read_timeout`.
+#[tokio::test]
+async fn a_ticket_request_announcing_a_large_body_gets_413_before_sending_it() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+        token("alice", 600, "j2b")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), read_head(&mut s))
+        .await
+        .expect("no answer to the head alone within 2 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // A chunked body is judged as it arrives, and refused the same way where it crosses.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1388\r\n{}\r\n",
+        token("alice", 600, "j2c"),
+        "x".repeat(5000)
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), read_head(&mut s))
+        .await
+        .expect("no answer within 2 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+}
+
 /// The admin listener's `POST /revocations` reads its body on the same clock: a body that
 /// trickles in (the caller has the admin secret, but may be a stuck script) is cut.
 #[tokio::test]
