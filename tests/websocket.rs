@@ -629,6 +629,77 @@ async fn tickets_for_a_fractional_exp_live_their_full_ttl() {
     }
 }
 
+/// A token past `exp` but within the issuer's `leeway` still validates, but gets no ticket:
+/// a ticket never outlives its token, and one with under a second left could not be used.
+/// The caller is told `token_expired`, so it fetches a new token.
+#[tokio::test]
+async fn a_token_past_exp_within_leeway_gets_401_not_a_ticket_of_no_life() {
+    let hub = WsHub::start().await;
+    let toml = format!(
+        r#"
+{HS_ISSUER}
+leeway = "60s"
+
+[tickets]
+ttl = "30s"
+rate_limit_per_minute = 1000
+
+[[route]]
+path = "/hub"
+upstream = "{up}"
+websocket = true
+tokens = ["header", "ticket"]
+"#,
+        up = hub.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
+    let ticket = |token: String| {
+        let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        send(request)
+    };
+    for exp in [now() - 5, now()] {
+        let token = token_with_dates("alice", &format!(r#""exp":{exp}"#));
+        let answer = ticket(token.clone()).await;
+        assert_eq!(
+            answer.status,
+            401,
+            "exp now{:+}: {}",
+            exp as i64 - now() as i64,
+            answer.body
+        );
+        assert_eq!(answer.json()["error"], "token_expired");
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+        );
+        // The leeway still holds for the token itself.
+        let (mut c, _) = ws_connect(
+            &format!("ws://{}/hub", proxy.addr),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .unwrap();
+        echo_once(&mut c, "within leeway").await;
+    }
+    // A few seconds left: a ticket for those, never past exp.
+    let exp = now() + 4;
+    let answer = ticket(token_with_dates("alice", &format!(r#""exp":{exp}"#))).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let expires_in = answer.json()["expires_in"].as_u64().unwrap();
+    assert!(
+        (2..=exp - now()).contains(&expires_in),
+        "expires_in {expires_in}"
+    );
+    let ticket = answer.json()["ticket"].as_str().unwrap().to_string();
+    let (mut c, _) = ws_connect(&format!("ws://{}/hub?ticket={ticket}", proxy.addr), &[])
+        .await
+        .unwrap();
+    echo_once(&mut c, "with a short ticket").await;
+}
+
 #[tokio::test]
 async fn absurd_date_claims_get_401_and_crash_nothing() {
     let w = world().await;
