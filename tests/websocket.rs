@@ -700,6 +700,66 @@ tokens = ["header", "ticket"]
     echo_once(&mut c, "with a short ticket").await;
 }
 
+/// Dates are judged on the whole seconds as written. serde_json (and jsonwebtoken) read
+/// `N.99999999` as the f64 `N + 1.0`, which let a token live a second past its `exp` and
+/// refused one whose `nbf` or `iat` had come. The issuer's leeway here is 0.
+#[tokio::test]
+async fn a_date_of_n_point_nines_counts_as_n() {
+    let w = world().await;
+    // A fresh second: the one-second difference under test must not be crossed meanwhile.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(
+        Duration::from_millis(1010) - Duration::from_nanos(wall.subsec_nanos().into()),
+    )
+    .await;
+    let n = now();
+    let later = n + 600;
+    for (dates, want) in [
+        (format!(r#""exp":{}.99999999"#, n - 1), Err("token_expired")),
+        (
+            format!(r#""exp":{}99999999e-8"#, n - 1),
+            Err("token_expired"),
+        ),
+        (format!(r#""exp":{later},"nbf":{n}.99999999"#), Ok(())),
+        (format!(r#""exp":{later},"iat":{n}.99999999"#), Ok(())),
+        (format!(r#""exp":{later},"iat":{n}99999999E-8"#), Ok(())),
+        (
+            format!(r#""exp":{later},"nbf":{}"#, n + 120),
+            Err("token_not_yet_valid"),
+        ),
+        (
+            format!(r#""exp":{later},"iat":99999999999999999999"#),
+            Err("bad_date_claim"),
+        ),
+        (
+            format!(r#""exp":{later},"nbf":1e300"#),
+            Err("bad_date_claim"),
+        ),
+        (
+            format!(r#""exp":{later},"iat":-0.5"#),
+            Err("bad_date_claim"),
+        ),
+    ] {
+        let token = token_with_dates("alice", &dates);
+        let answer = w.ticket(&token, None).await;
+        match want {
+            Ok(()) => assert_eq!(answer.status, 201, "{dates}: {}", answer.body),
+            Err(reason) => {
+                assert_eq!(answer.status, 401, "{dates}: {}", answer.body);
+                assert_eq!(answer.json()["error"], reason, "{dates}");
+            }
+        }
+        let upgrade = ws_connect(
+            &w.ws("/hub"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(upgrade.err(), want.err().map(|_| 401), "{dates}");
+    }
+}
+
 #[tokio::test]
 async fn absurd_date_claims_get_401_and_crash_nothing() {
     let w = world().await;
