@@ -604,6 +604,63 @@ async fn an_upstream_subprotocol_the_client_never_offered_is_refused_with_502() 
     );
 }
 
+/// A first-message route answers the client's handshake before any upstream is asked, with
+/// the first subprotocol the client offered. The upstream is offered exactly that one; one
+/// that picks another, or none, gets the session ended (close 1011 saying why) rather than
+/// relayed between two sides that speak different protocols.
+#[tokio::test]
+async fn a_first_message_route_holds_the_upstream_to_the_subprotocol_the_client_was_given() {
+    let offer = [("sec-websocket-protocol", "chat.v2, chat.v1")];
+    let auth = |jti: &str| json!({"type": "auth", "token": token("alice", 600, jti)}).to_string();
+    // A hub that takes the first subprotocol offered: the session runs on chat.v2.
+    let hub = WsHub::start().await;
+    let gate = proxy(&hub.url(), "").await;
+    let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &offer)
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "chat.v2");
+    c.send(Message::text(auth("s1"))).await.unwrap();
+    c.send(Message::text("hi")).await.unwrap();
+    assert!(matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi"));
+    assert_eq!(hub.conns()[0].headers["sec-websocket-protocol"], "chat.v2");
+
+    // Upstreams that choose no subprotocol, or one nobody offered.
+    for (chosen, jti) in [
+        (None, "s2"),
+        (Some("evil.v1"), "s3"),
+        (Some("chat.v1"), "s4"),
+    ] {
+        let hub = HostileHub::start(Peer::Floods, chosen).await;
+        let gate = proxy(&hub.url(), "").await;
+        let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &offer)
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["sec-websocket-protocol"], "chat.v2");
+        c.send(Message::text(auth(jti))).await.unwrap();
+        assert_eq!(
+            close_of(&mut c, Duration::from_secs(5)).await,
+            Some((1011, "upstream refused the subprotocol".to_string())),
+            "upstream chose {chosen:?}"
+        );
+        let refused =
+            "gatehouse_websocket_upgrades_total{result=\"bad_subprotocol\",route=\"/fm\"}";
+        assert_eq!(gate.metric(refused).await, 1.0, "upstream chose {chosen:?}");
+    }
+
+    // A client that offers none gets none, and so must the upstream choose.
+    let hub = HostileHub::start(Peer::Floods, Some("evil.v1")).await;
+    let gate = proxy(&hub.url(), "").await;
+    let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &[])
+        .await
+        .unwrap();
+    assert!(answer.headers().get("sec-websocket-protocol").is_none());
+    c.send(Message::text(auth("s5"))).await.unwrap();
+    assert_eq!(
+        close_of(&mut c, Duration::from_secs(5)).await,
+        Some((1011, "upstream refused the subprotocol".to_string()))
+    );
+}
+
 #[tokio::test]
 async fn a_client_close_in_gatehouse_range_reaches_the_upstream_rewritten() {
     let hub = WsHub::start().await;
