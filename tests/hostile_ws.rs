@@ -466,6 +466,38 @@ async fn a_ticket_body_that_never_finishes_is_cut_after_its_timeout() {
     );
 }
 
+/// A ticket request announcing a body over the endpoint's 4 KiB is refused on its head:
+/// the answer comes while the body has not been sent at all, not after `body_read_timeout`.
+#[tokio::test]
+async fn a_ticket_request_announcing_a_large_body_gets_413_before_sending_it() {
+    let hub = WsHub::start().await;
+    let proxy = proxy(&hub.url(), "").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
+        token("alice", 600, "j2b")
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), read_head(&mut s))
+        .await
+        .expect("no answer to the head alone within 2 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // A chunked body is judged as it arrives, and refused the same way where it crosses.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let head = format!(
+        "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1388\r\n{}\r\n",
+        token("alice", 600, "j2c"),
+        "x".repeat(5000)
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(2), read_head(&mut s))
+        .await
+        .expect("no answer within 2 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+}
+
 /// The admin listener's `POST /revocations` reads its body on the same clock: a body that
 /// trickles in (the caller has the admin secret, but may be a stuck script) is cut.
 #[tokio::test]
@@ -569,6 +601,63 @@ async fn an_upstream_subprotocol_the_client_never_offered_is_refused_with_502() 
             .metric("gatehouse_websocket_upgrades_total{result=\"bad_subprotocol\",route=\"/ws\"}")
             .await,
         1.0
+    );
+}
+
+/// A first-message route answers the client's handshake before any upstream is asked, with
+/// the first subprotocol the client offered. The upstream is offered exactly that one; one
+/// that picks another, or none, gets the session ended (close 1011 saying why) rather than
+/// relayed between two sides that speak different protocols.
+#[tokio::test]
+async fn a_first_message_route_holds_the_upstream_to_the_subprotocol_the_client_was_given() {
+    let offer = [("sec-websocket-protocol", "chat.v2, chat.v1")];
+    let auth = |jti: &str| json!({"type": "auth", "token": token("alice", 600, jti)}).to_string();
+    // A hub that takes the first subprotocol offered: the session runs on chat.v2.
+    let hub = WsHub::start().await;
+    let gate = proxy(&hub.url(), "").await;
+    let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &offer)
+        .await
+        .unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "chat.v2");
+    c.send(Message::text(auth("s1"))).await.unwrap();
+    c.send(Message::text("hi")).await.unwrap();
+    assert!(matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi"));
+    assert_eq!(hub.conns()[0].headers["sec-websocket-protocol"], "chat.v2");
+
+    // Upstreams that choose no subprotocol, or one nobody offered.
+    for (chosen, jti) in [
+        (None, "s2"),
+        (Some("evil.v1"), "s3"),
+        (Some("chat.v1"), "s4"),
+    ] {
+        let hub = HostileHub::start(Peer::Floods, chosen).await;
+        let gate = proxy(&hub.url(), "").await;
+        let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &offer)
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["sec-websocket-protocol"], "chat.v2");
+        c.send(Message::text(auth(jti))).await.unwrap();
+        assert_eq!(
+            close_of(&mut c, Duration::from_secs(5)).await,
+            Some((1011, "upstream refused the subprotocol".to_string())),
+            "upstream chose {chosen:?}"
+        );
+        let refused =
+            "gatehouse_websocket_upgrades_total{result=\"bad_subprotocol\",route=\"/fm\"}";
+        assert_eq!(gate.metric(refused).await, 1.0, "upstream chose {chosen:?}");
+    }
+
+    // A client that offers none gets none, and so must the upstream choose.
+    let hub = HostileHub::start(Peer::Floods, Some("evil.v1")).await;
+    let gate = proxy(&hub.url(), "").await;
+    let (mut c, answer) = ws_connect(&format!("ws://{}/fm", gate.addr), &[])
+        .await
+        .unwrap();
+    assert!(answer.headers().get("sec-websocket-protocol").is_none());
+    c.send(Message::text(auth("s5"))).await.unwrap();
+    assert_eq!(
+        close_of(&mut c, Duration::from_secs(5)).await,
+        Some((1011, "upstream refused the subprotocol".to_string()))
     );
 }
 

@@ -62,6 +62,16 @@ async fn proxy(hubs: &[&NodeHub]) -> TestProxy {
     TestProxy::start_with_secrets(&config(hubs), &[("HS", SECRET)]).await
 }
 
+/// [`proxy`] with the route's seal key read from `key_file`.
+async fn proxy_keyed(hubs: &[&NodeHub], key_file: &std::path::Path) -> TestProxy {
+    let toml = format!(
+        "{}affinity_key_file = {:?}\n",
+        config(hubs),
+        key_file.display().to_string()
+    );
+    TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await
+}
+
 /// `node client.js` with `n` connections open at once; its JSON result.
 async fn run_client(base: String, mode: &'static str, transport: &'static str, n: u32) -> Value {
     let token = token();
@@ -349,6 +359,46 @@ async fn a_token_sealed_by_one_replica_is_unsealed_by_the_other_and_forgeries_ge
         count(&after.0) + count(&after.1),
         "only the negotiate reached a hub"
     );
+}
+
+/// Two replicas whose configs list the same hubs in another order (a reload, or a config
+/// generated from an unordered source), the second with one hub more (a scale-out): a
+/// connection negotiated on one still reaches its hub through the other, with the seal key
+/// derived from the config and with a shared `affinity_key_file`.
+#[tokio::test]
+async fn reordered_endpoints_on_another_replica_still_reach_the_hub_of_the_connection() {
+    if !require_node("reordered_endpoints_on_another_replica_still_reach_the_hub") {
+        return;
+    }
+    let (a, b, c) = (
+        NodeHub::start(&["a"], &[]),
+        NodeHub::start(&["b"], &[]),
+        NodeHub::start(&["c"], &[]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("affinity.key");
+    std::fs::write(&key_file, "a shared affinity key of 32 bytes").unwrap();
+    let pairs = [
+        (proxy(&[&a, &b]).await, proxy(&[&b, &c, &a]).await),
+        (
+            proxy_keyed(&[&a, &b], &key_file).await,
+            proxy_keyed(&[&c, &b, &a], &key_file).await,
+        ),
+    ];
+    let token = token();
+    for (pair, (one, two)) in pairs.iter().enumerate() {
+        for _ in 0..6 {
+            let negotiated = post(&one.url("/hub/negotiate?negotiateVersion=1"), &token, "").await;
+            assert_eq!(negotiated.status, StatusCode::OK, "{}", negotiated.body);
+            let sealed = negotiated.json()["connectionToken"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            // The first long poll answers at once, and only on the hub that issued the id.
+            let poll = bearer(&two.url(&format!("/hub?id={sealed}")), &token).await;
+            assert_eq!(poll.status, StatusCode::OK, "pair {pair}: {}", poll.body);
+        }
+    }
 }
 
 #[tokio::test]

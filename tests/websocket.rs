@@ -629,6 +629,137 @@ async fn tickets_for_a_fractional_exp_live_their_full_ttl() {
     }
 }
 
+/// A token past `exp` but within the issuer's `leeway` still validates, but gets no ticket:
+/// a ticket never outlives its token, and one with under a second left could not be used.
+/// The caller is told `token_expired`, so it fetches a new token.
+#[tokio::test]
+async fn a_token_past_exp_within_leeway_gets_401_not_a_ticket_of_no_life() {
+    let hub = WsHub::start().await;
+    let toml = format!(
+        r#"
+{HS_ISSUER}
+leeway = "60s"
+
+[tickets]
+ttl = "30s"
+rate_limit_per_minute = 1000
+
+[[route]]
+path = "/hub"
+upstream = "{up}"
+websocket = true
+tokens = ["header", "ticket"]
+"#,
+        up = hub.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&toml, &[("HS", SECRET)]).await;
+    let ticket = |token: String| {
+        let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        send(request)
+    };
+    for exp in [now() - 5, now()] {
+        let token = token_with_dates("alice", &format!(r#""exp":{exp}"#));
+        let answer = ticket(token.clone()).await;
+        assert_eq!(
+            answer.status,
+            401,
+            "exp now{:+}: {}",
+            exp as i64 - now() as i64,
+            answer.body
+        );
+        assert_eq!(answer.json()["error"], "token_expired");
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+        );
+        // The leeway still holds for the token itself.
+        let (mut c, _) = ws_connect(
+            &format!("ws://{}/hub", proxy.addr),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .unwrap();
+        echo_once(&mut c, "within leeway").await;
+    }
+    // A few seconds left: a ticket for those, never past exp.
+    let exp = now() + 4;
+    let answer = ticket(token_with_dates("alice", &format!(r#""exp":{exp}"#))).await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let expires_in = answer.json()["expires_in"].as_u64().unwrap();
+    assert!(
+        (2..=exp - now()).contains(&expires_in),
+        "expires_in {expires_in}"
+    );
+    let ticket = answer.json()["ticket"].as_str().unwrap().to_string();
+    let (mut c, _) = ws_connect(&format!("ws://{}/hub?ticket={ticket}", proxy.addr), &[])
+        .await
+        .unwrap();
+    echo_once(&mut c, "with a short ticket").await;
+}
+
+/// Dates are judged on the whole seconds as written. serde_json (and jsonwebtoken) read
+/// `N.99999999` as the f64 `N + 1.0`, which let a token live a second past its `exp` and
+/// refused one whose `nbf` or `iat` had come. The issuer's leeway here is 0.
+#[tokio::test]
+async fn a_date_of_n_point_nines_counts_as_n() {
+    let w = world().await;
+    // A fresh second: the one-second difference under test must not be crossed meanwhile.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    tokio::time::sleep(
+        Duration::from_millis(1010) - Duration::from_nanos(wall.subsec_nanos().into()),
+    )
+    .await;
+    let n = now();
+    let later = n + 600;
+    for (dates, want) in [
+        (format!(r#""exp":{}.99999999"#, n - 1), Err("token_expired")),
+        (
+            format!(r#""exp":{}99999999e-8"#, n - 1),
+            Err("token_expired"),
+        ),
+        (format!(r#""exp":{later},"nbf":{n}.99999999"#), Ok(())),
+        (format!(r#""exp":{later},"iat":{n}.99999999"#), Ok(())),
+        (format!(r#""exp":{later},"iat":{n}99999999E-8"#), Ok(())),
+        (
+            format!(r#""exp":{later},"nbf":{}"#, n + 120),
+            Err("token_not_yet_valid"),
+        ),
+        (
+            format!(r#""exp":{later},"iat":99999999999999999999"#),
+            Err("bad_date_claim"),
+        ),
+        (
+            format!(r#""exp":{later},"nbf":1e300"#),
+            Err("bad_date_claim"),
+        ),
+        (
+            format!(r#""exp":{later},"iat":-0.5"#),
+            Err("bad_date_claim"),
+        ),
+    ] {
+        let token = token_with_dates("alice", &dates);
+        let answer = w.ticket(&token, None).await;
+        match want {
+            Ok(()) => assert_eq!(answer.status, 201, "{dates}: {}", answer.body),
+            Err(reason) => {
+                assert_eq!(answer.status, 401, "{dates}: {}", answer.body);
+                assert_eq!(answer.json()["error"], reason, "{dates}");
+            }
+        }
+        let upgrade = ws_connect(
+            &w.ws("/hub"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+        assert_eq!(upgrade.err(), want.err().map(|_| 401), "{dates}");
+    }
+}
+
 #[tokio::test]
 async fn absurd_date_claims_get_401_and_crash_nothing() {
     let w = world().await;

@@ -3,7 +3,8 @@
 //! Order of checks: size (done at extraction), cache, header (`alg` on the issuer's
 //! allow-list, no `crit`, required `typ`), issuer chosen by the unverified `iss`, key
 //! chosen by `kid` from *that issuer's* key set only, then jsonwebtoken verifies the
-//! signature and `iss`, `aud`, `exp`, `nbf` with leeway; `exp` must be present. `jku`, `x5u` and an embedded
+//! signature, `iss` and `aud`; `exp` must be present, and `exp`, `nbf` and `iat` are judged
+//! with leeway by `numeric_date` on the whole seconds as written. `jku`, `x5u` and an embedded
 //! `jwk` are parsed by jsonwebtoken but never read here: keys come only from config.
 //!
 //! Verified claims are cached ([`TokenCache`]: found by the signature's start, the whole
@@ -125,6 +126,8 @@ impl Validator {
             }
             (result, _) => result?,
         };
+        let mut claims = claims;
+        numeric_date::settle(&mut claims, || payload(token.expose()))?;
         numeric_date::check(&claims)?;
         let leeway = self
             .issuers
@@ -241,10 +244,7 @@ impl Validator {
         struct Iss {
             iss: Option<String>,
         }
-        let payload = raw.split('.').nth(1).ok_or(AuthError::Malformed)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| AuthError::Malformed)?;
+        let bytes = payload(raw).ok_or(AuthError::Malformed)?;
         let iss: Iss = serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
         let iss = iss.iss.ok_or(AuthError::MissingClaim)?;
         self.issuers
@@ -253,6 +253,14 @@ impl Validator {
             .find(|(_, s)| s.issuer().issuer == iss)
             .ok_or(AuthError::UnknownIssuer)
     }
+}
+
+/// A JWT's payload, the claims' JSON text.
+fn payload(raw: &str) -> Option<Vec<u8>> {
+    let payload = raw.split('.').nth(1)?;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
 }
 
 /// Whether the JOSE header has a `crit` member at all: jsonwebtoken reads `"crit": null`
@@ -273,7 +281,11 @@ fn validation(issuer: &crate::config::IssuerConfig, alg: Algorithm) -> Validatio
     let mut v = Validation::new(alg);
     v.algorithms = vec![alg];
     v.leeway = issuer.leeway.as_secs();
-    v.validate_nbf = true;
+    // `exp` and `nbf` are judged by `numeric_date::check_window` on the seconds as written:
+    // jsonwebtoken reads them through an f64 and rounds (`N.5` and `N.99999999` are
+    // `N + 1` to it), which would refuse a token whose `nbf` has come.
+    v.validate_exp = false;
+    v.validate_nbf = false;
     v.set_issuer(&[issuer.issuer.as_str()]);
     v.set_audience(&issuer.audiences);
     // `exp` is required too, but checked in `verify`: jsonwebtoken would call an `exp` it

@@ -67,7 +67,7 @@ pub struct Endpoints {
     /// Resolve `authorities[0]` every this long; every address is an endpoint.
     pub resolve_every: Option<Duration>,
     pub affinity: Affinity,
-    /// The seal key; `None`: derived from the route's path and upstream.
+    /// The seal key; `None`: derived from the route's path.
     pub affinity_key_file: Option<PathBuf>,
 }
 

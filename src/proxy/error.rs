@@ -52,6 +52,9 @@ pub(crate) enum ProxyError {
     /// A body gatehouse reads itself did not arrive within `limits.body_read_timeout`.
     #[error("request body not received in time")]
     BodyTimeout,
+    /// A body gatehouse reads itself is larger than its endpoint takes.
+    #[error("request body too large")]
+    BodyTooLarge,
 }
 
 impl From<RevocationError> for ProxyError {
@@ -110,7 +113,8 @@ impl ProxyError {
         match e {
             BodyError::Timeout => ProxyError::BodyTimeout,
             BodyError::Over(over) => ProxyError::OverBudget(over),
-            BodyError::TooLarge | BodyError::Broken => ProxyError::BadRequest(refusal),
+            BodyError::TooLarge => ProxyError::BodyTooLarge,
+            BodyError::Broken => ProxyError::BadRequest(refusal),
         }
     }
 }
@@ -157,6 +161,9 @@ impl ProxyError {
                 "request_timeout",
                 Limit("body_read_timeout"),
             ),
+            ProxyError::BodyTooLarge => {
+                row(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", Nothing)
+            }
             ProxyError::Auth(e) => row(auth_status(e), e.reason(), AuthFailure),
             ProxyError::Upstream(e) => upstream_reason(e),
         }
@@ -215,6 +222,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => "use POST",
             ProxyError::OverBudget(_) => "too many unauthenticated requests in flight, try again",
             ProxyError::BodyTimeout => "the request body did not arrive in time",
+            ProxyError::BodyTooLarge => "the request body is larger than this endpoint takes",
             ProxyError::Upstream(e) => upstream_message(e),
             ProxyError::Ticket(_) | ProxyError::Path(_) | ProxyError::Auth(_) => {
                 return self.to_string().into()

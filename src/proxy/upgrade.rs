@@ -171,7 +171,10 @@ impl Proxy {
             .ok_or(ProxyError::BadRequest(
                 "a WebSocket upgrade needs Sec-WebSocket-Key",
             ))?;
-        // We must pick a subprotocol before the upstream is asked: the first one offered.
+        // The client's 101 goes out before the upstream is asked, so gatehouse picks: the
+        // first subprotocol offered, the client's own preference. Only that one is offered
+        // upstream, and an upstream that does not choose it ends the session (see
+        // `open_upstream`): the client never speaks a protocol the upstream did not agree to.
         let protocol = ws::offered_protocols(&parts.headers).into_iter().next();
         let mut response = Response::new(empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -246,13 +249,17 @@ impl Proxy {
         let session = permitted.session();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
         let upstream = self
-            .open_upstream(route, request, protocol.as_slice())
+            .open_upstream(route, request, protocol.as_deref())
             .await;
         let (upstream, _in_flight) = match upstream {
             Ok(upstream) => upstream,
             Err(result) => {
                 self.metrics.upgrade(&route.labels.name, result);
-                relay::close(&mut client, 1011, "upstream unavailable").await;
+                let text = match result {
+                    "bad_subprotocol" => "upstream refused the subprotocol",
+                    _ => "upstream unavailable",
+                };
+                relay::close(&mut client, 1011, text).await;
                 return;
             }
         };
@@ -267,14 +274,15 @@ impl Proxy {
         &self,
         route: &Route,
         request: Permitted<Request<Incoming>>,
-        protocol: &[String],
+        answered: Option<&str>,
     ) -> Result<(hyper::upgrade::Upgraded, Held), &'static str> {
         let mut response = match route.upstream.forward(request).await {
             Ok(r) if r.status() == StatusCode::SWITCHING_PROTOCOLS => r,
             _ => return Err("upstream_refused"),
         };
-        // The client was already told which subprotocol it gets: the upstream must agree.
-        if !ws::chosen_protocol_offered(response.headers(), protocol) {
+        // The client was already told which subprotocol it gets: the upstream must agree,
+        // choosing none included (the client would speak a protocol the upstream does not).
+        if !ws::chosen_protocol_is(response.headers(), answered) {
             return Err("bad_subprotocol");
         }
         let in_flight = response.extensions_mut().remove::<Arc<InFlight>>();

@@ -70,10 +70,15 @@ impl TicketStore {
         TicketStore::Redis(redis_store::RedisTickets::new(handle, ttl))
     }
 
-    pub(crate) async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
+    /// Issues a ticket for `grant` that lives `lifetime` (see [`lifetime`]).
+    pub(crate) async fn issue(
+        &self,
+        grant: Grant,
+        lifetime: Duration,
+    ) -> Result<Issued, TicketError> {
         match self {
-            TicketStore::Memory(m) => Ok(m.issue(grant, token_exp)),
-            TicketStore::Redis(r) => r.issue(grant, token_exp).await,
+            TicketStore::Memory(m) => Ok(m.issue(grant, lifetime)),
+            TicketStore::Redis(r) => r.issue(grant, lifetime).await,
         }
     }
 
@@ -103,11 +108,17 @@ impl TicketStore {
     }
 }
 
-/// How long a ticket for a token expiring at `token_exp` may live.
-fn lifetime(ttl: Duration, token_exp: u64) -> Duration {
-    ttl.min(Duration::from_secs(
-        token_exp.saturating_sub(crate::auth::claims::unix_now()),
-    ))
+/// How long a ticket for a token expiring at `token_exp` (unix seconds) may live: `ttl`,
+/// but never past `token_exp`. `None` when that leaves less than a second. A token past
+/// `exp` still validates within the issuer's `leeway`, but a ticket must not outlive the
+/// token, and one of no or a few milliseconds' life would be a `201` whose ticket can never
+/// redeem: the caller is better told its token expired, so it fetches a new one.
+pub(crate) fn lifetime(ttl: Duration, token_exp: u64) -> Option<Duration> {
+    let since_epoch = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let left = Duration::from_secs(token_exp).saturating_sub(since_epoch);
+    Some(ttl.min(left)).filter(|life| *life >= Duration::from_secs(1))
 }
 
 fn new_ticket() -> String {
@@ -142,10 +153,9 @@ impl MemoryTickets {
         }
     }
 
-    /// Issues a ticket for `grant`, living `ttl` but never past `token_exp` (unix seconds).
-    pub(crate) fn issue(&self, grant: Grant, token_exp: u64) -> Issued {
+    /// Issues a ticket for `grant`, living `expires_in`.
+    pub(crate) fn issue(&self, grant: Grant, expires_in: Duration) -> Issued {
         let ticket = new_ticket();
-        let expires_in = lifetime(self.ttl, token_exp);
         self.entries.insert(
             digest(&ticket),
             Entry {
@@ -214,8 +224,8 @@ mod tests {
         }
     }
 
-    fn far() -> u64 {
-        crate::auth::claims::unix_now() + 3600
+    fn far() -> Duration {
+        Duration::from_secs(30)
     }
 
     #[test]
@@ -252,10 +262,17 @@ mod tests {
     }
 
     #[test]
-    fn tickets_never_outlive_their_token() {
-        let store = MemoryTickets::new(Duration::from_secs(30));
-        let issued = store.issue(grant(None), crate::auth::claims::unix_now());
-        assert_eq!(issued.expires_in, Duration::ZERO);
+    fn tickets_never_outlive_their_token_and_none_is_issued_for_less_than_a_second() {
+        let ttl = Duration::from_secs(30);
+        let now = crate::auth::claims::unix_now();
+        assert_eq!(lifetime(ttl, now + 3600), Some(ttl));
+        let short = lifetime(ttl, now + 10).unwrap();
+        assert!(short <= Duration::from_secs(10) && short > Duration::from_secs(8));
+        assert_eq!(lifetime(ttl, now), None, "the second exp names has begun");
+        assert_eq!(lifetime(ttl, now.saturating_sub(5)), None, "within leeway");
+        assert_eq!(lifetime(ttl, u64::MAX), Some(ttl), "no exp: the full ttl");
+        let store = MemoryTickets::new(ttl);
+        let issued = store.issue(grant(None), Duration::ZERO);
         assert_eq!(
             store
                 .redeem(&BearerToken::new(issued.ticket), "/")

@@ -14,7 +14,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{lifetime, new_ticket, Grant, Issued, TicketError};
+use super::{new_ticket, Grant, Issued, TicketError};
 use crate::auth::claims::Claims;
 use crate::redis::RedisHandle;
 use crate::secret::BearerToken;
@@ -44,9 +44,12 @@ impl RedisTickets {
         self.ttl
     }
 
-    pub(crate) async fn issue(&self, grant: Grant, token_exp: u64) -> Result<Issued, TicketError> {
+    pub(crate) async fn issue(
+        &self,
+        grant: Grant,
+        expires_in: Duration,
+    ) -> Result<Issued, TicketError> {
         let ticket = new_ticket();
-        let expires_in = lifetime(self.ttl, token_exp);
         let sealed = Sealed {
             claims: (*grant.claims).clone(),
             token: grant.token.map(|t| t.expose().to_string()),

@@ -6,7 +6,8 @@
 //! A sealed token is `<seal>.<token>`, where the seal is 22 base64url characters of
 //! `tag (6 bytes) || mac (10 bytes)`: the tag is a keyed hash of the endpoint's authority
 //! (it names the endpoint without disclosing its address, and is the same on every replica
-//! and after every re-resolution), the MAC binds the tag to the token under the same key.
+//! and after every re-resolution or reordering of the endpoint list), the MAC binds the tag
+//! to the token under the same key.
 //! A client that edits either gets a seal that fails the check and a 404, exactly what the
 //! hub answers for an id it does not know. Every replica with the same config (and key
 //! file) computes the same tags and MACs, so any replica can unseal what another sealed.
@@ -77,17 +78,17 @@ impl Sealer {
         }
     }
 
-    /// The key when no file is given: derived from what every replica with this config
-    /// shares. Anyone who knows the config could forge a seal, which lets them choose which
-    /// endpoint of this route's own pool gets their `id`: the hub there refuses an id it did
-    /// not issue (404), so steering buys nothing a balanced request could not already reach.
-    pub(crate) fn derived(route_path: &str, endpoints: &[Authority]) -> Self {
-        let mut material = b"gatehouse signalr affinity v1\0".to_vec();
+    /// The key when no file is given: derived from the route's path, which every replica
+    /// with this config shares. Not from its endpoints: the tag already names the endpoint
+    /// by its authority, and a key that followed the list would turn every open connection
+    /// into a 404 on a replica (or after a reload) that lists the endpoints in another
+    /// order, or one more or fewer. Anyone who knows the config could forge a seal, which
+    /// lets them choose which endpoint of this route's own pool gets their `id`: the hub
+    /// there refuses an id it did not issue (404), so steering buys nothing a balanced
+    /// request could not already reach.
+    pub(crate) fn derived(route_path: &str) -> Self {
+        let mut material = b"gatehouse signalr affinity v2\0".to_vec();
         material.extend_from_slice(route_path.as_bytes());
-        for e in endpoints {
-            material.push(0);
-            material.extend_from_slice(e.as_str().as_bytes());
-        }
         Self::new(&material)
     }
 
@@ -223,7 +224,7 @@ mod tests {
     use super::*;
 
     fn sealer() -> Sealer {
-        Sealer::derived("/hub", &["a:1".parse().unwrap(), "b:1".parse().unwrap()])
+        Sealer::derived("/hub")
     }
 
     #[test]
@@ -320,6 +321,11 @@ mod tests {
         assert_eq!(
             two.unseal(&one.seal(&one.tag(&a), "t")),
             Some((one.tag(&a), "t"))
+        );
+        assert_ne!(
+            Sealer::derived("/other").tag(&a),
+            one.tag(&a),
+            "each route has its own key"
         );
     }
 }

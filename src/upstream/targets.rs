@@ -54,9 +54,7 @@ impl Targets {
                 }
                 Some(Arc::new(Sealer::new(key.trim_ascii())))
             }
-            (Affinity::SignalR, None) => {
-                Some(Arc::new(Sealer::derived(&route.path, &config.authorities)))
-            }
+            (Affinity::SignalR, None) => Some(Arc::new(Sealer::derived(&route.path))),
         };
         let tag = |a: &Authority| super::discovery::tag_of(sealer.as_deref(), a);
         let set = config

@@ -7,7 +7,8 @@
 //! With the `first-message` source, `upgrade.rs` answers the handshake itself and opens
 //! the upstream leg only once the first message carried a valid token; until then the
 //! client socket is [`metered`] against the pre-authentication budget. The upstream's chosen
-//! subprotocol must be one the client offered ([`chosen_protocol_offered`]).
+//! subprotocol must be one the client offered ([`chosen_protocol_offered`]); on a
+//! first-message route, exactly the one gatehouse already answered ([`chosen_protocol_is`]).
 
 pub mod frame;
 pub(crate) mod read_text;
@@ -114,6 +115,18 @@ pub fn chosen_protocol_offered(response: &HeaderMap, offered: &[String]) -> bool
     }
 }
 
+/// Whether the upstream's `101` chose exactly `answered` (no subprotocol for `None`): on a
+/// first-message route the client got its `101` before the upstream was asked, so the
+/// upstream must speak what the client was told, and not choosing is a mismatch too.
+pub fn chosen_protocol_is(response: &HeaderMap, answered: Option<&str>) -> bool {
+    let mut chosen = response.get_all(&SEC_WEBSOCKET_PROTOCOL).iter();
+    match (chosen.next(), chosen.next(), answered) {
+        (None, _, None) => true,
+        (Some(one), None, Some(answered)) => one.as_bytes() == answered.as_bytes(),
+        _ => false,
+    }
+}
+
 /// The upstream's `101` as the client should see it: the switch itself, its accept key
 /// and subprotocol, and nothing that negotiates an extension we do not relay.
 pub fn prepare_client_response(headers: &mut HeaderMap) {
@@ -198,5 +211,15 @@ mod tests {
             &offered
         ));
         assert!(!chosen_protocol_offered(&answer(&["bearer.abc"]), &[]));
+        assert!(chosen_protocol_is(&answer(&["chat.v2"]), Some("chat.v2")));
+        assert!(chosen_protocol_is(&answer(&[]), None));
+        for (chosen, answered) in [
+            (&[][..], Some("chat.v2")),
+            (&["chat.v1"][..], Some("chat.v2")),
+            (&["chat.v2", "chat.v2"][..], Some("chat.v2")),
+            (&["chat.v2"][..], None),
+        ] {
+            assert!(!chosen_protocol_is(&answer(chosen), answered), "{chosen:?}");
+        }
     }
 }

@@ -503,6 +503,10 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
         ),
         ({"httpRoute": {"enabled": True}}, "httpRoute.enabled needs httpRoute.parentRefs"),
         (
+            {"networkPolicy": {"enabled": True}, "metrics": {"serviceMonitor": {"enabled": True}}},
+            "networkPolicy.enabled with metrics.serviceMonitor.enabled needs networkPolicy.metricsFrom",
+        ),
+        (
             {"secrets": {"adminToken": {"value": "a"}, "hmacSecret": {"value": "b" * 32, "key": "admin-token"}}},
             'the key "admin-token" of the chart-made Secret already holds another value',
         ),
@@ -674,6 +678,29 @@ def test_secrets_are_mounted_files_named_by_the_file_keys_by_default():
     assert projected["defaultMode"] == 0o440
     items = [(s["secret"]["name"], i["key"], i["path"]) for s in projected["sources"] for i in s["secret"]["items"]]
     assert items == [(f"{RELEASE}-gatehouse", "admin-token", "admin-token"), (f"{RELEASE}-gatehouse", "hmac-secret", "hmac-secret")]
+
+
+def test_a_network_policy_next_to_a_service_monitor_lets_prometheus_scrape():
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    docs = render({"networkPolicy": {"enabled": True, "metricsFrom": monitoring}, "metrics": {"serviceMonitor": {"enabled": True}}})
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    admin = [r for r in rules if r["ports"] == [{"port": "admin", "protocol": "TCP"}]]
+    assert [r["from"] for r in admin] == [monitoring]
+    # Without a ServiceMonitor an empty list stays what it says: no pod on the admin port.
+    docs = render({"networkPolicy": {"enabled": True}})
+    assert [r["ports"][0]["port"] for r in one(docs, "NetworkPolicy")["spec"]["ingress"]] == ["http"]
+
+
+def test_the_tls_and_ticket_key_secrets_are_mounted_0440():
+    values = {
+        "tls": {"enabled": True, "existingSecret": "edge-tls", "sessionTicketKeys": {"existingSecret": "edge-ticket-keys"}},
+    }
+    volumes = {v["name"]: v for v in one(render(values), "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    for name in ("tls", "tls-tickets"):
+        assert volumes[name]["secret"]["defaultMode"] == 0o440, name
+    # 0440 is readable by the process only through the pod's fsGroup (the files' group).
+    pod = one(render(values), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == pod["containers"][0]["securityContext"]["runAsGroup"] == 10001
 
 
 def test_every_kind_of_secret_key_is_rewritten_to_its_file():

@@ -70,6 +70,7 @@ async fn every_response_carries_its_rows_status_and_code() {
         ProxyError::Ticket(TicketError::Unavailable),
         ProxyError::Ticket(TicketError::WrongRoute),
         ProxyError::BodyTimeout,
+        ProxyError::BodyTooLarge,
         ProxyError::MethodNotAllowed,
         ProxyError::Auth(AuthError::Expired),
         ProxyError::Auth(AuthError::KeysUnavailable),
@@ -157,6 +158,7 @@ fn every_refusal() -> Vec<ProxyError> {
         ProxyError::OverBudget(OverBudget::Holder),
         ProxyError::OverBudget(OverBudget::All),
         ProxyError::BodyTimeout,
+        ProxyError::BodyTooLarge,
     ];
     for refusal in [
         Refusal::Backslash,

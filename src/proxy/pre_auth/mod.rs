@@ -183,6 +183,12 @@ impl PreAuthBudget {
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
     {
+        // A Content-Length over the limit is refused before a byte of it is awaited: the
+        // client may be waiting for a `100 Continue` or stalling, and neither should cost
+        // it the body clock.
+        if body.size_hint().lower() > max as u64 {
+            return Err(BodyError::TooLarge);
+        }
         tokio::time::timeout(self.body_timeout, self.collect(body, max))
             .await
             .map_err(|_| BodyError::Timeout)?

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use super::{parse_request, TicketDesk, MAX_BODY_BYTES};
 use crate::auth::claims::Claims;
+use crate::auth::error::AuthError;
 use crate::auth::policy;
 use crate::body::Body;
 use crate::proxy::access_log::AccessLine;
@@ -61,6 +62,7 @@ impl Proxy {
         };
         // A token without `exp` (introspection may say none) gives a ticket its full ttl.
         let exp = crate::auth::numeric_date::get(&claims, "exp").unwrap_or(u64::MAX);
+        let lifetime = crate::tickets::lifetime(desk.store.ttl(), exp).ok_or(AuthError::Expired)?;
         let grant = Grant {
             claims,
             token: keep_token.then_some(token),
@@ -68,7 +70,7 @@ impl Proxy {
         };
         let issued = desk
             .store
-            .issue(grant, exp)
+            .issue(grant, lifetime)
             .await
             .inspect_err(|e| self.metrics.ticket(e.reason()))?;
         self.metrics.ticket("issued");
