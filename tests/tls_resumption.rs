@@ -237,3 +237,76 @@ async fn without_a_key_file_only_the_same_replica_resumes() {
     a.terminate();
     b.terminate();
 }
+
+/// A client that speaks TLS 1.2 only and keeps its sessions (resumed by session ID from a
+/// replica without a key file).
+fn tls12_client(ca: &Ca) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.issuer.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::in_memory_sessions(8)
+        .tls12_resumption(rustls::client::Tls12Resumption::SessionIdOrTickets);
+    Arc::new(config)
+}
+
+async fn connect_with(config: &Arc<rustls::ClientConfig>, addr: &str) -> HandshakeKind {
+    let client = Client {
+        config: config.clone(),
+        tickets: Tickets::new(),
+    };
+    connect(&client, addr).await
+}
+
+/// `session_ticket_lifetime` bounds the per-replica cache too: rustls' cache keeps a
+/// session until newer ones push it out, and its TLS 1.3 tickets announce 24 hours.
+#[tokio::test]
+async fn a_cached_session_older_than_the_lifetime_does_not_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.issue(dir.path(), "aged");
+    let config = write_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let aged: String = text
+        .lines()
+        .filter(|l| !l.contains("session_ticket_keys_file"))
+        .map(|l| match l {
+            "tls.reload_interval = \"100ms\"" => {
+                format!("{l}\ntls.session_ticket_lifetime = \"1s\"\n")
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&config, aged).unwrap();
+    let (a, addr) = Proc::start(&config);
+
+    // TLS 1.3: tickets that are keys into the cache, taken once.
+    let client = Client::new(&ca);
+    for _ in 0..2 {
+        assert_eq!(connect(&client, &addr).await, HandshakeKind::Full);
+    }
+    client.probe();
+    assert_eq!(connect(&client, &addr).await, HandshakeKind::Resumed);
+    // TLS 1.2: a session ID, looked up as often as the client returns.
+    let tls12 = tls12_client(&ca);
+    assert_eq!(connect_with(&tls12, &addr).await, HandshakeKind::Full);
+    assert_eq!(connect_with(&tls12, &addr).await, HandshakeKind::Resumed);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        connect(&client, &addr).await,
+        HandshakeKind::Full,
+        "TLS 1.3"
+    );
+    assert_eq!(
+        connect_with(&tls12, &addr).await,
+        HandshakeKind::Full,
+        "TLS 1.2"
+    );
+    a.terminate();
+}

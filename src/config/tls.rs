@@ -11,6 +11,10 @@ use crate::ticket_keys::KeyRing;
 /// Cheapest first, by the figures in bench/README.md ("TLS handshakes").
 pub(super) const DEFAULT_KX_GROUPS: [KxGroup; 2] = [KxGroup::X25519, KxGroup::P256];
 pub(super) const DEFAULT_CACHE_SIZE: usize = 20_000;
+/// rustls reserves the whole cache at start (about 100 bytes per entry before any session
+/// is stored, a few hundred per stored one): a size that cannot be allocated would abort
+/// the process, so it is bounded here, where `check` sees it.
+const LARGEST_CACHE_SIZE: usize = 1_000_000;
 /// How often the certificate and ticket key files are checked for a change.
 pub(super) const DEFAULT_RELOAD_INTERVAL: &str = "2s";
 /// A client cannot resume after this; the key file's rotation must keep a key listed at
@@ -25,6 +29,12 @@ pub(super) fn resumption(e: &mut ConfigErrors, t: &FileTls) -> Resumption {
         e.push(
             "listen.tls.session_cache_size",
             "must be at least 1; to turn resumption off set resumption = false",
+        );
+    }
+    if cache_size > LARGEST_CACHE_SIZE {
+        e.push(
+            "listen.tls.session_cache_size",
+            format!("must be at most {LARGEST_CACHE_SIZE} (the whole cache is reserved at start)"),
         );
     }
     let lifetime = duration_or(
@@ -49,7 +59,10 @@ pub(super) fn resumption(e: &mut ConfigErrors, t: &FileTls) -> Resumption {
         return Resumption::Off;
     }
     let Some(keys_file) = &t.session_ticket_keys_file else {
-        return Resumption::Cache { cache_size };
+        return Resumption::Cache {
+            cache_size,
+            lifetime,
+        };
     };
     // Fail closed: a key file that does not load stops `check` and start-up, rather than
     // quietly serving per-replica sessions.
@@ -142,7 +155,13 @@ mod tests {
     fn defaults_are_a_cache_and_the_cheapest_groups() {
         let (r, k, errors) = check("");
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(r, Resumption::Cache { cache_size: 20_000 });
+        assert_eq!(
+            r,
+            Resumption::Cache {
+                cache_size: 20_000,
+                lifetime: Duration::from_secs(12 * 3600)
+            }
+        );
         assert_eq!(k, DEFAULT_KX_GROUPS.to_vec());
         assert_eq!(check("resumption = false").0, Resumption::Off);
     }
@@ -191,6 +210,10 @@ mod tests {
     fn bad_lifetimes_sizes_and_groups_are_named() {
         for (toml, want) in [
             ("session_cache_size = 0", "listen.tls.session_cache_size: "),
+            (
+                "session_cache_size = 4294967296",
+                "listen.tls.session_cache_size: must be at most 1000000",
+            ),
             (
                 "session_ticket_lifetime = \"8d\"",
                 "listen.tls.session_ticket_lifetime: ",

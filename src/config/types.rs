@@ -105,11 +105,15 @@ impl TlsProvider {
 pub enum Resumption {
     /// Every connection does a full handshake.
     Off,
-    /// Sessions stay in this replica's memory (at most `cache_size`); a client resumes
-    /// only when it reaches the same replica.
-    Cache { cache_size: usize },
+    /// Sessions stay in this replica's memory (at most `cache_size`, none older than
+    /// `lifetime`); a client resumes only when it reaches the same replica.
+    Cache {
+        cache_size: usize,
+        lifetime: Duration,
+    },
     /// Stateless tickets sealed with the key file every replica shares, re-read when it
-    /// changes; the cache still serves clients that resume by TLS 1.2 session ID.
+    /// changes; the cache still serves clients that resume by TLS 1.2 session ID. Nothing
+    /// older than `lifetime` resumes, ticket or cached session.
     Tickets {
         keys_file: PathBuf,
         lifetime: Duration,

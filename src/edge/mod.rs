@@ -14,5 +14,6 @@ pub(crate) mod listener;
 pub mod proxy_protocol;
 pub(crate) mod response_clock;
 pub(crate) mod rewind;
+pub(crate) mod session_cache;
 pub(crate) mod ticketer;
 pub mod tls;

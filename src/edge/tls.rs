@@ -19,6 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
+use super::session_cache::AgedCache;
 use super::ticketer::{self, SharedTicketer};
 use crate::config::{KxGroup, Resumption, TlsFiles, TlsProvider};
 use crate::ticket_keys::KeyRing;
@@ -189,9 +190,12 @@ fn resumption(
             config.send_tls13_tickets = 0;
             Ok(None)
         }
-        Resumption::Cache { cache_size } => {
+        Resumption::Cache {
+            cache_size,
+            lifetime,
+        } => {
             // No ticketer: rustls then issues TLS 1.3 tickets that are only keys into this cache.
-            config.session_storage = rustls::server::ServerSessionMemoryCache::new(*cache_size);
+            config.session_storage = AgedCache::new(*cache_size, *lifetime);
             Ok(None)
         }
         Resumption::Tickets {
@@ -199,7 +203,7 @@ fn resumption(
             lifetime,
             cache_size,
         } => {
-            config.session_storage = rustls::server::ServerSessionMemoryCache::new(*cache_size);
+            config.session_storage = AgedCache::new(*cache_size, *lifetime);
             let ticketer = Arc::new(SharedTicketer::new(KeyRing::load(keys_file)?, *lifetime));
             config.ticketer = ticketer.clone();
             let watch = ticketer::watch(ticketer, keys_file.clone(), files.reload_interval, stop);
