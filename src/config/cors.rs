@@ -211,6 +211,16 @@ pub(super) fn validate_origins(e: &mut ConfigErrors, path: &str, raw: &[String])
     raw.iter()
         .enumerate()
         .filter_map(|(i, origin)| {
+            if origin != "*" && origin.contains('*') {
+                // Matched as written, it would never match: refuse it rather than let an
+                // operator believe a pattern is in force.
+                e.push(
+                    format!("{path}.allowed_origins[{i}]"),
+                    "patterns are not supported: list each origin (scheme://host[:port]), \
+                     or \"*\" alone for any",
+                );
+                return None;
+            }
             let normalized = normalize_origin(origin);
             if normalized.is_none() {
                 e.push(
@@ -354,5 +364,29 @@ mod tests {
         });
         let (_, errors) = check(bad, &["https://a.test"]);
         assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn an_origin_pattern_is_an_error_not_a_literal() {
+        let mut e = ConfigErrors::default();
+        let raw = [
+            "https://*.example.com",
+            "*",
+            "https://app.example.com",
+            "http://a*",
+        ]
+        .map(String::from);
+        let kept = validate_origins(&mut e, "route[0]", &raw);
+        assert_eq!(kept, ["*", "https://app.example.com"]);
+        let errors = e.messages();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("route[0].allowed_origins[0]: patterns are not supported"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("route[0].allowed_origins[3]:"),
+            "{errors:?}"
+        );
     }
 }
