@@ -51,6 +51,29 @@ pub(crate) fn jwks_host_allowed(issuer: &Uri, jwks: &Uri, extra_hosts: &[String]
         || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
 }
 
+/// Whether a discovery document may send us to `jwks` for the issuer's keys: the transport
+/// rule, no step down from https to plain http (the configured URL's scheme is what `check`
+/// warned about, or did not; loopback is no excuse once the document came over https), and
+/// a host the issuer allows.
+pub(crate) fn discovered_jwks(
+    issuer: &Uri,
+    jwks: &Uri,
+    allow_http: bool,
+    extra_hosts: &[String],
+) -> Result<(), String> {
+    transport(jwks, allow_http).map_err(|why| format!("discovered jwks_uri {why}"))?;
+    if issuer.scheme_str() == Some("https") && jwks.scheme_str() != Some("https") {
+        return Err("discovered jwks_uri is plain http while the issuer is https".into());
+    }
+    if !jwks_host_allowed(issuer, jwks, extra_hosts) {
+        return Err(format!(
+            "discovered jwks_uri is on host {:?}, neither the issuer's nor listed in jwks_hosts",
+            jwks.host().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
 /// Which plain-http transport `url` would use (`None` for https or a refused URL).
 pub(crate) fn plain_http(url: &str, allow_http: bool) -> Option<&'static str> {
     match transport(&url.parse().ok()?, allow_http).ok()? {
@@ -102,6 +125,23 @@ mod tests {
             assert!(transport(&uri(remote), false).is_err(), "{remote}");
         }
         assert!(transport(&uri("ftp://idp.example/"), true).is_err());
+    }
+
+    #[test]
+    fn discovery_never_steps_down_from_https_to_http() {
+        let https = uri("https://localhost:8443/realm");
+        let down = uri("http://localhost:8080/keys");
+        let why = discovered_jwks(&https, &down, true, &[]).unwrap_err();
+        assert!(
+            why.contains("plain http while the issuer is https"),
+            "{why}"
+        );
+        assert!(discovered_jwks(&https, &uri("https://localhost/keys"), false, &[]).is_ok());
+        // A plain-http issuer (loopback, warned about by `check`) may keep plain http.
+        let plain = uri("http://127.0.0.1:8080/realm");
+        assert!(discovered_jwks(&plain, &uri("http://127.0.0.1:9/keys"), false, &[]).is_ok());
+        let remote = uri("http://10.0.0.1/keys");
+        assert!(discovered_jwks(&plain, &remote, false, &[]).is_err());
     }
 
     #[test]

@@ -248,19 +248,13 @@ impl KeyStore {
             .jwks_uri
             .parse()
             .map_err(|_| "discovery document: jwks_uri is not a URL".to_string())?;
-        crate::outbound::transport(&jwks, self.issuer.allow_http)
-            .map_err(|why| format!("discovered jwks_uri {why}"))?;
         let issuer: http::Uri = self
             .issuer
             .issuer
             .parse()
             .map_err(|_| "the issuer is not a URL".to_string())?;
-        if !crate::outbound::jwks_host_allowed(&issuer, &jwks, &self.issuer.jwks_hosts) {
-            return Err(format!(
-                "discovered jwks_uri is on host {:?}, neither the issuer's nor listed in jwks_hosts",
-                jwks.host().unwrap_or_default()
-            ));
-        }
+        let (allow_http, hosts) = (self.issuer.allow_http, &self.issuer.jwks_hosts);
+        crate::outbound::discovered_jwks(&issuer, &jwks, allow_http, hosts)?;
         Ok(doc.jwks_uri)
     }
 
