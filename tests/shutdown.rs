@@ -249,3 +249,32 @@ async fn a_request_cut_by_the_grace_period_leaves_an_access_line() {
         "{logs}"
     );
 }
+
+/// A connection that has not finished its TLS handshake holds no request: the drain ends
+/// it at once, rather than waiting the whole grace period for a ClientHello that one
+/// client started and never finished.
+#[tokio::test]
+async fn a_half_done_tls_handshake_does_not_hold_the_drain() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    Ca::new().issue(dir.path(), "drain");
+    let upstream = Upstream::echo().await;
+    let toml = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\ntls.cert = \"{d}/tls.crt\"\ntls.key = \"{d}/tls.key\"\n\
+         [limits]\nheader_read_timeout = \"60s\"\n{rest}",
+        d = dir.path().display(),
+        rest = config(&upstream.url(), "30s")
+    );
+    let proxy = TestProxy::start(&toml).await;
+    let mut half = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // A TLS record header announcing a 512-byte handshake message, and one byte of it.
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    proxy.shutdown().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the drain waited {took:?}");
+    drop(half);
+}

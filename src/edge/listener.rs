@@ -197,14 +197,29 @@ impl Served {
     async fn run(mut self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
         // One clock for the PROXY header and the TLS handshake together.
         let deadline = Instant::now() + self.clocks.header;
-        let Some(stream) = self.proxy_header(stream, deadline).await else {
+        // Before its first request a connection holds nothing the drain must wait for: a
+        // PROXY header or TLS handshake still arriving when the drain starts ends there,
+        // or one client that sent half a ClientHello would hold every shutdown for the
+        // whole grace period.
+        let closing = self.connections.closing.clone();
+        let header = tokio::select! {
+            biased;
+            () = closing.cancelled() => return,
+            header = self.proxy_header(stream, deadline) => header,
+        };
+        let Some(stream) = header else {
             return;
         };
         let Some(acceptor) = tls else {
             return self.serve(stream).await;
         };
         let peer = self.peer;
-        match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        let accepted = tokio::select! {
+            biased;
+            () = closing.cancelled() => return,
+            accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+        };
+        match accepted {
             Ok(Ok(tls_stream)) => self.serve(tls_stream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => {
