@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::key_board::KeyBoard;
 use crate::auth::revocation::Revocations;
 use crate::config::validate::StoreConfig;
 use crate::config::Config;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub key_client: HttpClient,
     /// Records request spans when `[trace] otlp_endpoint` is set (read at start only).
     pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    /// The serving generation's key stores, for sessions held to the key that verified them.
+    pub key_board: Arc<KeyBoard>,
 }
 
 impl Shared {
@@ -47,6 +50,7 @@ impl Shared {
             drain: self.websockets_drain.clone(),
             sessions: self.sessions.clone(),
             tracer: self.tracer.clone(),
+            key_board: self.key_board.clone(),
         }
     }
 }

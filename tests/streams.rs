@@ -9,53 +9,16 @@
 
 mod support;
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
+use http_body_util::BodyExt;
 use serde_json::json;
 use support::*;
 use tokio::net::TcpStream;
 
 const ADMIN: &str = "admin-secret-for-stream-tests";
-
-/// Counts the upstream's event streams that were dropped (their client went away).
-struct Dropped(Arc<AtomicUsize>);
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// An upstream whose every answer is an endless event stream, an event each 100 ms.
-async fn events() -> (Upstream, Arc<AtomicUsize>) {
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let seen = dropped.clone();
-    let upstream = Upstream::start(move |_| {
-        let guard = Dropped(seen.clone());
-        async move {
-            let stream = futures_util::stream::unfold((0u64, guard), |(i, guard)| async move {
-                if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                let event = Frame::data(Bytes::from(format!("data: event {i}\n\n")));
-                Some((Ok::<_, Infallible>(event), (i + 1, guard)))
-            });
-            let mut response = http::Response::new(StreamBody::new(stream).boxed());
-            response
-                .headers_mut()
-                .insert("content-type", "text/event-stream".parse().unwrap());
-            response
-        }
-    })
-    .await;
-    (upstream, dropped)
-}
 
 async fn proxy(upstream: &str) -> TestProxy {
     let toml = format!(
@@ -117,7 +80,7 @@ async fn read_stream(url: &str, token: &str, within: Duration) -> Option<Result<
 
 #[tokio::test]
 async fn a_stream_is_cut_when_its_token_expires() {
-    let (upstream, dropped) = events().await;
+    let (upstream, dropped) = Upstream::endless_events().await;
     let p = proxy(&upstream.url()).await;
     let started = Instant::now();
     let ended = read_stream(
@@ -145,7 +108,7 @@ async fn a_stream_is_cut_when_its_token_expires() {
 
 #[tokio::test]
 async fn a_stream_is_cut_when_its_token_is_revoked() {
-    let (upstream, _) = events().await;
+    let (upstream, _) = Upstream::endless_events().await;
     let p = proxy(&upstream.url()).await;
     let url = p.url("/events");
     let reader = tokio::spawn(async move {
@@ -163,7 +126,7 @@ async fn a_stream_is_cut_when_its_token_is_revoked() {
 
 #[tokio::test]
 async fn an_http2_stream_is_reset_when_its_token_expires() {
-    let (upstream, _) = events().await;
+    let (upstream, _) = Upstream::endless_events().await;
     let p = proxy(&upstream.url()).await;
     let tcp = TcpStream::connect(p.addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
@@ -199,7 +162,7 @@ async fn an_http2_stream_is_reset_when_its_token_expires() {
 
 #[tokio::test]
 async fn without_close_on_expiry_or_a_token_the_stream_goes_on() {
-    let (upstream, _) = events().await;
+    let (upstream, _) = Upstream::endless_events().await;
     let p = proxy(&upstream.url()).await;
     let (unbound_url, public_url, dan) =
         (p.url("/unbound"), p.url("/public"), token("dan", 1, "d1"));

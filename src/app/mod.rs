@@ -79,6 +79,7 @@ impl Gatehouse {
         let grace = config.shutdown_grace;
         let https = config.tls.is_some();
         let generation = Generation::build(config, &shared, None).map_err(StartError::Setup)?;
+        shared.key_board.publish(&generation.key_stores);
         let current: Current = Arc::new(ArcSwap::from_pointee(generation));
         let draining = Arc::new(AtomicBool::new(false));
         spawn_admin(admin_listener, &shared, &current, &draining);
@@ -138,6 +139,7 @@ fn shared_state(
         websockets_drain: CancellationToken::new(),
         background,
         tracer: spans.map(otlp::tracer),
+        key_board: crate::auth::key_board::KeyBoard::new(),
     })
 }
 

@@ -142,6 +142,7 @@ impl Reloader {
         if !generation.keys_ready(FIRST_KEYS_WAIT).await {
             tracing::warn!(config = %path, "reloaded config names an issuer whose keys could not be fetched yet");
         }
+        self.shared.key_board.publish(&generation.key_stores);
         let old = self.current.swap(Arc::new(generation));
         old.retire();
         self.shared.metrics.reload(true);

@@ -11,6 +11,7 @@ pub mod error;
 pub(crate) mod introspect;
 pub mod jwks;
 pub mod jwt_crypto;
+pub(crate) mod key_board;
 pub(crate) mod numeric_date;
 pub mod policy;
 pub mod prepared_key;

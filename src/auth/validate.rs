@@ -25,6 +25,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use crate::auth::error::AuthError;
 use crate::auth::introspect::Introspector;
 use crate::auth::jwks::KeyStore;
+use crate::auth::key_board::KeyRef;
 use crate::auth::numeric_date;
 use crate::auth::prepared_key;
 use crate::auth::token_cache::TokenCache;
@@ -51,10 +52,16 @@ struct CacheEntry {
 /// Which key verified a token, and what the token asked for: the validation holds only
 /// while that key would still be tried for it.
 struct KeyUsed {
+    /// The issuer's index in this generation.
     issuer: usize,
-    kid: Option<Box<str>>,
-    alg: Algorithm,
-    fingerprint: [u8; 32],
+    key: Arc<KeyRef>,
+}
+
+/// A token's claims and, for a JWT, the key that verified them (an introspected token has
+/// none: the IdP answers for it).
+pub struct Validated {
+    pub claims: Arc<Claims>,
+    pub(crate) key: Option<Arc<KeyRef>>,
 }
 
 impl Validator {
@@ -98,11 +105,11 @@ impl Validator {
     }
 
     /// Validates a token and returns its claims.
-    pub async fn validate(&self, token: &BearerToken) -> Result<Arc<Claims>, AuthError> {
+    pub async fn validate(&self, token: &BearerToken) -> Result<Validated, AuthError> {
         let now = unix_now();
-        if let Some(claims) = self.cached(token.expose(), now) {
+        if let Some(validated) = self.cached(token.expose(), now) {
             self.metrics.token_cache(true);
-            return Ok(claims);
+            return Ok(validated);
         }
         self.metrics.token_cache(false);
         // Boxed: a signature check, a key fetch or an introspection call makes a large
@@ -114,7 +121,7 @@ impl Validator {
         &self,
         token: &BearerToken,
         now: u64,
-    ) -> Result<Arc<Claims>, AuthError> {
+    ) -> Result<Validated, AuthError> {
         let (key, claims) = match (self.verify(token).await, &self.introspector) {
             // Not a JWT, or one from an issuer we hold no keys for: ask the IdP. Its answers
             // have their own cache, bounded by what introspection says.
@@ -122,7 +129,7 @@ impl Validator {
                 let claims = introspector.introspect(token).await?;
                 numeric_date::check(&claims)?;
                 check_identifiers(&claims)?;
-                return Ok(claims);
+                return Ok(Validated { claims, key: None });
             }
             (result, _) => result?,
         };
@@ -137,19 +144,26 @@ impl Validator {
         check_identifiers(&claims)?;
         check_revocable(&claims)?;
         let claims = Arc::new(claims);
+        let validated = Validated {
+            claims: claims.clone(),
+            key: Some(key.key.clone()),
+        };
         self.remember(token.expose(), key, &claims, now);
-        Ok(claims)
+        Ok(validated)
     }
 
-    fn cached(&self, token: &str, now: u64) -> Option<Arc<Claims>> {
+    fn cached(&self, token: &str, now: u64) -> Option<Validated> {
         self.cache.get(token, now, |entry| {
-            let key = &entry.key;
+            let KeyUsed { issuer, key } = &entry.key;
             let still_published = self
                 .issuers
-                .get(key.issuer)
+                .get(*issuer)
                 .and_then(|store| store.keys())
                 .is_some_and(|keys| keys.holds(key.kid.as_deref(), key.alg, &key.fingerprint));
-            still_published.then(|| entry.claims.clone())
+            still_published.then(|| Validated {
+                claims: entry.claims.clone(),
+                key: Some(key.clone()),
+            })
         })
     }
 
@@ -213,9 +227,12 @@ impl Validator {
                 Ok(data) => {
                     let used = KeyUsed {
                         issuer: index,
-                        kid: kid.map(Box::from),
-                        alg: header.alg,
-                        fingerprint: key.fingerprint,
+                        key: Arc::new(KeyRef {
+                            iss: issuer.issuer.as_str().into(),
+                            kid: kid.map(Box::from),
+                            alg: header.alg,
+                            fingerprint: key.fingerprint,
+                        }),
                     };
                     return Ok((used, data.claims));
                 }

@@ -8,9 +8,10 @@ use http::request::Parts;
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
+use crate::auth::key_board::KeyRef;
 use crate::auth::revocation::Revocations;
 use crate::auth::token::{self, Origin};
-use crate::auth::validate::Validator;
+use crate::auth::validate::{Validated, Validator};
 use crate::config::{AuthMode, RouteConfig, TokenSource};
 use crate::metrics::Metrics;
 use crate::proxy::cors;
@@ -23,6 +24,8 @@ pub(crate) struct Credential {
     pub claims: Arc<Claims>,
     /// The token itself, for `upstream_auth = "bearer"`; a ticket may carry none.
     pub token: Option<BearerToken>,
+    /// The key that verified a JWT: a session it opens ends once the key is withdrawn.
+    pub key: Option<Arc<KeyRef>>,
 }
 
 /// Validation (with its cache), revocation and the token size limit of one generation.
@@ -82,6 +85,7 @@ impl Authenticator {
             return Ok(Some(Credential {
                 claims: grant.claims,
                 token: grant.token,
+                key: grant.key,
             }));
         }
         self.token(found.token).await.map(Some)
@@ -106,11 +110,12 @@ impl Authenticator {
 
     /// A token's credential, once its signature, claims and revocation status are checked.
     pub(crate) async fn token(&self, token: BearerToken) -> Result<Credential, ProxyError> {
-        let claims = self.validator.validate(&token).await?;
+        let Validated { claims, key } = self.validator.validate(&token).await?;
         self.revocations.check(&claims)?;
         Ok(Credential {
             claims,
             token: Some(token),
+            key,
         })
     }
 }

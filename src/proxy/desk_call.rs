@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
+use crate::auth::key_board::KeyRef;
 use crate::claim_path::ClaimPath;
 use crate::config::TokenSource;
 use crate::proxy::access_log::AccessLine;
@@ -39,6 +40,7 @@ pub(crate) struct DeskBody {
 pub(crate) struct DeskCall {
     pub claims: Arc<Claims>,
     pub token: BearerToken,
+    pub key: Option<Arc<KeyRef>>,
     pub body: Bytes,
 }
 
@@ -52,7 +54,7 @@ impl Proxy {
         line: &mut AccessLine,
     ) -> Result<DeskCall, ProxyError> {
         let (parts, body) = request.into_parts();
-        let Credential { claims, token } = self.auth.required(&parts, sources).await?;
+        let Credential { claims, token, key } = self.auth.required(&parts, sources).await?;
         let token = token.ok_or(AuthError::Missing)?;
         line.subject = self.subject(&claims);
         let who = caller(&claims, &token, &self.claims.subject);
@@ -72,6 +74,7 @@ impl Proxy {
         Ok(DeskCall {
             claims,
             token,
+            key,
             body,
         })
     }

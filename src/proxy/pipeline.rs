@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::claims::Claims;
+use crate::auth::key_board::KeyRef;
 use crate::auth::policy::{self, Permitted};
 use crate::body::Body;
 use crate::config::TokenSource;
@@ -27,7 +28,12 @@ use crate::websocket;
 
 /// What starting a relay needs once the upstream answers: the client's pending upgrade,
 /// the connection's hold, the subprotocols offered and the permit for the session.
-type PendingRelay = (OnUpgrade, ConnHold, Vec<String>, Permitted<()>);
+type PendingRelay = (
+    OnUpgrade,
+    ConnHold,
+    Vec<String>,
+    (Permitted<()>, Option<Arc<KeyRef>>),
+);
 
 impl Proxy {
     pub(super) async fn pipeline(
@@ -93,10 +99,11 @@ impl Proxy {
         let upstream_time = sent.elapsed();
         line.upstream_time = Some(upstream_time);
         route.labels.metrics.upstream(upstream_time);
+        let key = credential.and_then(|c| c.key);
         let Some(client) = client_upgrade else {
-            return Ok(self.bound_to_token(route, response, &session, request_id));
+            return Ok(self.bound_to_token(route, response, (&session, key), request_id));
         };
-        let relay = (client, conn.hold.clone(), protocols, session);
+        let relay = (client, conn.hold.clone(), protocols, (session, key));
         self.answer_upgrade(route, response, relay, request_id)
     }
 
@@ -106,7 +113,7 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         response: Response<Body>,
-        session: &Permitted<()>,
+        (session, key): (&Permitted<()>, Option<Arc<KeyRef>>),
         request_id: &HeaderValue,
     ) -> Response<Body> {
         let claims = session.access().identity().map(|i| i.shared_claims());
@@ -116,6 +123,7 @@ impl Proxy {
                     proxy: self.clone(),
                     route: route.clone(),
                     claims,
+                    key,
                     request_id: request_id.clone(),
                 };
                 response.map(|body| TokenBound::new(body, bounds).boxed())

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::key_board::KeyBoard;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::body::Body;
@@ -133,6 +134,8 @@ pub(crate) struct Lasting {
     pub sessions: TaskTracker,
     /// Records request spans when `[trace] otlp_endpoint` is set.
     pub tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    /// The keys published now, which open sessions are held to.
+    pub key_board: Arc<KeyBoard>,
 }
 
 pub(crate) struct Proxy {
@@ -155,6 +158,8 @@ pub(crate) struct Proxy {
     pub(crate) drain: CancellationToken,
     /// Every WebSocket session task, so the drain can wait for them.
     pub(crate) sessions: TaskTracker,
+    /// The keys published now: sessions end when the key that verified them is withdrawn.
+    pub(crate) key_board: Arc<KeyBoard>,
     pub(crate) pre_auth: crate::proxy::pre_auth::PreAuthBudget,
     /// Used for requests that match no route.
     fallback: Labels,
@@ -208,6 +213,7 @@ impl Proxy {
             rate_limits: lasting.rate_limits,
             drain: lasting.drain,
             sessions: lasting.sessions,
+            key_board: lasting.key_board,
             pre_auth: crate::proxy::pre_auth::PreAuthBudget::new(&config.pre_auth),
             fallback: Labels::new("-", redactor, metrics),
             metrics: metrics.clone(),

@@ -25,6 +25,7 @@ use http_body::{Frame, SizeHint};
 use tokio::time::Instant;
 
 use crate::auth::claims::Claims;
+use crate::auth::key_board::{KeyRef, KeyWatch};
 use crate::body::{Body, BodyError};
 use crate::proxy::service::{Proxy, Route};
 use crate::websocket::relay::RevocationWatch;
@@ -34,6 +35,7 @@ use crate::websocket::relay::RevocationWatch;
 pub(crate) enum Ending {
     Expired,
     Revoked,
+    KeyWithdrawn,
 }
 
 impl Ending {
@@ -41,6 +43,7 @@ impl Ending {
         match self {
             Ending::Expired => "token_expired",
             Ending::Revoked => "token_revoked",
+            Ending::KeyWithdrawn => "key_withdrawn",
         }
     }
 }
@@ -51,6 +54,8 @@ pub(crate) struct Bounds {
     pub proxy: Arc<Proxy>,
     pub route: Arc<Route>,
     pub claims: Arc<Claims>,
+    /// The key that verified a JWT: the stream ends once it is withdrawn too.
+    pub key: Option<Arc<KeyRef>>,
     pub request_id: http::HeaderValue,
 }
 
@@ -106,7 +111,11 @@ impl TokenBound {
     }
 }
 
-async fn watch(deadline: Option<Instant>, mut revocation: Option<RevocationWatch>) -> Ending {
+async fn watch(
+    deadline: Option<Instant>,
+    mut revocation: Option<RevocationWatch>,
+    key: Option<KeyWatch>,
+) -> Ending {
     let expiry = async {
         match deadline {
             Some(at) => tokio::time::sleep_until(at).await,
@@ -116,6 +125,7 @@ async fn watch(deadline: Option<Instant>, mut revocation: Option<RevocationWatch
     tokio::select! {
         () = expiry => Ending::Expired,
         () = RevocationWatch::revoked(&mut revocation) => Ending::Revoked,
+        () = KeyWatch::withdrawn(&key) => Ending::KeyWithdrawn,
     }
 }
 
@@ -146,7 +156,11 @@ impl http_body::Body for TokenBound {
                     revocations: revocations.clone(),
                 };
                 let deadline = bounds.proxy.deadline(&bounds.route, &bounds.claims);
-                let watched: Watch = Box::pin(watch(deadline, Some(revocation)));
+                let key = bounds.key.clone().map(|key| KeyWatch {
+                    board: bounds.proxy.key_board.clone(),
+                    key,
+                });
+                let watched: Watch = Box::pin(watch(deadline, Some(revocation), key));
                 this.state = State::Watched(Mutex::new(watched), bounds);
                 // Polled once now, so its timer and subscription wake this body.
                 if let Some(ending) = this.poll_watch(cx) {

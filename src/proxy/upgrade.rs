@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::auth::claims::Claims;
 use crate::auth::error::AuthError;
+use crate::auth::key_board::{KeyRef, KeyWatch};
 use crate::auth::policy::{self, Permitted};
 use crate::auth::token;
 use crate::body::{empty, Body};
@@ -67,7 +68,7 @@ impl Proxy {
         self: &Arc<Self>,
         route: &Arc<Route>,
         (client, upstream, slot): (OnUpgrade, OnUpgrade, ConnHold),
-        session: Permitted<()>,
+        (session, key): (Permitted<()>, Option<Arc<KeyRef>>),
         request_id: &HeaderValue,
     ) {
         let (proxy, route) = (self.clone(), route.clone());
@@ -82,7 +83,7 @@ impl Proxy {
             };
             let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             proxy
-                .run_session(&route, client, upstream, &session, &request_id)
+                .run_session(&route, client, upstream, (&session, key), &request_id)
                 .await;
             // The connection's place under max_connections (and the endpoint's outstanding
             // count) is freed only now.
@@ -109,7 +110,7 @@ impl Proxy {
         route: &Route,
         client: C,
         upstream: TokioIo<hyper::upgrade::Upgraded>,
-        permit: &Permitted<()>,
+        (permit, key): (&Permitted<()>, Option<Arc<KeyRef>>),
         request_id: &str,
     ) where
         C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -119,6 +120,12 @@ impl Proxy {
         self.metrics.upgrade(&route.labels.name, "ok");
         let subject = claims.as_deref().and_then(|c| self.subject(c));
         let deadline = claims.as_deref().and_then(|c| self.deadline(route, c));
+        let key = key
+            .filter(|_| route.config.close_on_expiry && claims.is_some())
+            .map(|key| KeyWatch {
+                board: self.key_board.clone(),
+                key,
+            });
         let revocation = claims
             .filter(|_| route.config.close_on_expiry)
             .map(|claims| RevocationWatch {
@@ -132,6 +139,7 @@ impl Proxy {
         let session = Session {
             deadline,
             revocation,
+            key,
             idle_timeout: route.config.idle_timeout,
             lifetime_end: route.config.max_lifetime.map(|d| Instant::now() + d),
             drain: self.drain.clone(),
@@ -265,7 +273,8 @@ impl Proxy {
         };
         let upstream = TokioIo::new(upstream);
         let request_id = String::from_utf8_lossy(request_id.as_bytes()).into_owned();
-        self.run_session(route, client, upstream, &session, &request_id)
+        let key = credential.key.clone();
+        self.run_session(route, client, upstream, (&session, key), &request_id)
             .await;
     }
 

@@ -21,6 +21,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
+use crate::auth::key_board::KeyRef;
 use crate::secret::BearerToken;
 
 /// What a ticket stands for.
@@ -31,6 +32,8 @@ pub(crate) struct Grant {
     pub token: Option<BearerToken>,
     /// The route path the ticket is bound to, when the caller named one.
     pub route: Option<String>,
+    /// The key that verified the token the ticket was issued for.
+    pub key: Option<Arc<KeyRef>>,
 }
 
 /// Why a ticket did not redeem. Deliberately coarse: a caller learns nothing about
@@ -221,6 +224,7 @@ mod tests {
             claims: Arc::new(Claims::new()),
             token: None,
             route: route.map(String::from),
+            key: None,
         }
     }
 

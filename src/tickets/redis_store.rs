@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{new_ticket, Grant, Issued, TicketError};
 use crate::auth::claims::Claims;
+use crate::auth::key_board::KeyRef;
 use crate::redis::RedisHandle;
 use crate::secret::BearerToken;
 
@@ -28,6 +29,9 @@ struct Sealed {
     claims: Claims,
     token: Option<String>,
     route: Option<String>,
+    /// Absent in tickets sealed by an earlier build, and for introspected tokens.
+    #[serde(default)]
+    key: Option<KeyRef>,
 }
 
 pub(crate) struct RedisTickets {
@@ -54,6 +58,7 @@ impl RedisTickets {
             claims: (*grant.claims).clone(),
             token: grant.token.map(|t| t.expose().to_string()),
             route: grant.route,
+            key: grant.key.map(|key| (*key).clone()),
         };
         let plaintext = serde_json::to_vec(&sealed).map_err(|_| TicketError::Unavailable)?;
         let value = seal(&ticket, plaintext)?;
@@ -99,6 +104,7 @@ impl RedisTickets {
             claims: Arc::new(sealed.claims),
             token: sealed.token.map(BearerToken::new),
             route: sealed.route,
+            key: sealed.key.map(Arc::new),
         })
     }
 }

@@ -48,6 +48,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::claims::Claims;
+use crate::auth::key_board::KeyWatch;
 use crate::auth::revocation::{Revocations, Revoked};
 use crate::websocket::frame;
 use ending::{plan, Ending, Farewell};
@@ -74,6 +75,8 @@ pub(crate) struct Session {
     pub deadline: Option<Instant>,
     /// Revocations to watch for, if the route closes on expiry and the caller has a token.
     pub revocation: Option<RevocationWatch>,
+    /// The key that verified the token, if the route closes on expiry and it was a JWT.
+    pub key: Option<KeyWatch>,
     /// Quiet for this long ends the session; a send pending this long cuts its peer.
     pub idle_timeout: Duration,
     /// The route's `max_lifetime` from the start of the session, if it has one.
@@ -202,14 +205,16 @@ async fn clocks(session: &mut Session, tally: &Tally) -> Ending {
     let expiry = tokio::time::sleep_until(token_end.min(session.lifetime_end.unwrap_or(far)));
     let idle = tokio::time::sleep(session.idle_timeout);
     let revoked = RevocationWatch::revoked(&mut session.revocation);
+    let withdrawn = KeyWatch::withdrawn(&session.key);
     let drained = session.drain.cancelled();
-    tokio::pin!(expiry, idle, revoked, drained);
+    tokio::pin!(expiry, idle, revoked, withdrawn, drained);
     loop {
         tokio::select! {
             _ = &mut expiry => {
                 return if Instant::now() >= token_end { Ending::Expired } else { Ending::Lifetime };
             }
             _ = &mut revoked => return Ending::Revoked,
+            _ = &mut withdrawn => return Ending::KeyWithdrawn,
             _ = &mut drained => return Ending::Drain,
             _ = &mut idle => match tally.next_check(session.idle_timeout, Instant::now()) {
                 Ok(next) => idle.as_mut().reset(next),

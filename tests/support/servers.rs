@@ -6,11 +6,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -41,7 +43,42 @@ pub struct Upstream {
     task: JoinHandle<()>,
 }
 
+/// Counts an upstream's event streams that were dropped (their client went away).
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl Upstream {
+    /// Answers every request with an endless event stream (`text/event-stream`), an event
+    /// each 100 ms; the counter says how many streams were dropped.
+    pub async fn endless_events() -> (Upstream, Arc<AtomicUsize>) {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let seen = dropped.clone();
+        let upstream = Upstream::start(move |_| {
+            let guard = Dropped(seen.clone());
+            async move {
+                let events = futures_util::stream::unfold((0u64, guard), |(i, guard)| async move {
+                    if i > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    let event = Frame::data(Bytes::from(format!("data: event {i}\n\n")));
+                    Some((Ok::<_, Infallible>(event), (i + 1, guard)))
+                });
+                let mut response = Response::new(StreamBody::new(events).boxed());
+                response
+                    .headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
+                response
+            }
+        })
+        .await;
+        (upstream, dropped)
+    }
+
     /// Answers 200 with a JSON echo of method, URI and headers.
     pub async fn echo() -> Upstream {
         Self::start(|req| async move {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod keys;
 
+use crate::auth::key_board::{BoardLink, KeyBoard};
 use crate::config::{IssuerConfig, KeySource};
 use crate::http_client::HttpClient;
 use crate::metrics::{IdpEndpoint as Endpoint, Metrics};
@@ -53,6 +54,8 @@ pub struct KeyStore {
     last_success: Mutex<Option<Instant>>,
     client: HttpClient,
     metrics: Arc<Metrics>,
+    /// Told of every key set installed here, once this store's generation serves.
+    board: BoardLink,
 }
 
 impl KeyStore {
@@ -65,6 +68,7 @@ impl KeyStore {
             client,
             metrics,
             issuer,
+            board: BoardLink::new(),
         });
         if !store.issuer.keys.is_remote() {
             let alg = store
@@ -110,6 +114,14 @@ impl KeyStore {
     fn install(&self, keys: Keys) {
         self.keys.store(Some(Arc::new(keys)));
         *lock(&self.last_success) = Some(Instant::now());
+        if let Some(board) = self.board.get() {
+            board.changed();
+        }
+    }
+
+    /// From now on, every key set installed here is announced on `board`.
+    pub(crate) fn report_to(&self, board: &Arc<KeyBoard>) {
+        let _ = self.board.set(board.clone());
     }
 
     /// Called on a token whose `kid` is unknown. Returns true when a refresh ran (here or

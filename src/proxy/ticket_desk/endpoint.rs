@@ -52,6 +52,7 @@ impl Proxy {
         let DeskCall {
             claims,
             token,
+            key,
             body,
         } = (self.desk_call(request, &desk.config.tokens, limit, wanted, line)).await?;
         let wanted = parse_request(&body)?;
@@ -67,6 +68,7 @@ impl Proxy {
             claims,
             token: keep_token.then_some(token),
             route,
+            key,
         };
         let issued = desk
             .store

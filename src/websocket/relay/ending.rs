@@ -20,6 +20,8 @@ pub(super) enum Ending {
     TooBig,
     Expired,
     Revoked,
+    /// The key that verified the token is no longer published.
+    KeyWithdrawn,
     Idle,
     Lifetime,
     Drain,
@@ -69,6 +71,7 @@ pub(super) fn plan(ending: Ending) -> Plan {
         Ending::TooBig => both(1009, "message too big", "message_too_big"),
         Ending::Expired => both(CLOSE_UNAUTHORIZED, "token expired", "token_expired"),
         Ending::Revoked => both(CLOSE_UNAUTHORIZED, "token revoked", "token_revoked"),
+        Ending::KeyWithdrawn => both(CLOSE_UNAUTHORIZED, "token key withdrawn", "key_withdrawn"),
         Ending::Idle => both(1001, "idle timeout", "idle_timeout"),
         Ending::Lifetime => both(1001, "session lifetime reached", "max_lifetime"),
         Ending::Drain => both(1001, "going away", "shutdown"),

@@ -30,6 +30,7 @@ fn authentication_endings_tell_both_sides_4401() {
     for (ending, text) in [
         (Ending::Expired, "token expired"),
         (Ending::Revoked, "token revoked"),
+        (Ending::KeyWithdrawn, "token key withdrawn"),
     ] {
         let p = plan(ending);
         assert_eq!(p.client, Farewell::Close(4401, text));
@@ -74,6 +75,7 @@ fn session(deadline: Duration) -> Session {
     Session {
         deadline: Some(Instant::now() + deadline),
         revocation: None,
+        key: None,
         idle_timeout: Duration::from_secs(3600),
         lifetime_end: None,
         drain: CancellationToken::new(),
