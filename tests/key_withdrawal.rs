@@ -134,3 +134,49 @@ async fn withdrawing_a_key_ends_the_sessions_it_verified_and_no_others() {
     let cuts = "gatehouse_stream_cuts_total{reason=\"key_withdrawn\",route=\"/events\"}";
     assert_eq!(proxy.metric(cuts).await, 1.0);
 }
+
+/// A reload that replaces an issuer's key ends the sessions the old key verified, though
+/// open sessions otherwise finish on the config they started with.
+#[tokio::test]
+async fn a_reload_that_replaces_the_key_ends_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("issuer.pem");
+    std::fs::copy(Key::rsa("rsa1", "k1").public_pem_path(), &key_file).unwrap();
+    let hub = WsHub::start().await;
+    let iss = "https://issuer.withdrawal.test";
+    let toml = format!(
+        r#"
+{LOOPBACK_LISTENERS}
+[reload]
+watch = true
+interval = "100ms"
+[[issuer]]
+name = "static"
+issuer = "{iss}"
+audiences = ["api"]
+public_key_file = "{key}"
+algorithms = ["RS256"]
+[[route]]
+path = "/hub"
+upstream = "{hub}"
+websocket = true
+"#,
+        key = key_file.display(),
+        hub = hub.url()
+    );
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(&config, toml).unwrap();
+    let proxy = TestProxy::start_file(&config).await;
+    let ws = proxy.url("/hub").replacen("http", "ws", 1);
+    let bearer = format!("Bearer {}", token(&Key::rsa("rsa1", "k1"), iss, "mallory"));
+    let (mut session, _) = ws_connect(&ws, &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    echo_once(&mut session, "before").await;
+
+    let aside = dir.path().join("issuer.tmp");
+    std::fs::copy(Key::rsa("rsa2", "k2").public_pem_path(), &aside).unwrap();
+    std::fs::rename(&aside, &key_file).unwrap();
+    let closed = close_of(&mut session, Duration::from_secs(5)).await;
+    assert_eq!(closed, Some((4401, "token key withdrawn".to_string())));
+}
