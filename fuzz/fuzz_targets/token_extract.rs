@@ -154,7 +154,9 @@ fn request(head: &[u8]) -> Request<()> {
 /// One route's upstream, built once (it holds a pooled client).
 fn upstream() -> &'static Upstream {
     static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| {
-        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60))
+        let metrics = gatehouse::metrics::Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
+        let ejections = metrics.upstream_ejections("/ws");
+        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60), ejections)
             .unwrap_or_else(|e| panic!("upstream: {e}"))
     });
     &UPSTREAM
@@ -214,7 +216,8 @@ fn check(input: &Input) {
     // so every extracted token reaches the rewrite whatever the route requires.
     let mut open = route.clone();
     open.auth = gatehouse::config::AuthMode::None;
-    let Ok(mut permitted) = gatehouse::auth::policy::authorize(&open, "", None, parts()) else {
+    let Ok(mut permitted) = gatehouse::auth::policy::authorize(&open, &config.claims, None, parts())
+    else {
         return;
     };
     let rewrite = Rewrite {
@@ -224,6 +227,8 @@ fn check(input: &Input) {
         request_id: &request_id,
         token: Some(&found.token),
         identity: &config.identity_headers,
+        identity_scopes: &gatehouse::upstream::identity::scope_flags(config),
+        forwarding: &gatehouse::upstream::forwarded::Remembered::default(),
     };
     if upstream()
         .rewrite(&mut permitted, route, &redactor, rewrite)

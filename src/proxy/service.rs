@@ -195,11 +195,7 @@ impl Proxy {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
             identity_headers: config.identity_headers.clone(),
-            identity_scopes: config
-                .identity_headers
-                .iter()
-                .map(|(_, claim)| config.claims.scopes.contains(claim))
-                .collect(),
+            identity_scopes: crate::upstream::identity::scope_flags(config),
             claims: config.claims.clone(),
             tickets: config
                 .tickets

@@ -121,7 +121,7 @@ impl Hop {
 /// client, scheme and host nearly always stay the same, and building the two strings
 /// again cost about as much as setting all four headers.
 #[derive(Debug, Default)]
-pub(crate) struct Remembered(Mutex<Option<Last>>);
+pub struct Remembered(Mutex<Option<Last>>);
 
 #[derive(Debug)]
 struct Last {

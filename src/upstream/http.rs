@@ -66,7 +66,7 @@ pub struct Rewrite<'a> {
     /// For each of `identity`, whether it carries a scope claim (read upstream as scopes).
     pub identity_scopes: &'a [bool],
     /// The connection's last forwarding values.
-    pub(crate) forwarding: &'a Remembered,
+    pub forwarding: &'a Remembered,
 }
 
 impl Upstream {

@@ -10,6 +10,16 @@ use serde_json::Value;
 use crate::auth::policy::Access;
 use crate::claim_path::ClaimPath;
 
+/// For each `[identity]` header, whether it carries a scope claim: worked out once per
+/// config, for [`attach`].
+pub fn scope_flags(config: &crate::Config) -> Vec<bool> {
+    config
+        .identity_headers
+        .iter()
+        .map(|(_, claim)| config.claims.scopes.contains(claim))
+        .collect()
+}
+
 /// Sets the identity headers the verified identity has claims for. Every client spelling
 /// of them is already gone: `headers::strip_client` removes them with the other spoofed
 /// names. A header whose `scopes` entry is set carries a scope claim, which the upstream

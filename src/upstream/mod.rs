@@ -12,7 +12,7 @@ pub(crate) mod discovery;
 pub(crate) mod endpoints;
 pub(crate) mod error;
 pub(crate) mod exchange;
-pub(crate) mod forwarded;
+pub mod forwarded;
 pub mod headers;
 pub mod http;
 pub mod identity;
