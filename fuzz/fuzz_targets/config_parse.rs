@@ -97,8 +97,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(config) = result {
         // What `Proxy::new` derives from it without binding or connecting.
-        let _ =
-            gatehouse::proxy::route::RouteTable::new(config.routes.iter().map(|r| (r.path.clone(), ())));
+        let _ = gatehouse::proxy::route::RouteTable::new(
+            config.routes.iter().map(|r| (r.path.clone(), ())),
+        );
         let _ = gatehouse::redact::Redactor::new(config.redact_params.iter().map(String::as_str));
     }
 });

@@ -26,11 +26,11 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use gatehouse::auth::claims::Claims;
 use gatehouse::auth::jwks::KeyStore;
+use gatehouse::auth::validate::Validator;
 use gatehouse::metrics::Metrics;
 use gatehouse::secret::BearerToken;
-use gatehouse::auth::claims::Claims;
-use gatehouse::auth::validate::Validator;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -191,7 +191,10 @@ fuzz_target!(|data: &[u8]| {
     let token: BearerToken = token;
     let result = h.runtime.block_on(h.validator.validate(&token));
     if common::debug() {
-        eprintln!("validate: {:?}", result.as_ref().map(|v| v.claims.get("iss")));
+        eprintln!(
+            "validate: {:?}",
+            result.as_ref().map(|v| v.claims.get("iss"))
+        );
     }
     if let Ok(validated) = result {
         check_accepted(&validated.claims);

@@ -12,8 +12,8 @@
 use std::net::IpAddr;
 
 use gatehouse::cidr::CidrSet;
-use gatehouse::proxy::client::{entry_address, Client};
 use gatehouse::edge::proxy_protocol::{parse, Parsed};
+use gatehouse::proxy::client::{entry_address, Client};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +22,11 @@ fn header(data: &[u8]) {
     match answer {
         Parsed::Header { len, .. } => {
             assert!(len <= data.len());
-            assert_eq!(parse(&data[..len]), answer, "the header alone parses differently");
+            assert_eq!(
+                parse(&data[..len]),
+                answer,
+                "the header alone parses differently"
+            );
         }
         Parsed::Incomplete => {
             for cut in 0..data.len() {
@@ -34,7 +38,10 @@ fn header(data: &[u8]) {
 }
 
 fn walk(data: &[u8]) {
-    let trusted = CidrSet::new(vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]);
+    let trusted = CidrSet::new(vec![
+        "10.0.0.0/8".parse().unwrap(),
+        "fd00::/8".parse().unwrap(),
+    ]);
     let mut headers = HeaderMap::new();
     let xff = HeaderName::from_static("x-forwarded-for");
     for line in data.split(|b| *b == b'\n') {
@@ -48,9 +55,15 @@ fn walk(data: &[u8]) {
     let written = text
         .split([',', '\n', ' ', '\t', '[', ']'])
         .any(|piece| entry_address(piece) == Some(client));
-    assert!(client == hop || written, "{client} is neither the hop nor written in {text:?}");
+    assert!(
+        client == hop || written,
+        "{client} is neither the hop nor written in {text:?}"
+    );
     let outside: IpAddr = [203, 0, 113, 1].into();
-    assert_eq!(Client::resolve(outside, false, &headers, &trusted).addr, outside);
+    assert_eq!(
+        Client::resolve(outside, false, &headers, &trusted).addr,
+        outside
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -156,8 +156,12 @@ fn upstream() -> &'static Upstream {
     static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| {
         let metrics = gatehouse::metrics::Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}"));
         let ejections = metrics.upstream_ejections("/ws");
-        Upstream::new(common::route("/ws"), std::time::Duration::from_secs(60), ejections)
-            .unwrap_or_else(|e| panic!("upstream: {e}"))
+        Upstream::new(
+            common::route("/ws"),
+            std::time::Duration::from_secs(60),
+            ejections,
+        )
+        .unwrap_or_else(|e| panic!("upstream: {e}"))
     });
     &UPSTREAM
 }
@@ -216,7 +220,8 @@ fn check(input: &Input) {
     // so every extracted token reaches the rewrite whatever the route requires.
     let mut open = route.clone();
     open.auth = gatehouse::config::AuthMode::None;
-    let Ok(mut permitted) = gatehouse::auth::policy::authorize(&open, &config.claims, None, parts())
+    let Ok(mut permitted) =
+        gatehouse::auth::policy::authorize(&open, &config.claims, None, parts())
     else {
         return;
     };
