@@ -1,13 +1,14 @@
 //! A streamed response that ends with the credential that opened it.
 //!
-//! A WebSocket closes when its token expires or is revoked (`websocket/relay.rs`). A long
-//! response on an authenticated route must end too: SignalR falls back to Server-Sent
+//! A WebSocket closes when its token expires or is revoked, or the key that verified it is
+//! withdrawn (`websocket/relay.rs`, `auth/key_board.rs`). A long response on an
+//! authenticated route must end too: SignalR falls back to Server-Sent
 //! Events where WebSockets are blocked, and any event stream or feed is one request that
 //! stays open. Without this, a client keeps what expiry or revocation took away by picking
 //! that transport.
 //!
 //! Most responses end before their body ever waits on the upstream, so nothing is set up
-//! until it first does: only then are the timer and the revocation subscription made, and
+//! until it first does: only then are the timer and the watches made, and
 //! an ordinary request pays a wrapper, no timer.
 //!
 //! When the end comes, the upstream body is dropped (its connection is closed, not pooled,
@@ -30,7 +31,7 @@ use crate::body::{Body, BodyError};
 use crate::proxy::service::{Proxy, Route};
 use crate::websocket::relay::RevocationWatch;
 
-/// Why a stream was cut: the `reason` of `gatehouse_stream_ends_total` and the log line.
+/// Why a stream was cut: the `reason` of `gatehouse_stream_cuts_total` and the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
     Expired,
@@ -103,7 +104,7 @@ impl TokenBound {
                 request_id = bounds.request_id.to_str().unwrap_or("-"),
                 route = %route,
                 reason = ending.reason(),
-                "a streamed response was cut: its token expired or was revoked",
+                "a streamed response was cut: its token expired, was revoked or lost its key",
             );
         }
         self.body = None;
