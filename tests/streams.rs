@@ -174,3 +174,86 @@ async fn without_close_on_expiry_or_a_token_the_stream_goes_on() {
     let cuts = "gatehouse_stream_cuts_total{reason=\"token_expired\",route=\"/unbound\"}";
     assert_eq!(p.metric(cuts).await, 0.0);
 }
+
+/// A stream whose upstream always has data ready never makes the body wait; it must be
+/// cut all the same. An HTTP/2 client that grants window slowly makes gatehouse read the
+/// upstream only when data is already there.
+#[tokio::test]
+async fn a_stream_that_never_waits_is_cut_on_revocation() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    let upstream = Upstream::start(|_| async {
+        let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+        let flood = futures_util::stream::repeat_with(move || {
+            Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))
+        });
+        http::Response::new(StreamBody::new(flood).boxed())
+    })
+    .await;
+    let p = proxy(&upstream.url()).await;
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{}/events", p.addr))
+        .header(
+            "authorization",
+            format!("Bearer {}", token("erin", 600, "e1")),
+        )
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let reader = tokio::spawn(async move {
+        loop {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.revoke(ADMIN, json!({ "sub": "erin" })).await, 204);
+    let ended = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("the stream was not cut after the revocation")
+        .unwrap();
+    let reset = ended.expect("the stream ended as if it were complete");
+    assert_eq!(reset.reason(), Some(h2::Reason::INTERNAL_ERROR), "{reset}");
+}
+
+/// A long poll (SignalR's last fallback) is one request the upstream holds until there
+/// are messages: an answer slower than a second is handed over only if the caller was not
+/// revoked in the meantime.
+#[tokio::test]
+async fn a_long_poll_answered_after_a_revocation_is_withheld() {
+    let upstream = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        http::Response::new(full("messages"))
+    })
+    .await;
+    let p = proxy(&upstream.url()).await;
+    let url = p.url("/events");
+    let (gina, hal) = (token("gina", 600, "g1"), token("hal", 600, "h1"));
+    let (gina_url, hal_url) = (url.clone(), url);
+    let revoked = tokio::spawn(async move { bearer(&gina_url, &gina).await });
+    let kept = tokio::spawn(async move { bearer(&hal_url, &hal).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.revoke(ADMIN, json!({ "sub": "gina" })).await, 204);
+    let revoked = revoked.await.unwrap();
+    assert_eq!(revoked.status, 401, "{}", revoked.body);
+    assert_eq!(revoked.json()["error"], "token_revoked");
+    let kept = kept.await.unwrap();
+    assert_eq!(
+        (kept.status.as_u16(), kept.body.as_str()),
+        (200, "messages")
+    );
+}

@@ -43,7 +43,7 @@ pub(super) fn resumption(e: &mut ConfigErrors, t: &FileTls) -> Resumption {
         &t.session_ticket_lifetime,
         DEFAULT_TICKET_LIFETIME,
     );
-    if lifetime.is_zero() || lifetime > LONGEST_TICKET_LIFETIME {
+    if lifetime < Duration::from_secs(1) || lifetime > LONGEST_TICKET_LIFETIME {
         e.push(
             "listen.tls.session_ticket_lifetime",
             "must be between 1s and 7 days",
@@ -217,6 +217,10 @@ mod tests {
             (
                 "session_ticket_lifetime = \"8d\"",
                 "listen.tls.session_ticket_lifetime: ",
+            ),
+            (
+                "session_ticket_lifetime = \"1ms\"",
+                "listen.tls.session_ticket_lifetime: must be between 1s and 7 days",
             ),
             ("kx_groups = []", "listen.tls.kx_groups: lists no group"),
             (

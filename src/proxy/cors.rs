@@ -64,10 +64,20 @@ impl<'a> Rules<'a> {
 /// counts: a page served over plain http on the same host (or rewritten by anyone on the
 /// path to it) is another origin, and must not speak for the https site's cookie.
 pub(crate) fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>, https: bool) -> bool {
-    let scheme: &[u8] = if https { b"https://" } else { b"http://" };
+    let (scheme, default_port): (&[u8], &[u8]) = if https {
+        (b"https://", b":443")
+    } else {
+        (b"http://", b":80")
+    };
     let authority = origin.as_bytes().strip_prefix(scheme);
+    // Browsers leave the scheme's default port out of `Origin`; some clients write it in
+    // `Host`.
+    let host = host.map(|h| {
+        let h = h.as_bytes();
+        h.strip_suffix(default_port).unwrap_or(h)
+    });
     match (authority, host) {
-        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host.as_bytes()),
+        (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host),
         _ => false,
     }
 }
@@ -319,5 +329,22 @@ mod tests {
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_HEADERS], "authorization");
         assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
         assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "600");
+    }
+
+    #[test]
+    fn the_own_site_is_the_host_over_the_clients_scheme_default_port_or_not() {
+        let same = |origin: &'static str, host: &'static str, https: bool| {
+            let host = HeaderValue::from_static(host);
+            same_origin(&HeaderValue::from_static(origin), Some(&host), https)
+        };
+        assert!(same("https://app.test", "app.test", true));
+        assert!(same("https://app.test", "app.test:443", true));
+        assert!(same("http://app.test", "app.test:80", false));
+        assert!(same("https://app.test:8443", "app.test:8443", true));
+        assert!(!same("http://app.test", "app.test", true));
+        assert!(!same("https://app.test", "app.test", false));
+        assert!(!same("https://app.test", "app.test:80", true));
+        assert!(!same("https://app.test", "app.test:4430", true));
+        assert!(!same("null", "app.test", true));
     }
 }

@@ -2,7 +2,7 @@
 //! upstream's answer (see `service.rs` for the steps and for `handle` around it).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::claims::Claims;
+use crate::auth::error::AuthError;
 use crate::auth::key_board::KeyRef;
 use crate::auth::policy::{self, Permitted};
 use crate::body::Body;
@@ -28,6 +29,10 @@ use crate::websocket;
 
 /// What starting a relay needs once the upstream answers: the client's pending upgrade,
 /// the connection's hold, the subprotocols offered and the permit for the session.
+/// An upstream answer slower than this is checked against revocations again before it is
+/// handed over (`still_vouched`); a quicker one was asked for a moment ago.
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
+
 type PendingRelay = (
     OnUpgrade,
     ConnHold,
@@ -100,11 +105,39 @@ impl Proxy {
         line.upstream_time = Some(upstream_time);
         route.labels.metrics.upstream(upstream_time);
         let key = credential.and_then(|c| c.key);
+        if upstream_time >= RECHECK_AFTER {
+            self.still_vouched(route, &session, key.as_deref())?;
+        }
         let Some(client) = client_upgrade else {
             return Ok(self.bound_to_token(route, response, (&session, key), request_id));
         };
         let relay = (client, conn.hold.clone(), protocols, (session, key));
         self.answer_upgrade(route, response, relay, request_id)
+    }
+
+    /// An answer that took the upstream a while (a long poll: SignalR's last fallback holds
+    /// each request until there are messages) is handed over only if its caller is still
+    /// vouched for: not revoked meanwhile, its key still published. Expiry is judged when
+    /// the request starts, as for any request.
+    fn still_vouched(
+        &self,
+        route: &Route,
+        session: &Permitted<()>,
+        key: Option<&KeyRef>,
+    ) -> Result<(), ProxyError> {
+        let Some(identity) = session.access().identity() else {
+            return Ok(());
+        };
+        if !route.config.close_on_expiry {
+            return Ok(());
+        }
+        if self.auth.revocations().is_revoked(identity.claims()) {
+            return Err(ProxyError::Revoked);
+        }
+        if key.is_some_and(|key| !self.key_board.holds(key)) {
+            return Err(AuthError::UnknownKey.into());
+        }
+        Ok(())
     }
 
     /// A response still streaming on an authenticated route ends with its token, as a

@@ -7,9 +7,9 @@
 //! stays open. Without this, a client keeps what expiry or revocation took away by picking
 //! that transport.
 //!
-//! Most responses end before their body ever waits on the upstream, so nothing is set up
-//! until it first does: only then are the timer and the watches made, and
-//! an ordinary request pays a wrapper, no timer.
+//! Most responses are whole in their first frame, so nothing is set up until the body
+//! waits on the upstream or goes on after a frame: only then are the timer and the
+//! watches made, and an ordinary request pays a wrapper, no timer.
 //!
 //! When the end comes, the upstream body is dropped (its connection is closed, not pooled,
 //! since its body was not read to the end) and the response fails. hyper then closes an
@@ -84,6 +84,33 @@ impl TokenBound {
         }
     }
 
+    /// Starts the watch, once; `Some` when it has already fired.
+    fn start_watch(&mut self, cx: &mut Context<'_>) -> Option<Ending> {
+        if !matches!(self.state, State::Unwatched(_)) {
+            return None;
+        }
+        let State::Unwatched(bounds) = std::mem::replace(&mut self.state, State::Cut) else {
+            return None;
+        };
+        // Subscribed before the view is read (in `revoked`), so no revocation falls
+        // between the two.
+        let revocations = bounds.proxy.auth.revocations();
+        let revocation = RevocationWatch {
+            claims: bounds.claims.clone(),
+            events: revocations.subscribe(),
+            revocations: revocations.clone(),
+        };
+        let deadline = bounds.proxy.deadline(&bounds.route, &bounds.claims);
+        let key = bounds.key.clone().map(|key| KeyWatch {
+            board: bounds.proxy.key_board.clone(),
+            key,
+        });
+        let watched: Watch = Box::pin(watch(deadline, Some(revocation), key));
+        self.state = State::Watched(Mutex::new(watched), bounds);
+        // Polled once now, so its timer and subscriptions wake this body.
+        self.poll_watch(cx)
+    }
+
     /// `Some` once the watch has fired: the body is dropped and the stream fails.
     fn poll_watch(&mut self, cx: &mut Context<'_>) -> Option<Ending> {
         let State::Watched(watch, _) = &mut self.state else {
@@ -146,27 +173,16 @@ impl http_body::Body for TokenBound {
             return Poll::Ready(None);
         };
         let polled = Pin::new(body).poll_frame(cx);
-        if polled.is_pending() && matches!(this.state, State::Unwatched(_)) {
-            if let State::Unwatched(bounds) = std::mem::replace(&mut this.state, State::Cut) {
-                // Subscribed before the view is read (in `revoked`), so no revocation
-                // falls between the two.
-                let revocations = bounds.proxy.auth.revocations();
-                let revocation = RevocationWatch {
-                    claims: bounds.claims.clone(),
-                    events: revocations.subscribe(),
-                    revocations: revocations.clone(),
-                };
-                let deadline = bounds.proxy.deadline(&bounds.route, &bounds.claims);
-                let key = bounds.key.clone().map(|key| KeyWatch {
-                    board: bounds.proxy.key_board.clone(),
-                    key,
-                });
-                let watched: Watch = Box::pin(watch(deadline, Some(revocation), key));
-                this.state = State::Watched(Mutex::new(watched), bounds);
-                // Polled once now, so its timer and subscription wake this body.
-                if let Some(ending) = this.poll_watch(cx) {
-                    return Poll::Ready(Some(Err(BodyError::Cut(ending.reason()))));
-                }
+        // Watched from the first time the body waits, or goes on after a frame: a stream
+        // whose upstream always has data ready never waits, and must end all the same.
+        let goes_on = match &polled {
+            Poll::Pending => true,
+            Poll::Ready(Some(Ok(_))) => !this.is_end_stream(),
+            Poll::Ready(_) => false,
+        };
+        if goes_on {
+            if let Some(ending) = this.start_watch(cx) {
+                return Poll::Ready(Some(Err(BodyError::Cut(ending.reason()))));
             }
         }
         polled
