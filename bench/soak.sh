@@ -126,14 +126,18 @@ scrape() { METRICS=$(curl -s --max-time 5 "http://127.0.0.1:$GH_ADMIN_PORT/metri
 metric() { awk -v m="$1" '$1 == m { print $2; exit }' <<<"$METRICS"; }
 
 # ---------------------------------------------------------------- keys, JWKS and tokens
-# Two RSA keys, made fresh for every run: "soak-1" signs from the start, "soak-2" is
-# published next to it at T_PUBLISH, signs from T_SWITCH, and is alone from T_DROP.
-KEY1="$OUT/key-soak-1.pem" KEY2="$OUT/key-soak-2.pem"
+# Three RSA keys, made fresh for every run: "soak-1" signs from the start, "soak-2" is
+# published next to it at T_PUBLISH, signs from T_SWITCH, and replaces it at T_DROP.
+# "soak-ws" signs the long-lived WebSockets' token and stays published throughout: a key
+# dropped from the set ends the sessions it verified (close 4401 "token key withdrawn"),
+# which is what a compromise needs, not what a rotation does to sessions it meant to keep.
+KEY1="$OUT/key-soak-1.pem" KEY2="$OUT/key-soak-2.pem" KEY_WS="$OUT/key-soak-ws.pem"
 TOKEN_TTL=$((DURATION + 3600))   # every token outlives the run: no 4401 expiry closes
 
 make_keys() {
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY1" 2>/dev/null
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY2" 2>/dev/null
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KEY_WS" 2>/dev/null
   mkdir -p "$OUT/jwks"
 }
 
@@ -146,8 +150,8 @@ b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=").decode()
 print("{\"kty\":\"RSA\",\"use\":\"sig\",\"alg\":\"RS256\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"%s\"}" % (sys.argv[2], b(n), b((65537).to_bytes(3, "big"))))' "$mod" "$2"
 }
 
-publish_jwks() {  # KID...: the JWKS the server hands out from now on (written atomically)
-  local parts=() k
+publish_jwks() {  # KID...: the JWKS the server hands out from now on, with soak-ws (atomically)
+  local parts=("${JWK[soak-ws]}") k
   for k in "$@"; do parts+=("${JWK[$k]}"); done
   local IFS=,
   printf '{"keys":[%s]}\n' "${parts[*]}" >"$OUT/jwks/jwks.json.tmp"
@@ -358,6 +362,7 @@ main() {
   make_keys
   JWK[soak-1]=$(jwk "$KEY1" soak-1)
   JWK[soak-2]=$(jwk "$KEY2" soak-2)
+  JWK[soak-ws]=$(jwk "$KEY_WS" soak-ws)
   publish_jwks soak-1
   local k t0m i
   t0m=$SECONDS
@@ -368,7 +373,7 @@ main() {
     mint_many "$key" "$kid" "$FRESH_PER_SEGMENT" >"$OUT/tokens/fresh-$k.txt"
   done
   log "minted in $((SECONDS - t0m)) s"
-  mint_token "$KEY1" soak-1 >"$OUT/tokens/ws.txt"
+  mint_token "$KEY_WS" soak-ws >"$OUT/tokens/ws.txt"
 
   start_nginx
   start_echo

@@ -11,7 +11,7 @@
 //! and a counter every key-set change bumps; a session waits on the counter, so an idle
 //! session costs no timer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
@@ -32,28 +32,28 @@ pub(crate) struct KeyRef {
 
 pub(crate) struct KeyBoard {
     stores: ArcSwap<Vec<Arc<KeyStore>>>,
-    changes: watch::Sender<u64>,
+    /// Bumped by every store on the board when it installs a key set, and on publish.
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl KeyBoard {
     pub(crate) fn new() -> Arc<KeyBoard> {
         Arc::new(KeyBoard {
             stores: ArcSwap::from_pointee(Vec::new()),
-            changes: watch::Sender::new(0),
+            changes: Arc::new(watch::Sender::new(0)),
         })
     }
 
     /// The stores of the generation that now serves; every session looks again.
     pub(crate) fn publish(self: &Arc<Self>, stores: &[Arc<KeyStore>]) {
         for store in stores {
-            store.report_to(self);
+            store.report_to(&self.changes);
         }
         self.stores.store(Arc::new(stores.to_vec()));
         self.changed();
     }
 
-    /// A key set was installed somewhere: every session looks again.
-    pub(crate) fn changed(&self) {
+    fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -85,9 +85,6 @@ impl KeyBoard {
         }
     }
 }
-
-/// A key store's link to the board, set once when its generation is published.
-pub(crate) type BoardLink = OnceLock<Arc<KeyBoard>>;
 
 /// A session's hold on the key that verified it.
 pub(crate) struct KeyWatch {

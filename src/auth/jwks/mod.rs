@@ -9,18 +9,18 @@
 //! always replaces it, even one with no usable key: the IdP has withdrawn the others. Only
 //! the first set must hold a usable key, for the issuer to be ready.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::Algorithm;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub mod keys;
 
-use crate::auth::key_board::{BoardLink, KeyBoard};
 use crate::config::{IssuerConfig, KeySource};
 use crate::http_client::HttpClient;
 use crate::metrics::{IdpEndpoint as Endpoint, Metrics};
@@ -54,8 +54,9 @@ pub struct KeyStore {
     last_success: Mutex<Option<Instant>>,
     client: HttpClient,
     metrics: Arc<Metrics>,
-    /// Told of every key set installed here, once this store's generation serves.
-    board: BoardLink,
+    /// Bumped on every key set installed here, once this store's generation serves
+    /// (`key_board.rs` waits on it).
+    changes: OnceLock<Arc<watch::Sender<u64>>>,
 }
 
 impl KeyStore {
@@ -68,7 +69,7 @@ impl KeyStore {
             client,
             metrics,
             issuer,
-            board: BoardLink::new(),
+            changes: OnceLock::new(),
         });
         if !store.issuer.keys.is_remote() {
             let alg = store
@@ -114,14 +115,14 @@ impl KeyStore {
     fn install(&self, keys: Keys) {
         self.keys.store(Some(Arc::new(keys)));
         *lock(&self.last_success) = Some(Instant::now());
-        if let Some(board) = self.board.get() {
-            board.changed();
+        if let Some(changes) = self.changes.get() {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
-    /// From now on, every key set installed here is announced on `board`.
-    pub(crate) fn report_to(&self, board: &Arc<KeyBoard>) {
-        let _ = self.board.set(board.clone());
+    /// From now on, every key set installed here bumps `changes`.
+    pub(crate) fn report_to(&self, changes: &Arc<watch::Sender<u64>>) {
+        let _ = self.changes.set(changes.clone());
     }
 
     /// Called on a token whose `kid` is unknown. Returns true when a refresh ran (here or
