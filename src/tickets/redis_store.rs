@@ -181,4 +181,29 @@ mod tests {
         assert_ne!(key("ticket-a"), key("ticket-b"));
         assert!(!key("ticket-a").contains("ticket-a"));
     }
+
+    /// The key that verified the token travels with the ticket, so a session opened with
+    /// it on another replica still ends when that key is withdrawn; a ticket sealed by an
+    /// earlier build (no `key`) still opens.
+    #[test]
+    fn a_sealed_ticket_keeps_the_key_that_verified_its_token() {
+        let key = KeyRef {
+            iss: "https://idp.example/".into(),
+            kid: Some("k1".into()),
+            alg: jsonwebtoken::Algorithm::RS256,
+            fingerprint: [7; 32],
+        };
+        let sealed = Sealed {
+            claims: Claims::new(),
+            token: None,
+            route: None,
+            key: Some(key.clone()),
+        };
+        let text = serde_json::to_vec(&sealed).unwrap();
+        let opened: Sealed = serde_json::from_slice(&text).unwrap();
+        assert_eq!(opened.key, Some(key));
+        let older: Sealed =
+            serde_json::from_slice(br#"{"claims":{},"token":null,"route":null}"#).unwrap();
+        assert_eq!(older.key, None);
+    }
 }
