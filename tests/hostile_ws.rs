@@ -30,13 +30,6 @@ use tokio_tungstenite::MaybeTlsStream;
 
 const ADMIN: &str = "admin-secret-for-hostile-tests";
 
-fn token(sub: &str, ttl_secs: u64, jti: &str) -> String {
-    let mut claims = claims(ISS, "api", json!({ "jti": jti }));
-    claims["sub"] = json!(sub);
-    claims["exp"] = json!(now() + ttl_secs);
-    mint_hs(&claims)
-}
-
 /// `/fm` authenticates from the first message; `/ws` from the header.
 async fn proxy(upstream: &str, limits: &str) -> TestProxy {
     let toml = format!(
@@ -387,7 +380,7 @@ async fn the_global_pre_auth_budget_refuses_with_1013_and_is_given_back() {
         let (mut c, _) = ws_connect(&format!("ws://{}/fm", proxy.addr), &[])
             .await
             .unwrap();
-        let auth = json!({"type": "auth", "token": token("alice", 600, "j1")});
+        let auth = json!({"type": "auth", "token": token_until("alice", 600, "j1")});
         c.send(Message::text(auth.to_string())).await.unwrap();
         c.send(Message::text("hi")).await.unwrap();
         matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi")
@@ -438,7 +431,7 @@ async fn one_client_address_cannot_spend_the_pre_auth_budget_of_everyone() {
     let (mut c, _) = ws_connect(&format!("ws://{}/fm", proxy.addr), &[])
         .await
         .unwrap();
-    let auth = json!({"type": "auth", "token": token("alice", 600, "j9")});
+    let auth = json!({"type": "auth", "token": token_until("alice", 600, "j9")});
     c.send(Message::text(auth.to_string())).await.unwrap();
     c.send(Message::text("hi")).await.unwrap();
     assert!(matches!(next_message(&mut c).await, Some(Message::Text(t)) if t.as_str() == "hi"));
@@ -453,7 +446,7 @@ async fn a_ticket_body_that_never_finishes_is_cut_after_its_timeout() {
     let head = format!(
         "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{{\"route\":",
-        token("alice", 600, "j2")
+        token_until("alice", 600, "j2")
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let answer = read_head(&mut s).await;
@@ -476,7 +469,7 @@ async fn a_ticket_request_announcing_a_large_body_gets_413_before_sending_it() {
     let head = format!(
         "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n",
-        token("alice", 600, "j2b")
+        token_until("alice", 600, "j2b")
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let answer = tokio::time::timeout(Duration::from_secs(2), read_head(&mut s))
@@ -488,7 +481,7 @@ async fn a_ticket_request_announcing_a_large_body_gets_413_before_sending_it() {
     let head = format!(
         "POST /.gatehouse/ticket HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer {}\r\n\
          Transfer-Encoding: chunked\r\n\r\n1388\r\n{}\r\n",
-        token("alice", 600, "j2c"),
+        token_until("alice", 600, "j2c"),
         "x".repeat(5000)
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -520,7 +513,7 @@ async fn an_admin_body_that_never_finishes_is_cut_after_its_timeout() {
 async fn a_client_that_stops_reading_still_gets_4401_when_its_token_expires() {
     let mut hub = HostileHub::start(Peer::Floods, None).await;
     let proxy = proxy(&hub.url(), "").await;
-    let mut client = slow_reader(proxy.addr, "/ws", &token("alice", 2, "j3")).await;
+    let mut client = slow_reader(proxy.addr, "/ws", &token_until("alice", 2, "j3")).await;
     // The upstream floods, the client reads nothing: the proxy's send to it blocks.
     assert_eq!(
         hub.next_close(Duration::from_secs(8)).await,
@@ -537,7 +530,7 @@ async fn a_client_that_stops_reading_still_gets_4401_when_its_token_expires() {
 async fn a_client_that_stops_reading_still_gets_4401_when_its_token_is_revoked() {
     let mut hub = HostileHub::start(Peer::Floods, None).await;
     let proxy = proxy(&hub.url(), "").await;
-    let mut client = slow_reader(proxy.addr, "/ws", &token("alice", 600, "j4")).await;
+    let mut client = slow_reader(proxy.addr, "/ws", &token_until("alice", 600, "j4")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     revoke_jti(&proxy, "j4").await;
     assert_eq!(
@@ -555,7 +548,7 @@ async fn a_client_that_stops_reading_still_gets_4401_when_its_token_is_revoked()
 async fn an_upstream_that_stops_reading_does_not_hold_the_expiry_close() {
     let hub = HostileHub::start(Peer::Deaf, None).await;
     let proxy = proxy(&hub.url(), "").await;
-    let bearer = format!("Bearer {}", token("alice", 2, "j5"));
+    let bearer = format!("Bearer {}", token_until("alice", 2, "j5"));
     let (client, _) = ws_connect(
         &format!("ws://{}/ws", proxy.addr),
         &[("authorization", &bearer)],
@@ -591,7 +584,7 @@ async fn an_upstream_subprotocol_the_client_never_offered_is_refused_with_502() 
     let proxy = proxy(&hub.url(), "").await;
     let headers = format!(
         "Authorization: Bearer {}\r\nSec-WebSocket-Protocol: chat.v1\r\n",
-        token("alice", 600, "j6")
+        token_until("alice", 600, "j6")
     );
     let (_s, head) = raw_upgrade(proxy.addr, "/ws", &headers).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
@@ -611,7 +604,8 @@ async fn an_upstream_subprotocol_the_client_never_offered_is_refused_with_502() 
 #[tokio::test]
 async fn a_first_message_route_holds_the_upstream_to_the_subprotocol_the_client_was_given() {
     let offer = [("sec-websocket-protocol", "chat.v2, chat.v1")];
-    let auth = |jti: &str| json!({"type": "auth", "token": token("alice", 600, jti)}).to_string();
+    let auth =
+        |jti: &str| json!({"type": "auth", "token": token_until("alice", 600, jti)}).to_string();
     // A hub that takes the first subprotocol offered: the session runs on chat.v2.
     let hub = WsHub::start().await;
     let gate = proxy(&hub.url(), "").await;
@@ -665,7 +659,7 @@ async fn a_first_message_route_holds_the_upstream_to_the_subprotocol_the_client_
 async fn a_client_close_in_gatehouse_range_reaches_the_upstream_rewritten() {
     let hub = WsHub::start().await;
     let proxy = proxy(&hub.url(), "").await;
-    let bearer = format!("Bearer {}", token("alice", 600, "j7"));
+    let bearer = format!("Bearer {}", token_until("alice", 600, "j7"));
     for forged in [4401u16, 4403] {
         let (mut c, _) = ws_connect(
             &format!("ws://{}/ws", proxy.addr),
@@ -753,7 +747,10 @@ fn masked_frame(first_byte: u8, key: [u8; 4], payload: &[u8], long_form: bool) -
 async fn client_frames_reach_the_upstream_with_the_clients_own_mask_and_a_minimal_header() {
     let (url, mut upstreams) = raw_upstream().await;
     let proxy = proxy(&url, "").await;
-    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j8"));
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j8")
+    );
     let (mut client, head) = raw_upgrade(proxy.addr, "/ws", &auth).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let mut hub = upstreams.recv().await.unwrap();
@@ -785,7 +782,10 @@ async fn client_frames_reach_the_upstream_with_the_clients_own_mask_and_a_minima
 async fn a_length_with_its_top_bit_set_gets_1009_and_none_of_its_frame_goes_upstream() {
     let (url, mut upstreams) = raw_upstream().await;
     let proxy = proxy(&url, "").await;
-    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j9"));
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j9")
+    );
     let (mut client, _) = raw_upgrade(proxy.addr, "/ws", &auth).await;
     let mut hub = upstreams.recv().await.unwrap();
     // 2^63 + 4: a parser that drops the top bit (or reads the length as signed) would see
@@ -810,7 +810,10 @@ async fn a_length_with_its_top_bit_set_gets_1009_and_none_of_its_frame_goes_upst
 async fn a_close_is_never_put_inside_a_frame_left_half_sent() {
     let (url, mut upstreams) = raw_upstream().await;
     let proxy = proxy(&url, "").await;
-    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 2, "j10"));
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 2, "j10")
+    );
     let (mut client, _) = raw_upgrade(proxy.addr, "/ws", &auth).await;
     let mut hub = upstreams.recv().await.unwrap();
     // The upstream announces 1000 bytes, sends 10 and stops; then the token expires.
@@ -838,7 +841,10 @@ async fn a_close_is_never_put_inside_a_frame_left_half_sent() {
 async fn a_handshake_with_a_body_is_refused_and_never_reaches_the_upstream() {
     let (url, mut upstreams) = raw_upstream().await;
     let proxy = proxy(&url, "").await;
-    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j12"));
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j12")
+    );
     // An unmasked text frame, then a masked close 4401 "token expired".
     let mut frames = vec![0x81, 2, b'h', b'i'];
     frames.extend(masked_frame(
@@ -895,7 +901,10 @@ async fn a_token_revoked_during_the_handshake_closes_the_session_as_it_starts() 
         let _ = stream.read_to_end(&mut sink).await;
     });
     let proxy = proxy(&url, "").await;
-    let auth = format!("Authorization: Bearer {}\r\n", token("alice", 600, "j13"));
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j13")
+    );
     let addr = proxy.addr;
     let client = tokio::spawn(async move { raw_upgrade(addr, "/ws", &auth).await });
     // Authenticated and on its way upstream: now the token is revoked.

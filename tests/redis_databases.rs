@@ -45,24 +45,6 @@ upstream = "{api}"
     )
 }
 
-async fn replica(toml: &str) -> TestProxy {
-    let proxy = TestProxy::start_with_secrets(toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await;
-    proxy.wait_ready().await;
-    proxy
-}
-
-/// A token of `sub` with a fresh `jti`, issued a moment ago.
-fn token(sub: &str) -> (String, String) {
-    let jti = format!("jti-{}", rand::random::<u64>());
-    let mut c = claims(ISS, "api", json!({ "sub": sub, "jti": jti }));
-    c["iat"] = json!(now() - 10);
-    (mint_hs(&c), jti)
-}
-
-async fn api_status(proxy: &TestProxy, token: &str) -> u16 {
-    bearer(&proxy.url("/api/x"), token).await.status.as_u16()
-}
-
 fn publish(channel: &str, entry: serde_json::Value) -> redis::Cmd {
     let mut cmd = redis::cmd("PUBLISH");
     cmd.arg(channel).arg(entry.to_string());
@@ -78,13 +60,16 @@ async fn a_revocation_in_one_database_is_never_applied_by_a_deployment_on_anothe
     // Deployment A: two replicas on database 0. Deployment B: one on database 1. Same
     // issuer, so the same subjects and even the same jti exist in both.
     let a_toml = config(&hub, &api, &redis.url_db(0));
-    let (a1, a2) = (replica(&a_toml).await, replica(&a_toml).await);
-    let b = replica(&config(&hub, &api, &redis.url_db(1))).await;
+    let (a1, a2) = (
+        TestProxy::replica(&a_toml, ADMIN).await,
+        TestProxy::replica(&a_toml, ADMIN).await,
+    );
+    let b = TestProxy::replica(&config(&hub, &api, &redis.url_db(1)), ADMIN).await;
 
-    let (alice, alice_jti) = token("alice");
-    let (carol, carol_jti) = token("carol");
-    assert_eq!(api_status(&a2, &alice).await, 200);
-    assert_eq!(api_status(&b, &alice).await, 200);
+    let (alice, alice_jti) = revocable_token("alice");
+    let (carol, carol_jti) = revocable_token("carol");
+    assert_eq!(a2.api_status(&alice).await, 200);
+    assert_eq!(b.api_status(&alice).await, 200);
     let (mut socket, _) = ws_connect(
         &format!("ws://{}/hub", a2.addr),
         &[("authorization", &format!("Bearer {alice}"))],
@@ -95,7 +80,7 @@ async fn a_revocation_in_one_database_is_never_applied_by_a_deployment_on_anothe
     // B signs alice out everywhere, in B.
     assert_eq!(b.revoke(ADMIN, json!({ "jti": alice_jti })).await, 204);
     assert_eq!(b.revoke(ADMIN, json!({ "sub": "alice" })).await, 204);
-    assert_eq!(api_status(&b, &alice).await, 401, "B's own revocation");
+    assert_eq!(b.api_status(&alice).await, 401, "B's own revocation");
 
     // Any client of the server, on any database, publishes on the channel names: the
     // unqualified one of earlier versions, and A's own, naming entries A never made.
@@ -112,22 +97,22 @@ async fn a_revocation_in_one_database_is_never_applied_by_a_deployment_on_anothe
 
     // A barrier: A's own revocation, made on A1, reaches A2 after every message above
     // (one server, one subscription, in order), and after B's, were they on one channel.
-    let (zed, zed_jti) = token("zed");
+    let (zed, zed_jti) = revocable_token("zed");
     assert_eq!(a1.revoke(ADMIN, json!({ "jti": zed_jti })).await, 204);
     let seen = eventually(Duration::from_secs(5), || async {
-        api_status(&a2, &zed).await == 401
+        a2.api_status(&zed).await == 401
     })
     .await;
     assert!(seen, "A2 never applied A1's revocation");
 
     for proxy in [&a1, &a2] {
         assert_eq!(
-            api_status(proxy, &alice).await,
+            proxy.api_status(&alice).await,
             200,
             "alice was revoked in A by B's sign-out or a PUBLISH"
         );
         assert_eq!(
-            api_status(proxy, &carol).await,
+            proxy.api_status(&carol).await,
             200,
             "a PUBLISH revoked carol in A"
         );

@@ -50,23 +50,6 @@ upstream = "{api}"
     )
 }
 
-async fn replica(toml: &str) -> TestProxy {
-    let proxy = TestProxy::start_with_secrets(toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await;
-    proxy.wait_ready().await;
-    proxy
-}
-
-fn token(sub: &str) -> (String, String) {
-    let jti = format!("jti-{}", rand::random::<u64>());
-    let mut c = claims(ISS, "api", json!({ "sub": sub, "jti": jti }));
-    c["iat"] = json!(now() - 10);
-    (mint_hs(&c), jti)
-}
-
-async fn api_status(proxy: &TestProxy, token: &str) -> u16 {
-    bearer(&proxy.url("/api/x"), token).await.status.as_u16()
-}
-
 async fn ticket_status(proxy: &TestProxy, token: &str) -> u16 {
     let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
         .header("authorization", format!("Bearer {token}"))
@@ -77,7 +60,7 @@ async fn ticket_status(proxy: &TestProxy, token: &str) -> u16 {
 
 /// Both a ticket (a Redis command) and a request (a synced revocation view) go through.
 async fn works(proxy: &TestProxy, token: &str) -> bool {
-    ticket_status(proxy, token).await == 201 && api_status(proxy, token).await == 200
+    ticket_status(proxy, token).await == 201 && proxy.api_status(token).await == 200
 }
 
 /// The ids of the pub/sub clients Redis knows of (ids only grow).
@@ -98,10 +81,10 @@ async fn connections_that_went_silently_dead_are_replaced_and_revocations_flow_a
     let relay = Blackhole::start(redis.port).await;
     let (hub, api) = (WsHub::start().await, Upstream::echo().await);
     // G reaches Redis through the relay; H, which makes the revocation, directly.
-    let g = replica(&config(&hub, &api, &relay.url(0))).await;
-    let h = replica(&config(&hub, &api, &redis.url())).await;
-    let (t, jti) = token("alice");
-    let (other, _) = token("bob");
+    let g = TestProxy::replica(&config(&hub, &api, &relay.url(0)), ADMIN).await;
+    let h = TestProxy::replica(&config(&hub, &api, &redis.url()), ADMIN).await;
+    let (t, jti) = revocable_token("alice");
+    let (other, _) = revocable_token("bob");
     assert!(works(&g, &other).await, "G does not work through the relay");
     let (mut socket, _) = ws_connect(
         &format!("ws://{}/hub", g.addr),
@@ -142,7 +125,7 @@ async fn connections_that_went_silently_dead_are_replaced_and_revocations_flow_a
         "the revoked token's WebSocket on G stayed open"
     );
     assert_eq!(
-        api_status(&g, &t).await,
+        g.api_status(&t).await,
         401,
         "G still accepts the revoked token"
     );
@@ -155,7 +138,10 @@ async fn a_subscription_closed_by_redis_is_made_anew() {
     };
     let (hub, api) = (WsHub::start().await, Upstream::echo().await);
     let toml = config(&hub, &api, &redis.url());
-    let (g, h) = (replica(&toml).await, replica(&toml).await);
+    let (g, h) = (
+        TestProxy::replica(&toml, ADMIN).await,
+        TestProxy::replica(&toml, ADMIN).await,
+    );
     let both = eventually(Duration::from_secs(5), || async {
         subscribers(&redis).await.len() == 2
     })
@@ -178,7 +164,7 @@ async fn a_subscription_closed_by_redis_is_made_anew() {
     .await;
     assert!(again, "a replica never subscribed again");
 
-    let (t, jti) = token("carol");
+    let (t, jti) = revocable_token("carol");
     let (mut socket, _) = ws_connect(
         &format!("ws://{}/hub", g.addr),
         &[("authorization", &format!("Bearer {t}"))],

@@ -64,20 +64,6 @@ upstream = "{api}"
     )
 }
 
-async fn replica(toml: &str) -> TestProxy {
-    let proxy = TestProxy::start_with_secrets(toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await;
-    proxy.wait_ready().await;
-    proxy
-}
-
-fn token(sub: &str) -> (String, String) {
-    let jti = format!("jti-{}", rand::random::<u64>());
-    let mut c = claims(ISS, "api", json!({ "sub": sub, "jti": jti }));
-    c["iat"] = json!(now() - 10);
-    let t = mint_hs(&c);
-    (t, jti)
-}
-
 async fn ticket(proxy: &TestProxy, token: &str) -> Answer {
     let request = http::Request::post(proxy.url("/.gatehouse/ticket"))
         .header("authorization", format!("Bearer {token}"))
@@ -99,10 +85,6 @@ async fn revoke(proxy: &TestProxy, body: serde_json::Value, bearer: Option<&str>
     send(request).await.status.as_u16()
 }
 
-async fn api_status(proxy: &TestProxy, token: &str) -> u16 {
-    bearer(&proxy.url("/api/x"), token).await.status.as_u16()
-}
-
 #[tokio::test]
 async fn a_ticket_issued_on_one_replica_redeems_once_across_both() {
     let Some(redis) = RedisServer::start() else {
@@ -110,8 +92,11 @@ async fn a_ticket_issued_on_one_replica_redeems_once_across_both() {
     };
     let backends = backends().await;
     let toml = config(&backends, &redis.url(), &redis.url(), "deny");
-    let (a, b) = (replica(&toml).await, replica(&toml).await);
-    let (t, _) = token("alice");
+    let (a, b) = (
+        TestProxy::replica(&toml, ADMIN).await,
+        TestProxy::replica(&toml, ADMIN).await,
+    );
+    let (t, _) = revocable_token("alice");
     let answer = ticket(&a, &t).await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     let value = answer.json()["ticket"].as_str().unwrap().to_string();
@@ -138,9 +123,12 @@ async fn a_revocation_on_one_replica_holds_on_all_and_closes_open_websockets() {
     };
     let backends = backends().await;
     let toml = config(&backends, &redis.url(), &redis.url(), "deny");
-    let (a, b) = (replica(&toml).await, replica(&toml).await);
-    let (t, jti) = token("bob");
-    assert_eq!(api_status(&b, &t).await, 200);
+    let (a, b) = (
+        TestProxy::replica(&toml, ADMIN).await,
+        TestProxy::replica(&toml, ADMIN).await,
+    );
+    let (t, jti) = revocable_token("bob");
+    assert_eq!(b.api_status(&t).await, 200);
     let (mut socket, _) = ws_connect(
         &format!("ws://{}/hub", b.addr),
         &[("authorization", &format!("Bearer {t}"))],
@@ -163,24 +151,24 @@ async fn a_revocation_on_one_replica_holds_on_all_and_closes_open_websockets() {
         "closed after {:?}",
         revoked_at.elapsed()
     );
-    assert_eq!(api_status(&a, &t).await, 401);
-    assert_eq!(api_status(&b, &t).await, 401);
+    assert_eq!(a.api_status(&t).await, 401);
+    assert_eq!(b.api_status(&t).await, 401);
 
     // A subject revocation covers the subject's earlier tokens, not later ones.
-    let (older, _) = token("carol");
+    let (older, _) = revocable_token("carol");
     assert_eq!(
         revoke(&b, json!({ "sub": "carol", "before": now() }), Some(ADMIN)).await,
         204
     );
     let refused = eventually(Duration::from_secs(2), || async {
-        api_status(&a, &older).await == 401
+        a.api_status(&older).await == 401
     })
     .await;
     assert!(refused, "replica A still accepts a revoked subject");
     let mut newer = claims(ISS, "api", json!({ "sub": "carol" }));
     newer["iat"] = json!(now() + 5);
     let newer = mint_hs(&newer);
-    assert_eq!(api_status(&a, &newer).await, 200);
+    assert_eq!(a.api_status(&newer).await, 200);
 
     let listed = get(
         &a.admin_url("/revocations"),
@@ -206,9 +194,17 @@ async fn a_redis_outage_is_503_and_service_resumes_when_redis_returns() {
         return;
     };
     let backends = backends().await;
-    let deny = replica(&config(&backends, &redis.url(), &redis.url(), "deny")).await;
-    let allow = replica(&config(&backends, &redis.url(), &redis.url(), "allow")).await;
-    let (t, _) = token("dave");
+    let deny = TestProxy::replica(
+        &config(&backends, &redis.url(), &redis.url(), "deny"),
+        ADMIN,
+    )
+    .await;
+    let allow = TestProxy::replica(
+        &config(&backends, &redis.url(), &redis.url(), "allow"),
+        ADMIN,
+    )
+    .await;
+    let (t, _) = revocable_token("dave");
     assert_eq!(ticket(&deny, &t).await.status, 201);
     let unredeemed = ticket(&deny, &t).await.json()["ticket"]
         .as_str()
@@ -229,12 +225,12 @@ async fn a_redis_outage_is_503_and_service_resumes_when_redis_returns() {
     .await;
     assert!(not_ready, "/readyz stayed 200 with Redis down");
     let denied = eventually(Duration::from_secs(5), || async {
-        api_status(&deny, &t).await == 503
+        deny.api_status(&t).await == 503
     })
     .await;
     assert!(denied, "on_store_error = deny still let requests through");
     assert_eq!(
-        api_status(&allow, &t).await,
+        allow.api_status(&t).await,
         200,
         "on_store_error = allow refused a request"
     );
@@ -254,7 +250,7 @@ async fn a_redis_outage_is_503_and_service_resumes_when_redis_returns() {
         back,
         "gatehouse did not recover within 10 s of Redis returning"
     );
-    assert_eq!(api_status(&deny, &t).await, 200);
+    assert_eq!(deny.api_status(&t).await, 200);
 }
 
 #[tokio::test]
@@ -264,8 +260,8 @@ async fn memory_and_redis_stores_behave_the_same() {
     };
     let backends = backends().await;
     for store in ["memory", redis.url().as_str()] {
-        let proxy = replica(&config(&backends, store, store, "deny")).await;
-        let (t, jti) = token("erin");
+        let proxy = TestProxy::replica(&config(&backends, store, store, "deny"), ADMIN).await;
+        let (t, jti) = revocable_token("erin");
         let value = ticket(&proxy, &t).await.json()["ticket"]
             .as_str()
             .unwrap()
@@ -280,14 +276,14 @@ async fn memory_and_redis_stores_behave_the_same() {
             401,
             "{store}: second redemption"
         );
-        assert_eq!(api_status(&proxy, &t).await, 200, "{store}");
+        assert_eq!(proxy.api_status(&t).await, 200, "{store}");
         assert_eq!(
             revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
             204,
             "{store}"
         );
         assert_eq!(
-            api_status(&proxy, &t).await,
+            proxy.api_status(&t).await,
             401,
             "{store}: revoked token passed"
         );
@@ -322,13 +318,13 @@ async fn listed_subject(proxy: &TestProxy, sub: &str) -> Vec<(u64, u64)> {
 #[tokio::test]
 async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
     let backends = backends().await;
-    let proxy = replica(&config(&backends, "memory", "memory", "deny")).await;
-    let (t, jti) = token("bob");
+    let proxy = TestProxy::replica(&config(&backends, "memory", "memory", "deny"), ADMIN).await;
+    let (t, jti) = revocable_token("bob");
     assert_eq!(
         revoke(&proxy, json!({ "sub": "bob" }), Some(ADMIN)).await,
         204
     );
-    assert_eq!(api_status(&proxy, &t).await, 401);
+    assert_eq!(proxy.api_status(&t).await, 401);
     let first = listed_subject(&proxy, "bob").await;
     assert_eq!(first.len(), 1);
 
@@ -337,7 +333,7 @@ async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
         204
     );
     assert_eq!(
-        api_status(&proxy, &t).await,
+        proxy.api_status(&t).await,
         401,
         "a narrower revocation gave bob's token back"
     );
@@ -352,7 +348,7 @@ async fn a_later_revocation_never_undoes_an_earlier_one_in_memory() {
         revoke(&proxy, json!({ "jti": jti }), Some(ADMIN)).await,
         204
     );
-    assert_eq!(api_status(&proxy, &t).await, 401);
+    assert_eq!(proxy.api_status(&t).await, 401);
     assert_eq!(
         revoke(
             &proxy,
@@ -372,13 +368,16 @@ async fn a_later_revocation_never_undoes_an_earlier_one_across_redis_replicas() 
     };
     let backends = backends().await;
     let toml = config(&backends, &redis.url(), &redis.url(), "deny");
-    let (a, b) = (replica(&toml).await, replica(&toml).await);
-    let (t, _) = token("bob");
+    let (a, b) = (
+        TestProxy::replica(&toml, ADMIN).await,
+        TestProxy::replica(&toml, ADMIN).await,
+    );
+    let (t, _) = revocable_token("bob");
     assert_eq!(revoke(&a, json!({ "sub": "bob" }), Some(ADMIN)).await, 204);
     let first = listed_subject(&a, "bob").await;
     assert_eq!(first.len(), 1);
     let on_b = eventually(Duration::from_secs(2), || async {
-        api_status(&b, &t).await == 401
+        b.api_status(&t).await == 401
     })
     .await;
     assert!(on_b, "replica B never saw the revocation");
@@ -388,17 +387,17 @@ async fn a_later_revocation_never_undoes_an_earlier_one_across_redis_replicas() 
         revoke(&b, json!({ "sub": "bob", "before": 1 }), Some(ADMIN)).await,
         204
     );
-    assert_eq!(api_status(&b, &t).await, 401, "replica B gave bob back");
-    assert_eq!(api_status(&a, &t).await, 401, "replica A gave bob back");
+    assert_eq!(b.api_status(&t).await, 401, "replica B gave bob back");
+    assert_eq!(a.api_status(&t).await, 401, "replica A gave bob back");
     // After a resync (500 ms) both still hold the first, wider entry, and so does Redis.
-    let c = replica(&toml).await;
+    let c = TestProxy::replica(&toml, ADMIN).await;
     let synced = eventually(Duration::from_secs(5), || async {
-        api_status(&c, &t).await != 503
+        c.api_status(&t).await != 503
     })
     .await;
     assert!(synced, "replica C never read the store");
     assert_eq!(
-        api_status(&c, &t).await,
+        c.api_status(&t).await,
         401,
         "a new replica read the narrow entry"
     );
@@ -416,8 +415,12 @@ async fn with_on_store_error_allow_a_redis_outage_keeps_readyz_200_and_shows_the
         return;
     };
     let backends = backends().await;
-    let allow = replica(&config(&backends, &redis.url(), &redis.url(), "allow")).await;
-    let (t, _) = token("erin");
+    let allow = TestProxy::replica(
+        &config(&backends, &redis.url(), &redis.url(), "allow"),
+        ADMIN,
+    )
+    .await;
+    let (t, _) = revocable_token("erin");
     let up = |store: &'static str| format!("gatehouse_store_up{{store=\"{store}\"}}");
     // Health follows a once-a-second ping: on a loaded machine the first one may still be
     // on its way when the replica starts answering.
@@ -451,7 +454,7 @@ async fn with_on_store_error_allow_a_redis_outage_keeps_readyz_200_and_shows_the
         "{}",
         ready.body
     );
-    assert_eq!(api_status(&allow, &t).await, 200, "allow refused a request");
+    assert_eq!(allow.api_status(&t).await, 200, "allow refused a request");
     assert_eq!(
         ticket(&allow, &t).await.status,
         503,

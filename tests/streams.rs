@@ -48,13 +48,6 @@ auth = "none"
     TestProxy::start_with_secrets(&toml, &[("HS", SECRET), ("ADMIN", ADMIN)]).await
 }
 
-fn token(sub: &str, ttl_secs: u64, jti: &str) -> String {
-    let mut claims = claims(ISS, "api", json!({ "jti": jti }));
-    claims["sub"] = json!(sub);
-    claims["exp"] = json!(now() + ttl_secs);
-    mint_hs(&claims)
-}
-
 /// How an HTTP/1.1 stream ended: `Ok(events)` when it ended cleanly, `Err(events)` when it
 /// was cut, or `None` when it was still going at `within`.
 async fn read_stream(url: &str, token: &str, within: Duration) -> Option<Result<usize, usize>> {
@@ -85,7 +78,7 @@ async fn a_stream_is_cut_when_its_token_expires() {
     let started = Instant::now();
     let ended = read_stream(
         &p.url("/events"),
-        &token("alice", 2, "a1"),
+        &token_until("alice", 2, "a1"),
         Duration::from_secs(6),
     )
     .await;
@@ -112,7 +105,12 @@ async fn a_stream_is_cut_when_its_token_is_revoked() {
     let p = proxy(&upstream.url()).await;
     let url = p.url("/events");
     let reader = tokio::spawn(async move {
-        read_stream(&url, &token("bob", 600, "b1"), Duration::from_secs(10)).await
+        read_stream(
+            &url,
+            &token_until("bob", 600, "b1"),
+            Duration::from_secs(10),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(p.revoke(ADMIN, json!({ "sub": "bob" })).await, 204);
@@ -135,7 +133,7 @@ async fn an_http2_stream_is_reset_when_its_token_expires() {
     let request = http::Request::get(format!("http://{}/events", p.addr))
         .header(
             "authorization",
-            format!("Bearer {}", token("carol", 2, "c1")),
+            format!("Bearer {}", token_until("carol", 2, "c1")),
         )
         .body(())
         .unwrap();
@@ -164,8 +162,11 @@ async fn an_http2_stream_is_reset_when_its_token_expires() {
 async fn without_close_on_expiry_or_a_token_the_stream_goes_on() {
     let (upstream, _) = Upstream::endless_events().await;
     let p = proxy(&upstream.url()).await;
-    let (unbound_url, public_url, dan) =
-        (p.url("/unbound"), p.url("/public"), token("dan", 1, "d1"));
+    let (unbound_url, public_url, dan) = (
+        p.url("/unbound"),
+        p.url("/public"),
+        token_until("dan", 1, "d1"),
+    );
     let unbound = read_stream(&unbound_url, &dan, Duration::from_secs(3));
     let public = read_stream(&public_url, "not-read", Duration::from_secs(3));
     let (unbound, public) = tokio::join!(unbound, public);
@@ -202,7 +203,7 @@ async fn a_stream_that_never_waits_is_cut_on_revocation() {
     let request = http::Request::get(format!("http://{}/events", p.addr))
         .header(
             "authorization",
-            format!("Bearer {}", token("erin", 600, "e1")),
+            format!("Bearer {}", token_until("erin", 600, "e1")),
         )
         .body(())
         .unwrap();
@@ -242,7 +243,10 @@ async fn a_long_poll_answered_after_a_revocation_is_withheld() {
     .await;
     let p = proxy(&upstream.url()).await;
     let url = p.url("/events");
-    let (gina, hal) = (token("gina", 600, "g1"), token("hal", 600, "h1"));
+    let (gina, hal) = (
+        token_until("gina", 600, "g1"),
+        token_until("hal", 600, "h1"),
+    );
     let (gina_url, hal_url) = (url.clone(), url);
     let revoked = tokio::spawn(async move { bearer(&gina_url, &gina).await });
     let kept = tokio::spawn(async move { bearer(&hal_url, &hal).await });

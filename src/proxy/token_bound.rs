@@ -92,14 +92,8 @@ impl TokenBound {
         let State::Unwatched(bounds) = std::mem::replace(&mut self.state, State::Cut) else {
             return None;
         };
-        // Subscribed before the view is read (in `revoked`), so no revocation falls
-        // between the two.
         let revocations = bounds.proxy.auth.revocations();
-        let revocation = RevocationWatch {
-            claims: bounds.claims.clone(),
-            events: revocations.subscribe(),
-            revocations: revocations.clone(),
-        };
+        let revocation = RevocationWatch::new(bounds.claims.clone(), revocations);
         let deadline = bounds.proxy.deadline(&bounds.route, &bounds.claims);
         let key = bounds.key.clone().map(|key| KeyWatch {
             board: bounds.proxy.key_board.clone(),

@@ -128,11 +128,7 @@ impl Proxy {
             });
         let revocation = claims
             .filter(|_| route.config.close_on_expiry)
-            .map(|claims| RevocationWatch {
-                claims,
-                events: self.auth.revocations().subscribe(),
-                revocations: self.auth.revocations().clone(),
-            });
+            .map(|claims| RevocationWatch::new(claims, self.auth.revocations()));
         let open = self.metrics.websockets_open(&route.labels.name);
         open.inc();
         let started = StdInstant::now();

@@ -104,6 +104,16 @@ pub(crate) struct RevocationWatch {
 }
 
 impl RevocationWatch {
+    /// Subscribes now, before the view is read (in [`revoked`](Self::revoked)), so no
+    /// revocation falls between the two.
+    pub(crate) fn new(claims: Arc<Claims>, revocations: &Arc<Revocations>) -> RevocationWatch {
+        RevocationWatch {
+            claims,
+            events: revocations.subscribe(),
+            revocations: revocations.clone(),
+        }
+    }
+
     /// Resolves when a revocation covering this caller arrives; never, without a watch.
     /// The view is read once first: a revocation applied after the caller was
     /// authenticated and before the watch subscribed (while the upstream connected and

@@ -77,6 +77,23 @@ impl TestProxy {
         send(request).await.status.as_u16()
     }
 
+    /// A replica of a shared-store setup: started with the HMAC issuer's secret and the
+    /// admin token `admin`, and ready (keys loaded) before it is returned.
+    pub async fn replica(toml: &str, admin: &str) -> TestProxy {
+        let proxy =
+            TestProxy::start_with_secrets(toml, &[("HS", super::SECRET), ("ADMIN", admin)]).await;
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    /// The status of `GET /api/x` with `token`.
+    pub async fn api_status(&self, token: &str) -> u16 {
+        super::bearer(&self.url("/api/x"), token)
+            .await
+            .status
+            .as_u16()
+    }
+
     /// The value of one metric line (`name{labels}`), 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
         let text = get(&self.admin_url("/metrics"), &[]).await.body;

@@ -41,3 +41,20 @@ pub fn rs256_issuer(key: &Key) -> String {
         key.public_pem_path()
     )
 }
+
+/// An HS256 token of `sub` with a fresh random `jti`, issued 10 s ago (so a revocation of
+/// the subject "now" covers it): the token and its `jti`.
+pub fn revocable_token(sub: &str) -> (String, String) {
+    let jti = format!("jti-{}", rand::random::<u64>());
+    let mut c = super::tokens::claims(ISS, "api", serde_json::json!({ "sub": sub, "jti": jti }));
+    c["iat"] = serde_json::json!(super::tokens::now() - 10);
+    (mint_hs(&c), jti)
+}
+
+/// An HS256 token of `sub` with `jti`, expiring `ttl_secs` from now.
+pub fn token_until(sub: &str, ttl_secs: u64, jti: &str) -> String {
+    let mut c = super::tokens::claims(ISS, "api", serde_json::json!({ "jti": jti }));
+    c["sub"] = serde_json::json!(sub);
+    c["exp"] = serde_json::json!(super::tokens::now() + ttl_secs);
+    mint_hs(&c)
+}
