@@ -879,6 +879,47 @@ async fn a_handshake_with_a_body_is_refused_and_never_reaches_the_upstream() {
     );
 }
 
+/// Pass 13: a missing, malformed or doubled `Sec-WebSocket-Key` is refused on both kinds
+/// of route, before the upstream hears of it (a lenient upstream would answer `101`), and
+/// gatehouse never answers such a handshake itself on a first-message route.
+#[tokio::test]
+async fn a_bad_websocket_key_is_refused_before_the_upstream() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j16")
+    );
+    let handshake = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
+    let good = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for key in [
+        "",
+        "Sec-WebSocket-Key: abc\r\n",
+        "Sec-WebSocket-Key: !!!!notbase64!!!!xxxxxxx\r\n",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        &format!("{good}{good}"),
+    ] {
+        for (path, auth) in [("/ws", auth.as_str()), ("/fm", "")] {
+            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+            let head =
+                format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{handshake}{key}{auth}\r\n");
+            client.write_all(head.as_bytes()).await.unwrap();
+            let answer = read_head(&mut client).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 400"),
+                "{path} {key:?}: {answer}"
+            );
+        }
+    }
+    assert!(
+        upstreams.try_recv().is_err(),
+        "a handshake with a bad key reached the upstream"
+    );
+    // The same handshake with a good key goes through.
+    let (_client, head) = raw_upgrade(proxy.addr, "/ws", &auth).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+}
+
 /// A revocation applied while the upstream is still connecting or answering `101` came
 /// before the session listened for revocations; the session still ends with 4401 as soon
 /// as it starts, not at the token's `exp`. The upstream here holds its `101` until the

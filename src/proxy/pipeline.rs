@@ -65,6 +65,10 @@ impl Proxy {
             let refused = Err(ProxyError::BadRequest("a WebSocket handshake with a body"));
             return self.counted(upgrade, route, refused);
         }
+        if upgrade && !websocket::key_valid(request.headers()) {
+            let refused = Err(ProxyError::BadRequest("a bad Sec-WebSocket-Key"));
+            return self.counted(upgrade, route, refused);
+        }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (parts, body) = request.into_parts();

@@ -78,6 +78,21 @@ const FORWARDING: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    // The client's address or scheme as other platforms' front ends pass it: WebLogic and
+    // its imitators, Azure Front Door, Netlify, Vercel, IIS's ARR, Envoy and Rack's
+    // `X-Scheme`.
+    "proxy-client-ip",
+    "wl-proxy-client-ip",
+    "x-proxyuser-ip",
+    "x-azure-clientip",
+    "x-azure-socketip",
+    "x-nf-client-connection-ip",
+    "x-vercel-forwarded-for",
+    "x-arr-ssl",
+    "x-envoy-external-address",
+    "x-envoy-internal",
+    "x-scheme",
+    "cf-visitor",
 ];
 
 /// Every `X-Forwarded-*` name is a forwarding header.
@@ -85,7 +100,8 @@ const X_FORWARDED_PREFIX: &str = "x-forwarded-";
 
 /// Client headers in which a TLS terminator or an authenticating proxy tells its backend
 /// who the caller is: the client certificate, and the user of oauth2-proxy, Kubernetes'
-/// front proxy, Grafana's auth proxy, AWS ALB, Google IAP and Azure App Service. A backend
+/// front proxy, Grafana's auth proxy, AWS ALB, Google IAP, Azure App Service, Kong, Google
+/// Cloud Endpoints and API Gateway, and WSO2 (the families by prefix below). A backend
 /// moved behind gatehouse may still believe them, and no client sends them honestly, so
 /// they never pass. Unlike the forwarding names, an operator may have gatehouse set one
 /// as an identity header (`[identity]`), for a backend that already reads it.
@@ -100,11 +116,9 @@ const ASSERTED: &[&str] = &[
     "x-ssl-client-dn",
     "x-ssl-client-s-dn",
     "ssl-client-cert",
-    "remote-user",
     "x-remote-user",
     "x-remote-group",
     "x-webauth-user",
-    "x-authenticated-user",
     "x-goog-authenticated-user-email",
     "x-goog-authenticated-user-id",
     "x-goog-iap-jwt-assertion",
@@ -112,6 +126,13 @@ const ASSERTED: &[&str] = &[
     "x-ms-client-principal-id",
     "x-ms-client-principal-name",
     "x-ms-client-principal-idp",
+    "x-userinfo",
+    "x-anonymous-consumer",
+    "x-credential-identifier",
+    "x-credential-username",
+    "x-endpoint-api-userinfo",
+    "x-apigateway-api-userinfo",
+    "x-jwt-assertion",
     // IIS and Rack take these as "the client used https".
     "front-end-https",
     "x-url-scheme",
@@ -120,8 +141,18 @@ const ASSERTED: &[&str] = &[
 /// Families of [`ASSERTED`] names, by prefix. gatehouse asks no client for a certificate,
 /// so every client-certificate header is made up: RFC 9440's `Client-Cert` and
 /// `Client-Cert-Chain`, Apache's `SSL_CLIENT_*` (as CGI names them), nginx's and HAProxy's
-/// customary `X-SSL-*`, and the `X-Client-Cert*` and `X-TLS-Client-*` spellings.
+/// customary `X-SSL-*`, and the `X-Client-Cert*` and `X-TLS-Client-*` spellings. The
+/// users' families: Authelia's `Remote-*`, Authentik, Pomerium, Cloudflare Access, Kong's
+/// consumer and `X-Authenticated-*`, mod_auth_openidc's `OIDC_*` and Vouch.
 const ASSERTED_PREFIXES: &[&str] = &[
+    "remote-",
+    "x-authentik-",
+    "x-pomerium-",
+    "cf-access-",
+    "x-consumer-",
+    "x-authenticated-",
+    "oidc-",
+    "x-vouch-",
     "x-auth-request-",
     "x-remote-extra-",
     "x-amzn-oidc-",
@@ -179,14 +210,26 @@ static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::n
     by_length
 });
 
-/// The prefixes of [`is_spoofed`] names: `X-Forwarded-*` and the asserted families. All
-/// begin with `x`, `s` or `c`, and only those that begin with the name's first letter are
-/// compared: a browser sends several `Sec-*` and `Content-*` fields.
+/// The first letters of [`ASSERTED_PREFIXES`] (and `x`, for `X-Forwarded-*`): a name is
+/// compared only with the prefixes that begin with its own first letter, since a browser
+/// sends several `Sec-*` and `Content-*` fields and a prefix is folded byte by byte.
+static PREFIX_LETTERS: LazyLock<[bool; 256]> = LazyLock::new(|| {
+    let mut letters = [false; 256];
+    for p in ASSERTED_PREFIXES.iter().chain([&X_FORWARDED_PREFIX]) {
+        if let Some(&b) = p.as_bytes().first() {
+            letters[usize::from(b)] = true;
+        }
+    }
+    letters
+});
+
+/// Whether `name` begins with one of the prefixes of [`is_spoofed`] names: `X-Forwarded-*`
+/// and the asserted families.
 fn spoofed_prefix(name: &str) -> bool {
     let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
         return false;
     };
-    matches!(first, b'x' | b's' | b'c')
+    PREFIX_LETTERS[usize::from(first)]
         && ((first == b'x' && has_prefix(name, X_FORWARDED_PREFIX))
             || ASSERTED_PREFIXES
                 .iter()
@@ -474,6 +517,75 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-keep", "x-keep_me"]);
+    }
+
+    /// Pass 13: what Authelia, Authentik, Pomerium, Cloudflare Access, Kong, Google's
+    /// gateways, mod_auth_openidc and Vouch vouch with, and other platforms' client address
+    /// and scheme fields. A backend moved from one of them may read them next to the
+    /// identity gatehouse verified.
+    #[test]
+    fn other_platforms_identity_and_address_headers_go() {
+        let spoofed = [
+            "Remote-Groups",
+            "Remote_Email",
+            "remote-name",
+            "X-authentik-username",
+            "X-Pomerium-Jwt-Assertion",
+            "X-Pomerium-Claim-Email",
+            "Cf-Access-Jwt-Assertion",
+            "Cf-Access-Authenticated-User-Email",
+            "Cf-Visitor",
+            "X-Consumer-Username",
+            "X-Authenticated-Userid",
+            "X-Authenticated-Scope",
+            "X-Userinfo",
+            "X-Anonymous-Consumer",
+            "X-Credential-Identifier",
+            "X-Endpoint-API-UserInfo",
+            "X-Apigateway-Api-Userinfo",
+            "OIDC_CLAIM_groups",
+            "OIDC_access_token",
+            "X-Vouch-User",
+            "X-JWT-Assertion",
+            "X-Scheme",
+            "Proxy-Client-IP",
+            "WL-Proxy-Client-IP",
+            "X-ProxyUser-Ip",
+            "X-Azure-ClientIP",
+            "X-Azure-SocketIP",
+            "X-Nf-Client-Connection-Ip",
+            "X-Vercel-Forwarded-For",
+            "X-ARR-SSL",
+            "X-Envoy-External-Address",
+            "X-Envoy-Internal",
+        ];
+        let mut h = HeaderMap::new();
+        for name in spoofed {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
+            h.append(name, HeaderValue::from_static("evil"));
+        }
+        for keep in [
+            "remotely",
+            "x-authenticate",
+            "oidc",
+            "cfaccess",
+            "x-envoy-retry-on",
+        ] {
+            h.insert(HeaderName::from_static(keep), HeaderValue::from_static("1"));
+        }
+        strip_client(&mut h, &identity());
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "cfaccess",
+                "oidc",
+                "remotely",
+                "x-authenticate",
+                "x-envoy-retry-on"
+            ]
+        );
     }
 
     #[test]

@@ -38,6 +38,22 @@ fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> boo
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether the handshake carries one `Sec-WebSocket-Key` that is the base64 of 16 bytes
+/// (RFC 6455 §4.1). An upstream that would take any value, or several, must not decide for
+/// gatehouse what a handshake is; and on a first-message route gatehouse answers it itself.
+pub fn key_valid(headers: &HeaderMap) -> bool {
+    use base64::Engine;
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return false;
+    };
+    let mut nonce = [0u8; 16];
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode_slice(key.as_bytes(), &mut nonce)
+            .is_ok_and(|n| n == 16)
+}
+
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`, and when the route
 /// lists origins it must be one of them. No `Origin` means a non-browser client.
 pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -158,6 +174,30 @@ mod tests {
             ("connection", "upgrade"),
             ("upgrade", "h2c")
         ])));
+    }
+
+    #[test]
+    fn a_key_is_one_base64_nonce_of_16_bytes() {
+        let with = |keys: &[&str]| {
+            let mut h = HeaderMap::new();
+            for k in keys {
+                h.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(k).unwrap());
+            }
+            key_valid(&h)
+        };
+        assert!(with(&["dGhlIHNhbXBsZSBub25jZQ=="]));
+        for bad in [
+            &[][..],
+            &["abc"],
+            &["!!!!notbase64!!!!"],
+            &["dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ=="],
+            &["dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ=="],
+            &["dGhlIHNhbXBsZSBub25jZQ"],
+            &["dGhlIHNhbXBsZSBub25jZXg="],
+            &[" dGhlIHNhbXBsZSBub25jZQ=="],
+        ] {
+            assert!(!with(bad), "{bad:?}");
+        }
     }
 
     #[test]
