@@ -122,6 +122,7 @@ auth = "none"
         &[
             ("traceparent", &parent),
             ("tracestate", "congo=t61rcWkgMzE"),
+            ("baggage", "tenant=acme"),
         ],
     )
     .await;
@@ -134,12 +135,17 @@ auth = "none"
         "the upstream's parent is gatehouse's span"
     );
     assert_eq!(seen.headers["tracestate"], "congo=t61rcWkgMzE");
+    assert_eq!(seen.headers["baggage"], "tenant=acme");
 
     // Malformed (uppercase hex): a new trace, and the client's bytes never go upstream.
     let bad = parent.to_uppercase();
     get(
         &format!("http://{addr}/fresh"),
-        &[("traceparent", &bad), ("tracestate", "a=b")],
+        &[
+            ("traceparent", &bad),
+            ("tracestate", "a=b"),
+            ("baggage", "role=admin"),
+        ],
     )
     .await;
     let seen = upstream.last();
@@ -150,6 +156,7 @@ auth = "none"
         "an exported trace started here is sampled"
     );
     assert!(seen.headers.get("tracestate").is_none());
+    assert!(seen.headers.get("baggage").is_none());
     assert_eq!(seen.headers.get_all("traceparent").iter().count(), 1);
 
     let (code, output) = proc.terminate();
@@ -206,6 +213,7 @@ async fn by_default_an_incoming_parent_is_not_trusted_and_a_new_trace_is_not_sam
         &[
             ("traceparent", &parent),
             ("tracestate", "congo=t61rcWkgMzE"),
+            ("baggage", "role=admin"),
         ],
     )
     .await;
@@ -221,6 +229,10 @@ async fn by_default_an_incoming_parent_is_not_trusted_and_a_new_trace_is_not_sam
         "nothing records this trace, so it is not marked sampled"
     );
     assert!(seen.headers.get("tracestate").is_none());
+    assert!(
+        seen.headers.get("baggage").is_none(),
+        "an untrusted caller's baggage reached the upstream"
+    );
     // Every request gets one, also without a client header.
     get(&proxy.url("/y"), &[]).await;
     let (second, _, _) = traceparent_of(&upstream.last());

@@ -6,13 +6,15 @@
 //! parses exactly per the spec; otherwise gatehouse starts a new trace. Either way the
 //! upstream receives a `traceparent` gatehouse wrote itself, never the client's bytes, so a
 //! malformed or hostile header is never forwarded. `tracestate` goes along only with a
-//! trusted, valid parent, and only when it is valid itself.
+//! trusted, valid parent, and only when it is valid itself; so does W3C `baggage`, which
+//! instrumented backends read as application state and pass on to every service they call.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rand::RngCore;
 
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// §3.3.1.3: at most 32 list members.
 const MAX_TRACESTATE_MEMBERS: usize = 32;
@@ -95,6 +97,9 @@ impl TraceContext {
             Some(state) => headers.insert(TRACESTATE.clone(), state.clone()),
             None => headers.remove(&TRACESTATE),
         };
+        if self.parent_id.is_none() {
+            headers.remove(&BAGGAGE);
+        }
     }
 }
 
