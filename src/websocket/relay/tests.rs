@@ -137,3 +137,54 @@ async fn a_send_stalled_for_idle_timeout_cuts_the_peer_that_stopped_reading() {
     talk.abort();
     flood.abort();
 }
+
+/// Pass 15: a client that floods pings and never reads is still read (its data frames must
+/// reach the upstream), so its pongs must not queue up: it is owed one, the latest, once
+/// it has taken what was already sent to it.
+#[tokio::test(start_paused = true)]
+async fn a_ping_flood_from_a_client_that_never_reads_owes_one_pong() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client, mut raw) = duplex(256);
+    // The upstream takes what it is sent (the client's pings go on to it too) and answers
+    // nothing, so every pong the client gets is gatehouse's.
+    let (upstream, mut far) = duplex(256);
+    let hub = tokio::spawn(async move { tokio::io::copy(&mut far, &mut tokio::io::sink()).await });
+    let relay = tokio::spawn(relay(client, upstream, session(Duration::from_secs(3600))));
+    let pings = 5_000u32;
+    for n in 0..pings {
+        let mut payload = [0u8; 125];
+        payload[..4].copy_from_slice(&n.to_be_bytes());
+        let mut frame = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+        frame.extend_from_slice(&payload);
+        if raw.write_all(&frame).await.is_err() {
+            let end = relay.await.unwrap();
+            panic!("the relay ended at ping {n}: {} {:?}", end.reason, end.code);
+        }
+    }
+    // Now read everything the relay has for the client.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), raw.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let mut pongs = Vec::new();
+    for frame in got.chunks(127) {
+        assert_eq!(&frame[..2], &[0x8A, 125], "not a pong: {frame:?}");
+        pongs.push(u32::from_be_bytes([frame[2], frame[3], frame[4], frame[5]]));
+    }
+    assert!(
+        pongs.len() < 10,
+        "{} pongs were queued for a client that read nothing",
+        pongs.len()
+    );
+    assert_eq!(
+        pongs.last(),
+        Some(&(pings - 1)),
+        "the latest ping went unanswered"
+    );
+    relay.abort();
+    hub.abort();
+}

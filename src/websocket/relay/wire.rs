@@ -44,7 +44,8 @@ pub(super) struct Outbox {
     pending: Vec<u8>,
     written: usize,
     unflushed: bool,
-    /// A pong owed to this side, waiting for the frame being copied to it to end.
+    /// The one pong owed to this side, waiting for the frame being copied to it to end or
+    /// for the side to take what is pending.
     owed: Option<Vec<u8>>,
     /// Bytes were added from outside this lane's own poll: poll it again.
     kicked: bool,
@@ -152,6 +153,12 @@ where
         if ready!(lane.out.poll_drain(dst, cx)).is_err() {
             return Poll::Ready(Ending::Unwritable(side.other()));
         }
+        if lane.scan.at_boundary() {
+            if let Some(pong) = lane.out.owed.take() {
+                lane.out.push(&pong);
+                continue;
+            }
+        }
         tally.sending(side.other(), None);
         let step = with_buffers(|input, out| {
             let mut buf = ReadBuf::new(input);
@@ -208,15 +215,18 @@ fn feed(
     }
 }
 
-/// Answers a ping from `to`, as tungstenite did: at once when the stream to it is between
-/// frames, else when the frame being copied ends (a newer ping replaces an unsent pong).
+/// Answers a ping from `to`: at once when the stream to it is between frames and it has
+/// taken everything sent to it, else once it has (a newer ping replaces an unsent pong, as
+/// RFC 6455 §5.5.3 allows). A side that pings and never reads is still read, since its
+/// other frames must reach the upstream, so queueing every pong would hold its whole flood.
 fn owe_pong(back: &mut Lane, payload: &[u8], to: Side) {
     let pong = frame::control(frame::OP_PONG, payload, mask_for(to));
-    if back.scan.at_boundary() {
+    if back.scan.at_boundary() && back.out.is_empty() {
         back.out.push(&pong);
     } else {
         back.out.owed = Some(pong);
-        back.scan.wake_at_boundary = true;
+        // Between frames, `poll_lane` sends it once the side has taken what is pending.
+        back.scan.wake_at_boundary = !back.scan.at_boundary();
     }
 }
 
