@@ -6,7 +6,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::fields::{
-    duration_or, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
+    duration_within, http_url, or_default, secret_source, ConfigErrors, SecretLookup, SecretSource,
+    LONGEST,
 };
 use super::types::{IssuerConfig, KeySource};
 use crate::auth::jwks::keys::{jwks_file, public_key_file};
@@ -75,29 +76,23 @@ pub(super) fn default_algorithms(hmac: bool) -> Vec<Algorithm> {
     }
 }
 
-/// `leeway` (clock skew, at most 1h) and `refresh` (how often keys are fetched, at least 1s).
+/// `leeway` (clock skew: zero allowed, at most 1h) and `refresh` (how often keys are
+/// fetched, at least 1s).
 fn timings(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) -> (Duration, Duration) {
-    let leeway = duration_or(
+    let leeway = duration_within(
         e,
         &format!("{path}.leeway"),
-        raw.leeway.as_deref().unwrap_or(""),
-        DEFAULT_LEEWAY,
+        or_default(raw.leeway.as_deref().unwrap_or(""), DEFAULT_LEEWAY),
+        Duration::ZERO..=Duration::from_secs(3600),
+        "leeway is for clock skew",
     );
-    let refresh = duration_or(
+    let refresh = duration_within(
         e,
         &format!("{path}.refresh"),
-        raw.refresh.as_deref().unwrap_or(""),
-        DEFAULT_REFRESH,
+        or_default(raw.refresh.as_deref().unwrap_or(""), DEFAULT_REFRESH),
+        Duration::from_secs(1)..=LONGEST,
+        "",
     );
-    if leeway > Duration::from_secs(3600) {
-        e.push(
-            format!("{path}.leeway"),
-            "at most 1h: leeway is for clock skew",
-        );
-    }
-    if refresh < Duration::from_secs(1) {
-        e.push(format!("{path}.refresh"), "must be at least 1s");
-    }
     (leeway, refresh)
 }
 

@@ -39,9 +39,6 @@ pub(super) fn pre_auth(e: &mut ConfigErrors, limits: &FileLimits) -> PreAuthLimi
         );
     }
     let body_read_timeout = duration(e, "limits.body_read_timeout", &limits.body_read_timeout);
-    if body_read_timeout.is_zero() && humantime::parse_duration(&limits.body_read_timeout).is_ok() {
-        e.push("limits.body_read_timeout", "must be longer than zero");
-    }
     PreAuthLimits {
         bytes,
         total_bytes,

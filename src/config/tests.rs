@@ -328,3 +328,109 @@ fn upstream_http2_caps_default_to_100_streams_and_16_connections_and_refuse_zero
         assert!(errors.contains(key), "{key} = {bad} passed:\n{errors}");
     }
 }
+
+/// Every duration key where zero makes no sense refuses "0s", naming the key; the few
+/// where zero means something (documented) accept it.
+#[test]
+fn zero_durations_are_refused_where_zero_means_nothing() {
+    let base = "[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\n\
+                hmac_secret_env = \"HS\"\nleeway = \"0s\"\n";
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\nwebsocket = true\n\
+                 max_lifetime = \"0s\"\ncors = { max_age = \"0s\" }\n\
+                 allowed_origins = [\"https://app.example\"]\n";
+    let intro = "[[introspection]]\nname = \"i\"\nurl = \"https://i/x\"\nclient_id = \"c\"\n\
+                 client_secret_env = \"HS\"\ncache = \"0s\"\n";
+    let zero_allowed = format!("{base}{intro}{route}");
+    assert!(
+        validate(&load_str(&zero_allowed).unwrap(), &secrets).is_ok(),
+        "{:?}",
+        validate(&load_str(&zero_allowed).unwrap(), &secrets).err()
+    );
+    let zeroed = [
+        ("route[0].timeout", "timeout = \"0s\"\n"),
+        ("route[0].connect_timeout", "connect_timeout = \"0s\"\n"),
+        (
+            "route[0].first_message_timeout",
+            "first_message_timeout = \"0s\"\n",
+        ),
+        ("route[0].idle_timeout", "idle_timeout = \"0s\"\n"),
+        (
+            "route[0].upstream_idle_timeout",
+            "upstream_idle_timeout = \"0s\"\n",
+        ),
+        (
+            "route[0].upstream_discovery.resolve_every",
+            "upstream_discovery = { resolve_every = \"0s\" }\n",
+        ),
+    ];
+    for (key, line) in zeroed {
+        let errors = errors_of(&format!("{base}{route}{line}"));
+        assert_eq!(errors.len(), 1, "{line}: {errors:?}");
+        assert!(errors[0].starts_with(&format!("{key}: ")), "{errors:?}");
+    }
+    let tables = [
+        ("revocation.retain", "[revocation]\nretain = \"0s\"\n"),
+        ("revocation.retain", "[revocation]\nretain = \"900ms\"\n"),
+        ("revocation.resync", "[revocation]\nresync = \"0s\"\n"),
+        ("tickets.ttl", "[tickets]\nttl = \"0s\"\n"),
+        ("shutdown.grace", "[shutdown]\ngrace = \"0s\"\n"),
+        ("reload.interval", "[reload]\ninterval = \"0s\"\n"),
+        ("trace.otlp_timeout", "[trace]\notlp_timeout = \"0s\"\n"),
+        ("introspection[0].timeout", "timeout = \"0s\"\n"),
+        ("issuer[0].refresh", "refresh = \"0s\"\n"),
+        (
+            "limits.header_read_timeout",
+            "[limits]\nheader_read_timeout = \"0s\"\n",
+        ),
+        ("limits.idle_timeout", "[limits]\nidle_timeout = \"0s\"\n"),
+        ("limits.close_grace", "[limits]\nclose_grace = \"0s\"\n"),
+        ("limits.write_timeout", "[limits]\nwrite_timeout = \"0s\"\n"),
+        (
+            "limits.body_stall_timeout",
+            "[limits]\nbody_stall_timeout = \"0s\"\n",
+        ),
+        (
+            "limits.body_read_timeout",
+            "[limits]\nbody_read_timeout = \"0s\"\n",
+        ),
+    ];
+    for (key, table) in tables {
+        // After the introspection table, so a bare key lands in it; after the issuer's
+        // keys for `refresh`.
+        let toml = match key {
+            "issuer[0].refresh" => format!("{base}{table}{route}"),
+            _ => format!("{base}{route}{intro}{table}"),
+        };
+        let errors = errors_of(&toml);
+        assert_eq!(errors.len(), 1, "{table}: {errors:?}");
+        assert!(errors[0].starts_with(&format!("{key}: ")), "{errors:?}");
+    }
+    let retain = errors_of(&format!("{base}{route}[revocation]\nretain = \"0s\"\n"));
+    assert_eq!(
+        retain,
+        ["revocation.retain: must be at least 1s: set it to at least your longest token lifetime"]
+    );
+}
+
+#[test]
+fn a_zero_tls_reload_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let signed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&cert, signed.cert.pem()).unwrap();
+    std::fs::write(&key, signed.signing_key.serialize_pem()).unwrap();
+    let tls = |interval: &str| {
+        format!(
+            "[listen.tls]\ncert = {:?}\nkey = {:?}\nreload_interval = \"{interval}\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let config = validate(&load_str(&tls("2s")).unwrap(), &secrets).unwrap();
+    assert_eq!(config.tls.unwrap().reload_interval.as_secs(), 2);
+    assert_eq!(
+        errors_of(&tls("0s")),
+        ["listen.tls.reload_interval: must be longer than zero"]
+    );
+}

@@ -13,7 +13,7 @@ use http::HeaderName;
 use crate::claim_path::ClaimPath;
 
 use super::fields::{
-    duration, duration_or, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
+    duration, or_default, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
 };
 use super::issuer::validate_issuer;
 use super::paths::{check_route_paths, validate_paths};
@@ -210,11 +210,10 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            reload_interval: duration_or(
+            reload_interval: duration(
                 e,
                 "listen.tls.reload_interval",
-                &t.reload_interval,
-                super::tls::DEFAULT_RELOAD_INTERVAL,
+                or_default(&t.reload_interval, super::tls::DEFAULT_RELOAD_INTERVAL),
             ),
             resumption: super::tls::resumption(e, t),
             kx_groups,
@@ -315,18 +314,6 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
     ] {
         if value == 0 {
             e.push(key, "must be at least 1");
-        }
-    }
-    for (key, value) in [
-        ("limits.header_read_timeout", &limits.header_read_timeout),
-        ("limits.idle_timeout", &limits.idle_timeout),
-        ("limits.close_grace", &limits.close_grace),
-        ("limits.write_timeout", &limits.write_timeout),
-        ("limits.body_stall_timeout", &limits.body_stall_timeout),
-        ("reload.interval", &raw.reload.interval),
-    ] {
-        if humantime::parse_duration(value).is_ok_and(|d| d.is_zero()) {
-            e.push(key, "must be longer than zero");
         }
     }
 }
