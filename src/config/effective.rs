@@ -15,11 +15,14 @@ pub(super) fn fill_defaults(raw: &mut FileConfig) {
         issuer_defaults(issuer);
     }
     let limits = &mut raw.limits;
+    let token = *limits
+        .max_token_bytes
+        .get_or_insert(super::limits::default_max_token_bytes(
+            limits.max_header_bytes,
+        ));
     limits
         .pre_auth_bytes
-        .get_or_insert(super::limits::default_pre_auth_bytes(
-            limits.max_token_bytes,
-        ));
+        .get_or_insert(super::limits::default_pre_auth_bytes(token));
 }
 
 fn tls_defaults(tls: &mut FileTls) {

@@ -142,7 +142,7 @@ fn environment_overrides_use_double_underscores_and_ignore_non_keys() {
         jail.set_env("GATEHOUSE_HS_SECRET", "not-a-key");
         let raw = load_file(std::path::Path::new("gatehouse.toml")).map_err(|e| e.to_string())?;
         assert_eq!(raw.listen.addr, "127.0.0.1:9443");
-        assert_eq!(raw.limits.max_token_bytes, 4096);
+        assert_eq!(raw.limits.max_token_bytes, Some(4096));
         Ok(())
     });
 }
@@ -432,5 +432,60 @@ fn a_zero_tls_reload_interval_is_refused() {
     assert_eq!(
         errors_of(&tls("0s")),
         ["listen.tls.reload_interval: must be longer than zero"]
+    );
+}
+
+#[test]
+fn the_documented_smallest_head_works_alone_and_the_token_limit_follows_it() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let config = validate(
+        &load_str(&format!("{route}[limits]\nmax_header_bytes = 8192\n")).unwrap(),
+        &secrets,
+    )
+    .unwrap();
+    assert_eq!(
+        (config.max_header_bytes, config.max_token_bytes),
+        (8192, 8192)
+    );
+    assert_eq!(config.pre_auth.bytes, 8192 + 1024);
+    // A head too small is one error, not also one for the token limit it brought down.
+    assert_eq!(
+        errors_of(&format!("{route}[limits]\nmax_header_bytes = 8191\n")),
+        ["limits.max_header_bytes: must be at least 8192"]
+    );
+    // Both set, and at odds: one error naming both keys with their values.
+    let both = errors_of(&format!(
+        "{route}[limits]\nmax_header_bytes = 8192\nmax_token_bytes = 16384\n"
+    ));
+    assert_eq!(both.len(), 1, "{both:?}");
+    assert!(
+        both[0].starts_with(
+            "limits.max_token_bytes: 16384 is more than limits.max_header_bytes (8192)"
+        ),
+        "{both:?}"
+    );
+    assert_eq!(
+        errors_of(&format!("{route}[limits]\nmax_token_bytes = 0\n")),
+        ["limits.max_token_bytes: must be at least 1"]
+    );
+    // `check` prints the limit in force.
+    let raw = load_str(&format!("{route}[limits]\nmax_header_bytes = 8192\n")).unwrap();
+    assert!(raw.to_masked_toml().contains("max_token_bytes = 8192"));
+}
+
+#[test]
+fn worker_threads_are_bounded() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let most = format!("{route}[runtime]\nworker_threads = 1024\n");
+    assert_eq!(
+        validate(&load_str(&most).unwrap(), &secrets)
+            .unwrap()
+            .worker_threads,
+        1024
+    );
+    let errors = errors_of(&format!("{route}[runtime]\nworker_threads = 100000\n"));
+    assert_eq!(
+        errors,
+        ["runtime.worker_threads: must be at most 1024 (0 = one per CPU core)"]
     );
 }

@@ -112,6 +112,7 @@ fn assemble(
     secrets: SecretLookup<'_>,
     tables: Tables,
 ) -> Config {
+    let max_token_bytes = super::limits::head_and_token(e, &raw.limits);
     Config {
         trace: super::trace::validate_trace(e, &raw.trace),
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
@@ -124,7 +125,7 @@ fn assemble(
         admin_addr: socket_addr(e, "admin.addr", &raw.admin.addr),
         admin_token: admin_token(e, raw, secrets),
         secret_files: secret_files(raw),
-        worker_threads: raw.runtime.worker_threads,
+        worker_threads: worker_threads(e, raw),
         issuers: tables.issuers,
         claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
@@ -137,7 +138,7 @@ fn assemble(
         routes: tables.routes,
         shutdown_grace: duration(e, "shutdown.grace", &raw.shutdown.grace),
         max_header_bytes: raw.limits.max_header_bytes,
-        max_token_bytes: raw.limits.max_token_bytes,
+        max_token_bytes,
         header_read_timeout: duration(
             e,
             "limits.header_read_timeout",
@@ -157,7 +158,7 @@ fn assemble(
         http2_max_concurrent_streams: raw.limits.http2_max_concurrent_streams,
         http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
-        pre_auth: super::limits::pre_auth(e, &raw.limits),
+        pre_auth: super::limits::pre_auth(e, &raw.limits, max_token_bytes),
         paths: tables.paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
@@ -290,17 +291,9 @@ fn routes(
     routes
 }
 
+/// The `[limits]` counts; the durations are checked where they are read.
 fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
     let limits = &raw.limits;
-    if limits.max_header_bytes < 8192 {
-        e.push("limits.max_header_bytes", "must be at least 8192");
-    }
-    if limits.max_token_bytes == 0 || limits.max_token_bytes > limits.max_header_bytes {
-        e.push(
-            "limits.max_token_bytes",
-            "must be between 1 and limits.max_header_bytes",
-        );
-    }
     for (key, value) in [
         ("limits.max_connections", limits.max_connections as u64),
         (
@@ -316,6 +309,22 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
             e.push(key, "must be at least 1");
         }
     }
+}
+
+/// Each worker is an OS thread with its own stack, all started before anything is served:
+/// a count past this is a typo, and one of 100000 would hang the start.
+const MOST_WORKER_THREADS: usize = 1024;
+
+/// `runtime.worker_threads`: 0 (one per core) up to [`MOST_WORKER_THREADS`].
+fn worker_threads(e: &mut ConfigErrors, raw: &FileConfig) -> usize {
+    let threads = raw.runtime.worker_threads;
+    if threads > MOST_WORKER_THREADS {
+        e.push(
+            "runtime.worker_threads",
+            format!("must be at most {MOST_WORKER_THREADS} (0 = one per CPU core)"),
+        );
+    }
+    threads
 }
 
 fn unique<'a>(e: &mut ConfigErrors, table: &str, key: &str, values: impl Iterator<Item = &'a str>) {
