@@ -156,7 +156,9 @@ pub(super) fn secret(
 pub(super) enum SecretSource {
     /// Neither `{base}_env` nor `{base}_file` is set.
     Unset,
-    Found(Secret),
+    /// `key`: the one of `{base}_env` and `{base}_file` it came from, for errors about
+    /// the value.
+    Found { secret: Secret, key: String },
     /// Set but unusable; the error is already recorded.
     Invalid,
 }
@@ -175,11 +177,19 @@ pub(super) fn secret_source(
     match (env, file) {
         (None, None) => SecretSource::Unset,
         (Some(_), Some(_)) => {
-            e.push(base, format!("set {base}_env or {base}_file, not both"));
+            e.push(
+                format!("{base}_env"),
+                format!("set {base}_env or {base}_file, not both"),
+            );
             SecretSource::Invalid
         }
-        (Some(var), None) => secret(e, &format!("{base}_env"), var, secrets)
-            .map_or(SecretSource::Invalid, SecretSource::Found),
+        (Some(var), None) => {
+            let key = format!("{base}_env");
+            match secret(e, &key, var, secrets) {
+                Some(secret) => SecretSource::Found { secret, key },
+                None => SecretSource::Invalid,
+            }
+        }
         (None, Some(path)) => {
             let key = format!("{base}_file");
             match crate::files::read_to_string(path) {
@@ -191,7 +201,8 @@ pub(super) fn secret_source(
                         e.push(key, format!("{} is empty", path.display()));
                         SecretSource::Invalid
                     } else {
-                        SecretSource::Found(Secret::new(value.to_string()))
+                        let secret = Secret::new(value.to_string());
+                        SecretSource::Found { secret, key }
                     }
                 }
                 Err(err) => {

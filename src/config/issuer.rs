@@ -106,12 +106,14 @@ fn check_key_files(
 ) {
     // The loaders `run` uses, so `check` refuses what would not load.
     let loaded = match (keys, algorithm) {
-        (Some(KeySource::JwksFile(file)), Some(_)) => Some(jwks_file(file)),
-        (Some(KeySource::PublicKeyFile(file)), Some(alg)) => Some(public_key_file(file, *alg)),
+        (Some(KeySource::JwksFile(file)), Some(_)) => Some(("jwks_file", jwks_file(file))),
+        (Some(KeySource::PublicKeyFile(file)), Some(alg)) => {
+            Some(("public_key_file", public_key_file(file, *alg)))
+        }
         _ => None,
     };
-    if let Some(Err(err)) = loaded {
-        e.push(path, err);
+    if let Some((key, Err(err))) = loaded {
+        e.push(format!("{path}.{key}"), err);
     }
     if let Some(file) = &raw.private_key_file {
         if !file.is_file() {
@@ -151,14 +153,11 @@ fn key_source(
         secrets,
     );
     let hmac_named = !matches!(hmac, SecretSource::Unset);
-    if let SecretSource::Found(s) = hmac {
-        if s.expose().len() < 32 {
-            e.push(
-                format!("{path}.hmac_secret"),
-                "the secret must be at least 32 bytes",
-            );
+    if let SecretSource::Found { secret, key } = hmac {
+        if secret.expose().len() < 32 {
+            e.push(key, "the secret must be at least 32 bytes");
         }
-        sources.push(KeySource::Hmac(s));
+        sources.push(KeySource::Hmac(secret));
     }
     if raw.discovery {
         remote_url(e, &format!("{path}.issuer"), &raw.issuer, raw.allow_http);

@@ -18,6 +18,7 @@ mod logout;
 pub mod outbound;
 mod overrides;
 mod paths;
+mod plain;
 mod raw;
 pub mod redaction;
 mod route;
@@ -126,7 +127,7 @@ fn from_figment(
         .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     let value = Value::from(dict);
     let mut unknown = Vec::new();
-    let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
+    let parsed = serde_ignored::deserialize(&value, |path| unknown.push(plain::key_path(&path)))
         .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
     if unknown.is_empty() {
         Ok(parsed)

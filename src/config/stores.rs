@@ -163,11 +163,11 @@ pub(super) fn validate_introspection(
     let base = format!("{path}.client_secret");
     let client_secret =
         match secret_source(e, &base, env, raw.client_secret_file.as_deref(), secrets) {
-            SecretSource::Found(secret) => Some(secret),
+            SecretSource::Found { secret, .. } => Some(secret),
             SecretSource::Invalid => None,
             SecretSource::Unset => {
                 e.push(
-                    base,
+                    format!("{base}_env"),
                     "name the client secret: client_secret_env (a variable) or client_secret_file",
                 );
                 None

@@ -489,3 +489,67 @@ fn worker_threads_are_bounded() {
         ["runtime.worker_threads: must be at most 1024 (0 = one per CPU core)"]
     );
 }
+
+/// Errors name the key the operator wrote, never a key that does not exist or none.
+#[test]
+fn errors_name_the_key_that_holds_the_value() {
+    let issuer = "[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\n";
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\n";
+    let missing = errors_of(&format!(
+        "{issuer}public_key_file = \"/nonexistent/key.pem\"\n{route}"
+    ));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("issuer[0].public_key_file: reading /nonexistent/key.pem"),
+        "{missing:?}"
+    );
+    let jwks = errors_of(&format!(
+        "{issuer}jwks_file = \"/nonexistent/jwks.json\"\n{route}"
+    ));
+    assert!(
+        jwks[0].starts_with("issuer[0].jwks_file: reading /nonexistent/jwks.json"),
+        "{jwks:?}"
+    );
+    let short = |name: &str| (name == "SHORT").then(|| "short".to_string());
+    let raw = load_str(&format!("{issuer}hmac_secret_env = \"SHORT\"\n{route}")).unwrap();
+    let errors = validate(&raw, &short).unwrap_err().messages().to_vec();
+    assert_eq!(
+        errors,
+        ["issuer[0].hmac_secret_env: the secret must be at least 32 bytes"]
+    );
+    let both = errors_of(&format!(
+        "{issuer}hmac_secret_env = \"HS\"\nhmac_secret_file = \"/x\"\n{route}"
+    ));
+    assert!(
+        both.iter()
+            .any(|m| m.starts_with("issuer[0].hmac_secret_env: set issuer[0].hmac_secret_env")),
+        "{both:?}"
+    );
+    let unnamed = errors_of(&format!(
+        "[[introspection]]\nname = \"i\"\nurl = \"https://i/x\"\nclient_id = \"c\"\n{route}"
+    ));
+    assert!(
+        unnamed
+            .iter()
+            .any(|m| m.starts_with("introspection[0].client_secret_env: name the client secret")),
+        "{unnamed:?}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_optional_tables_have_no_stray_segment() {
+    let toml = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\n\
+                [route.upstream_discovery]\nresolve_evry = \"5s\"\n\
+                [tickets]\nttll = \"5s\"\n[listen.tls]\nreload_intervl = \"1s\"\n";
+    let Err(LoadError::UnknownKeys(keys, _)) = load_str(toml) else {
+        panic!("no unknown keys found");
+    };
+    assert_eq!(
+        keys,
+        [
+            "listen.tls.reload_intervl",
+            "route.0.upstream_discovery.resolve_evry",
+            "tickets.ttll"
+        ]
+    );
+}

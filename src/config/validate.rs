@@ -180,7 +180,7 @@ fn admin_token(
         raw.admin.token_file.as_deref(),
         secrets,
     ) {
-        SecretSource::Found(secret) => Some(secret),
+        SecretSource::Found { secret, .. } => Some(secret),
         SecretSource::Unset | SecretSource::Invalid => None,
     }
 }
