@@ -553,3 +553,89 @@ fn unknown_keys_in_optional_tables_have_no_stray_segment() {
         ]
     );
 }
+
+/// The errors of a document that does not read, one per line as `check` prints them.
+fn type_errors(toml: &str) -> Vec<String> {
+    match load_str(toml) {
+        Err(LoadError::Types(errors)) => errors,
+        other => other
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .split("; ")
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// serde stops at the first type error; `check` lists every one, in plain words, with the
+/// unknown keys beside them.
+#[test]
+fn every_type_error_is_reported_at_once_in_plain_words() {
+    let toml = "[limits]\nidle_timeout = 10\nmax_connections = \"lots\"\n\
+                [tickets]\nttl = 5\n\
+                [[route]]\npath = \"/a\"\nupstream = \"http://a\"\n\
+                [[route]]\npath = \"/b\"\nupstream = 5\ncase_sensitive = \"yes\"\nbogus = 1\n\
+                tokens = \"header\"\n";
+    let errors = type_errors(toml);
+    assert_eq!(
+        errors,
+        [
+            "unknown keys: route.1.bogus",
+            "limits.idle_timeout: expected text in quotes, found the number 10 \
+             (a duration is text with a unit, like \"10s\")",
+            "limits.max_connections: expected a whole number, 0 or more, found the text \"lots\"",
+            "route.1.case_sensitive: expected true or false, found the text \"yes\"",
+            "route.1.tokens: expected a list, like [\"a\", \"b\"], found the text \"header\"",
+            "route.1.upstream: expected a URL in quotes, or a list of them",
+            "tickets.ttl: expected text in quotes, found the number 5 \
+             (a duration is text with a unit, like \"10s\")",
+        ]
+    );
+    // Text where a table belongs, and a number for a key that is not a duration.
+    assert_eq!(
+        type_errors("limits = 5\n[identity]\nsubject_claim = 123\n"),
+        [
+            "identity.subject_claim: expected text in quotes, found the number 123",
+            "limits: expected a table, found the number 5",
+        ]
+    );
+}
+
+/// An error whose value came from a `GATEHOUSE_*` override names the variable: the file
+/// may hold another value, or no such key.
+#[test]
+fn errors_from_environment_overrides_name_the_variable() {
+    let file = "[limits]\nmax_connections = 500\n\
+                [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let refused = |var: &str, value: &str| {
+        let mut messages = Vec::new();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gatehouse.toml", file)?;
+            jail.set_env(var, value);
+            let path = std::path::Path::new("gatehouse.toml");
+            messages = load_validated(path, &secrets).map_or_else(|r| r.messages(), |_| vec![]);
+            Ok(())
+        });
+        messages
+    };
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONNECTIONS", "0"),
+        ["limits.max_connections: must be at least 1 (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONNECTIONS", "lots"),
+        [
+            "limits.max_connections: expected a whole number, 0 or more, found the text \"lots\" \
+          (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"
+        ]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONECTIONS", "5"),
+        ["unknown keys: limits.max_conections (set by GATEHOUSE_LIMITS__MAX_CONECTIONS)"]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS", "5"),
+        ["limits: expected a table, found the number 5 (set by GATEHOUSE_LIMITS)"]
+    );
+}

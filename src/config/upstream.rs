@@ -15,7 +15,7 @@ use super::fields::{duration_within, http_url, ConfigErrors, LONGEST};
 
 /// `upstream = "http://a:5000"` or `upstream = ["http://a:5000", "http://b:5000"]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a URL in quotes, or a list of them")]
 pub enum FileUpstream {
     One(String),
     Many(Vec<String>),
