@@ -285,6 +285,28 @@ fn token_mints_a_valid_token_only_with_a_local_key() {
     let ttl = data.claims["exp"].as_u64().unwrap() - now();
     assert!((290..=300).contains(&ttl), "ttl {ttl}");
 
+    // A lifetime under a second would mint a token expired as it is printed: a bad
+    // argument, like one that is no duration.
+    for bad in ["0s", "500ms", "soon"] {
+        let out = gatehouse(
+            &["token", "--config", demo, "--sub", "bob", "--ttl", bad],
+            &[DEMO_SECRET],
+        );
+        assert_eq!(out.status.code(), Some(64), "--ttl {bad}");
+        assert!(out.stdout.is_empty(), "--ttl {bad} printed a token");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--ttl"), "{stderr}");
+    }
+    let out = gatehouse(
+        &["token", "--config", demo, "--sub", "bob", "--ttl", "0s"],
+        &[DEMO_SECRET],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be at least 1s"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A config whose keys live at an IdP cannot mint.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idp.toml");
