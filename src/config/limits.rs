@@ -14,9 +14,10 @@ const SMALLEST_HEADER_BYTES: usize = 8192;
 /// `max_token_bytes` when unset and the head allows it.
 const DEFAULT_MAX_TOKEN_BYTES: usize = 16384;
 
-/// `max_token_bytes` when unset: a token travels in the request head (or, for the
-/// first-message source, in a message the same size rules bound), so the default follows
-/// a smaller `max_header_bytes` down rather than making that setting an error of its own.
+/// `max_token_bytes` when unset. A header, query or cookie token travels in the request
+/// head, so a token limit above the head's could never be reached there; the default
+/// follows a smaller `max_header_bytes` down rather than making the documented minimum an
+/// error of its own.
 pub(super) fn default_max_token_bytes(max_header_bytes: usize) -> usize {
     DEFAULT_MAX_TOKEN_BYTES.min(max_header_bytes)
 }
