@@ -1,8 +1,11 @@
 //! Command-line types (clap). No logic: `main.rs` maps each command to one library call.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+use crate::config::fields::{parse_duration, ABOVE_ZERO, LONGEST};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,9 +50,9 @@ pub struct TokenArgs {
     /// Extra claim as NAME=VALUE; VALUE is read as JSON when it parses, else as a string.
     #[arg(long = "claim", value_name = "NAME=VALUE")]
     pub claims: Vec<String>,
-    /// Lifetime, like 30s, 5m or 1h.
-    #[arg(long, default_value = "1h")]
-    pub ttl: String,
+    /// Lifetime, like 30s, 5m or 1h; at least 1s.
+    #[arg(long, default_value = "1h", value_parser = token_ttl)]
+    pub ttl: Duration,
     /// The issuer (by `name`) whose key signs; defaults to the first with a local signing key.
     #[arg(long)]
     pub issuer: Option<String>,
@@ -65,6 +68,18 @@ pub struct HealthArgs {
     #[arg(long, value_name = "IP:PORT")]
     pub addr: Option<std::net::SocketAddr>,
     /// How long the whole probe may take, like 2s or 500ms.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
+    #[arg(long, default_value = "2s", value_parser = probe_timeout)]
+    pub timeout: Duration,
+}
+
+/// `--ttl`: `exp` counts whole seconds, so under a second would mint a token that is
+/// expired as it is printed.
+fn token_ttl(raw: &str) -> Result<Duration, String> {
+    parse_duration(raw, &(Duration::from_secs(1)..=LONGEST))
+}
+
+/// `--timeout`: a probe given no time fails whatever the listener does, which would read
+/// as "unhealthy" rather than as the bad argument it is.
+fn probe_timeout(raw: &str) -> Result<Duration, String> {
+    parse_duration(raw, &(ABOVE_ZERO..=LONGEST))
 }

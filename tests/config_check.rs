@@ -183,6 +183,68 @@ fn environment_overrides_show_in_the_effective_config() {
     );
 }
 
+/// The binary's side of the config tests: every type error listed, one a line, in plain
+/// words; an override's error names its variable.
+#[test]
+fn check_lists_every_type_error_and_names_the_override_behind_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("types.toml");
+    std::fs::write(
+        &path,
+        "[limits]\nidle_timeout = 10\nmax_connections = 500\n[tickets]\nttl = 5\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n",
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let out = gatehouse(&["check", "--config", config], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().skip(1).collect::<Vec<_>>(),
+        [
+            "  limits.idle_timeout: expected text in quotes, found the number 10 \
+             (a duration is text with a unit, like \"10s\")",
+            "  tickets.ttl: expected text in quotes, found the number 5 \
+             (a duration is text with a unit, like \"10s\")",
+        ],
+        "{stderr}"
+    );
+    assert!(
+        stderr.starts_with(&format!("{config}: invalid config\n")),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &path,
+        "[limits]\nmax_connections = 500\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n",
+    )
+    .unwrap();
+    let zero = gatehouse(
+        &["check", "--config", config],
+        &[("GATEHOUSE_LIMITS__MAX_CONNECTIONS", "0")],
+    );
+    assert_eq!(zero.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&zero.stderr);
+    assert!(
+        stderr.contains(
+            "  limits.max_connections: must be at least 1 (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"
+        ),
+        "{stderr}"
+    );
+    let typo = gatehouse(
+        &["check", "--config", config],
+        &[("GATEHOUSE_LIMITS__MAX_CONECTIONS", "5")],
+    );
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains(
+            "  unknown keys: limits.max_conections (set by GATEHOUSE_LIMITS__MAX_CONECTIONS)"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn token_mints_a_valid_token_only_with_a_local_key() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml");
@@ -222,6 +284,28 @@ fn token_mints_a_valid_token_only_with_a_local_key() {
     assert_eq!(data.claims["level"], 3);
     let ttl = data.claims["exp"].as_u64().unwrap() - now();
     assert!((290..=300).contains(&ttl), "ttl {ttl}");
+
+    // A lifetime under a second would mint a token expired as it is printed: a bad
+    // argument, like one that is no duration.
+    for bad in ["0s", "500ms", "soon"] {
+        let out = gatehouse(
+            &["token", "--config", demo, "--sub", "bob", "--ttl", bad],
+            &[DEMO_SECRET],
+        );
+        assert_eq!(out.status.code(), Some(64), "--ttl {bad}");
+        assert!(out.stdout.is_empty(), "--ttl {bad} printed a token");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--ttl"), "{stderr}");
+    }
+    let out = gatehouse(
+        &["token", "--config", demo, "--sub", "bob", "--ttl", "0s"],
+        &[DEMO_SECRET],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be at least 1s"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A config whose keys live at an IdP cannot mint.
     let dir = tempfile::tempdir().unwrap();

@@ -166,3 +166,24 @@ fn an_unreadable_config_is_unhealthy_and_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn a_zero_timeout_is_a_bad_argument_not_an_unhealthy_target() {
+    let addr = closed_port();
+    for bad in ["0s", "0ms", "soon"] {
+        let out = health(&["--addr", &addr.to_string(), "--timeout", bad]);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "--timeout {bad}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("--timeout") && !err.contains("unhealthy"),
+            "{err}"
+        );
+    }
+    let err = stderr(&health(&["--addr", &addr.to_string(), "--timeout", "0s"]));
+    assert!(err.contains("must be longer than zero"), "{err}");
+}

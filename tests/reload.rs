@@ -410,3 +410,35 @@ websocket = true
     );
     proxy.shutdown().await;
 }
+
+/// A `jwks_file` is followed like the config (README, "Issuer key sources"): replacing it
+/// rotates the keys without a restart.
+#[tokio::test]
+async fn a_replaced_jwks_file_rotates_the_keys() {
+    let world = World::new(true).await;
+    let jwks = world.dir.path().join("jwks.json");
+    let (rsa1, rsa2) = (Key::rsa("rsa1", "k1"), Key::rsa("rsa2", "k2"));
+    let document = |key: &Key| json!({ "keys": [key.jwk()] }).to_string();
+    write(&jwks, document(&rsa1));
+    let text = world.toml(&world.a).replace(
+        &format!("public_key_file = \"{}\"", world.key_file().display()),
+        &format!("jwks_file = \"{}\"", jwks.display()),
+    );
+    write(&world.config_file(), text);
+    let proxy = TestProxy::start_file(&world.config_file()).await;
+    let base = format!("http://{}", proxy.addr);
+    let (old_token, new_token) = (token(&rsa1), token(&rsa2));
+    assert_eq!(api(&base, &old_token).await, Ok("A".into()));
+    assert_eq!(api(&base, &new_token).await, Err(401));
+
+    write(&jwks, document(&rsa2));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            api(&base, &new_token).await == Ok("A".into())
+        })
+        .await,
+        "the new jwks_file was never picked up"
+    );
+    assert_eq!(api(&base, &old_token).await, Err(401));
+    proxy.shutdown().await;
+}

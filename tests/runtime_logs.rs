@@ -121,3 +121,75 @@ upstream = "http://127.0.0.1:{upstream}"
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
 }
+
+/// A request the upstream was asked and did not answer in time: the warning names the
+/// endpoint that was asked (on a route with several, the slow one), and the access line
+/// says how long it waited. `upstream_ms` stays `-1` for a request the upstream never saw.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_request_names_its_endpoint_and_logs_the_time_it_waited() {
+    let slow = Upstream::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        http::Response::new(full("late"))
+    })
+    .await;
+    let fast = Upstream::start(|_| async { http::Response::new(full("fast")) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{LOOPBACK_LISTENERS}\n[log]\nformat = \"json\"\n\
+             [[route]]\npath = \"/r\"\nupstream = [\"{}\", \"{}\"]\nauth = \"none\"\n\
+             timeout = \"500ms\"\n\
+             [[route]]\npath = \"/small\"\nupstream = \"{}\"\nauth = \"none\"\nmax_body_bytes = 4\n",
+            fast.url(),
+            slow.url(),
+            fast.url()
+        ),
+    )
+    .unwrap();
+    let (proc, addr) = Proc::start(&config);
+    let mut timed_out = false;
+    for _ in 0..6 {
+        let status = get(&format!("http://{addr}/r/x"), &[]).await.status;
+        timed_out |= status == 504;
+        if timed_out {
+            break;
+        }
+    }
+    assert!(timed_out, "no request reached the slow endpoint");
+    let failed = lines_with(&proc, "upstream request failed");
+    let line = failed
+        .first()
+        .unwrap_or_else(|| panic!("{}", proc.output()));
+    assert_eq!(line["upstream"], slow.addr.to_string(), "{line}");
+    assert!(
+        line["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("within the route's timeout (500ms)")),
+        "{line}"
+    );
+
+    // A body announced over max_body_bytes is refused before the upstream is asked.
+    let body = http_body_util::Full::new(bytes::Bytes::from_static(b"0123456789"));
+    let post = http::Request::post(format!("http://{addr}/small/x"));
+    assert_eq!(send(post.body(body).unwrap()).await.status, 413);
+
+    let (_, logs) = proc.terminate();
+    let access: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "gatehouse::access")
+        .collect();
+    let late = access
+        .iter()
+        .find(|v| v["status"] == 504)
+        .unwrap_or_else(|| panic!("{logs}"));
+    let waited = late["upstream_ms"].as_f64().unwrap_or(-1.0);
+    assert!((500.0..5000.0).contains(&waited), "{late}");
+    let refused = access
+        .iter()
+        .find(|v| v["status"] == 413)
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert_eq!(refused["upstream_ms"], -1, "{refused}");
+}

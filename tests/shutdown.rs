@@ -248,6 +248,10 @@ async fn a_request_cut_by_the_grace_period_leaves_an_access_line() {
         (&serde_json::json!(0), &serde_json::json!("unfinished")),
         "{logs}"
     );
+    // The upstream had it, until the grace period (500 ms) cut it: not -1, "not asked".
+    let waited = cut[0]["upstream_ms"].as_f64().unwrap_or(-1.0);
+    let total = cut[0]["duration_ms"].as_f64().unwrap_or(0.0);
+    assert!(waited >= 450.0 && waited <= total, "{logs}");
 }
 
 /// A connection that has not finished its TLS handshake holds no request: the drain ends

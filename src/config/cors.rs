@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue, Method};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::fields::{duration, http_url, ConfigErrors};
+use super::fields::{duration_or_zero, http_url, ConfigErrors};
 
 /// What `Access-Control-Allow-Methods` names when a table does not say.
 const DEFAULT_METHODS: &[&str] = &["GET", "POST", "DELETE"];
@@ -125,7 +125,8 @@ pub(super) fn validate_cors(
         headers: header_names(e, &format!("{key}.allowed_headers"), &table.allowed_headers),
         expose: header_names(e, &format!("{key}.expose_headers"), &table.expose_headers),
         credentials: table.allow_credentials,
-        max_age: duration(e, &format!("{key}.max_age"), &table.max_age),
+        // Zero: browsers ask again before every request (`Access-Control-Max-Age: 0`).
+        max_age: duration_or_zero(e, &format!("{key}.max_age"), &table.max_age),
     })
 }
 

@@ -2,8 +2,13 @@
 //! validation applies to keys left out written in, so the printed config says what runs
 //! and, checked again, prints itself.
 
-use super::raw::{FileConfig, FileIssuer, FileTls};
+use super::cors::{FileCors, FileCorsTable};
+use super::raw::{
+    FileConfig, FileIntrospection, FileIssuer, FileListen, FileLogout, FileRoute, FileTickets,
+    FileTls,
+};
 use super::types::{KxGroup, TlsProvider};
+use super::upstream::FileDiscovery;
 
 /// Defaults of keys that stay unset (`Option`, or an empty string) in the raw config
 /// because validation resolves them; each default comes from the module that applies it.
@@ -15,11 +20,38 @@ pub(super) fn fill_defaults(raw: &mut FileConfig) {
         issuer_defaults(issuer);
     }
     let limits = &mut raw.limits;
+    let token = *limits
+        .max_token_bytes
+        .get_or_insert(super::limits::default_max_token_bytes(
+            limits.max_header_bytes,
+        ));
     limits
         .pre_auth_bytes
-        .get_or_insert(super::limits::default_pre_auth_bytes(
-            limits.max_token_bytes,
-        ));
+        .get_or_insert(super::limits::default_pre_auth_bytes(token));
+}
+
+/// A config with one of every table (optional tables present, one element in each array
+/// of tables), defaults filled in: what each key holds when it is left out, for wording
+/// an error about the key.
+pub(super) fn every_table() -> FileConfig {
+    let mut raw = FileConfig {
+        listen: FileListen {
+            tls: Some(FileTls::default()),
+            ..FileListen::default()
+        },
+        issuers: vec![FileIssuer::default()],
+        introspections: vec![FileIntrospection::default()],
+        tickets: Some(FileTickets::default()),
+        logout: Some(FileLogout::default()),
+        routes: vec![FileRoute {
+            upstream_discovery: Some(FileDiscovery::default()),
+            cors: FileCors::Table(FileCorsTable::default()),
+            ..FileRoute::default()
+        }],
+        ..FileConfig::default()
+    };
+    fill_defaults(&mut raw);
+    raw
 }
 
 fn tls_defaults(tls: &mut FileTls) {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
@@ -63,27 +64,73 @@ pub(super) fn socket_addr(e: &mut ConfigErrors, key: &str, raw: &str) -> SocketA
 }
 
 /// No setting needs more than a year, and clock arithmetic with absurd values overflows.
-const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The shortest duration that is not zero.
+pub const ABOVE_ZERO: Duration = Duration::from_nanos(1);
 
+/// `raw` as a duration within `range`, or the reason it is not, in words that name the
+/// bounds. Every duration gatehouse reads (config keys and command-line flags) goes
+/// through it, so a bound is said the same way wherever it applies.
+pub fn parse_duration(raw: &str, range: &RangeInclusive<Duration>) -> Result<Duration, String> {
+    let (min, max) = (*range.start(), *range.end());
+    let d = humantime::parse_duration(raw)
+        .map_err(|_| format!("{raw:?} is not a duration like \"30s\" or \"5m\""))?;
+    if range.contains(&d) {
+        return Ok(d);
+    }
+    let shown = |d: Duration| humantime::format_duration(d).to_string();
+    Err(match (min, max) {
+        (_, LONGEST) if d > LONGEST => format!("{raw:?} is longer than a year"),
+        (ABOVE_ZERO, LONGEST) => "must be longer than zero".to_string(),
+        (min, LONGEST) => format!("must be at least {}", shown(min)),
+        (Duration::ZERO | ABOVE_ZERO, max) => format!("must be at most {}", shown(max)),
+        (min, max) => format!("must be between {} and {}", shown(min), shown(max)),
+    })
+}
+
+/// A duration key: a timeout, interval, lifetime or grace. Zero is refused: a timeout of
+/// zero fails every request, an interval of zero spins a loop, a retention of zero drops
+/// what it was meant to keep. Keys where zero means something use [`duration_or_zero`],
+/// keys with bounds of their own [`duration_within`].
 pub(super) fn duration(e: &mut ConfigErrors, key: &str, raw: &str) -> Duration {
-    match humantime::parse_duration(raw) {
-        Ok(d) if d <= LONGEST => d,
-        Ok(_) => {
-            e.push(key, format!("{raw:?} is longer than a year"));
+    duration_within(e, key, raw, ABOVE_ZERO..=LONGEST, "")
+}
+
+/// A duration key whose documentation says what zero means (no clock skew allowed, no
+/// cap on a session, nothing cached).
+pub(super) fn duration_or_zero(e: &mut ConfigErrors, key: &str, raw: &str) -> Duration {
+    duration_within(e, key, raw, Duration::ZERO..=LONGEST, "")
+}
+
+/// A duration key with bounds of its own; `why` (may be empty) follows the bounds in the
+/// one error a bad value gets.
+pub(super) fn duration_within(
+    e: &mut ConfigErrors,
+    key: &str,
+    raw: &str,
+    range: RangeInclusive<Duration>,
+    why: &str,
+) -> Duration {
+    match parse_duration(raw, &range) {
+        Ok(d) => d,
+        Err(message) if why.is_empty() => {
+            e.push(key, message);
             Duration::ZERO
         }
-        Err(_) => {
-            e.push(
-                key,
-                format!("{raw:?} is not a duration like \"30s\" or \"5m\""),
-            );
+        Err(message) => {
+            e.push(key, format!("{message}: {why}"));
             Duration::ZERO
         }
     }
 }
 
-pub(super) fn duration_or(e: &mut ConfigErrors, key: &str, raw: &str, default: &str) -> Duration {
-    duration(e, key, if raw.is_empty() { default } else { raw })
+/// `raw`, or `default` when the key was left empty (validation resolves the default).
+pub(super) fn or_default<'a>(raw: &'a str, default: &'a str) -> &'a str {
+    if raw.is_empty() {
+        default
+    } else {
+        raw
+    }
 }
 
 pub(super) fn secret(
@@ -109,7 +156,9 @@ pub(super) fn secret(
 pub(super) enum SecretSource {
     /// Neither `{base}_env` nor `{base}_file` is set.
     Unset,
-    Found(Secret),
+    /// `key`: the one of `{base}_env` and `{base}_file` it came from, for errors about
+    /// the value.
+    Found { secret: Secret, key: String },
     /// Set but unusable; the error is already recorded.
     Invalid,
 }
@@ -128,11 +177,19 @@ pub(super) fn secret_source(
     match (env, file) {
         (None, None) => SecretSource::Unset,
         (Some(_), Some(_)) => {
-            e.push(base, format!("set {base}_env or {base}_file, not both"));
+            e.push(
+                format!("{base}_env"),
+                format!("set {base}_env or {base}_file, not both"),
+            );
             SecretSource::Invalid
         }
-        (Some(var), None) => secret(e, &format!("{base}_env"), var, secrets)
-            .map_or(SecretSource::Invalid, SecretSource::Found),
+        (Some(var), None) => {
+            let key = format!("{base}_env");
+            match secret(e, &key, var, secrets) {
+                Some(secret) => SecretSource::Found { secret, key },
+                None => SecretSource::Invalid,
+            }
+        }
         (None, Some(path)) => {
             let key = format!("{base}_file");
             match crate::files::read_to_string(path) {
@@ -144,7 +201,8 @@ pub(super) fn secret_source(
                         e.push(key, format!("{} is empty", path.display()));
                         SecretSource::Invalid
                     } else {
-                        SecretSource::Found(Secret::new(value.to_string()))
+                        let secret = Secret::new(value.to_string());
+                        SecretSource::Found { secret, key }
                     }
                 }
                 Err(err) => {

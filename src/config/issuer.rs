@@ -6,7 +6,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::fields::{
-    duration_or, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource,
+    duration_within, http_url, or_default, secret_source, ConfigErrors, SecretLookup, SecretSource,
+    LONGEST,
 };
 use super::types::{IssuerConfig, KeySource};
 use crate::auth::jwks::keys::{jwks_file, public_key_file};
@@ -75,29 +76,23 @@ pub(super) fn default_algorithms(hmac: bool) -> Vec<Algorithm> {
     }
 }
 
-/// `leeway` (clock skew, at most 1h) and `refresh` (how often keys are fetched, at least 1s).
+/// `leeway` (clock skew: zero allowed, at most 1h) and `refresh` (how often keys are
+/// fetched, at least 1s).
 fn timings(e: &mut ConfigErrors, path: &str, raw: &FileIssuer) -> (Duration, Duration) {
-    let leeway = duration_or(
+    let leeway = duration_within(
         e,
         &format!("{path}.leeway"),
-        raw.leeway.as_deref().unwrap_or(""),
-        DEFAULT_LEEWAY,
+        or_default(raw.leeway.as_deref().unwrap_or(""), DEFAULT_LEEWAY),
+        Duration::ZERO..=Duration::from_secs(3600),
+        "leeway is for clock skew",
     );
-    let refresh = duration_or(
+    let refresh = duration_within(
         e,
         &format!("{path}.refresh"),
-        raw.refresh.as_deref().unwrap_or(""),
-        DEFAULT_REFRESH,
+        or_default(raw.refresh.as_deref().unwrap_or(""), DEFAULT_REFRESH),
+        Duration::from_secs(1)..=LONGEST,
+        "",
     );
-    if leeway > Duration::from_secs(3600) {
-        e.push(
-            format!("{path}.leeway"),
-            "at most 1h: leeway is for clock skew",
-        );
-    }
-    if refresh < Duration::from_secs(1) {
-        e.push(format!("{path}.refresh"), "must be at least 1s");
-    }
     (leeway, refresh)
 }
 
@@ -111,12 +106,14 @@ fn check_key_files(
 ) {
     // The loaders `run` uses, so `check` refuses what would not load.
     let loaded = match (keys, algorithm) {
-        (Some(KeySource::JwksFile(file)), Some(_)) => Some(jwks_file(file)),
-        (Some(KeySource::PublicKeyFile(file)), Some(alg)) => Some(public_key_file(file, *alg)),
+        (Some(KeySource::JwksFile(file)), Some(_)) => Some(("jwks_file", jwks_file(file))),
+        (Some(KeySource::PublicKeyFile(file)), Some(alg)) => {
+            Some(("public_key_file", public_key_file(file, *alg)))
+        }
         _ => None,
     };
-    if let Some(Err(err)) = loaded {
-        e.push(path, err);
+    if let Some((key, Err(err))) = loaded {
+        e.push(format!("{path}.{key}"), err);
     }
     if let Some(file) = &raw.private_key_file {
         if !file.is_file() {
@@ -156,14 +153,11 @@ fn key_source(
         secrets,
     );
     let hmac_named = !matches!(hmac, SecretSource::Unset);
-    if let SecretSource::Found(s) = hmac {
-        if s.expose().len() < 32 {
-            e.push(
-                format!("{path}.hmac_secret"),
-                "the secret must be at least 32 bytes",
-            );
+    if let SecretSource::Found { secret, key } = hmac {
+        if secret.expose().len() < 32 {
+            e.push(key, "the secret must be at least 32 bytes");
         }
-        sources.push(KeySource::Hmac(s));
+        sources.push(KeySource::Hmac(secret));
     }
     if raw.discovery {
         remote_url(e, &format!("{path}.issuer"), &raw.issuer, raw.allow_http);

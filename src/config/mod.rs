@@ -18,6 +18,7 @@ mod logout;
 pub mod outbound;
 mod overrides;
 mod paths;
+mod plain;
 mod raw;
 pub mod redaction;
 mod route;
@@ -51,8 +52,13 @@ pub const DEFAULT_PATH: &str = "config/gatehouse.toml";
 /// A config file could not be turned into a `FileConfig`.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Not read, or not TOML: nothing in it could be checked.
     #[error("{0}")]
     Parse(String),
+    /// Keys whose values have the wrong type (every one), then the unknown keys found
+    /// beside them. The values themselves are judged once every type is right.
+    #[error("{}", .0.join("; "))]
+    Types(Vec<String>),
     /// Keys nobody reads; the config read without them comes along, so its other errors can
     /// be reported in the same run.
     #[error("unknown keys: {}", .0.join(", "))]
@@ -64,7 +70,8 @@ pub enum LoadError {
 pub enum Refused {
     /// Not read, or not TOML: nothing in it could be checked.
     Unreadable(String),
-    /// Every problem found: unknown keys first, then what validation found in the rest.
+    /// Every problem found: unknown keys first, then what validation found in the rest (or
+    /// the keys of the wrong type, which stop validation).
     Invalid(Vec<String>),
 }
 
@@ -78,23 +85,27 @@ impl Refused {
 }
 
 /// Reads and validates `path` as `check`, `run` and a reload do. A file with unknown keys
-/// is still validated, so one run reports them together with every other error.
+/// is still validated, so one run reports them together with every other error. An error
+/// whose value an environment override set names the variable.
 pub fn load_validated(
     path: &Path,
     secrets: fields::SecretLookup<'_>,
 ) -> Result<(FileConfig, Config), Refused> {
-    let (raw, mut errors) = match load_file(path) {
+    let present = overrides::present();
+    let (raw, mut errors) = match load_file_with(path, &present) {
         Ok(raw) => (raw, Vec::new()),
         Err(LoadError::UnknownKeys(keys, raw)) => {
             (*raw, vec![format!("unknown keys: {}", keys.join(", "))])
         }
+        Err(LoadError::Types(messages)) => return Err(Refused::Invalid(messages)),
         Err(e @ LoadError::Parse(_)) => return Err(Refused::Unreadable(e.to_string())),
     };
     match validate::validate(&raw, secrets) {
         Ok(config) if errors.is_empty() => Ok((raw, config)),
         Ok(_) => Err(Refused::Invalid(errors)),
         Err(invalid) => {
-            errors.extend(invalid.messages().iter().cloned());
+            let named = invalid.messages().iter();
+            errors.extend(named.map(|m| overrides::annotate_message(m, &present)));
             Err(Refused::Invalid(errors))
         }
     }
@@ -102,13 +113,18 @@ pub fn load_validated(
 
 /// Reads `path` and the process environment into a raw config.
 pub fn load_file(path: &Path) -> Result<FileConfig, LoadError> {
+    load_file_with(path, &overrides::present())
+}
+
+/// `present`: the environment overrides set, as [`overrides::present`] lists them.
+fn load_file_with(path: &Path, present: &[(String, String)]) -> Result<FileConfig, LoadError> {
     // Read by us rather than figment: a FIFO or a huge file here is an error, not a hang.
     let text = crate::files::read_to_string(path)
         .map_err(|e| LoadError::Parse(format!("reading {}: {e}", path.display())))?;
     let figment = Figment::new()
         .merge(Toml::string(&text))
         .merge(overrides::provider());
-    from_figment(&figment, &overrides::present())
+    from_figment(&figment, present)
 }
 
 /// Reads TOML text (no file, no environment) into a raw config; demo and tests use it.
@@ -116,53 +132,29 @@ pub fn load_str(toml: &str) -> Result<FileConfig, LoadError> {
     from_figment(&Figment::new().merge(Toml::string(toml)), &[])
 }
 
-/// `overrides`: the environment overrides set, as [`overrides::present`] lists them.
-fn from_figment(
-    figment: &Figment,
-    overrides: &[(String, String)],
-) -> Result<FileConfig, LoadError> {
+/// `present`: the environment overrides set, as [`overrides::present`] lists them.
+fn from_figment(figment: &Figment, present: &[(String, String)]) -> Result<FileConfig, LoadError> {
     let dict: Dict = figment
         .extract()
-        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
+        .map_err(|e| LoadError::Parse(plain::describe(e, present)))?;
     let value = Value::from(dict);
     let mut unknown = Vec::new();
-    let parsed = serde_ignored::deserialize(&value, |path| unknown.push(path.to_string()))
-        .map_err(|e| LoadError::Parse(describe(e, overrides)))?;
-    if unknown.is_empty() {
-        Ok(parsed)
-    } else {
-        Err(LoadError::UnknownKeys(unknown, Box::new(parsed)))
-    }
-}
-
-fn describe(error: figment::Error, overrides: &[(String, String)]) -> String {
-    error
-        .into_iter()
-        .map(|e| {
-            let path = e.path.join(".");
-            let kind = without_source_lines(&e.kind.to_string());
-            let kind = match overrides::hint(&path, &kind, overrides) {
-                Some(hint) => format!("{kind} ({hint})"),
-                None => kind,
-            };
-            if path.is_empty() {
-                kind
-            } else {
-                format!("{path}: {kind}")
+    let read = serde_ignored::deserialize(&value, |path| unknown.push(plain::key_path(&path)));
+    let named = |keys: Vec<String>| -> Vec<String> {
+        keys.iter()
+            .map(|key| overrides::annotate(key, key, present))
+            .collect()
+    };
+    match read {
+        Ok(parsed) if unknown.is_empty() => Ok(parsed),
+        Ok(parsed) => Err(LoadError::UnknownKeys(named(unknown), Box::new(parsed))),
+        Err(first) => {
+            let (mut errors, unknown) = plain::every_type_error(&value, first, present);
+            if !unknown.is_empty() {
+                errors.insert(0, format!("unknown keys: {}", named(unknown).join(", ")));
             }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A TOML syntax error quotes the offending line, which may hold a Redis password; keep
-/// the position and the reason only (these messages reach logs on reload).
-fn without_source_lines(message: &str) -> String {
-    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default();
-    match lines.next_back() {
-        Some(reason) if message.contains('|') => format!("{first}: {reason}"),
-        _ => message.to_string(),
+            Err(LoadError::Types(errors))
+        }
     }
 }
 

@@ -64,6 +64,55 @@ pub(super) fn hint(path: &str, kind: &str, present: &[(String, String)]) -> Opti
     None
 }
 
+/// The overrides behind a problem at `key` (dotted, `[n]` or `.n` for an index, any case)
+/// or named in its `text`: an override of the key itself, of a table holding it (a TOML
+/// table in one variable), or of a key inside it (which created the table).
+fn behind<'a>(key: &str, text: &str, present: &'a [(String, String)]) -> Vec<&'a str> {
+    let key = key.to_ascii_lowercase().replace('[', ".").replace(']', "");
+    let text = text.to_ascii_lowercase();
+    let mut vars: Vec<&str> = present
+        .iter()
+        .filter(|(set, _)| {
+            key == *set
+                || key.starts_with(&format!("{set}."))
+                || (!key.is_empty() && set.starts_with(&format!("{key}.")))
+                || names(&text, set)
+        })
+        .map(|(_, var)| var.as_str())
+        .collect();
+    vars.sort_unstable();
+    vars.dedup();
+    vars
+}
+
+/// Whether `text` names the key `set` as a whole word (not a longer key it begins).
+fn names(text: &str, set: &str) -> bool {
+    let part_of_key = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    text.match_indices(set).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + set.len()..].chars().next();
+        !before.is_some_and(part_of_key) && !after.is_some_and(part_of_key)
+    })
+}
+
+/// `text`, about `key`, with the overrides behind it named: an error reported against the
+/// config file must say when the value came from the environment, where the file may hold
+/// another value or no such key.
+pub(super) fn annotate(text: &str, key: &str, present: &[(String, String)]) -> String {
+    match behind(key, text, present).as_slice() {
+        [] => text.to_string(),
+        vars => format!("{text} (set by {})", vars.join(", ")),
+    }
+}
+
+/// A validation message (`key: text`), annotated as [`annotate`] does.
+pub(super) fn annotate_message(message: &str, present: &[(String, String)]) -> String {
+    match message.split_once(": ") {
+        Some((key, text)) => format!("{key}: {}", annotate(text, key, present)),
+        None => annotate(message, "", present),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +161,47 @@ mod tests {
                 "GATEHOUSE_LISTEN__TRUSTED_PROXIES sets an array, which an override writes in \
                  TOML, like GATEHOUSE_LISTEN__TRUSTED_PROXIES='[\"a\", \"b\"]'"
             )
+        );
+    }
+
+    #[test]
+    fn an_error_names_the_override_behind_its_key_or_its_text() {
+        let present = set(&[
+            (
+                "limits.max_connections",
+                "GATEHOUSE_LIMITS__MAX_CONNECTIONS",
+            ),
+            (
+                "limits.max_header_bytes",
+                "GATEHOUSE_LIMITS__MAX_HEADER_BYTES",
+            ),
+            ("tickets.ttl", "GATEHOUSE_TICKETS__TTL"),
+            ("listen", "GATEHOUSE_LISTEN"),
+        ]);
+        let named = |message: &str| annotate_message(message, &present);
+        assert_eq!(
+            named("limits.max_connections: must be at least 1"),
+            "limits.max_connections: must be at least 1 (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"
+        );
+        assert_eq!(
+            named("limits.max_token_bytes: 16384 is more than limits.max_header_bytes (8192)"),
+            "limits.max_token_bytes: 16384 is more than limits.max_header_bytes (8192) \
+             (set by GATEHOUSE_LIMITS__MAX_HEADER_BYTES)"
+        );
+        // The override that created the table, and one that set the whole table.
+        assert!(named("tickets: issuing tickets needs an issuer")
+            .ends_with("(set by GATEHOUSE_TICKETS__TTL)"));
+        assert!(
+            named("listen.trusted_proxies[1]: not a range").ends_with("(set by GATEHOUSE_LISTEN)")
+        );
+        // A longer key that begins like an override's is not it.
+        assert_eq!(
+            named("limits.max_connections_per_ip: must be at most 5"),
+            "limits.max_connections_per_ip: must be at most 5"
+        );
+        assert_eq!(
+            named("route[0].timeout: must be longer than zero"),
+            "route[0].timeout: must be longer than zero"
         );
     }
 

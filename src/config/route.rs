@@ -1,6 +1,6 @@
 //! `[[route]]` validation: path, upstream, token sources, policy and WebSocket settings.
 
-use super::fields::{duration, ConfigErrors};
+use super::fields::{duration, duration_or_zero, ConfigErrors};
 use super::types::{AuthMode, RouteConfig, TokenSource, UpstreamAuth};
 use super::upstream::{validate_endpoints, Affinity, Endpoints, RawEndpoints};
 use crate::config::FileRoute;
@@ -68,7 +68,13 @@ pub(super) fn validate_route(
         upstream_max_idle: raw.upstream_max_idle,
         upstream_idle_timeout: timeout(e, "upstream_idle_timeout", &raw.upstream_idle_timeout),
         max_body_bytes: raw.max_body_bytes,
-        max_lifetime: Some(timeout(e, "max_lifetime", &raw.max_lifetime)).filter(|d| !d.is_zero()),
+        // Zero: no cap, the session lasts as long as its token.
+        max_lifetime: Some(duration_or_zero(
+            e,
+            &format!("{path}.max_lifetime"),
+            &raw.max_lifetime,
+        ))
+        .filter(|d| !d.is_zero()),
         case_sensitive: raw.case_sensitive,
         cors,
     };

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use super::fields::{duration, http_url, secret_source, ConfigErrors, SecretLookup, SecretSource};
+use super::fields::{
+    duration, duration_or_zero, duration_within, http_url, secret_source, ConfigErrors,
+    SecretLookup, SecretSource, LONGEST,
+};
 use super::route::token_source;
 use super::types::{
     IntrospectionConfig, RevocationConfig, StoreConfig, TicketsConfig, TokenSource,
@@ -27,13 +30,13 @@ pub(super) fn validate_tickets(
     if !raw.endpoint.starts_with('/') || raw.endpoint.contains(['?', '#']) {
         e.push("tickets.endpoint", "a path like /.gatehouse/ticket");
     }
-    let ttl = duration(e, "tickets.ttl", &raw.ttl);
-    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&ttl) {
-        e.push(
-            "tickets.ttl",
-            "between 1s and 10m: a ticket is meant to be redeemed at once",
-        );
-    }
+    let ttl = duration_within(
+        e,
+        "tickets.ttl",
+        &raw.ttl,
+        Duration::from_secs(1)..=Duration::from_secs(600),
+        "a ticket is meant to be redeemed at once",
+    );
     if !valid_ticket_param(&raw.param) {
         e.push(
             "tickets.param",
@@ -88,11 +91,22 @@ pub(super) fn validate_revocation(
             true
         }
     };
-    let retain = duration(e, "revocation.retain", &raw.retain);
-    let resync = duration(e, "revocation.resync", &raw.resync);
-    if resync < Duration::from_millis(100) || resync > Duration::from_secs(60) {
-        e.push("revocation.resync", "between 100ms and 60s");
-    }
+    // Entries expire in whole seconds: under one second, a revocation would be gone as it
+    // is written, and the admin API would answer 204 for nothing.
+    let retain = duration_within(
+        e,
+        "revocation.retain",
+        &raw.retain,
+        Duration::from_secs(1)..=LONGEST,
+        "set it to at least your longest token lifetime",
+    );
+    let resync = duration_within(
+        e,
+        "revocation.resync",
+        &raw.resync,
+        Duration::from_millis(100)..=Duration::from_secs(60),
+        "",
+    );
     RevocationConfig {
         store: store(e, "revocation.store", &raw.store),
         deny_on_store_error,
@@ -149,11 +163,11 @@ pub(super) fn validate_introspection(
     let base = format!("{path}.client_secret");
     let client_secret =
         match secret_source(e, &base, env, raw.client_secret_file.as_deref(), secrets) {
-            SecretSource::Found(secret) => Some(secret),
+            SecretSource::Found { secret, .. } => Some(secret),
             SecretSource::Invalid => None,
             SecretSource::Unset => {
                 e.push(
-                    base,
+                    format!("{base}_env"),
                     "name the client secret: client_secret_env (a variable) or client_secret_file",
                 );
                 None
@@ -162,7 +176,8 @@ pub(super) fn validate_introspection(
     if raw.audiences.iter().any(String::is_empty) {
         e.push(format!("{path}.audiences"), "an audience may not be empty");
     }
-    let cache = duration(e, &format!("{path}.cache"), &raw.cache);
+    // Zero: every token is asked about each time (within `max_calls_per_second`).
+    let cache = duration_or_zero(e, &format!("{path}.cache"), &raw.cache);
     let timeout = duration(e, &format!("{path}.timeout"), &raw.timeout);
     if e.count() > errors_before {
         return None;

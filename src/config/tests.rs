@@ -142,7 +142,7 @@ fn environment_overrides_use_double_underscores_and_ignore_non_keys() {
         jail.set_env("GATEHOUSE_HS_SECRET", "not-a-key");
         let raw = load_file(std::path::Path::new("gatehouse.toml")).map_err(|e| e.to_string())?;
         assert_eq!(raw.listen.addr, "127.0.0.1:9443");
-        assert_eq!(raw.limits.max_token_bytes, 4096);
+        assert_eq!(raw.limits.max_token_bytes, Some(4096));
         Ok(())
     });
 }
@@ -327,4 +327,315 @@ fn upstream_http2_caps_default_to_100_streams_and_16_connections_and_refuse_zero
         let errors = errors_of(&format!("{route}{key} = {bad}\n")).join("\n");
         assert!(errors.contains(key), "{key} = {bad} passed:\n{errors}");
     }
+}
+
+/// Every duration key where zero makes no sense refuses "0s", naming the key; the few
+/// where zero means something (documented) accept it.
+#[test]
+fn zero_durations_are_refused_where_zero_means_nothing() {
+    let base = "[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\n\
+                hmac_secret_env = \"HS\"\nleeway = \"0s\"\n";
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\nwebsocket = true\n\
+                 max_lifetime = \"0s\"\ncors = { max_age = \"0s\" }\n\
+                 allowed_origins = [\"https://app.example\"]\n";
+    let intro = "[[introspection]]\nname = \"i\"\nurl = \"https://i/x\"\nclient_id = \"c\"\n\
+                 client_secret_env = \"HS\"\ncache = \"0s\"\n";
+    let zero_allowed = format!("{base}{intro}{route}");
+    assert!(
+        validate(&load_str(&zero_allowed).unwrap(), &secrets).is_ok(),
+        "{:?}",
+        validate(&load_str(&zero_allowed).unwrap(), &secrets).err()
+    );
+    let zeroed = [
+        ("route[0].timeout", "timeout = \"0s\"\n"),
+        ("route[0].connect_timeout", "connect_timeout = \"0s\"\n"),
+        (
+            "route[0].first_message_timeout",
+            "first_message_timeout = \"0s\"\n",
+        ),
+        ("route[0].idle_timeout", "idle_timeout = \"0s\"\n"),
+        (
+            "route[0].upstream_idle_timeout",
+            "upstream_idle_timeout = \"0s\"\n",
+        ),
+        (
+            "route[0].upstream_discovery.resolve_every",
+            "upstream_discovery = { resolve_every = \"0s\" }\n",
+        ),
+    ];
+    for (key, line) in zeroed {
+        let errors = errors_of(&format!("{base}{route}{line}"));
+        assert_eq!(errors.len(), 1, "{line}: {errors:?}");
+        assert!(errors[0].starts_with(&format!("{key}: ")), "{errors:?}");
+    }
+    let tables = [
+        ("revocation.retain", "[revocation]\nretain = \"0s\"\n"),
+        ("revocation.retain", "[revocation]\nretain = \"900ms\"\n"),
+        ("revocation.resync", "[revocation]\nresync = \"0s\"\n"),
+        ("tickets.ttl", "[tickets]\nttl = \"0s\"\n"),
+        ("shutdown.grace", "[shutdown]\ngrace = \"0s\"\n"),
+        ("reload.interval", "[reload]\ninterval = \"0s\"\n"),
+        ("trace.otlp_timeout", "[trace]\notlp_timeout = \"0s\"\n"),
+        ("introspection[0].timeout", "timeout = \"0s\"\n"),
+        ("issuer[0].refresh", "refresh = \"0s\"\n"),
+        (
+            "limits.header_read_timeout",
+            "[limits]\nheader_read_timeout = \"0s\"\n",
+        ),
+        ("limits.idle_timeout", "[limits]\nidle_timeout = \"0s\"\n"),
+        ("limits.close_grace", "[limits]\nclose_grace = \"0s\"\n"),
+        ("limits.write_timeout", "[limits]\nwrite_timeout = \"0s\"\n"),
+        (
+            "limits.body_stall_timeout",
+            "[limits]\nbody_stall_timeout = \"0s\"\n",
+        ),
+        (
+            "limits.body_read_timeout",
+            "[limits]\nbody_read_timeout = \"0s\"\n",
+        ),
+    ];
+    for (key, table) in tables {
+        // After the introspection table, so a bare key lands in it; after the issuer's
+        // keys for `refresh`.
+        let toml = match key {
+            "issuer[0].refresh" => format!("{base}{table}{route}"),
+            _ => format!("{base}{route}{intro}{table}"),
+        };
+        let errors = errors_of(&toml);
+        assert_eq!(errors.len(), 1, "{table}: {errors:?}");
+        assert!(errors[0].starts_with(&format!("{key}: ")), "{errors:?}");
+    }
+    let retain = errors_of(&format!("{base}{route}[revocation]\nretain = \"0s\"\n"));
+    assert_eq!(
+        retain,
+        ["revocation.retain: must be at least 1s: set it to at least your longest token lifetime"]
+    );
+}
+
+#[test]
+fn a_zero_tls_reload_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let signed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&cert, signed.cert.pem()).unwrap();
+    std::fs::write(&key, signed.signing_key.serialize_pem()).unwrap();
+    let tls = |interval: &str| {
+        format!(
+            "[listen.tls]\ncert = {:?}\nkey = {:?}\nreload_interval = \"{interval}\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        )
+    };
+    let config = validate(&load_str(&tls("2s")).unwrap(), &secrets).unwrap();
+    assert_eq!(config.tls.unwrap().reload_interval.as_secs(), 2);
+    assert_eq!(
+        errors_of(&tls("0s")),
+        ["listen.tls.reload_interval: must be longer than zero"]
+    );
+}
+
+#[test]
+fn the_documented_smallest_head_works_alone_and_the_token_limit_follows_it() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let config = validate(
+        &load_str(&format!("{route}[limits]\nmax_header_bytes = 8192\n")).unwrap(),
+        &secrets,
+    )
+    .unwrap();
+    assert_eq!(
+        (config.max_header_bytes, config.max_token_bytes),
+        (8192, 8192)
+    );
+    assert_eq!(config.pre_auth.bytes, 8192 + 1024);
+    // A head too small is one error, not also one for the token limit it brought down.
+    assert_eq!(
+        errors_of(&format!("{route}[limits]\nmax_header_bytes = 8191\n")),
+        ["limits.max_header_bytes: must be at least 8192"]
+    );
+    // Both set, and at odds: one error naming both keys with their values.
+    let both = errors_of(&format!(
+        "{route}[limits]\nmax_header_bytes = 8192\nmax_token_bytes = 16384\n"
+    ));
+    assert_eq!(both.len(), 1, "{both:?}");
+    assert!(
+        both[0].starts_with(
+            "limits.max_token_bytes: 16384 is more than limits.max_header_bytes (8192)"
+        ),
+        "{both:?}"
+    );
+    assert_eq!(
+        errors_of(&format!("{route}[limits]\nmax_token_bytes = 0\n")),
+        ["limits.max_token_bytes: must be at least 1"]
+    );
+    // `check` prints the limit in force.
+    let raw = load_str(&format!("{route}[limits]\nmax_header_bytes = 8192\n")).unwrap();
+    assert!(raw.to_masked_toml().contains("max_token_bytes = 8192"));
+}
+
+#[test]
+fn worker_threads_are_bounded() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let most = format!("{route}[runtime]\nworker_threads = 1024\n");
+    assert_eq!(
+        validate(&load_str(&most).unwrap(), &secrets)
+            .unwrap()
+            .worker_threads,
+        1024
+    );
+    let errors = errors_of(&format!("{route}[runtime]\nworker_threads = 100000\n"));
+    assert_eq!(
+        errors,
+        ["runtime.worker_threads: must be at most 1024 (0 = one per CPU core)"]
+    );
+}
+
+/// Errors name the key the operator wrote, never a key that does not exist or none.
+#[test]
+fn errors_name_the_key_that_holds_the_value() {
+    let issuer = "[[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\n";
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\n";
+    let missing = errors_of(&format!(
+        "{issuer}public_key_file = \"/nonexistent/key.pem\"\n{route}"
+    ));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("issuer[0].public_key_file: reading /nonexistent/key.pem"),
+        "{missing:?}"
+    );
+    let jwks = errors_of(&format!(
+        "{issuer}jwks_file = \"/nonexistent/jwks.json\"\n{route}"
+    ));
+    assert!(
+        jwks[0].starts_with("issuer[0].jwks_file: reading /nonexistent/jwks.json"),
+        "{jwks:?}"
+    );
+    let short = |name: &str| (name == "SHORT").then(|| "short".to_string());
+    let raw = load_str(&format!("{issuer}hmac_secret_env = \"SHORT\"\n{route}")).unwrap();
+    let errors = validate(&raw, &short).unwrap_err().messages().to_vec();
+    assert_eq!(
+        errors,
+        ["issuer[0].hmac_secret_env: the secret must be at least 32 bytes"]
+    );
+    let both = errors_of(&format!(
+        "{issuer}hmac_secret_env = \"HS\"\nhmac_secret_file = \"/x\"\n{route}"
+    ));
+    assert!(
+        both.iter()
+            .any(|m| m.starts_with("issuer[0].hmac_secret_env: set issuer[0].hmac_secret_env")),
+        "{both:?}"
+    );
+    let unnamed = errors_of(&format!(
+        "[[introspection]]\nname = \"i\"\nurl = \"https://i/x\"\nclient_id = \"c\"\n{route}"
+    ));
+    assert!(
+        unnamed
+            .iter()
+            .any(|m| m.starts_with("introspection[0].client_secret_env: name the client secret")),
+        "{unnamed:?}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_optional_tables_have_no_stray_segment() {
+    let toml = "[[route]]\npath = \"/\"\nupstream = \"http://u:5000\"\n\
+                [route.upstream_discovery]\nresolve_evry = \"5s\"\n\
+                [tickets]\nttll = \"5s\"\n[listen.tls]\nreload_intervl = \"1s\"\n";
+    let Err(LoadError::UnknownKeys(keys, _)) = load_str(toml) else {
+        panic!("no unknown keys found");
+    };
+    assert_eq!(
+        keys,
+        [
+            "listen.tls.reload_intervl",
+            "route.0.upstream_discovery.resolve_evry",
+            "tickets.ttll"
+        ]
+    );
+}
+
+/// The errors of a document that does not read, one per line as `check` prints them.
+fn type_errors(toml: &str) -> Vec<String> {
+    match load_str(toml) {
+        Err(LoadError::Types(errors)) => errors,
+        other => other
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .split("; ")
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// serde stops at the first type error; `check` lists every one, in plain words, with the
+/// unknown keys beside them.
+#[test]
+fn every_type_error_is_reported_at_once_in_plain_words() {
+    let toml = "[limits]\nidle_timeout = 10\nmax_connections = \"lots\"\n\
+                [tickets]\nttl = 5\n\
+                [[route]]\npath = \"/a\"\nupstream = \"http://a\"\n\
+                [[route]]\npath = \"/b\"\nupstream = 5\ncase_sensitive = \"yes\"\nbogus = 1\n\
+                tokens = \"header\"\n";
+    let errors = type_errors(toml);
+    assert_eq!(
+        errors,
+        [
+            "unknown keys: route.1.bogus",
+            "limits.idle_timeout: expected text in quotes, found the number 10 \
+             (a duration is text with a unit, like \"10s\")",
+            "limits.max_connections: expected a whole number, 0 or more, found the text \"lots\"",
+            "route.1.case_sensitive: expected true or false, found the text \"yes\"",
+            "route.1.tokens: expected a list, like [\"a\", \"b\"], found the text \"header\"",
+            "route.1.upstream: expected a URL in quotes, or a list of them",
+            "tickets.ttl: expected text in quotes, found the number 5 \
+             (a duration is text with a unit, like \"10s\")",
+        ]
+    );
+    // Text where a table belongs, and a number for a key that is not a duration.
+    assert_eq!(
+        type_errors("limits = 5\n[identity]\nsubject_claim = 123\n"),
+        [
+            "identity.subject_claim: expected text in quotes, found the number 123",
+            "limits: expected a table, found the number 5",
+        ]
+    );
+}
+
+/// An error whose value came from a `GATEHOUSE_*` override names the variable: the file
+/// may hold another value, or no such key.
+#[test]
+fn errors_from_environment_overrides_name_the_variable() {
+    let file = "[limits]\nmax_connections = 500\n\
+                [[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n";
+    let refused = |var: &str, value: &str| {
+        let mut messages = Vec::new();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gatehouse.toml", file)?;
+            jail.set_env(var, value);
+            let path = std::path::Path::new("gatehouse.toml");
+            messages = load_validated(path, &secrets).map_or_else(|r| r.messages(), |_| vec![]);
+            Ok(())
+        });
+        messages
+    };
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONNECTIONS", "0"),
+        ["limits.max_connections: must be at least 1 (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONNECTIONS", "lots"),
+        [
+            "limits.max_connections: expected a whole number, 0 or more, found the text \"lots\" \
+          (set by GATEHOUSE_LIMITS__MAX_CONNECTIONS)"
+        ]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS__MAX_CONECTIONS", "5"),
+        ["unknown keys: limits.max_conections (set by GATEHOUSE_LIMITS__MAX_CONECTIONS)"]
+    );
+    assert_eq!(
+        refused("GATEHOUSE_LIMITS", "5"),
+        ["limits: expected a table, found the number 5 (set by GATEHOUSE_LIMITS)"]
+    );
 }

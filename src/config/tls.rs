@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::fields::{duration_or, ConfigErrors};
+use super::fields::{duration_within, or_default, ConfigErrors};
 use super::raw::FileTls;
 use super::types::{KxGroup, Resumption, TlsProvider};
 use crate::ticket_keys::KeyRing;
@@ -37,18 +37,13 @@ pub(super) fn resumption(e: &mut ConfigErrors, t: &FileTls) -> Resumption {
             format!("must be at most {LARGEST_CACHE_SIZE} (the whole cache is reserved at start)"),
         );
     }
-    let lifetime = duration_or(
+    let lifetime = duration_within(
         e,
         "listen.tls.session_ticket_lifetime",
-        &t.session_ticket_lifetime,
-        DEFAULT_TICKET_LIFETIME,
+        or_default(&t.session_ticket_lifetime, DEFAULT_TICKET_LIFETIME),
+        Duration::from_secs(1)..=LONGEST_TICKET_LIFETIME,
+        "",
     );
-    if lifetime < Duration::from_secs(1) || lifetime > LONGEST_TICKET_LIFETIME {
-        e.push(
-            "listen.tls.session_ticket_lifetime",
-            "must be between 1s and 7 days",
-        );
-    }
     if t.resumption == Some(false) {
         if t.session_ticket_keys_file.is_some() {
             e.push(
@@ -220,7 +215,7 @@ mod tests {
             ),
             (
                 "session_ticket_lifetime = \"1ms\"",
-                "listen.tls.session_ticket_lifetime: must be between 1s and 7 days",
+                "listen.tls.session_ticket_lifetime: must be between 1s and 7days",
             ),
             ("kx_groups = []", "listen.tls.kx_groups: lists no group"),
             (

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
-use super::fields::ConfigErrors;
+use super::fields::{duration, ConfigErrors};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -43,16 +43,7 @@ pub struct OtlpConfig {
 }
 
 pub(super) fn validate_trace(e: &mut ConfigErrors, raw: &FileTrace) -> TraceConfig {
-    let timeout = match humantime::parse_duration(&raw.otlp_timeout) {
-        Ok(t) if !t.is_zero() => t,
-        _ => {
-            e.push(
-                "trace.otlp_timeout",
-                "must be a duration above 0, like \"10s\"",
-            );
-            Duration::from_secs(10)
-        }
-    };
+    let timeout = duration(e, "trace.otlp_timeout", &raw.otlp_timeout);
     if raw.service_name.is_empty() {
         e.push("trace.service_name", "must not be empty");
     }

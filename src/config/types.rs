@@ -168,7 +168,8 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// Remote sources are fetched in the background and refreshed; the others load once.
+    /// Remote sources are fetched in the background and refreshed; the others are read
+    /// with the config, at start and at every reload (the reload watch follows their files).
     pub fn is_remote(&self) -> bool {
         matches!(self, KeySource::Discovery | KeySource::JwksUrl(_))
     }

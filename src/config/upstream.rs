@@ -11,11 +11,11 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
-use super::fields::{duration, http_url, ConfigErrors};
+use super::fields::{duration_within, http_url, ConfigErrors, LONGEST};
 
 /// `upstream = "http://a:5000"` or `upstream = ["http://a:5000", "http://b:5000"]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a URL in quotes, or a list of them")]
 pub enum FileUpstream {
     One(String),
     Many(Vec<String>),
@@ -203,10 +203,13 @@ fn discovery(
 ) -> Option<Duration> {
     let found = raw.discovery?;
     let key = format!("{path}.upstream_discovery");
-    let every = duration(e, &format!("{key}.resolve_every"), &found.resolve_every);
-    if every < Duration::from_secs(1) {
-        e.push(format!("{key}.resolve_every"), "at least 1s");
-    }
+    let every = duration_within(
+        e,
+        &format!("{key}.resolve_every"),
+        &found.resolve_every,
+        Duration::from_secs(1)..=LONGEST,
+        "",
+    );
     if !matches!(raw.upstream, FileUpstream::One(_)) {
         e.push(
             &key,

@@ -13,7 +13,7 @@ use http::HeaderName;
 use crate::claim_path::ClaimPath;
 
 use super::fields::{
-    duration, duration_or, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
+    duration, or_default, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
 };
 use super::issuer::validate_issuer;
 use super::paths::{check_route_paths, validate_paths};
@@ -112,6 +112,7 @@ fn assemble(
     secrets: SecretLookup<'_>,
     tables: Tables,
 ) -> Config {
+    let max_token_bytes = super::limits::head_and_token(e, &raw.limits);
     Config {
         trace: super::trace::validate_trace(e, &raw.trace),
         listen_addr: socket_addr(e, "listen.addr", &raw.listen.addr),
@@ -124,7 +125,7 @@ fn assemble(
         admin_addr: socket_addr(e, "admin.addr", &raw.admin.addr),
         admin_token: admin_token(e, raw, secrets),
         secret_files: secret_files(raw),
-        worker_threads: raw.runtime.worker_threads,
+        worker_threads: worker_threads(e, raw),
         issuers: tables.issuers,
         claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
@@ -137,7 +138,7 @@ fn assemble(
         routes: tables.routes,
         shutdown_grace: duration(e, "shutdown.grace", &raw.shutdown.grace),
         max_header_bytes: raw.limits.max_header_bytes,
-        max_token_bytes: raw.limits.max_token_bytes,
+        max_token_bytes,
         header_read_timeout: duration(
             e,
             "limits.header_read_timeout",
@@ -157,7 +158,7 @@ fn assemble(
         http2_max_concurrent_streams: raw.limits.http2_max_concurrent_streams,
         http2_max_resets: raw.limits.http2_max_resets,
         token_cache_entries: raw.limits.token_cache_entries,
-        pre_auth: super::limits::pre_auth(e, &raw.limits),
+        pre_auth: super::limits::pre_auth(e, &raw.limits, max_token_bytes),
         paths: tables.paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
@@ -179,7 +180,7 @@ fn admin_token(
         raw.admin.token_file.as_deref(),
         secrets,
     ) {
-        SecretSource::Found(secret) => Some(secret),
+        SecretSource::Found { secret, .. } => Some(secret),
         SecretSource::Unset | SecretSource::Invalid => None,
     }
 }
@@ -210,11 +211,10 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            reload_interval: duration_or(
+            reload_interval: duration(
                 e,
                 "listen.tls.reload_interval",
-                &t.reload_interval,
-                super::tls::DEFAULT_RELOAD_INTERVAL,
+                or_default(&t.reload_interval, super::tls::DEFAULT_RELOAD_INTERVAL),
             ),
             resumption: super::tls::resumption(e, t),
             kx_groups,
@@ -291,17 +291,9 @@ fn routes(
     routes
 }
 
+/// The `[limits]` counts; the durations are checked where they are read.
 fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
     let limits = &raw.limits;
-    if limits.max_header_bytes < 8192 {
-        e.push("limits.max_header_bytes", "must be at least 8192");
-    }
-    if limits.max_token_bytes == 0 || limits.max_token_bytes > limits.max_header_bytes {
-        e.push(
-            "limits.max_token_bytes",
-            "must be between 1 and limits.max_header_bytes",
-        );
-    }
     for (key, value) in [
         ("limits.max_connections", limits.max_connections as u64),
         (
@@ -317,18 +309,22 @@ fn check_limits(e: &mut ConfigErrors, raw: &FileConfig) {
             e.push(key, "must be at least 1");
         }
     }
-    for (key, value) in [
-        ("limits.header_read_timeout", &limits.header_read_timeout),
-        ("limits.idle_timeout", &limits.idle_timeout),
-        ("limits.close_grace", &limits.close_grace),
-        ("limits.write_timeout", &limits.write_timeout),
-        ("limits.body_stall_timeout", &limits.body_stall_timeout),
-        ("reload.interval", &raw.reload.interval),
-    ] {
-        if humantime::parse_duration(value).is_ok_and(|d| d.is_zero()) {
-            e.push(key, "must be longer than zero");
-        }
+}
+
+/// Each worker is an OS thread with its own stack, all started before anything is served:
+/// a count past this is a typo, and one of 100000 would hang the start.
+const MOST_WORKER_THREADS: usize = 1024;
+
+/// `runtime.worker_threads`: 0 (one per core) up to [`MOST_WORKER_THREADS`].
+fn worker_threads(e: &mut ConfigErrors, raw: &FileConfig) -> usize {
+    let threads = raw.runtime.worker_threads;
+    if threads > MOST_WORKER_THREADS {
+        e.push(
+            "runtime.worker_threads",
+            format!("must be at most {MOST_WORKER_THREADS} (0 = one per CPU core)"),
+        );
     }
+    threads
 }
 
 fn unique<'a>(e: &mut ConfigErrors, table: &str, key: &str, values: impl Iterator<Item = &'a str>) {

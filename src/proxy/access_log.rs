@@ -51,7 +51,11 @@ pub(crate) struct AccessLine {
     path: String,
     route: Arc<str>,
     pub subject: Option<String>,
+    /// How long the upstream had the request, once its answer (or failure) came.
     pub upstream_time: Option<Duration>,
+    /// When the request went out towards the upstream; a line written before the answer
+    /// (a request cut while it waited) counts the upstream's time up to then.
+    upstream_since: Option<Instant>,
     pub reason: Option<&'static str>,
     /// W3C trace id (32 hex digits) of the request's trace.
     pub trace_id: Option<String>,
@@ -88,6 +92,7 @@ impl AccessLine {
             route,
             subject: None,
             upstream_time: None,
+            upstream_since: None,
             reason: None,
             trace_id: None,
             answered: false,
@@ -101,6 +106,32 @@ impl AccessLine {
 
     pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// The request goes out towards the upstream now.
+    pub(crate) fn asking_upstream(&mut self) {
+        self.upstream_since = Some(Instant::now());
+    }
+
+    /// The upstream's answer or failure came: its time is fixed, and returned.
+    pub(crate) fn upstream_answered(&mut self) -> Duration {
+        let spent = self
+            .upstream_since
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        self.upstream_time = Some(spent);
+        spent
+    }
+
+    /// The request was refused before the upstream was reached for: `upstream_ms` is `-1`.
+    pub(crate) fn upstream_not_asked(&mut self) {
+        (self.upstream_since, self.upstream_time) = (None, None);
+    }
+
+    /// The upstream's time for the line: fixed when it answered, else the time it has had
+    /// the request so far; `None` when it was never asked.
+    fn upstream_spent(&self) -> Option<Duration> {
+        self.upstream_time
+            .or_else(|| self.upstream_since.map(|since| since.elapsed()))
     }
 
     /// Wraps the response body so the line is written once the body has been sent or dropped.
@@ -197,7 +228,7 @@ fn write(l: &AccessLine, status: u16, bytes: u64) {
             )
         };
     }
-    match l.upstream_time {
+    match l.upstream_spent() {
         Some(upstream) => line!(millis(upstream)),
         None => line!(NOT_ASKED),
     }
@@ -247,7 +278,7 @@ fn write_json(
     number(out, "status", u64::from(status));
     string(out, "subject", l.subject.as_deref().unwrap_or("-"));
     string(out, "reason", l.reason.unwrap_or("-"));
-    match l.upstream_time {
+    match l.upstream_spent() {
         Some(upstream) => float(out, "upstream_ms", millis(upstream)),
         None => {
             key(out, "upstream_ms");
@@ -428,6 +459,33 @@ mod tests {
             String::from_utf8_lossy(&out).contains("\"upstream_ms\":-1,"),
             "the README's -1, not -1.0"
         );
+    }
+
+    /// `upstream_ms` is the upstream's time from the moment the request went out, also
+    /// when the line is written before any answer (a request cut while it waited), and
+    /// `-1` only for a request refused before the upstream was reached for.
+    #[test]
+    fn upstream_time_counts_from_the_request_going_out_answered_or_not() {
+        let now = time::OffsetDateTime::from_unix_timestamp(1_796_029_622).unwrap();
+        let upstream_ms = |p: &Pending| {
+            let mut out = Vec::new();
+            p.write_json(&mut out, now);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            v["upstream_ms"].as_f64().unwrap()
+        };
+        let mut waiting = pending(None, None);
+        waiting.line.asking_upstream();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(upstream_ms(&waiting) >= 20.0, "a cut request's wait");
+        let answered = waiting.line.upstream_answered();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            upstream_ms(&waiting),
+            millis(answered),
+            "fixed at the answer"
+        );
+        waiting.line.upstream_not_asked();
+        assert_eq!(upstream_ms(&waiting), -1.0);
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl ProxyError {
         let at = source.and_then(AtEndpoint::find);
         let upstream = at.map_or_else(|| "-".to_string(), |at| at.authority.to_string());
         let cause = match (at, source) {
-            (Some(at), _) => crate::causes::chain(&at.error),
+            (Some(at), _) => crate::causes::chain(&*at.error),
             (None, Some(source)) => crate::causes::chain(source),
             (None, None) => "-".to_string(),
         };
@@ -264,9 +264,9 @@ fn upstream_reason(e: &UpstreamError) -> Reason {
         UpstreamError::Connect(_) | UpstreamError::Failed(_) | UpstreamError::BadSubprotocol => {
             row(StatusCode::BAD_GATEWAY, e.kind(), Upstream)
         }
-        UpstreamError::Timeout => row(StatusCode::GATEWAY_TIMEOUT, e.kind(), Upstream),
+        UpstreamError::Timeout(_) => row(StatusCode::GATEWAY_TIMEOUT, e.kind(), Upstream),
         UpstreamError::BadRequest(_) => row(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), Upstream),
-        UpstreamError::BodyTooLarge => row(
+        UpstreamError::BodyTooLarge { .. } => row(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             Limit("max_body_bytes"),
@@ -292,8 +292,8 @@ fn upstream_reason(e: &UpstreamError) -> Reason {
 fn upstream_message(e: &UpstreamError) -> &'static str {
     match e {
         UpstreamError::Connect(_) | UpstreamError::Failed(_) => "the upstream could not be reached",
-        UpstreamError::Timeout => "the upstream did not answer in time",
-        UpstreamError::BodyTooLarge => "the request body is larger than this route accepts",
+        UpstreamError::Timeout(_) => "the upstream did not answer in time",
+        UpstreamError::BodyTooLarge { .. } => "the request body is larger than this route accepts",
         UpstreamError::BadSubprotocol => {
             "the upstream chose a subprotocol the client did not offer"
         }

@@ -2,7 +2,7 @@
 //! upstream's answer (see `service.rs` for the steps and for `handle` around it).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -39,6 +39,30 @@ type PendingRelay = (
     Vec<String>,
     (Permitted<()>, Option<Arc<KeyRef>>),
 );
+
+/// Forwards `request` to the route's upstream, timing it on the access line from the
+/// moment it goes out: until the answer, until a failure (`502`, `504`: the upstream was
+/// asked, and the line says for how long), or, for a request cut while it waits (the
+/// shutdown grace), until the line is written. A request refused before gatehouse reached
+/// for the upstream keeps `upstream_ms = -1`.
+pub(super) async fn ask_upstream(
+    route: &Route,
+    request: crate::auth::policy::Permitted<Request<Incoming>>,
+    line: &mut AccessLine,
+) -> Result<(Response<Body>, Duration), ProxyError> {
+    line.asking_upstream();
+    match route.upstream.forward(request).await {
+        Ok(response) => Ok((response, line.upstream_answered())),
+        Err(e) => {
+            if e.reached_upstream() {
+                line.upstream_answered();
+            } else {
+                line.upstream_not_asked();
+            }
+            Err(e.into())
+        }
+    }
+}
 
 impl Proxy {
     pub(super) async fn pipeline(
@@ -102,11 +126,8 @@ impl Proxy {
             websocket::prepare_upstream_request(headers, &protocols);
         }
         let session = permitted.session();
-        let sent = Instant::now();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
-        let response = route.upstream.forward(request).await?;
-        let upstream_time = sent.elapsed();
-        line.upstream_time = Some(upstream_time);
+        let (response, upstream_time) = ask_upstream(route, request, line).await?;
         route.labels.metrics.upstream(upstream_time);
         let key = credential.and_then(|c| c.key);
         if upstream_time >= RECHECK_AFTER {

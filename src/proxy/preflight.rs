@@ -62,10 +62,8 @@ impl Proxy {
         // identity headers (it strips the client's).
         let mut permitted = policy::preflight(parts);
         self.rewrite(route, &mut permitted, context, None)?;
-        let sent = std::time::Instant::now();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
-        let response = route.upstream.forward(request).await?;
-        line.upstream_time = Some(sent.elapsed());
+        let (response, _) = super::pipeline::ask_upstream(route, request, line).await?;
         Ok(response.map(BodyExt::boxed))
     }
 }

@@ -7,13 +7,16 @@ pub enum UpstreamError {
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("upstream failed")]
     Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The route's `timeout` ran out before the response head; the cause names the endpoint.
     #[error("upstream did not answer in time")]
-    Timeout,
+    Timeout(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("could not build the upstream request")]
     BadRequest(#[source] http::Error),
     /// The client's body crossed the route's `max_body_bytes`: the client's fault (413).
+    /// `sent`: the request had gone upstream (a chunked body cut where it crossed), or not
+    /// (a `Content-Length` over the limit, refused first).
     #[error("request body too large")]
-    BodyTooLarge,
+    BodyTooLarge { sent: bool },
     /// The upstream's `101` chose a subprotocol the client did not offer (502).
     #[error("upstream chose a subprotocol the client did not offer")]
     BadSubprotocol,
@@ -42,9 +45,9 @@ impl UpstreamError {
         match self {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Failed(_) => "failed",
-            UpstreamError::Timeout => "timeout",
+            UpstreamError::Timeout(_) => "timeout",
             UpstreamError::BadRequest(_) => "bad_request",
-            UpstreamError::BodyTooLarge => "body_too_large",
+            UpstreamError::BodyTooLarge { .. } => "body_too_large",
             UpstreamError::BadSubprotocol => "bad_subprotocol",
             UpstreamError::BodyStalled => "body_stalled",
             UpstreamError::BodyBroken => "body_broken",
@@ -53,19 +56,53 @@ impl UpstreamError {
             UpstreamError::Negotiate(_) => "negotiate",
         }
     }
+
+    /// Whether gatehouse had reached for the upstream (tried a connection, sent the request)
+    /// when this happened, rather than refusing the request first: the access line's
+    /// `upstream_ms` is `-1` ("not asked") only when it had not.
+    pub fn reached_upstream(&self) -> bool {
+        match self {
+            UpstreamError::BadRequest(_) | UpstreamError::NoConnection => false,
+            UpstreamError::BodyTooLarge { sent } => *sent,
+            UpstreamError::Connect(_)
+            | UpstreamError::Failed(_)
+            | UpstreamError::Timeout(_)
+            | UpstreamError::BadSubprotocol
+            | UpstreamError::BodyStalled
+            | UpstreamError::BodyBroken
+            | UpstreamError::HeadersTooLarge
+            | UpstreamError::Negotiate(_) => true,
+        }
+    }
 }
 
-/// A connect or exchange failure with the endpoint it happened at: the cause of
-/// `UpstreamError::Connect` and `Failed`, so the warning line can name the address.
+/// A failure with the endpoint it happened at: the cause of `UpstreamError::Connect`,
+/// `Failed` and `Timeout`, so the warning line can name the address (on a route with
+/// several endpoints, the one that failed).
 #[derive(Debug, thiserror::Error)]
 #[error("at {authority}")]
 pub(crate) struct AtEndpoint {
     pub(crate) authority: http::uri::Authority,
     #[source]
-    pub(crate) error: super::exchange::SendError,
+    pub(crate) error: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// The cause of a timeout: how long the route waits for a response head.
+#[derive(Debug, thiserror::Error)]
+#[error("no response head within the route's timeout ({})", humantime::format_duration(*.0))]
+pub(crate) struct NoAnswerWithin(pub(crate) std::time::Duration);
+
 impl AtEndpoint {
+    pub(crate) fn boxed(
+        authority: &http::uri::Authority,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Box<Self> {
+        Box::new(AtEndpoint {
+            authority: authority.clone(),
+            error: Box::new(error),
+        })
+    }
+
     /// The endpoint and the failure's cause chain, when `error` is (or is caused by) one.
     pub(crate) fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a AtEndpoint> {
         let mut cause = Some(error);

@@ -37,7 +37,7 @@ use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
-use crate::upstream::error::UpstreamError;
+use crate::upstream::error::{AtEndpoint, NoAnswerWithin, UpstreamError};
 
 /// One route's upstream: where it is and how long we wait for it.
 pub struct Upstream {
@@ -154,7 +154,7 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if announced.is_some_and(|len| len > limit as u64) {
-            return Err(UpstreamError::BodyTooLarge);
+            return Err(UpstreamError::BodyTooLarge { sent: false });
         }
         let stall = self.body_stall;
         let request = request
@@ -225,7 +225,10 @@ impl Upstream {
     ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
         let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
         let mut response = match sent {
-            Err(_) => return Err((UpstreamError::Timeout, None)),
+            Err(_) => {
+                let late = AtEndpoint::boxed(&endpoint.authority, NoAnswerWithin(self.timeout));
+                return Err((UpstreamError::Timeout(late), None));
+            }
             Ok(Err(Failure { error, unsent })) => {
                 return Err((upstream_error(error, endpoint), unsent))
             }
@@ -246,14 +249,11 @@ fn http2_caps(route: &RouteConfig) -> Option<Caps> {
 }
 
 fn upstream_error(error: SendError, endpoint: &Endpoint) -> UpstreamError {
-    let at = |error| {
-        Box::new(super::error::AtEndpoint {
-            authority: endpoint.authority.clone(),
-            error,
-        })
-    };
+    let at = |error| AtEndpoint::boxed(&endpoint.authority, error);
     match error {
-        SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => UpstreamError::BodyTooLarge,
+        SendError::Failed(e) if caused_by::<LengthLimitError>(&e) => {
+            UpstreamError::BodyTooLarge { sent: true }
+        }
         SendError::Failed(e) if caused_by::<Stalled>(&e) => UpstreamError::BodyStalled,
         SendError::Failed(e) if client_body_broke(&e) => UpstreamError::BodyBroken,
         e @ (SendError::Connect(_) | SendError::Handshake(_) | SendError::Preface) => {

@@ -1,6 +1,7 @@
 //! An issuer's verification keys: loading, periodic refresh, and the unknown-`kid` refresh.
 //!
-//! Static sources (PEM file, JWKS file, HMAC secret) load once. Remote sources (a JWKS URL
+//! Static sources (PEM file, JWKS file, HMAC secret) load with the config, at start and at
+//! each reload (the reload watch follows their files). Remote sources (a JWKS URL
 //! or OIDC discovery) are fetched in the background every `refresh`; a token with a `kid`
 //! we do not know may trigger one early refresh, but only one at a time (single flight)
 //! and at most once per [`UNKNOWN_KID_INTERVAL`], so random kids cannot make us hammer the

@@ -21,7 +21,8 @@ impl Default for FileShutdown {
 #[serde(default)]
 pub struct FileLimits {
     pub max_header_bytes: usize,
-    pub max_token_bytes: usize,
+    /// Unset: 16 KiB, or `max_header_bytes` when that is smaller (see `config::limits`).
+    pub max_token_bytes: Option<usize>,
     pub header_read_timeout: String,
     pub max_connections: usize,
     /// Open connections from one client address; 0 = no limit.
@@ -52,7 +53,7 @@ impl Default for FileLimits {
     fn default() -> Self {
         Self {
             max_header_bytes: 65536,
-            max_token_bytes: 16384,
+            max_token_bytes: None,
             header_read_timeout: "10s".into(),
             max_connections: 10_000,
             max_connections_per_ip: 0,

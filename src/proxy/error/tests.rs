@@ -49,7 +49,7 @@ fn forbidden_names_the_required_scope() {
 #[test]
 fn upstream_timeout_is_504_and_no_route_404() {
     assert_eq!(
-        ProxyError::Upstream(UpstreamError::Timeout)
+        ProxyError::Upstream(UpstreamError::Timeout("1s".into()))
             .into_response()
             .status(),
         StatusCode::GATEWAY_TIMEOUT
@@ -75,7 +75,7 @@ async fn every_response_carries_its_rows_status_and_code() {
         ProxyError::Auth(AuthError::Expired),
         ProxyError::Auth(AuthError::KeysUnavailable),
         ProxyError::Upstream(UpstreamError::BodyStalled),
-        ProxyError::Upstream(UpstreamError::Timeout),
+        ProxyError::Upstream(UpstreamError::Timeout("1s".into())),
     ];
     for error in errors {
         let row = error.reason();
@@ -132,8 +132,8 @@ fn every_refusal() -> Vec<ProxyError> {
     let mut upstream = vec![
         UpstreamError::Connect("refused".into()),
         UpstreamError::Failed("reset".into()),
-        UpstreamError::Timeout,
-        UpstreamError::BodyTooLarge,
+        UpstreamError::Timeout("1s".into()),
+        UpstreamError::BodyTooLarge { sent: false },
         UpstreamError::BadSubprotocol,
         UpstreamError::BodyStalled,
         UpstreamError::BodyBroken,
