@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::fields::{parse_duration, ABOVE_ZERO, LONGEST};
+use crate::config::fields::{parse_duration, LONGEST, SHORTEST_POLL};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,5 +81,5 @@ fn token_ttl(raw: &str) -> Result<Duration, String> {
 /// `--timeout`: a probe given no time fails whatever the listener does, which would read
 /// as "unhealthy" rather than as the bad argument it is.
 fn probe_timeout(raw: &str) -> Result<Duration, String> {
-    parse_duration(raw, &(ABOVE_ZERO..=LONGEST))
+    parse_duration(raw, &(SHORTEST_POLL..=LONGEST))
 }

@@ -123,6 +123,7 @@ auth = "none"
             ("traceparent", &parent),
             ("tracestate", "congo=t61rcWkgMzE"),
             ("baggage", "tenant=acme"),
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
         ],
     )
     .await;
@@ -136,6 +137,10 @@ auth = "none"
     );
     assert_eq!(seen.headers["tracestate"], "congo=t61rcWkgMzE");
     assert_eq!(seen.headers["baggage"], "tenant=acme");
+    assert_eq!(
+        seen.headers["b3"], "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+        "a trusted hop's other trace fields pass"
+    );
 
     // Malformed (uppercase hex): a new trace, and the client's bytes never go upstream.
     let bad = parent.to_uppercase();
@@ -214,6 +219,9 @@ async fn by_default_an_incoming_parent_is_not_trusted_and_a_new_trace_is_not_sam
             ("traceparent", &parent),
             ("tracestate", "congo=t61rcWkgMzE"),
             ("baggage", "role=admin"),
+            ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("uber-trace-id", "5af7183fb1d4cf5f:6bc2:0:1"),
+            ("Correlation-Context", "role=admin"),
         ],
     )
     .await;
@@ -233,6 +241,12 @@ async fn by_default_an_incoming_parent_is_not_trusted_and_a_new_trace_is_not_sam
         seen.headers.get("baggage").is_none(),
         "an untrusted caller's baggage reached the upstream"
     );
+    for field in ["x-b3-traceid", "uber-trace-id", "correlation-context"] {
+        assert!(
+            seen.headers.get(field).is_none(),
+            "an untrusted caller's {field} reached the upstream"
+        );
+    }
     // Every request gets one, also without a client header.
     get(&proxy.url("/y"), &[]).await;
     let (second, _, _) = traceparent_of(&upstream.last());

@@ -234,6 +234,7 @@ fn check(input: &Input) {
         identity: &config.identity_headers,
         identity_scopes: &gatehouse::upstream::identity::scope_flags(config),
         forwarding: &gatehouse::upstream::forwarded::Remembered::default(),
+        trace_trusted: false,
     };
     if upstream()
         .rewrite(&mut permitted, route, &redactor, rewrite)

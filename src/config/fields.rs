@@ -67,6 +67,9 @@ pub(super) fn socket_addr(e: &mut ConfigErrors, key: &str, raw: &str) -> SocketA
 pub const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The shortest duration that is not zero.
 pub const ABOVE_ZERO: Duration = Duration::from_nanos(1);
+/// The shortest polling interval and probe timeout: a file polled more often than this, or
+/// a probe given less time, only burns CPU or fails whatever it asks.
+pub const SHORTEST_POLL: Duration = Duration::from_millis(100);
 
 /// `raw` as a duration within `range`, or the reason it is not, in words that name the
 /// bounds. Every duration gatehouse reads (config keys and command-line flags) goes

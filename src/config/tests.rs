@@ -413,7 +413,7 @@ fn zero_durations_are_refused_where_zero_means_nothing() {
 }
 
 #[test]
-fn a_zero_tls_reload_interval_is_refused() {
+fn a_tls_reload_interval_under_100ms_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
     let signed = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -429,9 +429,22 @@ fn a_zero_tls_reload_interval_is_refused() {
     };
     let config = validate(&load_str(&tls("2s")).unwrap(), &secrets).unwrap();
     assert_eq!(config.tls.unwrap().reload_interval.as_secs(), 2);
+    // Pass 17: "1ns" spun an idle process as "0s" did.
+    for spin in ["0s", "1ns", "99ms"] {
+        assert_eq!(
+            errors_of(&tls(spin)),
+            ["listen.tls.reload_interval: must be at least 100ms: the certificate files are polled that often"],
+            "{spin}"
+        );
+    }
+    let config = validate(&load_str(&tls("100ms")).unwrap(), &secrets).unwrap();
+    assert_eq!(config.tls.unwrap().reload_interval.as_millis(), 100);
+    let reload = |interval: &str| {
+        format!("[reload]\ninterval = \"{interval}\"\n[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"none\"\n")
+    };
     assert_eq!(
-        errors_of(&tls("0s")),
-        ["listen.tls.reload_interval: must be longer than zero"]
+        errors_of(&reload("1ns")),
+        ["reload.interval: must be at least 100ms: the config file is polled that often"]
     );
 }
 

@@ -13,7 +13,8 @@ use http::HeaderName;
 use crate::claim_path::ClaimPath;
 
 use super::fields::{
-    duration, or_default, secret_source, socket_addr, ConfigErrors, SecretLookup, SecretSource,
+    duration, duration_within, or_default, secret_source, socket_addr, ConfigErrors, SecretLookup,
+    SecretSource, LONGEST, SHORTEST_POLL,
 };
 use super::issuer::validate_issuer;
 use super::paths::{check_route_paths, validate_paths};
@@ -162,7 +163,13 @@ fn assemble(
         paths: tables.paths,
         reload: ReloadConfig {
             watch: raw.reload.watch,
-            interval: duration(e, "reload.interval", &raw.reload.interval),
+            interval: duration_within(
+                e,
+                "reload.interval",
+                &raw.reload.interval,
+                SHORTEST_POLL..=LONGEST,
+                "the config file is polled that often",
+            ),
         },
     }
 }
@@ -211,10 +218,12 @@ fn tls_files(e: &mut ConfigErrors, raw: &FileConfig) -> Option<TlsFiles> {
         (Some(cert), Some(key)) => TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            reload_interval: duration(
+            reload_interval: duration_within(
                 e,
                 "listen.tls.reload_interval",
                 or_default(&t.reload_interval, super::tls::DEFAULT_RELOAD_INTERVAL),
+                SHORTEST_POLL..=LONGEST,
+                "the certificate files are polled that often",
             ),
             resumption: super::tls::resumption(e, t),
             kx_groups,

@@ -245,6 +245,7 @@ impl Proxy {
             identity: &self.identity_headers,
             identity_scopes: &self.identity_scopes,
             forwarding: &conn.forwarding,
+            trace_trusted: caller.trace.trusted,
         };
         route
             .upstream

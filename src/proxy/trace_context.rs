@@ -31,6 +31,9 @@ pub(crate) struct TraceContext {
     pub(crate) span_id: [u8; 8],
     pub(crate) sampled: bool,
     pub(crate) tracestate: Option<HeaderValue>,
+    /// The hop is trusted with trace context (`trust_incoming`, and a trusted proxy when
+    /// any are listed): other tracers' fields it sends may pass (`headers::strip_client`).
+    pub(crate) trusted: bool,
 }
 
 /// A parsed, valid `traceparent`.
@@ -53,8 +56,12 @@ impl TraceContext {
                 span_id: new_span_id(),
                 sampled: p.flags & 1 == 1,
                 tracestate: parse_tracestate(headers),
+                trusted: true,
             },
-            None => Self::new_root(sample_new),
+            None => Self {
+                trusted: trust_incoming,
+                ..Self::new_root(sample_new)
+            },
         }
     }
 
@@ -69,6 +76,7 @@ impl TraceContext {
             span_id: new_span_id(),
             sampled,
             tracestate: None,
+            trusted: false,
         }
     }
 

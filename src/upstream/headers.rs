@@ -92,7 +92,17 @@ const FORWARDING: &[&str] = &[
     "x-envoy-external-address",
     "x-envoy-internal",
     "x-scheme",
-    "cf-visitor",
+    "x-https",
+    "x-proxied-https",
+    "fastly-ssl",
+    "forwarded-for",
+    "x-remote-addr",
+    "x-remote-ip",
+    "x-originating-ip",
+    "x-original-remote-addr",
+    "incap-client-ip",
+    "x-sucuri-clientip",
+    "ali-cdn-real-ip",
 ];
 
 /// Every `X-Forwarded-*` name is a forwarding header.
@@ -133,6 +143,13 @@ const ASSERTED: &[&str] = &[
     "x-endpoint-api-userinfo",
     "x-apigateway-api-userinfo",
     "x-jwt-assertion",
+    "ct-remote-user",
+    "x-amzn-request-context",
+    "x-apigateway-event",
+    "x-apigateway-context",
+    "x-cloudscheduler",
+    "proxy-auth-cert",
+    "proxy-ssl-id",
     // IIS and Rack take these as "the client used https".
     "front-end-https",
     "x-url-scheme",
@@ -142,17 +159,31 @@ const ASSERTED: &[&str] = &[
 /// so every client-certificate header is made up: RFC 9440's `Client-Cert` and
 /// `Client-Cert-Chain`, Apache's `SSL_CLIENT_*` (as CGI names them), nginx's and HAProxy's
 /// customary `X-SSL-*`, and the `X-Client-Cert*` and `X-TLS-Client-*` spellings. The
-/// users' families: Authelia's `Remote-*`, Authentik, Pomerium, Cloudflare Access, Kong's
-/// consumer and `X-Authenticated-*`, mod_auth_openidc's `OIDC_*` and Vouch.
+/// users' families: Authelia's `Remote-*`, Authentik, Pomerium, Kong's consumer and
+/// `X-Authenticated-*`, mod_auth_openidc's `OIDC_*`, Vouch, the web-SSO agents (SiteMinder's
+/// `SM_*`, WebSEAL's `iv-*`, Oracle Access Manager's `OAM_*`), Tailscale and Teleport. And
+/// whole platforms whose front end sets every such field itself and drops the client's:
+/// Cloudflare (`CF-*`), CloudFront, App Engine, Fly, WebSphere's private `$WS*` and
+/// WebLogic's `WL-Proxy-*`.
 const ASSERTED_PREFIXES: &[&str] = &[
     "remote-",
     "x-authentik-",
     "x-pomerium-",
-    "cf-access-",
     "x-consumer-",
     "x-authenticated-",
     "oidc-",
     "x-vouch-",
+    "sm-",
+    "iv-",
+    "oam-",
+    "tailscale-",
+    "teleport-",
+    "cf-",
+    "cloudfront-",
+    "x-appengine-",
+    "fly-",
+    "$ws",
+    "wl-proxy-",
     "x-auth-request-",
     "x-remote-extra-",
     "x-amzn-oidc-",
@@ -163,6 +194,35 @@ const ASSERTED_PREFIXES: &[&str] = &[
     "x-tls-client-",
     "ssl-client-",
     "client-cert",
+];
+
+/// Other tracers' propagation fields: B3 (Zipkin), Jaeger, OpenTracing, Datadog, AWS X-Ray,
+/// Google Cloud, Sentry, Elastic APM, Envoy's LightStep, gRPC's binary context and .NET's
+/// `Request-Id` / `Correlation-Context`. gatehouse writes W3C trace context itself
+/// (`proxy::trace_context`); these it cannot check, and a backend that reads one lets the
+/// caller choose its trace ids or hand it baggage. They pass only from a hop the operator
+/// trusts with trace context.
+const TRACE: &[&str] = &[
+    "b3",
+    "uber-trace-id",
+    "jaeger-baggage",
+    "x-ot-span-context",
+    "x-amzn-trace-id",
+    "x-cloud-trace-context",
+    "sentry-trace",
+    "elastic-apm-traceparent",
+    "grpc-trace-bin",
+    "request-id",
+    "correlation-context",
+];
+
+/// Families of [`TRACE`] names, by prefix.
+const TRACE_PREFIXES: &[&str] = &[
+    "x-b3-",
+    "uberctx-",
+    "ot-baggage-",
+    "ot-tracer-",
+    "x-datadog-",
 ];
 
 /// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
@@ -190,70 +250,96 @@ pub fn is_reserved(name: &HeaderName) -> bool {
     hop_by_hop().contains(&name) || managed().contains(&name) || is_forwarding(name.as_str())
 }
 
-/// The fixed names [`is_spoofed`] looks for, by length, each with whether it is spoofed
-/// only when spelled with `_` (a name the proxy manages: its `-` spelling is handled where
-/// it is managed). Every client field is looked up here, a dozen per browser request, so
-/// a name meets only the few of its own length, not all sixty.
-static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::new(|| {
-    let always = FORWARDING.iter().chain(ASSERTED).map(|n| (*n, false));
+/// When a listed client field is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// In any spelling.
+    Always,
+    /// A name the proxy manages: its `-` spelling is handled where it is managed, so only
+    /// a spelling with `_` is dropped here.
+    Underscored,
+    /// Another tracer's field: unless the hop is trusted with trace context.
+    Trace,
+}
+
+/// The fixed names [`is_spoofed`] looks for, by length, each with its [`Kind`]. Every
+/// client field is looked up here, a dozen per browser request, so a name meets only the
+/// few of its own length, not all hundred.
+static SPOOFED_BY_LENGTH: LazyLock<Vec<Vec<(&'static str, Kind)>>> = LazyLock::new(|| {
+    let always = FORWARDING
+        .iter()
+        .chain(ASSERTED)
+        .map(|n| (*n, Kind::Always));
     let underscored = hop_by_hop()
         .into_iter()
         .chain(managed())
-        .map(|n| (n.as_str(), true));
-    let mut by_length: Vec<Vec<(&str, bool)>> = Vec::new();
-    for (name, only_underscored) in always.chain(underscored) {
+        .map(|n| (n.as_str(), Kind::Underscored));
+    let trace = TRACE.iter().map(|n| (*n, Kind::Trace));
+    let mut by_length: Vec<Vec<(&str, Kind)>> = Vec::new();
+    for (name, kind) in always.chain(underscored).chain(trace) {
         if by_length.len() <= name.len() {
             by_length.resize_with(name.len() + 1, Vec::new);
         }
-        by_length[name.len()].push((name, only_underscored));
+        by_length[name.len()].push((name, kind));
     }
     by_length
 });
 
-/// The first letters of [`ASSERTED_PREFIXES`] (and `x`, for `X-Forwarded-*`): a name is
-/// compared only with the prefixes that begin with its own first letter, since a browser
-/// sends several `Sec-*` and `Content-*` fields and a prefix is folded byte by byte.
-static PREFIX_LETTERS: LazyLock<[bool; 256]> = LazyLock::new(|| {
-    let mut letters = [false; 256];
-    for p in ASSERTED_PREFIXES.iter().chain([&X_FORWARDED_PREFIX]) {
-        if let Some(&b) = p.as_bytes().first() {
-            letters[usize::from(b)] = true;
+/// Every prefix [`is_spoofed`] looks for, with its [`Kind`].
+fn prefixes() -> impl Iterator<Item = (&'static str, Kind)> {
+    std::iter::once((X_FORWARDED_PREFIX, Kind::Always))
+        .chain(ASSERTED_PREFIXES.iter().map(|p| (*p, Kind::Always)))
+        .chain(TRACE_PREFIXES.iter().map(|p| (*p, Kind::Trace)))
+}
+
+/// The prefixes by their first letter: a name is compared only with those that begin as
+/// it does, since a browser sends several `Sec-*` and `Content-*` fields and a prefix is
+/// folded byte by byte.
+static PREFIXES_BY_LETTER: LazyLock<Vec<Vec<(&'static str, Kind)>>> = LazyLock::new(|| {
+    let mut by_letter: Vec<Vec<(&str, Kind)>> = vec![Vec::new(); 256];
+    for (prefix, kind) in prefixes() {
+        if let Some(&b) = prefix.as_bytes().first() {
+            by_letter[usize::from(b)].push((prefix, kind));
         }
     }
-    letters
+    by_letter
 });
 
-/// Whether `name` begins with one of the prefixes of [`is_spoofed`] names: `X-Forwarded-*`
-/// and the asserted families.
-fn spoofed_prefix(name: &str) -> bool {
-    let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
-        return false;
-    };
-    PREFIX_LETTERS[usize::from(first)]
-        && ((first == b'x' && has_prefix(name, X_FORWARDED_PREFIX))
-            || ASSERTED_PREFIXES
-                .iter()
-                .any(|p| p.as_bytes().first() == Some(&first) && has_prefix(name, p)))
+/// Whether a listed name of this kind is dropped.
+fn drops(kind: Kind, name: &str, trace_trusted: bool) -> bool {
+    match kind {
+        Kind::Always => true,
+        Kind::Underscored => name.contains('_'),
+        Kind::Trace => !trace_trusted,
+    }
 }
 
 /// A client header that must not reach the upstream in any spelling: an identity header,
-/// a forwarding or asserted header, or an `_` spelling of a header the proxy manages.
-fn is_spoofed(name: &str, identity: &[(HeaderName, ClaimPath)]) -> bool {
+/// a forwarding or asserted header, an `_` spelling of a header the proxy manages, or
+/// (from a hop not trusted with trace context) another tracer's field.
+fn is_spoofed(name: &str, identity: &[(HeaderName, ClaimPath)], trace_trusted: bool) -> bool {
     // No listed name begins with `_`: a different first byte rules a candidate out.
-    let first = name.as_bytes().first().map(u8::to_ascii_lowercase);
+    let Some(first) = name.as_bytes().first().map(u8::to_ascii_lowercase) else {
+        return false;
+    };
     let fixed = SPOOFED_BY_LENGTH.get(name.len()).is_some_and(|names| {
-        names.iter().any(|(candidate, only_underscored)| {
-            candidate.as_bytes().first() == first.as_ref()
+        names.iter().any(|(candidate, kind)| {
+            candidate.as_bytes().first() == Some(&first)
                 && same_name(candidate, name)
-                && (!only_underscored || name.contains('_'))
+                && drops(*kind, name, trace_trusted)
         })
     });
-    fixed || spoofed_prefix(name) || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
+    let prefixed = || {
+        PREFIXES_BY_LETTER[usize::from(first)]
+            .iter()
+            .any(|(prefix, kind)| has_prefix(name, prefix) && drops(*kind, name, trace_trusted))
+    };
+    fixed || prefixed() || identity.iter().any(|(n, _)| same_name(n.as_str(), name))
 }
 
 /// A field `Connection` may not take away, whatever the client says is hop-by-hop.
 fn is_protected(name: &HeaderName, identity: &[(HeaderName, ClaimPath)]) -> bool {
-    managed().contains(&name) || is_spoofed(name.as_str(), identity)
+    managed().contains(&name) || is_spoofed(name.as_str(), identity, true)
 }
 
 /// What [`strip_client`] saw of the fields the rewrite handles next, so that it asks the
@@ -269,12 +355,17 @@ pub struct Seen {
 
 /// Removes from a client request the hop-by-hop fields (a protected field named in
 /// `Connection` stays, so a client cannot have the proxy drop a header it vouches for) and
-/// every one [`is_spoofed`] names; the proxy sets its own afterwards.
-pub fn strip_client(headers: &mut HeaderMap, identity: &[(HeaderName, ClaimPath)]) -> Seen {
+/// every one [`is_spoofed`] names; the proxy sets its own afterwards. `trace_trusted`: the
+/// hop may hand on other tracers' fields.
+pub fn strip_client(
+    headers: &mut HeaderMap,
+    identity: &[(HeaderName, ClaimPath)],
+    trace_trusted: bool,
+) -> Seen {
     strip(
         headers,
         |name| {
-            let spoofed = is_spoofed(name.as_str(), identity);
+            let spoofed = is_spoofed(name.as_str(), identity, trace_trusted);
             if spoofed {
                 tracing::debug!(header = %name, "removed a client-supplied identity or forwarding header");
             }
@@ -468,7 +559,7 @@ mod tests {
         for name in fields {
             h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
         }
-        let seen = strip_client(&mut h, &identity());
+        let seen = strip_client(&mut h, &identity(), false);
         assert!(seen.authorization && seen.cookie && !seen.websocket_protocol);
         // The managed fields stay for the rewrite to handle; the identity and forwarding
         // ones go anyway, as spoofed.
@@ -513,7 +604,7 @@ mod tests {
         let mut h = map(&spoofed.map(|n| (n, "evil")));
         h.insert("x-keep", HeaderValue::from_static("1"));
         h.insert("x-keep_me", HeaderValue::from_static("1"));
-        strip_client(&mut h, &identity());
+        strip_client(&mut h, &identity(), false);
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-keep", "x-keep_me"]);
@@ -573,7 +664,7 @@ mod tests {
         ] {
             h.insert(HeaderName::from_static(keep), HeaderValue::from_static("1"));
         }
-        strip_client(&mut h, &identity());
+        strip_client(&mut h, &identity(), false);
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(
@@ -586,6 +677,104 @@ mod tests {
                 "x-envoy-retry-on"
             ]
         );
+    }
+
+    /// Pass 17: web-SSO agents, Java application servers and more platforms (Spring
+    /// Security reads SiteMinder's `SM_USER` by default).
+    #[test]
+    fn sso_agents_and_application_servers_headers_go() {
+        let spoofed = [
+            "SM_USER",
+            "SM_UNIVERSALID",
+            "iv-user",
+            "iv-groups",
+            "iv-creds",
+            "OAM_REMOTE_USER",
+            "CT_REMOTE_USER",
+            "Tailscale-User-Login",
+            "Teleport-Jwt-Assertion",
+            "X-Appengine-User-Email",
+            "X-AppEngine-QueueName",
+            "X-CloudScheduler",
+            "x-amzn-request-context",
+            "x-apigateway-event",
+            "x-apigateway-context",
+            "$WSRU",
+            "$WSCC",
+            "$WSRA",
+            "WL-Proxy-Client-Cert",
+            "WL-Proxy-SSL",
+            "Proxy-auth-cert",
+            "Proxy-ssl-id",
+            "X-Proxied-Https",
+            "X-Https",
+            "Fastly-SSL",
+            "CloudFront-Viewer-Address",
+            "CloudFront-Forwarded-Proto",
+            "Fly-Client-IP",
+            "Cf-Pseudo-IPv4",
+            "CF-Connecting-IPv6",
+            "Forwarded-For",
+            "Incap-Client-IP",
+            "X-Sucuri-ClientIP",
+            "Ali-Cdn-Real-Ip",
+            "X-Remote-Addr",
+            "X-Remote-IP",
+            "X-Originating-IP",
+            "X-Original-Remote-Addr",
+        ];
+        let mut h = HeaderMap::new();
+        for name in spoofed {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
+            h.append(name, HeaderValue::from_static("evil"));
+        }
+        for keep in ["smart", "ivy", "fly", "cfg", "accept"] {
+            h.insert(HeaderName::from_static(keep), HeaderValue::from_static("1"));
+        }
+        strip_client(&mut h, &identity(), true);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "cfg", "fly", "ivy", "smart"]);
+    }
+
+    /// Pass 17: other tracers' fields carry trace ids and baggage the caller chose; they
+    /// pass only from a hop trusted with trace context.
+    #[test]
+    fn other_tracers_fields_pass_only_from_a_trusted_hop() {
+        let fields = [
+            "b3",
+            "X-B3-TraceId",
+            "X-B3-Sampled",
+            "uber-trace-id",
+            "uberctx-tenant",
+            "jaeger-baggage",
+            "ot-baggage-user",
+            "ot-tracer-traceid",
+            "x-datadog-trace-id",
+            "X-Amzn-Trace-Id",
+            "X-Cloud-Trace-Context",
+            "sentry-trace",
+            "elastic-apm-traceparent",
+            "x-ot-span-context",
+            "grpc-trace-bin",
+            "Request-Id",
+            "Correlation-Context",
+        ];
+        let request = || {
+            let mut h = HeaderMap::new();
+            for name in fields {
+                let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
+                h.append(name, HeaderValue::from_static("1"));
+            }
+            h.insert("x-keep", HeaderValue::from_static("1"));
+            h
+        };
+        let mut untrusted = request();
+        strip_client(&mut untrusted, &identity(), false);
+        assert_eq!(untrusted.keys().collect::<Vec<_>>(), ["x-keep"]);
+        let mut trusted = request();
+        strip_client(&mut trusted, &identity(), true);
+        assert_eq!(trusted.len(), fields.len() + 1);
     }
 
     #[test]
@@ -612,7 +801,7 @@ mod tests {
             ClaimPath::top("sub"),
         )];
         let mut h = map(&[("X_Remote_User", "root"), ("x-remote-user", "root")]);
-        strip_client(&mut h, &identity);
+        strip_client(&mut h, &identity, false);
         assert!(h.is_empty());
     }
 

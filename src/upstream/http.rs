@@ -67,6 +67,8 @@ pub struct Rewrite<'a> {
     pub identity_scopes: &'a [bool],
     /// The connection's last forwarding values.
     pub forwarding: &'a Remembered,
+    /// The hop is trusted with trace context: other tracers' fields may pass.
+    pub trace_trusted: bool,
 }
 
 impl Upstream {
@@ -283,7 +285,7 @@ fn rewrite_headers(
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
     let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.len());
-    let seen = headers::strip_client(h, ctx.identity);
+    let seen = headers::strip_client(h, ctx.identity, ctx.trace_trusted);
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
     h.remove(HOST);
     if seen.cookie {

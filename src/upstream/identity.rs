@@ -134,7 +134,7 @@ mod tests {
             );
         }
         h.insert("x-other", HeaderValue::from_static("1"));
-        crate::upstream::headers::strip_client(&mut h, &mapping);
+        crate::upstream::headers::strip_client(&mut h, &mapping, false);
         attach(&mut h, &mapping, &[], &Access::Anonymous);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
