@@ -920,6 +920,44 @@ async fn a_bad_websocket_key_is_refused_before_the_upstream() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
 }
 
+/// Pass 17: only RFC 6455's version 13 is relayed or answered; another version, none or
+/// several get `426` naming 13 (RFC 6455 §4.2.2), on both kinds of route, before the
+/// upstream hears of them.
+#[tokio::test]
+async fn another_websocket_version_gets_426_before_the_upstream() {
+    let (url, mut upstreams) = raw_upstream().await;
+    let proxy = proxy(&url, "").await;
+    let auth = format!(
+        "Authorization: Bearer {}\r\n",
+        token_until("alice", 600, "j17")
+    );
+    let handshake = "Connection: Upgrade\r\nUpgrade: websocket\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for version in [
+        "",
+        "Sec-WebSocket-Version: 8\r\n",
+        "Sec-WebSocket-Version: 13, 8\r\n",
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+    ] {
+        for (path, auth) in [("/ws", auth.as_str()), ("/fm", "")] {
+            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+            let head =
+                format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{handshake}{version}{auth}\r\n");
+            client.write_all(head.as_bytes()).await.unwrap();
+            let answer = read_head(&mut client).await.to_ascii_lowercase();
+            assert!(
+                answer.starts_with("http/1.1 426"),
+                "{path} {version:?}: {answer}"
+            );
+            assert!(answer.contains("sec-websocket-version: 13\r\n"), "{answer}");
+        }
+    }
+    assert!(
+        upstreams.try_recv().is_err(),
+        "a handshake for another version reached the upstream"
+    );
+}
+
 /// A revocation applied while the upstream is still connecting or answering `101` came
 /// before the session listened for revocations; the session still ends with 4401 as soon
 /// as it starts, not at the token's `exp`. The upstream here holds its `101` until the

@@ -234,6 +234,17 @@ async fn tickets_expire_stay_on_their_route_and_respect_policy() {
     // Policy at issue time: a non-admin cannot get a ticket for the admin route.
     let refused = w.ticket(&token, Some("/admins")).await;
     assert_eq!(refused.status, 403);
+    // The path is read as a request's (pass 17): `/hub/../admins` is the admin route, and
+    // an ambiguous spelling binds to nothing.
+    let dotted = w.ticket(&token, Some("/hub/../admins")).await;
+    assert_eq!(dotted.status, 403, "a dot segment chose the route");
+    for ambiguous in ["/hub/..%2fadmins", "/hub;x=1"] {
+        assert_eq!(
+            w.ticket(&token, Some(ambiguous)).await.status,
+            400,
+            "{ambiguous}"
+        );
+    }
     let admin = token_for("root", 600, json!({"role": "admin"}));
     let ticket = w.new_ticket(&admin, Some("/admins")).await;
     assert!(ws_connect(&w.ws(&format!("/admins?ticket={ticket}")), &[])

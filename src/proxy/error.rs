@@ -38,6 +38,9 @@ pub(crate) enum ProxyError {
     Path(#[from] crate::canonical::Refusal),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A WebSocket handshake for another protocol version than RFC 6455's 13.
+    #[error("unsupported WebSocket version")]
+    WebSocketVersion,
     #[error("token revoked")]
     Revoked,
     #[error("the shared store is unavailable")]
@@ -151,6 +154,9 @@ impl ProxyError {
                 "method_not_allowed",
                 Nothing,
             ),
+            ProxyError::WebSocketVersion => {
+                row(StatusCode::UPGRADE_REQUIRED, "websocket_version", Nothing)
+            }
             ProxyError::OverBudget(e) => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "over_capacity",
@@ -220,6 +226,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "slow down",
             ProxyError::BadRequest(why) => why,
             ProxyError::MethodNotAllowed => "use POST",
+            ProxyError::WebSocketVersion => "this server speaks WebSocket version 13",
             ProxyError::OverBudget(_) => "too many unauthenticated requests in flight, try again",
             ProxyError::BodyTimeout => "the request body did not arrive in time",
             ProxyError::BodyTooLarge => "the request body is larger than this endpoint takes",
@@ -247,6 +254,11 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => (
                 http::header::ALLOW,
                 HeaderValue::from_static("POST, OPTIONS"),
+            ),
+            // RFC 6455 §4.2.2: the version the server speaks.
+            ProxyError::WebSocketVersion => (
+                http::header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
             ),
             ProxyError::Auth(e) => (
                 WWW_AUTHENTICATE,

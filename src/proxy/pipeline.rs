@@ -93,6 +93,9 @@ impl Proxy {
             let refused = Err(ProxyError::BadRequest("a bad Sec-WebSocket-Key"));
             return self.counted(upgrade, route, refused);
         }
+        if upgrade && !websocket::version_supported(request.headers()) {
+            return self.counted(upgrade, route, Err(ProxyError::WebSocketVersion));
+        }
         // Taken before the request is moved upstream: it resolves once we answer 101.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (parts, body) = request.into_parts();

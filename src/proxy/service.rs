@@ -164,7 +164,7 @@ pub(crate) struct Proxy {
     /// Used for requests that match no route.
     fallback: Labels,
     /// `[paths]`.
-    paths: PathRules,
+    pub(crate) paths: PathRules,
     /// `listen.trusted_proxies`: whose `X-Forwarded-*` name the client (`client.rs`).
     pub(crate) trusted_proxies: CidrSet,
     /// W3C trace context and, when configured, the request's span.

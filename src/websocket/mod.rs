@@ -54,6 +54,13 @@ pub fn key_valid(headers: &HeaderMap) -> bool {
             .is_ok_and(|n| n == 16)
 }
 
+/// Whether the handshake asks for RFC 6455's version, `13`, in one field: the only version
+/// gatehouse relays and answers.
+pub fn version_supported(headers: &HeaderMap) -> bool {
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    matches!((versions.next(), versions.next()), (Some(v), None) if v == "13")
+}
+
 /// Cross-site WebSocket hijacking guard: a browser always sends `Origin`, and when the route
 /// lists origins it must be one of them. No `Origin` means a non-browser client.
 pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -174,6 +181,31 @@ mod tests {
             ("connection", "upgrade"),
             ("upgrade", "h2c")
         ])));
+    }
+
+    #[test]
+    fn only_version_13_is_spoken() {
+        let with = |versions: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in versions {
+                h.append(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            version_supported(&h)
+        };
+        assert!(with(&["13"]));
+        for bad in [
+            &[][..],
+            &["8"],
+            &["13, 8"],
+            &["13", "13"],
+            &[" 13"],
+            &["130"],
+        ] {
+            assert!(!with(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -81,6 +81,8 @@ impl Proxy {
 
     /// The route a ticket is bound to, when the caller named one: it must exist and its
     /// policy must admit the caller now, so a ticket that could not be used is not issued.
+    /// The path is read as a request's would be (`/ws/../admin` is `/admin`), so the
+    /// ticket is bound to the route a request for it would reach.
     fn bound_route(
         &self,
         path: Option<&str>,
@@ -89,9 +91,11 @@ impl Proxy {
         let Some(path) = path else {
             return Ok(None);
         };
+        let path = crate::canonical::path(path, &self.paths)
+            .map_err(|_| ProxyError::BadRequest("the route path is ambiguous"))?;
         let route = self
             .routes
-            .find(path)
+            .find(&path)
             .ok_or(ProxyError::BadRequest("no route matches that path"))?;
         policy::authorize(&route.config, &self.claims, Some(claims.clone()), ())?;
         Ok(Some(route.config.path.clone()))
