@@ -193,3 +193,61 @@ async fn a_timed_out_request_names_its_endpoint_and_logs_the_time_it_waited() {
         .unwrap_or_else(|| panic!("{logs}"));
     assert_eq!(refused["upstream_ms"], -1, "{refused}");
 }
+
+/// Pass 17: every HTTP/2 stream in flight holds an upstream connection, so a few clients
+/// could use up a low open-file limit, and then even `/healthz` stops answering. gatehouse
+/// raises the soft limit to the hard one, and says when that is still below what its
+/// limits allow.
+#[test]
+fn a_low_open_file_limit_is_raised_and_said_when_still_too_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let soft_limit = |pid: u32| -> String {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace().nth(3).unwrap().to_string()
+    };
+    let wrapper = ["prlimit", "--nofile=256:4096", "--"];
+    let warning = "the open-file limit is below what limits.max_connections × (1 + \
+                   limits.http2_max_concurrent_streams) may open; raise it (ulimit -n, \
+                   LimitNOFILE) or lower those limits, or callers can exhaust it";
+    let route = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = \"none\"\n";
+
+    // The defaults allow 10,000 connections × 101: far above 4,096.
+    let config = dir.path().join("defaults.toml");
+    std::fs::write(
+        &config,
+        format!("{LOOPBACK_LISTENERS}\n[log]\nformat = \"json\"\n{route}"),
+    )
+    .unwrap();
+    let (proc, _) = Proc::start_wrapped(&config, &wrapper);
+    assert_eq!(
+        soft_limit(proc.pid()),
+        "4096",
+        "the soft limit was not raised"
+    );
+    let said = lines_with(&proc, warning);
+    assert_eq!(said.len(), 1, "{}", proc.output());
+    assert_eq!(said[0]["open_file_limit"], 4096);
+    assert_eq!(said[0]["worst_case"], 10_000 * 101 + 1024);
+    proc.terminate();
+
+    // Limits that fit: nothing to say.
+    let config = dir.path().join("fits.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{LOOPBACK_LISTENERS}\n[log]\nformat = \"json\"\n[limits]\nmax_connections = 30\n\
+             http2_max_concurrent_streams = 10\n{route}"
+        ),
+    )
+    .unwrap();
+    let (proc, _) = Proc::start_wrapped(&config, &wrapper);
+    assert_eq!(soft_limit(proc.pid()), "4096");
+    let (code, output) = proc.terminate();
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("open-file limit"), "{output}");
+}

@@ -11,6 +11,7 @@
 pub(crate) mod admin;
 pub mod health;
 pub mod logging;
+mod open_files;
 pub(crate) mod otlp;
 pub(crate) mod reload;
 pub mod shutdown;
@@ -69,6 +70,7 @@ impl Gatehouse {
     /// Binds the public and admin listeners and starts serving.
     pub async fn start(config: Config) -> Result<Running, StartError> {
         crate::edge::tls::install_process_default();
+        open_files::prepare(&config);
         let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
         let shared = shared_state(&config, spans.as_ref())?;
         let listener = bind("listener", config.listen_addr).await?;

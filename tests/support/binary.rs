@@ -14,7 +14,21 @@ pub struct Proc {
 impl Proc {
     /// Starts `gatehouse run --config <config>` at debug level; returns it and its public address.
     pub fn start(config: &std::path::Path) -> (Proc, String) {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        Self::start_wrapped(config, &[])
+    }
+
+    /// [`Proc::start`] through a wrapper command that execs it (`prlimit … --`).
+    pub fn start_wrapped(config: &std::path::Path, wrapper: &[&str]) -> (Proc, String) {
+        let binary = env!("CARGO_BIN_EXE_gatehouse");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "debug")
