@@ -290,7 +290,7 @@ impl Served {
             vouches: self.vouches,
             https: self.https,
             hold: Arc::new(self.slot),
-            forwarding: Arc::default(),
+            remembered: Arc::default(),
         };
         let Served {
             current,

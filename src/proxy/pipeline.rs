@@ -221,9 +221,8 @@ impl Proxy {
             host: client.host.as_ref(),
             request_id,
             token,
-            identity: &self.identity_headers,
-            identity_scopes: &self.identity_scopes,
-            forwarding: &conn.forwarding,
+            identity: &self.identity,
+            remembered: &conn.remembered,
         };
         route
             .upstream

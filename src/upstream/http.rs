@@ -13,9 +13,6 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE, HOST, REFERER};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::HeaderName;
-
-use crate::claim_path::ClaimPath;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
@@ -24,10 +21,12 @@ use hyper::body::Incoming;
 use super::connect::Connector;
 use super::endpoints::{Endpoint, InFlight};
 use super::exchange::{Connections, Failure, SendError};
-use super::forwarded::{Hop, Remembered};
+use super::forwarded::Hop;
 use super::headers;
+use super::identity::IdentityHeaders;
 use super::multiplex::Caps;
 use super::pool::{ClientBody, Limits, Sent};
+use super::remembered::Remembered;
 use super::stall::{StallClock, Stalled};
 use super::targets::Targets;
 use super::trailers::WithoutTrailers;
@@ -62,11 +61,9 @@ pub struct Rewrite<'a> {
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
-    pub identity: &'a [(HeaderName, ClaimPath)],
-    /// For each of `identity`, whether it carries a scope claim (read upstream as scopes).
-    pub identity_scopes: &'a [bool],
-    /// The connection's last forwarding values.
-    pub forwarding: &'a Remembered,
+    pub identity: &'a Arc<IdentityHeaders>,
+    /// The connection's last forwarding and identity values.
+    pub remembered: &'a Remembered,
 }
 
 impl Upstream {
@@ -282,8 +279,8 @@ fn rewrite_headers(
     // once: the map hyper parsed fits the client's fields, and grew twice on the way. It
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
-    let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.len());
-    let seen = headers::strip_client(h, ctx.identity);
+    let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.names().len());
+    let seen = headers::strip_client(h, ctx.identity.names());
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
     h.remove(HOST);
     if seen.cookie {
@@ -306,9 +303,10 @@ fn rewrite_headers(
             }
         }
     }
-    hop.apply(h, ctx.forwarding);
+    hop.apply(h, &ctx.remembered.forwarding);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::upstream::identity::attach(h, ctx.identity, ctx.identity_scopes, access);
+    let remembered = &ctx.remembered.identity;
+    crate::upstream::identity::attach(h, ctx.identity, access, remembered);
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the
