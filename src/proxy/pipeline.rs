@@ -104,7 +104,8 @@ impl Proxy {
         let session = permitted.session();
         let sent = Instant::now();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
-        let response = route.upstream.forward(request).await?;
+        // Pinned where it is made, not copied (see `Proxy::handle`).
+        let response = std::pin::pin!(route.upstream.forward(request)).await?;
         let upstream_time = sent.elapsed();
         line.upstream_time = Some(upstream_time);
         route.labels.metrics.upstream(upstream_time);

@@ -243,8 +243,11 @@ impl Proxy {
             Err(e) => Err(e),
             Ok(()) => {
                 let context = (&conn, &caller, &request_id);
-                self.dispatch(destination, request, context, &mut line)
-                    .await
+                // Pinned where it is made: `.await` on the call itself first moves the
+                // callee's whole future (kilobytes: everything down to the upstream
+                // exchange) into this one's state, a copy per request at every level of
+                // the request path. Made in place, nothing is copied; the state is no larger.
+                std::pin::pin!(self.dispatch(destination, request, context, &mut line)).await
             }
         };
         let own_error = result.is_err();
@@ -299,8 +302,9 @@ impl Proxy {
                 Box::pin(self.logout_endpoint(desk, request, line)).await
             }
             Destination::Route(route) => {
-                self.pipeline(request, route, (conn, caller, request_id), line)
-                    .await
+                let context = (conn, caller, request_id);
+                // Pinned where it is made, as `dispatch` in `handle`: not copied.
+                std::pin::pin!(self.pipeline(request, route, context, line)).await
             }
             Destination::Nowhere => Err(ProxyError::NoRoute),
         }

@@ -159,9 +159,9 @@ impl Upstream {
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            let sent = self
-                .send(&endpoint, request.map(|b| Either::Left(Upload::new(b))))
-                .await;
+            let request = request.map(|b| Either::Left(Upload::new(b)));
+            // Pinned where it is made, not copied (see `Proxy::handle`).
+            let sent = std::pin::pin!(self.send(&endpoint, request)).await;
             return sent.map_err(|(error, _)| error);
         }
         // Boxed: balancing holds more across its await, and every request's future would
@@ -220,7 +220,10 @@ impl Upstream {
         endpoint: &Arc<Endpoint>,
         request: Request<Sent>,
     ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
-        let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
+        // Pinned where it is made: `timeout` takes its future by value, and the exchange's
+        // was copied into it, then with it into this state (see `Proxy::handle`).
+        let exchange = std::pin::pin!(self.conns.send(endpoint, request));
+        let sent = tokio::time::timeout(self.timeout, exchange).await;
         let mut response = match sent {
             Err(_) => return Err((UpstreamError::Timeout, None)),
             Ok(Err(Failure { error, unsent })) => {
