@@ -150,12 +150,13 @@ fn check_accepted(claims: &Arc<Claims>) {
                 "x-auth-subject",
                 http::HeaderValue::from_static("client-forged"),
             );
-            let scopes = gatehouse::upstream::identity::scope_flags(config);
+            let identity =
+                std::sync::Arc::new(gatehouse::upstream::identity::IdentityHeaders::new(config));
             gatehouse::upstream::identity::attach(
                 &mut headers,
-                &config.identity_headers,
-                &scopes,
+                &identity,
                 access,
+                &gatehouse::upstream::identity::Remembered::default(),
             );
             assert!(
                 headers

@@ -231,9 +231,8 @@ fn check(input: &Input) {
         host: None,
         request_id: &request_id,
         token: Some(&found.token),
-        identity: &config.identity_headers,
-        identity_scopes: &gatehouse::upstream::identity::scope_flags(config),
-        forwarding: &gatehouse::upstream::forwarded::Remembered::default(),
+        identity: &std::sync::Arc::new(gatehouse::upstream::identity::IdentityHeaders::new(config)),
+        remembered: &gatehouse::upstream::Remembered::default(),
         trace_trusted: false,
     };
     if upstream()

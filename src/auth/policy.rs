@@ -58,6 +58,12 @@ impl Identity {
         self.claims.clone()
     }
 
+    /// The shared claims themselves: the token cache hands out one `Claims` per token, so
+    /// a caller's requests can be told to carry the very same ones.
+    pub fn shared(&self) -> &Arc<Claims> {
+        &self.claims
+    }
+
     pub fn claim_str(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)
     }

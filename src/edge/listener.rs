@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -290,7 +290,7 @@ impl Served {
             vouches: self.vouches,
             https: self.https,
             hold: Arc::new(self.slot),
-            forwarding: Arc::default(),
+            remembered: Arc::default(),
         };
         let Served {
             current,
@@ -363,19 +363,21 @@ fn per_request(
         }
         let (activity, method) = (http1.then(|| tracked.clone()), request.method().clone());
         let proxy = current.load().proxy.clone();
-        // Boxed: the request's future is ~5.6 KB, and HTTP/2 spawns it as a task per
+        // Boxed: the request's future is ~6 KB, and HTTP/2 spawns it as a task per
         // stream, which moved it whole several times (6 % of an HTTP/2 request's
-        // instructions); HTTP/1.1 copied it into hyper's dispatcher once as well. Mapped,
-        // not awaited in an async block: the block's first poll moved it twice more.
-        let answer = proxy.handle(request, conn.clone()).map(move |response| {
+        // instructions); HTTP/1.1 copied it into hyper's dispatcher once as well. Pinned
+        // where it is made, inside the box: awaited as it is (or wrapped in a `Map`), it
+        // was copied there once more.
+        let conn = conn.clone();
+        Box::pin(async move {
+            let response = std::pin::pin!(proxy.handle(request, conn)).await;
             if let Some(activity) = activity {
                 activity.answered(&method, response.status());
             }
             Ok::<_, std::convert::Infallible>(
                 response.map(|body| Guarded::new(body, in_flight, write)),
             )
-        });
-        Box::pin(answer)
+        })
     })
 }
 

@@ -51,7 +51,8 @@ pub(super) async fn ask_upstream(
     line: &mut AccessLine,
 ) -> Result<(Response<Body>, Duration), ProxyError> {
     line.asking_upstream();
-    match route.upstream.forward(request).await {
+    // Pinned where it is made, not copied (see `Proxy::handle`).
+    match std::pin::pin!(route.upstream.forward(request)).await {
         Ok(response) => Ok((response, line.upstream_answered())),
         Err(e) => {
             if e.reached_upstream() {
@@ -245,9 +246,8 @@ impl Proxy {
             host: client.host.as_ref(),
             request_id,
             token,
-            identity: &self.identity_headers,
-            identity_scopes: &self.identity_scopes,
-            forwarding: &conn.forwarding,
+            identity: &self.identity,
+            remembered: &conn.remembered,
             trace_trusted: caller.trace.trusted,
         };
         route

@@ -17,7 +17,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,7 +28,6 @@ use crate::auth::validate::Validator;
 use crate::body::Body;
 use crate::canonical::{self, PathRules, Refusal, Target};
 use crate::cidr::{client_key, CidrSet};
-use crate::claim_path::ClaimPath;
 use crate::config::upstream::Affinity;
 use crate::config::{Config, IdentityClaims, RouteConfig};
 use crate::metrics::Metrics;
@@ -44,8 +43,9 @@ use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
 use crate::proxy::trace_context::TraceContext;
 use crate::tickets::TicketStore;
-use crate::upstream::forwarded::Remembered;
 use crate::upstream::headers::{self, X_REQUEST_ID};
+use crate::upstream::identity::IdentityHeaders;
+use crate::upstream::Remembered;
 use crate::upstream::Upstream;
 
 /// Where a request goes: an endpoint gatehouse answers itself (before routing), a route,
@@ -105,8 +105,8 @@ pub(crate) struct Conn {
     /// not on a request, so no request can lose it or carry another connection's; a
     /// WebSocket session clones it and holds it until the session ends.
     pub(crate) hold: ConnHold,
-    /// The forwarding header values of the connection's last request.
-    pub(crate) forwarding: Arc<Remembered>,
+    /// The forwarding and identity header values of the connection's last requests.
+    pub(crate) remembered: Arc<Remembered>,
 }
 
 /// Who sent a request and its place in a trace, resolved once by `handle`: the upstream
@@ -141,10 +141,9 @@ pub(crate) struct Lasting {
 pub(crate) struct Proxy {
     pub(crate) routes: RouteTable<Arc<Route>>,
     pub(crate) auth: Authenticator,
-    pub(crate) identity_headers: Vec<(HeaderName, ClaimPath)>,
-    /// For each of `identity_headers`, whether it carries a scope claim (read upstream as
-    /// scopes); decided once here, not per request.
-    pub(crate) identity_scopes: Vec<bool>,
+    /// `[identity] headers`: one per generation, which connections' remembered identity
+    /// values are matched against.
+    pub(crate) identity: Arc<IdentityHeaders>,
     /// The subject, role and scope claim paths of `[identity]`.
     pub(crate) claims: IdentityClaims,
     pub(crate) metrics: Arc<Metrics>,
@@ -194,8 +193,7 @@ impl Proxy {
         Ok(Self {
             routes: RouteTable::with_case(routes),
             auth: Authenticator::new(validator, lasting.revocations, config.max_token_bytes),
-            identity_headers: config.identity_headers.clone(),
-            identity_scopes: crate::upstream::identity::scope_flags(config),
+            identity: Arc::new(IdentityHeaders::new(config)),
             claims: config.claims.clone(),
             tickets: config
                 .tickets
@@ -245,8 +243,11 @@ impl Proxy {
             Err(e) => Err(e),
             Ok(()) => {
                 let context = (&conn, &caller, &request_id);
-                self.dispatch(destination, request, context, &mut line)
-                    .await
+                // Pinned where it is made: `.await` on the call itself first moves the
+                // callee's whole future (kilobytes: everything down to the upstream
+                // exchange) into this one's state, a copy per request at every level of
+                // the request path. Made in place, nothing is copied; the state is no larger.
+                std::pin::pin!(self.dispatch(destination, request, context, &mut line)).await
             }
         };
         let own_error = result.is_err();
@@ -301,8 +302,9 @@ impl Proxy {
                 Box::pin(self.logout_endpoint(desk, request, line)).await
             }
             Destination::Route(route) => {
-                self.pipeline(request, route, (conn, caller, request_id), line)
-                    .await
+                let context = (conn, caller, request_id);
+                // Pinned where it is made, as `dispatch` in `handle`: not copied.
+                std::pin::pin!(self.pipeline(request, route, context, line)).await
             }
             Destination::Nowhere => Err(ProxyError::NoRoute),
         }

@@ -139,7 +139,8 @@ impl Connections {
             let sent = if upgrade {
                 Box::pin(exchange_upgrade(lease, request)).await
             } else {
-                self.exchange(lease, request, &endpoint.idle).await
+                // Pinned where it is made, not copied (see `Proxy::handle`).
+                std::pin::pin!(self.exchange(lease, request, &endpoint.idle)).await
             };
             match sent {
                 Ok(response)

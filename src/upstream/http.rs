@@ -13,9 +13,6 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, COOKIE, HOST, REFERER};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::HeaderName;
-
-use crate::claim_path::ClaimPath;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::{Either, Empty, LengthLimitError, Limited};
@@ -24,10 +21,12 @@ use hyper::body::Incoming;
 use super::connect::Connector;
 use super::endpoints::{Endpoint, InFlight};
 use super::exchange::{Connections, Failure, SendError};
-use super::forwarded::{Hop, Remembered};
+use super::forwarded::Hop;
 use super::headers;
+use super::identity::IdentityHeaders;
 use super::multiplex::Caps;
 use super::pool::{ClientBody, Limits, Sent};
+use super::remembered::Remembered;
 use super::stall::{StallClock, Stalled};
 use super::targets::Targets;
 use super::trailers::WithoutTrailers;
@@ -62,11 +61,9 @@ pub struct Rewrite<'a> {
     /// The caller's token, when the route authenticates and one is known.
     pub token: Option<&'a BearerToken>,
     /// `[identity] headers`, set from the permit's access once everything else is done.
-    pub identity: &'a [(HeaderName, ClaimPath)],
-    /// For each of `identity`, whether it carries a scope claim (read upstream as scopes).
-    pub identity_scopes: &'a [bool],
-    /// The connection's last forwarding values.
-    pub forwarding: &'a Remembered,
+    pub identity: &'a Arc<IdentityHeaders>,
+    /// The connection's last forwarding and identity values.
+    pub remembered: &'a Remembered,
     /// The hop is trusted with trace context: other tracers' fields may pass.
     pub trace_trusted: bool,
 }
@@ -164,9 +161,9 @@ impl Upstream {
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            let sent = self
-                .send(&endpoint, request.map(|b| Either::Left(Upload::new(b))))
-                .await;
+            let request = request.map(|b| Either::Left(Upload::new(b)));
+            // Pinned where it is made, not copied (see `Proxy::handle`).
+            let sent = std::pin::pin!(self.send(&endpoint, request)).await;
             return sent.map_err(|(error, _)| error);
         }
         // Boxed: balancing holds more across its await, and every request's future would
@@ -225,7 +222,10 @@ impl Upstream {
         endpoint: &Arc<Endpoint>,
         request: Request<Sent>,
     ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
-        let sent = tokio::time::timeout(self.timeout, self.conns.send(endpoint, request)).await;
+        // Pinned where it is made: `timeout` takes its future by value, and the exchange's
+        // was copied into it, then with it into this state (see `Proxy::handle`).
+        let exchange = std::pin::pin!(self.conns.send(endpoint, request));
+        let sent = tokio::time::timeout(self.timeout, exchange).await;
         let mut response = match sent {
             Err(_) => {
                 let late = AtEndpoint::boxed(&endpoint.authority, NoAnswerWithin(self.timeout));
@@ -284,8 +284,8 @@ fn rewrite_headers(
     // once: the map hyper parsed fits the client's fields, and grew twice on the way. It
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
-    let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.len());
-    let seen = headers::strip_client(h, ctx.identity, ctx.trace_trusted);
+    let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.names().len());
+    let seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
     h.remove(HOST);
     if seen.cookie {
@@ -308,9 +308,10 @@ fn rewrite_headers(
             }
         }
     }
-    hop.apply(h, ctx.forwarding);
+    hop.apply(h, &ctx.remembered.forwarding);
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
-    crate::upstream::identity::attach(h, ctx.identity, ctx.identity_scopes, access);
+    let remembered = &ctx.remembered.identity;
+    crate::upstream::identity::attach(h, ctx.identity, access, remembered);
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the

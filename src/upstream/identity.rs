@@ -4,45 +4,120 @@
 //! never hand the upstream an `X-Auth-Subject` of its choosing. The upstream rewrite calls
 //! [`attach`] last.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use crate::auth::claims::Claims;
 use crate::auth::policy::Access;
 use crate::claim_path::ClaimPath;
 
-/// For each `[identity]` header, whether it carries a scope claim: worked out once per
-/// config, for [`attach`].
-pub fn scope_flags(config: &crate::Config) -> Vec<bool> {
-    config
-        .identity_headers
-        .iter()
-        .map(|(_, claim)| config.claims.scopes.contains(claim))
-        .collect()
+/// A generation's `[identity] headers`, with whether each carries a scope claim (read
+/// upstream as scopes): worked out once per config, not per request.
+#[derive(Debug)]
+pub struct IdentityHeaders {
+    names: Vec<(HeaderName, ClaimPath)>,
+    scopes: Vec<bool>,
+}
+
+impl IdentityHeaders {
+    pub fn new(config: &crate::Config) -> Self {
+        let names = config.identity_headers.clone();
+        let scopes = names
+            .iter()
+            .map(|(_, claim)| config.claims.scopes.contains(claim))
+            .collect();
+        Self { names, scopes }
+    }
+
+    /// The header names and the claims they carry.
+    pub fn names(&self) -> &[(HeaderName, ClaimPath)] {
+        &self.names
+    }
+
+    /// The headers `claims` gives values for, in order.
+    fn values(&self, claims: &Claims) -> Vec<(HeaderName, HeaderValue)> {
+        let mut values = Vec::with_capacity(self.names.len());
+        for (index, (name, claim)) in self.names.iter().enumerate() {
+            let shape = match self.scopes.get(index) {
+                Some(true) => Shape::Scopes,
+                _ => Shape::List,
+            };
+            let value = claim.resolve(claims);
+            if let Some(value) = value.and_then(|v| header_value(v, shape)) {
+                values.push((name.clone(), value));
+            }
+        }
+        values
+    }
 }
 
 /// Sets the identity headers the verified identity has claims for. Every client spelling
 /// of them is already gone: `headers::strip_client` removes them with the other spoofed
 /// names. A header whose `scopes` entry is set carries a scope claim, which the upstream
-/// reads as scopes, split on spaces too.
+/// reads as scopes, split on spaces too. `remembered` is the connection's: its last
+/// values are set again while the claims and the headers are the very same.
 pub fn attach(
     headers: &mut HeaderMap,
-    mapping: &[(HeaderName, ClaimPath)],
-    scopes: &[bool],
+    identity: &Arc<IdentityHeaders>,
     access: &Access,
+    remembered: &Remembered,
 ) {
-    let Some(identity) = access.identity() else {
+    let Some(verified) = access.identity() else {
         return;
     };
-    for (index, (name, claim)) in mapping.iter().enumerate() {
-        let shape = match scopes.get(index) {
-            Some(true) => Shape::Scopes,
-            _ => Shape::List,
+    remembered.with_values(identity, verified.shared(), |values| {
+        for (name, value) in values {
+            headers.insert(name.clone(), value.clone());
+        }
+    });
+}
+
+/// The identity header values of a connection's last authenticated request. A client's
+/// repeat requests carry the same token, whose claims the token cache hands out as one
+/// shared `Claims`: rendering them again cost a string copy, a header value built and
+/// checked, and both freed, on every request.
+#[derive(Debug, Default)]
+pub struct Remembered(Mutex<Option<Last>>);
+
+#[derive(Debug)]
+struct Last {
+    /// Both held, not only compared: while they are held, neither allocation can be
+    /// reused for another caller's claims or another generation's headers, so equal
+    /// pointers mean the very same claims and headers.
+    claims: Arc<Claims>,
+    identity: Arc<IdentityHeaders>,
+    values: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Remembered {
+    fn with_values(
+        &self,
+        identity: &Arc<IdentityHeaders>,
+        claims: &Arc<Claims>,
+        f: impl FnOnce(&[(HeaderName, HeaderValue)]),
+    ) {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let same = |last: &Last| {
+            Arc::ptr_eq(&last.claims, claims) && Arc::ptr_eq(&last.identity, identity)
         };
-        let value = claim.resolve(identity.claims());
-        let Some(value) = value.and_then(|v| header_value(v, shape)) else {
-            continue;
-        };
-        headers.insert(name.clone(), value);
+        match last.as_ref().filter(|l| same(l)) {
+            Some(last) => f(&last.values),
+            None => f(&last.insert(Last::of(identity, claims)).values),
+        }
+    }
+}
+
+impl Last {
+    /// Once per connection and token, nearly always: out of line, as `forwarded`'s.
+    #[cold]
+    fn of(identity: &Arc<IdentityHeaders>, claims: &Arc<Claims>) -> Self {
+        Self {
+            values: identity.values(claims),
+            claims: claims.clone(),
+            identity: identity.clone(),
+        }
     }
 }
 
@@ -135,9 +210,95 @@ mod tests {
         }
         h.insert("x-other", HeaderValue::from_static("1"));
         crate::upstream::headers::strip_client(&mut h, &mapping, false);
-        attach(&mut h, &mapping, &[], &Access::Anonymous);
+        let identity = Arc::new(IdentityHeaders {
+            names: mapping,
+            scopes: vec![],
+        });
+        attach(
+            &mut h,
+            &identity,
+            &Access::Anonymous,
+            &Remembered::default(),
+        );
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-other"));
+    }
+
+    fn headers(names: &[(&'static str, &str)]) -> Arc<IdentityHeaders> {
+        let names: Vec<_> = names
+            .iter()
+            .map(|(h, c)| (HeaderName::from_static(h), ClaimPath::top(c)))
+            .collect();
+        let scopes = names
+            .iter()
+            .map(|(_, c)| *c == ClaimPath::top("scope"))
+            .collect();
+        Arc::new(IdentityHeaders { names, scopes })
+    }
+
+    fn caller(claims: Value) -> Arc<Claims> {
+        Arc::new(claims.as_object().unwrap().clone())
+    }
+
+    /// The access `authorize` grants `claims` on a route that only requires a token.
+    fn access(claims: &Arc<Claims>) -> Access {
+        let raw = crate::config::load_str(
+            "[[route]]\npath = \"/\"\nupstream = \"http://u\"\nauth = \"required\"\n",
+        )
+        .unwrap();
+        let route = crate::config::validate::validate_route_for_tests(&raw.routes[0]);
+        let names = crate::config::IdentityClaims {
+            subject: ClaimPath::top("sub"),
+            role: ClaimPath::top("role"),
+            scopes: vec![ClaimPath::top("scope")],
+        };
+        let permitted = crate::auth::policy::authorize(&route, &names, Some(claims.clone()), ());
+        permitted.unwrap().into_parts().1
+    }
+
+    fn sent(identity: &Arc<IdentityHeaders>, access: &Access, memo: &Remembered) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        attach(&mut h, identity, access, memo);
+        h
+    }
+
+    /// A connection's next request with the same claims under the same headers gets the
+    /// same values; other claims (equal or not) or another generation's headers get their
+    /// own, and an anonymous request none.
+    #[test]
+    fn remembered_values_serve_only_the_same_claims_and_headers() {
+        let memo = Remembered::default();
+        let subject = headers(&[("x-auth-subject", "sub"), ("x-auth-scopes", "scope")]);
+        let ann = caller(json!({"sub": "ann", "scope": "read write"}));
+        let first = sent(&subject, &access(&ann), &memo);
+        assert_eq!(first["x-auth-subject"], "ann");
+        assert_eq!(first["x-auth-scopes"], "read write");
+        let again = sent(&subject, &access(&ann), &memo);
+        assert_eq!(again, first);
+        let bytes = |h: &HeaderMap| h["x-auth-subject"].as_bytes().as_ptr();
+        assert_eq!(bytes(&again), bytes(&first), "used again, not built again");
+
+        let bob = caller(json!({"sub": "bob"}));
+        let other = sent(&subject, &access(&bob), &memo);
+        assert_eq!(other["x-auth-subject"], "bob");
+        assert!(other.get("x-auth-scopes").is_none());
+
+        let ann_again = caller(json!({"sub": "ann", "scope": "read write"}));
+        let equal = sent(&subject, &access(&ann_again), &memo);
+        assert_eq!(equal, first);
+        assert_ne!(
+            bytes(&equal),
+            bytes(&first),
+            "other claims are rendered anew"
+        );
+
+        let reloaded = headers(&[("x-user", "sub")]);
+        let after_reload = sent(&reloaded, &access(&ann_again), &memo);
+        assert_eq!(after_reload.len(), 1);
+        assert_eq!(after_reload["x-user"], "ann");
+
+        assert!(sent(&reloaded, &Access::Anonymous, &memo).is_empty());
+        assert_eq!(sent(&reloaded, &access(&ann_again), &memo), after_reload);
     }
 
     fn hv(value: &Value) -> Option<HeaderValue> {

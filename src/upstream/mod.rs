@@ -1,5 +1,6 @@
 //! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
-//! for ([`forwarded`]), HTTP forwarding ([`http`]) over gatehouse's own connections
+//! for ([`forwarded`]) and the identity headers it sets ([`identity`]), both remembered
+//! per connection ([`remembered`]), HTTP forwarding ([`http`]) over gatehouse's own connections
 //! ([`exchange`], [`pool`], [`multiplex`], [`preface`], [`connect`]), the upload clock
 //! ([`stall`]) and its progress ([`upload`]); a route's endpoints ([`endpoints`],
 //! [`discovery`]), picking one ([`balance`], [`targets`]) and SignalR affinity
@@ -20,9 +21,11 @@ pub(crate) mod multiplex;
 pub(crate) mod negotiate;
 pub(crate) mod pool;
 pub(crate) mod preface;
+pub mod remembered;
 pub(crate) mod stall;
 pub(crate) mod targets;
 pub(crate) mod trailers;
 pub(crate) mod upload;
 
 pub use self::http::Upstream;
+pub use self::remembered::Remembered;

@@ -141,3 +141,49 @@ fn revoking_a_subject_now_covers_tokens_of_this_second() {
     let explicit = view.entry(None, Some("gina".into()), Some(now)).unwrap();
     assert!(!explicit.matches(&claims(json!({"sub": "gina", "iat": now}))));
 }
+
+/// The count that lets a check skip the maps follows what they hold: entries merged into
+/// one count once, swept ones no longer, and a revocation after a sweep is seen again.
+#[tokio::test]
+async fn the_view_counts_what_it_holds_through_merges_and_sweeps() {
+    let view = memory();
+    let now = unix_now();
+    let (ann, bob) = (
+        claims(json!({"jti": "a1", "sub": "ann"})),
+        claims(json!({"sub": "bob", "iat": now - 10})),
+    );
+    assert!(!view.is_revoked(&ann));
+    view.apply(Revoked::Token {
+        jti: "a1".into(),
+        expires: now + 100,
+    });
+    view.apply(Revoked::Token {
+        jti: "a1".into(),
+        expires: now + 200,
+    });
+    view.apply(Revoked::Subject {
+        sub: "old".into(),
+        before: now,
+        expires: now - 1,
+    });
+    assert_eq!(view.held.load(Ordering::SeqCst), 2);
+    assert!(view.is_revoked(&ann));
+    view.sweep();
+    assert_eq!(
+        view.held.load(Ordering::SeqCst),
+        1,
+        "only the expired one went"
+    );
+    assert!(view.is_revoked(&ann));
+    let emptied = memory();
+    emptied.apply(Revoked::Token {
+        jti: "a1".into(),
+        expires: now - 1,
+    });
+    emptied.sweep();
+    assert_eq!(emptied.held.load(Ordering::SeqCst), 0);
+    assert!(!emptied.is_revoked(&ann));
+    let bob_entry = emptied.entry(None, Some("bob".into()), None).unwrap();
+    emptied.revoke(bob_entry).await.unwrap();
+    assert!(emptied.is_revoked(&bob));
+}

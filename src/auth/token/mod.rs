@@ -98,12 +98,14 @@ fn is_b64token(bytes: &[u8]) -> bool {
     blocks.into_iter().all(all) && all(tail)
 }
 
+/// `A-Z a-z 0-9 - . _ ~ + / =` in as few vector operations as the set allows: letters
+/// are one range once case is folded, `-./0-9` are one range (0x2d to 0x39), and four
+/// lone characters are left. The obvious test (ten comparisons) cost twice as much.
 fn is_b64token_byte(b: u8) -> bool {
     let letter = (b | 0x20).wrapping_sub(b'a') < 26;
-    let digit = b.wrapping_sub(b'0') < 10;
-    let mark = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~');
-    let b64 = (b == b'+') | (b == b'/') | (b == b'=');
-    letter | digit | mark | b64
+    let digit_or_dash_dot_slash = b.wrapping_sub(b'-') < 13;
+    let lone = (b == b'+') | (b == b'=') | (b == b'_') | (b == b'~');
+    letter | digit_or_dash_dot_slash | lone
 }
 
 #[cfg(test)]

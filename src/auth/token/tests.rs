@@ -113,3 +113,19 @@ fn the_b64token_check_takes_exactly_the_rfc_6750_characters() {
         }
     }
 }
+
+/// The folded test of a b64token byte takes exactly RFC 6750's set, of all 256 bytes.
+#[test]
+fn b64token_bytes_are_exactly_rfc_6750s() {
+    for b in 0..=255u8 {
+        let rfc = b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+        assert_eq!(is_b64token_byte(b), rfc, "{b:#04x}");
+        assert_eq!(is_b64token(&[b; 40]), rfc, "{b:#04x}");
+    }
+    // One bad byte anywhere, in a whole block or in the tail, spoils the token.
+    for at in 0..70 {
+        let mut token = [b'a'; 70];
+        token[at] = b',';
+        assert!(!is_b64token(&token), "{at}");
+    }
+}
