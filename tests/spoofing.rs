@@ -117,6 +117,12 @@ const SPOOFED: &[&str] = &[
     "X-TLS-Client-Cert: x",
     "Front-End-Https: on",
     "X-Url-Scheme: https",
+    // gatehouse's own family, names the config does not set (pass 18): a backend may read
+    // them beside the ones it does.
+    "X-Auth-Groups: admins",
+    "X_Auth_Email: ceo@example.com",
+    "SM_USER: admin",
+    "X-WEBAUTH-ROLE: Admin",
 ];
 
 const NEVER_FROM_CLIENT: &[&str] = &[
@@ -152,6 +158,10 @@ const NEVER_FROM_CLIENT: &[&str] = &[
     "x-tls-client-cert",
     "front-end-https",
     "x-url-scheme",
+    "x-auth-groups",
+    "x-auth-email",
+    "sm-user",
+    "x-webauth-role",
 ];
 
 #[tokio::test]

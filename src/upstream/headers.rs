@@ -128,7 +128,6 @@ const ASSERTED: &[&str] = &[
     "ssl-client-cert",
     "x-remote-user",
     "x-remote-group",
-    "x-webauth-user",
     "x-goog-authenticated-user-email",
     "x-goog-authenticated-user-id",
     "x-goog-iap-jwt-assertion",
@@ -144,6 +143,7 @@ const ASSERTED: &[&str] = &[
     "x-apigateway-api-userinfo",
     "x-jwt-assertion",
     "ct-remote-user",
+    "eppn",
     "x-amzn-request-context",
     "x-apigateway-event",
     "x-apigateway-context",
@@ -159,13 +159,16 @@ const ASSERTED: &[&str] = &[
 /// so every client-certificate header is made up: RFC 9440's `Client-Cert` and
 /// `Client-Cert-Chain`, Apache's `SSL_CLIENT_*` (as CGI names them), nginx's and HAProxy's
 /// customary `X-SSL-*`, and the `X-Client-Cert*` and `X-TLS-Client-*` spellings. The
-/// users' families: Authelia's `Remote-*`, Authentik, Pomerium, Kong's consumer and
+/// users' families: gatehouse's own `X-Auth-*` (the identity headers' customary names, so
+/// a backend may read one the config does not set), Authelia's `Remote-*`, Grafana's and
+/// Gitea's `X-WebAuth-*`, Shibboleth's `Shib-*` (and `eppn`), mod_auth_cas's `CAS-*`, Authentik, Pomerium, Kong's consumer and
 /// `X-Authenticated-*`, mod_auth_openidc's `OIDC_*`, Vouch, the web-SSO agents (SiteMinder's
 /// `SM_*`, WebSEAL's `iv-*`, Oracle Access Manager's `OAM_*`), Tailscale and Teleport. And
 /// whole platforms whose front end sets every such field itself and drops the client's:
 /// Cloudflare (`CF-*`), CloudFront, App Engine, Fly, WebSphere's private `$WS*` and
 /// WebLogic's `WL-Proxy-*`.
 const ASSERTED_PREFIXES: &[&str] = &[
+    "x-auth-",
     "remote-",
     "x-authentik-",
     "x-pomerium-",
@@ -173,6 +176,9 @@ const ASSERTED_PREFIXES: &[&str] = &[
     "x-authenticated-",
     "oidc-",
     "x-vouch-",
+    "x-webauth-",
+    "shib-",
+    "cas-",
     "sm-",
     "iv-",
     "oam-",
@@ -184,7 +190,6 @@ const ASSERTED_PREFIXES: &[&str] = &[
     "fly-",
     "$ws",
     "wl-proxy-",
-    "x-auth-request-",
     "x-remote-extra-",
     "x-amzn-oidc-",
     "x-amzn-mtls-",
@@ -197,15 +202,23 @@ const ASSERTED_PREFIXES: &[&str] = &[
 ];
 
 /// Other tracers' propagation fields: B3 (Zipkin), Jaeger, OpenTracing, Datadog, AWS X-Ray,
-/// Google Cloud, Sentry, Elastic APM, Envoy's LightStep, gRPC's binary context and .NET's
-/// `Request-Id` / `Correlation-Context`. gatehouse writes W3C trace context itself
-/// (`proxy::trace_context`); these it cannot check, and a backend that reads one lets the
-/// caller choose its trace ids or hand it baggage. They pass only from a hop the operator
-/// trusts with trace context.
+/// Google Cloud, Sentry, Elastic APM, Envoy's LightStep, gRPC's binary context, .NET's
+/// `Request-Id` / `Correlation-Context`, Instana, SkyWalking, New Relic, Dynatrace,
+/// AppDynamics and Spring Cloud Sleuth's `baggage-*`. gatehouse writes W3C trace context
+/// itself (`proxy::trace_context`); these it cannot check, and a backend that reads one
+/// lets the caller choose its trace ids or hand it baggage. They pass only from a hop the
+/// operator trusts with trace context.
 const TRACE: &[&str] = &[
     "b3",
     "uber-trace-id",
     "jaeger-baggage",
+    "jaeger-debug-id",
+    "sw8",
+    "sw8-x",
+    "sw8-correlation",
+    "newrelic",
+    "singularityheader",
+    "grpc-tags-bin",
     "x-ot-span-context",
     "x-amzn-trace-id",
     "x-cloud-trace-context",
@@ -223,6 +236,10 @@ const TRACE_PREFIXES: &[&str] = &[
     "ot-baggage-",
     "ot-tracer-",
     "x-datadog-",
+    "x-instana-",
+    "x-dynatrace",
+    "x-newrelic-",
+    "baggage-",
 ];
 
 /// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
@@ -722,19 +739,49 @@ mod tests {
             "X-Remote-IP",
             "X-Originating-IP",
             "X-Original-Remote-Addr",
+            // Pass 18: gatehouse's own family, and more SSO agents.
+            "X-Auth-Roles",
+            "X_Auth_Groups",
+            "X-Auth-Email",
+            "X-WEBAUTH-ROLE",
+            "X-WebAuth-Groups",
+            "Shib-Identity-Provider",
+            "Shib-AuthnContext-Class",
+            "eppn",
+            "CAS-User",
+            "CAS-memberOf",
         ];
         let mut h = HeaderMap::new();
         for name in spoofed {
             let name = HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
             h.append(name, HeaderValue::from_static("evil"));
         }
-        for keep in ["smart", "ivy", "fly", "cfg", "accept"] {
+        for keep in [
+            "smart",
+            "ivy",
+            "fly",
+            "cfg",
+            "accept",
+            "x-authorization-hint",
+            "cash",
+        ] {
             h.insert(HeaderName::from_static(keep), HeaderValue::from_static("1"));
         }
         strip_client(&mut h, &identity(), true);
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
-        assert_eq!(left, ["accept", "cfg", "fly", "ivy", "smart"]);
+        assert_eq!(
+            left,
+            [
+                "accept",
+                "cash",
+                "cfg",
+                "fly",
+                "ivy",
+                "smart",
+                "x-authorization-hint"
+            ]
+        );
     }
 
     /// Pass 17: other tracers' fields carry trace ids and baggage the caller chose; they
@@ -748,6 +795,13 @@ mod tests {
             "uber-trace-id",
             "uberctx-tenant",
             "jaeger-baggage",
+            "jaeger-debug-id",
+            "sw8",
+            "sw8-x",
+            "sw8-correlation",
+            "newrelic",
+            "singularityheader",
+            "grpc-tags-bin",
             "ot-baggage-user",
             "ot-tracer-traceid",
             "x-datadog-trace-id",
@@ -759,6 +813,20 @@ mod tests {
             "grpc-trace-bin",
             "Request-Id",
             "Correlation-Context",
+            // Pass 18.
+            "X-INSTANA-T",
+            "X-INSTANA-L",
+            "sw8",
+            "sw8-x",
+            "sw8-correlation",
+            "newrelic",
+            "X-NewRelic-ID",
+            "x-dynatrace",
+            "singularityheader",
+            "jaeger-debug-id",
+            "grpc-tags-bin",
+            "baggage-tenant",
+            "baggage_user",
         ];
         let request = || {
             let mut h = HeaderMap::new();

@@ -91,8 +91,13 @@ impl Proxy {
         let Some(path) = path else {
             return Ok(None);
         };
-        let path = crate::canonical::path(path, &self.paths)
-            .map_err(|_| ProxyError::BadRequest("the route path is ambiguous"))?;
+        // A path, not a target: `/admin?/../ws` would bind to `/ws` by its text but reach
+        // `/admin` as a request.
+        let ambiguous = ProxyError::BadRequest("the route path is ambiguous");
+        if path.contains(['?', '#']) {
+            return Err(ambiguous);
+        }
+        let path = crate::canonical::path(path, &self.paths).map_err(|_| ambiguous)?;
         let route = self
             .routes
             .find(&path)
