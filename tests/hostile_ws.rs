@@ -68,6 +68,13 @@ websocket = true
 const UPGRADE: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
                        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
+/// The head of the answer to a request head sent on a new connection.
+async fn answer_to(addr: std::net::SocketAddr, head: &str) -> String {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(head.as_bytes()).await.unwrap();
+    read_head(&mut client).await
+}
+
 /// Reads an HTTP head byte by byte, so no frame after it is consumed.
 async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
@@ -900,11 +907,9 @@ async fn a_bad_websocket_key_is_refused_before_the_upstream() {
         &format!("{good}{good}"),
     ] {
         for (path, auth) in [("/ws", auth.as_str()), ("/fm", "")] {
-            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
             let head =
                 format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{handshake}{key}{auth}\r\n");
-            client.write_all(head.as_bytes()).await.unwrap();
-            let answer = read_head(&mut client).await;
+            let answer = answer_to(proxy.addr, &head).await;
             assert!(
                 answer.starts_with("HTTP/1.1 400"),
                 "{path} {key:?}: {answer}"
@@ -940,11 +945,9 @@ async fn another_websocket_version_gets_426_before_the_upstream() {
         "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
     ] {
         for (path, auth) in [("/ws", auth.as_str()), ("/fm", "")] {
-            let mut client = TcpStream::connect(proxy.addr).await.unwrap();
             let head =
                 format!("GET {path} HTTP/1.1\r\nHost: gatehouse\r\n{handshake}{version}{auth}\r\n");
-            client.write_all(head.as_bytes()).await.unwrap();
-            let answer = read_head(&mut client).await.to_ascii_lowercase();
+            let answer = answer_to(proxy.addr, &head).await.to_ascii_lowercase();
             assert!(
                 answer.starts_with("http/1.1 426"),
                 "{path} {version:?}: {answer}"

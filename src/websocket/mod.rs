@@ -183,17 +183,19 @@ mod tests {
         ])));
     }
 
+    /// One `name` field per value.
+    fn fields(name: &header::HeaderName, values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
     #[test]
     fn only_version_13_is_spoken() {
         let with = |versions: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in versions {
-                h.append(
-                    header::SEC_WEBSOCKET_VERSION,
-                    HeaderValue::from_str(v).unwrap(),
-                );
-            }
-            version_supported(&h)
+            version_supported(&fields(&header::SEC_WEBSOCKET_VERSION, versions))
         };
         assert!(with(&["13"]));
         for bad in [
@@ -210,13 +212,7 @@ mod tests {
 
     #[test]
     fn a_key_is_one_base64_nonce_of_16_bytes() {
-        let with = |keys: &[&str]| {
-            let mut h = HeaderMap::new();
-            for k in keys {
-                h.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(k).unwrap());
-            }
-            key_valid(&h)
-        };
+        let with = |keys: &[&str]| key_valid(&fields(&header::SEC_WEBSOCKET_KEY, keys));
         assert!(with(&["dGhlIHNhbXBsZSBub25jZQ=="]));
         for bad in [
             &[][..],
