@@ -197,7 +197,7 @@ async fn a_timed_out_request_names_its_endpoint_and_logs_the_time_it_waited() {
 /// Pass 17: every HTTP/2 stream in flight holds an upstream connection, so a few clients
 /// could use up a low open-file limit, and then even `/healthz` stops answering. gatehouse
 /// raises the soft limit to the hard one, and says when that is still below what its
-/// limits allow.
+/// limits allow, at start and after a reload that changes them.
 #[test]
 fn a_low_open_file_limit_is_raised_and_said_when_still_too_low() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,7 +247,29 @@ fn a_low_open_file_limit_is_raised_and_said_when_still_too_low() {
     .unwrap();
     let (proc, _) = Proc::start_wrapped(&config, &wrapper);
     assert_eq!(soft_limit(proc.pid()), "4096");
+    assert!(lines_with(&proc, "gatehouse listening").len() == 1);
+    assert!(
+        !proc.output().contains("open-file limit"),
+        "{}",
+        proc.output()
+    );
+
+    // A reload that raises the limits past it says so too.
+    std::fs::write(
+        &config,
+        format!("{LOOPBACK_LISTENERS}\n[log]\nformat = \"json\"\n{route}"),
+    )
+    .unwrap();
+    proc.signal("HUP");
+    assert_eq!(
+        lines_with(&proc, "config reloaded").len(),
+        1,
+        "{}",
+        proc.output()
+    );
+    let said = lines_with(&proc, warning);
+    assert_eq!(said.len(), 1, "{}", proc.output());
+    assert_eq!(said[0]["max_connections"], 10_000);
     let (code, output) = proc.terminate();
     assert_eq!(code, 0, "{output}");
-    assert!(!output.contains("open-file limit"), "{output}");
 }

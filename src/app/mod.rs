@@ -70,7 +70,7 @@ impl Gatehouse {
     /// Binds the public and admin listeners and starts serving.
     pub async fn start(config: Config) -> Result<Running, StartError> {
         crate::edge::tls::install_process_default();
-        open_files::prepare(&config);
+        open_files::prepare(config.max_connections, config.http2_max_concurrent_streams);
         let spans = otlp::for_config(&config.trace).map_err(StartError::Setup)?;
         let shared = shared_state(&config, spans.as_ref())?;
         let listener = bind("listener", config.listen_addr).await?;

@@ -8,8 +8,6 @@
 //! hard one at start, and a limit still below the worst case is said once, with the keys
 //! that decide it.
 
-use crate::config::Config;
-
 /// Descriptors gatehouse holds besides client and upstream connections: listeners, the
 /// admin listener and its clients, Redis, JWKS and introspection clients, files, the
 /// runtime's own.
@@ -25,18 +23,19 @@ fn worst_case(max_connections: usize, http2_max_concurrent_streams: u32) -> u64 
         .saturating_add(BESIDES_CONNECTIONS)
 }
 
-/// Raises the soft limit to the hard one and warns when even that is below the worst case.
-pub(crate) fn prepare(config: &Config) {
+/// Raises the soft limit to the hard one and warns when even that is below the worst case
+/// of these limits: at start, and after a reload that changed them.
+pub(crate) fn prepare(max_connections: usize, http2_max_concurrent_streams: u32) {
     let Some(limit) = raise_to_hard() else {
         return;
     };
-    let needed = worst_case(config.max_connections, config.http2_max_concurrent_streams);
+    let needed = worst_case(max_connections, http2_max_concurrent_streams);
     if limit < needed {
         tracing::warn!(
             open_file_limit = limit,
             worst_case = needed,
-            max_connections = config.max_connections,
-            http2_max_concurrent_streams = config.http2_max_concurrent_streams,
+            max_connections,
+            http2_max_concurrent_streams,
             "the open-file limit is below what limits.max_connections × (1 + \
              limits.http2_max_concurrent_streams) may open; raise it (ulimit -n, \
              LimitNOFILE) or lower those limits, or callers can exhaust it"

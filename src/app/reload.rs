@@ -125,6 +125,9 @@ impl Reloader {
         };
         let previous = self.current.load_full();
         let restart = needs_restart(&previous.config, &config);
+        let open_files = |c: &Config| (c.max_connections, c.http2_max_concurrent_streams);
+        let new_open_files = open_files(&config);
+        let open_files_changed = open_files(&previous.config) != new_open_files;
         // Building reads key and CA files and sets up TLS clients: off the request workers.
         let (shared, old) = (self.shared.clone(), previous.clone());
         let built =
@@ -146,6 +149,9 @@ impl Reloader {
         let old = self.current.swap(Arc::new(generation));
         old.retire();
         self.shared.metrics.reload(true);
+        if open_files_changed {
+            super::open_files::prepare(new_open_files.0, new_open_files.1);
+        }
         if restart.is_empty() {
             tracing::info!(config = %path, trigger = why, "config reloaded");
         } else {
