@@ -5,8 +5,8 @@
 //! A process that runs out of descriptors fails in the worst places: accepts stop, the
 //! admin listener stops answering `/healthz`, the Redis and JWKS clients cannot dial. So,
 //! as Go's runtime and nginx's `worker_rlimit_nofile` do, the soft limit is raised to the
-//! hard one at start, and a limit still below the worst case is said once, with the keys
-//! that decide it.
+//! hard one at start, and a limit still below the worst case is said, with the keys that
+//! decide it: at start, and after a reload that changes them.
 
 /// Descriptors gatehouse holds besides client and upstream connections: listeners, the
 /// admin listener and its clients, Redis, JWKS and introspection clients, files, the
