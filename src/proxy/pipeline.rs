@@ -27,12 +27,12 @@ use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
 use crate::websocket;
 
-/// What starting a relay needs once the upstream answers: the client's pending upgrade,
-/// the connection's hold, the subprotocols offered and the permit for the session.
 /// An upstream answer slower than this is checked against revocations again before it is
 /// handed over (`still_vouched`); a quicker one was asked for a moment ago.
 const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
+/// What starting a relay needs once the upstream answers: the client's pending upgrade,
+/// the connection's hold, the subprotocols offered and the permit for the session.
 type PendingRelay = (
     OnUpgrade,
     ConnHold,
