@@ -3,9 +3,9 @@
 //! never receives.
 //!
 //! Names are compared after [`fold_name`], the spelling a backend reads: percent-decoded,
-//! ASCII case ignored, and PHP's folding applied (`access.token`, `access token`,
-//! `access_token[]` all mean `access_token`), so no spelling slips a token past the list. A
-//! query is split on `;` as well as `&`, since some servers do.
+//! ASCII case ignored, and PHP's and Rack's folding applied (`access.token`, `access token`,
+//! `access_token[]`, `[access_token]` all mean `access_token`), so no spelling slips a token
+//! past the list. A query is split on `;` as well as `&`, since some servers do.
 
 use std::borrow::Cow;
 
@@ -21,18 +21,23 @@ pub struct Redactor {
 }
 
 /// A query parameter or cookie name as the frameworks behind a proxy read it: decoded
-/// (`%5F`, `+`), cut at a NUL, trimmed, an array suffix dropped (`name[]`, `name[x]`),
-/// ` `, `.` and an unclosed `[` turned into `_` (PHP), and ASCII-lowercased (ASP.NET).
+/// (`%5F`, `+`), cut at a NUL, trimmed, brackets before it and everything from a `]` on
+/// dropped (Rack 2), an array suffix dropped (`name[]`, `name[x]`), ` `, `.` and an
+/// unclosed `[` turned into `_` (PHP), and ASCII-lowercased (ASP.NET).
 pub fn fold_name(raw: &str) -> String {
     // `&` would end the name for the form decoder; a cookie name may contain one.
     let decoded: String = form_urlencoded::parse(raw.replace('&', "%26").as_bytes())
         .next()
         .map_or_else(String::new, |(name, _)| name.into_owned());
     let name = decoded.split('\0').next().unwrap_or_default().trim();
+    // Rack 2 (Rails before 7.1, Sinatra) skips brackets before a name and reads the name up
+    // to the first `]`: `[access_token]` and `access_token]` are `access_token` there.
+    let name = name.trim_start_matches(['[', ']']);
     let name = match name.find('[') {
         Some(open) if name[open..].contains(']') => &name[..open],
         _ => name,
     };
+    let name = name.split(']').next().unwrap_or_default();
     name.chars()
         .map(|c| match c {
             ' ' | '.' | '[' => '_',
@@ -346,6 +351,12 @@ mod tests {
             "%20access_token",
             " access_token ",
             "access_token%00junk",
+            "[access_token]",
+            "access_token]",
+            "]access_token",
+            "[[access_token]]",
+            "%5Baccess_token%5D",
+            "access_token]x",
         ] {
             assert_eq!(fold_name(spelling), "access_token", "{spelling}");
         }
@@ -353,7 +364,7 @@ mod tests {
             "access-token",
             "accesstoken",
             "access_tokens",
-            "[access_token]",
+            "[x]access_token",
             "",
         ] {
             assert_ne!(fold_name(other), "access_token", "{other}");

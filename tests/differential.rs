@@ -275,6 +275,11 @@ async fn java_httpserver_acts_on_what_gatehouse_judged() {
     differential(&backends::JAVA_HTTPSERVER).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rack_on_webrick_acts_on_what_gatehouse_judged() {
+    differential(&backends::RACK_WEBRICK).await;
+}
+
 /// The rules the judge applies, pinned: a judge that passes everything would prove nothing.
 #[test]
 fn the_judge_folds_and_routes_as_frameworks_do() {

@@ -13,12 +13,15 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 keep="${1:-}"
 
-echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck, haproxy, prometheus (promtool), nginx and wrk"
+echo "fresh-check: removing redis-server, redis-tools, chromium, shellcheck, haproxy, prometheus (promtool), nginx, wrk, ruby-rack and ruby-webrick"
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 purge -y -qq \
   redis-server redis-tools chromium chromium-common shellcheck haproxy prometheus \
-  nginx-light nginx nginx-common libnginx-mod-http-echo wrk >/dev/null 2>&1 || true
+  nginx-light nginx nginx-common libnginx-mod-http-echo wrk ruby-rack ruby-webrick >/dev/null 2>&1 || true
 for bin in redis-server /usr/bin/chromium shellcheck haproxy promtool /usr/sbin/nginx wrk; do
   if command -v "$bin" >/dev/null; then echo "fresh-check: $bin is still installed"; exit 1; fi
+done
+for lib in rack webrick; do
+  if ruby -e "require '$lib'" 2>/dev/null; then echo "fresh-check: ruby-$lib is still installed"; exit 1; fi
 done
 
 work="$(mktemp -d /tmp/gatehouse-fresh.XXXXXX)"

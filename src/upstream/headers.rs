@@ -111,7 +111,8 @@ const X_FORWARDED_PREFIX: &str = "x-forwarded-";
 /// Client headers in which a TLS terminator or an authenticating proxy tells its backend
 /// who the caller is: the client certificate, and the user of oauth2-proxy, Kubernetes'
 /// front proxy, Grafana's auth proxy, AWS ALB, Google IAP, Azure App Service, Kong, Google
-/// Cloud Endpoints and API Gateway, and WSO2 (the families by prefix below). A backend
+/// Cloud Endpoints and API Gateway, WSO2, OpenSearch's proxy authentication and Posit
+/// Workbench (the families by prefix below). A backend
 /// moved behind gatehouse may still believe them, and no client sends them honestly, so
 /// they never pass. Unlike the forwarding names, an operator may have gatehouse set one
 /// as an identity header (`[identity]`), for a backend that already reads it.
@@ -150,6 +151,9 @@ const ASSERTED: &[&str] = &[
     "x-cloudscheduler",
     "proxy-auth-cert",
     "proxy-ssl-id",
+    "x-proxy-user",
+    "x-proxy-roles",
+    "x-rstudio-username",
     // IIS and Rack take these as "the client used https".
     "front-end-https",
     "x-url-scheme",
@@ -163,10 +167,12 @@ const ASSERTED: &[&str] = &[
 /// a backend may read one the config does not set), Authelia's `Remote-*`, Grafana's and
 /// Gitea's `X-WebAuth-*`, Shibboleth's `Shib-*` (and `eppn`), mod_auth_cas's `CAS-*`, Authentik, Pomerium, Kong's consumer and
 /// `X-Authenticated-*`, mod_auth_openidc's `OIDC_*`, Vouch, the web-SSO agents (SiteMinder's
-/// `SM_*`, WebSEAL's `iv-*`, Oracle Access Manager's `OAM_*`), Tailscale and Teleport. And
-/// whole platforms whose front end sets every such field itself and drops the client's:
-/// Cloudflare (`CF-*`), CloudFront, App Engine, Fly, WebSphere's private `$WS*` and
-/// WebLogic's `WL-Proxy-*`.
+/// `SM_*`, WebSEAL's `iv-*`, Oracle Access Manager's `OAM_*`), Tailscale, Teleport and
+/// ngrok's `ngrok-auth-*`. And whole platforms whose front end sets every such field
+/// itself and drops the client's: Cloudflare (`CF-*`), CloudFront, App Engine, Fly,
+/// WebSphere's private `$WS*`, WebLogic's `WL-Proxy-*`, and Envoy's `x-envoy-*` (a sidecar
+/// behind gatehouse takes them as internal: `x-envoy-original-dst-host` picks where it
+/// connects).
 const ASSERTED_PREFIXES: &[&str] = &[
     "x-auth-",
     "remote-",
@@ -190,6 +196,8 @@ const ASSERTED_PREFIXES: &[&str] = &[
     "fly-",
     "$ws",
     "wl-proxy-",
+    "x-envoy-",
+    "ngrok-auth-",
     "x-remote-extra-",
     "x-amzn-oidc-",
     "x-amzn-mtls-",
@@ -203,8 +211,9 @@ const ASSERTED_PREFIXES: &[&str] = &[
 
 /// Other tracers' propagation fields: B3 (Zipkin), Jaeger, OpenTracing, Datadog, AWS X-Ray,
 /// Google Cloud, Sentry, Elastic APM, Envoy's LightStep, gRPC's binary context, .NET's
-/// `Request-Id` / `Correlation-Context`, Instana, SkyWalking, New Relic, Dynatrace,
-/// AppDynamics and Spring Cloud Sleuth's `baggage-*`. gatehouse writes W3C trace context
+/// `Request-Id` / `Correlation-Context`, Instana, SkyWalking (6 and 8), New Relic,
+/// Dynatrace, AppDynamics, Honeycomb, Pinpoint, Envoy's `x-client-trace-id`, W3C's
+/// `traceresponse` and Spring Cloud Sleuth's `baggage-*`. gatehouse writes W3C trace context
 /// itself (`proxy::trace_context`); these it cannot check, and a backend that reads one
 /// lets the caller choose its trace ids or hand it baggage. They pass only from a hop the
 /// operator trusts with trace context.
@@ -227,6 +236,11 @@ const TRACE: &[&str] = &[
     "grpc-trace-bin",
     "request-id",
     "correlation-context",
+    "x-honeycomb-trace",
+    "x-client-trace-id",
+    "sw6",
+    "sw3",
+    "traceresponse",
 ];
 
 /// Families of [`TRACE`] names, by prefix.
@@ -240,6 +254,7 @@ const TRACE_PREFIXES: &[&str] = &[
     "x-dynatrace",
     "x-newrelic-",
     "baggage-",
+    "pinpoint-",
 ];
 
 /// Two header names a CGI-style backend cannot tell apart: equal once ASCII case and
@@ -667,13 +682,7 @@ mod tests {
             "X-Envoy-External-Address",
             "X-Envoy-Internal",
         ];
-        let kept = [
-            "cfaccess",
-            "oidc",
-            "remotely",
-            "x-authenticate",
-            "x-envoy-retry-on",
-        ];
+        let kept = ["cfaccess", "oidc", "remotely", "x-authenticate", "x-envoyx"];
         assert_eq!(left_of(&[&spoofed[..], &kept].concat(), false), kept);
     }
 
@@ -731,6 +740,15 @@ mod tests {
             "eppn",
             "CAS-User",
             "CAS-memberOf",
+            // Pass 19: OpenSearch's proxy authentication, Posit Workbench, ngrok, Envoy.
+            "X-Proxy-User",
+            "x_proxy_roles",
+            "X-RStudio-Username",
+            "ngrok-auth-user-email",
+            "ngrok-auth-user-id",
+            "x-envoy-original-dst-host",
+            "x-envoy-retry-on",
+            "x-envoy-upstream-rq-timeout-ms",
         ];
         let kept = [
             "accept",
@@ -738,8 +756,11 @@ mod tests {
             "cfg",
             "fly",
             "ivy",
+            "ngrok-skip-browser-warning",
+            "pinpoint",
             "smart",
             "x-authorization-hint",
+            "x-proxy-id",
         ];
         assert_eq!(left_of(&[&spoofed[..], &kept].concat(), true), kept);
     }
@@ -780,6 +801,14 @@ mod tests {
             "grpc-tags-bin",
             "baggage-tenant",
             "baggage_user",
+            // Pass 19.
+            "X-Honeycomb-Trace",
+            "x-client-trace-id",
+            "sw6",
+            "sw3",
+            "Pinpoint-TraceID",
+            "Pinpoint-pSpanID",
+            "traceresponse",
         ];
         let request = [&fields[..], &["x-keep"]].concat();
         assert_eq!(left_of(&request, false), ["x-keep"]);

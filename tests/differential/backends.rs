@@ -49,6 +49,17 @@ pub const JAVA_HTTPSERVER: Kind = Kind {
     ],
 };
 
+pub const RACK_WEBRICK: Kind = Kind {
+    name: "rack-webrick",
+    program: "ruby",
+    args: &["rack_app.rb"],
+    needs: &[
+        ("ruby", "--version", "ruby"),
+        ("ruby", "-erequire 'rack'", "ruby-rack"),
+        ("ruby", "-erequire 'webrick'", "ruby-webrick"),
+    ],
+};
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/differential")
 }

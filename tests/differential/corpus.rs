@@ -172,7 +172,7 @@ fn forwarding() -> Vec<Case> {
 
 /// The token in every cookie and query spelling a framework folds into a token name
 /// (PHP reads `access token` as `access_token`, Rack and PHP read `access_token[]` as an
-/// array of it, older `parse_qs` splits on `;`).
+/// array of it, Rack 2 reads `[access_token]` as it, older `parse_qs` splits on `;`).
 fn tokens() -> Vec<Case> {
     let cookies = [
         ("token cookie", vec![("Cookie", "gh_token={token}")]),
@@ -200,6 +200,10 @@ fn tokens() -> Vec<Case> {
         // PHP reads `.` in a parameter name as `_`.
         "access.token={token}",
         "access_token[x]={token}",
+        // Rack 2 skips brackets before a name and reads it up to the first `]`.
+        "[access_token]={token}",
+        "access_token]={token}",
+        "%5B%5Baccess_token%5D%5D={token}",
     ];
     let mut cases = Vec::new();
     for base in ["/public/x", "/api/x"] {
