@@ -241,6 +241,42 @@ upstream = "{}"
     assert_eq!(values_folded(&seen, "x-auth-request-user"), ["alice"]);
 }
 
+/// Pass 19: a fixed list cannot know every product's proxy-auth header, so an operator
+/// names their backend's own; they go in every case and `_` spelling.
+#[tokio::test]
+async fn the_operators_strip_headers_never_reach_the_upstream() {
+    let upstream = Upstream::echo().await;
+    let config = format!(
+        r#"
+{HS_ISSUER}
+
+[identity]
+headers = {{ "X-Auth-Subject" = "sub" }}
+strip_headers = ["X-Backend-User", "X-Internal-*"]
+
+[[route]]
+path = "/api"
+upstream = "{}"
+"#,
+        upstream.url()
+    );
+    let proxy = TestProxy::start_with_secrets(&config, &[("HS", SECRET)]).await;
+    let request = format!(
+        "GET /api/x HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {}\r\n\
+         X-Backend-User: root\r\nx_backend_user: root\r\nX-Internal-Role: admin\r\n\
+         X_INTERNAL_TENANT: 1\r\nX-Backend-Users: kept\r\nConnection: close\r\n\r\n",
+        token("alice"),
+    );
+    let reply = raw(&proxy, &request).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = upstream.last().headers;
+    for name in ["x-backend-user", "x-internal-role", "x-internal-tenant"] {
+        assert!(values_folded(&seen, name).is_empty(), "{name}: {seen:?}");
+    }
+    assert_eq!(values_folded(&seen, "x-backend-users"), ["kept"]);
+    assert_eq!(values_folded(&seen, "x-auth-subject"), ["alice"]);
+}
+
 /// A stock WSGI server (Python's wsgiref) answering with the identity it read.
 struct Wsgi {
     child: std::process::Child,

@@ -652,3 +652,25 @@ fn errors_from_environment_overrides_name_the_variable() {
         ["limits: expected a table, found the number 5 (set by GATEHOUSE_LIMITS)"]
     );
 }
+
+#[test]
+fn strip_headers_are_read_and_a_rule_over_a_managed_header_is_refused() {
+    let config = validate(
+        &load_str(&format!(
+            "{MINIMAL}\n[identity]\nstrip_headers = [\"X-Backend-User\", \"X-Internal-*\"]\n"
+        ))
+        .unwrap(),
+        &secrets,
+    )
+    .unwrap();
+    assert!(config.strip_headers.matches("x_backend_user"));
+    assert!(config.strip_headers.matches("X-Internal-Role"));
+    assert!(!config.strip_headers.matches("x-backend"));
+    let errors = errors_of(&format!(
+        "{MINIMAL}\n[identity]\nstrip_headers = [\"X-Ok\", \"Content-*\"]\n"
+    ));
+    assert_eq!(
+        errors,
+        ["identity.strip_headers[1]: \"Content-*\" would remove a header gatehouse manages"]
+    );
+}

@@ -30,6 +30,8 @@ pub struct Config {
     pub claims: IdentityClaims,
     /// `(header, claim)` pairs; the headers are stripped from every client request.
     pub identity_headers: Vec<(HeaderName, ClaimPath)>,
+    /// `[identity] strip_headers`: more client headers removed from every request.
+    pub strip_headers: crate::upstream::strip_rules::StripRules,
     pub tickets: Option<TicketsConfig>,
     pub logout: Option<LogoutConfig>,
     pub revocation: RevocationConfig,

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use http::HeaderName;
 
 use crate::claim_path::ClaimPath;
+use crate::upstream::strip_rules::StripRules;
 
 use super::fields::{
     duration, duration_within, or_default, secret_source, socket_addr, ConfigErrors, SecretLookup,
@@ -130,6 +131,7 @@ fn assemble(
         issuers: tables.issuers,
         claims: super::claims::identity_claims(e, &raw.identity),
         identity_headers: identity_headers(e, raw),
+        strip_headers: strip_headers(e, raw),
         tickets: tables.tickets,
         logout: tables.logout,
         revocation: validate_revocation(e, &raw.revocation),
@@ -256,6 +258,13 @@ fn identity_headers(e: &mut ConfigErrors, raw: &FileConfig) -> Vec<(HeaderName, 
         }
     }
     headers
+}
+
+fn strip_headers(e: &mut ConfigErrors, raw: &FileConfig) -> StripRules {
+    StripRules::parse(&raw.identity.strip_headers).unwrap_or_else(|(index, reason)| {
+        e.push(format!("identity.strip_headers[{index}]"), reason);
+        StripRules::default()
+    })
 }
 
 fn log_format(e: &mut ConfigErrors, raw: &FileConfig) -> LogFormat {

@@ -277,6 +277,15 @@ fn is_forwarding(name: &str) -> bool {
     FORWARDING.iter().any(|f| same_name(f, name)) || has_prefix(name, X_FORWARDED_PREFIX)
 }
 
+/// The hop-by-hop names and those the proxy sets or rewrites, lowercase: an operator's
+/// `strip_headers` rule may not cover one.
+pub fn reserved_names() -> impl Iterator<Item = &'static str> {
+    hop_by_hop()
+        .into_iter()
+        .chain(managed())
+        .map(HeaderName::as_str)
+}
+
 /// Headers the proxy manages itself; an identity header may not be one of them.
 pub fn is_reserved(name: &HeaderName) -> bool {
     hop_by_hop().contains(&name) || managed().contains(&name) || is_forwarding(name.as_str())

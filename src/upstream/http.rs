@@ -286,6 +286,7 @@ fn rewrite_headers(
     // far below the map's limit.
     let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.names().len());
     let seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
+    ctx.identity.strip_rules().apply(h);
     // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
     h.remove(HOST);
     if seen.cookie {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::auth::claims::Claims;
 use crate::auth::policy::Access;
 use crate::claim_path::ClaimPath;
+use crate::upstream::strip_rules::StripRules;
 
 /// A generation's `[identity] headers`, with whether each carries a scope claim (read
 /// upstream as scopes): worked out once per config, not per request.
@@ -19,6 +20,8 @@ use crate::claim_path::ClaimPath;
 pub struct IdentityHeaders {
     names: Vec<(HeaderName, ClaimPath)>,
     scopes: Vec<bool>,
+    /// `[identity] strip_headers`, removed from the client's request with the names.
+    strip: StripRules,
 }
 
 impl IdentityHeaders {
@@ -28,12 +31,21 @@ impl IdentityHeaders {
             .iter()
             .map(|(_, claim)| config.claims.scopes.contains(claim))
             .collect();
-        Self { names, scopes }
+        Self {
+            names,
+            scopes,
+            strip: config.strip_headers.clone(),
+        }
     }
 
     /// The header names and the claims they carry.
     pub fn names(&self) -> &[(HeaderName, ClaimPath)] {
         &self.names
+    }
+
+    /// The operator's own rules for client headers to remove.
+    pub fn strip_rules(&self) -> &StripRules {
+        &self.strip
     }
 
     /// The headers `claims` gives values for, in order.
@@ -213,6 +225,7 @@ mod tests {
         let identity = Arc::new(IdentityHeaders {
             names: mapping,
             scopes: vec![],
+            strip: StripRules::default(),
         });
         attach(
             &mut h,
@@ -233,7 +246,11 @@ mod tests {
             .iter()
             .map(|(_, c)| *c == ClaimPath::top("scope"))
             .collect();
-        Arc::new(IdentityHeaders { names, scopes })
+        Arc::new(IdentityHeaders {
+            names,
+            scopes,
+            strip: StripRules::default(),
+        })
     }
 
     fn caller(claims: Value) -> Arc<Claims> {

@@ -1,4 +1,5 @@
-//! The upstream leg: header rules ([`headers`]), the forwarding headers gatehouse vouches
+//! The upstream leg: header rules ([`headers`], and the operator's own [`strip_rules`]), the
+//! forwarding headers gatehouse vouches
 //! for ([`forwarded`]) and the identity headers it sets ([`identity`]), both remembered
 //! per connection ([`remembered`]), HTTP forwarding ([`http`]) over gatehouse's own connections
 //! ([`exchange`], [`pool`], [`multiplex`], [`preface`], [`connect`]), the upload clock
@@ -23,6 +24,7 @@ pub(crate) mod pool;
 pub(crate) mod preface;
 pub mod remembered;
 pub(crate) mod stall;
+pub mod strip_rules;
 pub(crate) mod targets;
 pub(crate) mod trailers;
 pub(crate) mod upload;

@@ -154,6 +154,8 @@ pub struct FileIdentity {
     /// The claims `require.scopes` reads.
     pub scope_claims: Vec<String>,
     pub headers: BTreeMap<String, String>,
+    /// Client headers removed besides the built-in list: names, or prefixes ending in `*`.
+    pub strip_headers: Vec<String>,
 }
 
 impl Default for FileIdentity {
@@ -166,6 +168,7 @@ impl Default for FileIdentity {
                 .into_iter()
                 .map(|(h, c)| (h.to_string(), c.to_string()))
                 .collect(),
+            strip_headers: Vec::new(),
         }
     }
 }
