@@ -588,3 +588,44 @@ fn check_masks_query_values_and_refuses_upstream_credentials() {
     );
     assert!(!stderr.contains("upstreampass"), "{stderr}");
 }
+
+/// Pass 20: a TLS key whose newlines were lost (pasted into a one-line field) made the PEM
+/// parser's message quote the whole key, as bytes, in `check`'s output and in every reload's
+/// warning. The error now says what is wrong without quoting the file.
+#[test]
+fn a_key_that_lost_its_newlines_is_refused_without_being_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example/tls");
+    let key = std::fs::read_to_string(format!("{example}.key")).unwrap();
+    let one_line = dir.path().join("one-line.key");
+    std::fs::write(&one_line, key.replace('\n', " ")).unwrap();
+    let toml = format!(
+        "[listen.tls]\ncert = \"{example}.crt\"\nkey = \"{}\"\n\
+         [[issuer]]\nname = \"a\"\nissuer = \"https://a/\"\naudiences = [\"x\"]\nhmac_secret_env = \"HS\"\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://u:1\"\n",
+        one_line.display()
+    );
+    let out = check_text(
+        dir.path(),
+        &toml,
+        &[("HS", "0123456789abcdef0123456789abcdef")],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("has no END line"), "{said}");
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for piece in body.as_bytes().chunks(12) {
+        let piece = std::str::from_utf8(piece).unwrap();
+        assert!(!said.contains(piece), "the key shows in: {said}");
+    }
+    let longest_byte_list = said
+        .split(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' '))
+        .map(|run| run.matches(',').count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest_byte_list < 8, "bytes of the key show in: {said}");
+}

@@ -50,7 +50,7 @@ pub fn load_certified_key(
         return Err(format!("{} holds no certificate", cert.display()));
     }
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("parsing key {}: {e}", key.display()))?;
+        .map_err(|e| format!("parsing key {}: {}", key.display(), pem_problem(&e)))?;
     let signing_key = base_provider(provider)
         .key_provider
         .load_private_key(key_der)
@@ -60,6 +60,24 @@ pub fn load_certified_key(
         .keys_match()
         .map_err(|e| format!("{} does not match {}: {e}", key.display(), cert.display()))?;
     Ok(Arc::new(certified))
+}
+
+/// What is wrong with a PEM file, in words that quote none of it: the parser's own message
+/// quotes the line it stopped at, which for a key whose newlines were lost (pasted into a
+/// one-line field) is the whole key, and would reach `check`'s output and every reload's
+/// warning.
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> &'static str {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => {
+            "a PEM section has no END line (were its newlines lost, e.g. pasted into one line?)"
+        }
+        Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed",
+        Error::Base64Decode(_) => "a PEM section's body is not valid base64",
+        Error::NoItemsFound => "no private key in it (a PEM PRIVATE KEY section)",
+        Error::SectionTooLarge => "a PEM section is larger than 256 MB",
+        _ => "it is not a PEM private key",
+    }
 }
 
 /// Serves whatever certificate was loaded last.

@@ -28,6 +28,14 @@ impl StripRules {
             if body.is_empty() {
                 return Err((index, "a rule needs a name or a prefix before `*`".into()));
             }
+            // `*` is a legal name character, so `*-User` would silently match only a header
+            // named that; a wildcard anywhere but the end is refused instead.
+            if body.contains('*') {
+                return Err((
+                    index,
+                    format!("{entry:?}: `*` may only end a rule, as a prefix"),
+                ));
+            }
             if !body.bytes().all(is_token_byte) {
                 return Err((index, format!("{entry:?} is not a header name")));
             }
@@ -149,6 +157,9 @@ mod tests {
             (&["h*"][..], 0),
             (&["x proxy"][..], 0),
             (&[""][..], 0),
+            (&["*-User"][..], 0),
+            (&["X-*-Role"][..], 0),
+            (&["X-**"][..], 0),
         ] {
             let err = rules(list).expect_err("refused");
             assert_eq!(err.0, index, "{list:?}: {}", err.1);
