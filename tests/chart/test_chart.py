@@ -285,7 +285,7 @@ def test_a_config_change_rolls_the_pods_and_nothing_else_does():
         return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
     base = checksum({})
-    assert checksum({"replicaCount": 4}) == base
+    assert checksum({"replicaCount": 4, "redis": {"perPodStores": True}}) == base
     assert checksum({"config": {"log": {"format": "text"}}}) != base
     assert checksum({"extraFiles": {"ca.crt": "x"}}) != base
 
@@ -510,6 +510,14 @@ def test_gatehouse_check_accepts_the_rendered_config(case, tmp_path, gatehouse_b
             {"secrets": {"adminToken": {"value": "a"}, "hmacSecret": {"value": "b" * 32, "key": "admin-token"}}},
             'the key "admin-token" of the chart-made Secret already holds another value',
         ),
+        (
+            {"replicaCount": 2},
+            "several pods (replicaCount > 1 or autoscaling.enabled) need Redis for revocations and tickets",
+        ),
+        (
+            {"autoscaling": {"enabled": True}},
+            "several pods (replicaCount > 1 or autoscaling.enabled) need Redis for revocations and tickets",
+        ),
     ],
 )
 def test_render_refuses(values, message):
@@ -577,6 +585,30 @@ def test_raw_config_gets_the_client_trust_from_the_environment():
     pod_network = _load(CHART / "values.yaml")["trustedProxies"]["podNetwork"]
     assert yaml.safe_load(env["GATEHOUSE_LISTEN__TRUSTED_PROXIES"]) == pod_network
     assert env["GATEHOUSE_LISTEN__PROXY_PROTOCOL"] == "true"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": 2, "redis": {"url": "redis://redis:6379/0"}},
+        {"replicaCount": 2, "config": {"revocation": {"store": "redis://redis:6379/0"}}},
+        {"autoscaling": {"enabled": True}, "redis": {"perPodStores": True}},
+    ],
+)
+def test_several_pods_render_with_shared_or_acknowledged_per_pod_stores(values):
+    """Pass 20: two pods without Redis each kept their own revocations and tickets."""
+    assert one(render(values), "Deployment")
+
+
+def test_raw_config_gets_the_client_trust_without_an_admin_token():
+    """Pass 20: the trust overrides sat inside the admin token's `if`."""
+    values = {**_load(HERE / "raw-config.yaml"), "trustedProxies": {"enabled": True}, "proxyProtocol": True}
+    values["secrets"] = {**values.get("secrets", {}), "adminToken": {"existingSecret": ""}}
+    container = one(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert "GATEHOUSE_ADMIN__TOKEN_ENV" not in env and "GATEHOUSE_ADMIN__TOKEN_FILE" not in env
+    assert env["GATEHOUSE_LISTEN__PROXY_PROTOCOL"] == "true"
+    assert "GATEHOUSE_LISTEN__TRUSTED_PROXIES" in env
 
 
 # --- the chart README documents every value -------------------------------------------------------
@@ -759,6 +791,9 @@ def test_rotating_a_file_secret_does_not_roll_the_pods_and_an_env_secret_does():
 
 # --- production: disruption budget, spread, extras, Gateway API ---------------------------------
 
+# Several pods need shared stores (the chart refuses them otherwise).
+SHARED = {"url": "redis://redis:6379/0"}
+
 
 @pytest.mark.parametrize(
     "values, budget",
@@ -775,7 +810,7 @@ def test_rotating_a_file_secret_does_not_roll_the_pods_and_an_env_secret_does():
     ],
 )
 def test_disruption_budget_is_on_when_more_than_one_pod_may_run(values, budget):
-    found = [d for d in render(values) if d["kind"] == "PodDisruptionBudget"]
+    found = [d for d in render({**values, "redis": SHARED}) if d["kind"] == "PodDisruptionBudget"]
     if budget is None:
         assert not found
     else:
@@ -785,7 +820,7 @@ def test_disruption_budget_is_on_when_more_than_one_pod_may_run(values, budget):
 
 
 def test_pods_spread_over_zones_and_nodes_by_default():
-    spec = one(render({"replicaCount": 3}), "Deployment")["spec"]["template"]["spec"]
+    spec = one(render({"replicaCount": 3, "redis": SHARED}), "Deployment")["spec"]["template"]["spec"]
     constraints = spec["topologySpreadConstraints"]
     assert [c["topologyKey"] for c in constraints] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     for c in constraints:

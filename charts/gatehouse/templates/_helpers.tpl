@@ -212,13 +212,13 @@ of these rolls the pods; a change of a secret file does not need to. */}}
 {{- else }}
 {{- $env = append $env (dict "name" "GATEHOUSE_ADMIN__TOKEN_ENV" "value" .Values.secrets.adminToken.envVar) }}
 {{- end }}
+{{- end }}
 {{- $trust := include "gatehouse.clientTrust" . | fromYaml }}
 {{- if hasKey $trust "trusted_proxies" }}
 {{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__TRUSTED_PROXIES" "value" (toJson $trust.trusted_proxies)) }}
 {{- end }}
 {{- if $trust.proxy_protocol }}
 {{- $env = append $env (dict "name" "GATEHOUSE_LISTEN__PROXY_PROTOCOL" "value" "true") }}
-{{- end }}
 {{- end }}
 {{- end }}
 {{- range $ref := include "gatehouse.secretRefs" . | fromYamlArray }}
@@ -416,5 +416,20 @@ trusted_proxies: {{ toJson (default $t.podNetwork $t.cidrs) }}
 {{- if .Values.proxyProtocol }}
 proxy_protocol: true
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Several pods share revocations and tickets only through Redis: with the in-memory
+stores a revocation holds on one pod and a ticket issued by one is unknown to the others.
+Refused unless `redis.perPodStores` says that is meant. */}}
+{{- define "gatehouse.sharedStores" -}}
+{{- $several := or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled }}
+{{- $r := .Values.redis }}
+{{- $viaValues := and (or $r.existingSecret $r.url) $r.revocation }}
+{{- $c := .Values.config | default dict }}
+{{- $viaConfig := hasPrefix "redis" ((($c.revocation | default dict).store) | default "" | toString) }}
+{{- $viaRaw := and .Values.rawConfig (contains "redis" .Values.rawConfig) }}
+{{- if and $several (not (or $viaValues $viaConfig $viaRaw $r.perPodStores)) }}
+{{- fail "several pods (replicaCount > 1 or autoscaling.enabled) need Redis for revocations and tickets: set redis.url or redis.existingSecret; or set redis.perPodStores=true to run each pod with its own in-memory stores (a revocation then holds on one pod only, and a ticket only on the pod that issued it)" }}
 {{- end }}
 {{- end }}
