@@ -78,6 +78,16 @@ const FORWARDING: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    // The mount point a WSGI server cuts off the path: gunicorn reads a `SCRIPT_NAME` field
+    // by default, and a common Flask/Django snippet `X-Script-Name`, so `/public/admin`
+    // with `SCRIPT_NAME: /public` runs `/admin`.
+    "script-name",
+    "x-script-name",
+    // Not where the request came from, but as dangerous from a client: CGI puts `Proxy` in
+    // `HTTP_PROXY`, which HTTP clients take as their proxy (httpoxy), and Next.js skips its
+    // middleware for a request that calls itself its subrequest (CVE-2025-29927).
+    "proxy",
+    "x-middleware-subrequest",
     // The client's address or scheme as other platforms' front ends pass it: WebLogic and
     // its imitators, Azure Front Door, Netlify, Vercel, IIS's ARR, Envoy and Rack's
     // `X-Scheme`.
@@ -111,8 +121,9 @@ const X_FORWARDED_PREFIX: &str = "x-forwarded-";
 /// Client headers in which a TLS terminator or an authenticating proxy tells its backend
 /// who the caller is: the client certificate, and the user of oauth2-proxy, Kubernetes'
 /// front proxy, Grafana's auth proxy, AWS ALB, Google IAP, Azure App Service, Kong, Google
-/// Cloud Endpoints and API Gateway, WSO2, OpenSearch's proxy authentication and Posit
-/// Workbench (the families by prefix below). A backend
+/// Cloud Endpoints and API Gateway, WSO2, OpenSearch's proxy authentication (and its
+/// `x-proxy-ext-*` attributes, by prefix below) and Posit Workbench (the families by prefix
+/// below). A backend
 /// moved behind gatehouse may still believe them, and no client sends them honestly, so
 /// they never pass. Unlike the forwarding names, an operator may have gatehouse set one
 /// as an identity header (`[identity]`), for a backend that already reads it.
@@ -198,6 +209,7 @@ const ASSERTED_PREFIXES: &[&str] = &[
     "wl-proxy-",
     "x-envoy-",
     "ngrok-auth-",
+    "x-proxy-ext-",
     "x-remote-extra-",
     "x-amzn-oidc-",
     "x-amzn-mtls-",
@@ -758,6 +770,12 @@ mod tests {
             "x-envoy-original-dst-host",
             "x-envoy-retry-on",
             "x-envoy-upstream-rq-timeout-ms",
+            // Pass 20.
+            "x-proxy-ext-tenant",
+            "SCRIPT_NAME",
+            "X-Script-Name",
+            "Proxy",
+            "x-middleware-subrequest",
         ];
         let kept = [
             "accept",

@@ -157,6 +157,17 @@ fn forwarding() -> Vec<Case> {
         case("X-Original-URL", "/public/x").with(&[("X-Original-URL", "/api/admin")]),
         case("X-Rewrite-URL", "/public/x").with(&[("X-Rewrite-URL", "/api/admin")]),
         case("X-HTTP-Method-Override", "/api/x").with(&[("X-HTTP-Method-Override", "DELETE")]),
+        // gunicorn takes a SCRIPT_NAME field as the mount point and cuts it off the path:
+        // `/public/api/admin` would run `/api/admin`. So does the X-Script-Name snippet.
+        case("SCRIPT_NAME", "/public/api/admin").with(&[("SCRIPT_NAME", "/public")]),
+        case("X-Script-Name", "/public/api/admin").with(&[("X-Script-Name", "/public")]),
+        // httpoxy: CGI puts `Proxy` in HTTP_PROXY, which HTTP clients take as their proxy.
+        case("Proxy", "/api/x").with(&[("Proxy", "http://evil.example:3128")]),
+        // Next.js skips its middleware for a request that says it is its own subrequest.
+        case("x-middleware-subrequest", "/api/x").with(&[(
+            "x-middleware-subrequest",
+            "middleware:middleware:middleware:middleware:middleware",
+        )]),
         case("X-Forwarded-Port and -Prefix", "/api/x").with(&[
             ("X-Forwarded-Port", "6666"),
             ("X-Forwarded-Prefix", "/evil.example"),

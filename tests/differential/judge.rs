@@ -13,13 +13,17 @@ use crate::{corpus, wire, Caller, Sent, Tokens, Violation, ROUTES};
 
 pub const IDENTITY: [&str; 3] = ["x-auth-subject", "x-auth-roles", "x-auth-scopes"];
 /// Forwarding headers gatehouse must drop outright, never pass on (folded names).
-pub const DROPPED: [&str; 6] = [
+pub const DROPPED: [&str; 10] = [
     "x-real-ip",
     "x-original-url",
     "x-rewrite-url",
     "x-http-method-override",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "script-name",
+    "x-script-name",
+    "proxy",
+    "x-middleware-subrequest",
 ];
 
 /// The route a path falls under: the longest route that is a whole-segment prefix of it,
@@ -39,10 +43,10 @@ pub fn route_of_exact_case(path: &str) -> Option<&'static str> {
         .copied()
 }
 
-/// A header name as WSGI, CGI, Rack and PHP fold it: `X_Auth_Subject`, `x-auth-subject` and
-/// `HTTP_X_AUTH_SUBJECT` are all `x-auth-subject`.
+/// A header name as WSGI, CGI, Rack and PHP fold it: `X_Auth_Subject`, `x-auth-subject`,
+/// `X.Auth.Subject` (PHP) and `HTTP_X_AUTH_SUBJECT` are all `x-auth-subject`.
 pub fn fold(name: &str) -> String {
-    let folded = name.to_ascii_lowercase().replace('_', "-");
+    let folded = name.to_ascii_lowercase().replace(['_', '.'], "-");
     match folded.strip_prefix("http-") {
         Some(rest) => rest.to_string(),
         None => folded,
