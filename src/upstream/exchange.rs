@@ -20,6 +20,7 @@ use std::future::poll_fn;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST, UPGRADE};
@@ -174,7 +175,12 @@ impl Connections {
         let response = poll_fn(|cx| {
             // The connection first: it writes the request and reads the answer.
             lease.drive(cx);
-            response.as_mut().poll(cx)
+            // Only that connection, driven just above by this task, answers: the answer
+            // needs no waker, and this task's would be woken from inside this very poll,
+            // which then runs the whole connection task once more for nothing.
+            response
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
         })
         .await?;
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -192,10 +198,7 @@ impl Connections {
             .handshake(io)
             .await
             .map_err(SendError::Handshake)?;
-        Ok(Lease {
-            sender,
-            conn: Some(Box::new(conn)),
-        })
+        Ok(Lease::new(sender, conn))
     }
 
     /// Sends on a stream slot of one of the endpoint's HTTP/2 connections
@@ -341,7 +344,9 @@ async fn exchange_upgrade(
     lease: Lease,
     request: Request<Sent>,
 ) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
-    let Lease { mut sender, conn } = lease;
+    let Lease {
+        mut sender, conn, ..
+    } = lease;
     if let Some(conn) = conn {
         tokio::spawn(async move {
             if let Err(e) = (*conn).with_upgrades().await {
