@@ -66,6 +66,12 @@ impl ConnWaker {
         self.forward.0.register(driver.waker());
         &self.waker
     }
+
+    /// From now on the connection wakes nobody: it is parked. The next request queued on
+    /// it would otherwise wake the task that drove it last, which is often its own.
+    pub(crate) fn park(&self) {
+        self.forward.0.register(Waker::noop());
+    }
 }
 
 /// Polls a response body for a frame the connection may already have read: a wake-up of a
@@ -160,5 +166,13 @@ mod tests {
         conn.on_behalf_of(&cx);
         registered.wake_by_ref();
         assert_eq!(driver.0.load(Ordering::SeqCst), 3);
+        conn.on_behalf_of(&cx);
+        conn.park();
+        registered.wake_by_ref();
+        assert_eq!(
+            driver.0.load(Ordering::SeqCst),
+            3,
+            "a parked connection woke a task"
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! One request to one endpoint over gatehouse's own connections (`hyper::client::conn`).
 //!
 //! HTTP/1.1: an idle connection of the endpoint ([`Idle::take`]) or a new one, driven by
-//! the request's own task ([`pool`](super::pool)). A request is sent again, on a new
-//! connection, only when hyper hands it back unsent: a reused connection that turned out
-//! to be closed before a byte of the request was written. Anything else that fails after
-//! the request was handed to the connection is the client's answer (502), never a
-//! replay: the upstream may have acted on it.
+//! the request's own task ([`pool`](super::pool)). A request is sent again, on the next
+//! idle connection or a new one, only when hyper hands it back unsent: a reused connection
+//! that turned out to be closed before a byte of the request was written. Anything else
+//! that fails after the request was handed to the connection is the client's answer
+//! (502), never a replay: the upstream may have acted on it.
 //!
 //! An upgrade (WebSocket) takes a connection like any request but never gives it back:
 //! its driver is spawned with upgrades on, and after a `101` the socket belongs to the
@@ -152,7 +152,10 @@ impl Connections {
                 Ok(response) => return Ok(response),
                 Err(mut e) => match e.take_message() {
                     // Provably never written: the connection was dead before it took it.
-                    Some(unsent) if !fresh => request = unsent,
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        reused = endpoint.idle.take(self.limits);
+                    }
                     _ => return Err(Failure::sent(SendError::Failed(e.into_error()))),
                 },
             }

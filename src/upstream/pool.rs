@@ -4,10 +4,11 @@
 //! A connection is driven by the task of the request that holds it: the response future
 //! polls the connection before itself, and the response body whenever it has nothing read
 //! yet, so a request costs no task hop and no cross-task wake-up (nor a wake-up of its own
-//! task, see [`conn_waker`](super::conn_waker)). An idle connection is driven by nobody; it is
-//! polled once when it is taken, which reads whatever the upstream sent while it sat
-//! (a FIN, or bytes no request asked for: hyper then fails the connection) and so finds
-//! the dead ones before a request is written to them.
+//! task, see [`conn_waker`](super::conn_waker)). An idle connection is driven by nobody
+//! until a request is queued on it. hyper reads before it writes: whatever the upstream
+//! sent while the connection sat (a FIN, or bytes no request asked for) fails it before a
+//! byte of the request is written, hyper hands the request back unsent, and the exchange
+//! takes the next idle connection, or a new one (`exchange.rs`).
 //!
 //! A connection goes back only after its response body was read to its end *and* hyper
 //! is ready for the next request on it (the request body fully sent, the upstream did not
@@ -105,7 +106,9 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    /// The newest idle connection that is still usable; older and dead ones are closed.
+    /// The newest idle connection, unless it has been idle too long (then every one has,
+    /// and all are closed). Not polled here: the first poll of the exchange finds out
+    /// whether the upstream closed it meanwhile (see the module comment).
     pub(crate) fn take(&self, limits: Limits) -> Option<Lease> {
         loop {
             let parked = self.lock().pop_back()?;
@@ -114,9 +117,8 @@ impl Idle {
                 self.lock().clear();
                 return None;
             }
-            let mut lease = parked.lease;
-            if lease.reusable() {
-                return Some(lease);
+            if parked.lease.ready() {
+                return Some(parked.lease);
             }
         }
     }
@@ -127,6 +129,7 @@ impl Idle {
         if limits.max_idle == 0 {
             return;
         }
+        lease.waker.park();
         let mut parked = self.lock();
         if parked.len() >= limits.max_idle {
             parked.pop_front();
