@@ -63,6 +63,10 @@ pub(crate) enum SendError {
     UnaskedSwitch,
 }
 
+/// hyper's failed exchange, with the request when it was never written. Boxed: it holds
+/// the whole request, and the common `Ok` moves several times on its way out.
+type Unsent = Box<TrySendError<Request<Sent>>>;
+
 /// A failed exchange, with the request when no connection ever took it (connect or
 /// HTTP/2 handshake failed): the caller may send it elsewhere without having copied it.
 pub(crate) struct Failure {
@@ -156,7 +160,7 @@ impl Connections {
                         request = unsent;
                         reused = endpoint.idle.take(self.limits);
                     }
-                    _ => return Err(Failure::sent(SendError::Failed(e.into_error()))),
+                    _ => return Err(Failure::sent(SendError::Failed((*e).into_error()))),
                 },
             }
         }
@@ -169,7 +173,7 @@ impl Connections {
         mut lease: Lease,
         request: Request<Sent>,
         idle: &Arc<Idle>,
-    ) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
+    ) -> Result<Response<Body>, Unsent> {
         let upload = match request.body() {
             Either::Left(body) => body.progress(),
             Either::Right(_) => Progress::none(),
@@ -343,10 +347,7 @@ fn header_list_size<B: http_body::Body>(request: &Request<B>) -> usize {
 
 /// An upgrade: the connection is driven by a task of its own (the relay takes the socket
 /// after a `101`) and is never parked again.
-async fn exchange_upgrade(
-    lease: Lease,
-    request: Request<Sent>,
-) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
+async fn exchange_upgrade(lease: Lease, request: Request<Sent>) -> Result<Response<Body>, Unsent> {
     let Lease {
         mut sender, conn, ..
     } = lease;
