@@ -397,6 +397,49 @@ async fn an_idle_connection_the_upstream_closed_is_replaced_before_use() {
     assert_eq!(upstream.connections(), 2);
 }
 
+/// The newest idle connection is tried first; found closed when the request is queued on
+/// it (before a byte is written), the request goes to the next idle one, not a new one.
+#[tokio::test]
+async fn a_closed_idle_connection_is_passed_over_for_the_next_idle_one() {
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let signal = closed.clone();
+    let upstream = RawUpstream::start(move |_, mut socket, seen| {
+        let signal = signal.clone();
+        async move {
+            while let Some(head) = read_head(&mut socket, &seen).await {
+                if !head.starts_with("GET /slow ") {
+                    socket.write_all(ok("live").as_bytes()).await.unwrap();
+                    continue;
+                }
+                // Answered last, so parked last (the newest), then closed unannounced.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                socket.write_all(ok("slow").as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(socket);
+                signal.notify_one();
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = proxy(&upstream).await;
+    let slow_url = proxy.url("/slow");
+    let slow = get(&slow_url, &[]);
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        get(&proxy.url("/fast"), &[]).await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!((slow.body.as_str(), fast.body.as_str()), ("slow", "live"));
+    assert_eq!(upstream.connections(), 2);
+    closed.notified().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let answer = get(&proxy.url("/after"), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "live");
+    assert_eq!(upstream.connections(), 2, "{:?}", upstream.requests());
+}
+
 #[tokio::test]
 async fn a_request_the_upstream_may_have_received_is_never_sent_twice() {
     let upstream = RawUpstream::start(|index, mut socket, seen| async move {

@@ -287,29 +287,41 @@ impl Activity {
         tokio::pin!(timer);
         // When the timer is set for (ms since `base`); `None` before it is set and once it fired.
         let mut set_for: Option<u64> = None;
+        let mut woken = false;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             // From here any change wakes us, until `armed` holds the timer again below.
             self.armed.store(UNARMED, Ordering::SeqCst);
-            if let Some((at, expiry)) = self.next_deadline(quiet) {
-                if self.now_ms() >= at {
-                    return expiry;
-                }
-                if set_for.is_none_or(|set| set > at) {
-                    timer.as_mut().reset(self.at(at));
-                    set_for = Some(at);
-                }
+            let at = match self.next_deadline(quiet) {
+                Some((at, expiry)) if self.now_ms() >= at => return expiry,
+                Some((at, _)) => Some(at),
+                // Woken by a head whose request has begun since: a busy keep-alive
+                // connection. Without a nearer timer every later head (and the end of
+                // every response) would wake us again for nothing; this one fires at most
+                // once per clock length instead of a wake-up per request.
+                None if quiet && woken => Some(
+                    self.now_ms()
+                        .saturating_add(self.header_ms.min(self.idle_ms)),
+                ),
+                None => None,
+            };
+            if let Some(at) = at.filter(|at| set_for.is_none_or(|set| set > *at)) {
+                timer.as_mut().reset(self.at(at));
+                set_for = Some(at);
             }
             if let Some(set) = set_for {
                 self.armed.store(set, Ordering::SeqCst);
             }
-            tokio::select! {
+            woken = tokio::select! {
                 biased;
-                () = changed.as_mut() => {}
-                () = timer.as_mut(), if set_for.is_some() => set_for = None,
-            }
+                () = changed.as_mut() => true,
+                () = timer.as_mut(), if set_for.is_some() => {
+                    set_for = None;
+                    false
+                }
+            };
         }
     }
 }
@@ -503,6 +515,55 @@ mod tests {
         }
         assert_eq!(expired.await, Expiry::Idle);
         assert_eq!(started.elapsed().as_secs(), 9 + 5);
+    }
+
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Every wake-up of the watcher is a poll of the whole connection task: a busy
+    /// keep-alive connection must not pay one per request.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_keep_alive_connection_does_not_wake_its_watcher_per_request() {
+        use std::future::Future;
+        let activity = Activity::new(clocks(60, 10, 30));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut expired = std::pin::pin!(activity.expired(true));
+        assert!(Future::poll(expired.as_mut(), &mut cx).is_pending());
+        let mut seen = 0;
+        // As the connection task does: the watcher is polled once woken.
+        let mut poll_if_woken = |expired: Pin<&mut _>| {
+            let now = wakes.0.load(Ordering::SeqCst);
+            if now != seen {
+                seen = now;
+                assert!(Future::poll(expired, &mut cx).is_pending());
+            }
+        };
+        // 25 s of requests, one every 10 ms, each head read in one piece.
+        for _ in 0..2500 {
+            tokio::time::advance(Duration::from_millis(5)).await;
+            activity.read_some();
+            let request = activity.begin(http::Version::HTTP_11);
+            poll_if_woken(expired.as_mut());
+            tokio::time::advance(Duration::from_millis(5)).await;
+            drop(request);
+            poll_if_woken(expired.as_mut());
+        }
+        let woken = wakes.0.load(Ordering::SeqCst);
+        assert!(
+            woken <= 10,
+            "the watcher woke {woken} times for 2500 requests"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,11 +1,11 @@
 //! One request to one endpoint over gatehouse's own connections (`hyper::client::conn`).
 //!
 //! HTTP/1.1: an idle connection of the endpoint ([`Idle::take`]) or a new one, driven by
-//! the request's own task ([`pool`](super::pool)). A request is sent again, on a new
-//! connection, only when hyper hands it back unsent: a reused connection that turned out
-//! to be closed before a byte of the request was written. Anything else that fails after
-//! the request was handed to the connection is the client's answer (502), never a
-//! replay: the upstream may have acted on it.
+//! the request's own task ([`pool`](super::pool)). A request is sent again, on the next
+//! idle connection or a new one, only when hyper hands it back unsent: a reused connection
+//! that turned out to be closed before a byte of the request was written. Anything else
+//! that fails after the request was handed to the connection is the client's answer
+//! (502), never a replay: the upstream may have acted on it.
 //!
 //! An upgrade (WebSocket) takes a connection like any request but never gives it back:
 //! its driver is spawned with upgrades on, and after a `101` the socket belongs to the
@@ -20,6 +20,7 @@ use std::future::poll_fn;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST, UPGRADE};
@@ -61,6 +62,10 @@ pub(crate) enum SendError {
     #[error("the upstream switched protocols unasked")]
     UnaskedSwitch,
 }
+
+/// hyper's failed exchange, with the request when it was never written. Boxed: it holds
+/// the whole request, and the common `Ok` moves several times on its way out.
+type Unsent = Box<TrySendError<Request<Sent>>>;
 
 /// A failed exchange, with the request when no connection ever took it (connect or
 /// HTTP/2 handshake failed): the caller may send it elsewhere without having copied it.
@@ -151,8 +156,11 @@ impl Connections {
                 Ok(response) => return Ok(response),
                 Err(mut e) => match e.take_message() {
                     // Provably never written: the connection was dead before it took it.
-                    Some(unsent) if !fresh => request = unsent,
-                    _ => return Err(Failure::sent(SendError::Failed(e.into_error()))),
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        reused = endpoint.idle.take(self.limits);
+                    }
+                    _ => return Err(Failure::sent(SendError::Failed((*e).into_error()))),
                 },
             }
         }
@@ -165,7 +173,7 @@ impl Connections {
         mut lease: Lease,
         request: Request<Sent>,
         idle: &Arc<Idle>,
-    ) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
+    ) -> Result<Response<Body>, Unsent> {
         let upload = match request.body() {
             Either::Left(body) => body.progress(),
             Either::Right(_) => Progress::none(),
@@ -174,7 +182,12 @@ impl Connections {
         let response = poll_fn(|cx| {
             // The connection first: it writes the request and reads the answer.
             lease.drive(cx);
-            response.as_mut().poll(cx)
+            // Only that connection, driven just above by this task, answers: the answer
+            // needs no waker, and this task's would be woken from inside this very poll,
+            // which then runs the whole connection task once more for nothing.
+            response
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
         })
         .await?;
         let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -192,10 +205,7 @@ impl Connections {
             .handshake(io)
             .await
             .map_err(SendError::Handshake)?;
-        Ok(Lease {
-            sender,
-            conn: Some(Box::new(conn)),
-        })
+        Ok(Lease::new(sender, conn))
     }
 
     /// Sends on a stream slot of one of the endpoint's HTTP/2 connections
@@ -337,11 +347,10 @@ fn header_list_size<B: http_body::Body>(request: &Request<B>) -> usize {
 
 /// An upgrade: the connection is driven by a task of its own (the relay takes the socket
 /// after a `101`) and is never parked again.
-async fn exchange_upgrade(
-    lease: Lease,
-    request: Request<Sent>,
-) -> Result<Response<Body>, TrySendError<Request<Sent>>> {
-    let Lease { mut sender, conn } = lease;
+async fn exchange_upgrade(lease: Lease, request: Request<Sent>) -> Result<Response<Body>, Unsent> {
+    let Lease {
+        mut sender, conn, ..
+    } = lease;
     if let Some(conn) = conn {
         tokio::spawn(async move {
             if let Err(e) = (*conn).with_upgrades().await {

@@ -9,6 +9,7 @@
 
 pub(crate) mod affinity;
 pub(crate) mod balance;
+pub(crate) mod conn_waker;
 pub(crate) mod connect;
 pub(crate) mod discovery;
 pub(crate) mod endpoints;

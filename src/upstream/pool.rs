@@ -2,11 +2,13 @@
 //! connection back.
 //!
 //! A connection is driven by the task of the request that holds it: the response future
-//! and then the response body poll the connection before themselves, so a request costs
-//! no task hop and no cross-task wake-up. An idle connection is driven by nobody; it is
-//! polled once when it is taken, which reads whatever the upstream sent while it sat
-//! (a FIN, or bytes no request asked for: hyper then fails the connection) and so finds
-//! the dead ones before a request is written to them.
+//! polls the connection before itself, and the response body whenever it has nothing read
+//! yet, so a request costs no task hop and no cross-task wake-up (nor a wake-up of its own
+//! task, see [`conn_waker`](super::conn_waker)). An idle connection is driven by nobody
+//! until a request is queued on it. hyper reads before it writes: whatever the upstream
+//! sent while the connection sat (a FIN, or bytes no request asked for) fails it before a
+//! byte of the request is written, hyper hands the request back unsent, and the exchange
+//! takes the next idle connection, or a new one (`exchange.rs`).
 //!
 //! A connection goes back only after its response body was read to its end *and* hyper
 //! is ready for the next request on it (the request body fully sent, the upstream did not
@@ -29,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
+use super::conn_waker::{taking, ConnWaker};
 use super::connect::Stream;
 use super::stall::StallClock;
 use super::trailers::WithoutTrailers;
@@ -54,13 +57,23 @@ pub(crate) struct Lease {
     /// `None` once the connection has ended. Boxed: a lease moves several times per request
     /// (taken, into the exchange, into the body, parked) and the state is ~700 bytes.
     pub(crate) conn: Option<Box<H1Conn>>,
+    waker: ConnWaker,
 }
 
 impl Lease {
-    /// Polls the connection (reads, writes); forgets it once it has ended.
+    pub(crate) fn new(sender: http1::SendRequest<Sent>, conn: H1Conn) -> Self {
+        Self {
+            sender,
+            conn: Some(Box::new(conn)),
+            waker: ConnWaker::new(),
+        }
+    }
+
+    /// Polls the connection (reads, writes) for `cx`'s task; forgets it once it has ended.
     pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
         if let Some(conn) = self.conn.as_mut() {
-            if Pin::new(conn).poll(cx).is_ready() {
+            let mut cx = Context::from_waker(self.waker.on_behalf_of(cx));
+            if Pin::new(conn).poll(&mut cx).is_ready() {
                 self.conn = None;
             }
         }
@@ -69,6 +82,14 @@ impl Lease {
     /// Whether a new request may be written now: open, idle and keep-alive.
     fn reusable(&mut self) -> bool {
         self.drive(&mut Context::from_waker(Waker::noop()));
+        self.ready()
+    }
+
+    /// [`Lease::reusable`] as of the last time the connection was driven. hyper asks for
+    /// the next request only once the last exchange is over on both sides and the upstream
+    /// kept the connection open, so this never says yes too early; what the upstream sent
+    /// since is found when the connection is taken again ([`Idle::take`]).
+    fn ready(&self) -> bool {
         self.conn.is_some() && self.sender.is_ready()
     }
 }
@@ -85,7 +106,9 @@ pub(crate) struct Idle {
 }
 
 impl Idle {
-    /// The newest idle connection that is still usable; older and dead ones are closed.
+    /// The newest idle connection, unless it has been idle too long (then every one has,
+    /// and all are closed). Not polled here: the first poll of the exchange finds out
+    /// whether the upstream closed it meanwhile (see the module comment).
     pub(crate) fn take(&self, limits: Limits) -> Option<Lease> {
         loop {
             let parked = self.lock().pop_back()?;
@@ -94,9 +117,8 @@ impl Idle {
                 self.lock().clear();
                 return None;
             }
-            let mut lease = parked.lease;
-            if lease.reusable() {
-                return Some(lease);
+            if parked.lease.ready() {
+                return Some(parked.lease);
             }
         }
     }
@@ -107,6 +129,7 @@ impl Idle {
         if limits.max_idle == 0 {
             return;
         }
+        lease.waker.park();
         let mut parked = self.lock();
         if parked.len() >= limits.max_idle {
             parked.pop_front();
@@ -167,10 +190,15 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        if let Some(lease) = this.lease.as_mut() {
-            lease.drive(cx);
+        // What the connection has read already needs no drive: most responses are whole
+        // in the read that brought their head.
+        let mut polled = taking(cx, |cx| Pin::new(&mut this.body).poll_frame(cx));
+        if polled.is_pending() {
+            if let Some(lease) = this.lease.as_mut() {
+                lease.drive(cx);
+                polled = taking(cx, |cx| Pin::new(&mut this.body).poll_frame(cx));
+            }
         }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.done = true,
             Poll::Ready(Some(Ok(_))) => this.done = this.body.is_end_stream(),
@@ -207,7 +235,7 @@ impl Drop for PooledBody {
 /// goes on in a task of its own, bounded by the body's stall clock and size limit, so the
 /// upstream gets the whole body rather than a cut one; the connection is closed after it.
 fn finish(mut lease: Lease, home: Option<Arc<Idle>>, limits: Limits) {
-    if lease.reusable() {
+    if lease.ready() || lease.reusable() {
         if let Some(home) = home {
             home.give_back(lease, limits);
         }
