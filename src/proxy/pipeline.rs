@@ -22,6 +22,7 @@ use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Caller, Conn, ConnHold, Proxy, Route};
 use crate::proxy::token_bound::{Bounds, TokenBound};
+use crate::proxy::trace_context::Held;
 use crate::secret::BearerToken;
 use crate::upstream::endpoints::InFlight;
 use crate::upstream::http::Rewrite;
@@ -250,10 +251,15 @@ impl Proxy {
             remembered: &conn.remembered,
             trace_trusted: caller.trace.trusted,
         };
-        route
-            .upstream
-            .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
-        caller.trace.apply(&mut permitted.get_mut().headers);
+        let seen =
+            route
+                .upstream
+                .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
+        let held = Held {
+            tracestate: seen.tracestate,
+            baggage: seen.baggage,
+        };
+        caller.trace.apply(&mut permitted.get_mut().headers, held);
         Ok(())
     }
 

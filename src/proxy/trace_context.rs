@@ -14,7 +14,7 @@ use rand::RngCore;
 
 pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub(crate) static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+pub(crate) static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// §3.3.1.3: at most 32 list members.
 const MAX_TRACESTATE_MEMBERS: usize = 32;
@@ -34,6 +34,24 @@ pub(crate) struct TraceContext {
     /// The hop is trusted with trace context (`trust_incoming`, and a trusted proxy when
     /// any are listed): other tracers' fields it sends may pass (`headers::strip_client`).
     pub(crate) trusted: bool,
+}
+
+/// Which of `tracestate` and `baggage` a request's map may hold when the trace context is
+/// applied: the rewrite saw every field the client sent, and asking the map for an absent
+/// name hashes it for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) tracestate: bool,
+    pub(crate) baggage: bool,
+}
+
+impl Held {
+    /// Either may be there.
+    #[cfg(test)]
+    pub(crate) const ANY: Self = Self {
+        tracestate: true,
+        baggage: true,
+    };
 }
 
 /// A parsed, valid `traceparent`.
@@ -97,15 +115,21 @@ impl TraceContext {
         HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    /// Replaces whatever trace headers the client sent with ours.
-    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+    /// Replaces whatever trace headers the client sent with ours; `held` says which of
+    /// `tracestate` and `baggage` the map may have.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap, held: Held) {
         // `insert` replaces every value the client sent under the name.
         headers.insert(TRACEPARENT.clone(), self.traceparent());
         match &self.tracestate {
-            Some(state) => headers.insert(TRACESTATE.clone(), state.clone()),
-            None => headers.remove(&TRACESTATE),
-        };
-        if self.parent_id.is_none() {
+            Some(state) => {
+                headers.insert(TRACESTATE.clone(), state.clone());
+            }
+            None if held.tracestate => {
+                headers.remove(&TRACESTATE);
+            }
+            None => {}
+        }
+        if self.parent_id.is_none() && held.baggage {
             headers.remove(&BAGGAGE);
         }
     }

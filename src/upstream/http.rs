@@ -34,6 +34,7 @@ use super::upload::Upload;
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
+use crate::proxy::trace_context::{BAGGAGE, TRACESTATE};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::upstream::error::{AtEndpoint, NoAnswerWithin, UpstreamError};
@@ -96,27 +97,27 @@ impl Upstream {
     }
 
     /// Rewrites `parts` in place into the request the upstream receives; only a request
-    /// that passed policy can be rewritten.
+    /// that passed policy can be rewritten. Says which of the fields the caller handles
+    /// next (trace context) the request may still have.
     pub fn rewrite(
         &self,
         permitted: &mut Permitted<Parts>,
         route: &RouteConfig,
         redactor: &Redactor,
         ctx: Rewrite<'_>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<headers::Seen, UpstreamError> {
         let access = permitted.access().clone();
         let parts = permitted.get_mut();
         let path_and_query = upstream_target(&parts.uri, route, redactor)?;
-        let original_host = ctx
-            .host
-            .cloned()
-            .or_else(|| parts.headers.get(HOST).cloned())
-            .or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
+        // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
+        // Taken out here, it is not looked up twice.
+        let host_field = parts.headers.remove(HOST);
+        let original_host = ctx.host.cloned().or(host_field).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -126,8 +127,8 @@ impl Upstream {
         parts.version = Version::HTTP_11;
 
         let hop = Hop::new(ctx.client_ip, ctx.https, original_host);
-        rewrite_headers(&mut parts.headers, route, redactor, &hop, (&ctx, &access));
-        Ok(())
+        let seen = rewrite_headers(&mut parts.headers, route, redactor, &hop, (&ctx, &access));
+        Ok(seen)
     }
 
     /// Sends the request to one of the route's endpoints and waits for response headers,
@@ -272,22 +273,21 @@ const ADDED_FIELDS: usize = 8;
 
 /// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
 /// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
-/// the headers gatehouse vouches for are set last.
+/// the headers gatehouse vouches for are set last. Returns what the strip saw, with the
+/// identity headers just set counted as seen.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     route: &RouteConfig,
     redactor: &Redactor,
     hop: &Hop,
     (ctx, access): (&Rewrite<'_>, &Access),
-) {
+) -> headers::Seen {
     // Room for what is added below (forwarding, request id, identity, trace context) at
     // once: the map hyper parsed fits the client's fields, and grew twice on the way. It
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
     let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.names().len());
-    let seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
-    // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
-    h.remove(HOST);
+    let mut seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
     if seen.cookie {
         join_cookies(h);
         remove_token_cookies(h, redactor);
@@ -312,6 +312,12 @@ fn rewrite_headers(
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
     let remembered = &ctx.remembered.identity;
     crate::upstream::identity::attach(h, ctx.identity, access, remembered);
+    // An identity header may have any name the config does not reserve, trace fields too.
+    for (name, _) in ctx.identity.names() {
+        seen.tracestate |= *name == TRACESTATE;
+        seen.baggage |= *name == BAGGAGE;
+    }
+    seen
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the

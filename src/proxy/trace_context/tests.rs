@@ -62,7 +62,7 @@ fn an_untrusted_parent_starts_a_new_trace_and_is_never_forwarded() {
         (None, true, &None)
     );
     let mut upstream = h.clone();
-    ctx.apply(&mut upstream);
+    ctx.apply(&mut upstream, Held::ANY);
     let sent = upstream[&TRACEPARENT].to_str().unwrap();
     assert!(
         sent.starts_with(&format!("00-{}-", ctx.trace_id_hex())),
@@ -88,7 +88,7 @@ fn a_trusted_parent_is_continued_with_our_own_span() {
     assert_ne!(hex(&ctx.span_id), "00f067aa0ba902b7");
     assert!(!ctx.sampled, "the caller's sampling decision holds");
     let mut upstream = HeaderMap::new();
-    ctx.apply(&mut upstream);
+    ctx.apply(&mut upstream, Held::ANY);
     let sent = upstream[&TRACEPARENT].to_str().unwrap().to_string();
     assert_eq!(
         sent,
