@@ -344,7 +344,8 @@ fn is_spoofed(
     trace_trusted: bool,
 ) -> bool {
     let name = name.as_str().as_bytes();
-    let underscored = memchr::memchr(b'_', name).is_some();
+    // A loop, not `memchr`: names are a dozen bytes, and its set-up cost more than this.
+    let underscored = name.contains(&b'_');
     let folded: Cow<'_, [u8]> = match underscored {
         false => Cow::Borrowed(name),
         true => Cow::Owned(name.iter().map(|&b| fold(b)).collect()),
@@ -521,6 +522,15 @@ fn listed(connection: &GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
 
 /// The client's `X-Request-Id` when it is a sane id (up to 128 of `[A-Za-z0-9._-]`), else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    request_id_or(headers, uuid::Uuid::new_v4)
+}
+
+/// As [`request_id`], a new id being `fresh()`'s UUID (the proxy draws a request's random
+/// bytes at once).
+pub(crate) fn request_id_or(
+    headers: &HeaderMap,
+    fresh: impl FnOnce() -> uuid::Uuid,
+) -> HeaderValue {
     headers
         .get(&X_REQUEST_ID)
         .filter(|v| {
@@ -534,7 +544,7 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         .unwrap_or_else(|| {
             // Encoded on the stack: `to_string` goes through `Display` and grows a String.
             let mut text = uuid::Uuid::encode_buffer();
-            let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            let text = fresh().hyphenated().encode_lower(&mut text);
             HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
         })
 }

@@ -163,9 +163,12 @@ impl Upstream {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
             let request = request.map(|b| Either::Left(Upload::new(b)));
-            // Pinned where it is made, not copied (see `Proxy::handle`).
-            let sent = std::pin::pin!(self.send(&endpoint, request)).await;
-            return sent.map_err(|(error, _)| error);
+            // `send`'s steps, not `send`: as a future of its own it held the request once
+            // more, and moved it there once more. Pinned where it is made (see
+            // `Proxy::handle`).
+            let exchange = std::pin::pin!(self.conns.send(&endpoint, request));
+            let sent = tokio::time::timeout(self.timeout, exchange).await;
+            return self.sent(sent, &endpoint).map_err(|(error, _)| error);
         }
         // Boxed: balancing holds more across its await, and every request's future would
         // be as large as its.
@@ -227,6 +230,19 @@ impl Upstream {
         // was copied into it, then with it into this state (see `Proxy::handle`).
         let exchange = std::pin::pin!(self.conns.send(endpoint, request));
         let sent = tokio::time::timeout(self.timeout, exchange).await;
+        self.sent(sent, endpoint)
+    }
+
+    /// What an attempt came to: its response, or the error and the request when no
+    /// connection took it.
+    // The request comes back whole, unboxed, as from `send`: the error is rare, and the
+    // request goes on to another endpoint without an allocation or a copy of its own.
+    #[allow(clippy::result_large_err)]
+    fn sent(
+        &self,
+        sent: Result<Result<Response<Body>, Failure>, tokio::time::error::Elapsed>,
+        endpoint: &Arc<Endpoint>,
+    ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
         let mut response = match sent {
             Err(_) => {
                 let late = AtEndpoint::boxed(&endpoint.authority, NoAnswerWithin(self.timeout));
