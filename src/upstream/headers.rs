@@ -344,7 +344,8 @@ fn is_spoofed(
     trace_trusted: bool,
 ) -> bool {
     let name = name.as_str().as_bytes();
-    // A loop, not `memchr`: names are a dozen bytes, and its set-up cost more than this.
+    // `contains`, not the memchr crate: names are a dozen bytes, and its set-up cost more
+    // than the search.
     let underscored = name.contains(&b'_');
     let folded: Cow<'_, [u8]> = match underscored {
         false => Cow::Borrowed(name),

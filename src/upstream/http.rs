@@ -157,12 +157,13 @@ impl Upstream {
             return Err(UpstreamError::BodyTooLarge { sent: false });
         }
         let stall = self.body_stall;
-        let request = request
-            .map(|body| StallClock::new(Limited::new(WithoutTrailers::new(body), limit), stall));
+        let client_body =
+            move |body| StallClock::new(Limited::new(WithoutTrailers::new(body), limit), stall);
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            let request = request.map(|b| Either::Left(Upload::new(b)));
+            // One `map`: each moves the whole request.
+            let request = request.map(|body| Either::Left(Upload::new(client_body(body))));
             // `send`'s steps, not `send`: as a future of its own it held the request once
             // more, and moved it there once more. Pinned where it is made (see
             // `Proxy::handle`).
@@ -172,7 +173,7 @@ impl Upstream {
         }
         // Boxed: balancing holds more across its await, and every request's future would
         // be as large as its.
-        Box::pin(self.balanced(request)).await
+        Box::pin(self.balanced(request.map(client_body))).await
     }
 
     async fn balanced(
