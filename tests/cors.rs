@@ -609,4 +609,11 @@ async fn a_cookie_token_from_another_site_is_refused() {
     let header = with(Some("https://evil.example"), ("authorization", bearer)).await;
     assert_eq!(header.status, 200, "a header token is the page's own doing");
     assert_eq!(upstream.requests().len(), before + 4);
+    // The token is cached now; a cookie holding it with one byte more is still checked
+    // as found, before the origin is: malformed, from any origin.
+    for origin in [Some("https://evil.example"), None] {
+        let malformed = with(origin, ("cookie", format!("{cookie}!"))).await;
+        assert_eq!(malformed.status, 401, "{origin:?}");
+        assert_eq!(malformed.json()["error"], "malformed_token", "{origin:?}");
+    }
 }

@@ -117,6 +117,26 @@ impl Validator {
         Box::pin(self.validate_uncached(token, now)).await
     }
 
+    /// What the cache holds for `token` now, if it is there and its key still published;
+    /// a hit is counted by [`Self::count_hit`] once it is used.
+    pub(crate) fn cached_now(&self, token: &str) -> Option<Validated> {
+        self.cached(token, unix_now())
+    }
+
+    /// Counts a hit that [`Self::cached_now`] found and the caller used.
+    pub(crate) fn count_hit(&self) {
+        self.metrics.token_cache(true);
+    }
+
+    /// Validates a token the cache was just asked for and did not hold.
+    pub(crate) async fn validate_missed(
+        &self,
+        token: &BearerToken,
+    ) -> Result<Validated, AuthError> {
+        self.metrics.token_cache(false);
+        Box::pin(self.validate_uncached(token, unix_now())).await
+    }
+
     async fn validate_uncached(
         &self,
         token: &BearerToken,

@@ -22,8 +22,10 @@ use crate::proxy::cors;
 use crate::proxy::error::ProxyError;
 use crate::proxy::service::{Caller, Conn, ConnHold, Proxy, Route};
 use crate::proxy::token_bound::{Bounds, TokenBound};
+use crate::proxy::trace_context::Held;
 use crate::secret::BearerToken;
 use crate::upstream::endpoints::InFlight;
+use crate::upstream::error::UpstreamError;
 use crate::upstream::http::Rewrite;
 use crate::websocket;
 
@@ -40,19 +42,18 @@ type PendingRelay = (
     (Permitted<()>, Option<Arc<KeyRef>>),
 );
 
-/// Forwards `request` to the route's upstream, timing it on the access line from the
-/// moment it goes out: until the answer, until a failure (`502`, `504`: the upstream was
-/// asked, and the line says for how long), or, for a request cut while it waits (the
-/// shutdown grace), until the line is written. A request refused before gatehouse reached
-/// for the upstream keeps `upstream_ms = -1`.
-pub(super) async fn ask_upstream(
-    route: &Route,
-    request: crate::auth::policy::Permitted<Request<Incoming>>,
+/// Times a request on the access line from the moment it goes out upstream: until the
+/// answer, until a failure (`502`, `504`: the upstream was asked, and the line says for how
+/// long), or, for a request cut while it waits (the shutdown grace), until the line is
+/// written. A request refused before gatehouse reached for the upstream keeps
+/// `upstream_ms = -1`. The caller awaits `Upstream::forward` itself, between
+/// `AccessLine::asking_upstream` and this: an async function of its own around the await
+/// held the request once more in its future, and moved it there once more, every request.
+pub(super) fn answered(
+    answer: Result<Response<Body>, UpstreamError>,
     line: &mut AccessLine,
 ) -> Result<(Response<Body>, Duration), ProxyError> {
-    line.asking_upstream();
-    // Pinned where it is made, not copied (see `Proxy::handle`).
-    match std::pin::pin!(route.upstream.forward(request)).await {
+    match answer {
         Ok(response) => Ok((response, line.upstream_answered())),
         Err(e) => {
             if e.reached_upstream() {
@@ -131,7 +132,10 @@ impl Proxy {
         }
         let session = permitted.session();
         let request = permitted.map(|parts| Request::from_parts(parts, body));
-        let (response, upstream_time) = ask_upstream(route, request, line).await?;
+        line.asking_upstream();
+        // Pinned where it is made, not copied (see `Proxy::handle`).
+        let answer = std::pin::pin!(route.upstream.forward(request)).await;
+        let (response, upstream_time) = answered(answer, line)?;
         route.labels.metrics.upstream(upstream_time);
         let key = credential.and_then(|c| c.key);
         if upstream_time >= RECHECK_AFTER {
@@ -250,10 +254,15 @@ impl Proxy {
             remembered: &conn.remembered,
             trace_trusted: caller.trace.trusted,
         };
-        route
-            .upstream
-            .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
-        caller.trace.apply(&mut permitted.get_mut().headers);
+        let seen =
+            route
+                .upstream
+                .rewrite(permitted, &route.config, &route.labels.redactor, rewrite)?;
+        let held = Held {
+            tracestate: seen.tracestate,
+            baggage: seen.baggage,
+        };
+        caller.trace.apply(&mut permitted.get_mut().headers, held);
         Ok(())
     }
 

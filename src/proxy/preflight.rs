@@ -63,7 +63,9 @@ impl Proxy {
         let mut permitted = policy::preflight(parts);
         self.rewrite(route, &mut permitted, context, None)?;
         let request = permitted.map(|parts| Request::from_parts(parts, body));
-        let (response, _) = super::pipeline::ask_upstream(route, request, line).await?;
+        line.asking_upstream();
+        let answer = std::pin::pin!(route.upstream.forward(request)).await;
+        let (response, _) = super::pipeline::answered(answer, line)?;
         Ok(response.map(BodyExt::boxed))
     }
 }

@@ -13,7 +13,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracer, Span};
 
-use super::trace_context::TraceContext;
+use super::trace_context::{Drawn, TraceContext};
 use crate::metrics::method_label;
 
 /// What every request needs to take part in a trace; cheap to clone.
@@ -25,7 +25,9 @@ pub(crate) struct RequestTracer {
 
 pub(crate) struct RequestSpan {
     pub(crate) context: TraceContext,
-    span: Option<Span>,
+    /// Boxed: an SDK span is ~280 bytes, held across every request's await (and so moved
+    /// with its future) even when no span is exported, which is the usual case.
+    span: Option<Box<Span>>,
 }
 
 /// Where the request is, for the span's name and attributes.
@@ -49,11 +51,11 @@ impl RequestTracer {
         &self,
         headers: &HeaderMap,
         target: &Target<'_>,
-        trusted_hop: bool,
+        (trusted_hop, drawn): (bool, &Drawn),
     ) -> RequestSpan {
         let exporting = self.tracer.is_some();
         let trusted = self.trust_incoming && trusted_hop;
-        let mut context = TraceContext::for_request(headers, trusted, exporting);
+        let mut context = TraceContext::for_request(headers, trusted, exporting, drawn);
         let Some(tracer) = &self.tracer else {
             return RequestSpan {
                 context,
@@ -77,7 +79,7 @@ impl RequestTracer {
         context.sampled = ids.is_sampled();
         RequestSpan {
             context,
-            span: Some(span),
+            span: Some(Box::new(span)),
         }
     }
 }

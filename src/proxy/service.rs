@@ -41,7 +41,7 @@ use crate::proxy::rate_limit::RateLimits;
 use crate::proxy::request_span::{RequestSpan, RequestTracer, Target as SpanTarget};
 use crate::proxy::route::RouteTable;
 use crate::proxy::ticket_desk::TicketDesk;
-use crate::proxy::trace_context::TraceContext;
+use crate::proxy::trace_context::{Drawn, TraceContext};
 use crate::tickets::TicketStore;
 use crate::upstream::headers::{self, X_REQUEST_ID};
 use crate::upstream::identity::IdentityHeaders;
@@ -230,25 +230,39 @@ impl Proxy {
             None => self.destination(&path),
         };
         let labels = destination.labels(&self.fallback);
-        let request_id = headers::request_id(request.headers());
+        let drawn = Drawn::new();
+        let request_id = headers::request_id_or(request.headers(), || drawn.request_uuid());
         let cors_seen = cors::Seen::of(&request);
         let method = request.method().clone();
-        let span = self.begin_span(&request, &path, &labels.name, &conn);
+        let span = self.begin_span(&request, &path, &labels.name, (&conn, &drawn));
         let (mut line, caller) = self.begin(&request, &conn, &span, labels, &request_id);
         // Refused targets still count against the client's request rate.
         let admissible = self
             .admissible(&request, caller.client.addr)
             .and_then(|()| refused.map_or(Ok(()), |r| Err(ProxyError::Path(r))));
-        let result = match admissible {
-            Err(e) => Err(e),
-            Ok(()) => {
+        // Dispatched here, not in a function of its own: an async one held the request
+        // once more in its future, and moved it there once more, on every request. The
+        // desks are boxed: their futures are large and rare, and every request's future
+        // (moved as a whole) would otherwise be as large as theirs.
+        let result = match (admissible, destination) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Destination::Tickets(desk)) => {
+                let request = (request, caller.client.https);
+                Box::pin(self.ticket_endpoint(desk, request, &mut line)).await
+            }
+            (Ok(()), Destination::Logout(desk)) => {
+                let request = (request, caller.client.https);
+                Box::pin(self.logout_endpoint(desk, request, &mut line)).await
+            }
+            (Ok(()), Destination::Route(route)) => {
                 let context = (&conn, &caller, &request_id);
                 // Pinned where it is made: `.await` on the call itself first moves the
                 // callee's whole future (kilobytes: everything down to the upstream
                 // exchange) into this one's state, a copy per request at every level of
                 // the request path. Made in place, nothing is copied; the state is no larger.
-                std::pin::pin!(self.dispatch(destination, request, context, &mut line)).await
+                std::pin::pin!(self.pipeline(request, route, context, &mut line)).await
             }
+            (Ok(()), Destination::Nowhere) => Err(ProxyError::NoRoute),
         };
         let own_error = result.is_err();
         let mut response = result.unwrap_or_else(|error| {
@@ -283,33 +297,6 @@ impl Proxy {
             .map_or(Destination::Nowhere, Destination::Route)
     }
 
-    async fn dispatch(
-        self: &Arc<Self>,
-        destination: Destination<'_>,
-        request: Request<Incoming>,
-        (conn, caller, request_id): (&Conn, &Caller, &HeaderValue),
-        line: &mut AccessLine,
-    ) -> Result<Response<Body>, ProxyError> {
-        // The desks are boxed: their futures are large and rare, and every request's
-        // future (moved as a whole) would otherwise be as large as theirs.
-        match destination {
-            Destination::Tickets(desk) => {
-                let request = (request, caller.client.https);
-                Box::pin(self.ticket_endpoint(desk, request, line)).await
-            }
-            Destination::Logout(desk) => {
-                let request = (request, caller.client.https);
-                Box::pin(self.logout_endpoint(desk, request, line)).await
-            }
-            Destination::Route(route) => {
-                let context = (conn, caller, request_id);
-                // Pinned where it is made, as `dispatch` in `handle`: not copied.
-                std::pin::pin!(self.pipeline(request, route, context, line)).await
-            }
-            Destination::Nowhere => Err(ProxyError::NoRoute),
-        }
-    }
-
     /// The request's one client and trace context, and its access line, begun before
     /// anything can refuse it.
     fn begin(
@@ -340,7 +327,7 @@ impl Proxy {
         request: &Request<Incoming>,
         path: &str,
         route: &str,
-        conn: &Conn,
+        (conn, drawn): (&Conn, &Drawn),
     ) -> RequestSpan {
         let target = SpanTarget {
             method: request.method(),
@@ -351,7 +338,8 @@ impl Proxy {
         // reaches the listener directly must not choose trace ids.
         let trusted_hop = self.trusted_proxies.is_empty()
             || (conn.vouches && self.trusted_proxies.contains(conn.hop));
-        self.tracer.start(request.headers(), &target, trusted_hop)
+        self.tracer
+            .start(request.headers(), &target, (trusted_hop, drawn))
     }
 
     /// Replaces the request target with its canonical origin-form; HTTP/2 `:authority`

@@ -34,6 +34,7 @@ use super::upload::Upload;
 use crate::auth::policy::{Access, Permitted};
 use crate::body::Body;
 use crate::config::{RouteConfig, UpstreamAuth};
+use crate::proxy::trace_context::{BAGGAGE, TRACESTATE};
 use crate::redact::Redactor;
 use crate::secret::BearerToken;
 use crate::upstream::error::{AtEndpoint, NoAnswerWithin, UpstreamError};
@@ -96,27 +97,27 @@ impl Upstream {
     }
 
     /// Rewrites `parts` in place into the request the upstream receives; only a request
-    /// that passed policy can be rewritten.
+    /// that passed policy can be rewritten. Says which of the fields the caller handles
+    /// next (trace context) the request may still have.
     pub fn rewrite(
         &self,
         permitted: &mut Permitted<Parts>,
         route: &RouteConfig,
         redactor: &Redactor,
         ctx: Rewrite<'_>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<headers::Seen, UpstreamError> {
         let access = permitted.access().clone();
         let parts = permitted.get_mut();
         let path_and_query = upstream_target(&parts.uri, route, redactor)?;
-        let original_host = ctx
-            .host
-            .cloned()
-            .or_else(|| parts.headers.get(HOST).cloned())
-            .or_else(|| {
-                parts
-                    .uri
-                    .authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            });
+        // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
+        // Taken out here, it is not looked up twice.
+        let host_field = parts.headers.remove(HOST);
+        let original_host = ctx.host.cloned().or(host_field).or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -126,8 +127,8 @@ impl Upstream {
         parts.version = Version::HTTP_11;
 
         let hop = Hop::new(ctx.client_ip, ctx.https, original_host);
-        rewrite_headers(&mut parts.headers, route, redactor, &hop, (&ctx, &access));
-        Ok(())
+        let seen = rewrite_headers(&mut parts.headers, route, redactor, &hop, (&ctx, &access));
+        Ok(seen)
     }
 
     /// Sends the request to one of the route's endpoints and waits for response headers,
@@ -156,19 +157,23 @@ impl Upstream {
             return Err(UpstreamError::BodyTooLarge { sent: false });
         }
         let stall = self.body_stall;
-        let request = request
-            .map(|body| StallClock::new(Limited::new(WithoutTrailers::new(body), limit), stall));
+        let client_body =
+            move |body| StallClock::new(Limited::new(WithoutTrailers::new(body), limit), stall);
         if self.targets.is_single() {
             let endpoint = self.targets.pool.endpoints().first().cloned();
             let endpoint = endpoint.ok_or(UpstreamError::NoConnection)?;
-            let request = request.map(|b| Either::Left(Upload::new(b)));
-            // Pinned where it is made, not copied (see `Proxy::handle`).
-            let sent = std::pin::pin!(self.send(&endpoint, request)).await;
-            return sent.map_err(|(error, _)| error);
+            // One `map`: each moves the whole request.
+            let request = request.map(|body| Either::Left(Upload::new(client_body(body))));
+            // `send`'s steps, not `send`: as a future of its own it held the request once
+            // more, and moved it there once more. Pinned where it is made (see
+            // `Proxy::handle`).
+            let exchange = std::pin::pin!(self.conns.send(&endpoint, request));
+            let sent = tokio::time::timeout(self.timeout, exchange).await;
+            return self.sent(sent, &endpoint).map_err(|(error, _)| error);
         }
         // Boxed: balancing holds more across its await, and every request's future would
         // be as large as its.
-        Box::pin(self.balanced(request)).await
+        Box::pin(self.balanced(request.map(client_body))).await
     }
 
     async fn balanced(
@@ -226,6 +231,19 @@ impl Upstream {
         // was copied into it, then with it into this state (see `Proxy::handle`).
         let exchange = std::pin::pin!(self.conns.send(endpoint, request));
         let sent = tokio::time::timeout(self.timeout, exchange).await;
+        self.sent(sent, endpoint)
+    }
+
+    /// What an attempt came to: its response, or the error and the request when no
+    /// connection took it.
+    // The request comes back whole, unboxed, as from `send`: the error is rare, and the
+    // request goes on to another endpoint without an allocation or a copy of its own.
+    #[allow(clippy::result_large_err)]
+    fn sent(
+        &self,
+        sent: Result<Result<Response<Body>, Failure>, tokio::time::error::Elapsed>,
+        endpoint: &Arc<Endpoint>,
+    ) -> Result<Response<Body>, (UpstreamError, Option<Request<Sent>>)> {
         let mut response = match sent {
             Err(_) => {
                 let late = AtEndpoint::boxed(&endpoint.authority, NoAnswerWithin(self.timeout));
@@ -272,23 +290,22 @@ const ADDED_FIELDS: usize = 8;
 
 /// The header rules in their order: the client's hop-by-hop fields first (so `Connection`
 /// cannot remove what we set), then its spoofable ones in every spelling, then credentials;
-/// the headers gatehouse vouches for are set last.
+/// the headers gatehouse vouches for are set last. Returns what the strip saw, with the
+/// identity headers just set counted as seen.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     route: &RouteConfig,
     redactor: &Redactor,
     hop: &Hop,
     (ctx, access): (&Rewrite<'_>, &Access),
-) {
+) -> headers::Seen {
     // Room for what is added below (forwarding, request id, identity, trace context) at
     // once: the map hyper parsed fits the client's fields, and grew twice on the way. It
     // cannot fail: a request's fields (100 on HTTP/1.1, `max_header_bytes` on HTTP/2) stay
     // far below the map's limit.
     let _ = h.try_reserve(ADDED_FIELDS + ctx.identity.names().len());
-    let seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
+    let mut seen = headers::strip_client(h, ctx.identity.names(), ctx.trace_trusted);
     ctx.identity.strip_rules().apply(h);
-    // The client sets Host from the upstream URI; the original goes in X-Forwarded-Host.
-    h.remove(HOST);
     if seen.cookie {
         join_cookies(h);
         remove_token_cookies(h, redactor);
@@ -313,6 +330,12 @@ fn rewrite_headers(
     h.insert(headers::X_REQUEST_ID.clone(), ctx.request_id.clone());
     let remembered = &ctx.remembered.identity;
     crate::upstream::identity::attach(h, ctx.identity, access, remembered);
+    // An identity header may have any name the config does not reserve, trace fields too.
+    for (name, _) in ctx.identity.names() {
+        seen.tracestate |= *name == TRACESTATE;
+        seen.baggage |= *name == BAGGAGE;
+    }
+    seen
 }
 
 /// The request target the upstream sees: the prefix stripped, token parameters out of the

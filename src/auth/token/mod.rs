@@ -44,6 +44,19 @@ pub fn extract(
     sources: &[TokenSource],
     max_bytes: usize,
 ) -> Result<Option<Found>, AuthError> {
+    extract_unless_known(parts, sources, max_bytes, |_, _| false)
+}
+
+/// As [`extract`], but a token for which `known` holds skips the character check: it is
+/// byte for byte one that passed it before (a token the validation cache holds), so the
+/// check would pass again. The size check still comes first, and any other token is
+/// checked where [`extract`] checks it, so every request gets the error it would have.
+pub fn extract_unless_known(
+    parts: &Parts,
+    sources: &[TokenSource],
+    max_bytes: usize,
+    mut known: impl FnMut(&str, Origin) -> bool,
+) -> Result<Option<Found>, AuthError> {
     for source in sources {
         let raw = match source {
             TokenSource::Header => bearer::find(&parts.headers)?,
@@ -55,10 +68,13 @@ pub fn extract(
             TokenSource::FirstMessage => None,
         };
         if let Some(raw) = raw {
-            return Ok(Some(Found {
-                token: accept(raw, max_bytes)?,
-                origin: origin(source),
-            }));
+            let origin = origin(source);
+            check_size(&raw, max_bytes)?;
+            let token = match !raw.is_empty() && known(&raw, origin) {
+                true => BearerToken::new(raw),
+                false => accept(raw, max_bytes)?,
+            };
+            return Ok(Some(Found { token, origin }));
         }
     }
     Ok(None)
@@ -78,13 +94,19 @@ pub fn origin(source: &TokenSource) -> Origin {
 
 /// Checks a token that arrived some other way (the first WebSocket message) like the rest.
 pub fn accept(raw: String, max_bytes: usize) -> Result<BearerToken, AuthError> {
-    if raw.len() > max_bytes {
-        return Err(AuthError::TooLarge);
-    }
+    check_size(&raw, max_bytes)?;
     if raw.is_empty() || !is_b64token(raw.as_bytes()) {
         return Err(AuthError::Malformed);
     }
     Ok(BearerToken::new(raw))
+}
+
+/// The size limit, which every token meets before anything else is asked of it.
+fn check_size(raw: &str, max_bytes: usize) -> Result<(), AuthError> {
+    match raw.len() > max_bytes {
+        true => Err(AuthError::TooLarge),
+        false => Ok(()),
+    }
 }
 
 /// Whether every byte is an RFC 6750 b64token character, which covers JWTs and common

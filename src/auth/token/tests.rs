@@ -129,3 +129,30 @@ fn b64token_bytes_are_exactly_rfc_6750s() {
         assert!(!is_b64token(&token), "{at}");
     }
 }
+
+/// A token the cache holds skips only the character check: the size limit still comes
+/// first, an empty token is never asked about, and any other token is checked as ever.
+#[test]
+fn a_known_token_skips_only_the_character_check() {
+    let p = parts("/x", &[("authorization", "Bearer a.b.c")]);
+    let mut asked = Vec::new();
+    let known = |raw: &str, origin: Origin| {
+        asked.push((raw.to_string(), origin));
+        true
+    };
+    let found = extract_unless_known(&p, &sources(), 100, known).unwrap();
+    assert_eq!(found.map(|f| f.origin), Some(Origin::Header));
+    assert_eq!(asked, [("a.b.c".to_string(), Origin::Header)]);
+
+    let long = format!("Bearer {}", "a".repeat(101));
+    let p = parts("/x", &[("authorization", &long)]);
+    let result = extract_unless_known(&p, &sources(), 100, |_, _| panic!("asked"));
+    assert!(matches!(result, Err(AuthError::TooLarge)));
+
+    let p = parts("/x", &[("cookie", "at=a!b")]);
+    let result = extract_unless_known(&p, &sources(), 100, |_, _| false);
+    assert!(matches!(result, Err(AuthError::Malformed)));
+    let p = parts("/x", &[("cookie", "at=")]);
+    let result = extract_unless_known(&p, &sources(), 100, |_, _| panic!("asked"));
+    assert!(matches!(result, Err(AuthError::Malformed)));
+}

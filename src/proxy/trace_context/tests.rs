@@ -55,14 +55,14 @@ fn two_traceparent_fields_count_as_none() {
 #[test]
 fn an_untrusted_parent_starts_a_new_trace_and_is_never_forwarded() {
     let h = headers(&[(&TRACEPARENT, VALID), (&TRACESTATE, "congo=t61rcWkgMzE")]);
-    let ctx = TraceContext::for_request(&h, false, true);
+    let ctx = TraceContext::for_request(&h, false, true, &Drawn::new());
     assert_ne!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(
         (ctx.parent_id, ctx.sampled, &ctx.tracestate),
         (None, true, &None)
     );
     let mut upstream = h.clone();
-    ctx.apply(&mut upstream);
+    ctx.apply(&mut upstream, Held::ANY);
     let sent = upstream[&TRACEPARENT].to_str().unwrap();
     assert!(
         sent.starts_with(&format!("00-{}-", ctx.trace_id_hex())),
@@ -79,7 +79,7 @@ fn a_trusted_parent_is_continued_with_our_own_span() {
         (&TRACEPARENT, &VALID.replace("-01", "-00")),
         (&TRACESTATE, "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE"),
     ]);
-    let ctx = TraceContext::for_request(&h, true, true);
+    let ctx = TraceContext::for_request(&h, true, true, &Drawn::new());
     assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(
         ctx.parent_id.map(|p| hex(&p)).as_deref(),
@@ -88,7 +88,7 @@ fn a_trusted_parent_is_continued_with_our_own_span() {
     assert_ne!(hex(&ctx.span_id), "00f067aa0ba902b7");
     assert!(!ctx.sampled, "the caller's sampling decision holds");
     let mut upstream = HeaderMap::new();
-    ctx.apply(&mut upstream);
+    ctx.apply(&mut upstream, Held::ANY);
     let sent = upstream[&TRACEPARENT].to_str().unwrap().to_string();
     assert_eq!(
         sent,
@@ -109,7 +109,7 @@ fn a_trusted_but_malformed_parent_starts_a_new_trace() {
         (&TRACEPARENT, &VALID.to_uppercase()),
         (&TRACESTATE, "congo=t61rcWkgMzE"),
     ]);
-    let ctx = TraceContext::for_request(&h, true, false);
+    let ctx = TraceContext::for_request(&h, true, false, &Drawn::new());
     assert_eq!(
         (ctx.parent_id, ctx.sampled, ctx.tracestate),
         (None, false, None)
@@ -160,4 +160,20 @@ fn hex(bytes: &[u8]) -> String {
     let mut out = vec![0; bytes.len() * 2];
     hex_into(bytes, &mut out);
     String::from_utf8(out).unwrap()
+}
+
+/// Ids drawn at once keep the spec's rule: never all zeros, drawn again if they were; the
+/// request id is a version 4 UUID.
+#[test]
+fn drawn_ids_are_never_zero_and_the_request_id_is_a_v4_uuid() {
+    let zeros = Drawn([0; 40]);
+    assert_ne!(zeros.trace_id(), [0; 16]);
+    assert_ne!(zeros.span_id(), [0; 8]);
+    let uuid = zeros.request_uuid();
+    assert_eq!(uuid.get_version_num(), 4);
+    assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122);
+    let drawn = Drawn::new();
+    assert_eq!(&drawn.trace_id()[..], &drawn.0[..16]);
+    assert_eq!(&drawn.span_id()[..], &drawn.0[16..24]);
+    assert_ne!(drawn.request_uuid(), Drawn::new().request_uuid());
 }
