@@ -367,8 +367,9 @@ fn drops(kind: Kind, underscored: bool, trace_trusted: bool) -> bool {
 }
 
 /// A client header that must not reach the upstream in any spelling: an identity header,
-/// a forwarding or asserted header, an `_` spelling of a header the proxy manages, or
-/// (from a hop not trusted with trace context) another tracer's field.
+/// a forwarding or asserted header, an `_` spelling of a header the proxy manages, (from a
+/// hop not trusted with trace context) another tracer's field, or any name with a byte
+/// other than a letter, a digit, `-` or `_`.
 ///
 /// A `HeaderName` is lowercase, and so is every listed name, so folding is only `_` to
 /// `-`: done once on the name (nearly none has a `_`), after which every comparison is
@@ -380,9 +381,18 @@ fn is_spoofed(
     trace_trusted: bool,
 ) -> bool {
     let name = name.as_str().as_bytes();
-    // `contains`, not the memchr crate: names are a dozen bytes, and its set-up cost more
-    // than the search.
-    let underscored = name.contains(&b'_');
+    // A name with anything but letters, digits, `-` and `_` goes whatever it says: PHP
+    // and CGI gateways read `.` (and other such bytes) as `_`, so `Remote.User` is their
+    // `REMOTE_USER`, and nginx ignores such names by default. A name is a dozen bytes:
+    // one plain pass, which also finds the `_` to fold.
+    let mut underscored = false;
+    for &b in name {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
+            b'_' => underscored = true,
+            _ => return true,
+        }
+    }
     let folded: Cow<'_, [u8]> = match underscored {
         false => Cow::Borrowed(name),
         true => Cow::Owned(name.iter().map(|&b| fold(b)).collect()),
@@ -924,6 +934,26 @@ mod tests {
         let request = [&fields[..], &["x-keep"]].concat();
         assert_eq!(left_of(&request, false), ["x-keep"]);
         assert_eq!(left_of(&request, true).len(), fields.len() + 1);
+    }
+
+    /// Pass 20: PHP (behind Caddy's FastCGI, say) reads `Remote.User` as `REMOTE_USER`, and
+    /// a `.` spelling of gatehouse's own identity header reached it next to the real one.
+    #[test]
+    fn names_with_bytes_a_gateway_would_fold_go() {
+        let odd = [
+            "Remote.User",
+            "X.Auth.Subject",
+            "x.forwarded.for",
+            "X.Internal.Role",
+            "SM.USER",
+            "x+auth+roles",
+            "x!auth",
+            "x~y",
+            "a.b",
+            "x'quoted",
+        ];
+        let kept = ["accept", "x-custom-1", "x_custom_2"];
+        assert_eq!(left_of(&[&odd[..], &kept].concat(), false), kept);
     }
 
     /// The names `strip_client` leaves of a request with one field of each name, sorted.

@@ -134,6 +134,9 @@ fn identity() -> Vec<Case> {
             .h1_only(),
         case("identity underscores lower", "/api/x").with(&[("x_auth_subject", "root")]),
         case("identity underscores public", "/public/x").with(&[("x_auth_subject", "root")]),
+        // PHP reads `.` (and ` `) in a field name as `_`.
+        case("identity dots", "/api/x")
+            .with(&[("X.Auth.Subject", "root"), ("x.auth.roles", "admin")]),
         case("Connection drops identity", "/api/x")
             .with(&[("Connection", "X-Auth-Subject, X-Auth-Roles, X-Auth-Scopes")])
             .h1_only(),
@@ -157,6 +160,8 @@ fn forwarding() -> Vec<Case> {
         case("X-Original-URL", "/public/x").with(&[("X-Original-URL", "/api/admin")]),
         case("X-Rewrite-URL", "/public/x").with(&[("X-Rewrite-URL", "/api/admin")]),
         case("X-HTTP-Method-Override", "/api/x").with(&[("X-HTTP-Method-Override", "DELETE")]),
+        // PHP reads `.` in a field name as `_`: `X.Forwarded.For` is HTTP_X_FORWARDED_FOR.
+        case("X.Forwarded.For", "/api/x").with(&[("X.Forwarded.For", SPOOFED_IP)]),
         // gunicorn takes a SCRIPT_NAME field as the mount point and cuts it off the path:
         // `/public/api/admin` would run `/api/admin`. So does the X-Script-Name snippet.
         case("SCRIPT_NAME", "/public/api/admin").with(&[("SCRIPT_NAME", "/public")]),
