@@ -2,7 +2,7 @@
 //! a frame without waking its own task.
 //!
 //! A connection is driven inline by the task of the request that holds it
-//! ([`pool`](super::pool)), and hyper registers that task's waker on everything the
+//! (the pool, `pool.rs`), and hyper registers that task's waker on everything the
 //! connection waits for, the response body's channel included. Taking a frame from that
 //! channel wakes the connection ("room for the next one") from inside the very poll that
 //! took it: one more poll of the whole client connection task per response, for nothing,
