@@ -50,6 +50,15 @@ async fn proxy(upstream: &str, ws: &str) -> TestProxy {
     TestProxy::start_with_secrets(&toml(upstream, ws), &[("HS", SECRET)]).await
 }
 
+/// One authenticated route `/api` to `upstream`, with this `[identity]` table's body.
+async fn api_proxy(upstream: &Upstream, identity: &str) -> TestProxy {
+    let config = format!(
+        "{HS_ISSUER}\n[identity]\n{identity}\n\n[[route]]\npath = \"/api\"\nupstream = \"{}\"\n",
+        upstream.url()
+    );
+    TestProxy::start_with_secrets(&config, &[("HS", SECRET)]).await
+}
+
 fn token(sub: &str) -> String {
     mint_hs(&claims(ISS, "api", json!({"sub": sub, "role": "user"})))
 }
@@ -216,20 +225,8 @@ async fn spoofed_identity_and_forwarding_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn an_asserted_header_set_as_identity_carries_only_the_verified_subject() {
     let upstream = Upstream::echo().await;
-    let config = format!(
-        r#"
-{HS_ISSUER}
-
-[identity]
-headers = {{ "X-Auth-Request-User" = "sub" }}
-
-[[route]]
-path = "/api"
-upstream = "{}"
-"#,
-        upstream.url()
-    );
-    let proxy = TestProxy::start_with_secrets(&config, &[("HS", SECRET)]).await;
+    let identity = r#"headers = { "X-Auth-Request-User" = "sub" }"#;
+    let proxy = api_proxy(&upstream, identity).await;
     let request = format!(
         "GET /api/x HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {}\r\n\
          X-Auth-Request-User: root\r\nX_AUTH_REQUEST_USER: root\r\nConnection: close\r\n\r\n",
@@ -246,21 +243,9 @@ upstream = "{}"
 #[tokio::test]
 async fn the_operators_strip_headers_never_reach_the_upstream() {
     let upstream = Upstream::echo().await;
-    let config = format!(
-        r#"
-{HS_ISSUER}
-
-[identity]
-headers = {{ "X-Auth-Subject" = "sub" }}
-strip_headers = ["X-Backend-User", "X-Internal-*"]
-
-[[route]]
-path = "/api"
-upstream = "{}"
-"#,
-        upstream.url()
-    );
-    let proxy = TestProxy::start_with_secrets(&config, &[("HS", SECRET)]).await;
+    let identity = r#"headers = { "X-Auth-Subject" = "sub" }
+strip_headers = ["X-Backend-User", "X-Internal-*"]"#;
+    let proxy = api_proxy(&upstream, identity).await;
     let request = format!(
         "GET /api/x HTTP/1.1\r\nHost: edge.example\r\nAuthorization: Bearer {}\r\n\
          X-Backend-User: root\r\nx_backend_user: root\r\nX-Internal-Role: admin\r\n\

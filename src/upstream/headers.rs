@@ -426,7 +426,7 @@ fn is_spoofed(
 }
 
 /// A byte as [`same_name`] compares it.
-fn fold(c: u8) -> u8 {
+pub(crate) fn fold(c: u8) -> u8 {
     match c {
         b'_' => b'-',
         c => c.to_ascii_lowercase(),

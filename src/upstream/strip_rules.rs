@@ -3,9 +3,9 @@
 //! header, an in-house `X-Internal-*` family). They are removed from every request, in
 //! every case and `_`/`-` spelling, before gatehouse sets its own headers.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-use super::headers::{reserved_names, same_name};
+use super::headers::{fold, reserved_names, same_name};
 
 /// The operator's names and prefixes, folded (ASCII lowercase, `_` read as `-`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,10 +36,10 @@ impl StripRules {
                     format!("{entry:?}: `*` may only end a rule, as a prefix"),
                 ));
             }
-            if !body.bytes().all(is_token_byte) {
+            if HeaderName::from_bytes(body.as_bytes()).is_err() {
                 return Err((index, format!("{entry:?} is not a header name")));
             }
-            let folded = fold(body);
+            let folded: String = body.bytes().map(|b| char::from(fold(b))).collect();
             let covers_reserved = reserved_names().any(|name| {
                 if prefix {
                     name.starts_with(folded.as_str())
@@ -92,20 +92,6 @@ impl StripRules {
             headers.remove(name);
         }
     }
-}
-
-/// RFC 9110's `tchar`: what a field name is made of.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn fold(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => char::from(b.to_ascii_lowercase()),
-        })
-        .collect()
 }
 
 #[cfg(test)]
